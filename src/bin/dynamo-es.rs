@@ -1,1 +1,2 @@
+//! The `dynamo-es` command-line tool.
 fn main() {}

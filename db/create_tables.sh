@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Creates the DynamoDB tables used by dynamo-es, with the AWS CLI.
+#
+# Usage:
+#   db/create_tables.sh [--no-endpoint | --endpoint-url URL] [VIEW_TABLE ...]
+#
+# Endpoint, first match wins:
+#   --no-endpoint or DYNAMO_ES_REAL_AWS=1   real AWS (no --endpoint-url)
+#   --endpoint-url URL
+#   $AWS_ENDPOINT_URL_DYNAMODB
+#   $AWS_ENDPOINT_URL
+#   http://localhost:8000                   (DynamoDB Local, docker-compose.yml)
+#
+# Table names:
+#   $EVENTS_TABLE     (default Events)     HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)
+#   $SNAPSHOTS_TABLE  (default Snapshots)  HASH AggregateTypeAndId (S)
+#   VIEW_TABLE ...    (default TestViewTable)  HASH ViewId (S)
+#
+# All tables use on-demand (PAY_PER_REQUEST) billing. Tables that already
+# exist are left alone, after checking that their key schema is the expected
+# one. Safe to run more than once.
+
+set -euo pipefail
+
+usage() {
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+real_aws="${DYNAMO_ES_REAL_AWS:-0}"
+endpoint=""
+view_tables=()
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --no-endpoint)
+      real_aws=1
+      shift
+      ;;
+    --endpoint-url)
+      if [[ $# -lt 2 ]]; then
+        echo "error: --endpoint-url needs a URL" >&2
+        exit 2
+      fi
+      endpoint="$2"
+      shift 2
+      ;;
+    --endpoint-url=*)
+      endpoint="${1#--endpoint-url=}"
+      shift
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    --)
+      shift
+      view_tables+=("$@")
+      break
+      ;;
+    -*)
+      echo "error: unknown option: $1" >&2
+      usage >&2
+      exit 2
+      ;;
+    *)
+      view_tables+=("$1")
+      shift
+      ;;
+  esac
+done
+
+events_table="${EVENTS_TABLE:-Events}"
+snapshots_table="${SNAPSHOTS_TABLE:-Snapshots}"
+if [[ ${#view_tables[@]} -eq 0 ]]; then
+  view_tables=(TestViewTable)
+fi
+
+if ! command -v aws >/dev/null 2>&1; then
+  echo "error: the AWS CLI ('aws') is not installed or not on PATH" >&2
+  exit 1
+fi
+
+# Never open a pager for CLI output (AWS CLI v2).
+export AWS_PAGER=""
+
+endpoint_args=()
+if [[ "$real_aws" == "1" ]]; then
+  # Make sure nothing from the environment or the CLI config redirects the
+  # calls to an emulator.
+  unset AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL
+  export AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true
+  echo "Target: real AWS (region: ${AWS_REGION:-${AWS_DEFAULT_REGION:-from the CLI configuration}})"
+else
+  if [[ -z "$endpoint" ]]; then
+    endpoint="${AWS_ENDPOINT_URL_DYNAMODB:-${AWS_ENDPOINT_URL:-http://localhost:8000}}"
+  fi
+  endpoint_args=(--endpoint-url "$endpoint")
+  # AWS CLI v1 reads only AWS_DEFAULT_REGION; an emulator accepts any region.
+  if [[ -z "${AWS_DEFAULT_REGION:-}" ]]; then
+    export AWS_DEFAULT_REGION="${AWS_REGION:-us-east-1}"
+  fi
+  echo "Target: $endpoint (region: $AWS_DEFAULT_REGION)"
+fi
+
+ddb() {
+  aws dynamodb "$@" "${endpoint_args[@]+"${endpoint_args[@]}"}"
+}
+
+# The key schema of an existing table as "name:type:keytype" words, HASH first,
+# e.g. "AggregateTypeAndId:S:HASH AggregateIdSequence:N:RANGE".
+describe_keys() {
+  local table="$1" keys attrs wanted name key_type attr_type attr_name attr_kind result=""
+  keys="$(ddb describe-table --table-name "$table" \
+    --query 'Table.KeySchema[].[AttributeName,KeyType]' --output text)"
+  attrs="$(ddb describe-table --table-name "$table" \
+    --query 'Table.AttributeDefinitions[].[AttributeName,AttributeType]' --output text)"
+  for wanted in HASH RANGE; do
+    while read -r name key_type; do
+      [[ "$key_type" == "$wanted" ]] || continue
+      attr_type=""
+      while read -r attr_name attr_kind; do
+        if [[ "$attr_name" == "$name" ]]; then
+          attr_type="$attr_kind"
+        fi
+      done <<<"$attrs"
+      result+="${result:+ }${name}:${attr_type}:${key_type}"
+    done <<<"$keys"
+  done
+  printf '%s\n' "$result"
+}
+
+# create_table TABLE HASH_NAME HASH_TYPE [RANGE_NAME RANGE_TYPE]
+create_table() {
+  local table="$1" hash_name="$2" hash_type="$3"
+  local range_name="${4:-}" range_type="${5:-}"
+  local expected="${hash_name}:${hash_type}:HASH"
+  local key_schema=("AttributeName=${hash_name},KeyType=HASH")
+  local attr_defs=("AttributeName=${hash_name},AttributeType=${hash_type}")
+  if [[ -n "$range_name" ]]; then
+    expected+=" ${range_name}:${range_type}:RANGE"
+    key_schema+=("AttributeName=${range_name},KeyType=RANGE")
+    attr_defs+=("AttributeName=${range_name},AttributeType=${range_type}")
+  fi
+
+  local err
+  if err="$(ddb describe-table --table-name "$table" 2>&1 >/dev/null)"; then
+    local actual
+    actual="$(describe_keys "$table")"
+    if [[ "$actual" != "$expected" ]]; then
+      echo "error: table '$table' exists with key schema '$actual', expected '$expected'" >&2
+      exit 1
+    fi
+    echo "Table '$table' already exists with the expected key schema; skipping."
+    return 0
+  fi
+  if [[ "$err" != *ResourceNotFoundException* ]]; then
+    echo "error: could not describe table '$table':" >&2
+    echo "$err" >&2
+    exit 1
+  fi
+
+  echo "Creating table '$table' (key: $expected, billing: PAY_PER_REQUEST)..."
+  if ! err="$(ddb create-table \
+    --table-name "$table" \
+    --key-schema "${key_schema[@]}" \
+    --attribute-definitions "${attr_defs[@]}" \
+    --billing-mode PAY_PER_REQUEST 2>&1 >/dev/null)"; then
+    if [[ "$err" == *ResourceInUseException* ]]; then
+      echo "Table '$table' was created concurrently; waiting for it."
+    else
+      echo "error: could not create table '$table':" >&2
+      echo "$err" >&2
+      exit 1
+    fi
+  fi
+
+  echo "Waiting for table '$table' to become active..."
+  ddb wait table-exists --table-name "$table"
+  echo "Table '$table' is ready."
+}
+
+create_table "$events_table" AggregateTypeAndId S AggregateIdSequence N
+create_table "$snapshots_table" AggregateTypeAndId S
+for view_table in "${view_tables[@]}"; do
+  create_table "$view_table" ViewId S
+done
+
+echo "Done: $events_table, $snapshots_table, ${view_tables[*]}"

@@ -1,0 +1,340 @@
+//! [`DynamoStore`]: an `EventStore` whose snapshots are always right.
+//!
+//! cqrs-es 0.5's `PersistedEventStore` builds a snapshot by applying the
+//! committed events to the context's aggregate. Under `CqrsFramework` that
+//! aggregate has already had them applied by `Aggregate::handle` (through
+//! `EventSink::write`), so every snapshot it writes holds each event twice.
+//!
+//! `DynamoStore` keeps, in its context, the state as it was loaded: the
+//! stored snapshot's raw value and the events replayed on top of it. A
+//! snapshot is that state plus the committed events applied exactly once,
+//! whether or not the caller already applied them to
+//! [`DynamoAggregateContext::aggregate`].
+//!
+//! The cost: the loaded snapshot value (and, in snapshot mode, the events
+//! after it) stay in memory until the commit, and a commit that writes a
+//! snapshot deserializes that value once more. Commits that write no
+//! snapshot pay nothing.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
+};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
+
+/// When a [`DynamoStore`] writes a snapshot.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    /// Never: aggregates are rebuilt from their events (cqrs-es's "event store").
+    Never,
+    /// Every `n` events (cqrs-es's "snapshot store"): snapshots land on
+    /// multiples of `n`, and loads replay at most `n - 1` events after one.
+    Every(usize),
+    /// After every commit (cqrs-es's "aggregate store"): loads read only
+    /// the snapshot.
+    Always,
+}
+
+impl SnapshotPolicy {
+    /// How many of `new_events` events, committed after `current_sequence`,
+    /// the snapshot written with them includes (0: no snapshot).
+    pub fn events_in_snapshot(self, current_sequence: usize, new_events: usize) -> usize {
+        match self {
+            SnapshotPolicy::Never => 0,
+            SnapshotPolicy::Always => new_events,
+            SnapshotPolicy::Every(0) => new_events,
+            SnapshotPolicy::Every(size) => {
+                let last = current_sequence + new_events;
+                let boundary = last - last % size;
+                boundary.saturating_sub(current_sequence)
+            }
+        }
+    }
+}
+
+/// An aggregate as loaded by a [`DynamoStore`].
+pub struct DynamoAggregateContext<A: Aggregate> {
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The aggregate, which `CqrsFramework` hands to `handle`.
+    pub aggregate: A,
+    /// The last event sequence applied.
+    pub current_sequence: usize,
+    /// The version of the stored snapshot, if there is one.
+    pub current_snapshot: Option<usize>,
+    base: Base<A>,
+}
+
+/// The loaded state, kept apart from what `handle` may change.
+struct Base<A: Aggregate> {
+    snapshot: Option<Value>,
+    snapshot_sequence: usize,
+    events: Vec<A::Event>,
+    chunks: usize,
+}
+
+impl<A: Aggregate> AggregateContext<A> for DynamoAggregateContext<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+impl<A: Aggregate> DynamoAggregateContext<A> {
+    /// The state after the loaded events and the first `extra` of `new_events`,
+    /// applying each exactly once.
+    fn state_with(&self, new_events: &[A::Event]) -> Result<A> {
+        let mut state: A = match &self.base.snapshot {
+            Some(value) => serde_json::from_value(value.clone())?,
+            None => A::default(),
+        };
+        for event in self.base.events.iter().chain(new_events) {
+            state.apply(event.clone());
+        }
+        Ok(state)
+    }
+}
+
+/// A cqrs-es `EventStore` on DynamoDB with correct snapshots.
+///
+/// ```no_run
+/// # use cqrs_es::{Aggregate, CqrsFramework};
+/// # fn demo<A: Aggregate>(client: aws_sdk_dynamodb::Client, services: A::Services) {
+/// use dynamo_es::{DynamoEventRepository, DynamoStore, SnapshotPolicy};
+///
+/// let repo = DynamoEventRepository::new(client);
+/// let store = DynamoStore::<A>::new(repo, SnapshotPolicy::Every(50));
+/// let cqrs = CqrsFramework::new(store, vec![], services);
+/// # }
+/// ```
+pub struct DynamoStore<A: Aggregate> {
+    repo: DynamoEventRepository,
+    policy: SnapshotPolicy,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> DynamoStore<A> {
+    /// A store over `repo` that snapshots according to `policy`.
+    pub fn new(repo: DynamoEventRepository, policy: SnapshotPolicy) -> Self {
+        DynamoStore {
+            repo,
+            policy,
+            upcasters: Vec::new(),
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// An event store: no snapshots.
+    pub fn new_event_store(repo: DynamoEventRepository) -> Self {
+        Self::new(repo, SnapshotPolicy::Never)
+    }
+
+    /// A snapshot store: a snapshot every `snapshot_size` events.
+    pub fn new_snapshot_store(repo: DynamoEventRepository, snapshot_size: usize) -> Self {
+        Self::new(repo, SnapshotPolicy::Every(snapshot_size))
+    }
+
+    /// An aggregate store: a snapshot after every commit.
+    pub fn new_aggregate_store(repo: DynamoEventRepository) -> Self {
+        Self::new(repo, SnapshotPolicy::Always)
+    }
+
+    /// Upcasts stored events before they are deserialized.
+    pub fn with_upcasters(self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
+        DynamoStore { upcasters, ..self }
+    }
+
+    /// The repository underneath.
+    pub fn repository(&self) -> &DynamoEventRepository {
+        &self.repo
+    }
+
+    /// The snapshot policy.
+    pub fn policy(&self) -> SnapshotPolicy {
+        self.policy
+    }
+
+    fn to_envelopes(&self, events: Vec<SerializedEvent>) -> Result<Vec<EventEnvelope<A>>> {
+        events
+            .into_iter()
+            .map(|event| {
+                let key = format!(
+                    "{}:{}#{}",
+                    event.aggregate_type, event.aggregate_id, event.sequence
+                );
+                let event = self.upcasters.iter().fold(event, |event, upcaster| {
+                    if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                        upcaster.upcast(event)
+                    } else {
+                        event
+                    }
+                });
+                EventEnvelope::<A>::try_from(event)
+                    .map_err(|err| Error::Serde(Box::new(err)).in_item(&key, crate::item::PAYLOAD))
+            })
+            .collect()
+    }
+
+    async fn load_context(&self, aggregate_id: &str) -> Result<DynamoAggregateContext<A>> {
+        let mut context = DynamoAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+            base: Base {
+                snapshot: None,
+                snapshot_sequence: 0,
+                events: Vec::new(),
+                chunks: 0,
+            },
+        };
+        if self.policy != SnapshotPolicy::Never {
+            if let Some(loaded) = self.repo.read_snapshot(A::TYPE, aggregate_id).await? {
+                let snapshot = loaded.snapshot;
+                // Kept even when the payload no longer deserializes, so the
+                // rebuilt snapshot replaces it rather than conflicting forever.
+                context.current_snapshot = Some(snapshot.current_snapshot);
+                context.base.chunks = loaded.chunks;
+                match serde_json::from_value::<A>(snapshot.aggregate.clone()) {
+                    Ok(aggregate) => {
+                        context.aggregate = aggregate;
+                        context.current_sequence = snapshot.current_sequence;
+                        context.base.snapshot_sequence = snapshot.current_sequence;
+                        context.base.snapshot = Some(snapshot.aggregate);
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            error = %err,
+                            "snapshot no longer deserializes; rebuilding from events"
+                        );
+                    }
+                }
+            }
+        }
+        let after = context
+            .base
+            .snapshot
+            .as_ref()
+            .map(|_| context.current_sequence);
+        let events = self.repo.read_events(A::TYPE, aggregate_id, after).await?;
+        let keep_events = self.policy != SnapshotPolicy::Never;
+        for envelope in self.to_envelopes(events)? {
+            context.current_sequence = envelope.sequence;
+            if keep_events {
+                context.base.events.push(envelope.payload.clone());
+            }
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(context)
+    }
+
+    async fn commit_events(
+        &self,
+        events: Vec<A::Event>,
+        context: DynamoAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>> {
+        let in_snapshot = self
+            .policy
+            .events_in_snapshot(context.current_sequence, events.len());
+        let snapshot = if in_snapshot == 0 {
+            None
+        } else {
+            let state = context.state_with(events.get(..in_snapshot).unwrap_or(&events))?;
+            let (payload, plain_len) = self.repo.encode_snapshot(&state)?;
+            Some(SnapshotUpdate {
+                payload,
+                plain_len,
+                current_sequence: context.current_sequence + in_snapshot,
+                current_snapshot: context.current_snapshot.map_or(1, |v| v + 1),
+                previous_chunks: context.base.chunks,
+            })
+        };
+        let envelopes: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(context.current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let serialized = envelopes
+            .iter()
+            .map(|envelope| {
+                Ok(SerializedEvent {
+                    aggregate_id: envelope.aggregate_id.clone(),
+                    sequence: envelope.sequence,
+                    aggregate_type: A::TYPE.to_string(),
+                    event_type: envelope.payload.event_type(),
+                    event_version: envelope.payload.event_version(),
+                    payload: serde_json::to_value(&envelope.payload)?,
+                    metadata: serde_json::to_value(&envelope.metadata)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if serialized.is_empty() && snapshot.is_none() {
+            return Ok(envelopes);
+        }
+        self.repo
+            .commit(A::TYPE, &context.aggregate_id, &serialized, snapshot)
+            .await?;
+        Ok(envelopes)
+    }
+}
+
+impl<A: Aggregate> EventStore<A> for DynamoStore<A> {
+    type AC = DynamoAggregateContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let events = self.repo.read_events(A::TYPE, aggregate_id, None).await?;
+        Ok(self.to_envelopes(events)?)
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<DynamoAggregateContext<A>, AggregateError<A::Error>> {
+        Ok(self.load_context(aggregate_id).await?)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: DynamoAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        Ok(self.commit_events(events, context, metadata).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotPolicy;
+
+    #[test]
+    fn snapshot_boundaries_match_cqrs_es() {
+        // Same cases as cqrs-es's own `test_source_of_truth`.
+        assert_eq!(SnapshotPolicy::Never.events_in_snapshot(5, 3), 0);
+        assert_eq!(SnapshotPolicy::Always.events_in_snapshot(5, 3), 3);
+        assert_eq!(SnapshotPolicy::Every(5).events_in_snapshot(5, 3), 0);
+        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 3), 3);
+        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 4), 3);
+        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 8), 7);
+        assert_eq!(SnapshotPolicy::Every(3).events_in_snapshot(0, 2), 0);
+        assert_eq!(SnapshotPolicy::Every(3).events_in_snapshot(2, 1), 1);
+    }
+}

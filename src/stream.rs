@@ -1,0 +1,141 @@
+//! One paginator for `Query` and `Scan`: every read follows
+//! `LastEvaluatedKey` to the end, and replay streams hand errors to the
+//! consumer, then end.
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_smithy_async::future::pagination_stream::PaginationStream;
+use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent};
+
+use crate::error::{Error, Result};
+use crate::item::Item;
+
+type QueryPages = PaginationStream<
+    std::result::Result<
+        QueryOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::query::QueryError,
+            aws_smithy_runtime_api::http::Response,
+        >,
+    >,
+>;
+type ScanPages = PaginationStream<
+    std::result::Result<
+        ScanOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::scan::ScanError,
+            aws_smithy_runtime_api::http::Response,
+        >,
+    >,
+>;
+
+/// Pages of items from a query or a scan.
+pub(crate) enum Pages {
+    Query(QueryPages),
+    Scan(ScanPages),
+}
+
+/// What one page cost and held.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    pub items: Vec<Item>,
+    pub consumed_capacity: f64,
+}
+
+impl Pages {
+    /// Pages of `query`, each at most `page_size` items (and 1 MB).
+    pub(crate) fn query(query: QueryFluentBuilder, page_size: Option<i32>) -> Self {
+        let mut paginator = query.into_paginator();
+        if let Some(size) = page_size {
+            paginator = paginator.page_size(size);
+        }
+        Pages::Query(paginator.send())
+    }
+
+    /// Pages of `scan`, each at most `page_size` items (and 1 MB).
+    pub(crate) fn scan(scan: ScanFluentBuilder, page_size: Option<i32>) -> Self {
+        let mut paginator = scan.into_paginator();
+        if let Some(size) = page_size {
+            paginator = paginator.page_size(size);
+        }
+        Pages::Scan(paginator.send())
+    }
+
+    /// The next page, `None` after the last one. After an error there is no
+    /// further page.
+    pub(crate) async fn next(&mut self) -> Option<Result<Page>> {
+        match self {
+            Pages::Query(pages) => pages.next().await.map(|page| {
+                page.map(|out| Page {
+                    consumed_capacity: out
+                        .consumed_capacity()
+                        .and_then(|c| c.capacity_units())
+                        .unwrap_or_default(),
+                    items: out.items.unwrap_or_default(),
+                })
+                .map_err(|err| Error::from_sdk("Query", err))
+            }),
+            Pages::Scan(pages) => pages.next().await.map(|page| {
+                page.map(|out| Page {
+                    consumed_capacity: out
+                        .consumed_capacity()
+                        .and_then(|c| c.capacity_units())
+                        .unwrap_or_default(),
+                    items: out.items.unwrap_or_default(),
+                })
+                .map_err(|err| Error::from_sdk("Scan", err))
+            }),
+        }
+    }
+
+    /// Every item of every page, in order.
+    pub(crate) async fn collect(mut self) -> Result<(Vec<Item>, f64)> {
+        let mut items = Vec::new();
+        let mut capacity = 0.0;
+        while let Some(page) = self.next().await {
+            let page = page?;
+            capacity += page.consumed_capacity;
+            items.extend(page.items);
+        }
+        Ok((items, capacity))
+    }
+}
+
+/// Feeds a cqrs-es [`ReplayStream`] from `pages`, page by page: memory stays
+/// bounded by the channel size and one page. The first error (DynamoDB or a
+/// bad item) is passed to the consumer and ends the stream; a consumer that
+/// hangs up ends the feed.
+pub(crate) fn replay<F>(mut pages: Pages, channel_size: usize, mut map: F) -> ReplayStream
+where
+    F: FnMut(&Item) -> Option<Result<SerializedEvent>> + Send + 'static,
+{
+    let (mut feed, stream) = ReplayStream::new(channel_size.max(1));
+    tokio::spawn(async move {
+        while let Some(page) = pages.next().await {
+            let items = match page {
+                Ok(page) => page.items,
+                Err(err) => {
+                    let _ = feed.push(Err(PersistenceError::from(err))).await;
+                    return;
+                }
+            };
+            for item in &items {
+                match map(item) {
+                    None => {}
+                    Some(Ok(event)) => {
+                        if feed.push(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(err)) => {
+                        let _ = feed.push(Err(PersistenceError::from(err))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    stream
+}

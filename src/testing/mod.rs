@@ -1,0 +1,256 @@
+//! Test support: an embedded DynamoDB emulator, ready clients and tables,
+//! and realistic data.
+//!
+//! [`dynamodb()`] gives a test its own freshly created tables on a DynamoDB
+//! API in one line. By default that API is [dynoxide], a DynamoDB emulator
+//! backed by SQLite, started in process on `127.0.0.1` on its own thread and
+//! runtime (so it outlives each `#[tokio::test]`'s runtime). When
+//! `AWS_ENDPOINT_URL_DYNAMODB` is set, the same tests run against that
+//! endpoint instead: DynamoDB Local, or real AWS.
+//!
+//! ```no_run
+//! # async fn demo() -> dynamo_es::Result<()> {
+//! let db = dynamo_es::testing::dynamodb().await?;
+//! let repo = db.repository(); // a DynamoEventRepository on the new tables
+//! # Ok(()) }
+//! ```
+//!
+//! [dynoxide]: https://crates.io/crates/dynoxide-rs
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::Client;
+use cqrs_es::{Aggregate, View};
+
+use crate::error::{Error, Result};
+use crate::tables::{create_event_tables, create_view_table};
+use crate::{DynamoEventRepository, DynamoViewRepository};
+
+pub mod fixtures;
+
+/// The environment variable that points tests at another DynamoDB endpoint.
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_DYNAMODB";
+
+fn io_error(err: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(err.to_string()))
+}
+
+/// A dynoxide server running on its own thread and runtime.
+///
+/// Dropping it (or [`stop`](Self::stop)) stops it abruptly: open
+/// connections are cut, as when a real server goes away.
+#[derive(Debug)]
+pub struct EmbeddedDynamo {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedDynamo {
+    /// Starts an emulator on an in-memory database.
+    pub fn start() -> Result<Self> {
+        Self::start_on(None, "127.0.0.1:0")
+    }
+
+    /// Starts an emulator on a SQLite file, which survives a restart.
+    pub fn start_with_file(path: &Path) -> Result<Self> {
+        Self::start_on(Some(path), "127.0.0.1:0")
+    }
+
+    /// Starts an emulator on a SQLite file (or in memory) at `bind`, for
+    /// example the address a stopped emulator had.
+    pub fn start_on(path: Option<&Path>, bind: &str) -> Result<Self> {
+        let db = match path {
+            None => dynoxide::Database::memory().map_err(io_error)?,
+            Some(path) => {
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| io_error("database path is not UTF-8"))?;
+                dynoxide::Database::new(path).map_err(io_error)?
+            }
+        };
+        let listener = std::net::TcpListener::bind(bind)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("dynoxide")
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("dynoxide-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = dynoxide::server::serve_on(listener, db) => {}
+                        _ = stopped => {}
+                    }
+                });
+                // Drops every connection task at once: an abrupt stop.
+                runtime.shutdown_background();
+            })?;
+        Ok(EmbeddedDynamo {
+            addr,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for this emulator (see [`client_for`]).
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint())
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EmbeddedDynamo {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+/// A client for `endpoint` with region `us-east-1`, static test credentials
+/// (so it never reaches for instance metadata), a 30 s operation timeout and
+/// the SDK's standard retries.
+pub fn client_for(endpoint: &str) -> Client {
+    client_with(
+        endpoint,
+        TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(30))
+            .build(),
+        RetryConfig::standard(),
+    )
+}
+
+/// A client for `endpoint` with the given timeouts and retries.
+pub fn client_with(endpoint: &str, timeouts: TimeoutConfig, retry: RetryConfig) -> Client {
+    let credentials = match (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) if std::env::var_os(ENDPOINT_ENV).is_some() => Credentials::new(
+            id,
+            secret,
+            std::env::var("AWS_SESSION_TOKEN").ok(),
+            None,
+            "environment",
+        ),
+        _ => Credentials::new("test", "test", None, None, "static"),
+    };
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string());
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        .retry_config(retry)
+        .build();
+    Client::from_conf(config)
+}
+
+/// The endpoint tests use: `AWS_ENDPOINT_URL_DYNAMODB` if set, else one
+/// embedded emulator shared by the whole process.
+pub fn endpoint() -> Result<String> {
+    if let Ok(endpoint) = std::env::var(ENDPOINT_ENV) {
+        return Ok(endpoint);
+    }
+    static SHARED: OnceLock<std::result::Result<EmbeddedDynamo, String>> = OnceLock::new();
+    match SHARED.get_or_init(|| EmbeddedDynamo::start().map_err(|e| e.to_string())) {
+        Ok(server) => Ok(server.endpoint()),
+        Err(err) => Err(io_error(err)),
+    }
+}
+
+/// A unique name with `prefix`, for tables and ids that must not collide
+/// between tests running in parallel (or repeated runs on a real endpoint).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Freshly created events, snapshots and view tables, and a client for them.
+#[derive(Debug, Clone)]
+pub struct TestTables {
+    /// The client.
+    pub client: Client,
+    /// The events table.
+    pub events: String,
+    /// The snapshots table.
+    pub snapshots: String,
+    /// A view table.
+    pub views: String,
+}
+
+impl TestTables {
+    /// An event repository on these tables (with [`Codec::default()`](crate::Codec::default)).
+    pub fn repository(&self) -> DynamoEventRepository {
+        DynamoEventRepository::new(self.client.clone()).with_tables(&self.events, &self.snapshots)
+    }
+
+    /// A view repository on the view table.
+    pub fn view_repository<V: View<A>, A: Aggregate>(&self) -> DynamoViewRepository<V, A> {
+        DynamoViewRepository::new(&self.views, self.client.clone())
+    }
+}
+
+/// Creates uniquely named tables on [`endpoint()`] and returns them with a
+/// ready client.
+pub async fn dynamodb() -> Result<TestTables> {
+    dynamodb_with(client_for(&endpoint()?)).await
+}
+
+/// Creates uniquely named tables through `client`.
+pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
+    let tables = TestTables {
+        events: unique_name("events"),
+        snapshots: unique_name("snapshots"),
+        views: unique_name("views"),
+        client,
+    };
+    create_event_tables(&tables.client, &tables.events, &tables.snapshots).await?;
+    create_view_table(&tables.client, &tables.views).await?;
+    Ok(tables)
+}

@@ -1,0 +1,191 @@
+//! [`DynamoViewRepository`]: cqrs-es's `ViewRepository` on DynamoDB, with
+//! optimistic versions.
+
+use std::marker::PhantomData;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_sdk_dynamodb::Client;
+use cqrs_es::persist::{PersistenceError, ViewContext, ViewRepository};
+use cqrs_es::{Aggregate, View};
+use tracing::{field, Instrument};
+
+use crate::codec::Codec;
+use crate::error::{Error, Limit, Result};
+use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
+use crate::size::{item_size, MAX_ITEM_SIZE};
+
+/// A view repository on a DynamoDB table keyed by `ViewId`, compatible with
+/// upstream `dynamo-es` view tables.
+///
+/// Updates are conditional puts on `ViewVersion`: a stale update fails with
+/// an optimistic-lock error and never overwrites a newer view.
+///
+/// ```
+/// # use cqrs_es::{Aggregate, View};
+/// use dynamo_es::{Codec, DynamoViewRepository};
+///
+/// fn configure<V: View<A>, A: Aggregate>(client: aws_sdk_dynamodb::Client) -> DynamoViewRepository<V, A> {
+///     DynamoViewRepository::new("account_summary", client).with_codec(Codec::json())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct DynamoViewRepository<V, A> {
+    table: String,
+    client: Client,
+    codec: Codec,
+    _types: PhantomData<fn() -> (V, A)>,
+}
+
+impl<V, A> Clone for DynamoViewRepository<V, A> {
+    fn clone(&self) -> Self {
+        DynamoViewRepository {
+            table: self.table.clone(),
+            client: self.client.clone(),
+            codec: self.codec.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<V, A> DynamoViewRepository<V, A>
+where
+    V: View<A>,
+    A: Aggregate,
+{
+    /// A repository on the view table `table`, writing with [`Codec::default()`].
+    pub fn new(table: &str, client: Client) -> Self {
+        DynamoViewRepository {
+            table: table.to_string(),
+            client,
+            codec: Codec::default(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Writes views with `codec`. Reads accept every format regardless.
+    pub fn with_codec(self, codec: Codec) -> Self {
+        DynamoViewRepository { codec, ..self }
+    }
+
+    /// The view table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The codec views are written with.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    async fn read(&self, view_id: &str) -> Result<Option<(V, i64)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(VIEW_ID, s(view_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("GetItem", err))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let version: i64 = get_n(&item, view_id, VIEW_VERSION)?;
+        let bytes = get_b(&item, view_id, PAYLOAD)?;
+        let view = self
+            .codec
+            .decode_deserialize::<V>(bytes)
+            .map_err(|err| err.in_item(view_id, PAYLOAD))?;
+        Ok(Some((view, version)))
+    }
+
+    async fn write(&self, view: V, context: ViewContext) -> Result<()> {
+        let view_id = context.view_instance_id;
+        let span = tracing::debug_span!(
+            "dynamo_es.update_view",
+            table = %self.table,
+            view_id = %view_id,
+            version = context.version + 1,
+            stored_bytes = field::Empty,
+            codec = %self.codec.name(),
+            consumed_capacity = field::Empty,
+        );
+        async {
+            let payload = self.codec.encode_serialize(&view)?;
+            tracing::Span::current().record("stored_bytes", payload.len());
+            let item = Item::from([
+                (VIEW_ID.to_string(), s(&view_id)),
+                (VIEW_VERSION.to_string(), n(context.version + 1)),
+                (PAYLOAD.to_string(), b(payload)),
+            ]);
+            let size = item_size(&item);
+            if size > MAX_ITEM_SIZE {
+                return Err(Error::LimitExceeded {
+                    aggregate: view_id.clone(),
+                    subject: "view".into(),
+                    limit: Limit::ItemSize,
+                    size,
+                    max: MAX_ITEM_SIZE,
+                });
+            }
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            let request = if context.version == 0 {
+                request.condition_expression("attribute_not_exists(ViewVersion)")
+            } else {
+                request
+                    .condition_expression("ViewVersion = :expected")
+                    .expression_attribute_values(":expected", n(context.version))
+            };
+            match request.send().await {
+                Ok(out) => {
+                    if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+                        tracing::Span::current().record("consumed_capacity", units);
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    if matches!(
+                        err.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) {
+                        Err(Error::Conflict {
+                            key: view_id.clone(),
+                        })
+                    } else {
+                        Err(Error::from_sdk("PutItem", err))
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl<V, A> ViewRepository<V, A> for DynamoViewRepository<V, A>
+where
+    V: View<A>,
+    A: Aggregate,
+{
+    async fn load(&self, view_id: &str) -> Result<Option<V>, PersistenceError> {
+        Ok(self.read(view_id).await?.map(|(view, _)| view))
+    }
+
+    async fn load_with_context(
+        &self,
+        view_id: &str,
+    ) -> Result<Option<(V, ViewContext)>, PersistenceError> {
+        let (view, version) = self.read(view_id).await?.unwrap_or_default();
+        Ok(Some((view, ViewContext::new(view_id.to_string(), version))))
+    }
+
+    async fn update_view(&self, view: V, context: ViewContext) -> Result<(), PersistenceError> {
+        Ok(self.write(view, context).await?)
+    }
+}
