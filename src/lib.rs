@@ -6,6 +6,7 @@ mod cqrs;
 mod error;
 mod event_repository;
 pub mod item;
+pub mod recode;
 pub mod size;
 mod snapshot;
 mod store;
