@@ -124,11 +124,8 @@ where
             for item in &items {
                 match map(item) {
                     None => {}
-                    Some(Ok(event)) => {
-                        if feed.push(Ok(event)).await.is_err() {
-                            return;
-                        }
-                    }
+                    Some(Ok(event)) if feed.push(Ok(event)).await.is_err() => return,
+                    Some(Ok(_)) => {}
                     Some(Err(err)) => {
                         let _ = feed.push(Err(PersistenceError::from(err))).await;
                         return;
