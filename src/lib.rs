@@ -1,5 +1,80 @@
-//! dynamo-es
+//! # dynamo-es
+//!
+//! A DynamoDB event store for [cqrs-es](https://docs.rs/cqrs-es) 0.5, a drop-in
+//! replacement for the upstream `dynamo-es` crate: same tables, attribute
+//! names and key format, with complete reads, correct snapshots, chunked
+//! large aggregates, exact limit checks and a codec layer (JSON, MessagePack,
+//! zstd).
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! # use cqrs_es::{Aggregate, Query};
+//! # async fn demo<A: Aggregate>(services: A::Services, command: A::Command) -> Result<(), Box<dyn std::error::Error>>
+//! # where A::Error: 'static {
+//! use aws_sdk_dynamodb::Client;
+//! use dynamo_es::{create_event_tables, dynamodb_snapshot_cqrs, DynamoCqrs};
+//!
+//! let config = aws_config::load_from_env().await;
+//! let client = Client::new(&config);
+//! create_event_tables(&client, "Events", "Snapshots").await?; // idempotent
+//!
+//! let queries: Vec<Box<dyn Query<A>>> = vec![];
+//! let cqrs: DynamoCqrs<A> = dynamodb_snapshot_cqrs(client, queries, 50, services);
+//! cqrs.execute("account-17", command).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The constructors [`dynamodb_cqrs`], [`dynamodb_snapshot_cqrs`] and
+//! [`dynamodb_aggregate_cqrs`] keep upstream's names and signatures. For other
+//! tables, a codec or upcasters, compose [`DynamoEventRepository`] and
+//! [`DynamoStore`] yourself. Views use [`DynamoViewRepository`].
+//!
+//! ## Feature flags
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | *(none)* | yes | JSON payloads, byte-compatible with upstream |
+//! | `msgpack` | no | MessagePack payloads: [`Codec::msgpack`] |
+//! | `compression` | no | zstd over the serialized bytes: [`Codec::compressed`] |
+//! | `test-util` | no | `testing`: an embedded DynamoDB emulator, fresh tables, realistic fixtures |
+//! | `cli` | no | the `dynamo-es` command-line tool (`report`, `recode`) |
+//!
+//! [`Codec::default()`] is zstd (level 3) if `compression` is on, over
+//! MessagePack if `msgpack` is on, else JSON. Reads accept every format
+//! whatever the codec: stored payloads describe their own format (see
+//! [`codec`]).
+//!
+//! ## DynamoDB limits
+//!
+//! | limit | value | handling |
+//! |---|---|---|
+//! | items per transaction | 100 | one commit is one `TransactWriteItems`; more is [`Error::LimitExceeded`] before anything is sent |
+//! | transaction size | 4 MB | item sizes computed exactly ([`size`]) and summed before sending |
+//! | item size | 400 KB | events over it are rejected; snapshots over it are chunked in the same transaction |
+//! | query page | 1 MB | every read follows `LastEvaluatedKey`; streams go page by page |
+//!
+//! Every limit error names the aggregate, what is too big, its size and the
+//! limit, and nothing is written.
+//!
+//! ## Migrating from upstream `dynamo-es`
+//!
+//! * Tables and items need no change: upstream's items load, and items
+//!   written with [`Codec::json()`] load in upstream. Compressed or
+//!   MessagePack items and chunked snapshots are readable by this crate only.
+//! * [`DynamoCqrs<A>`] is now `CqrsFramework<A, DynamoStore<A>>` rather than
+//!   `CqrsFramework<A, PersistedEventStore<..>>`: cqrs-es 0.5's
+//!   `PersistedEventStore` applies events twice when it builds snapshots under
+//!   `CqrsFramework`. Replace hand-built `PersistedEventStore::new_*_store(repo)`
+//!   with [`DynamoStore::new_event_store`], [`DynamoStore::new_snapshot_store`]
+//!   or [`DynamoStore::new_aggregate_store`].
+//! * `DynamoAggregateError` is replaced by [`Error`]; errors still convert into
+//!   `PersistenceError` and `AggregateError`.
+//! * Without `features = ["compression"]` (or `msgpack`), new writes stay plain
+//!   JSON, readable by upstream during a rolling upgrade.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod codec;
 mod cqrs;

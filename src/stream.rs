@@ -122,14 +122,10 @@ where
                 }
             };
             for item in &items {
-                match map(item) {
-                    None => {}
-                    Some(Ok(event)) if feed.push(Ok(event)).await.is_err() => return,
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => {
-                        let _ = feed.push(Err(PersistenceError::from(err))).await;
-                        return;
-                    }
+                let Some(result) = map(item) else { continue };
+                let failed = result.is_err();
+                if feed.push(result.map_err(PersistenceError::from)).await.is_err() || failed {
+                    return;
                 }
             }
         }
