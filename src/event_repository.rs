@@ -3,8 +3,13 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -337,6 +342,11 @@ impl DynamoEventRepository {
             .set_transact_items(Some(items))
             .client_request_token(request_token(key, first, last))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default()
+                    .retry_classifier(ThrottledCancellation),
+            )
             .send()
             .await
             .map_err(|err| Error::from_transact(key, err))?;
@@ -347,9 +357,14 @@ impl DynamoEventRepository {
             .sum())
     }
 
-    fn replay(&self, pages: Pages, aggregate_type: Option<String>) -> ReplayStream {
+    fn replay(
+        &self,
+        pages: Pages,
+        aggregate_type: Option<String>,
+        span: tracing::Span,
+    ) -> ReplayStream {
         let codec = self.codec.clone();
-        stream::replay(pages, self.stream_channel_size, move |item| {
+        stream::replay(pages, self.stream_channel_size, span, move |item| {
             if let Some(wanted) = &aggregate_type {
                 // Scans are filtered by the server; this guards the contract.
                 if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted) {
@@ -362,6 +377,42 @@ impl DynamoEventRepository {
 
     fn page_size(&self) -> i32 {
         i32::try_from(self.stream_channel_size).unwrap_or(i32::MAX)
+    }
+}
+
+/// Makes the SDK retry, with its throttling backoff, a transaction that
+/// DynamoDB cancelled only because an item was throttled (a `ThrottlingError`
+/// cancellation reason). The SDK retries throttling errors reported for the
+/// whole request on its own, but not these. The retry carries the same
+/// `ClientRequestToken`; when retries run out the error is
+/// [`Error::Throttled`], never a conflict.
+#[derive(Debug)]
+struct ThrottledCancellation;
+
+impl ClassifyRetry for ThrottledCancellation {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(error)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        match error
+            .as_operation_error()
+            .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
+        {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+                if crate::error::cancelled_by_throttling(cancel) =>
+            {
+                RetryAction::throttling_error()
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "dynamo-es: transaction cancelled by throttling"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
 }
 
@@ -486,7 +537,15 @@ impl PersistedEventRepository for DynamoEventRepository {
         aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
         let query = self.events_query(A::TYPE, aggregate_id, None);
-        Ok(self.replay(Pages::query(query, Some(self.page_size())), None))
+        let span = tracing::info_span!(
+            "dynamo_es.stream_events",
+            aggregate_type = A::TYPE,
+            aggregate_id,
+            events = field::Empty,
+            pages = field::Empty,
+            consumed_capacity = field::Empty,
+        );
+        Ok(self.replay(Pages::query(query, Some(self.page_size())), None, span))
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
@@ -497,9 +556,18 @@ impl PersistedEventRepository for DynamoEventRepository {
             .filter_expression("#type = :type")
             .expression_attribute_names("#type", AGGREGATE_TYPE)
             .expression_attribute_values(":type", s(A::TYPE));
+        let span = tracing::info_span!(
+            "dynamo_es.stream_all_events",
+            aggregate_type = A::TYPE,
+            table = %self.event_table,
+            events = field::Empty,
+            pages = field::Empty,
+            consumed_capacity = field::Empty,
+        );
         Ok(self.replay(
             Pages::scan(scan, Some(self.page_size())),
             Some(A::TYPE.to_string()),
+            span,
         ))
     }
 }

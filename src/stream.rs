@@ -107,28 +107,80 @@ impl Pages {
 /// bounded by the channel size and one page. The first error (DynamoDB or a
 /// bad item) is passed to the consumer and ends the stream; a consumer that
 /// hangs up ends the feed.
-pub(crate) fn replay<F>(mut pages: Pages, channel_size: usize, mut map: F) -> ReplayStream
+///
+/// The feed runs inside `span`, which gets `events`, `pages` and
+/// `consumed_capacity` recorded when the stream ends.
+pub(crate) fn replay<F>(
+    mut pages: Pages,
+    channel_size: usize,
+    span: tracing::Span,
+    mut map: F,
+) -> ReplayStream
 where
     F: FnMut(&Item) -> Option<Result<SerializedEvent>> + Send + 'static,
 {
     let (mut feed, stream) = ReplayStream::new(channel_size.max(1));
-    tokio::spawn(async move {
-        while let Some(page) = pages.next().await {
-            let items = match page {
-                Ok(page) => page.items,
-                Err(err) => {
-                    let _ = feed.push(Err(PersistenceError::from(err))).await;
-                    return;
-                }
-            };
-            for item in &items {
-                let Some(result) = map(item) else { continue };
-                let failed = result.is_err();
-                if feed.push(result.map_err(PersistenceError::from)).await.is_err() || failed {
-                    return;
-                }
-            }
+    let task = async move {
+        let mut totals = Totals::default();
+        let result = feed_pages(&mut pages, &mut feed, &mut map, &mut totals).await;
+        let span = tracing::Span::current();
+        span.record("events", totals.events);
+        span.record("pages", totals.pages);
+        span.record("consumed_capacity", totals.capacity);
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "replay stream ended with an error");
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(task, span));
     stream
+}
+
+#[derive(Default)]
+struct Totals {
+    events: usize,
+    pages: usize,
+    capacity: f64,
+}
+
+/// Pushes every mapped item of every page; stops after the first error
+/// (pushed to the consumer too) or when the consumer hangs up.
+async fn feed_pages<F>(
+    pages: &mut Pages,
+    feed: &mut cqrs_es::persist::ReplayFeed,
+    map: &mut F,
+    totals: &mut Totals,
+) -> std::result::Result<(), String>
+where
+    F: FnMut(&Item) -> Option<Result<SerializedEvent>>,
+{
+    while let Some(page) = pages.next().await {
+        let items = match page {
+            Ok(page) => {
+                totals.pages += 1;
+                totals.capacity += page.consumed_capacity;
+                page.items
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let _ = feed.push(Err(PersistenceError::from(err))).await;
+                return Err(message);
+            }
+        };
+        for item in &items {
+            let Some(result) = map(item) else { continue };
+            let error = result.as_ref().err().map(ToString::to_string);
+            if feed
+                .push(result.map_err(PersistenceError::from))
+                .await
+                .is_err()
+            {
+                return Err("the consumer hung up".into());
+            }
+            if let Some(error) = error {
+                return Err(error);
+            }
+            totals.events += 1;
+        }
+    }
+    Ok(())
 }

@@ -79,6 +79,16 @@ where
     }
 
     async fn read(&self, view_id: &str) -> Result<Option<(V, i64)>> {
+        let span = tracing::debug_span!(
+            "dynamo_es.load_view",
+            table = %self.table,
+            view_id,
+            stored_bytes = field::Empty,
+        );
+        self.read_item(view_id).instrument(span).await
+    }
+
+    async fn read_item(&self, view_id: &str) -> Result<Option<(V, i64)>> {
         let out = self
             .client
             .get_item()
@@ -93,6 +103,7 @@ where
         };
         let version: i64 = get_n(&item, view_id, VIEW_VERSION)?;
         let bytes = get_b(&item, view_id, PAYLOAD)?;
+        tracing::Span::current().record("stored_bytes", bytes.len());
         let view = self
             .codec
             .decode_deserialize::<V>(bytes)
