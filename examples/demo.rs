@@ -81,15 +81,24 @@ impl Aggregate for BankAccount {
     type Error = BankError;
     type Services = ();
 
-    async fn handle(&mut self, command: BankCommand, _: &(), sink: &EventSink<Self>) -> Result<(), BankError> {
+    async fn handle(
+        &mut self,
+        command: BankCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), BankError> {
         match command {
-            BankCommand::Open { owner } if !self.opened => sink.write(BankEvent::Opened { owner }, self).await,
+            BankCommand::Open { owner } if !self.opened => {
+                sink.write(BankEvent::Opened { owner }, self).await
+            }
             BankCommand::Open { .. } => return Err(BankError("already open".into())),
             BankCommand::Deposit { cents, description } => {
-                sink.write(BankEvent::Deposited { cents, description }, self).await
+                sink.write(BankEvent::Deposited { cents, description }, self)
+                    .await
             }
             BankCommand::Withdraw { cents, description } if cents <= self.balance_cents => {
-                sink.write(BankEvent::Withdrew { cents, description }, self).await
+                sink.write(BankEvent::Withdrew { cents, description }, self)
+                    .await
             }
             BankCommand::Withdraw { .. } => return Err(BankError("insufficient funds".into())),
         }
@@ -200,8 +209,12 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PersistTotals
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         let extensions = span.extensions();
-        let Some(fields) = extensions.get::<SpanFields>() else { return };
-        let Some(&capacity) = fields.numbers.get("consumed_capacity").or(Some(&0.0)) else { return };
+        let Some(fields) = extensions.get::<SpanFields>() else {
+            return;
+        };
+        let Some(&capacity) = fields.numbers.get("consumed_capacity").or(Some(&0.0)) else {
+            return;
+        };
         if !fields.numbers.contains_key("items") {
             return;
         }
@@ -238,14 +251,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     match std::env::var(dynamo_es::testing::ENDPOINT_ENV) {
         Ok(endpoint) => println!("DynamoDB endpoint: {endpoint}"),
-        Err(_) => println!("DynamoDB endpoint: embedded dynoxide emulator at {}", dynamo_es::testing::endpoint()?),
+        Err(_) => println!(
+            "DynamoDB endpoint: embedded dynoxide emulator at {}",
+            dynamo_es::testing::endpoint()?
+        ),
     }
     let db = dynamo_es::testing::dynamodb().await?;
     println!("tables: {}, {}, {}\n", db.events, db.snapshots, db.views);
 
     for codec in codecs() {
         let repo = db.repository().with_codec(codec.clone());
-        let views = Arc::new(db.view_repository::<AccountSummary, BankAccount>().with_codec(codec.clone()));
+        let views = Arc::new(
+            db.view_repository::<AccountSummary, BankAccount>()
+                .with_codec(codec.clone()),
+        );
         let query = GenericQuery::<_, AccountSummary, BankAccount>::new(views.clone());
         let cqrs = CqrsFramework::new(
             DynamoStore::<BankAccount>::new(repo.clone(), SnapshotPolicy::Every(10)),
@@ -253,16 +272,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (),
         );
         let id = format!("account-{}", codec.name());
-        cqrs.execute(&id, BankCommand::Open { owner: "Ada Lovelace".into() }).await?;
+        cqrs.execute(
+            &id,
+            BankCommand::Open {
+                owner: "Ada Lovelace".into(),
+            },
+        )
+        .await?;
         for i in 0..120i64 {
             let description = format!("card payment #{i:04} at Corner Coffee, Market Street");
-            cqrs.execute(&id, BankCommand::Deposit { cents: 2_500 + i, description }).await?;
+            cqrs.execute(
+                &id,
+                BankCommand::Deposit {
+                    cents: 2_500 + i,
+                    description,
+                },
+            )
+            .await?;
             if i % 3 == 0 {
-                let description = format!("transfer #{i:04} to savings, reference INV-{:06}", i * 37);
-                cqrs.execute(&id, BankCommand::Withdraw { cents: 1_000, description }).await?;
+                let description =
+                    format!("transfer #{i:04} to savings, reference INV-{:06}", i * 37);
+                cqrs.execute(
+                    &id,
+                    BankCommand::Withdraw {
+                        cents: 1_000,
+                        description,
+                    },
+                )
+                .await?;
             }
         }
-        if let Err(err) = cqrs.execute(&id, BankCommand::Withdraw { cents: i64::MAX, description: "too much".into() }).await {
+        if let Err(err) = cqrs
+            .execute(
+                &id,
+                BankCommand::Withdraw {
+                    cents: i64::MAX,
+                    description: "too much".into(),
+                },
+            )
+            .await
+        {
             println!("[{}] rejected as expected: {err}", codec.name());
         }
         let store = DynamoStore::<BankAccount>::new(repo, SnapshotPolicy::Every(10));
@@ -283,7 +332,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\nWhat each codec wrote (from the dynamo_es.persist tracing spans):\n");
-    println!("{:<16} {:>8} {:>8} {:>12} {:>12} {:>7} {:>10}", "codec", "commits", "items", "plain B", "stored B", "saved", "capacity");
+    println!(
+        "{:<16} {:>8} {:>8} {:>12} {:>12} {:>7} {:>10}",
+        "codec", "commits", "items", "plain B", "stored B", "saved", "capacity"
+    );
     let totals = totals.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for (codec, t) in &totals {
         let saved = 100.0 * (1.0 - t.stored_bytes as f64 / t.plain_bytes.max(1) as f64);

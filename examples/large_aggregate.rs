@@ -48,10 +48,21 @@ impl Aggregate for Ledger {
     type Event = LedgerEvent;
     type Error = LedgerError;
     type Services = ();
-    async fn handle(&mut self, entries: Vec<Value>, _: &(), sink: &EventSink<Self>) -> Result<(), LedgerError> {
+    async fn handle(
+        &mut self,
+        entries: Vec<Value>,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), LedgerError> {
         // Imports in events of at most 300 entries, each well under 400 KB.
         for chunk in entries.chunks(300) {
-            sink.write(LedgerEvent::Imported { entries: chunk.to_vec() }, self).await;
+            sink.write(
+                LedgerEvent::Imported {
+                    entries: chunk.to_vec(),
+                },
+                self,
+            )
+            .await;
         }
         Ok(())
     }
@@ -81,7 +92,10 @@ fn codecs() -> Vec<Codec> {
 }
 
 /// Items, bytes and capacity units of everything stored in `table`.
-async fn measure(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(usize, usize, u64, u64), Box<dyn std::error::Error>> {
+async fn measure(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(usize, usize, u64, u64), Box<dyn std::error::Error>> {
     let mut pages = client.scan().table_name(table).into_paginator().send();
     let (mut items, mut bytes, mut wcu, mut rcu) = (0, 0, 0, 0);
     while let Some(page) = pages.next().await {
@@ -100,24 +114,32 @@ async fn measure(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(usiz
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ledger = snapshot_1_5_mb();
     let entries = ledger["entries"].as_array().cloned().unwrap_or_default();
-    let json_len = serde_json::to_vec(&serde_json::json!({ "state": { "entries": entries } }))?.len();
-    println!("aggregate: a ledger of {} entries, {json_len} bytes as JSON\n", entries.len());
+    let json_len =
+        serde_json::to_vec(&serde_json::json!({ "state": { "entries": entries } }))?.len();
+    println!(
+        "aggregate: a ledger of {} entries, {json_len} bytes as JSON\n",
+        entries.len()
+    );
     println!(
         "{:<16} {:>11} {:>7} {:>6} {:>10} {:>10} {:>10} {:>9}",
         "codec", "snapshot B", "ratio", "items", "events B", "commit WCU", "load RCU", "load ms"
     );
     for codec in codecs() {
         let db = dynamo_es::testing::dynamodb().await?;
-        let store = DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(codec.clone()));
+        let store =
+            DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(codec.clone()));
         let cqrs = CqrsFramework::new(store, vec![], ());
         cqrs.execute("ledger-1", entries.clone()).await?;
         let store = DynamoStore::<Ledger>::new_aggregate_store(db.repository());
         let started = std::time::Instant::now();
         let context = store.load_aggregate("ledger-1").await?;
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let loaded = context.aggregate.state["entries"].as_array().map_or(0, Vec::len);
+        let loaded = context.aggregate.state["entries"]
+            .as_array()
+            .map_or(0, Vec::len);
         assert_eq!(loaded, entries.len(), "the aggregate must load completely");
-        let (snap_items, snap_bytes, snap_wcu, snap_rcu) = measure(&db.client, &db.snapshots).await?;
+        let (snap_items, snap_bytes, snap_wcu, snap_rcu) =
+            measure(&db.client, &db.snapshots).await?;
         let (_, event_bytes, event_wcu, _) = measure(&db.client, &db.events).await?;
         println!(
             "{:<16} {:>11} {:>6.2}x {:>6} {:>10} {:>10} {:>10} {:>9.1}",

@@ -263,6 +263,21 @@ impl Error {
     }
 }
 
+/// True when DynamoDB cancelled a transaction only because items were
+/// throttled (no failed condition, no conflicting transaction), so sending
+/// the same transaction again may succeed.
+pub(crate) fn cancelled_by_throttling(
+    cancel: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
+) -> bool {
+    let reasons = cancel.cancellation_reasons();
+    !reasons.iter().any(|reason| {
+        matches!(
+            reason.code(),
+            Some("ConditionalCheckFailed") | Some("TransactionConflict")
+        )
+    }) && reasons.iter().any(|reason| is_throttling(reason.code()))
+}
+
 fn is_throttling(code: Option<&str>) -> bool {
     matches!(
         code,

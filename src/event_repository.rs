@@ -206,13 +206,12 @@ impl DynamoEventRepository {
                 &self.snapshot_table,
                 aggregate_type,
                 aggregate_id,
-                &self.codec,
             )
             .await?;
             if let Some(loaded) = &loaded {
                 let span = tracing::Span::current();
                 span.record("chunks", loaded.chunks);
-                span.record("stored_bytes", loaded.stored);
+                span.record("stored_bytes", loaded.payload.len());
             }
             Ok(loaded)
         }
@@ -498,10 +497,14 @@ impl PersistedEventRepository for DynamoEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        Ok(self
-            .read_snapshot(A::TYPE, aggregate_id)
-            .await?
-            .map(|loaded| loaded.snapshot))
+        match self.read_snapshot(A::TYPE, aggregate_id).await? {
+            None => Ok(None),
+            Some(loaded) => Ok(Some(loaded.into_serialized(
+                A::TYPE,
+                aggregate_id,
+                &self.codec,
+            )?)),
+        }
     }
 
     async fn persist<A: Aggregate>(

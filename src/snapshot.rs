@@ -52,14 +52,37 @@ pub(crate) struct SnapshotPlan {
     pub stored: usize,
 }
 
-/// A snapshot as read, with how it was stored.
+/// A snapshot as read: its payload still encoded, as stored.
 #[derive(Debug)]
 pub(crate) struct LoadedSnapshot {
-    pub snapshot: SerializedSnapshot,
+    /// The stored payload bytes (decode with any [`Codec`]).
+    pub payload: Vec<u8>,
+    /// The last event sequence the snapshot includes.
+    pub current_sequence: usize,
+    /// The snapshot's version.
+    pub current_snapshot: usize,
     /// Chunk items it occupies (0 for a single item).
     pub chunks: usize,
-    /// Encoded payload bytes.
-    pub stored: usize,
+}
+
+impl LoadedSnapshot {
+    /// Decodes the payload into cqrs-es's form, naming the item on error.
+    pub(crate) fn into_serialized(
+        self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        codec: &Codec,
+    ) -> Result<SerializedSnapshot> {
+        let aggregate = codec
+            .decode(&self.payload)
+            .map_err(|err| err.in_item(&aggregate_key(aggregate_type, aggregate_id), PAYLOAD))?;
+        Ok(SerializedSnapshot {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate,
+            current_sequence: self.current_sequence,
+            current_snapshot: self.current_snapshot,
+        })
+    }
 }
 
 /// The snapshot's key attributes.
@@ -270,16 +293,57 @@ pub(crate) async fn payload_of(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<std::result::Result<(Vec<u8>, usize), String>> {
+    Ok(
+        stored_payload(client, table, key, head, aggregate_type, aggregate_id)
+            .await?
+            .map(|stored| (stored.payload, stored.chunk_sizes.len())),
+    )
+}
+
+/// A snapshot's payload as stored, with the size of each chunk item.
+pub(crate) struct StoredPayload {
+    /// The joined payload bytes.
+    pub payload: Vec<u8>,
+    /// The DynamoDB size of each chunk item, by index (empty for a single item).
+    pub chunk_sizes: Vec<usize>,
+}
+
+/// Like [`payload_of`], also measuring the chunk items (for recode's report).
+pub(crate) async fn stored_payload(
+    client: &Client,
+    table: &str,
+    key: &str,
+    head: &Item,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<std::result::Result<StoredPayload, String>> {
     if head.contains_key(PAYLOAD) {
-        return Ok(Ok((get_b(head, key, PAYLOAD)?.to_vec(), 0)));
+        return Ok(Ok(StoredPayload {
+            payload: get_b(head, key, PAYLOAD)?.to_vec(),
+            chunk_sizes: Vec::new(),
+        }));
     }
     let count: usize = get_n(head, key, PAYLOAD_CHUNKS)?;
     let size: usize = get_n(head, key, PAYLOAD_SIZE)?;
     let hash = get_s(head, key, PAYLOAD_HASH)?.to_string();
+    // A head is written with its chunks in one transaction, and each chunk
+    // holds between one byte and one item of the payload. A head claiming
+    // otherwise is corrupt: refuse it before allocating what it claims.
+    if count == 0
+        || count > crate::size::MAX_TRANSACTION_ITEMS
+        || size < count
+        || size > count.saturating_mul(MAX_ITEM_SIZE)
+    {
+        return Err(Error::Snapshot {
+            key: key.to_string(),
+            reason: format!("head declares {count} chunks holding {size} bytes"),
+        });
+    }
     let keys: Vec<String> = (0..count)
         .map(|index| chunk_key(aggregate_type, aggregate_id, index))
         .collect();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; count];
+    let mut chunk_sizes = vec![0usize; count];
     for batch in keys.chunks(100) {
         let mut pending: Vec<Item> = batch
             .iter()
@@ -314,6 +378,9 @@ pub(crate) async fn payload_of(
                     return Ok(Err(format!("chunk index {index} out of range")));
                 };
                 *slot = Some(get_b(&item, &chunk_key_text, PAYLOAD)?.to_vec());
+                if let Some(size) = chunk_sizes.get_mut(index) {
+                    *size = item_size(&item);
+                }
                 got += 1;
             }
             pending = out
@@ -345,16 +412,19 @@ pub(crate) async fn payload_of(
             "joined chunks do not match the head's size and hash".into()
         ));
     }
-    Ok(Ok((payload, count)))
+    Ok(Ok(StoredPayload {
+        payload,
+        chunk_sizes,
+    }))
 }
 
-/// Reads a snapshot, joining and checking its chunks if it has any.
+/// Reads a snapshot, joining and checking its chunks if it has any. The
+/// payload is returned as stored; nothing is decoded.
 pub(crate) async fn read(
     client: &Client,
     table: &str,
     aggregate_type: &str,
     aggregate_id: &str,
-    codec: &Codec,
 ) -> Result<Option<LoadedSnapshot>> {
     let key = aggregate_key(aggregate_type, aggregate_id);
     let mut last_reason = String::new();
@@ -364,18 +434,11 @@ pub(crate) async fn read(
         };
         match payload_of(client, table, &key, &head, aggregate_type, aggregate_id).await? {
             Ok((payload, chunks)) => {
-                let aggregate = codec
-                    .decode(&payload)
-                    .map_err(|err| err.in_item(&key, PAYLOAD))?;
                 return Ok(Some(LoadedSnapshot {
-                    snapshot: SerializedSnapshot {
-                        aggregate_id: aggregate_id.to_string(),
-                        aggregate,
-                        current_sequence: get_n(&head, &key, CURRENT_SEQUENCE)?,
-                        current_snapshot: get_n(&head, &key, CURRENT_SNAPSHOT)?,
-                    },
+                    payload,
+                    current_sequence: get_n(&head, &key, CURRENT_SEQUENCE)?,
+                    current_snapshot: get_n(&head, &key, CURRENT_SNAPSHOT)?,
                     chunks,
-                    stored: payload.len(),
                 }));
             }
             Err(reason) => {

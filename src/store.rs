@@ -6,15 +6,17 @@
 //! `EventSink::write`), so every snapshot it writes holds each event twice.
 //!
 //! `DynamoStore` keeps, in its context, the state as it was loaded: the
-//! stored snapshot's raw value and the events replayed on top of it. A
+//! stored snapshot's payload, still encoded, and the events replayed on top
+//! of it. A
 //! snapshot is that state plus the committed events applied exactly once,
 //! whether or not the caller already applied them to
 //! [`DynamoAggregateContext::aggregate`].
 //!
-//! The cost: the loaded snapshot value (and, in snapshot mode, the events
-//! after it) stay in memory until the commit, and a commit that writes a
-//! snapshot deserializes that value once more. Commits that write no
-//! snapshot pay nothing.
+//! The cost: the stored snapshot bytes (compressed, if the codec compresses)
+//! and, in snapshot mode, the events after it stay in memory until the
+//! commit, and a commit that writes a snapshot decodes those bytes once more.
+//! Commits that write no snapshot pay nothing. Loading decodes the stored
+//! bytes straight into the aggregate, with no intermediate JSON value.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -23,8 +25,8 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
-use serde_json::Value;
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
 
@@ -74,8 +76,9 @@ pub struct DynamoAggregateContext<A: Aggregate> {
 
 /// The loaded state, kept apart from what `handle` may change.
 struct Base<A: Aggregate> {
-    snapshot: Option<Value>,
-    snapshot_sequence: usize,
+    /// The stored snapshot payload, still encoded (compact: a compressed
+    /// payload stays compressed until a snapshot is written).
+    snapshot: Option<Vec<u8>>,
     events: Vec<A::Event>,
     chunks: usize,
 }
@@ -89,9 +92,9 @@ impl<A: Aggregate> AggregateContext<A> for DynamoAggregateContext<A> {
 impl<A: Aggregate> DynamoAggregateContext<A> {
     /// The state after the loaded events and the first `extra` of `new_events`,
     /// applying each exactly once.
-    fn state_with(&self, new_events: &[A::Event]) -> Result<A> {
+    fn state_with(&self, codec: &Codec, new_events: &[A::Event]) -> Result<A> {
         let mut state: A = match &self.base.snapshot {
-            Some(value) => serde_json::from_value(value.clone())?,
+            Some(payload) => codec.decode_deserialize(payload)?,
             None => A::default(),
         };
         for event in self.base.events.iter().chain(new_events) {
@@ -190,24 +193,21 @@ impl<A: Aggregate> DynamoStore<A> {
             current_snapshot: None,
             base: Base {
                 snapshot: None,
-                snapshot_sequence: 0,
                 events: Vec::new(),
                 chunks: 0,
             },
         };
         if self.policy != SnapshotPolicy::Never {
             if let Some(loaded) = self.repo.read_snapshot(A::TYPE, aggregate_id).await? {
-                let snapshot = loaded.snapshot;
                 // Kept even when the payload no longer deserializes, so the
                 // rebuilt snapshot replaces it rather than conflicting forever.
-                context.current_snapshot = Some(snapshot.current_snapshot);
+                context.current_snapshot = Some(loaded.current_snapshot);
                 context.base.chunks = loaded.chunks;
-                match serde_json::from_value::<A>(snapshot.aggregate.clone()) {
+                match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
                     Ok(aggregate) => {
                         context.aggregate = aggregate;
-                        context.current_sequence = snapshot.current_sequence;
-                        context.base.snapshot_sequence = snapshot.current_sequence;
-                        context.base.snapshot = Some(snapshot.aggregate);
+                        context.current_sequence = loaded.current_sequence;
+                        context.base.snapshot = Some(loaded.payload);
                     }
                     Err(err) => {
                         tracing::warn!(
@@ -249,7 +249,10 @@ impl<A: Aggregate> DynamoStore<A> {
         let snapshot = if in_snapshot == 0 {
             None
         } else {
-            let state = context.state_with(events.get(..in_snapshot).unwrap_or(&events))?;
+            let state = context.state_with(
+                self.repo.codec(),
+                events.get(..in_snapshot).unwrap_or(&events),
+            )?;
             let (payload, plain_len) = self.repo.encode_snapshot(&state)?;
             Some(SnapshotUpdate {
                 payload,

@@ -29,7 +29,9 @@ async fn persisted_event_store_round_trips_in_every_mode() {
             let context = store.load_aggregate(&id).await.unwrap();
             let events = vec![
                 AccountEvent::Deposited { amount: round },
-                AccountEvent::Noted { text: format!("round {round}") },
+                AccountEvent::Noted {
+                    text: format!("round {round}"),
+                },
             ];
             // A direct commit: the events were not applied to the context.
             store.commit(events, context, no_metadata()).await.unwrap();
@@ -45,7 +47,11 @@ async fn persisted_event_store_round_trips_in_every_mode() {
     }
 }
 
-async fn check_snapshot_matches_replay(db: &dynamo_es::testing::TestTables, id: &str, expect_snapshot: bool) {
+async fn check_snapshot_matches_replay(
+    db: &dynamo_es::testing::TestTables,
+    id: &str,
+    expect_snapshot: bool,
+) {
     let repo = db.repository();
     let (replayed, sequences) = replay(&repo, id).await;
     assert_eq!(sequences, (1..=sequences.len()).collect::<Vec<_>>());
@@ -69,14 +75,30 @@ async fn check_snapshot_matches_replay(db: &dynamo_es::testing::TestTables, id: 
 #[tokio::test]
 async fn cqrs_framework_snapshots_equal_replay_in_every_mode() {
     let db = tables().await;
-    for policy in [SnapshotPolicy::Never, SnapshotPolicy::Every(3), SnapshotPolicy::Always] {
+    for policy in [
+        SnapshotPolicy::Never,
+        SnapshotPolicy::Every(3),
+        SnapshotPolicy::Always,
+    ] {
         let id = new_id();
-        let cqrs = CqrsFramework::new(DynamoStore::<Account>::new(db.repository(), policy), vec![], ());
+        let cqrs = CqrsFramework::new(
+            DynamoStore::<Account>::new(db.repository(), policy),
+            vec![],
+            (),
+        );
         for i in 0..50usize {
             let command = match i % 3 {
-                0 => AccountCommand::Deposit { amount: 1, times: 1 },
-                1 => AccountCommand::Deposit { amount: 2, times: 4 },
-                _ => AccountCommand::Note { text: format!("note {i}") },
+                0 => AccountCommand::Deposit {
+                    amount: 1,
+                    times: 1,
+                },
+                1 => AccountCommand::Deposit {
+                    amount: 2,
+                    times: 4,
+                },
+                _ => AccountCommand::Note {
+                    text: format!("note {i}"),
+                },
             };
             cqrs.execute(&id, command).await.unwrap();
         }
@@ -102,7 +124,9 @@ async fn direct_commits_through_dynamo_store_snapshot_correctly() {
         let store = DynamoStore::<Account>::new(db.repository(), policy);
         for i in 0..50i64 {
             let context = store.load_aggregate(&id).await.unwrap();
-            let events = (0..(i % 4 + 1)).map(|_| AccountEvent::Deposited { amount: i }).collect();
+            let events = (0..(i % 4 + 1))
+                .map(|_| AccountEvent::Deposited { amount: i })
+                .collect();
             store.commit(events, context, no_metadata()).await.unwrap();
         }
         check_snapshot_matches_replay(&db, &id, true).await;
@@ -121,13 +145,29 @@ async fn upstream_bug_persisted_event_store_double_applies_snapshots() {
     let store = PersistedEventStore::<_, Account>::new_aggregate_store(db.repository());
     let cqrs = CqrsFramework::new(store, vec![], ());
     for _ in 0..10 {
-        cqrs.execute(&id, AccountCommand::Deposit { amount: 1, times: 1 }).await.unwrap();
+        cqrs.execute(
+            &id,
+            AccountCommand::Deposit {
+                amount: 1,
+                times: 1,
+            },
+        )
+        .await
+        .unwrap();
     }
     let (replayed, _) = replay(&db.repository(), &id).await;
     assert_eq!(replayed.total, 10);
-    let snapshot = db.repository().get_snapshot::<Account>(&id).await.unwrap().unwrap();
+    let snapshot = db
+        .repository()
+        .get_snapshot::<Account>(&id)
+        .await
+        .unwrap()
+        .unwrap();
     let stored: Account = serde_json::from_value(snapshot.aggregate).unwrap();
-    assert_ne!(stored, replayed, "cqrs-es no longer double-applies: revisit DynamoStore docs");
+    assert_ne!(
+        stored, replayed,
+        "cqrs-es no longer double-applies: revisit DynamoStore docs"
+    );
     assert!(stored.total > replayed.total, "{stored:?}");
 }
 
@@ -138,13 +178,25 @@ async fn conflicting_commits_have_exactly_one_winner() {
         let store = DynamoStore::<Account>::new(db.repository(), policy);
         let id = new_id();
         store
-            .commit(vec![AccountEvent::Deposited { amount: 1 }], store.load_aggregate(&id).await.unwrap(), no_metadata())
+            .commit(
+                vec![AccountEvent::Deposited { amount: 1 }],
+                store.load_aggregate(&id).await.unwrap(),
+                no_metadata(),
+            )
             .await
             .unwrap();
         let first = store.load_aggregate(&id).await.unwrap();
         let second = store.load_aggregate(&id).await.unwrap();
-        let a = store.commit(vec![AccountEvent::Deposited { amount: 10 }; 2], first, no_metadata());
-        let b = store.commit(vec![AccountEvent::Deposited { amount: 100 }], second, no_metadata());
+        let a = store.commit(
+            vec![AccountEvent::Deposited { amount: 10 }; 2],
+            first,
+            no_metadata(),
+        );
+        let b = store.commit(
+            vec![AccountEvent::Deposited { amount: 100 }],
+            second,
+            no_metadata(),
+        );
         let (a, b) = tokio::join!(a, b);
         let outcomes = [a.is_ok(), b.is_ok()];
         assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
@@ -155,7 +207,10 @@ async fn conflicting_commits_have_exactly_one_winner() {
         }
         let (replayed, sequences) = replay(&db.repository(), &id).await;
         assert_eq!(sequences, (1..=sequences.len()).collect::<Vec<_>>());
-        assert!(replayed.total == 21 || replayed.total == 101, "{replayed:?}");
+        assert!(
+            replayed.total == 21 || replayed.total == 101,
+            "{replayed:?}"
+        );
     }
 }
 
@@ -174,7 +229,11 @@ async fn histories_over_one_megabyte_load_completely() {
     assert_eq!(all, events);
     let last = repo.get_last_events::<Account>(&id, 1234).await.unwrap();
     assert!(last.iter().map(|e| e.sequence).eq(1235..=3000));
-    let mut stream = repo.with_streaming_channel_size(50).stream_events::<Account>(&id).await.unwrap();
+    let mut stream = repo
+        .with_streaming_channel_size(50)
+        .stream_events::<Account>(&id)
+        .await
+        .unwrap();
     let mut seen = 0;
     while let Some(event) = stream.next::<Account>(&[]).await {
         seen += 1;
@@ -189,9 +248,13 @@ async fn stream_all_events_yields_only_the_requested_type_across_pages() {
     let repo = db.repository().with_streaming_channel_size(7);
     for n in 0..6 {
         let id = format!("{}-{n}", new_id());
-        let events: Vec<_> = (1..=5).map(|s| deposit_event(Account::TYPE, &id, s, 1)).collect();
+        let events: Vec<_> = (1..=5)
+            .map(|s| deposit_event(Account::TYPE, &id, s, 1))
+            .collect();
         repo.persist::<Account>(&events, None).await.unwrap();
-        let others: Vec<_> = (1..=4).map(|s| deposit_event(Other::TYPE, &id, s, 1)).collect();
+        let others: Vec<_> = (1..=4)
+            .map(|s| deposit_event(Other::TYPE, &id, s, 1))
+            .collect();
         repo.persist::<Other>(&others, None).await.unwrap();
     }
     let mut stream = repo.stream_all_events::<Account>().await.unwrap();
@@ -215,9 +278,13 @@ async fn over_one_hundred_items_is_a_typed_error_and_writes_nothing() {
     let db = tables().await;
     let repo = db.repository();
     let id = new_id();
-    let events: Vec<_> = (1..=101).map(|s| deposit_event(Account::TYPE, &id, s, 1)).collect();
+    let events: Vec<_> = (1..=101)
+        .map(|s| deposit_event(Account::TYPE, &id, s, 1))
+        .collect();
     let err = repo.persist::<Account>(&events, None).await.unwrap_err();
-    let PersistenceError::UnknownError(source) = err else { panic!("{err:?}") };
+    let PersistenceError::UnknownError(source) = err else {
+        panic!("{err:?}")
+    };
     let err = source.downcast_ref::<Error>().unwrap();
     assert!(
         matches!(err, Error::LimitExceeded { limit: Limit::TransactionItems, size: 101, max: 100, aggregate, .. } if aggregate.ends_with(&id)),
@@ -228,7 +295,9 @@ async fn over_one_hundred_items_is_a_typed_error_and_writes_nothing() {
     repo.persist::<Account>(&events[..100], None).await.unwrap();
     assert_eq!(repo.get_events::<Account>(&id).await.unwrap().len(), 100);
     // 99 events plus a snapshot head is 100 items; 100 plus a snapshot is too many.
-    let more: Vec<_> = (101..=200).map(|s| deposit_event(Account::TYPE, &id, s, 1)).collect();
+    let more: Vec<_> = (101..=200)
+        .map(|s| deposit_event(Account::TYPE, &id, s, 1))
+        .collect();
     let err = repo
         .persist::<Account>(&more, Some((id.clone(), serde_json::json!({}), 1)))
         .await
@@ -242,25 +311,41 @@ async fn over_one_hundred_items_is_a_typed_error_and_writes_nothing() {
 async fn views_load_create_update_and_reject_stale_versions() {
     let db = tables().await;
     for codec in all_codecs() {
-        let repo = db.view_repository::<AccountView, Account>().with_codec(codec.clone());
+        let repo = db
+            .view_repository::<AccountView, Account>()
+            .with_codec(codec.clone());
         let view_id = new_id();
         assert_eq!(repo.load(&view_id).await.unwrap(), None);
         let (view, context) = repo.load_with_context(&view_id).await.unwrap().unwrap();
         assert_eq!(view, AccountView::default());
         assert_eq!(context.version, 0);
-        let first = AccountView { deposits: 1, total: 5, last_sequence: 1 };
+        let first = AccountView {
+            deposits: 1,
+            total: 5,
+            last_sequence: 1,
+        };
         repo.update_view(first.clone(), context).await.unwrap();
         assert_eq!(repo.load(&view_id).await.unwrap(), Some(first.clone()));
         let (loaded, context) = repo.load_with_context(&view_id).await.unwrap().unwrap();
         assert_eq!((loaded, context.version), (first, 1));
-        let second = AccountView { deposits: 2, total: 9, last_sequence: 2 };
-        repo.update_view(second.clone(), ViewContext::new(view_id.clone(), 1)).await.unwrap();
+        let second = AccountView {
+            deposits: 2,
+            total: 9,
+            last_sequence: 2,
+        };
+        repo.update_view(second.clone(), ViewContext::new(view_id.clone(), 1))
+            .await
+            .unwrap();
         // A writer still holding version 1 loses, and changes nothing.
         let stale = repo
             .update_view(AccountView::default(), ViewContext::new(view_id.clone(), 1))
             .await
             .unwrap_err();
-        assert!(matches!(stale, PersistenceError::OptimisticLockError), "{stale:?} ({})", codec.name());
+        assert!(
+            matches!(stale, PersistenceError::OptimisticLockError),
+            "{stale:?} ({})",
+            codec.name()
+        );
         let creator = repo
             .update_view(AccountView::default(), ViewContext::new(view_id.clone(), 0))
             .await
@@ -282,10 +367,25 @@ async fn generic_query_keeps_views_in_step_through_the_framework() {
     );
     let id = new_id();
     for _ in 0..5 {
-        cqrs.execute(&id, AccountCommand::Deposit { amount: 3, times: 2 }).await.unwrap();
+        cqrs.execute(
+            &id,
+            AccountCommand::Deposit {
+                amount: 3,
+                times: 2,
+            },
+        )
+        .await
+        .unwrap();
     }
     let view = view_repo.load(&id).await.unwrap().unwrap();
-    assert_eq!(view, AccountView { deposits: 10, total: 30, last_sequence: 10 });
+    assert_eq!(
+        view,
+        AccountView {
+            deposits: 10,
+            total: 30,
+            last_sequence: 10
+        }
+    );
 }
 
 #[tokio::test]
@@ -308,7 +408,12 @@ async fn a_table_mixing_every_codec_reads_back_under_any_codec() {
     }
     for codec in &codecs {
         let repo = db.repository().with_codec(codec.clone());
-        assert_eq!(repo.get_events::<Account>(&id).await.unwrap(), expected, "read with {}", codec.name());
+        assert_eq!(
+            repo.get_events::<Account>(&id).await.unwrap(),
+            expected,
+            "read with {}",
+            codec.name()
+        );
     }
 }
 
@@ -316,40 +421,97 @@ async fn a_table_mixing_every_codec_reads_back_under_any_codec() {
 async fn upstream_written_items_load_and_ours_load_upstream() {
     use upstream_dynamo_es as upstream;
     let db = tables().await;
-    let up_repo = upstream::DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &db.snapshots);
+    let up_repo = upstream::DynamoEventRepository::new(db.client.clone())
+        .with_tables(&db.events, &db.snapshots);
     let ours = db.repository().with_codec(Codec::json());
 
     // Upstream writes events and a snapshot; we load them.
     let id = new_id();
-    let events: Vec<_> = (1..=3).map(|s| deposit_event(Account::TYPE, &id, s, 5)).collect();
-    let snapshot = serde_json::to_value(Account { total: 15, applied: 3, notes: vec![] }).unwrap();
-    up_repo.persist::<Account>(&events, Some((id.clone(), snapshot.clone(), 1))).await.unwrap();
+    let events: Vec<_> = (1..=3)
+        .map(|s| deposit_event(Account::TYPE, &id, s, 5))
+        .collect();
+    let snapshot = serde_json::to_value(Account {
+        total: 15,
+        applied: 3,
+        notes: vec![],
+    })
+    .unwrap();
+    up_repo
+        .persist::<Account>(&events, Some((id.clone(), snapshot.clone(), 1)))
+        .await
+        .unwrap();
     assert_eq!(ours.get_events::<Account>(&id).await.unwrap(), events);
     let loaded = ours.get_snapshot::<Account>(&id).await.unwrap().unwrap();
-    assert_eq!((loaded.aggregate, loaded.current_sequence, loaded.current_snapshot), (snapshot, 3, 1));
+    assert_eq!(
+        (
+            loaded.aggregate,
+            loaded.current_sequence,
+            loaded.current_snapshot
+        ),
+        (snapshot, 3, 1)
+    );
     let store = DynamoStore::<Account>::new_aggregate_store(ours.clone());
     let context = store.load_aggregate(&id).await.unwrap();
     assert_eq!(context.aggregate.total, 15);
     // ...and continue the stream where upstream left it.
-    store.commit(vec![AccountEvent::Deposited { amount: 5 }], context, no_metadata()).await.unwrap();
+    store
+        .commit(
+            vec![AccountEvent::Deposited { amount: 5 }],
+            context,
+            no_metadata(),
+        )
+        .await
+        .unwrap();
 
     // Upstream reads what we wrote.
     let up_events = up_repo.get_events::<Account>(&id).await.unwrap();
     assert_eq!(up_events.len(), 4);
-    assert_eq!(up_events[3].payload, serde_json::json!({"Deposited": {"amount": 5}}));
+    assert_eq!(
+        up_events[3].payload,
+        serde_json::json!({"Deposited": {"amount": 5}})
+    );
     let up_snapshot = up_repo.get_snapshot::<Account>(&id).await.unwrap().unwrap();
-    assert_eq!((up_snapshot.current_sequence, up_snapshot.current_snapshot), (4, 2));
+    assert_eq!(
+        (up_snapshot.current_sequence, up_snapshot.current_snapshot),
+        (4, 2)
+    );
     let up_state: Account = serde_json::from_value(up_snapshot.aggregate).unwrap();
-    assert_eq!(up_state, Account { total: 20, applied: 4, notes: vec![] });
+    assert_eq!(
+        up_state,
+        Account {
+            total: 20,
+            applied: 4,
+            notes: vec![]
+        }
+    );
 
     // Views, both ways.
-    let up_views = upstream::DynamoViewRepository::<AccountView, Account>::new(&db.views, db.client.clone());
-    let our_views = db.view_repository::<AccountView, Account>().with_codec(Codec::json());
-    let view = AccountView { deposits: 4, total: 20, last_sequence: 4 };
-    up_views.update_view(view.clone(), ViewContext::new(id.clone(), 0)).await.unwrap();
+    let up_views =
+        upstream::DynamoViewRepository::<AccountView, Account>::new(&db.views, db.client.clone());
+    let our_views = db
+        .view_repository::<AccountView, Account>()
+        .with_codec(Codec::json());
+    let view = AccountView {
+        deposits: 4,
+        total: 20,
+        last_sequence: 4,
+    };
+    up_views
+        .update_view(view.clone(), ViewContext::new(id.clone(), 0))
+        .await
+        .unwrap();
     let (loaded, context) = our_views.load_with_context(&id).await.unwrap().unwrap();
     assert_eq!((loaded, context.version), (view.clone(), 1));
-    our_views.update_view(AccountView { deposits: 5, ..view.clone() }, context).await.unwrap();
+    our_views
+        .update_view(
+            AccountView {
+                deposits: 5,
+                ..view.clone()
+            },
+            context,
+        )
+        .await
+        .unwrap();
     assert_eq!(up_views.load(&id).await.unwrap().unwrap().deposits, 5);
 }
 
@@ -358,9 +520,16 @@ async fn metadata_round_trips() {
     let db = tables().await;
     let store = DynamoStore::<Account>::new_event_store(db.repository());
     let id = new_id();
-    let metadata = HashMap::from([("user".to_string(), "ada".to_string()), ("ip".to_string(), "10.0.0.1".to_string())]);
+    let metadata = HashMap::from([
+        ("user".to_string(), "ada".to_string()),
+        ("ip".to_string(), "10.0.0.1".to_string()),
+    ]);
     store
-        .commit(vec![AccountEvent::Deposited { amount: 1 }], store.load_aggregate(&id).await.unwrap(), metadata.clone())
+        .commit(
+            vec![AccountEvent::Deposited { amount: 1 }],
+            store.load_aggregate(&id).await.unwrap(),
+            metadata.clone(),
+        )
         .await
         .unwrap();
     let events = store.load_events(&id).await.unwrap();

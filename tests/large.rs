@@ -43,7 +43,12 @@ impl Aggregate for Ledger {
     type Event = LedgerEvent;
     type Error = AccountError;
     type Services = ();
-    async fn handle(&mut self, events: Vec<LedgerEvent>, _: &(), sink: &cqrs_es::event_sink::EventSink<Self>) -> Result<(), AccountError> {
+    async fn handle(
+        &mut self,
+        events: Vec<LedgerEvent>,
+        _: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), AccountError> {
         for event in events {
             sink.write(event, self).await;
         }
@@ -83,20 +88,33 @@ async fn snapshot_items(db: &dynamo_es::testing::TestTables) -> usize {
 
 /// Grows a ledger through `policy` with commands of `events_per_command`
 /// imports of `bytes` each, and checks load and stored snapshot against a replay.
-async fn grow_and_check(codec: Codec, policy: SnapshotPolicy, commands: usize, events_per_command: usize, bytes: usize) -> (dynamo_es::testing::TestTables, String, usize) {
+async fn grow_and_check(
+    codec: Codec,
+    policy: SnapshotPolicy,
+    commands: usize,
+    events_per_command: usize,
+    bytes: usize,
+) -> (dynamo_es::testing::TestTables, String, usize) {
     let db = tables().await;
     let store = DynamoStore::<Ledger>::new(db.repository().with_codec(codec), policy);
     let cqrs = cqrs_es::CqrsFramework::new(store, vec![], ());
     let id = new_id();
     for c in 0..commands {
-        cqrs.execute(&id, imports(events_per_command, bytes, c as u64)).await.unwrap();
+        cqrs.execute(&id, imports(events_per_command, bytes, c as u64))
+            .await
+            .unwrap();
     }
     let store = DynamoStore::<Ledger>::new(db.repository(), policy);
     let expected = replayed(&store, &id).await;
     let json_len = serde_json::to_vec(&expected).unwrap().len();
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(loaded.aggregate, expected);
-    let snapshot = db.repository().get_snapshot::<Ledger>(&id).await.unwrap().unwrap();
+    let snapshot = db
+        .repository()
+        .get_snapshot::<Ledger>(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(snapshot.current_sequence, commands * events_per_command);
     let stored: Ledger = serde_json::from_value(snapshot.aggregate).unwrap();
     assert_eq!(stored, expected);
@@ -129,7 +147,8 @@ async fn a_10_mb_snapshot_round_trips_with_compression() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_shrinks_and_grows_always_reads_the_latest_state() {
     let db = tables().await;
-    let store = DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    let store =
+        DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(Codec::json()));
     let cqrs = cqrs_es::CqrsFramework::new(store, vec![], ());
     let id = new_id();
     let check = |expected_items: std::ops::RangeInclusive<usize>| {
@@ -140,7 +159,10 @@ async fn a_snapshot_that_shrinks_and_grows_always_reads_the_latest_state() {
             let expected = replayed(&store, &id).await;
             assert_eq!(store.load_aggregate(&id).await.unwrap().aggregate, expected);
             let items = snapshot_items(&db).await;
-            assert!(expected_items.contains(&items), "{items} snapshot items, wanted {expected_items:?}");
+            assert!(
+                expected_items.contains(&items),
+                "{items} snapshot items, wanted {expected_items:?}"
+            );
         }
     };
     cqrs.execute(&id, imports(3, 350_000, 1)).await.unwrap();
@@ -156,9 +178,17 @@ async fn a_snapshot_that_shrinks_and_grows_always_reads_the_latest_state() {
 }
 
 fn limit_error(err: PersistenceError) -> (Limit, usize, usize, String, String) {
-    let PersistenceError::UnknownError(source) = err else { panic!("{err:?}") };
+    let PersistenceError::UnknownError(source) = err else {
+        panic!("{err:?}")
+    };
     match source.downcast_ref::<Error>() {
-        Some(Error::LimitExceeded { limit, size, max, aggregate, subject }) => (*limit, *size, *max, aggregate.clone(), subject.clone()),
+        Some(Error::LimitExceeded {
+            limit,
+            size,
+            max,
+            aggregate,
+            subject,
+        }) => (*limit, *size, *max, aggregate.clone(), subject.clone()),
         other => panic!("{other:?}"),
     }
 }
@@ -169,7 +199,8 @@ async fn an_event_over_400_kb_is_rejected_and_nothing_is_written() {
     let repo = db.repository().with_codec(Codec::json());
     let id = new_id();
     let events = vec![note_event(&id, 1, 100), note_event(&id, 2, 410_000)];
-    let (limit, size, max, aggregate, subject) = limit_error(repo.persist::<Account>(&events, None).await.unwrap_err());
+    let (limit, size, max, aggregate, subject) =
+        limit_error(repo.persist::<Account>(&events, None).await.unwrap_err());
     assert_eq!((limit, max), (Limit::ItemSize, 409_600));
     assert!(size > 410_000);
     assert_eq!(aggregate, format!("Account:{id}"));
@@ -183,14 +214,22 @@ async fn a_commit_over_4_mb_is_rejected_and_nothing_is_written() {
     let repo = db.repository().with_codec(Codec::json());
     let id = new_id();
     let events: Vec<_> = (1..=11).map(|s| note_event(&id, s, 390_000)).collect();
-    let (limit, size, max, _, subject) = limit_error(repo.persist::<Account>(&events, None).await.unwrap_err());
-    assert_eq!((limit, max, subject.as_str()), (Limit::TransactionSize, 4_194_304, "transaction"));
+    let (limit, size, max, _, subject) =
+        limit_error(repo.persist::<Account>(&events, None).await.unwrap_err());
+    assert_eq!(
+        (limit, max, subject.as_str()),
+        (Limit::TransactionSize, 4_194_304, "transaction")
+    );
     assert!(size > 4_194_304);
     assert_eq!(count_items(&db.client, &db.events).await, 0);
     // A snapshot that cannot fit beside its events is rejected the same way.
     let events: Vec<_> = (1..=6).map(|s| note_event(&id, s, 390_000)).collect();
     let big = serde_json::json!({"notes": vec!["x".repeat(100_000); 20]});
-    let (limit, ..) = limit_error(repo.persist::<Account>(&events, Some((id.clone(), big, 1))).await.unwrap_err());
+    let (limit, ..) = limit_error(
+        repo.persist::<Account>(&events, Some((id.clone(), big, 1)))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(limit, Limit::TransactionSize);
     assert_eq!(count_items(&db.client, &db.events).await, 0);
     assert_eq!(count_items(&db.client, &db.snapshots).await, 0);
@@ -199,12 +238,18 @@ async fn a_commit_over_4_mb_is_rejected_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_events_load_and_stream_completely() {
     let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json()).with_streaming_channel_size(500);
+    let repo = db
+        .repository()
+        .with_codec(Codec::json())
+        .with_streaming_channel_size(500);
     let id = new_id();
     let events: Vec<_> = (1..=20_000).map(|s| note_event(&id, s, 520)).collect();
     let mut total_bytes = 0;
     for batch in events.chunks(100) {
-        total_bytes += batch.iter().map(|e| serde_json::to_vec(&e.payload).unwrap().len()).sum::<usize>();
+        total_bytes += batch
+            .iter()
+            .map(|e| serde_json::to_vec(&e.payload).unwrap().len())
+            .sum::<usize>();
         repo.persist::<Account>(batch, None).await.unwrap();
     }
     assert!(total_bytes > 10_000_000, "{total_bytes}");
@@ -213,7 +258,10 @@ async fn twenty_thousand_events_load_and_stream_completely() {
     assert_eq!(loaded.len(), 20_000);
     assert!(loaded.iter().map(|e| e.sequence).eq(1..=20_000));
     let context = store.load_aggregate(&id).await.unwrap();
-    assert_eq!((context.aggregate.notes.len(), context.current_sequence), (20_000, 20_000));
+    assert_eq!(
+        (context.aggregate.notes.len(), context.current_sequence),
+        (20_000, 20_000)
+    );
     let mut stream = repo.stream_events::<Account>(&id).await.unwrap();
     let mut seen = 0;
     while let Some(event) = stream.next::<Account>(&[]).await {

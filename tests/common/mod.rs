@@ -98,7 +98,12 @@ impl Aggregate for Other {
     type Event = AccountEvent;
     type Error = AccountError;
     type Services = ();
-    async fn handle(&mut self, _: (), _: &(), _: &cqrs_es::event_sink::EventSink<Self>) -> Result<(), AccountError> {
+    async fn handle(
+        &mut self,
+        _: (),
+        _: &(),
+        _: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), AccountError> {
         Ok(())
     }
     fn apply(&mut self, _event: Self::Event) {
@@ -132,7 +137,11 @@ pub async fn tables() -> TestTables {
 /// A unique aggregate id.
 pub fn new_id() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("acct-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "acct-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Every codec this build can write.
@@ -151,7 +160,12 @@ pub fn all_codecs() -> Vec<Codec> {
 }
 
 /// A serialized `Deposited` event.
-pub fn deposit_event(aggregate_type: &str, id: &str, sequence: usize, amount: i64) -> SerializedEvent {
+pub fn deposit_event(
+    aggregate_type: &str,
+    id: &str,
+    sequence: usize,
+    amount: i64,
+) -> SerializedEvent {
     SerializedEvent {
         aggregate_id: id.to_string(),
         sequence,
@@ -165,7 +179,9 @@ pub fn deposit_event(aggregate_type: &str, id: &str, sequence: usize, amount: i6
 
 /// A serialized `Noted` event with a note of `len` bytes.
 pub fn note_event(id: &str, sequence: usize, len: usize) -> SerializedEvent {
-    let text: String = (0..len).map(|i| char::from(b'a' + u8::try_from(i * 7 % 26).unwrap())).collect();
+    let text: String = (0..len)
+        .map(|i| char::from(b'a' + u8::try_from(i * 7 % 26).unwrap()))
+        .collect();
     SerializedEvent {
         aggregate_id: id.to_string(),
         sequence,
