@@ -24,7 +24,9 @@ use crate::item::{
     aggregate_key, event_to_item, item_to_event, n, s, PayloadBytes, AGGREGATE_ID_SEQUENCE,
     AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
 };
-use crate::size::{MAX_ITEM_SIZE, MAX_TRANSACTION_ITEMS, MAX_TRANSACTION_SIZE};
+use crate::size::{
+    MAX_ITEM_SIZE, MAX_PARTITION_KEY_SIZE, MAX_TRANSACTION_ITEMS, MAX_TRANSACTION_SIZE,
+};
 use crate::snapshot::{self, LoadedSnapshot, PlannedWrite, SnapshotSpec};
 use crate::stream::{self, Pages};
 
@@ -241,6 +243,15 @@ impl DynamoEventRepository {
             consumed_capacity = field::Empty,
         );
         async {
+            if key.len() > MAX_PARTITION_KEY_SIZE {
+                return Err(Error::LimitExceeded {
+                    aggregate: key.clone(),
+                    subject: "aggregate key".into(),
+                    limit: Limit::PartitionKeySize,
+                    size: key.len(),
+                    max: MAX_PARTITION_KEY_SIZE,
+                });
+            }
             let mut writes = Vec::with_capacity(events.len() + 1);
             let mut bytes = PayloadBytes::default();
             for event in events {

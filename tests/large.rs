@@ -270,3 +270,19 @@ async fn twenty_thousand_events_load_and_stream_completely() {
     }
     assert_eq!(seen, 20_000);
 }
+
+#[tokio::test]
+async fn an_aggregate_key_over_2048_bytes_is_rejected_before_sending() {
+    let db = tables().await;
+    let repo = db.repository();
+    let id = "k".repeat(2100);
+    let events = vec![deposit_event(Account::TYPE, &id, 1, 1)];
+    let (limit, size, max, _, subject) =
+        limit_error(repo.persist::<Account>(&events, None).await.unwrap_err());
+    assert_eq!(
+        (limit, max, subject.as_str()),
+        (Limit::PartitionKeySize, 2048, "aggregate key")
+    );
+    assert_eq!(size, "Account:".len() + 2100);
+    assert_eq!(count_items(&db.client, &db.events).await, 0);
+}
