@@ -48,8 +48,6 @@ pub(crate) struct SnapshotPlan {
     pub writes: Vec<PlannedWrite>,
     /// Chunk items written (0 for the single-item layout).
     pub chunks: usize,
-    /// Encoded payload bytes.
-    pub stored: usize,
 }
 
 /// A snapshot as read: its payload still encoded, as stored.
@@ -235,11 +233,7 @@ pub(crate) fn plan(spec: SnapshotSpec<'_>) -> Result<SnapshotPlan> {
             subject: format!("stale snapshot chunk {index}"),
         });
     }
-    Ok(SnapshotPlan {
-        writes,
-        chunks,
-        stored,
-    })
+    Ok(SnapshotPlan { writes, chunks })
 }
 
 fn chunk_item(

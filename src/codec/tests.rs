@@ -115,7 +115,7 @@ fn corrupt_and_foreign_payloads_give_typed_errors() {
         &ZSTD_MAGIC[..],
         &[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x00][..],
     ] {
-        let err = codec.decode(&bytes).unwrap_err();
+        let err = codec.decode(bytes).unwrap_err();
         assert!(err.is_data_error(), "{err:?}");
     }
 }
