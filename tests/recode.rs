@@ -1,0 +1,982 @@
+//! Recode on the embedded emulator: tables written by upstream `dynamo-es`,
+//! by our JSON codec (snapshots over 400 KB in chunks) and by a tool that
+//! pretty-prints JSON are moved to the target codec without changing what
+//! any aggregate or view loads, safely against concurrent writers, and
+//! resumably.
+//!
+//! The target is `json+zstd-3` with `compression`, else `msgpack` with
+//! `msgpack`, else plain JSON (which still shrinks the pretty-printed items,
+//! so every feature set rewrites something).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use common::*;
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use dynamo_es::item::{chunk_key, describe_key, Item};
+use dynamo_es::recode::{
+    RecodeOptions, Recoder, Report, StopHandle, Table, TableKind, TableReport,
+};
+use dynamo_es::size::{item_size, MAX_ITEM_SIZE};
+use dynamo_es::testing::fixtures::ledger_snapshot;
+use dynamo_es::testing::{unique_name, TestTables};
+use dynamo_es::{Codec, DynamoStore};
+use serde_json::{json, Value};
+use upstream_dynamo_es as upstream;
+
+/// The codec tables are moved to in this feature set.
+fn target() -> Codec {
+    #[cfg(feature = "compression")]
+    return Codec::json().compressed(3);
+    #[cfg(all(feature = "msgpack", not(feature = "compression")))]
+    return Codec::msgpack();
+    #[allow(unreachable_code)]
+    Codec::json()
+}
+
+fn all_tables(db: &TestTables) -> Vec<Table> {
+    vec![
+        Table::events(&db.events),
+        Table::snapshots(&db.snapshots),
+        Table::views(&db.views),
+    ]
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn b(v: Vec<u8>) -> AttributeValue {
+    AttributeValue::B(Blob::new(v))
+}
+
+/// Realistic, compressible text without quotes (so JSON does not escape it).
+fn text(len: usize, seed: u64) -> String {
+    let ledger = serde_json::to_string(&ledger_snapshot(len, seed))
+        .unwrap()
+        .replace('"', "'");
+    ledger.chars().take(len).collect()
+}
+
+/// What was written, by kind.
+#[derive(Debug, Clone, Default)]
+struct Seeded {
+    accounts: Vec<String>,
+    ledgers: Vec<String>,
+    views: Vec<String>,
+}
+
+async fn put(client: &Client, table: &str, item: Item) {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Fills the tables. Ids are fixed, so two calls on two sets of tables
+/// produce identical items.
+async fn seed(db: &TestTables, big: bool) -> Seeded {
+    let mut seeded = Seeded::default();
+
+    // Upstream dynamo-es: events, small snapshots and views.
+    let up = upstream::DynamoEventRepository::new(db.client.clone())
+        .with_tables(&db.events, &db.snapshots);
+    let up_views =
+        upstream::DynamoViewRepository::<AccountView, Account>::new(&db.views, db.client.clone());
+    for k in 0..3i64 {
+        let id = format!("upstream-{k}");
+        let events: Vec<_> = (1..=3)
+            .map(|s| deposit_event(Account::TYPE, &id, s, 5 * k))
+            .collect();
+        let state = Account {
+            total: 15 * k,
+            applied: 3,
+            notes: vec![format!("upstream {k}")],
+        };
+        up.persist::<Account>(
+            &events,
+            Some((id.clone(), serde_json::to_value(state).unwrap(), 1)),
+        )
+        .await
+        .unwrap();
+        let view = AccountView {
+            deposits: 3,
+            total: 15 * k,
+            last_sequence: 3,
+        };
+        up_views
+            .update_view(view, ViewContext::new(id.clone(), 0))
+            .await
+            .unwrap();
+        seeded.accounts.push(id.clone());
+        seeded.views.push(id);
+    }
+
+    // Our JSON codec through DynamoStore: snapshots of mixed sizes, the
+    // large ones chunked.
+    let repo = db.repository().with_codec(Codec::json());
+    let store = DynamoStore::<Account>::new_aggregate_store(repo.clone());
+    let notes: Vec<Vec<usize>> = if big {
+        vec![
+            vec![1_000],
+            vec![50_000],
+            vec![150_000, 150_000],
+            vec![250_000, 250_000],
+            vec![250_000; 5],
+        ]
+    } else {
+        vec![vec![2_000], vec![240_000, 240_000]]
+    };
+    for (k, lens) in notes.iter().enumerate() {
+        let id = format!("ours-{k}");
+        for (j, len) in lens.iter().enumerate() {
+            let context = store.load_aggregate(&id).await.unwrap();
+            let events = vec![
+                AccountEvent::Noted {
+                    text: text(*len, (k * 10 + j) as u64),
+                },
+                AccountEvent::Deposited { amount: 1 },
+            ];
+            let metadata = HashMap::from([("user".to_string(), format!("user-{k}"))]);
+            store.commit(events, context, metadata).await.unwrap();
+        }
+        seeded.accounts.push(id);
+    }
+
+    // Raw JSON snapshots of another aggregate type.
+    let ledgers: &[usize] = if big { &[20_000, 600_000] } else { &[20_000] };
+    for (k, size) in ledgers.iter().enumerate() {
+        let id = format!("ledger-{k}");
+        let value = ledger_snapshot(*size, 100 + k as u64);
+        repo.persist::<Other>(
+            &[deposit_event(Other::TYPE, &id, 1, 1)],
+            Some((id.clone(), value, 1)),
+        )
+        .await
+        .unwrap();
+        seeded.ledgers.push(id);
+    }
+
+    // Pretty-printed JSON from some other tool: events, a view, a single
+    // snapshot carrying an extra attribute, and a chunked snapshot whose
+    // compact form fits in one item.
+    let id = "pretty-0";
+    let key = format!("Account:{id}");
+    for seq in 1..=3 {
+        let item = Item::from([
+            ("AggregateTypeAndId".into(), s(&key)),
+            ("AggregateIdSequence".into(), n(seq)),
+            ("AggregateType".into(), s("Account")),
+            ("AggregateId".into(), s(id)),
+            ("EventType".into(), s("Deposited")),
+            ("EventVersion".into(), s("1.0")),
+            (
+                "Payload".into(),
+                b(serde_json::to_vec_pretty(&json!({"Deposited": {"amount": 7}})).unwrap()),
+            ),
+            (
+                "Metadata".into(),
+                b(serde_json::to_vec_pretty(&json!({"user": "pretty", "seq": seq})).unwrap()),
+            ),
+        ]);
+        put(&db.client, &db.events, item).await;
+    }
+    let state = Account {
+        total: 21,
+        applied: 3,
+        notes: vec!["pretty".into(); 40],
+    };
+    let head = Item::from([
+        ("AggregateTypeAndId".into(), s(&key)),
+        ("AggregateType".into(), s("Account")),
+        ("AggregateId".into(), s(id)),
+        ("CurrentSequence".into(), n(3)),
+        ("CurrentSnapshot".into(), n(1)),
+        (
+            "Payload".into(),
+            b(serde_json::to_vec_pretty(&state).unwrap()),
+        ),
+        ("ExpiresAt".into(), n(1_999_999_999u64)),
+    ]);
+    put(&db.client, &db.snapshots, head).await;
+    let view = AccountView {
+        deposits: 3,
+        total: 21,
+        last_sequence: 3,
+    };
+    let view_item = Item::from([
+        ("ViewId".into(), s(id)),
+        ("ViewVersion".into(), n(2)),
+        (
+            "Payload".into(),
+            b(serde_json::to_vec_pretty(&view).unwrap()),
+        ),
+    ]);
+    put(&db.client, &db.views, view_item).await;
+    seeded.accounts.push(id.to_string());
+    seeded.views.push(id.to_string());
+
+    let ledger_id = "pretty-ledger";
+    let pretty = serde_json::to_vec_pretty(&ledger_snapshot(300_000, 7)).unwrap();
+    assert!(
+        pretty.len() > MAX_ITEM_SIZE,
+        "the pretty ledger must need chunks: {}",
+        pretty.len()
+    );
+    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&pretty));
+    let parts: Vec<&[u8]> = pretty.chunks(300_000).collect();
+    for (index, part) in parts.iter().enumerate() {
+        let chunk = Item::from([
+            (
+                "AggregateTypeAndId".into(),
+                s(&chunk_key(Other::TYPE, ledger_id, index)),
+            ),
+            ("ChunkOf".into(), s(&format!("Other:{ledger_id}"))),
+            ("ChunkIndex".into(), n(index)),
+            ("PayloadHash".into(), s(&hash)),
+            ("Payload".into(), b(part.to_vec())),
+        ]);
+        put(&db.client, &db.snapshots, chunk).await;
+    }
+    let head = Item::from([
+        (
+            "AggregateTypeAndId".into(),
+            s(&format!("Other:{ledger_id}")),
+        ),
+        ("AggregateType".into(), s("Other")),
+        ("AggregateId".into(), s(ledger_id)),
+        ("CurrentSequence".into(), n(1)),
+        ("CurrentSnapshot".into(), n(1)),
+        ("PayloadChunks".into(), n(parts.len())),
+        ("PayloadSize".into(), n(pretty.len())),
+        ("PayloadHash".into(), s(&hash)),
+    ]);
+    put(&db.client, &db.snapshots, head).await;
+    seeded.ledgers.push(ledger_id.to_string());
+    seeded
+}
+
+/// Everything the application can load.
+#[derive(Debug, PartialEq)]
+struct Loaded {
+    events: Vec<Vec<SerializedEvent>>,
+    snapshots: Vec<Option<(Value, usize, usize)>>,
+    aggregates: Vec<Account>,
+    views: Vec<Option<AccountView>>,
+}
+
+async fn load_everything(db: &TestTables, seeded: &Seeded) -> Loaded {
+    let repo = db.repository();
+    let store = DynamoStore::<Account>::new_aggregate_store(repo.clone());
+    let mut loaded = Loaded {
+        events: vec![],
+        snapshots: vec![],
+        aggregates: vec![],
+        views: vec![],
+    };
+    let snapshot = |s: Option<cqrs_es::persist::SerializedSnapshot>| {
+        s.map(|s| (s.aggregate, s.current_sequence, s.current_snapshot))
+    };
+    for id in &seeded.accounts {
+        loaded
+            .events
+            .push(repo.get_events::<Account>(id).await.unwrap());
+        loaded
+            .snapshots
+            .push(snapshot(repo.get_snapshot::<Account>(id).await.unwrap()));
+        loaded
+            .aggregates
+            .push(store.load_aggregate(id).await.unwrap().aggregate);
+    }
+    for id in &seeded.ledgers {
+        loaded
+            .events
+            .push(repo.get_events::<Other>(id).await.unwrap());
+        loaded
+            .snapshots
+            .push(snapshot(repo.get_snapshot::<Other>(id).await.unwrap()));
+    }
+    let views = db.view_repository::<AccountView, Account>();
+    for id in &seeded.views {
+        loaded.views.push(views.load(id).await.unwrap());
+    }
+    loaded
+}
+
+/// Every item of a table, by key.
+async fn scan(client: &Client, table: &str) -> BTreeMap<String, Item> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .send();
+    let mut items = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        for item in page.unwrap().items.unwrap_or_default() {
+            items.insert(describe_key(&item), item);
+        }
+    }
+    items
+}
+
+fn bytes(items: &BTreeMap<String, Item>) -> u64 {
+    items
+        .values()
+        .map(|item| u64::try_from(item_size(item)).unwrap())
+        .sum()
+}
+
+async fn scan_all(db: &TestTables) -> Vec<BTreeMap<String, Item>> {
+    let mut all = Vec::new();
+    for table in all_tables(db) {
+        all.push(scan(&db.client, &table.name).await);
+    }
+    all
+}
+
+fn heads(items: &BTreeMap<String, Item>) -> impl Iterator<Item = &Item> {
+    items.values().filter(|item| !item.contains_key("ChunkOf"))
+}
+
+fn chunked_heads(items: &BTreeMap<String, Item>) -> u64 {
+    heads(items)
+        .filter(|item| !item.contains_key("Payload"))
+        .count() as u64
+}
+
+fn chunk_items(items: &BTreeMap<String, Item>) -> u64 {
+    items
+        .values()
+        .filter(|item| item.contains_key("ChunkOf"))
+        .count() as u64
+}
+
+/// A report with the table name blanked, to compare runs on two table sets.
+fn anonymous(report: &TableReport) -> Value {
+    let mut value = serde_json::to_value(report).unwrap();
+    value["table"] = json!("");
+    value
+}
+
+#[tokio::test]
+async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
+    let db = tables().await;
+    let seeded = seed(&db, true).await;
+    let loaded_before = load_everything(&db, &seeded).await;
+    let before = scan_all(&db).await;
+    let snapshots_before = &before[1];
+    assert!(
+        chunked_heads(snapshots_before) >= 4,
+        "mixed sizes, some chunked"
+    );
+
+    let tables = all_tables(&db);
+    let recoder = Recoder::new(db.client.clone(), target())
+        .with_options(RecodeOptions::default().with_segments(3).with_page_size(5));
+
+    // The dry run measures exactly what is stored, and writes nothing.
+    let dry = recoder.report(&tables).await.unwrap();
+    assert!(dry.complete);
+    assert_eq!(scan_all(&db).await, before, "a dry run writes nothing");
+    for (report, items) in dry.tables.iter().zip(&before) {
+        assert!(report.dry_run && report.complete, "{report:?}");
+        assert_eq!(report.codec, target().name());
+        assert_eq!(report.bytes_before, bytes(items), "{}", report.table);
+        assert!(report.items_recoded > 0, "{report:?}");
+        assert!(report.bytes_after < report.bytes_before, "{report:?}");
+        assert_eq!(
+            report.items_scanned,
+            report.items_recoded + report.items_skipped,
+            "{report:?}"
+        );
+        assert!(
+            report.wcu_per_rewrite_after <= report.wcu_per_rewrite_before,
+            "{report:?}"
+        );
+        assert!(
+            report.rcu_per_load_after <= report.rcu_per_load_before,
+            "{report:?}"
+        );
+    }
+    assert_eq!(dry.tables[0].items_scanned, before[0].len() as u64);
+    assert_eq!(
+        dry.tables[1].items_scanned,
+        heads(snapshots_before).count() as u64
+    );
+    assert_eq!(
+        dry.tables[1].chunked_before,
+        chunked_heads(snapshots_before)
+    );
+    assert_eq!(
+        dry.tables[1].chunk_items_before,
+        chunk_items(snapshots_before)
+    );
+    assert!(dry.tables[1].newly_fit >= 1, "{:?}", dry.tables[1]);
+    let text = dry.to_string();
+    println!("{text}");
+    assert!(
+        text.contains(&db.snapshots) && text.contains("total") && text.contains("newly fit"),
+        "{text}"
+    );
+
+    // The recode does what the dry run said, and the tables say so too.
+    let done = recoder.run(&tables).await.unwrap();
+    assert!(done.complete);
+    let after = scan_all(&db).await;
+    for ((report, dry), (items_before, items_after)) in done
+        .tables
+        .iter()
+        .zip(&dry.tables)
+        .zip(before.iter().zip(&after))
+    {
+        assert!(!report.dry_run);
+        assert_eq!(report.bytes_before, bytes(items_before), "{}", report.table);
+        assert_eq!(report.bytes_after, bytes(items_after), "{}", report.table);
+        assert_eq!(report.bytes_after, dry.bytes_after, "{}", report.table);
+        assert_eq!(report.items_recoded, dry.items_recoded, "{}", report.table);
+        assert_eq!((report.conflicts_skipped, report.items_unreadable), (0, 0));
+    }
+    let snapshots_after = &after[1];
+    assert_eq!(done.tables[1].chunked_after, chunked_heads(snapshots_after));
+    assert_eq!(
+        done.tables[1].chunk_items_after,
+        chunk_items(snapshots_after)
+    );
+    assert_eq!(
+        done.tables[1].newly_fit,
+        done.tables[1].chunked_before - done.tables[1].chunked_after
+    );
+    assert_eq!(
+        after[0].len(),
+        before[0].len(),
+        "events are rewritten in place"
+    );
+
+    // Every aggregate, snapshot and view loads exactly as before.
+    assert_eq!(load_everything(&db, &seeded).await, loaded_before);
+    // Versions, sequences and foreign attributes are kept.
+    for head in heads(snapshots_before) {
+        let key = describe_key(head);
+        let new = &snapshots_after[&key];
+        for name in [
+            "CurrentSnapshot",
+            "CurrentSequence",
+            "AggregateType",
+            "AggregateId",
+        ] {
+            assert_eq!(new.get(name), head.get(name), "{key} {name}");
+        }
+    }
+    assert_eq!(
+        snapshots_after["Account:pretty-0"]["ExpiresAt"],
+        n(1_999_999_999u64)
+    );
+    for (key, view) in &before[2] {
+        assert_eq!(after[2][key]["ViewVersion"], view["ViewVersion"]);
+    }
+    #[cfg(feature = "compression")]
+    {
+        let zstd = |items: &BTreeMap<String, Item>| {
+            items.values().filter(|i| matches!(i.get("Payload"), Some(AttributeValue::B(p)) if p.as_ref().starts_with(&[0x28, 0xB5, 0x2F, 0xFD]))).count()
+        };
+        assert!(zstd(snapshots_after) >= 4, "large snapshots are compressed");
+    }
+    if target() == Codec::json() {
+        // Plain JSON stays readable by upstream.
+        let up = upstream::DynamoEventRepository::new(db.client.clone())
+            .with_tables(&db.events, &db.snapshots);
+        let snapshot = up
+            .get_snapshot::<Account>("pretty-0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            snapshot.aggregate,
+            loaded_before.snapshots[seeded.accounts.len() - 1]
+                .clone()
+                .unwrap()
+                .0
+        );
+    }
+
+    // A second run changes nothing.
+    let again = recoder.run(&tables).await.unwrap();
+    assert_eq!(scan_all(&db).await, after);
+    for (report, items) in again.tables.iter().zip(&after) {
+        assert_eq!(report.items_recoded, 0, "{report:?}");
+        assert_eq!(report.items_skipped, report.items_scanned);
+        assert_eq!(
+            (report.bytes_before, report.bytes_after),
+            (bytes(items), bytes(items))
+        );
+        assert_eq!(report.recode_wcu, 0);
+    }
+}
+
+#[tokio::test]
+async fn recode_while_commits_continue_loses_no_commit() {
+    let db = tables().await;
+    let repo = db.repository().with_codec(Codec::json());
+    let store = Arc::new(DynamoStore::<Account>::new_aggregate_store(repo.clone()));
+    let ids: Vec<String> = (0..4).map(|k| format!("busy-{k}")).collect();
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    for (k, id) in ids.iter().enumerate() {
+        // Some large (chunked) snapshots, some small.
+        let len = if k % 2 == 0 { 200_000 } else { 3_000 };
+        for j in 0..3 {
+            let context = store.load_aggregate(id).await.unwrap();
+            let events = vec![AccountEvent::Noted {
+                text: text(len, (k * 3 + j) as u64),
+            }];
+            store.commit(events, context, no_metadata()).await.unwrap();
+        }
+        expected.insert(id.clone(), 3);
+    }
+
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (store, ids, acknowledged) = (store.clone(), ids.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            let mut counts = HashMap::new();
+            for round in 0..12i64 {
+                for id in &ids {
+                    loop {
+                        let context = store.load_aggregate(id).await.unwrap();
+                        let events = vec![
+                            AccountEvent::Deposited { amount: round },
+                            AccountEvent::Noted {
+                                text: format!("r{round}"),
+                            },
+                        ];
+                        match store.commit(events, context, no_metadata()).await {
+                            Ok(_) => break,
+                            Err(AggregateError::AggregateConflict) => continue,
+                            Err(err) => panic!("commit failed: {err:?}"),
+                        }
+                    }
+                    *counts.entry(id.clone()).or_insert(0usize) += 2;
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            counts
+        })
+    };
+
+    let tables = [Table::snapshots(&db.snapshots), Table::events(&db.events)];
+    let recoder = Recoder::new(db.client.clone(), target())
+        .with_options(RecodeOptions::default().with_segments(2).with_page_size(2));
+    let mut runs = 0;
+    let mut recoded = 0;
+    while !writer.is_finished() {
+        let report = recoder.run(&tables).await.unwrap();
+        assert!(report.complete);
+        recoded += report.tables.iter().map(|t| t.items_recoded).sum::<u64>();
+        runs += 1;
+    }
+    let counts = writer.await.unwrap();
+    let last = recoder.run(&tables).await.unwrap();
+    recoded += last.tables.iter().map(|t| t.items_recoded).sum::<u64>();
+    assert_eq!(acknowledged.load(Ordering::SeqCst), 12 * 4);
+    println!("{runs} recode runs during the commits, {recoded} items recoded");
+    assert!(runs >= 1);
+    if target() != Codec::json() {
+        assert!(
+            recoded > 0,
+            "the recode rewrote items while commits went on"
+        );
+    }
+
+    for id in &ids {
+        let (replayed, sequences) = replay(&repo, id).await;
+        let committed = expected[id] + counts[id];
+        assert_eq!(
+            sequences,
+            (1..=committed).collect::<Vec<_>>(),
+            "{id}: every acknowledged event is stored"
+        );
+        let snapshot = repo.get_snapshot::<Account>(id).await.unwrap().unwrap();
+        assert_eq!(snapshot.current_sequence, committed, "{id}");
+        let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
+        assert_eq!(
+            state, replayed,
+            "{id}: the snapshot equals a replay of all events"
+        );
+        assert_eq!(store.load_aggregate(id).await.unwrap().aggregate, replayed);
+    }
+}
+
+#[tokio::test]
+async fn a_writer_that_commits_after_the_scan_wins() {
+    let db = tables().await;
+    let repo = db.repository().with_codec(Codec::json());
+    let store = DynamoStore::<Account>::new_aggregate_store(repo.clone());
+    let ids: Vec<String> = (0..5).map(|k| format!("slow-{k}")).collect();
+    for id in &ids {
+        // Stored pretty-printed, so every target would rewrite it.
+        let key = format!("Account:{id}");
+        let state = Account {
+            total: 1,
+            applied: 1,
+            notes: vec![],
+        };
+        put(
+            &db.client,
+            &db.events,
+            Item::from([
+                ("AggregateTypeAndId".into(), s(&key)),
+                ("AggregateIdSequence".into(), n(1)),
+                ("AggregateType".into(), s("Account")),
+                ("AggregateId".into(), s(id)),
+                ("EventType".into(), s("Deposited")),
+                ("EventVersion".into(), s("1.0")),
+                (
+                    "Payload".into(),
+                    b(br#"{"Deposited":{"amount":1}}"#.to_vec()),
+                ),
+                ("Metadata".into(), b(b"{}".to_vec())),
+            ]),
+        )
+        .await;
+        put(
+            &db.client,
+            &db.snapshots,
+            Item::from([
+                ("AggregateTypeAndId".into(), s(&key)),
+                ("AggregateType".into(), s("Account")),
+                ("AggregateId".into(), s(id)),
+                ("CurrentSequence".into(), n(1)),
+                ("CurrentSnapshot".into(), n(1)),
+                (
+                    "Payload".into(),
+                    b(serde_json::to_vec_pretty(&state).unwrap()),
+                ),
+            ]),
+        )
+        .await;
+    }
+    // One item per second: the last items are written seconds after the
+    // page holding them was read.
+    let recoder = Recoder::new(db.client.clone(), target()).with_options(
+        RecodeOptions::default()
+            .with_items_per_second(1)
+            .with_page_size(5)
+            .with_conflict_retries(0),
+    );
+    let table = Table::snapshots(&db.snapshots);
+    let running = tokio::spawn(async move { recoder.run_table(&table).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids {
+        let context = store.load_aggregate(id).await.unwrap();
+        store
+            .commit(
+                vec![AccountEvent::Deposited { amount: 10 }],
+                context,
+                no_metadata(),
+            )
+            .await
+            .unwrap();
+    }
+    let report = running.await.unwrap().unwrap();
+    assert_eq!(report.items_scanned, 5);
+    assert!(report.conflicts_skipped >= 1, "{report:?}");
+    for id in &ids {
+        let snapshot = repo.get_snapshot::<Account>(id).await.unwrap().unwrap();
+        assert_eq!(
+            (snapshot.current_sequence, snapshot.current_snapshot),
+            (2, 2),
+            "{id}"
+        );
+        let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
+        assert_eq!(
+            state,
+            Account {
+                total: 11,
+                applied: 2,
+                notes: vec![]
+            },
+            "{id}: the commit was kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_recode_resumes_to_the_same_result() {
+    let (a, b) = tokio::join!(tables(), tables());
+    let (seeded_a, seeded_b) = tokio::join!(seed(&a, false), seed(&b, false));
+    assert_eq!(seeded_a.accounts, seeded_b.accounts);
+    let loaded_before = load_everything(&b, &seeded_b).await;
+    let options = || RecodeOptions::default().with_segments(2).with_page_size(3);
+
+    let whole = Recoder::new(a.client.clone(), target())
+        .with_options(options())
+        .run(&all_tables(&a))
+        .await
+        .unwrap();
+    assert!(whole.complete);
+
+    let checkpoint =
+        std::env::temp_dir().join(format!("{}.json", unique_name("recode-checkpoint")));
+    let tables_b = all_tables(&b);
+    // Stopped by a handle after the first page.
+    let stop = StopHandle::new();
+    let stopper = stop.clone();
+    let first = Recoder::new(b.client.clone(), target())
+        .with_options(
+            options()
+                .with_checkpoint(&checkpoint)
+                .with_stop(stop)
+                .with_progress(move |p| {
+                    if p.items_scanned > 0 {
+                        stopper.stop()
+                    }
+                }),
+        )
+        .run(&tables_b)
+        .await
+        .unwrap();
+    assert!(!first.complete);
+    assert!(checkpoint.exists());
+    assert!(
+        first.tables[0].items_scanned < whole.tables[0].items_scanned,
+        "{first:?}"
+    );
+    // Then by an item budget, until done.
+    let mut runs = 1;
+    let resumed: Report = loop {
+        let report = Recoder::new(b.client.clone(), target())
+            .with_options(options().with_checkpoint(&checkpoint).with_max_items(4))
+            .run(&tables_b)
+            .await
+            .unwrap();
+        runs += 1;
+        if report.complete {
+            break report;
+        }
+        assert!(runs < 100, "no progress");
+    };
+    assert!(runs > 3, "the run was interrupted several times ({runs})");
+
+    assert_eq!(resumed.tables.len(), whole.tables.len());
+    for (resumed, whole) in resumed.tables.iter().zip(&whole.tables) {
+        assert_eq!(anonymous(resumed), anonymous(whole));
+    }
+    assert_eq!(
+        scan_all(&b).await,
+        scan_all(&a).await,
+        "same items, byte for byte"
+    );
+    assert_eq!(load_everything(&b, &seeded_b).await, loaded_before);
+
+    // A finished checkpoint returns its report without scanning again.
+    let rerun = Recoder::new(b.client.clone(), target())
+        .with_options(options().with_checkpoint(&checkpoint))
+        .run(&tables_b)
+        .await
+        .unwrap();
+    assert_eq!(rerun, resumed);
+    // Other settings do not silently mix with the stored progress.
+    let err = Recoder::new(b.client.clone(), target())
+        .with_options(options().with_segments(3).with_checkpoint(&checkpoint))
+        .run(&tables_b)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
+    std::fs::remove_file(&checkpoint).unwrap();
+}
+
+#[tokio::test]
+async fn unreadable_payloads_are_counted_and_left_alone() {
+    let db = tables().await;
+    let good = serde_json::to_vec_pretty(&AccountView {
+        deposits: 1,
+        total: 2,
+        last_sequence: 3,
+    })
+    .unwrap();
+    for (id, payload) in [
+        ("good", good),
+        ("corrupt", vec![0xC1, 0x7F, 1, 2]),
+        ("not-json", b"{not json".to_vec()),
+    ] {
+        put(
+            &db.client,
+            &db.views,
+            Item::from([
+                ("ViewId".into(), s(id)),
+                ("ViewVersion".into(), n(1)),
+                ("Payload".into(), b(payload)),
+            ]),
+        )
+        .await;
+    }
+    put(
+        &db.client,
+        &db.views,
+        Item::from([
+            ("ViewId".into(), s("no-payload")),
+            ("ViewVersion".into(), n(1)),
+        ]),
+    )
+    .await;
+    let before = scan(&db.client, &db.views).await;
+    let report = Recoder::new(db.client.clone(), target())
+        .run_table(&Table::views(&db.views))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.items_scanned,
+            report.items_recoded,
+            report.items_unreadable
+        ),
+        (4, 1, 3),
+        "{report:?}"
+    );
+    assert_eq!(report.kind, TableKind::Views);
+    let after = scan(&db.client, &db.views).await;
+    for id in ["corrupt", "not-json", "no-payload"] {
+        assert_eq!(after[id], before[id], "{id} untouched");
+    }
+    assert_ne!(after["good"], before["good"]);
+    assert_eq!(report.bytes_after, bytes(&after));
+}
+
+/// The built `dynamo-es` binary, configured only through the environment
+/// (aws-config: credentials, region, `AWS_ENDPOINT_URL_DYNAMODB`).
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn the_cli_reports_and_recodes_through_aws_config() {
+    let db = tables().await;
+    for k in 0..6 {
+        let view = AccountView {
+            deposits: k,
+            total: 10,
+            last_sequence: k,
+        };
+        put(
+            &db.client,
+            &db.views,
+            Item::from([
+                ("ViewId".into(), s(&format!("v{k}"))),
+                ("ViewVersion".into(), n(1)),
+                (
+                    "Payload".into(),
+                    b(serde_json::to_vec_pretty(&view).unwrap()),
+                ),
+            ]),
+        )
+        .await;
+    }
+    let endpoint = dynamo_es::testing::endpoint().unwrap();
+    let run = |args: Vec<String>, endpoint: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .await
+            .unwrap()
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        args.extend([
+            "--view-table".into(),
+            db.views.clone(),
+            "--codec".into(),
+            target().name(),
+            "--json".into(),
+        ]);
+        args
+    };
+    let out = run(args(&["report"]), endpoint.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            report.tables[0].items_scanned,
+            report.tables[0].items_recoded
+        ),
+        (6, 6)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let checkpoint = std::env::temp_dir().join(format!("{}.json", unique_name("cli-checkpoint")));
+    let checkpoint_arg = checkpoint.to_str().unwrap();
+    let recode = args(&[
+        "recode",
+        "--segments",
+        "2",
+        "--rate",
+        "100",
+        "--page-size",
+        "2",
+        "--checkpoint",
+        checkpoint_arg,
+    ]);
+    let out = run(recode, endpoint.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done.tables[0].bytes_after, report.tables[0].bytes_after);
+    assert_eq!(
+        done.tables[0].bytes_after,
+        bytes(&scan(&db.client, &db.views).await)
+    );
+    std::fs::remove_file(&checkpoint).unwrap();
+
+    let out = run(args(&["recode"]), endpoint.clone()).await;
+    let again: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again.tables[0].items_recoded, 0);
+
+    let out = run(
+        vec![
+            "report".into(),
+            "--view-table".into(),
+            db.views.clone(),
+            "--codec".into(),
+            "xml".into(),
+        ],
+        endpoint.clone(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format `xml`"));
+    let out = run(args(&["report"]), "http://127.0.0.1:1".into()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
