@@ -1,8 +1,11 @@
 //! Deterministic size ratios of the codecs on realistic data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "compression")]
 use dynamo_es::codec::Encoding;
-use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
+#[cfg(feature = "compression")]
+use dynamo_es::testing::fixtures::small_event;
+use dynamo_es::testing::fixtures::snapshot_1_5_mb;
 use dynamo_es::Codec;
 
 #[test]
