@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::types::ConsumedCapacity;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent};
 
@@ -44,6 +45,15 @@ pub(crate) struct Page {
     pub consumed_capacity: f64,
 }
 
+impl Page {
+    fn new(items: Option<Vec<Item>>, capacity: Option<ConsumedCapacity>) -> Self {
+        Page {
+            items: items.unwrap_or_default(),
+            consumed_capacity: capacity.and_then(|c| c.capacity_units).unwrap_or_default(),
+        }
+    }
+}
+
 impl Pages {
     /// Pages of `query`, each at most `page_size` items (and 1 MB).
     pub(crate) fn query(query: QueryFluentBuilder, page_size: Option<i32>) -> Self {
@@ -66,28 +76,16 @@ impl Pages {
     /// The next page, `None` after the last one. After an error there is no
     /// further page.
     pub(crate) async fn next(&mut self) -> Option<Result<Page>> {
-        match self {
-            Pages::Query(pages) => pages.next().await.map(|page| {
-                page.map(|out| Page {
-                    consumed_capacity: out
-                        .consumed_capacity()
-                        .and_then(|c| c.capacity_units())
-                        .unwrap_or_default(),
-                    items: out.items.unwrap_or_default(),
-                })
-                .map_err(|err| Error::from_sdk("Query", err))
-            }),
-            Pages::Scan(pages) => pages.next().await.map(|page| {
-                page.map(|out| Page {
-                    consumed_capacity: out
-                        .consumed_capacity()
-                        .and_then(|c| c.capacity_units())
-                        .unwrap_or_default(),
-                    items: out.items.unwrap_or_default(),
-                })
-                .map_err(|err| Error::from_sdk("Scan", err))
-            }),
-        }
+        Some(match self {
+            Pages::Query(pages) => match pages.next().await? {
+                Ok(out) => Ok(Page::new(out.items, out.consumed_capacity)),
+                Err(err) => Err(Error::from_sdk("Query", err)),
+            },
+            Pages::Scan(pages) => match pages.next().await? {
+                Ok(out) => Ok(Page::new(out.items, out.consumed_capacity)),
+                Err(err) => Err(Error::from_sdk("Scan", err)),
+            },
+        })
     }
 
     /// Every item of every page, in order.
