@@ -160,7 +160,8 @@ struct Totals {
 #[derive(Default)]
 struct SpanFields {
     codec: String,
-    numbers: BTreeMap<&'static str, f64>,
+    counts: BTreeMap<&'static str, u64>,
+    capacity: f64,
 }
 
 impl Visit for SpanFields {
@@ -175,13 +176,16 @@ impl Visit for SpanFields {
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.numbers.insert(field.name(), value as f64);
+        self.counts.insert(field.name(), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.numbers.insert(field.name(), value as f64);
+        self.counts
+            .insert(field.name(), u64::try_from(value).unwrap_or_default());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.numbers.insert(field.name(), value);
+        if field.name() == "consumed_capacity" {
+            self.capacity = value;
+        }
     }
 }
 
@@ -212,20 +216,17 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PersistTotals
         let Some(fields) = extensions.get::<SpanFields>() else {
             return;
         };
-        let Some(&capacity) = fields.numbers.get("consumed_capacity").or(Some(&0.0)) else {
-            return;
-        };
-        if !fields.numbers.contains_key("items") {
+        if !fields.counts.contains_key("items") {
             return;
         }
         let mut totals = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let entry = totals.entry(fields.codec.clone()).or_default();
         entry.commits += 1;
-        let get = |name| fields.numbers.get(name).copied().unwrap_or_default() as u64;
+        let get = |name| fields.counts.get(name).copied().unwrap_or_default();
         entry.items += get("items");
         entry.plain_bytes += get("plain_bytes");
         entry.stored_bytes += get("stored_bytes");
-        entry.capacity += capacity;
+        entry.capacity += fields.capacity;
     }
 }
 
