@@ -69,7 +69,9 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The request never got an answer: connection refused or reset, or a timeout.
+    /// The request never got a usable answer: connection refused or reset,
+    /// a timeout, or a response cut off or garbled in transit. Whether a
+    /// write was applied is unknown.
     #[error("{operation} could not reach DynamoDB: {source}")]
     Connection {
         /// The DynamoDB operation.
@@ -214,7 +216,9 @@ impl Error {
         R: fmt::Debug + Send + Sync + 'static,
     {
         match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Connection {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => Error::Connection {
                 operation,
                 source: Box::new(err),
             },

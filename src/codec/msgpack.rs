@@ -15,13 +15,23 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Nesting deeper than this is refused, as `serde_json` refuses it: reading
+/// recurses once per level, and a hostile payload must not exhaust the
+/// stack (rmp-serde's own limit, 1024, overflows a 2 MiB thread in debug
+/// builds).
+const MAX_DEPTH: usize = 128;
+
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let corrupt = |reason: String| Error::Corrupt {
         format: "msgpack",
         reason,
     };
     let mut body = bytes.get(2..).unwrap_or_default();
-    let value = rmp_serde::from_read(&mut body).map_err(|err| corrupt(err.to_string()))?;
+    let value = {
+        let mut deserializer = rmp_serde::Deserializer::new(&mut body);
+        deserializer.set_max_depth(MAX_DEPTH);
+        T::deserialize(&mut deserializer).map_err(|err| corrupt(err.to_string()))?
+    };
     if body.is_empty() {
         Ok(value)
     } else {
