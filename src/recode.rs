@@ -665,6 +665,28 @@ struct ItemStats {
 }
 
 impl ItemStats {
+    /// A rewrite of a one-item record (an event or a view) into `new_item`,
+    /// or a skip when the result would not fit in one item.
+    fn single_item(
+        kind: TableKind,
+        key: &str,
+        before: Layout,
+        before_size: usize,
+        new_item: &Item,
+    ) -> Self {
+        let after_size = item_size(new_item);
+        if after_size > MAX_ITEM_SIZE {
+            tracing::warn!(%key, size = after_size, "recoded item would exceed 400 KB; left as it is");
+            return ItemStats::unchanged(before, Outcome::Skipped);
+        }
+        ItemStats {
+            before,
+            after: Layout::of(kind, after_size, &[]),
+            outcome: Outcome::Recoded,
+            recode_wcu: write_units(before_size.max(after_size), false),
+        }
+    }
+
     fn unchanged(layout: Layout, outcome: Outcome) -> Self {
         ItemStats {
             before: layout,
@@ -1060,21 +1082,8 @@ impl TableRun {
                 Outcome::Skipped,
             )));
         }
-        let after_size = item_size(&new_item);
-        if after_size > MAX_ITEM_SIZE {
-            tracing::warn!(%key, size = after_size, "recoded event would exceed 400 KB; left as it is");
-            return Ok(Attempt::Done(ItemStats::unchanged(
-                before,
-                Outcome::Skipped,
-            )));
-        }
-        let stats = ItemStats {
-            before,
-            after: Layout::of(TableKind::Events, after_size, &[]),
-            outcome: Outcome::Recoded,
-            recode_wcu: write_units(before_size.max(after_size), false),
-        };
-        if self.options.dry_run {
+        let stats = ItemStats::single_item(TableKind::Events, &key, before, before_size, &new_item);
+        if self.options.dry_run || !matches!(stats.outcome, Outcome::Recoded) {
             return Ok(Attempt::Done(stats));
         }
         let mut values = old_values.into_iter();
@@ -1133,21 +1142,8 @@ impl TableRun {
         let old_value = b(old.to_vec());
         let mut new_item = item.clone();
         new_item.insert(PAYLOAD.to_string(), b(new));
-        let after_size = item_size(&new_item);
-        if after_size > MAX_ITEM_SIZE {
-            tracing::warn!(%key, size = after_size, "recoded view would exceed 400 KB; left as it is");
-            return Ok(Attempt::Done(ItemStats::unchanged(
-                before,
-                Outcome::Skipped,
-            )));
-        }
-        let stats = ItemStats {
-            before,
-            after: Layout::of(TableKind::Views, after_size, &[]),
-            outcome: Outcome::Recoded,
-            recode_wcu: write_units(before_size.max(after_size), false),
-        };
-        if self.options.dry_run {
+        let stats = ItemStats::single_item(TableKind::Views, &key, before, before_size, &new_item);
+        if self.options.dry_run || !matches!(stats.outcome, Outcome::Recoded) {
             return Ok(Attempt::Done(stats));
         }
         let request = self
