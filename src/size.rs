@@ -3,8 +3,17 @@
 //! * An item's size is the sum, over its attributes, of the attribute name's
 //!   UTF-8 length plus the value's size.
 //! * Strings count their UTF-8 bytes; binary values their raw length.
-//! * Numbers count one byte per two significant digits (leading and trailing
-//!   zeros trimmed), plus one byte, plus one more when negative.
+//! * Numbers: DynamoDB documents them as variable length, up to 38 significant
+//!   digits, with leading and trailing zeros trimmed, costing about one byte
+//!   per two significant digits plus one byte, plus one more when negative.
+//!   Precisely (see [`number_size`]): write the value out in plain decimal
+//!   (any exponent applied), trim its leading and trailing zeros, and split
+//!   the significant digits left at the decimal point into `i` digits before
+//!   it and `f` digits after it. The size is `1 + ⌈i/2⌉ + ⌈f/2⌉`, plus 1 when
+//!   the value is negative. Zero, however written (`0`, `-0`, `0.00`, `0e9`),
+//!   is 1 byte and never negative. So `7` and `12` are 2 bytes, `123` is 3,
+//!   `1.5` is 3 (one digit on each side of the point), `-1.5` is 4, `0.0015`
+//!   and `1.5E-3` are 2, `1000`, `1e10` and `1e125` are 2, and `1001` is 3.
 //! * Booleans and nulls count one byte; lists and maps three bytes plus one
 //!   byte per element, plus their elements.
 //!
@@ -49,16 +58,77 @@ pub fn value_size(value: &AttributeValue) -> usize {
 }
 
 /// The size of a DynamoDB number, from its decimal text.
+///
+/// The number's significant digits (leading and trailing zeros trimmed, on
+/// both sides of the decimal point together) pack two to a byte, separately
+/// on each side of the decimal point of the value in plain decimal: with `i`
+/// significant digits before the point and `f` after it, the size is
+/// `1 + ⌈i/2⌉ + ⌈f/2⌉`, plus 1 for a negative value. The exponent only moves
+/// the point: `1.5E-3` is `0.0015` (`i = 0`, `f = 2`, 2 bytes) and `1e125` is
+/// a single `1` followed by zeros (`i = 1`, 2 bytes). Zero is 1 byte whatever
+/// its sign or spelling.
+///
+/// This is the rule of the dynoxide emulator's `types::number_size`, which its
+/// authors measured byte-exact against DynamoDB by bisecting the 400 KB item
+/// limit, and `tests/size_dynoxide.rs` checks the two agree. Calculators that
+/// instead pair digits by their position relative to the decimal point (as
+/// Oracle's base-100 `NUMBER` does) give more for some values, such as 3
+/// bytes for `12000` or `0.012`, where this gives 2; we follow the
+/// measurement. Like dynoxide, surrounding whitespace is ignored and a
+/// malformed text still gets a size (its stray characters are skipped); no
+/// cap is applied at 38 digits, since DynamoDB rejects such numbers anyway.
 pub fn number_size(text: &str) -> usize {
+    let text = text.trim();
     let negative = text.starts_with('-');
-    let mantissa = text
-        .trim_start_matches(['-', '+'])
-        .split(['e', 'E'])
-        .next()
-        .unwrap_or_default();
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
-    significant.div_ceil(2) + 1 + usize::from(negative)
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (coefficient, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((coefficient, exponent)) => (coefficient, parse_exponent(exponent)),
+        None => (unsigned, 0),
+    };
+    let (integer, fraction) = coefficient.split_once('.').unwrap_or((coefficient, ""));
+    let digits = || {
+        integer
+            .bytes()
+            .chain(fraction.bytes())
+            .filter(u8::is_ascii_digit)
+    };
+    let written = digits().count();
+    let leading = digits().take_while(|&d| d == b'0').count();
+    if leading == written {
+        // Zero: no significant digits, and no sign byte even for `-0`.
+        return 1;
+    }
+    let trailing = digits().rev().take_while(|&d| d == b'0').count();
+    let significant = written - leading - trailing;
+
+    // How many significant digits fall before the decimal point: negative for
+    // a pure fraction, past the last significant digit for a value whose
+    // trailing zeros were trimmed (`1000`, `1e10`), so it is clamped to them.
+    let integer_digits = integer.bytes().filter(u8::is_ascii_digit).count();
+    let point = to_i64(integer_digits)
+        .saturating_sub(to_i64(leading))
+        .saturating_add(exponent);
+    let before = usize::try_from(point.clamp(0, to_i64(significant))).unwrap_or(0);
+    let after = significant - before;
+
+    1 + before.div_ceil(2) + after.div_ceil(2) + usize::from(negative)
+}
+
+/// The exponent written after `e`: saturating when it overflows an `i64`, and
+/// 0 when it does not parse at all (as dynoxide reads it).
+fn parse_exponent(text: &str) -> i64 {
+    match text.parse::<i64>() {
+        Ok(exponent) => exponent,
+        Err(err) => match err.kind() {
+            std::num::IntErrorKind::PosOverflow => i64::MAX,
+            std::num::IntErrorKind::NegOverflow => i64::MIN,
+            _ => 0,
+        },
+    }
+}
+
+fn to_i64(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// The size DynamoDB bills for an item.
@@ -100,10 +170,97 @@ mod tests {
         assert_eq!(number_size("7"), 2);
         assert_eq!(number_size("12"), 2);
         assert_eq!(number_size("123"), 3);
-        assert_eq!(number_size("1000"), 2);
-        assert_eq!(number_size("-123"), 4);
-        assert_eq!(number_size("0.0012"), 2);
+        assert_eq!(number_size("1234"), 3);
+        assert_eq!(number_size("12345"), 4);
         assert_eq!(number_size("18446744073709551615"), 11);
+        assert_eq!(number_size("99999999999999999999999999999999999999"), 20);
+    }
+
+    #[test]
+    fn decimals_pair_digits_on_each_side_of_the_point() {
+        assert_eq!(number_size("1.5"), 3);
+        assert_eq!(number_size("12.5"), 3);
+        assert_eq!(number_size("1.25"), 3);
+        assert_eq!(number_size("12.34"), 3);
+        assert_eq!(number_size("123.45"), 4);
+        assert_eq!(number_size("123.456"), 5);
+        assert_eq!(number_size("10.5"), 3);
+        assert_eq!(number_size("1.05"), 3);
+        assert_eq!(number_size("0.5"), 2);
+        assert_eq!(number_size(".5"), 2);
+        assert_eq!(number_size("0.25"), 2);
+        assert_eq!(number_size("0.125"), 3);
+        assert_eq!(number_size("0.0012"), 2);
+        assert_eq!(number_size("0.012"), 2);
+        assert_eq!(number_size("0.0105"), 3);
+        assert_eq!(number_size("3.14159265358979"), 9);
+        assert_eq!(number_size("9.9999999999999999999999999999999999999"), 21);
+    }
+
+    #[test]
+    fn negative_numbers_cost_one_more_byte() {
+        assert_eq!(number_size("-7"), 3);
+        assert_eq!(number_size("-42"), 3);
+        assert_eq!(number_size("-123"), 4);
+        assert_eq!(number_size("-1.5"), 4);
+        assert_eq!(number_size("-0.0015"), 3);
+        assert_eq!(number_size("+1.5"), 3);
+        assert_eq!(number_size("-9.9999999999999999999999999999999999999"), 22);
+    }
+
+    #[test]
+    fn zero_is_one_byte_whatever_its_sign_or_spelling() {
+        for zero in [
+            "0", "-0", "+0", "00", "0.0", "-0.000", ".0", "0.", "0e5", "-0E-130",
+        ] {
+            assert_eq!(number_size(zero), 1, "{zero}");
+        }
+    }
+
+    #[test]
+    fn leading_and_trailing_zeros_are_trimmed() {
+        assert_eq!(number_size("0042"), 2);
+        assert_eq!(number_size("1000"), 2);
+        assert_eq!(number_size("1001"), 3);
+        assert_eq!(number_size("12000"), 2);
+        assert_eq!(number_size("1.500"), 3);
+        assert_eq!(number_size("001.500"), 3);
+        assert_eq!(number_size("100.5"), 4);
+        assert_eq!(number_size("-000.000150"), 3);
+    }
+
+    #[test]
+    fn exponents_only_move_the_decimal_point() {
+        assert_eq!(number_size("1e10"), 2);
+        assert_eq!(number_size("1E+10"), 2);
+        assert_eq!(number_size("1e125"), 2);
+        assert_eq!(
+            number_size("9.9999999999999999999999999999999999999E+125"),
+            20
+        );
+        assert_eq!(number_size("1.5E-3"), 2);
+        assert_eq!(number_size("1.5e-3"), number_size("0.0015"));
+        assert_eq!(number_size("1.5e0"), 3);
+        assert_eq!(number_size("1.5e1"), 2);
+        assert_eq!(number_size("15e-1"), 3);
+        assert_eq!(number_size("12345e-2"), 4);
+        assert_eq!(number_size("1E-130"), 2);
+        assert_eq!(number_size("-1E-130"), 3);
+        assert_eq!(number_size("1.23e1"), 3);
+        assert_eq!(number_size("0.00123e5"), 3);
+        assert_eq!(number_size("1e0010"), 2);
+        // Exponents past an i64 saturate rather than wrap or read as zero.
+        assert_eq!(number_size("1.5e99999999999999999999"), 2);
+        assert_eq!(number_size("1.5e-99999999999999999999"), 2);
+    }
+
+    #[test]
+    fn malformed_text_still_gets_a_size() {
+        assert_eq!(number_size(""), 1);
+        assert_eq!(number_size("-"), 1);
+        assert_eq!(number_size(" 1.5 "), 3);
+        assert_eq!(number_size("1e"), 2);
+        assert_eq!(number_size("1.2.3"), 3);
     }
 
     #[test]
