@@ -70,8 +70,10 @@ pub enum Error {
         source: BoxError,
     },
     /// The request never got a usable answer: connection refused or reset,
-    /// a timeout, or a response cut off or garbled in transit. Whether a
-    /// write was applied is unknown.
+    /// a timeout, or a response cut off or garbled in transit; or a
+    /// `TransactWriteItems` answered `TransactionInProgressException` (an
+    /// earlier attempt of the same transaction is still being applied).
+    /// Whether a write was applied is unknown.
     #[error("{operation} could not reach DynamoDB: {source}")]
     Connection {
         /// The DynamoDB operation.
@@ -132,13 +134,37 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// A chunked snapshot changed under the reader on every attempt, or its
-    /// chunks do not match the head item.
+    /// A chunked snapshot's chunks do not match its head item (missing,
+    /// of another version, or not hashing to the head's hash) although the
+    /// head did not change between reads: the stored data is inconsistent.
     #[error("snapshot {key}: {reason}")]
     Snapshot {
         /// The snapshot's key.
         key: String,
         /// What did not match.
+        reason: String,
+    },
+    /// A chunked snapshot was rewritten by another writer while it was being
+    /// read, on every attempt: its head item changed between reads, so the
+    /// chunks read never matched one version. Nothing is wrong with the
+    /// stored data; this is transient (it maps to
+    /// `PersistenceError::ConnectionError`): retry the command. A snapshot
+    /// whose chunks stay inconsistent under an unchanged head is corrupt and
+    /// is [`Error::Snapshot`] instead.
+    #[error("snapshot {key} kept changing while being read ({reason}); retry")]
+    SnapshotChanging {
+        /// The snapshot's key.
+        key: String,
+        /// The last mismatch seen.
+        reason: String,
+    },
+    /// A commit is malformed (for example it holds an event of another
+    /// aggregate): a caller error, not a DynamoDB one. Nothing was sent.
+    #[error("invalid commit for {aggregate}: {reason}")]
+    InvalidCommit {
+        /// The aggregate (`{type}:{id}`) being committed.
+        aggregate: String,
+        /// What is wrong with the commit.
         reason: String,
     },
     /// A payload is stored in a format whose cargo feature is off.
@@ -155,6 +181,17 @@ pub enum Error {
         /// The stored format's stable name.
         format: &'static str,
         /// What is wrong.
+        reason: String,
+    },
+    /// A value cannot be stored or read back exactly in the data model every
+    /// codec shares (for example an integer beyond 128 bits, a non-finite
+    /// float, a map key that is not a string, or an integer beyond 64 bits
+    /// read into a `serde_json::Value`). Nothing was written.
+    #[error("not exact in the {format} data model: {reason}")]
+    Inexact {
+        /// The format that could not hold the value exactly.
+        format: &'static str,
+        /// What could not be held.
         reason: String,
     },
     /// A payload decodes to more bytes than the codec allows.
@@ -205,6 +242,7 @@ impl Error {
                 | Error::FeatureDisabled { .. }
                 | Error::Corrupt { .. }
                 | Error::DecodedTooLarge { .. }
+                | Error::Inexact { .. }
                 | Error::Serde(_)
         )
     }
@@ -239,6 +277,14 @@ impl Error {
     /// or a conflicting transaction become [`Error::Conflict`] on `key`.
     pub(crate) fn from_transact(key: &str, err: SdkError<TransactWriteItemsError>) -> Self {
         if let SdkError::ServiceError(service) = &err {
+            // A previous attempt with the same token is still being applied:
+            // whether it lands is unknown, as after a lost response.
+            if let TransactWriteItemsError::TransactionInProgressException(_) = service.err() {
+                return Error::Connection {
+                    operation: "TransactWriteItems",
+                    source: Box::new(err),
+                };
+            }
             if let TransactWriteItemsError::TransactionCanceledException(cancel) = service.err() {
                 let conflict = cancel.cancellation_reasons().iter().any(|reason| {
                     matches!(
@@ -306,7 +352,7 @@ impl From<Error> for PersistenceError {
     fn from(err: Error) -> Self {
         match err {
             Error::Conflict { .. } => PersistenceError::OptimisticLockError,
-            Error::Throttled { .. } | Error::Connection { .. } => {
+            Error::Throttled { .. } | Error::Connection { .. } | Error::SnapshotChanging { .. } => {
                 PersistenceError::ConnectionError(Box::new(err))
             }
             err if err.is_data_error() => PersistenceError::DeserializationError(Box::new(err)),

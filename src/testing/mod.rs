@@ -254,3 +254,12 @@ pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
     create_view_table(&tables.client, &tables.views).await?;
     Ok(tables)
 }
+
+/// Encodes `value` as dynamo-es 0.5 wrote typed MessagePack payloads (tag
+/// `0xC1 0x01`, rmp-serde's compact forms: a `Uuid` as 16 bytes, integer
+/// map keys), to test that data stored that way stays readable.
+#[cfg(feature = "msgpack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
+pub fn legacy_compact_msgpack<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    crate::codec::msgpack::compact::encode(value)
+}
