@@ -3,10 +3,20 @@
 //!
 //! Turning on a new [`Codec`] only affects new writes. A [`Recoder`] scans an
 //! existing events, snapshots or view table (written by upstream
-//! `dynamo-es` or by this crate, in any format), decodes every payload
-//! attribute whatever format it is stored in, re-encodes it with the target
-//! codec, and writes the item back **only if it is unchanged since it was
-//! read**:
+//! `dynamo-es` or by this crate, in any format), re-encodes every payload
+//! attribute with the target codec through [`Codec::reencode`], and writes
+//! the item back **only if it is unchanged since it was read**.
+//!
+//! Re-encoding is lossless by construction: a change of compression only
+//! works on the serialized bytes and never re-serializes them, and a change
+//! of format (JSON and MessagePack) goes through the exact data model and is
+//! checked, per item, to read back as exactly the same value, integer digit
+//! for integer digit and float bit for float bit. An item that cannot be
+//! shown to be the same value in the target (an integer beyond 128 bits, a
+//! legacy compact MessagePack payload moved to JSON) is never written: it is
+//! counted as *not convertible*, and its key is listed in the report.
+//!
+//! Items are written back conditionally:
 //!
 //! * events: a conditional `PutItem` on the exact old `Payload` and
 //!   `Metadata`;
@@ -27,7 +37,11 @@
 //! Payloads the target would not shrink (including those already stored
 //! exactly as the target stores them) are left alone, unless
 //! [`RecodeOptions::with_allow_growth`] asks to move them to the target
-//! format anyway (for example back to plain JSON, to return to upstream).
+//! format anyway. To return to upstream `dynamo-es`, use
+//! [`Recoder::to_upstream`]: it writes only what upstream 0.5.0 reads
+//! (plain JSON, every snapshot in one item), and reports as not convertible
+//! every item it cannot make upstream-readable (a snapshot too large for
+//! one item as plain JSON), leaving it as it is.
 //!
 //! A dry run ([`RecodeOptions::with_dry_run`] or [`Recoder::report`])
 //! computes the same [`Report`] and writes nothing: items and bytes before
@@ -88,6 +102,8 @@ use crate::snapshot::{self, SnapshotSpec};
 
 /// The version of the checkpoint file format.
 const CHECKPOINT_VERSION: u32 = 1;
+/// How many keys of not convertible items each scan segment lists.
+const MAX_LISTED_KEYS: usize = 100;
 /// The default number of items per scan page.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The default number of times an item is re-read after a concurrent write
@@ -445,6 +461,14 @@ pub struct TableReport {
     /// Items whose payload could not be decoded (corrupt, or in a format
     /// whose feature is off); left as they are.
     pub items_unreadable: u64,
+    /// Items that could not be shown to convert exactly to the target (or,
+    /// for [`Recoder::to_upstream`], to fit upstream's layout); left as
+    /// they are. Their keys are in `not_convertible_keys`.
+    #[serde(default)]
+    pub items_not_convertible: u64,
+    /// Keys of not convertible items (at most 100 per scan segment).
+    #[serde(default)]
+    pub not_convertible_keys: Vec<String>,
     /// Stored bytes before.
     pub bytes_before: u64,
     /// Stored bytes after.
@@ -503,6 +527,12 @@ impl TableReport {
             items_skipped: c.items_skipped,
             conflicts_skipped: c.conflicts_skipped,
             items_unreadable: c.items_unreadable,
+            items_not_convertible: c.items_not_convertible,
+            not_convertible_keys: state
+                .segments
+                .iter()
+                .flat_map(|s| s.not_convertible.iter().cloned())
+                .collect(),
             bytes_before: c.bytes_before,
             bytes_after: c.bytes_after,
             ratio: ratio(c.bytes_after, c.bytes_before),
@@ -541,6 +571,11 @@ impl Report {
     pub fn items_unreadable(&self) -> u64 {
         self.tables.iter().map(|t| t.items_unreadable).sum()
     }
+
+    /// Items that could not be converted exactly, over all tables.
+    pub fn items_not_convertible(&self) -> u64 {
+        self.tables.iter().map(|t| t.items_not_convertible).sum()
+    }
 }
 
 /// Per-segment counters, also stored in the checkpoint.
@@ -552,6 +587,7 @@ struct Counters {
     items_skipped: u64,
     conflicts_skipped: u64,
     items_unreadable: u64,
+    items_not_convertible: u64,
     bytes_before: u64,
     bytes_after: u64,
     wcu_before: u64,
@@ -573,6 +609,7 @@ impl Counters {
         self.items_skipped += o.items_skipped;
         self.conflicts_skipped += o.conflicts_skipped;
         self.items_unreadable += o.items_unreadable;
+        self.items_not_convertible += o.items_not_convertible;
         self.bytes_before += o.bytes_before;
         self.bytes_after += o.bytes_after;
         self.wcu_before += o.wcu_before;
@@ -594,6 +631,7 @@ impl Counters {
             Outcome::Skipped => self.items_skipped += 1,
             Outcome::Conflict => self.conflicts_skipped += 1,
             Outcome::Unreadable => self.items_unreadable += 1,
+            Outcome::NotConvertible => self.items_not_convertible += 1,
         }
         let (before, after) = (&item.before, &item.after);
         self.bytes_before += before.bytes;
@@ -611,7 +649,10 @@ impl Counters {
     }
 
     fn skipped(&self) -> u64 {
-        self.items_skipped + self.conflicts_skipped + self.items_unreadable
+        self.items_skipped
+            + self.conflicts_skipped
+            + self.items_unreadable
+            + self.items_not_convertible
     }
 }
 
@@ -653,6 +694,7 @@ enum Outcome {
     Skipped,
     Conflict,
     Unreadable,
+    NotConvertible,
 }
 
 /// What happened to one item.
@@ -709,6 +751,7 @@ enum Attempt {
 pub struct Recoder {
     client: Client,
     target: Codec,
+    upstream: bool,
     options: RecodeOptions,
 }
 
@@ -718,7 +761,30 @@ impl Recoder {
         Recoder {
             client,
             target,
+            upstream: false,
             options: RecodeOptions::default(),
+        }
+    }
+
+    /// A recoder that writes only what upstream `dynamo-es` 0.5.0 reads:
+    /// plain JSON payloads, every snapshot in one item. Every payload not
+    /// already plain JSON is moved to it, larger or not; a snapshot that
+    /// does not fit in one item as plain JSON, and a payload that cannot be
+    /// converted exactly, are left as they are and counted as not
+    /// convertible (the table is then not fully upstream-readable).
+    pub fn to_upstream(client: Client) -> Self {
+        Recoder {
+            upstream: true,
+            ..Recoder::new(client, Codec::json())
+        }
+    }
+
+    /// The target's name: the codec's, or `upstream`.
+    pub fn target_name(&self) -> String {
+        if self.upstream {
+            "upstream".to_string()
+        } else {
+            self.target.name()
         }
     }
 
@@ -774,7 +840,7 @@ impl Recoder {
     }
 
     async fn run_with(&self, table: &Table, shared: &Arc<Shared>) -> Result<TableReport> {
-        let codec = self.target.name();
+        let codec = self.target_name();
         let wanted = TableState {
             kind: table.kind,
             codec: codec.clone(),
@@ -791,6 +857,7 @@ impl Recoder {
         let run = Arc::new(TableRun {
             client: self.client.clone(),
             target: self.target.clone(),
+            upstream: self.upstream,
             table: table.clone(),
             options: self.options.clone(),
             total_segments: state.total_segments,
@@ -868,6 +935,7 @@ impl Shared {
 struct TableRun {
     client: Client,
     target: Codec,
+    upstream: bool,
     table: Table,
     options: RecodeOptions,
     total_segments: u32,
@@ -954,7 +1022,13 @@ impl TableRun {
                 if let Some(limiter) = &self.shared.limiter {
                     limiter.acquire().await;
                 }
+                let key = describe_key(&item);
                 let stats = self.process(item).await?;
+                if stats.outcome == Outcome::NotConvertible
+                    && state.not_convertible.len() < MAX_LISTED_KEYS
+                {
+                    state.not_convertible.push(key);
+                }
                 page.add_item(&stats);
             }
             start = out.last_evaluated_key.filter(|key| !key.is_empty());
@@ -1024,29 +1098,17 @@ impl TableRun {
         Ok(out.item)
     }
 
-    /// The re-encoded payload, or `None` to keep `old`.
+    /// The payload re-encoded exactly for the target, or `None` to keep
+    /// `old`. [`Error::Inexact`] when it cannot be shown to be the same value.
     fn transcode(&self, old: &[u8]) -> Result<Option<Vec<u8>>> {
-        let value = self.target.decode(old)?;
-        let new = self.target.encode(&value)?;
+        let new = self.target.reencode(old)?;
         if new == old {
             return Ok(None);
         }
-        let rewrite =
-            new.len() < old.len() || (self.options.allow_growth && !self.target.is_native(old));
-        if !rewrite {
-            return Ok(None);
-        }
-        // Never store what would not read back as the same value.
-        if self.target.decode(&new)? != value {
-            return Err(Error::Corrupt {
-                format: "recode",
-                reason: format!(
-                    "the payload re-encoded with {} does not decode to the same value",
-                    self.target.name()
-                ),
-            });
-        }
-        Ok(Some(new))
+        let rewrite = self.upstream
+            || new.len() < old.len()
+            || (self.options.allow_growth && !self.target.is_native(old));
+        Ok(rewrite.then_some(new))
     }
 
     /// Rewrites `Payload` and `Metadata` of an event with a conditional put
@@ -1070,10 +1132,7 @@ impl TableRun {
                     changed = true;
                 }
                 Ok(None) => {}
-                Err(err) if err.is_data_error() => {
-                    return Ok(unreadable(&key, before, err.in_item(&key, name)))
-                }
-                Err(err) => return Err(err),
+                Err(err) => return failed(&key, before, name, err),
             }
         }
         if !changed {
@@ -1134,10 +1193,7 @@ impl TableRun {
                     Outcome::Skipped,
                 )))
             }
-            Err(err) if err.is_data_error() => {
-                return Ok(unreadable(&key, before, err.in_item(&key, PAYLOAD)))
-            }
-            Err(err) => return Err(err),
+            Err(err) => return failed(&key, before, PAYLOAD, err),
         };
         let old_value = b(old.to_vec());
         let mut new_item = item.clone();
@@ -1222,16 +1278,15 @@ impl TableRun {
         };
         let new = match self.transcode(&stored.payload) {
             Ok(Some(new)) => new,
+            // Plain JSON already, but chunked: upstream reads one item only.
+            Ok(None) if self.upstream && !stored.chunk_sizes.is_empty() => stored.payload,
             Ok(None) => {
                 return Ok(Attempt::Done(ItemStats::unchanged(
                     before,
                     Outcome::Skipped,
                 )))
             }
-            Err(err) if err.is_data_error() => {
-                return Ok(unreadable(&key, before, err.in_item(&key, PAYLOAD)))
-            }
-            Err(err) => return Err(err),
+            Err(err) => return failed(&key, before, PAYLOAD, err),
         };
         let condition = snapshot_condition(head);
         let plan = match snapshot::plan(SnapshotSpec {
@@ -1254,6 +1309,13 @@ impl TableRun {
             }
             Err(err) => return Err(err),
         };
+        if self.upstream && plan.chunks > 0 {
+            return Ok(not_convertible(
+                &key,
+                before,
+                "does not fit in one item as plain JSON, which upstream needs",
+            ));
+        }
         let mut writes = plan.writes;
         // Carry over any attribute the layout does not own (a TTL, ...).
         if let Some(first) = writes.first_mut() {
@@ -1352,6 +1414,21 @@ fn snapshot_recode_wcu(
 fn unreadable(key: &str, layout: Layout, err: Error) -> Attempt {
     tracing::warn!(%key, error = %err, "payload cannot be decoded; left as it is");
     Attempt::Done(ItemStats::unchanged(layout, Outcome::Unreadable))
+}
+
+fn not_convertible(key: &str, layout: Layout, reason: impl fmt::Display) -> Attempt {
+    tracing::warn!(%key, %reason, "item cannot be converted exactly; left as it is");
+    Attempt::Done(ItemStats::unchanged(layout, Outcome::NotConvertible))
+}
+
+/// Sorts a failed re-encoding of `attribute`: not exact, unreadable, or a
+/// failure of the run.
+fn failed(key: &str, layout: Layout, attribute: &'static str, err: Error) -> Result<Attempt> {
+    match err {
+        Error::Inexact { .. } => Ok(not_convertible(key, layout, err.in_item(key, attribute))),
+        err if err.is_data_error() => Ok(unreadable(key, layout, err.in_item(key, attribute))),
+        err => Err(err),
+    }
 }
 
 /// A token bucket shared by every segment: `rate` items per second, with a
@@ -1459,6 +1536,8 @@ struct SegmentState {
     done: bool,
     last_key: Option<BTreeMap<String, KeyValue>>,
     counters: Counters,
+    #[serde(default)]
+    not_convertible: Vec<String>,
 }
 
 /// The run's progress, in memory and (optionally) in a file.
@@ -1638,7 +1717,7 @@ impl fmt::Display for Report {
         }
         let dry_run = self.tables.iter().any(|t| t.dry_run);
         type Cell = fn(&TableReport) -> String;
-        let rows: [(&str, Cell); 16] = [
+        let rows: [(&str, Cell); 17] = [
             ("kind", |t| t.kind.name().to_string()),
             ("items", |t| thousands(t.items_scanned)),
             (if dry_run { "to recode" } else { "recoded" }, |t| {
@@ -1647,6 +1726,7 @@ impl fmt::Display for Report {
             ("skipped: not smaller", |t| thousands(t.items_skipped)),
             ("skipped: writer won", |t| thousands(t.conflicts_skipped)),
             ("unreadable", |t| thousands(t.items_unreadable)),
+            ("not convertible", |t| thousands(t.items_not_convertible)),
             ("bytes before", |t| thousands(t.bytes_before)),
             ("bytes after", |t| thousands(t.bytes_after)),
             ("size ratio", |t| ratio_cell(t.ratio)),
@@ -1749,6 +1829,11 @@ fn total(tables: &[TableReport]) -> TableReport {
         items_skipped: sum(|t| t.items_skipped),
         conflicts_skipped: sum(|t| t.conflicts_skipped),
         items_unreadable: sum(|t| t.items_unreadable),
+        items_not_convertible: sum(|t| t.items_not_convertible),
+        not_convertible_keys: tables
+            .iter()
+            .flat_map(|t| t.not_convertible_keys.iter().cloned())
+            .collect(),
         bytes_before,
         bytes_after,
         ratio: ratio(bytes_after, bytes_before),
@@ -1854,6 +1939,7 @@ mod tests {
                 KeyValue::S("A:1".into()),
             )])),
             counters: Counters::default(),
+            not_convertible: vec!["A:2".into()],
         };
         segment.counters.items_scanned = 9;
         checkpoint.record("T", 1, &segment).unwrap();
