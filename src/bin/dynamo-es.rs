@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Parser, Subcommand};
+use dynamo_es::codec::ParseCodecError;
 use dynamo_es::recode::{Progress, RecodeOptions, Recoder, Report, StopHandle, Table};
 use dynamo_es::Codec;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -130,52 +131,12 @@ fn parse_target(name: &str) -> Result<Target, String> {
 
 /// Parses a codec name as [`Codec::name`] prints it.
 fn parse_codec(name: &str) -> Result<Codec, String> {
-    let (format, compression) = match name.split_once('+') {
-        Some((format, compression)) => (format, Some(compression)),
-        None => (name, None),
-    };
-    let codec = match format {
-        "json" => Codec::json(),
-        #[cfg(feature = "msgpack")]
-        "msgpack" => Codec::msgpack(),
-        #[cfg(not(feature = "msgpack"))]
-        "msgpack" => {
-            return Err("msgpack needs dynamo-es built with the `msgpack` feature \
-                 (cargo install dynamo-es --features cli,msgpack)"
-                .into())
+    name.parse::<Codec>().map_err(|err| match err {
+        ParseCodecError::FeatureDisabled { feature, .. } => {
+            format!("{err} (cargo install dynamo-es --features cli,{feature})")
         }
-        other => {
-            return Err(format!(
-                "unknown format `{other}`: expected json or msgpack, \
-                 optionally followed by +zstd-LEVEL"
-            ))
-        }
-    };
-    let Some(compression) = compression else {
-        return Ok(codec);
-    };
-    let level = compression
-        .strip_prefix("zstd-")
-        .or_else(|| (compression == "zstd").then_some("3"))
-        .ok_or_else(|| format!("unknown compression `{compression}`: expected zstd-LEVEL"))?;
-    let level: i32 = level
-        .parse()
-        .ok()
-        .filter(|level| (-7..=22).contains(level) && *level != 0)
-        .ok_or_else(|| format!("zstd level `{level}`: expected 1 to 22, or -7 to -1"))?;
-    compress(codec, level)
-}
-
-#[cfg(feature = "compression")]
-fn compress(codec: Codec, level: i32) -> Result<Codec, String> {
-    Ok(codec.compressed(level))
-}
-
-#[cfg(not(feature = "compression"))]
-fn compress(_codec: Codec, _level: i32) -> Result<Codec, String> {
-    Err("zstd needs dynamo-es built with the `compression` feature \
-         (cargo install dynamo-es --features cli,compression)"
-        .into())
+        err => err.to_string(),
+    })
 }
 
 /// The client, configured like the AWS CLI: credentials, region and

@@ -45,11 +45,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use name::{ParseCodecError, MAX_COMPRESSION_LEVEL, MIN_COMPRESSION_LEVEL};
 
 mod json;
 mod model;
 #[cfg(feature = "msgpack")]
 pub(crate) mod msgpack;
+mod name;
 #[cfg(feature = "compression")]
 mod zstd;
 

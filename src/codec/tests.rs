@@ -5,18 +5,16 @@ use serde_json::{json, Value};
 
 use super::*;
 
-/// Every codec this build can write.
+/// Every codec this build can write, at several zstd levels, compressing
+/// even small payloads so the zstd paths run.
 pub(crate) fn all_codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
+    let mut codecs = Codec::available();
     #[cfg(feature = "compression")]
-    {
-        for level in [1, 3, 9] {
-            codecs.push(Codec::json().compressed(level).with_min_compress_size(0));
-            #[cfg(feature = "msgpack")]
-            codecs.push(Codec::msgpack().compressed(level).with_min_compress_size(0));
+    for codec in Codec::available() {
+        if codec.compression_level().is_some() {
+            for level in [1, 9] {
+                codecs.push(codec.clone().compressed(level).with_min_compress_size(0));
+            }
         }
     }
     codecs
