@@ -3,6 +3,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -66,12 +67,53 @@ pub(crate) struct SnapshotUpdate {
     pub payload: Vec<u8>,
     /// Its size as plain JSON, if measured.
     pub plain_len: Option<usize>,
+    /// The size of the payload once decoded: what a reader's zstd
+    /// decompression produces (the JSON text or tagged MessagePack), or the
+    /// payload itself when it is not compressed. Compared with the codec's
+    /// [`max_decoded_size`](Codec::max_decoded_size).
+    pub decoded_len: usize,
+    /// True to mark the head as written by `DynamoStore`
+    /// ([`SNAPSHOT_WRITER`](crate::item::SNAPSHOT_WRITER)).
+    pub marked: bool,
     /// The last event sequence the snapshot includes.
     pub current_sequence: usize,
     /// The snapshot's version; the write expects `current_snapshot - 1` stored.
     pub current_snapshot: usize,
     /// Chunk items of the snapshot being replaced, to delete the stale ones.
     pub previous_chunks: usize,
+}
+
+/// An encoded snapshot payload and its sizes.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedSnapshot {
+    /// The payload as it will be stored.
+    pub payload: Vec<u8>,
+    /// Its size as plain JSON, measured only when tracing wants it.
+    pub plain_len: Option<usize>,
+    /// Its decoded size (see [`SnapshotUpdate::decoded_len`]).
+    pub decoded_len: usize,
+}
+
+/// Why a commit went without its snapshot.
+struct SkippedSnapshot {
+    /// A stable keyword, recorded as the span's `snapshot_skipped` field.
+    reason: &'static str,
+    /// What did not fit, for the log.
+    detail: String,
+}
+
+/// The snapshot writes planned with a commit, or why there are none.
+enum SnapshotWrites {
+    /// No snapshot was asked for.
+    None,
+    /// The snapshot goes with the events.
+    Planned {
+        writes: Vec<PlannedWrite>,
+        chunks: usize,
+        bytes: PayloadBytes,
+    },
+    /// The snapshot was left out; the events go alone.
+    Skipped(SkippedSnapshot),
 }
 
 impl DynamoEventRepository {
@@ -222,6 +264,18 @@ impl DynamoEventRepository {
     }
 
     /// Commits events, and optionally a snapshot, in one transaction.
+    ///
+    /// Snapshots never block a commit: when the snapshot cannot go beside
+    /// the events (the transaction would break DynamoDB's 100-item or 4 MB
+    /// limits, stale-chunk deletes included; the snapshot decodes to more
+    /// than the codec's `max_decoded_size`, so a reader would refuse it; or
+    /// the server refuses the transaction with a `ValidationException`,
+    /// which writes nothing), the events are committed alone, under the same
+    /// conditions and in one transaction, and the snapshot item is left as it
+    /// is. The skip is logged (`warn`) and recorded in the span's
+    /// `snapshot_skipped` field; a later snapshot-writing commit tries again.
+    /// Events that break a limit on their own are still
+    /// [`Error::LimitExceeded`].
     pub(crate) async fn commit(
         &self,
         aggregate_type: &str,
@@ -240,6 +294,7 @@ impl DynamoEventRepository {
             stored_bytes = field::Empty,
             codec = %self.codec.name(),
             snapshot_chunks = field::Empty,
+            snapshot_skipped = field::Empty,
             consumed_capacity = field::Empty,
         );
         async {
@@ -256,13 +311,12 @@ impl DynamoEventRepository {
             let mut bytes = PayloadBytes::default();
             for event in events {
                 if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
-                    return Err(Error::Dynamo {
-                        operation: "TransactWriteItems",
-                        source: format!(
-                            "a commit for {key} holds an event of {}:{}",
-                            event.aggregate_type, event.aggregate_id
-                        )
-                        .into(),
+                    return Err(Error::InvalidCommit {
+                        aggregate: key.clone(),
+                        reason: format!(
+                            "it holds an event of {}:{} (sequence {})",
+                            event.aggregate_type, event.aggregate_id, event.sequence
+                        ),
                     });
                 }
                 let (item, event_bytes) = event_to_item(event, &self.codec)?;
@@ -279,57 +333,182 @@ impl DynamoEventRepository {
                     subject: format!("event {}", event.sequence),
                 });
             }
-            if let Some(update) = snapshot {
-                bytes += PayloadBytes {
-                    plain: update.plain_len.unwrap_or(update.payload.len()),
-                    stored: update.payload.len(),
-                };
-                let plan = snapshot::plan(SnapshotSpec {
-                    table: &self.snapshot_table,
-                    aggregate_type,
-                    aggregate_id,
-                    payload: update.payload,
-                    current_sequence: update.current_sequence,
-                    current_snapshot: update.current_snapshot,
-                    condition: Some(snapshot::version_condition(update.current_snapshot)),
-                    previous_chunks: update.previous_chunks,
-                })?;
-                tracing::Span::current().record("snapshot_chunks", plan.chunks);
-                writes.extend(plan.writes);
-            }
+            // The events must fit on their own; the snapshot only if it fits
+            // beside them.
+            check_limits(&key, &writes)?;
             let span = tracing::Span::current();
-            span.record("items", writes.len());
-            span.record("plain_bytes", bytes.plain);
-            span.record("stored_bytes", bytes.stored);
             let first = events.first().map(|e| e.sequence).unwrap_or_default();
             let last = events.last().map(|e| e.sequence).unwrap_or_default();
-            let capacity = self.transact(&key, writes, first, last).await?;
-            span.record("consumed_capacity", capacity);
-            Ok(())
+            let snapshot = match snapshot {
+                None => SnapshotWrites::None,
+                Some(update) => {
+                    self.plan_snapshot(&key, aggregate_type, aggregate_id, update, &writes)?
+                }
+            };
+            let (snapshot_writes, snapshot_bytes) = match snapshot {
+                SnapshotWrites::None => (None, PayloadBytes::default()),
+                SnapshotWrites::Skipped(skipped) => {
+                    skip_snapshot(&key, &skipped);
+                    (None, PayloadBytes::default())
+                }
+                SnapshotWrites::Planned {
+                    writes,
+                    chunks,
+                    bytes,
+                } => {
+                    span.record("snapshot_chunks", chunks);
+                    (Some(writes), bytes)
+                }
+            };
+            let Some(snapshot_writes) = snapshot_writes else {
+                span.record("items", writes.len());
+                span.record("plain_bytes", bytes.plain);
+                span.record("stored_bytes", bytes.stored);
+                let capacity = self.transact(&key, writes, first, last).await?;
+                span.record("consumed_capacity", capacity);
+                return Ok(());
+            };
+            let with_snapshot: Vec<TransactWriteItem> = writes
+                .iter()
+                .map(|w| w.write.clone())
+                .chain(snapshot_writes.into_iter().map(|w| w.write))
+                .collect();
+            let mut all_bytes = bytes;
+            all_bytes += snapshot_bytes;
+            span.record("items", with_snapshot.len());
+            span.record("plain_bytes", all_bytes.plain);
+            span.record("stored_bytes", all_bytes.stored);
+            match self.send(&key, with_snapshot, first, last).await {
+                Ok(capacity) => {
+                    span.record("consumed_capacity", capacity);
+                    Ok(())
+                }
+                Err(err) if is_validation_error(&err) => {
+                    // Nothing was written. Some DynamoDB-compatible servers
+                    // count transaction size more strictly than DynamoDB:
+                    // commit the events alone.
+                    skip_snapshot(
+                        &key,
+                        &SkippedSnapshot {
+                            reason: "server_refused",
+                            detail: format!(
+                                "the server refused the transaction with its snapshot: {}",
+                                DisplayErrorContext(&err)
+                            ),
+                        },
+                    );
+                    span.record("snapshot_chunks", 0);
+                    span.record("items", writes.len());
+                    span.record("plain_bytes", bytes.plain);
+                    span.record("stored_bytes", bytes.stored);
+                    let capacity = self.transact(&key, writes, first, last).await?;
+                    span.record("consumed_capacity", capacity);
+                    Ok(())
+                }
+                Err(err) => Err(Error::from_transact(&key, err)),
+            }
         }
         .instrument(span)
         .await
     }
 
+    /// Plans a snapshot's writes beside the commit's (already checked)
+    /// event writes, or says why it must be left out.
+    fn plan_snapshot(
+        &self,
+        key: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        update: SnapshotUpdate,
+        events: &[PlannedWrite],
+    ) -> Result<SnapshotWrites> {
+        let max_decoded = self.codec.max_decoded_size();
+        if update.decoded_len > max_decoded {
+            return Ok(SnapshotWrites::Skipped(SkippedSnapshot {
+                reason: "decoded_size",
+                detail: format!(
+                    "the snapshot decodes to {} bytes, over the codec's max_decoded_size of {max_decoded}: readers would refuse it",
+                    update.decoded_len
+                ),
+            }));
+        }
+        let bytes = PayloadBytes {
+            plain: update.plain_len.unwrap_or(update.payload.len()),
+            stored: update.payload.len(),
+        };
+        let spec = SnapshotSpec {
+            table: &self.snapshot_table,
+            aggregate_type,
+            aggregate_id,
+            payload: update.payload,
+            current_sequence: update.current_sequence,
+            current_snapshot: update.current_snapshot,
+            condition: Some(snapshot::version_condition(update.current_snapshot)),
+            previous_chunks: update.previous_chunks,
+        };
+        let planned = if update.marked {
+            snapshot::plan_marked(spec)
+        } else {
+            snapshot::plan(spec)
+        };
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(err @ Error::LimitExceeded { .. }) => {
+                return Ok(SnapshotWrites::Skipped(SkippedSnapshot {
+                    reason: "snapshot_limits",
+                    detail: err.to_string(),
+                }))
+            }
+            Err(err) => return Err(err),
+        };
+        if let Err(err) = check_limits_of(key, events.iter().chain(&plan.writes)) {
+            return Ok(SnapshotWrites::Skipped(SkippedSnapshot {
+                reason: "transaction_limits",
+                detail: format!("the snapshot does not fit beside the events: {err}"),
+            }));
+        }
+        Ok(SnapshotWrites::Planned {
+            writes: plan.writes,
+            chunks: plan.chunks,
+            bytes,
+        })
+    }
+
     /// Encodes a snapshot payload for [`commit`](Self::commit), measuring its
-    /// plain JSON size only when tracing wants it.
+    /// decoded size always and its plain JSON size only when tracing wants
+    /// it.
     pub(crate) fn encode_snapshot<T: serde::Serialize>(
         &self,
         state: &T,
-    ) -> Result<(Vec<u8>, Option<usize>)> {
+    ) -> Result<EncodedSnapshot> {
         let payload = self.codec.encode_serialize(state)?;
+        let decoded_len = match decoded_len(&payload) {
+            Some(len) => len,
+            // A zstd frame that does not declare its size (this crate's
+            // always do): measure the uncompressed encoding.
+            None => self
+                .codec
+                .clone()
+                .with_min_compress_size(usize::MAX)
+                .encode_serialize(state)?
+                .len(),
+        };
         let plain_len = if tracing::enabled!(tracing::Level::INFO) {
             if self.codec.compression_level().is_none()
                 && self.codec.format() == crate::codec::Format::Json
             {
                 Some(payload.len())
             } else {
-                serde_json::to_vec(state).ok().map(|v| v.len())
+                Some(json_len(state))
             }
         } else {
             None
         };
-        Ok((payload, plain_len))
+        Ok(EncodedSnapshot {
+            payload,
+            plain_len,
+            decoded_len,
+        })
     }
 
     /// Checks a planned transaction against DynamoDB's limits, then sends it
@@ -342,10 +521,24 @@ impl DynamoEventRepository {
         last: usize,
     ) -> Result<f64> {
         check_limits(key, &writes)?;
-        if writes.is_empty() {
+        let items: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.write).collect();
+        self.send(key, items, first, last)
+            .await
+            .map_err(|err| Error::from_transact(key, err))
+    }
+
+    /// Sends a transaction with an idempotency token, returning the SDK's
+    /// error as it is. An empty transaction sends nothing.
+    async fn send(
+        &self,
+        key: &str,
+        items: Vec<TransactWriteItem>,
+        first: usize,
+        last: usize,
+    ) -> std::result::Result<f64, SdkError<TransactWriteItemsError>> {
+        if items.is_empty() {
             return Ok(0.0);
         }
-        let items: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.write).collect();
         let out = self
             .client
             .transact_write_items()
@@ -358,8 +551,7 @@ impl DynamoEventRepository {
                     .retry_classifier(ThrottledCancellation),
             )
             .send()
-            .await
-            .map_err(|err| Error::from_transact(key, err))?;
+            .await?;
         Ok(out
             .consumed_capacity()
             .iter()
@@ -396,6 +588,12 @@ impl DynamoEventRepository {
 /// whole request on its own, but not these. The retry carries the same
 /// `ClientRequestToken`; when retries run out the error is
 /// [`Error::Throttled`], never a conflict.
+///
+/// It also retries a `TransactionInProgressException` (an earlier attempt
+/// with the same token, e.g. one that timed out, is still being applied), as
+/// DynamoDB recommends: the retry carries the same token, so it reports that
+/// transaction's outcome once it completes. When retries run out the outcome
+/// is unknown: [`Error::Connection`].
 #[derive(Debug)]
 struct ThrottledCancellation;
 
@@ -413,6 +611,9 @@ impl ClassifyRetry for ThrottledCancellation {
             {
                 RetryAction::throttling_error()
             }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                RetryAction::transient_error()
+            }
             _ => RetryAction::NoActionIndicated,
         }
     }
@@ -426,9 +627,80 @@ impl ClassifyRetry for ThrottledCancellation {
     }
 }
 
+/// Logs a snapshot left out of a commit and records why in the span.
+fn skip_snapshot(key: &str, skipped: &SkippedSnapshot) {
+    tracing::Span::current().record("snapshot_skipped", skipped.reason);
+    tracing::warn!(
+        aggregate = %key,
+        reason = skipped.reason,
+        detail = %skipped.detail,
+        "snapshot skipped; committing the events alone (a later commit tries again)"
+    );
+}
+
+/// True for a `ValidationException`: the server refused the request as a
+/// whole, so nothing was written.
+fn is_validation_error(err: &SdkError<TransactWriteItemsError>) -> bool {
+    err.as_service_error()
+        .and_then(|service| service.code())
+        .is_some_and(|code| code == "ValidationException")
+}
+
+/// The size `payload` decodes to: a zstd frame's declared content size, or
+/// the payload's own length when it is not compressed. `None` for a frame
+/// that does not declare its size.
+fn decoded_len(payload: &[u8]) -> Option<usize> {
+    if payload.starts_with(&crate::codec::ZSTD_MAGIC) {
+        frame_content_size(payload)
+    } else {
+        Some(payload.len())
+    }
+}
+
+#[cfg(feature = "compression")]
+fn frame_content_size(frame: &[u8]) -> Option<usize> {
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) => Some(usize::try_from(size).unwrap_or(usize::MAX)),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "compression"))]
+fn frame_content_size(_frame: &[u8]) -> Option<usize> {
+    None
+}
+
+/// The length of `value` as compact JSON, counted without allocating it
+/// (0 if it does not serialize).
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
 /// Rejects a plan that breaks an item, count or size limit.
 pub(crate) fn check_limits(aggregate: &str, writes: &[PlannedWrite]) -> Result<()> {
-    if let Some(write) = writes.iter().find(|w| w.size > MAX_ITEM_SIZE) {
+    check_limits_of(aggregate, writes.iter())
+}
+
+/// [`check_limits`] over writes from several lists.
+fn check_limits_of<'a>(
+    aggregate: &str,
+    writes: impl Iterator<Item = &'a PlannedWrite> + Clone,
+) -> Result<()> {
+    if let Some(write) = writes.clone().find(|w| w.size > MAX_ITEM_SIZE) {
         return Err(Error::LimitExceeded {
             aggregate: aggregate.to_string(),
             subject: write.subject.clone(),
@@ -437,16 +709,17 @@ pub(crate) fn check_limits(aggregate: &str, writes: &[PlannedWrite]) -> Result<(
             max: MAX_ITEM_SIZE,
         });
     }
-    if writes.len() > MAX_TRANSACTION_ITEMS {
+    let count = writes.clone().count();
+    if count > MAX_TRANSACTION_ITEMS {
         return Err(Error::LimitExceeded {
             aggregate: aggregate.to_string(),
             subject: "transaction".into(),
             limit: Limit::TransactionItems,
-            size: writes.len(),
+            size: count,
             max: MAX_TRANSACTION_ITEMS,
         });
     }
-    let total: usize = writes.iter().map(|w| w.size).sum();
+    let total: usize = writes.map(|w| w.size).sum();
     if total > MAX_TRANSACTION_SIZE {
         return Err(Error::LimitExceeded {
             aggregate: aggregate.to_string(),
@@ -504,6 +777,12 @@ impl PersistedEventRepository for DynamoEventRepository {
             .await?)
     }
 
+    /// The stored snapshot as it is, whoever wrote it: with or without the
+    /// [`SNAPSHOT_WRITER`](crate::item::SNAPSHOT_WRITER) marker, so an
+    /// upstream snapshot (whose state may hold events applied twice) is
+    /// returned too, as cqrs-es's `PersistedEventStore` expects.
+    /// [`DynamoStore`](crate::DynamoStore) does not use this method and
+    /// ignores the state of unmarked snapshots.
     async fn get_snapshot<A: Aggregate>(
         &self,
         aggregate_id: &str,
@@ -518,6 +797,12 @@ impl PersistedEventRepository for DynamoEventRepository {
         }
     }
 
+    /// Commits events, and the snapshot cqrs-es built, in one transaction.
+    /// The snapshot is written without the
+    /// [`SNAPSHOT_WRITER`](crate::item::SNAPSHOT_WRITER) marker (cqrs-es
+    /// 0.5's `PersistedEventStore` applies events twice when it builds it),
+    /// and it is left out, as in [`DynamoStore`](crate::DynamoStore), when it
+    /// cannot go beside the events.
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -529,10 +814,15 @@ impl PersistedEventRepository for DynamoEventRepository {
         let snapshot = match snapshot_update {
             None => None,
             Some((_, payload, current_snapshot)) => {
-                let (payload, plain_len) = self.encode_snapshot(&payload)?;
+                let encoded = self.encode_snapshot(&payload)?;
                 Some(SnapshotUpdate {
-                    payload,
-                    plain_len,
+                    payload: encoded.payload,
+                    plain_len: encoded.plain_len,
+                    decoded_len: encoded.decoded_len,
+                    // Built by cqrs-es's `PersistedEventStore`, which applies
+                    // events twice under `CqrsFramework`: not trusted by
+                    // `DynamoStore`.
+                    marked: false,
                     // As upstream: cqrs-es passes no sequence, so the snapshot
                     // is taken to include the whole commit.
                     current_sequence: events.last().map_or(0, |e| e.sequence),

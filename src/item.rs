@@ -59,6 +59,14 @@ pub const PAYLOAD_SIZE: &str = "PayloadSize";
 /// On a chunked snapshot's head and each of its chunks: the xxh3-64 of the
 /// whole payload, in hex.
 pub const PAYLOAD_HASH: &str = "PayloadHash";
+/// On a snapshot head (single-item or chunked) written by
+/// [`DynamoStore`](crate::DynamoStore): the string `"dynamo-es"`. It marks
+/// the snapshot's state as built by this crate (each event applied exactly
+/// once). `DynamoStore` ignores the state of a snapshot without it (such as
+/// one written by upstream `dynamo-es` 0.5.0, whose snapshots hold events
+/// applied twice) and rebuilds from the events instead. Upstream ignores the
+/// attribute.
+pub const SNAPSHOT_WRITER: &str = "SnapshotWriter";
 /// On a chunk item: the head's key.
 pub const CHUNK_OF: &str = "ChunkOf";
 /// On a chunk item: its position, from 0.

@@ -68,6 +68,21 @@
 //!   `CqrsFramework`. Replace hand-built `PersistedEventStore::new_*_store(repo)`
 //!   with [`DynamoStore::new_event_store`], [`DynamoStore::new_snapshot_store`]
 //!   or [`DynamoStore::new_aggregate_store`].
+//! * Snapshots already stored are not trusted. Upstream 0.5.0 under
+//!   `CqrsFramework` writes snapshots whose state holds events applied
+//!   twice, so [`DynamoStore`] uses a snapshot's state only if its head item
+//!   carries [`item::SNAPSHOT_WRITER`] = `"dynamo-es"`, which it writes on
+//!   every snapshot it stores (single-item and chunked; upstream ignores the
+//!   attribute, and `dynamo-es recode` keeps it). For any other snapshot it
+//!   rebuilds the aggregate from all its events, keeps the stored
+//!   `CurrentSnapshot`, and its next snapshot write (the next commit in
+//!   aggregate mode, the next multiple of `n` in snapshot mode) replaces the
+//!   old snapshot under that version's condition. Nothing needs migrating;
+//!   the first loads after the upgrade replay full histories once.
+//!   Snapshots written through cqrs-es's `PersistedEventStore` over
+//!   [`DynamoEventRepository`] are not marked either. The cqrs-es trait
+//!   method `PersistedEventRepository::get_snapshot` still returns every
+//!   snapshot as stored, marked or not, as `PersistedEventStore` expects.
 //! * `DynamoAggregateError` is replaced by [`Error`]; errors still convert into
 //!   `PersistenceError` and `AggregateError`.
 //! * Without `features = ["compression"]` (or `msgpack`), new writes stay plain

@@ -16,6 +16,11 @@
 //! shrinks, [`DynamoStore`](crate::DynamoStore) deletes the chunks past the
 //! new end in the same transaction, and any it could not delete are never
 //! read (the head says how many chunks there are).
+//!
+//! Heads written by [`DynamoStore`](crate::DynamoStore) carry
+//! [`SNAPSHOT_WRITER`](crate::item::SNAPSHOT_WRITER) = `"dynamo-es"`; a
+//! reader reports whether the head it read has it
+//! ([`LoadedSnapshot::trusted`]).
 
 use std::time::Duration;
 
@@ -29,14 +34,18 @@ use crate::error::{Error, Limit, Result};
 use crate::item::{
     aggregate_key, b, chunk_key, get_b, get_n, get_s, n, s, Item, AGGREGATE_ID, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID, CHUNK_INDEX, CHUNK_OF, CURRENT_SEQUENCE, CURRENT_SNAPSHOT, PAYLOAD,
-    PAYLOAD_CHUNKS, PAYLOAD_HASH, PAYLOAD_SIZE,
+    PAYLOAD_CHUNKS, PAYLOAD_HASH, PAYLOAD_SIZE, SNAPSHOT_WRITER,
 };
 use crate::size::{item_size, MAX_ITEM_SIZE, MAX_PARTITION_KEY_SIZE};
 
 /// How many times a reader re-reads a chunked snapshot that changed under it.
 const READ_ATTEMPTS: u32 = 5;
 
+/// The value of [`SNAPSHOT_WRITER`] on heads written by `DynamoStore`.
+pub(crate) const WRITER_MARK: &str = "dynamo-es";
+
 /// One write of a transaction, with the size it counts for.
+#[derive(Debug, Clone)]
 pub(crate) struct PlannedWrite {
     pub write: TransactWriteItem,
     pub size: usize,
@@ -61,6 +70,14 @@ pub(crate) struct LoadedSnapshot {
     pub current_snapshot: usize,
     /// Chunk items it occupies (0 for a single item).
     pub chunks: usize,
+    /// True if the head carries [`SNAPSHOT_WRITER`] = [`WRITER_MARK`]: the
+    /// state was built by `DynamoStore`, each event applied once.
+    pub trusted: bool,
+}
+
+/// True if a snapshot head carries this crate's writer mark.
+pub(crate) fn is_marked(head: &Item) -> bool {
+    matches!(head.get(SNAPSHOT_WRITER), Some(AttributeValue::S(mark)) if mark == WRITER_MARK)
 }
 
 impl LoadedSnapshot {
@@ -148,8 +165,19 @@ fn put(
 
 /// Plans the writes of one snapshot: a single upstream-layout item when it
 /// fits, else a head and chunks. Fails with a typed error naming the
-/// aggregate when even that cannot be stored.
+/// aggregate when even that cannot be stored. The head carries no writer
+/// mark (recode carries over the one the old head had).
 pub(crate) fn plan(spec: SnapshotSpec<'_>) -> Result<SnapshotPlan> {
+    plan_with(spec, false)
+}
+
+/// Like [`plan`], with [`SNAPSHOT_WRITER`] = [`WRITER_MARK`] on the head
+/// (counted in its size): for snapshots `DynamoStore` built.
+pub(crate) fn plan_marked(spec: SnapshotSpec<'_>) -> Result<SnapshotPlan> {
+    plan_with(spec, true)
+}
+
+fn plan_with(spec: SnapshotSpec<'_>, marked: bool) -> Result<SnapshotPlan> {
     let aggregate = aggregate_key(spec.aggregate_type, spec.aggregate_id);
     let stored = spec.payload.len();
     let mut head = head_base(
@@ -158,6 +186,9 @@ pub(crate) fn plan(spec: SnapshotSpec<'_>) -> Result<SnapshotPlan> {
         spec.current_sequence,
         spec.current_snapshot,
     );
+    if marked {
+        head.insert(SNAPSHOT_WRITER.to_string(), s(WRITER_MARK));
+    }
     let head_overhead = item_size(&head);
     let mut writes = Vec::new();
     let chunks;
@@ -414,6 +445,12 @@ pub(crate) async fn stored_payload(
 
 /// Reads a snapshot, joining and checking its chunks if it has any. The
 /// payload is returned as stored; nothing is decoded.
+///
+/// Chunks that do not match the head are read again with the head, up to
+/// [`READ_ATTEMPTS`] times. If the head changed between attempts, a writer
+/// was at work and the failure is transient ([`Error::SnapshotChanging`]);
+/// if it never changed, the stored snapshot is inconsistent
+/// ([`Error::Snapshot`], a data error).
 pub(crate) async fn read(
     client: &Client,
     table: &str,
@@ -422,6 +459,8 @@ pub(crate) async fn read(
 ) -> Result<Option<LoadedSnapshot>> {
     let key = aggregate_key(aggregate_type, aggregate_id);
     let mut last_reason = String::new();
+    let mut previous_head: Option<Item> = None;
+    let mut head_changed = false;
     for attempt in 0..READ_ATTEMPTS {
         let Some(head) = read_head(client, table, &key).await? else {
             return Ok(None);
@@ -433,17 +472,32 @@ pub(crate) async fn read(
                     current_sequence: get_n(&head, &key, CURRENT_SEQUENCE)?,
                     current_snapshot: get_n(&head, &key, CURRENT_SNAPSHOT)?,
                     chunks,
+                    trusted: is_marked(&head),
                 }));
             }
             Err(reason) => {
                 tracing::debug!(%key, attempt, %reason, "chunked snapshot changed while reading; retrying");
+                if previous_head
+                    .as_ref()
+                    .is_some_and(|previous| *previous != head)
+                {
+                    head_changed = true;
+                }
+                previous_head = Some(head);
                 last_reason = reason;
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
             }
         }
     }
-    Err(Error::Snapshot {
-        key,
-        reason: format!("chunks kept changing while reading ({last_reason})"),
-    })
+    if head_changed {
+        Err(Error::SnapshotChanging {
+            key,
+            reason: last_reason,
+        })
+    } else {
+        Err(Error::Snapshot {
+            key,
+            reason: format!("chunks do not match an unchanged head ({last_reason})"),
+        })
+    }
 }

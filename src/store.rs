@@ -17,6 +17,19 @@
 //! commit, and a commit that writes a snapshot decodes those bytes once more.
 //! Commits that write no snapshot pay nothing. Loading decodes the stored
 //! bytes straight into the aggregate, with no intermediate JSON value.
+//!
+//! Snapshots `DynamoStore` writes carry
+//! [`SNAPSHOT_WRITER`](crate::item::SNAPSHOT_WRITER) = `"dynamo-es"` on
+//! their head item. A snapshot without it (written by upstream `dynamo-es`,
+//! or by cqrs-es's `PersistedEventStore` over
+//! [`DynamoEventRepository`]) is not trusted: its state is ignored and the
+//! aggregate is rebuilt from all its events, while its version (and chunk
+//! count) are kept so the next snapshot replaces it.
+//!
+//! Snapshots never block commits: a snapshot that does not fit beside the
+//! commit's events in one transaction, or that decodes to more than the
+//! codec's `max_decoded_size`, is left out and the events are committed
+//! alone (see [`SnapshotPolicy`]).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -31,16 +44,38 @@ use crate::error::{Error, Result};
 use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
 
 /// When a [`DynamoStore`] writes a snapshot.
+///
+/// Whatever the policy, a load reads the snapshot (if the policy writes
+/// any) and then every event stored after the sequence it covers, so a
+/// snapshot that is missing, behind, unreadable or not trusted only costs a
+/// longer replay, never a wrong state.
+///
+/// A snapshot is written in the same transaction as the commit's events. If
+/// it cannot be (the transaction would exceed DynamoDB's 100 items or
+/// 4 MB with it, stale-chunk deletes included; it decodes to more than the
+/// codec's [`max_decoded_size`](crate::Codec::max_decoded_size), so readers
+/// would refuse it; or the server refuses the transaction with a
+/// `ValidationException`), the commit writes its events alone, with the same
+/// conflict checks, logs a warning and records `snapshot_skipped` on its
+/// `dynamo_es.persist` span. The stored snapshot stays as it was, and the
+/// next commit that writes a snapshot under the policy tries again.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotPolicy {
     /// Never: aggregates are rebuilt from their events (cqrs-es's "event store").
     Never,
-    /// Every `n` events (cqrs-es's "snapshot store"): snapshots land on
-    /// multiples of `n`, and loads replay at most `n - 1` events after one.
+    /// Every `n` events (cqrs-es's "snapshot store"): a commit that reaches
+    /// or passes a multiple of `n` writes a snapshot at the last multiple it
+    /// reaches, and loads normally replay at most `n - 1` events after it
+    /// (more after a skipped snapshot).
+    ///
+    /// `Every(0)` means the same as [`Always`](SnapshotPolicy::Always).
     Every(usize),
-    /// After every commit (cqrs-es's "aggregate store"): loads read only
-    /// the snapshot.
+    /// After every commit (cqrs-es's "aggregate store"): a snapshot of the
+    /// state after the commit's events. Loads read the snapshot and then
+    /// query the events after it, which are normally none (there are some
+    /// when a snapshot was skipped, is not trusted, or was written by
+    /// another policy).
     Always,
 }
 
@@ -69,7 +104,8 @@ pub struct DynamoAggregateContext<A: Aggregate> {
     pub aggregate: A,
     /// The last event sequence applied.
     pub current_sequence: usize,
-    /// The version of the stored snapshot, if there is one.
+    /// The version of the stored snapshot, if there is one (also when its
+    /// state was not used: the next snapshot write expects this version).
     pub current_snapshot: Option<usize>,
     base: Base<A>,
 }
@@ -203,6 +239,18 @@ impl<A: Aggregate> DynamoStore<A> {
                 // rebuilt snapshot replaces it rather than conflicting forever.
                 context.current_snapshot = Some(loaded.current_snapshot);
                 context.base.chunks = loaded.chunks;
+                if !loaded.trusted {
+                    // Not written by DynamoStore (upstream dynamo-es, or
+                    // cqrs-es's PersistedEventStore): its state may hold
+                    // events applied twice.
+                    tracing::debug!(
+                        aggregate_type = A::TYPE,
+                        aggregate_id,
+                        current_snapshot = loaded.current_snapshot,
+                        "snapshot not written by DynamoStore; rebuilding from events"
+                    );
+                    return self.replay_into(context, None).await;
+                }
                 match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
                     Ok(aggregate) => {
                         context.aggregate = aggregate;
@@ -225,7 +273,19 @@ impl<A: Aggregate> DynamoStore<A> {
             .snapshot
             .as_ref()
             .map(|_| context.current_sequence);
-        let events = self.repo.read_events(A::TYPE, aggregate_id, after).await?;
+        self.replay_into(context, after).await
+    }
+
+    /// Applies the events stored after `after` (all if `None`) to `context`.
+    async fn replay_into(
+        &self,
+        mut context: DynamoAggregateContext<A>,
+        after: Option<usize>,
+    ) -> Result<DynamoAggregateContext<A>> {
+        let events = self
+            .repo
+            .read_events(A::TYPE, &context.aggregate_id, after)
+            .await?;
         let keep_events = self.policy != SnapshotPolicy::Never;
         for envelope in self.to_envelopes(events)? {
             context.current_sequence = envelope.sequence;
@@ -253,10 +313,12 @@ impl<A: Aggregate> DynamoStore<A> {
                 self.repo.codec(),
                 events.get(..in_snapshot).unwrap_or(&events),
             )?;
-            let (payload, plain_len) = self.repo.encode_snapshot(&state)?;
+            let encoded = self.repo.encode_snapshot(&state)?;
             Some(SnapshotUpdate {
-                payload,
-                plain_len,
+                payload: encoded.payload,
+                plain_len: encoded.plain_len,
+                decoded_len: encoded.decoded_len,
+                marked: true,
                 current_sequence: context.current_sequence + in_snapshot,
                 current_snapshot: context.current_snapshot.map_or(1, |v| v + 1),
                 previous_chunks: context.base.chunks,

@@ -21,6 +21,15 @@ use crate::size::{item_size, MAX_ITEM_SIZE};
 /// Updates are conditional puts on `ViewVersion`: a stale update fails with
 /// an optimistic-lock error and never overwrites a newer view.
 ///
+/// A view that is not stored yet: [`load`](ViewRepository::load) returns
+/// `None`, but [`load_with_context`](ViewRepository::load_with_context)
+/// returns `Some((V::default(), context))` with version 0, as upstream does,
+/// and the first `update_view` with that context creates the item
+/// (conditioned on it not existing yet). cqrs-es's `GenericQuery::load` is
+/// built on `load_with_context`, so through it a missing view reads as
+/// `Some(V::default())`; call this repository's `load` to tell a missing
+/// view apart.
+///
 /// ```
 /// # use cqrs_es::{Aggregate, View};
 /// use dynamo_es::{Codec, DynamoViewRepository};
@@ -184,10 +193,15 @@ where
     V: View<A>,
     A: Aggregate,
 {
+    /// The stored view, or `None` if there is none.
     async fn load(&self, view_id: &str) -> Result<Option<V>, PersistenceError> {
         Ok(self.read(view_id).await?.map(|(view, _)| view))
     }
 
+    /// The view and its version. A view that is not stored yet is returned as
+    /// `Some((V::default(), context))` with version 0, never `None`; updating
+    /// it with that context creates it (and fails with an optimistic-lock
+    /// error if another writer created it first).
     async fn load_with_context(
         &self,
         view_id: &str,
