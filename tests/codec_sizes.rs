@@ -64,7 +64,7 @@ fn msgpack_is_smaller_than_json_and_carries_its_tag() {
     let snapshot = snapshot_1_5_mb();
     let json = Codec::json().encode(&snapshot).unwrap();
     let msgpack = Codec::msgpack().encode(&snapshot).unwrap();
-    assert_eq!(&msgpack[..2], &[0xC1, 0x01]);
+    assert_eq!(&msgpack[..2], &[0xC1, 0x02]);
     assert!(msgpack.len() < json.len());
     assert_eq!(Codec::json().decode(&msgpack).unwrap(), snapshot);
 }

@@ -352,7 +352,7 @@ fn event_cases() -> Vec<Case> {
             edit: |i| {
                 i.insert(
                     item::PAYLOAD.into(),
-                    item::b(vec![0xC1, 0x01, 0xC1, 0xFF, 0x00]),
+                    item::b(vec![0xC1, 0x02, 0xC1, 0xFF, 0x00]),
                 );
             },
             expect: |e| {
@@ -1237,11 +1237,17 @@ fn deeply_nested_payloads_do_not_overflow_the_stack() {
         .spawn(|| {
             let codec = Codec::default();
             for depth in [100, 127, 128, 500, 1000, 1024, 1025, 100_000] {
-                let result = codec.decode(&fuzz_logic::deep_msgpack(depth));
-                if depth < 128 && cfg!(feature = "msgpack") {
-                    assert!(result.is_ok(), "depth {depth}: {result:?}");
-                } else {
-                    assert!(result.unwrap_err().is_data_error(), "depth {depth}");
+                let current = fuzz_logic::deep_msgpack(depth);
+                // The same nesting under the legacy compact tag.
+                let mut legacy = current.clone();
+                legacy[1] = 0x01;
+                for bytes in [current, legacy] {
+                    let result = codec.decode(&bytes);
+                    if depth < 128 && cfg!(feature = "msgpack") {
+                        assert!(result.is_ok(), "depth {depth}: {result:?}");
+                    } else {
+                        assert!(result.unwrap_err().is_data_error(), "depth {depth}");
+                    }
                 }
             }
             let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));

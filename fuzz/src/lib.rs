@@ -287,7 +287,7 @@ pub fn zstd_bomb(blocks: usize, byte: u8, declared: Option<u64>) -> Vec<u8> {
 
 /// MessagePack nested `depth` arrays deep, behind this crate's tag.
 pub fn deep_msgpack(depth: usize) -> Vec<u8> {
-    let mut bytes = vec![0xC1, 0x01];
+    let mut bytes = vec![0xC1, 0x02];
     bytes.extend(std::iter::repeat_n(0x91, depth));
     bytes.push(0xC0);
     bytes

@@ -449,8 +449,8 @@ impl<'a> JsonParser<'a> {
 }
 
 fn nested(depth: usize) -> Result<usize> {
-    if depth >= MAX_DEPTH {
-        Err(corrupt(format!("nested deeper than {MAX_DEPTH} levels")))
+    if depth + 1 >= MAX_DEPTH {
+        Err(corrupt(format!("nested {MAX_DEPTH} levels or deeper")))
     } else {
         Ok(depth + 1)
     }

@@ -293,8 +293,8 @@ fn finite(f: f64) -> Result<Model<'static>> {
 }
 
 fn nested(depth: usize) -> Result<usize> {
-    if depth >= MAX_DEPTH {
-        Err(corrupt(format!("nested deeper than {MAX_DEPTH} levels")))
+    if depth + 1 >= MAX_DEPTH {
+        Err(corrupt(format!("nested {MAX_DEPTH} levels or deeper")))
     } else {
         Ok(depth + 1)
     }
