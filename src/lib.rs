@@ -32,30 +32,19 @@
 //!
 //! ## Feature flags
 //!
-//! | feature | default | adds |
-//! |---|---|---|
-//! | *(none)* | yes | JSON payloads, byte-compatible with upstream |
-//! | `msgpack` | no | MessagePack payloads: [`Codec::msgpack`] |
-//! | `compression` | no | zstd over the serialized bytes: [`Codec::compressed`] |
-//! | `test-util` | no | `testing`: an embedded DynamoDB emulator, fresh tables, realistic fixtures |
-//! | `cli` | no | the `dynamo-es` command-line tool (`report`, `recode`) |
+#![doc = include_str!("../docs/tables/features.md")]
 //!
 //! [`Codec::default()`] is zstd (level 3) if `compression` is on, over
 //! MessagePack if `msgpack` is on, else JSON. Reads accept every format
-//! whatever the codec: stored payloads describe their own format (see
-//! [`codec`]).
+//! whatever the codec: stored payloads describe their own format, and every
+//! codec encodes one data model exactly (see [`codec`]).
 //!
 //! ## DynamoDB limits
 //!
-//! | limit | value | handling |
-//! |---|---|---|
-//! | items per transaction | 100 | one commit is one `TransactWriteItems`; more is [`Error::LimitExceeded`] before anything is sent |
-//! | transaction size | 4 MB | item sizes computed exactly ([`size`]) and summed before sending |
-//! | item size | 400 KB | events over it are rejected; snapshots over it are chunked in the same transaction |
-//! | query page | 1 MB | every read follows `LastEvaluatedKey`; streams go page by page |
+#![doc = include_str!("../docs/tables/limits.md")]
 //!
 //! Every limit error names the aggregate, what is too big, its size and the
-//! limit, and nothing is written.
+//! limit, and nothing is written. Sizes follow DynamoDB's rules ([`size`]).
 //!
 //! ## Migrating from upstream `dynamo-es`
 //!
@@ -86,7 +75,13 @@
 //! * `DynamoAggregateError` is replaced by [`Error`]; errors still convert into
 //!   `PersistenceError` and `AggregateError`.
 //! * Without `features = ["compression"]` (or `msgpack`), new writes stay plain
-//!   JSON, readable by upstream during a rolling upgrade.
+//!   JSON, readable by upstream during a rolling upgrade. To go back to
+//!   upstream, `dynamo-es recode --codec upstream` (or
+//!   [`recode::Recoder::to_upstream`]) rewrites every payload as plain JSON
+//!   in one item and names what upstream could not read.
+//! * MessagePack payloads written by dynamo-es 0.5 (tag `0xC1 0x01`) stay
+//!   readable into their types; new ones use the data model's MessagePack
+//!   (tag `0xC1 0x02`), which every read path reads the same way.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -5,12 +5,7 @@
 //! what is read is recognised from the bytes themselves, so one table can
 //! hold a mix of formats and all of them read back:
 //!
-//! | stored bytes start with | format | stable name | feature to read it |
-//! |---|---|---|---|
-//! | anything else (plain JSON, no header) | JSON | `json` | always |
-//! | `0xC1 0x02` | MessagePack of the data model | `msgpack` | `msgpack` |
-//! | `0xC1 0x01` | MessagePack in rmp-serde's compact forms (written by 0.5; read only) | `msgpack-compact` | `msgpack` |
-//! | `0x28 0xB5 0x2F 0xFD` (zstd frame magic) | zstd over one of the above | `zstd` | `compression` |
+#![doc = include_str!("../../docs/tables/formats.md")]
 //!
 //! `0xC1` is never the first byte of valid UTF-8, so no JSON document can be
 //! mistaken for a tagged payload, and plain JSON stays byte-for-byte what the
@@ -26,10 +21,9 @@
 //!   write ([`Codec::encode`]) of the same data store the same value;
 //! * [`Codec::decode_deserialize`] reads it into its type, and
 //!   [`Codec::decode`] into a `Value`, whichever codec wrote it;
-//! * MessagePack spells exactly what JSON spells (see the stored format in
-//!   the `msgpack` row above and [`Codec::msgpack`]): serde's
-//!   human-readable forms, so a `Uuid` is a string and a map with integer
-//!   keys has decimal string keys, as in JSON;
+//! * MessagePack spells exactly what JSON spells: serde's human-readable
+//!   forms, so a `Uuid` is a string and a map with integer keys has decimal
+//!   string keys, as in JSON (the stored format is below);
 //! * [`Codec::reencode`] moves a stored payload to another codec and refuses,
 //!   with [`Error::Inexact`], anything it cannot show to be the same value.
 //!
@@ -37,6 +31,15 @@
 //! integer beyond 64 bits read into a `serde_json::Value` (read it into its
 //! own type instead), or an integer beyond 128 bits. Non-finite floats are
 //! written as `null`, as `serde_json` writes them, by every codec.
+//!
+//! ## MessagePack, as stored
+//!
+#![doc = include_str!("../../docs/tables/msgpack.md")]
+//!
+//! Writing goes through `serde_json`'s serializer and reading into a type
+//! through its deserializer, so every serde form is the JSON one by
+//! construction; the price is a pass through JSON text each way (see
+//! `docs/BENCHMARKS.md`).
 
 use std::borrow::Cow;
 
