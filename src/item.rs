@@ -2,6 +2,11 @@
 //! key formats, payload encoding. No I/O, so all of it is tested without a
 //! server.
 //!
+//! The attribute names and key functions are public so that tools working on
+//! the same tables (a TTL job, an export, a migration) use the same names;
+//! the low-level helpers that build and read items are not part of the
+//! documented API.
+//!
 //! The layout is upstream `dynamo-es`'s, attribute for attribute:
 //!
 //! | table | key | other attributes |
@@ -105,6 +110,7 @@ fn escape(text: &str) -> String {
     out
 }
 
+#[doc(hidden)]
 /// A short description of an item's key, for error messages.
 pub fn describe_key(item: &Item) -> String {
     let part = |name: &str| match item.get(name) {
@@ -125,6 +131,7 @@ pub fn describe_key(item: &Item) -> String {
     }
 }
 
+#[doc(hidden)]
 /// Reads a string attribute.
 pub fn get_s<'a>(item: &'a Item, key: &str, name: &'static str) -> Result<&'a str> {
     match item.get(name) {
@@ -134,6 +141,7 @@ pub fn get_s<'a>(item: &'a Item, key: &str, name: &'static str) -> Result<&'a st
     }
 }
 
+#[doc(hidden)]
 /// Reads a number attribute as `T`.
 pub fn get_n<T: FromStr>(item: &Item, key: &str, name: &'static str) -> Result<T> {
     match item.get(name) {
@@ -145,6 +153,7 @@ pub fn get_n<T: FromStr>(item: &Item, key: &str, name: &'static str) -> Result<T
     }
 }
 
+#[doc(hidden)]
 /// Reads a binary attribute.
 pub fn get_b<'a>(item: &'a Item, key: &str, name: &'static str) -> Result<&'a [u8]> {
     match item.get(name) {
@@ -169,6 +178,7 @@ fn invalid(key: &str, attribute: &'static str, expected: &'static str) -> Error 
     }
 }
 
+#[doc(hidden)]
 /// Decodes a binary payload attribute with `codec`, naming the item on error.
 pub fn get_payload(
     item: &Item,
@@ -180,21 +190,25 @@ pub fn get_payload(
     codec.decode(bytes).map_err(|err| err.in_item(key, name))
 }
 
+#[doc(hidden)]
 /// A string attribute value.
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+#[doc(hidden)]
 /// A number attribute value.
 pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+#[doc(hidden)]
 /// A binary attribute value.
 pub fn b(bytes: Vec<u8>) -> AttributeValue {
     AttributeValue::B(Blob::new(bytes))
 }
 
+#[doc(hidden)]
 /// The bytes of an event before and after the codec.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PayloadBytes {
@@ -211,6 +225,7 @@ impl std::ops::AddAssign for PayloadBytes {
     }
 }
 
+#[doc(hidden)]
 /// Builds the item for one event, encoding payload and metadata with `codec`.
 pub fn event_to_item(event: &SerializedEvent, codec: &Codec) -> Result<(Item, PayloadBytes)> {
     let payload = codec.encode(&event.payload)?;
@@ -236,6 +251,7 @@ pub fn event_to_item(event: &SerializedEvent, codec: &Codec) -> Result<(Item, Pa
     Ok((item, bytes))
 }
 
+#[doc(hidden)]
 /// The length of `value` as compact JSON, without allocating it.
 pub fn plain_json_len(value: &serde_json::Value) -> usize {
     struct Counter(usize);
@@ -255,6 +271,7 @@ pub fn plain_json_len(value: &serde_json::Value) -> usize {
     }
 }
 
+#[doc(hidden)]
 /// Reads an event item back, decoding its payloads in whatever format they
 /// are stored.
 pub fn item_to_event(item: &Item, codec: &Codec) -> Result<SerializedEvent> {

@@ -1,5 +1,9 @@
 //! DynamoDB's size and billing rules, computed exactly from the items we send.
 //!
+//! Public for one documented use: estimating what your own items cost
+//! before you write them (the examples and benchmarks report write and read
+//! units this way), with the same rules the store checks its limits with.
+//!
 //! * An item's size is the sum, over its attributes, of the attribute name's
 //!   UTF-8 length plus the value's size.
 //! * Strings count their UTF-8 bytes; binary values their raw length.
