@@ -208,9 +208,13 @@ pub enum Error {
     /// A request could not be built.
     #[error("request build: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
-    /// An I/O error (checkpoint files, the embedded emulator).
+    /// An I/O error (the embedded emulator).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A recode run failed for a reason of its own: its checkpoint file,
+    /// a scan segment task, its own state. See [`crate::recode::Error`].
+    #[error(transparent)]
+    Recode(#[from] Box<crate::recode::Error>),
 }
 
 /// The crate's result type.
@@ -356,6 +360,7 @@ impl From<Error> for PersistenceError {
                 PersistenceError::ConnectionError(Box::new(err))
             }
             err if err.is_data_error() => PersistenceError::DeserializationError(Box::new(err)),
+            err @ Error::Recode(_) => PersistenceError::UnknownError(Box::new(err)),
             err => PersistenceError::UnknownError(Box::new(err)),
         }
     }

@@ -429,47 +429,53 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
     for (report, items) in dry.tables.iter().zip(&before) {
         assert!(report.dry_run && report.complete, "{report:?}");
         assert_eq!(report.codec, target().name());
-        assert_eq!(report.bytes_before, bytes(items), "{}", report.table);
+        assert_eq!(report.counts.bytes_before, bytes(items), "{}", report.table);
         if rewrites() {
-            assert!(report.items_recoded > 0, "{report:?}");
-            assert!(report.bytes_after < report.bytes_before, "{report:?}");
+            assert!(report.counts.items_recoded > 0, "{report:?}");
+            assert!(
+                report.counts.bytes_after < report.counts.bytes_before,
+                "{report:?}"
+            );
         } else {
             // Every payload here is JSON already: nothing to rewrite.
-            assert_eq!(report.items_recoded, 0, "{report:?}");
-            assert_eq!(report.bytes_after, report.bytes_before, "{report:?}");
+            assert_eq!(report.counts.items_recoded, 0, "{report:?}");
+            assert_eq!(
+                report.counts.bytes_after, report.counts.bytes_before,
+                "{report:?}"
+            );
         }
         assert_eq!(
-            report.items_scanned,
-            report.items_recoded + report.items_skipped,
+            report.counts.items_scanned,
+            report.counts.items_recoded + report.counts.items_skipped,
             "{report:?}"
         );
         assert!(
-            report.wcu_per_rewrite_after <= report.wcu_per_rewrite_before,
+            report.counts.wcu_per_rewrite_after <= report.counts.wcu_per_rewrite_before,
             "{report:?}"
         );
         assert!(
-            report.rcu_per_load_after <= report.rcu_per_load_before,
+            report.counts.rcu_per_load_after <= report.counts.rcu_per_load_before,
             "{report:?}"
         );
     }
-    assert_eq!(dry.tables[0].items_scanned, before[0].len() as u64);
+    assert_eq!(dry.tables[0].counts.items_scanned, before[0].len() as u64);
     assert_eq!(
-        dry.tables[1].items_scanned,
+        dry.tables[1].counts.items_scanned,
         heads(snapshots_before).count() as u64
     );
     assert_eq!(
-        dry.tables[1].chunked_before,
+        dry.tables[1].counts.chunked_before,
         chunked_heads(snapshots_before)
     );
     assert_eq!(
-        dry.tables[1].chunk_items_before,
+        dry.tables[1].counts.chunk_items_before,
         chunk_items(snapshots_before)
     );
     if rewrites() {
         // The pretty chunked ledger, compressed or in MessagePack.
-        assert!(dry.tables[1].newly_fit >= 1, "{:?}", dry.tables[1]);
+        assert!(dry.tables[1].counts.newly_fit >= 1, "{:?}", dry.tables[1]);
     } else {
-        assert_eq!(dry.tables[1].newly_fit, 0, "{:?}", dry.tables[1]);
+        assert_eq!(dry.tables[1].counts.newly_fit, 0, "{:?}", dry.tables[1]);
     }
     let text = dry.to_string();
     println!("{text}");
@@ -489,21 +495,48 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
         .zip(before.iter().zip(&after))
     {
         assert!(!report.dry_run);
-        assert_eq!(report.bytes_before, bytes(items_before), "{}", report.table);
-        assert_eq!(report.bytes_after, bytes(items_after), "{}", report.table);
-        assert_eq!(report.bytes_after, dry.bytes_after, "{}", report.table);
-        assert_eq!(report.items_recoded, dry.items_recoded, "{}", report.table);
-        assert_eq!((report.conflicts_skipped, report.items_unreadable), (0, 0));
+        assert_eq!(
+            report.counts.bytes_before,
+            bytes(items_before),
+            "{}",
+            report.table
+        );
+        assert_eq!(
+            report.counts.bytes_after,
+            bytes(items_after),
+            "{}",
+            report.table
+        );
+        assert_eq!(
+            report.counts.bytes_after, dry.counts.bytes_after,
+            "{}",
+            report.table
+        );
+        assert_eq!(
+            report.counts.items_recoded, dry.counts.items_recoded,
+            "{}",
+            report.table
+        );
+        assert_eq!(
+            (
+                report.counts.conflicts_skipped,
+                report.counts.items_unreadable
+            ),
+            (0, 0)
+        );
     }
     let snapshots_after = &after[1];
-    assert_eq!(done.tables[1].chunked_after, chunked_heads(snapshots_after));
     assert_eq!(
-        done.tables[1].chunk_items_after,
+        done.tables[1].counts.chunked_after,
+        chunked_heads(snapshots_after)
+    );
+    assert_eq!(
+        done.tables[1].counts.chunk_items_after,
         chunk_items(snapshots_after)
     );
     assert_eq!(
-        done.tables[1].newly_fit,
-        done.tables[1].chunked_before - done.tables[1].chunked_after
+        done.tables[1].counts.newly_fit,
+        done.tables[1].counts.chunked_before - done.tables[1].counts.chunked_after
     );
     assert_eq!(
         after[0].len(),
@@ -574,13 +607,13 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
     let again = recoder.run(&tables).await.unwrap();
     assert_eq!(scan_all(&db).await, after);
     for (report, items) in again.tables.iter().zip(&after) {
-        assert_eq!(report.items_recoded, 0, "{report:?}");
-        assert_eq!(report.items_skipped, report.items_scanned);
+        assert_eq!(report.counts.items_recoded, 0, "{report:?}");
+        assert_eq!(report.counts.items_skipped, report.counts.items_scanned);
         assert_eq!(
-            (report.bytes_before, report.bytes_after),
+            (report.counts.bytes_before, report.counts.bytes_after),
             (bytes(items), bytes(items))
         );
-        assert_eq!(report.recode_wcu, 0);
+        assert_eq!(report.counts.recode_wcu, 0);
     }
 }
 
@@ -641,12 +674,20 @@ async fn recode_while_commits_continue_loses_no_commit() {
     while !writer.is_finished() {
         let report = recoder.run(&tables).await.unwrap();
         assert!(report.complete);
-        recoded += report.tables.iter().map(|t| t.items_recoded).sum::<u64>();
+        recoded += report
+            .tables
+            .iter()
+            .map(|t| t.counts.items_recoded)
+            .sum::<u64>();
         runs += 1;
     }
     let counts = writer.await.unwrap();
     let last = recoder.run(&tables).await.unwrap();
-    recoded += last.tables.iter().map(|t| t.items_recoded).sum::<u64>();
+    recoded += last
+        .tables
+        .iter()
+        .map(|t| t.counts.items_recoded)
+        .sum::<u64>();
     assert_eq!(acknowledged.load(Ordering::SeqCst), 12 * 4);
     println!("{runs} recode runs during the commits, {recoded} items recoded");
     assert!(runs >= 1);
@@ -749,8 +790,8 @@ async fn a_writer_that_commits_after_the_scan_wins() {
             .unwrap();
     }
     let report = running.await.unwrap().unwrap();
-    assert_eq!(report.items_scanned, 5);
-    assert!(report.conflicts_skipped >= 1, "{report:?}");
+    assert_eq!(report.counts.items_scanned, 5);
+    assert!(report.counts.conflicts_skipped >= 1, "{report:?}");
     for id in &ids {
         let snapshot = repo.get_snapshot::<Account>(id).await.unwrap().unwrap();
         assert_eq!(
@@ -789,9 +830,9 @@ async fn an_interrupted_recode_resumes_to_the_same_result() {
         // What is resumed rewrites items in every table (none under plain
         // JSON, where resuming must still give the same report and tables).
         if rewrites() {
-            assert!(report.items_recoded > 0, "{report:?}");
+            assert!(report.counts.items_recoded > 0, "{report:?}");
         } else {
-            assert_eq!(report.items_recoded, 0, "{report:?}");
+            assert_eq!(report.counts.items_recoded, 0, "{report:?}");
         }
     }
 
@@ -818,7 +859,7 @@ async fn an_interrupted_recode_resumes_to_the_same_result() {
     assert!(!first.complete);
     assert!(checkpoint.exists());
     assert!(
-        first.tables[0].items_scanned < whole.tables[0].items_scanned,
+        first.tables[0].counts.items_scanned < whole.tables[0].counts.items_scanned,
         "{first:?}"
     );
     // Then by an item budget, until done.
@@ -906,10 +947,10 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         .unwrap();
     assert_eq!(
         (
-            report.items_scanned,
-            report.items_recoded,
-            report.items_unreadable,
-            report.items_not_convertible
+            report.counts.items_scanned,
+            report.counts.items_recoded,
+            report.counts.items_unreadable,
+            report.counts.items_not_convertible
         ),
         (4, u64::from(rewrites()), 3, 0),
         "{report:?}"
@@ -924,7 +965,7 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         rewrites(),
         "the readable view is rewritten by every target but plain JSON"
     );
-    assert_eq!(report.bytes_after, bytes(&after));
+    assert_eq!(report.counts.bytes_after, bytes(&after));
 }
 
 /// The built `dynamo-es` binary, configured only through the environment
@@ -985,8 +1026,8 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     let expected = if rewrites() { 6 } else { 0 };
     assert_eq!(
         (
-            report.tables[0].items_scanned,
-            report.tables[0].items_recoded
+            report.tables[0].counts.items_scanned,
+            report.tables[0].counts.items_recoded
         ),
         (6, expected)
     );
@@ -1016,17 +1057,20 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         String::from_utf8_lossy(&out.stderr)
     );
     let done: Report = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(done.tables[0].items_recoded, expected);
-    assert_eq!(done.tables[0].bytes_after, report.tables[0].bytes_after);
+    assert_eq!(done.tables[0].counts.items_recoded, expected);
     assert_eq!(
-        done.tables[0].bytes_after,
+        done.tables[0].counts.bytes_after,
+        report.tables[0].counts.bytes_after
+    );
+    assert_eq!(
+        done.tables[0].counts.bytes_after,
         bytes(&scan(&db.client, &db.views).await)
     );
     std::fs::remove_file(&checkpoint).unwrap();
 
     let out = run(args(&["recode"]), endpoint.clone()).await;
     let again: Report = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(again.tables[0].items_recoded, 0);
+    assert_eq!(again.tables[0].counts.items_recoded, 0);
 
     let out = run(
         vec![

@@ -352,7 +352,7 @@ async fn a_recode_chain_through_every_codec_changes_nothing() {
         assert!(report.complete, "{step}: {report}");
         assert_eq!(report.items_unreadable(), 0, "{step}: {report}");
         assert_eq!(report.items_not_convertible(), 0, "{step}: {report}");
-        let recoded: u64 = report.tables.iter().map(|t| t.items_recoded).sum();
+        let recoded: u64 = report.tables.iter().map(|t| t.counts.items_recoded).sum();
         assert!(recoded > 0, "{step}: {report}");
         check(&db, &seeded, &step).await;
         // Every payload is now in the target's format.
@@ -399,13 +399,13 @@ async fn the_upstream_target_writes_what_upstream_reads_and_reports_the_rest() {
     // The chunked snapshot cannot be one upstream item; it is named.
     let snapshots = &report.tables[1];
     assert_eq!(snapshots.codec, "upstream");
-    assert_eq!(snapshots.items_not_convertible, 1, "{report}");
+    assert_eq!(snapshots.counts.items_not_convertible, 1, "{report}");
     assert_eq!(
         snapshots.not_convertible_keys,
         vec!["Vault:typed-2".to_string()]
     );
-    assert_eq!(report.tables[0].items_not_convertible, 0);
-    assert_eq!(report.tables[2].items_not_convertible, 0);
+    assert_eq!(report.tables[0].counts.items_not_convertible, 0);
+    assert_eq!(report.tables[2].counts.items_not_convertible, 0);
     // Upstream reads every other item.
     let up = upstream::DynamoEventRepository::new(db.client.clone())
         .with_tables(&db.events, &db.snapshots);
@@ -449,9 +449,9 @@ async fn a_number_that_json_cannot_spell_in_msgpack_is_not_written() {
         .run_table(&Table::views(&db.views))
         .await
         .unwrap();
-    assert_eq!(report.items_not_convertible, 1, "{report:?}");
+    assert_eq!(report.counts.items_not_convertible, 1, "{report:?}");
     assert_eq!(report.not_convertible_keys, vec!["huge".to_string()]);
-    assert_eq!(report.items_recoded, 0);
+    assert_eq!(report.counts.items_recoded, 0);
     let stored = db
         .client
         .get_item()

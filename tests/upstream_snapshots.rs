@@ -267,7 +267,7 @@ async fn recode_keeps_the_marker() {
         .run_table(&Table::snapshots(db.snapshots.clone()))
         .await
         .unwrap();
-    assert_eq!(report.items_recoded, 1, "{report:?}");
+    assert_eq!(report.counts.items_recoded, 1, "{report:?}");
     let after = snapshot_head(&db, &id).await;
     assert_ne!(after[item::PAYLOAD], before[item::PAYLOAD], "not recoded");
     assert_eq!(

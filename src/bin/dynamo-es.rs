@@ -571,8 +571,11 @@ mod tests {
         assert_eq!(exit_code(&report), 0);
         let views = &report.tables[1];
         assert!(views.dry_run);
-        assert_eq!((views.items_scanned, views.items_recoded), (5, 5));
-        assert!(views.bytes_after < views.bytes_before);
+        assert_eq!(
+            (views.counts.items_scanned, views.counts.items_recoded),
+            (5, 5)
+        );
+        assert!(views.counts.bytes_after < views.counts.bytes_before);
 
         let mut out = Vec::new();
         let done = execute(
@@ -584,7 +587,7 @@ mod tests {
         .await
         .unwrap();
         assert!(!done.tables[1].dry_run);
-        assert_eq!(done.tables[1].bytes_after, views.bytes_after);
+        assert_eq!(done.tables[1].counts.bytes_after, views.counts.bytes_after);
         let mut out = Vec::new();
         let again = execute(
             &args("recode"),
@@ -594,8 +597,11 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(again.tables[1].items_recoded, 0);
-        assert_eq!(again.tables[1].bytes_before, views.bytes_after);
+        assert_eq!(again.tables[1].counts.items_recoded, 0);
+        assert_eq!(
+            again.tables[1].counts.bytes_before,
+            views.counts.bytes_after
+        );
 
         // Without --json the report is a table.
         let mut out = Vec::new();
