@@ -105,6 +105,16 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A table did not become ACTIVE in time after it was created.
+    #[error("table {table} is still {status} after {waited:?}; it never became ACTIVE")]
+    TableNotActive {
+        /// The table.
+        table: String,
+        /// Its last status (`CREATING`, `UPDATING`, ...).
+        status: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
     /// A stored item lacks an attribute.
     #[error("item {key}: missing attribute {attribute}")]
     MissingAttribute {

@@ -103,13 +103,15 @@ pub async fn wait_active(client: &Client, table: &str) -> Result<()> {
             .send()
             .await
             .map_err(|err| Error::from_sdk("DescribeTable", err))?;
-        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+        let status = out.table().and_then(|t| t.table_status());
+        if status == Some(&TableStatus::Active) {
             return Ok(());
         }
         if started.elapsed() > TABLE_READY_TIMEOUT {
-            return Err(Error::Dynamo {
-                operation: "DescribeTable",
-                source: format!("table {table} not ACTIVE after {TABLE_READY_TIMEOUT:?}").into(),
+            return Err(Error::TableNotActive {
+                table: table.to_string(),
+                status: status.map_or_else(|| "unknown".to_string(), |s| s.as_str().to_string()),
+                waited: TABLE_READY_TIMEOUT,
             });
         }
         tokio::time::sleep(delay).await;

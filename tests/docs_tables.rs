@@ -42,7 +42,11 @@ fn no_table_is_written_out_twice() {
     for (table, _) in TABLES {
         let text = read(&format!("docs/tables/{table}"));
         let header = text.lines().next().unwrap_or_default();
-        assert_eq!(readme.matches(header).count(), 1, "{table} header in README.md");
+        assert_eq!(
+            readme.matches(header).count(),
+            1,
+            "{table} header in README.md"
+        );
     }
     for source in ["src/lib.rs", "src/codec/mod.rs"] {
         assert!(
