@@ -1,0 +1,157 @@
+//! The `dynamo-es` command-line tool: the entry point, one run of a parsed
+//! command, and its exit code.
+//!
+//! `dynamo-es report` measures what moving existing tables to another codec
+//! would save, writing nothing; `dynamo-es recode` rewrites them, safely
+//! against concurrent writers, resumable from a checkpoint. See
+//! [`dynamo_es::recode`] for what exactly is read and written. The modules:
+//! `args` the command line, `progress` the progress bars, `output`
+//! what a run prints.
+
+mod args;
+mod output;
+mod progress;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use clap::Parser;
+use dynamo_es::recode::{RecodeOptions, Recoder, Report, StopHandle};
+
+use crate::args::{Cli, Command, Target};
+use crate::progress::Bars;
+
+/// The client, configured like the AWS CLI: credentials, region and
+/// endpoint from the environment and profile, overridden by the flags.
+async fn client(region: Option<String>, endpoint_url: Option<String>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(endpoint_url) = endpoint_url {
+        loader = loader.endpoint_url(endpoint_url);
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Runs a parsed command, prints its report to `out` and its notes to
+/// stderr.
+async fn execute(
+    command: &Command,
+    client: Client,
+    stop: StopHandle,
+    out: &mut dyn Write,
+) -> Result<Report, Box<dyn std::error::Error>> {
+    let (args, dry_run) = command.run_args();
+    let tables = args.tables();
+    let bars = Arc::new(Bars::new(!args.no_progress, &client, &tables).await);
+    let mut options = RecodeOptions::default()
+        .with_segments(args.segments)
+        .with_items_per_second(args.rate)
+        .with_page_size(args.page_size)
+        .with_allow_growth(args.allow_growth)
+        .with_dry_run(dry_run)
+        .with_stop(stop);
+    if let Some(checkpoint) = &args.checkpoint {
+        options = options.with_checkpoint(checkpoint);
+    }
+    let progress = bars.clone();
+    options = options.with_progress(move |p| progress.update(p));
+    let recoder = match &args.codec {
+        Target::Codec(codec) => Recoder::new(client, codec.clone()),
+        Target::Upstream => Recoder::to_upstream(client),
+    }
+    .with_options(options);
+    let result = recoder.run(&tables).await;
+    bars.clear();
+    let report = result?;
+    output::print_report(&report, args.json, out)?;
+    for note in output::notes(&report, &args.codec, args.checkpoint.as_deref()) {
+        eprintln!("{note}");
+    }
+    Ok(report)
+}
+
+/// 0: done; 3: stopped before the end (resumable); 4: some items could
+/// not be decoded and were left as they are; 5: some items could not be
+/// converted exactly (or, to `upstream`, made upstream-readable) and were
+/// left as they are. (1 is an error, 2 a usage error.)
+fn exit_code(report: &Report) -> u8 {
+    if !report.complete {
+        3
+    } else if report.items_unreadable() > 0 {
+        4
+    } else if report.items_not_convertible() > 0 {
+        5
+    } else {
+        0
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    let cli = Cli::parse();
+    let client = client(cli.region.clone(), cli.endpoint_url.clone()).await;
+    let stop = StopHandle::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the current pages (Ctrl-C again to abort)...");
+            on_signal.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    match execute(&cli.command, client, stop, &mut std::io::stdout()).await {
+        Ok(report) => ExitCode::from(exit_code(&report)),
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_incomplete_and_unreadable_apart() {
+        let mut report: Report =
+            serde_json::from_str(r#"{"tables": [], "complete": true}"#).unwrap();
+        assert_eq!(exit_code(&report), 0);
+        report.complete = false;
+        assert_eq!(exit_code(&report), 3);
+        let table = serde_json::json!({
+            "table": "V", "kind": "views", "codec": "json", "dry_run": true, "complete": true,
+            "segments": 1, "items_scanned": 2, "items_recoded": 1, "items_skipped": 0,
+            "conflicts_skipped": 0, "items_unreadable": 1, "bytes_before": 10, "bytes_after": 9,
+            "ratio": 0.9, "wcu_per_rewrite_before": 2, "wcu_per_rewrite_after": 2,
+            "rcu_per_load_before": 2, "rcu_per_load_after": 2, "chunked_before": 0,
+            "chunked_after": 0, "chunk_items_before": 0, "chunk_items_after": 0,
+            "newly_fit": 0, "recode_wcu": 1,
+        });
+        let mut report: Report =
+            serde_json::from_value(serde_json::json!({"tables": [table], "complete": true}))
+                .unwrap();
+        assert_eq!(exit_code(&report), 4);
+        report.complete = false;
+        assert_eq!(exit_code(&report), 3);
+    }
+}

@@ -1,0 +1,286 @@
+//! The `dynamo-es` binary end to end: the built binary, run against the
+//! embedded emulator and configured only through the environment
+//! (aws-config: credentials, region, `AWS_ENDPOINT_URL_DYNAMODB`).
+//!
+//! A report writes nothing, a recode rewrites, a second recode changes
+//! nothing; `--json` prints a [`Report`], the default output is a table;
+//! bad arguments exit 2, an unreachable endpoint 1, and `--codec upstream`
+//! over a snapshot too big for one item exits 5 and names it.
+//!
+//! The target is `json+zstd-3` with `compression`, else `msgpack` with
+//! `msgpack`, else plain JSON, which rewrites none of the JSON seeded here.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Output;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use common::{Account, AccountEvent, AccountView};
+use cqrs_es::EventStore;
+use dynamo_es::codec::DEFAULT_MIN_COMPRESS_SIZE;
+use dynamo_es::recode::Report;
+use dynamo_es::size::item_size;
+use dynamo_es::testing::{dynamodb, endpoint, unique_name, TestTables};
+use dynamo_es::{Codec, DynamoStore};
+use serde::Serialize;
+
+/// The codec tables are moved to in this feature set.
+fn target() -> Codec {
+    #[cfg(feature = "compression")]
+    return Codec::json().compressed(3);
+    #[cfg(all(feature = "msgpack", not(feature = "compression")))]
+    return Codec::msgpack();
+    #[allow(unreachable_code)]
+    Codec::json()
+}
+
+/// Whether the target rewrites the JSON payloads seeded here: converts them
+/// to MessagePack, or compresses those over 1 KB. Plain JSON leaves every
+/// JSON payload as it is.
+fn rewrites() -> bool {
+    target() != Codec::json()
+}
+
+/// `value` pretty-printed with a wide indent, as some tools write it: over
+/// 1 KB even for a small value, and very compressible.
+fn pretty_wide(value: &impl Serialize) -> Vec<u8> {
+    let indent = [b' '; 512];
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, formatter,
+        ))
+        .unwrap();
+    assert!(out.len() > DEFAULT_MIN_COMPRESS_SIZE, "{}", out.len());
+    out
+}
+
+/// The bytes of every item in `table`, as DynamoDB sizes them.
+async fn bytes(client: &Client, table: &str) -> u64 {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .send();
+    let mut bytes = 0;
+    while let Some(page) = pages.next().await {
+        for item in page.unwrap().items.unwrap_or_default() {
+            bytes += u64::try_from(item_size(&item)).unwrap();
+        }
+    }
+    bytes
+}
+
+/// Runs the built binary with `args`, configured only through the
+/// environment, against `endpoint`.
+async fn run(args: &[String], endpoint: &str) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Six views of pretty-printed JSON: every target but plain JSON shrinks
+/// them.
+async fn seed_views(db: &TestTables) {
+    for k in 0..6 {
+        let view = AccountView {
+            deposits: k,
+            total: 10,
+            last_sequence: k,
+        };
+        db.client
+            .put_item()
+            .table_name(&db.views)
+            .item("ViewId", AttributeValue::S(format!("v{k}")))
+            .item("ViewVersion", AttributeValue::N("1".into()))
+            .item("Payload", AttributeValue::B(Blob::new(pretty_wide(&view))))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_cli_reports_and_recodes_through_aws_config() {
+    let db = dynamodb().await.unwrap();
+    seed_views(&db).await;
+    let endpoint = endpoint().unwrap();
+    // An empty events table beside the views; reports list events first.
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args = strings(extra);
+        args.extend([
+            "--events-table".into(),
+            db.events.clone(),
+            "--view-table".into(),
+            db.views.clone(),
+            "--codec".into(),
+            target().name(),
+            "--json".into(),
+        ]);
+        args
+    };
+    let seeded = bytes(&db.client, &db.views).await;
+
+    // A report writes nothing.
+    let out = run(&args(&["report", "--segments", "2"]), &endpoint).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.complete);
+    let events = &report.tables[0];
+    assert_eq!(
+        (events.table.as_str(), events.counts.items_scanned),
+        (db.events.as_str(), 0)
+    );
+    let views = &report.tables[1];
+    assert_eq!(views.table, db.views);
+    assert!(views.dry_run);
+    // Over 1 KB and compressible: every target but plain JSON rewrites them.
+    let expected = if rewrites() { 6 } else { 0 };
+    assert_eq!(
+        (views.counts.items_scanned, views.counts.items_recoded),
+        (6, expected)
+    );
+    assert_eq!(views.counts.bytes_before, seeded);
+    assert_eq!(views.counts.bytes_after < seeded, rewrites());
+    assert_eq!(
+        bytes(&db.client, &db.views).await,
+        seeded,
+        "nothing written"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        stderr(&out)
+    );
+
+    // A recode rewrites, as reported, resumably.
+    let checkpoint = std::env::temp_dir().join(format!("{}.json", unique_name("cli-checkpoint")));
+    let checkpoint_arg = checkpoint.to_str().unwrap();
+    let recode = args(&[
+        "recode",
+        "--segments",
+        "2",
+        "--rate",
+        "100",
+        "--page-size",
+        "2",
+        "--checkpoint",
+        checkpoint_arg,
+    ]);
+    let out = run(&recode, &endpoint).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!done.tables[1].dry_run);
+    assert_eq!(done.tables[1].counts.items_recoded, expected);
+    assert_eq!(done.tables[1].counts.bytes_after, views.counts.bytes_after);
+    let recoded = bytes(&db.client, &db.views).await;
+    assert_eq!(done.tables[1].counts.bytes_after, recoded);
+    std::fs::remove_file(&checkpoint).unwrap();
+
+    // A second recode changes nothing.
+    let out = run(&args(&["recode", "--segments", "2"]), &endpoint).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again.tables[1].counts.items_recoded, 0);
+    assert_eq!(again.tables[1].counts.bytes_before, recoded);
+    assert_eq!(bytes(&db.client, &db.views).await, recoded);
+
+    // Without --json the report is a table.
+    let out = run(
+        &strings(&["report", "--view-table", &db.views, "--codec", "json"]),
+        &endpoint,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&db.views) && text.contains("bytes after"),
+        "{text}"
+    );
+
+    // Bad arguments exit 2, an error 1.
+    let out = run(
+        &strings(&["report", "--view-table", &db.views, "--codec", "xml"]),
+        &endpoint,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown format `xml`"));
+    let out = run(&args(&["report"]), "http://127.0.0.1:1").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+}
+
+/// `--codec upstream` leaves a snapshot that needs more than one item as
+/// plain JSON where it is, exits 5 and names its key.
+#[tokio::test]
+async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
+    let db = dynamodb().await.unwrap();
+    let store =
+        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    // Over 400 KB of state: chunked. A small one beside it is upstream's.
+    for (id, notes) in [("cli-big", 2), ("cli-small", 1)] {
+        let len = if notes == 2 { 250_000 } else { 100 };
+        let events = (0..notes)
+            .map(|k| AccountEvent::Noted {
+                text: format!("{k}").repeat(len),
+            })
+            .collect();
+        let context = store.load_aggregate(id).await.unwrap();
+        store.commit(events, context, HashMap::new()).await.unwrap();
+    }
+
+    let args = strings(&[
+        "recode",
+        "--events-table",
+        &db.events,
+        "--snapshots-table",
+        &db.snapshots,
+        "--codec",
+        "upstream",
+        "--json",
+    ]);
+    let out = run(&args, &endpoint().unwrap()).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("upstream dynamo-es cannot read them") && err.contains("Account:cli-big"),
+        "{err}"
+    );
+    assert!(!err.contains("cli-small"), "{err}");
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.complete);
+    assert_eq!(report.items_not_convertible(), 1);
+    let snapshots = &report.tables[1];
+    assert_eq!(snapshots.codec, "upstream");
+    assert_eq!(snapshots.counts.chunked_before, 1);
+    assert_eq!(snapshots.counts.chunked_after, 1);
+    assert_eq!(snapshots.not_convertible_keys, vec!["Account:cli-big"]);
+
+    // Left as it was: it still loads whole.
+    let context = store.load_aggregate("cli-big").await.unwrap();
+    assert_eq!(context.aggregate.notes.len(), 2);
+    assert_eq!(context.aggregate.notes[1].len(), 250_000);
+}
