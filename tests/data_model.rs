@@ -49,6 +49,7 @@ struct Everything {
     ip: IpAddr,
     by_number: BTreeMap<u32, String>,
     by_signed: BTreeMap<i64, bool>,
+    by_flag: BTreeMap<bool, u8>,
     big: u128,
     small: i128,
     floats: Vec<f64>,
@@ -121,6 +122,7 @@ prop_compose! {
         ip in any::<IpAddr>(),
         by_number in prop::collection::btree_map(any::<u32>(), "\\PC{0,6}", 0..4),
         by_signed in prop::collection::btree_map(any::<i64>(), any::<bool>(), 0..4),
+        by_flag in prop::collection::btree_map(any::<bool>(), any::<u8>(), 0..2),
         big in edge_u128(),
         small in edge_i128(),
         floats in prop::collection::vec(edge_f64(), 0..6),
@@ -129,7 +131,7 @@ prop_compose! {
         text in "[\\u{0}-\\u{10FFFF}]{0,16}",
         missing in prop::option::of(any::<u8>()),
     ) -> Everything {
-        Everything { id, ip, by_number, by_signed, big, small, floats, kind, bytes, text, missing }
+        Everything { id, ip, by_number, by_signed, by_flag, big, small, floats, kind, bytes, text, missing }
     }
 }
 
@@ -139,9 +141,23 @@ fn float_bits(floats: &[f64]) -> Vec<u64> {
 
 /// The checks every codec must pass for `t`.
 fn check_all_paths(t: &Everything) -> Result<(), TestCaseError> {
+    #[cfg(feature = "msgpack")]
+    prop_assert_eq!(
+        Codec::msgpack().encode_serialize(t).unwrap(),
+        dynamo_es::testing::msgpack_via_json(t).unwrap(),
+        "the direct MessagePack serializer and the JSON-text path differ"
+    );
     let codecs = codecs();
     // `None` when a `Value` cannot hold `t` (an integer beyond 64 bits).
     let as_value = serde_json::to_value(t).ok();
+    #[cfg(feature = "msgpack")]
+    if let Some(value) = &as_value {
+        prop_assert_eq!(
+            Codec::msgpack().encode(value).unwrap(),
+            dynamo_es::testing::msgpack_via_json(value).unwrap(),
+            "the direct Value writer and the JSON-text path differ"
+        );
+    }
     for writer in &codecs {
         let typed = writer.encode_serialize(t).unwrap();
         let from_value = as_value.as_ref().map(|v| writer.encode(v).unwrap());
@@ -201,6 +217,7 @@ fn sample() -> Everything {
         ip: "2001:db8::1".parse().unwrap(),
         by_number: BTreeMap::from([(7, "seven".into()), (u32::MAX, "max".into())]),
         by_signed: BTreeMap::from([(-3, true)]),
+        by_flag: BTreeMap::new(),
         big: 123_456_789_012_345_678_901_234_567_891,
         small: i128::MIN,
         floats: vec![0.1 + 0.2, -0.0, 5e-324, f64::MAX],
@@ -271,6 +288,49 @@ mod msgpack {
         assert!(bytes.windows(10).any(|w| w == b"4294967295"));
         // And it is smaller than JSON.
         assert!(bytes.len() < serde_json::to_vec(&t).unwrap().len());
+    }
+
+    #[test]
+    fn the_direct_serializer_matches_json_text_on_floats_and_keys() {
+        use dynamo_es::testing::msgpack_via_json;
+        let codec = Codec::msgpack();
+        for f in [
+            0.1f32,
+            1e-40,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            -0.0,
+            f32::NAN,
+            16_777_217.0,
+        ] {
+            assert_eq!(
+                codec.encode_serialize(&f).unwrap(),
+                msgpack_via_json(&f).unwrap(),
+                "{f}"
+            );
+        }
+        for f in [f64::NAN, f64::INFINITY, -0.0, 1e300] {
+            assert_eq!(
+                codec.encode_serialize(&f).unwrap(),
+                msgpack_via_json(&f).unwrap(),
+                "{f}"
+            );
+        }
+        // Keys serde_json stringifies that the direct serializer leaves to it.
+        let flags = BTreeMap::from([(true, 1u8), (false, 2)]);
+        assert_eq!(
+            codec.encode_serialize(&flags).unwrap(),
+            msgpack_via_json(&flags).unwrap()
+        );
+        let chars = BTreeMap::from([('k', 1u8)]);
+        assert_eq!(
+            codec.encode_serialize(&chars).unwrap(),
+            msgpack_via_json(&chars).unwrap()
+        );
+        // Keys serde_json refuses are refused, not written some other way.
+        let bad = BTreeMap::from([(vec![1u8], 1u8)]);
+        assert!(codec.encode_serialize(&bad).is_err());
+        assert!(Codec::json().encode_serialize(&bad).is_err());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub use name::{ParseCodecError, MAX_COMPRESSION_LEVEL, MIN_COMPRESSION_LEVEL};
 mod json;
 mod model;
 #[cfg(feature = "msgpack")]
+mod model_ser;
+#[cfg(feature = "msgpack")]
 pub(crate) mod msgpack;
 mod name;
 #[cfg(feature = "compression")]
@@ -272,7 +274,11 @@ impl Codec {
 
     /// Encodes a JSON value.
     pub fn encode(&self, value: &Value) -> Result<Vec<u8>> {
-        self.encode_serialize(value)
+        match self.format {
+            Format::Json => self.encode_serialize(value),
+            #[cfg(feature = "msgpack")]
+            Format::MessagePack => self.maybe_compress(msgpack::encode_value(value)?),
+        }
     }
 
     /// Encodes any serializable value (no intermediate `serde_json::Value`).

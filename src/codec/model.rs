@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use serde_json::{Number, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -140,45 +140,6 @@ impl<'a> Model<'a> {
         let mut out = Vec::new();
         self.write_json(&mut out)?;
         Ok(out)
-    }
-
-    /// Converts to a `serde_json::Value`, refusing integers it cannot hold
-    /// (beyond `u64` or `i64`). Duplicate keys keep the last value, as
-    /// `serde_json` does.
-    #[cfg_attr(not(feature = "msgpack"), allow(dead_code))]
-    pub(crate) fn into_value(self) -> Result<Value> {
-        Ok(match self {
-            Model::Null => Value::Null,
-            Model::Bool(b) => Value::Bool(b),
-            Model::UInt(n) => Value::Number(
-                u64::try_from(n)
-                    .map_err(|_| inexact("serde_json::Value", out_of_value_range(n)))?
-                    .into(),
-            ),
-            Model::NegInt(n) => Value::Number(
-                i64::try_from(n)
-                    .map_err(|_| inexact("serde_json::Value", out_of_value_range(n)))?
-                    .into(),
-            ),
-            Model::Float(f) => Value::Number(
-                Number::from_f64(f)
-                    .ok_or_else(|| inexact("serde_json::Value", format!("float {f}")))?,
-            ),
-            Model::Str(s) => Value::String(s.into_owned()),
-            Model::Array(items) => Value::Array(
-                items
-                    .into_iter()
-                    .map(Model::into_value)
-                    .collect::<Result<_>>()?,
-            ),
-            Model::Map(entries) => {
-                let mut map = serde_json::Map::new();
-                for (key, value) in entries {
-                    map.insert(key.into_owned(), value.into_value()?);
-                }
-                Value::Object(map)
-            }
-        })
     }
 }
 
@@ -523,7 +484,5 @@ mod tests {
         ));
         let fine = br#"{"f":1e300,"n":18446744073709551615}"#;
         check_value_is_exact(fine, &serde_json::from_slice(fine).unwrap()).unwrap();
-        let err = Model::from_json(text).unwrap().into_value().unwrap_err();
-        assert!(matches!(err, Error::Inexact { .. }), "{err}");
     }
 }
