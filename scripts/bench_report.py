@@ -768,6 +768,9 @@ def main():
         w("")
     w("## Reading the numbers")
     w("")
+    w("* MessagePack writes the data model (tag `0xC1 0x02`) since the one-data-model fix; "
+      "[BENCHMARKS-data-model.md](BENCHMARKS-data-model.md) measures that change A/B against the "
+      "release before it.")
     gauge = noise_gauge(d)
     w("* One run: any other work on the same cores shows up as noise in absolute times and in the ratios "
       "between them."
