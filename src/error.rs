@@ -115,6 +115,17 @@ pub enum Error {
         /// How long it was waited for.
         waited: std::time::Duration,
     },
+    /// An existing table's key schema is not the one this crate needs
+    /// (see [`crate::tables`]). Nothing was created or changed.
+    #[error("table {table} has key schema {found}, expected {expected}")]
+    TableSchema {
+        /// The table.
+        table: String,
+        /// The key schema needed, e.g. `HASH AggregateTypeAndId (S)`.
+        expected: String,
+        /// The key schema the table has.
+        found: String,
+    },
     /// A stored item lacks an attribute.
     #[error("item {key}: missing attribute {attribute}")]
     MissingAttribute {
