@@ -44,11 +44,11 @@
 //! one item as plain JSON), leaving it as it is.
 //!
 //! A dry run ([`RecodeOptions::with_dry_run`] or [`Recoder::report`])
-//! computes the same [`Report`] and writes nothing: items and bytes before
-//! and after, the size ratio, write units per rewrite and read units per
-//! load under DynamoDB's billing rules, and how many snapshots would stop
-//! needing chunks. The report prints as an aligned table and serialises to
-//! JSON.
+//! computes the same [`Report`] and writes nothing, not even the
+//! checkpoint file: items and bytes before and after, the size ratio, write
+//! units per rewrite and read units per load under DynamoDB's billing
+//! rules, and how many snapshots would stop needing chunks. The report
+//! prints as an aligned table and serialises to JSON.
 //!
 //! For large tables, scans run in parallel segments, a shared token bucket
 //! caps the items processed per second, and a checkpoint file (written
@@ -61,22 +61,49 @@
 //! Those are a recode [`Error`], boxed in [`crate::Error::Recode`]. Items
 //! it cannot read or convert are counted in the [`Report`], never raised.
 //!
-//! ```no_run
-//! # async fn demo(client: aws_sdk_dynamodb::Client) -> dynamo_es::Result<()> {
+//! A report, then the recode it predicts (this runs on the embedded
+//! emulator of [`crate::testing`]; the README shows the same code):
+//!
+//! ```
+//! # #[cfg(feature = "compression")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use aws_sdk_dynamodb::{primitives::Blob, types::AttributeValue};
+//! # let server = dynamo_es::testing::EmbeddedDynamo::start()?;
+//! # let client = server.client();
+//! # dynamo_es::create_event_tables(&client, "Events", "Snapshots").await?;
+//! # dynamo_es::create_view_table(&client, "account_summary").await?;
+//! # // A view of pretty-printed JSON over 1 KB: zstd shrinks it.
+//! # let summary = serde_json::to_vec_pretty(&[["the same words, again"; 8]; 8])?;
+//! # client
+//! #     .put_item()
+//! #     .table_name("account_summary")
+//! #     .item("ViewId", AttributeValue::S("account-1".into()))
+//! #     .item("ViewVersion", AttributeValue::N("1".into()))
+//! #     .item("Payload", AttributeValue::B(Blob::new(summary)))
+//! #     .send()
+//! #     .await?;
+//! # let dir = std::env::temp_dir().join(dynamo_es::testing::unique_name("recode-doc"));
+//! # std::fs::create_dir_all(&dir)?;
+//! # std::env::set_current_dir(&dir)?;
 //! use dynamo_es::recode::{RecodeOptions, Recoder, Table};
 //! use dynamo_es::Codec;
 //!
-//! let tables = [Table::snapshots("Snapshots"), Table::events("Events")];
-//! let recoder = Recoder::new(client, Codec::json()).with_options(
-//!     RecodeOptions::default()
-//!         .with_segments(4)
-//!         .with_items_per_second(500)
-//!         .with_checkpoint("recode-checkpoint.json"),
+//! let tables = [Table::snapshots("Snapshots"), Table::events("Events"), Table::views("account_summary")];
+//! let recoder = Recoder::new(client, Codec::json().compressed(3)).with_options(
+//!     RecodeOptions::default().with_segments(4).with_items_per_second(500).with_checkpoint("recode.json"),
 //! );
-//! println!("{}", recoder.report(&tables).await?); // what it would save
-//! let done = recoder.run(&tables).await?; // do it
-//! assert!(done.complete);
-//! # Ok(()) }
+//! println!("{}", recoder.report(&tables).await?); // dry run: writes nothing, not even recode.json
+//! let report = recoder.run(&tables).await?; // resumes from recode.json if it was interrupted
+//! assert!(report.complete);
+//! # assert_eq!(report.tables[2].counts.items_recoded, 1);
+//! # assert!(dir.join("recode.json").exists());
+//! # std::env::set_current_dir(std::env::temp_dir())?;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "compression"))]
+//! # fn main() {}
 //! ```
 
 use std::fmt;
@@ -96,6 +123,8 @@ mod report;
 mod rewrite;
 mod run;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use checkpoint::Settings;
 pub use error::Error;

@@ -164,6 +164,11 @@ impl RecodeOptions {
     /// scanning; delete the file to start over. A table started there with
     /// other [`Settings`](super::Settings) is refused with
     /// [`Error::CheckpointMismatch`](super::Error::CheckpointMismatch).
+    ///
+    /// A dry run ([`with_dry_run`](Self::with_dry_run),
+    /// [`Recoder::report`](super::Recoder::report)) neither reads nor writes
+    /// the file: a report is cheap to repeat, and the run that follows it
+    /// starts (or resumes) the file on its own.
     pub fn with_checkpoint(self, path: impl Into<PathBuf>) -> Self {
         RecodeOptions {
             checkpoint: Some(path.into()),
@@ -171,7 +176,8 @@ impl RecodeOptions {
         }
     }
 
-    /// Computes the report and writes nothing.
+    /// Computes the report and writes nothing: no item, and no checkpoint
+    /// file (a dry run's progress is kept in memory only).
     pub fn with_dry_run(self, dry_run: bool) -> Self {
         RecodeOptions { dry_run, ..self }
     }

@@ -37,9 +37,17 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The state of a run with `options`. A dry run keeps its progress in
+    /// memory only: it neither resumes from the checkpoint file nor writes
+    /// it, so a real run never resumes a dry run's state.
     pub fn new(options: &RecodeOptions) -> Result<Arc<Self>> {
+        let file = if options.dry_run {
+            None
+        } else {
+            options.checkpoint.as_deref()
+        };
         Ok(Arc::new(Shared {
-            checkpoint: Checkpointer::open(options.checkpoint.as_deref())?,
+            checkpoint: Checkpointer::open(file)?,
             limiter: options.items_per_second.map(RateLimiter::new),
             scanned: AtomicU64::new(0),
         }))
