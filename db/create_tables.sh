@@ -19,11 +19,15 @@
 # All tables use on-demand (PAY_PER_REQUEST) billing. Tables that already
 # exist are left alone, after checking that their key schema is the expected
 # one. Safe to run more than once.
+#
+# Permissions: dynamodb:DescribeTable and dynamodb:CreateTable on the tables
+# (db/iam_policy_admin.json). The application, once the tables exist, needs
+# only db/iam_policy.json (no CreateTable).
 
 set -euo pipefail
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 real_aws="${DYNAMO_ES_REAL_AWS:-0}"
