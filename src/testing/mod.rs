@@ -30,9 +30,13 @@ use aws_sdk_dynamodb::Client;
 use cqrs_es::{Aggregate, View};
 
 use crate::error::{Error, Result};
+use crate::item::Item;
+use crate::recode::Table;
 use crate::tables::{create_event_tables, create_view_table};
-use crate::{DynamoEventRepository, DynamoViewRepository};
+use crate::{Codec, DynamoEventRepository, DynamoViewRepository};
 
+pub mod aggregates;
+pub mod faults;
 pub mod fixtures;
 
 /// The environment variable that points tests at another DynamoDB endpoint.
@@ -127,6 +131,12 @@ impl EmbeddedDynamo {
         self.shutdown_now();
     }
 
+    /// [`stop`](Self::stop) from async code: waits for the thread on a
+    /// blocking task, so the runtime's workers keep running meanwhile.
+    pub async fn shut_down(self) {
+        let _ = tokio::task::spawn_blocking(move || self.stop()).await;
+    }
+
     fn shutdown_now(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -158,6 +168,20 @@ pub fn client_for(endpoint: &str) -> Client {
 
 /// A client for `endpoint` with the given timeouts and retries.
 pub fn client_with(endpoint: &str, timeouts: TimeoutConfig, retry: RetryConfig) -> Client {
+    Client::from_conf(
+        client_config(timeouts, retry)
+            .endpoint_url(endpoint)
+            .build(),
+    )
+}
+
+/// The configuration every test client shares: region `AWS_REGION` (else
+/// `us-east-1`), static test credentials (the environment's when
+/// `AWS_ENDPOINT_URL_DYNAMODB` is set too), `timeouts` and `retry`.
+pub(crate) fn client_config(
+    timeouts: TimeoutConfig,
+    retry: RetryConfig,
+) -> aws_sdk_dynamodb::config::Builder {
     let credentials = match (
         std::env::var("AWS_ACCESS_KEY_ID"),
         std::env::var("AWS_SECRET_ACCESS_KEY"),
@@ -172,15 +196,12 @@ pub fn client_with(endpoint: &str, timeouts: TimeoutConfig, retry: RetryConfig) 
         _ => Credentials::new("test", "test", None, None, "static"),
     };
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string());
-    let config = aws_sdk_dynamodb::Config::builder()
+    aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
         .credentials_provider(credentials)
-        .endpoint_url(endpoint)
         .timeout_config(timeouts)
         .retry_config(retry)
-        .build();
-    Client::from_conf(config)
 }
 
 /// The endpoint tests use: `AWS_ENDPOINT_URL_DYNAMODB` if set, else one
@@ -234,6 +255,15 @@ impl TestTables {
     pub fn view_repository<V: View<A>, A: Aggregate>(&self) -> DynamoViewRepository<V, A> {
         DynamoViewRepository::new(&self.views, self.client.clone())
     }
+
+    /// The three tables, for a [`Recoder`](crate::recode::Recoder) to run on.
+    pub fn recode_tables(&self) -> [Table; 3] {
+        [
+            Table::events(&self.events),
+            Table::snapshots(&self.snapshots),
+            Table::views(&self.views),
+        ]
+    }
 }
 
 /// Creates uniquely named tables on [`endpoint()`] and returns them with a
@@ -255,6 +285,58 @@ pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
     Ok(tables)
 }
 
+/// Every codec of [`Codec::available`], with each compressing one at every
+/// zstd level of `levels` instead of the default: `json`, `json+zstd-L` for
+/// each level, then the same for `msgpack`, as far as the build offers them.
+///
+/// ```
+/// let codecs = dynamo_es::testing::codecs_at_levels(&[1, 9]);
+/// assert_eq!(codecs[0], dynamo_es::Codec::json());
+/// assert!(codecs.iter().all(|codec| codec.compression_level() != Some(3)));
+/// ```
+pub fn codecs_at_levels(levels: &[i32]) -> Vec<Codec> {
+    let available = Codec::available();
+    let mut codecs = Vec::new();
+    for plain in available.iter().filter(|c| c.compression_level().is_none()) {
+        codecs.push(plain.clone());
+        let compressing = available
+            .iter()
+            .filter(|c| c.format() == plain.format() && c.compression_level().is_some());
+        for codec in compressing {
+            codecs.extend(levels.iter().filter_map(|&level| at_level(codec, level)));
+        }
+    }
+    codecs
+}
+
+/// `codec` at zstd `level` (`None` without the `compression` feature).
+#[cfg(feature = "compression")]
+fn at_level(codec: &Codec, level: i32) -> Option<Codec> {
+    Some(codec.clone().compressed(level))
+}
+
+/// `codec` at zstd `level` (`None` without the `compression` feature).
+#[cfg(not(feature = "compression"))]
+fn at_level(_codec: &Codec, _level: i32) -> Option<Codec> {
+    None
+}
+
+/// Every item of `table`, all pages, read consistently.
+pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .send();
+    let mut items = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::from_sdk("Scan", err))?;
+        items.extend(page.items.unwrap_or_default());
+    }
+    Ok(items)
+}
+
 /// Encodes `value` as dynamo-es 0.5 wrote typed MessagePack payloads (tag
 /// `0xC1 0x01`, rmp-serde's compact forms: a `Uuid` as 16 bytes, integer
 /// map keys), to test that data stored that way stays readable.
@@ -262,4 +344,13 @@ pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
 #[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
 pub fn legacy_compact_msgpack<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     crate::codec::msgpack::compact::encode(value)
+}
+
+/// Encodes `value` as `Codec::msgpack()` does, but always through JSON text
+/// (`serde_json::to_vec`, then spelled in MessagePack): the reference the
+/// direct serializer must match byte for byte.
+#[cfg(feature = "msgpack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
+pub fn msgpack_via_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    crate::codec::msgpack::encode_via_json(value)
 }
