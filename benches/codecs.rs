@@ -13,35 +13,25 @@
 //! `scripts/bench_report.py`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use common::{codecs, write_record, Sampling};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
 use dynamo_es::Codec;
 use serde_json::{json, Value};
 
+/// Sampling of the 1.5 MB snapshot's groups.
+const LARGE: Sampling = Sampling::flat(15, Duration::from_secs(1), Duration::from_secs(3));
+
+/// Sampling of the small event's groups.
+const SMALL: Sampling = Sampling::auto(40, Duration::from_millis(500), Duration::from_secs(2));
+
 /// The seed of the small event every codec encodes.
 const SMALL_EVENT_SEED: u64 = 42;
-
-/// Every codec this build can write: JSON, MessagePack, and zstd at levels
-/// 1, 3 and 9 over each of them.
-fn codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "compression")]
-    for level in [1, 3, 9] {
-        codecs.push(Codec::json().compressed(level));
-    }
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(all(feature = "msgpack", feature = "compression"))]
-    for level in [1, 3, 9] {
-        codecs.push(Codec::msgpack().compressed(level));
-    }
-    codecs
-}
 
 /// The two payloads: name, value, and its size as compact JSON.
 fn payloads() -> Vec<(&'static str, Value, usize)> {
@@ -63,18 +53,7 @@ fn bench_codecs(c: &mut Criterion, payloads: &[(&'static str, Value, usize)]) {
         for op in ["encode", "decode"] {
             let mut group = c.benchmark_group(format!("{op}_{payload}"));
             group.throughput(Throughput::Bytes(u64::try_from(*json_len).unwrap()));
-            if large {
-                group
-                    .sampling_mode(SamplingMode::Flat)
-                    .sample_size(15)
-                    .warm_up_time(Duration::from_secs(1))
-                    .measurement_time(Duration::from_secs(3));
-            } else {
-                group
-                    .sample_size(40)
-                    .warm_up_time(Duration::from_millis(500))
-                    .measurement_time(Duration::from_secs(2));
-            }
+            if large { &LARGE } else { &SMALL }.apply(&mut group);
             for codec in codecs() {
                 let id = BenchmarkId::from_parameter(codec.name());
                 if op == "encode" {
@@ -101,17 +80,12 @@ fn bench_codecs(c: &mut Criterion, payloads: &[(&'static str, Value, usize)]) {
 fn bench_zstd_stage(c: &mut Criterion, snapshot: &Value) {
     use zstd::bulk::{Compressor, Decompressor};
 
-    #[allow(unused_mut)]
-    let mut formats = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    formats.push(Codec::msgpack());
+    let formats = Codec::available()
+        .into_iter()
+        .filter(|codec| codec.compression_level().is_none());
 
     let mut group = c.benchmark_group("zstd_stage_snapshot_1_5mb");
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(15)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    LARGE.apply(&mut group);
     for plain in formats {
         let raw = plain.encode(snapshot).unwrap();
         group.throughput(Throughput::Bytes(u64::try_from(raw.len()).unwrap()));
@@ -175,60 +149,15 @@ fn ratio(a: usize, b: usize) -> f64 {
     a / b
 }
 
-/// Where criterion writes its results: `$CRITERION_HOME`, else
-/// `$CARGO_TARGET_DIR/criterion`, else the target directory `cargo metadata`
-/// reports, else `target/criterion` (criterion's own order).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        std::process::Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()
-    });
-    metadata
-        .and_then(|out| serde_json::from_slice::<Value>(&out.stdout).ok())
-        .and_then(|m| m.get("target_directory")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("criterion")
-}
-
-/// True when criterion will measure (`cargo bench`), not merely test or list.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
-}
-
 fn main() {
     let payloads = payloads();
     let sizes = sizes(&payloads);
-    if benchmarking() {
-        let dir = criterion_home().join("dynamo-es");
-        std::fs::create_dir_all(&dir).unwrap();
-        let record = json!({
-            "features": {
-                "msgpack": cfg!(feature = "msgpack"),
-                "compression": cfg!(feature = "compression"),
-            },
-            "small_event_seed": SMALL_EVENT_SEED,
-            "sizes": sizes,
-        });
-        std::fs::write(
-            dir.join("codecs.json"),
-            serde_json::to_vec_pretty(&record).unwrap(),
-        )
-        .unwrap();
-    }
+    write_record(
+        "codecs",
+        json!({ "small_event_seed": SMALL_EVENT_SEED, "sizes": sizes }),
+    );
 
-    let mut c = Criterion::default()
-        .without_plots()
-        .nresamples(20_000)
-        .configure_from_args();
+    let mut c = common::criterion();
     bench_codecs(&mut c, &payloads);
     #[cfg(feature = "compression")]
     if let Some((_, snapshot, _)) = payloads.get(1) {

@@ -21,102 +21,36 @@
 //! Run with `cargo bench --all-features --bench store` (or `scripts/bench.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use common::{codecs, write_record, Sampling};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent, EventStore};
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
+use criterion::{BenchmarkId, Criterion};
 use dynamo_es::item::{
     aggregate_key, event_to_item, Item, AGGREGATE_TYPE_AND_ID, CHUNK_OF, PAYLOAD,
 };
 use dynamo_es::size::{item_size, read_units, write_units, MAX_PAGE_SIZE};
+use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
 use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
-use dynamo_es::testing::{dynamodb_with, EmbeddedDynamo, TestTables};
+use dynamo_es::testing::{dynamodb_with, scan_all, EmbeddedDynamo, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
-/// A ledger account. In the snapshot workload `account` holds the
-/// fixtures' 1.5 MB ledger; events only count postings, so the snapshot
-/// keeps its size from commit to commit.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Ledger {
-    postings: u64,
-    account: Value,
-}
-
-/// A posted domain event: one of the fixtures' realistic small events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-struct Posted(Value);
-
-impl DomainEvent for Posted {
-    fn event_type(&self) -> String {
-        self.0
-            .get("event_type")
-            .and_then(Value::as_str)
-            .unwrap_or("Posted")
-            .to_string()
-    }
-
-    fn event_version(&self) -> String {
-        "1.0".to_string()
-    }
-}
-
-impl Aggregate for Ledger {
-    const TYPE: &'static str = "Ledger";
-    type Command = Vec<Posted>;
-    type Event = Posted;
-    type Error = Infallible;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Infallible> {
-        for event in command {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, _event: Posted) {
-        self.postings += 1;
-    }
-}
-
-/// Every codec this build can write (the same list as `benches/codecs.rs`).
-fn codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "compression")]
-    for level in [1, 3, 9] {
-        codecs.push(Codec::json().compressed(level));
-    }
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(all(feature = "msgpack", feature = "compression"))]
-    for level in [1, 3, 9] {
-        codecs.push(Codec::msgpack().compressed(level));
-    }
-    codecs
-}
-
-/// `count` events, seeded from `first_seed`.
-fn events(first_seed: u64, count: u64) -> Vec<Posted> {
+/// `count` postings, each one of the fixtures' realistic small events,
+/// seeded from `first_seed`. `Ledger` only counts them, so its snapshot
+/// (the fixtures' 1.5 MB ledger in the snapshot workload) keeps its size
+/// from commit to commit.
+fn events(first_seed: u64, count: u64) -> Vec<LedgerEvent> {
     (first_seed..first_seed + count)
-        .map(|seed| Posted(small_event(seed)))
+        .map(|seed| LedgerEvent::Posted(small_event(seed)))
         .collect()
 }
 
@@ -140,7 +74,7 @@ fn fresh_id(prefix: &str) -> String {
 }
 
 /// The events `DynamoStore::commit` serializes for `events` at `first_sequence`.
-fn serialized(id: &str, first_sequence: usize, events: &[Posted]) -> Vec<SerializedEvent> {
+fn serialized(id: &str, first_sequence: usize, events: &[LedgerEvent]) -> Vec<SerializedEvent> {
     let metadata = serde_json::to_value(metadata()).unwrap();
     events
         .iter()
@@ -192,27 +126,6 @@ async fn stored_events(client: &Client, table: &str, id: &str) -> Vec<Item> {
             .key_condition_expression("#k = :k")
             .expression_attribute_names("#k", AGGREGATE_TYPE_AND_ID)
             .expression_attribute_values(":k", AttributeValue::S(aggregate_key(Ledger::TYPE, id)))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
-}
-
-/// Every item of a snapshot table (head and chunk items), as stored.
-async fn stored_snapshot_items(client: &Client, table: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -298,20 +211,11 @@ fn transact_write_units(sizes: &[usize]) -> u64 {
     sizes.iter().map(|&size| write_units(size, true)).sum()
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>, slow: bool) {
-    if slow {
-        group
-            .sampling_mode(SamplingMode::Flat)
-            .sample_size(10)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4));
-    } else {
-        group
-            .sample_size(20)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3));
-    }
-}
+/// Sampling of the slow workloads (1,000 events, the 1.5 MB snapshot).
+const SLOW: Sampling = Sampling::flat(10, Duration::from_secs(1), Duration::from_secs(4));
+
+/// Sampling of the commits.
+const FAST: Sampling = Sampling::auto(20, Duration::from_secs(1), Duration::from_secs(3));
 
 /// Commits of `count` events, each on a fresh aggregate.
 fn bench_commit(
@@ -329,7 +233,7 @@ fn bench_commit(
     let prefix = format!("c{count:02}");
     let batch = events(1000, count);
     let mut group = c.benchmark_group(&name);
-    configure(&mut group, false);
+    FAST.apply(&mut group);
     for codec in codecs {
         let setup = &Setup::new(rt, codec);
         let store = &setup.event_store;
@@ -390,7 +294,7 @@ fn bench_load_events(c: &mut Criterion, rt: &Runtime, codecs: &[Codec], records:
     const EVENTS: usize = 1000;
     let name = "store_load_1000_events";
     let mut group = c.benchmark_group(name);
-    configure(&mut group, true);
+    SLOW.apply(&mut group);
     for codec in codecs {
         let setup = &Setup::new(rt, codec);
         let id = fresh_id("l1k");
@@ -456,7 +360,7 @@ fn bench_snapshot(c: &mut Criterion, rt: &Runtime, codecs: &[Codec], records: &m
 
     let name = "store_persist_snapshot_1_5mb";
     let mut group = c.benchmark_group(name);
-    configure(&mut group, true);
+    SLOW.apply(&mut group);
     for (setup, id) in setups.iter().zip(&ids) {
         let store = &setup.aggregate_store;
         let (id, event) = (id.as_str(), &event);
@@ -478,7 +382,7 @@ fn bench_snapshot(c: &mut Criterion, rt: &Runtime, codecs: &[Codec], records: &m
 
     let name = "store_load_snapshot_1_5mb";
     let mut group = c.benchmark_group(name);
-    configure(&mut group, true);
+    SLOW.apply(&mut group);
     for (setup, id) in setups.iter().zip(&ids) {
         let store = &setup.aggregate_store;
         let id = id.as_str();
@@ -496,7 +400,9 @@ fn bench_snapshot(c: &mut Criterion, rt: &Runtime, codecs: &[Codec], records: &m
     // aggregate's head and chunks), and the event committed with them.
     for (setup, id) in setups.iter().zip(&ids) {
         let (snapshot_items, sequence) = rt.block_on(async {
-            let items = stored_snapshot_items(&setup.tables.client, &setup.tables.snapshots).await;
+            let items = scan_all(&setup.tables.client, &setup.tables.snapshots)
+                .await
+                .unwrap();
             let context = setup.aggregate_store.load_aggregate(id).await.unwrap();
             (items, context.current_sequence)
         });
@@ -549,33 +455,6 @@ fn bench_snapshot(c: &mut Criterion, rt: &Runtime, codecs: &[Codec], records: &m
     }
 }
 
-/// Where criterion writes its results (criterion's own order).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        std::process::Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()
-    });
-    metadata
-        .and_then(|out| serde_json::from_slice::<Value>(&out.stdout).ok())
-        .and_then(|m| m.get("target_directory")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("criterion")
-}
-
-/// True when criterion will measure (`cargo bench`), not merely test or list.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -583,10 +462,7 @@ fn main() {
         .unwrap();
     let codecs = codecs();
 
-    let mut c = Criterion::default()
-        .without_plots()
-        .nresamples(20_000)
-        .configure_from_args();
+    let mut c = common::criterion();
     let mut records = Vec::new();
     bench_commit(&mut c, &rt, &codecs, 1, &mut records);
     bench_commit(&mut c, &rt, &codecs, 10, &mut records);
@@ -605,20 +481,5 @@ fn main() {
             r["rcu"]
         );
     }
-    if benchmarking() {
-        let dir = criterion_home().join("dynamo-es");
-        std::fs::create_dir_all(&dir).unwrap();
-        let record = json!({
-            "features": {
-                "msgpack": cfg!(feature = "msgpack"),
-                "compression": cfg!(feature = "compression"),
-            },
-            "workloads": records,
-        });
-        std::fs::write(
-            dir.join("store.json"),
-            serde_json::to_vec_pretty(&record).unwrap(),
-        )
-        .unwrap();
-    }
+    write_record("store", json!({ "workloads": records }));
 }

@@ -1,4 +1,5 @@
-//! The dynamo-es demo: a bank account aggregate on DynamoDB.
+//! The dynamo-es demo: a bank account aggregate on DynamoDB (the one in
+//! `dynamo_es::testing::aggregates`).
 //!
 //! Commands go through `CqrsFramework`, the aggregate is reloaded from its
 //! snapshot, and a view is read back. It runs on an embedded DynamoDB
@@ -15,136 +16,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{GenericQuery, ViewRepository};
-use cqrs_es::{Aggregate, CqrsFramework, DomainEvent, EventEnvelope, EventStore, View};
+use cqrs_es::{CqrsFramework, EventStore};
+use dynamo_es::testing::aggregates::{AccountSummary, BankAccount, BankCommand};
 use dynamo_es::{Codec, DynamoStore, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
-
-// ---- The domain ----------------------------------------------------------
-
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
-struct BankAccount {
-    opened: bool,
-    balance_cents: i64,
-    statement: Vec<StatementLine>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct StatementLine {
-    description: String,
-    amount_cents: i64,
-    balance_cents: i64,
-}
-
-#[derive(Debug)]
-enum BankCommand {
-    Open { owner: String },
-    Deposit { cents: i64, description: String },
-    Withdraw { cents: i64, description: String },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-enum BankEvent {
-    Opened { owner: String },
-    Deposited { cents: i64, description: String },
-    Withdrew { cents: i64, description: String },
-}
-
-impl DomainEvent for BankEvent {
-    fn event_type(&self) -> String {
-        match self {
-            BankEvent::Opened { .. } => "Opened",
-            BankEvent::Deposited { .. } => "Deposited",
-            BankEvent::Withdrew { .. } => "Withdrew",
-        }
-        .to_string()
-    }
-    fn event_version(&self) -> String {
-        "1.0".to_string()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct BankError(String);
-
-impl Aggregate for BankAccount {
-    const TYPE: &'static str = "BankAccount";
-    type Command = BankCommand;
-    type Event = BankEvent;
-    type Error = BankError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: BankCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), BankError> {
-        match command {
-            BankCommand::Open { owner } if !self.opened => {
-                sink.write(BankEvent::Opened { owner }, self).await
-            }
-            BankCommand::Open { .. } => return Err(BankError("already open".into())),
-            BankCommand::Deposit { cents, description } => {
-                sink.write(BankEvent::Deposited { cents, description }, self)
-                    .await
-            }
-            BankCommand::Withdraw { cents, description } if cents <= self.balance_cents => {
-                sink.write(BankEvent::Withdrew { cents, description }, self)
-                    .await
-            }
-            BankCommand::Withdraw { .. } => return Err(BankError("insufficient funds".into())),
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: BankEvent) {
-        let (description, amount) = match event {
-            BankEvent::Opened { .. } => {
-                self.opened = true;
-                return;
-            }
-            BankEvent::Deposited { cents, description } => (description, cents),
-            BankEvent::Withdrew { cents, description } => (description, -cents),
-        };
-        self.balance_cents += amount;
-        self.statement.push(StatementLine {
-            description,
-            amount_cents: amount,
-            balance_cents: self.balance_cents,
-        });
-    }
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct AccountSummary {
-    deposits: usize,
-    withdrawals: usize,
-    balance_cents: i64,
-}
-
-impl View<BankAccount> for AccountSummary {
-    fn update(&mut self, event: &EventEnvelope<BankAccount>) {
-        match &event.payload {
-            BankEvent::Opened { .. } => {}
-            BankEvent::Deposited { cents, .. } => {
-                self.deposits += 1;
-                self.balance_cents += cents;
-            }
-            BankEvent::Withdrew { cents, .. } => {
-                self.withdrawals += 1;
-                self.balance_cents -= cents;
-            }
-        }
-    }
-}
 
 // ---- A tracing layer that totals the crate's persist spans ---------------
 
@@ -232,18 +112,6 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PersistTotals
 
 // ---- The demo -------------------------------------------------------------
 
-fn codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(feature = "compression")]
-    codecs.push(Codec::json().compressed(3));
-    #[cfg(all(feature = "msgpack", feature = "compression"))]
-    codecs.push(Codec::msgpack().compressed(3));
-    codecs
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let totals = PersistTotals::default();
@@ -260,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = dynamo_es::testing::dynamodb().await?;
     println!("tables: {}, {}, {}\n", db.events, db.snapshots, db.views);
 
-    for codec in codecs() {
+    for codec in Codec::available() {
         let repo = db.repository().with_codec(codec.clone());
         let views = Arc::new(
             db.view_repository::<AccountSummary, BankAccount>()

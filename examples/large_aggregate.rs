@@ -11,85 +11,12 @@
 // Display-only arithmetic.
 #![allow(clippy::cast_precision_loss)]
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, CqrsFramework, DomainEvent, EventStore};
+use cqrs_es::{Aggregate, CqrsFramework, EventStore};
 use dynamo_es::size::{item_size, read_units, write_units};
+use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
+use dynamo_es::testing::codecs_at_levels;
 use dynamo_es::testing::fixtures::snapshot_1_5_mb;
-use dynamo_es::{Codec, DynamoStore};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
-struct Ledger {
-    state: Value,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-enum LedgerEvent {
-    Imported { entries: Vec<Value> },
-}
-
-impl DomainEvent for LedgerEvent {
-    fn event_type(&self) -> String {
-        "Imported".into()
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("ledger error")]
-struct LedgerError;
-
-impl Aggregate for Ledger {
-    const TYPE: &'static str = "Ledger";
-    type Command = Vec<Value>;
-    type Event = LedgerEvent;
-    type Error = LedgerError;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        entries: Vec<Value>,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), LedgerError> {
-        // Imports in events of at most 300 entries, each well under 400 KB.
-        for chunk in entries.chunks(300) {
-            sink.write(
-                LedgerEvent::Imported {
-                    entries: chunk.to_vec(),
-                },
-                self,
-            )
-            .await;
-        }
-        Ok(())
-    }
-    fn apply(&mut self, event: LedgerEvent) {
-        let LedgerEvent::Imported { entries } = event;
-        if !self.state.is_object() {
-            self.state = serde_json::json!({ "entries": [] });
-        }
-        if let Some(list) = self.state.get_mut("entries").and_then(Value::as_array_mut) {
-            list.extend(entries);
-        }
-    }
-}
-
-fn codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(feature = "compression")]
-    for level in [1, 3, 9] {
-        codecs.push(Codec::json().compressed(level));
-        #[cfg(feature = "msgpack")]
-        codecs.push(Codec::msgpack().compressed(level));
-    }
-    codecs
-}
+use dynamo_es::DynamoStore;
 
 /// Items, bytes and capacity units of everything stored in `table`.
 async fn measure(
@@ -113,31 +40,36 @@ async fn measure(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ledger = snapshot_1_5_mb();
-    let entries = ledger["entries"].as_array().cloned().unwrap_or_default();
-    let json_len =
-        serde_json::to_vec(&serde_json::json!({ "state": { "entries": entries } }))?.len();
+    // Imports in events of at most 300 entries, each well under 400 KB.
+    let imports =
+        LedgerEvent::imports(ledger["entries"].as_array().map_or(&[], Vec::as_slice), 300);
+    let mut expected = Ledger::default();
+    for event in imports.clone() {
+        expected.apply(event);
+    }
+    let json_len = serde_json::to_vec(&expected)?.len();
     println!(
         "aggregate: a ledger of {} entries, {json_len} bytes as JSON\n",
-        entries.len()
+        expected.entries().len()
     );
     println!(
         "{:<16} {:>11} {:>7} {:>6} {:>10} {:>10} {:>10} {:>9}",
         "codec", "snapshot B", "ratio", "items", "events B", "commit WCU", "load RCU", "load ms"
     );
-    for codec in codecs() {
+    for codec in codecs_at_levels(&[1, 3, 9]) {
         let db = dynamo_es::testing::dynamodb().await?;
         let store =
             DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(codec.clone()));
         let cqrs = CqrsFramework::new(store, vec![], ());
-        cqrs.execute("ledger-1", entries.clone()).await?;
+        cqrs.execute("ledger-1", imports.clone()).await?;
         let store = DynamoStore::<Ledger>::new_aggregate_store(db.repository());
         let started = std::time::Instant::now();
         let context = store.load_aggregate("ledger-1").await?;
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let loaded = context.aggregate.state["entries"]
-            .as_array()
-            .map_or(0, Vec::len);
-        assert_eq!(loaded, entries.len(), "the aggregate must load completely");
+        assert_eq!(
+            context.aggregate, expected,
+            "the aggregate must load completely"
+        );
         let (snap_items, snap_bytes, snap_wcu, snap_rcu) =
             measure(&db.client, &db.snapshots).await?;
         let (_, event_bytes, event_wcu, _) = measure(&db.client, &db.events).await?;

@@ -9,20 +9,17 @@ mod common;
 #[path = "../fuzz/src/lib.rs"]
 mod fuzz_logic;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ViewRepository};
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use dynamo_es::item::{self, Item};
-use dynamo_es::testing::TestTables;
+use dynamo_es::testing::{fixtures, TestTables};
 use dynamo_es::{Codec, DynamoStore, Error, SnapshotPolicy};
 #[cfg(feature = "compression")]
 use serde_json::json;
-
-/// Generous bound for "does not hang".
-const NO_HANG: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -68,16 +65,6 @@ fn item_source<'a>(err: &'a Error, wanted: &str) -> &'a Error {
     }
 }
 
-async fn put(db: &TestTables, table: &str, item: Item) {
-    db.client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .unwrap();
-}
-
 async fn get(db: &TestTables, table: &str, key: &str) -> Item {
     db.client
         .get_item()
@@ -98,34 +85,37 @@ fn event_item(id: &str, sequence: usize) -> Item {
         .0
 }
 
-/// Deterministic pseudo-random bytes (SplitMix64).
-struct Rng(u64);
+/// Stores the valid event item at `sequence` with `payload` in its place.
+async fn put_event_with_payload(db: &TestTables, id: &str, sequence: usize, payload: Vec<u8>) {
+    let mut event = event_item(id, sequence);
+    event.insert(item::PAYLOAD.into(), item::b(payload));
+    put(db, &db.events, event).await;
+}
+
+/// Deterministic pseudo-random choices and bytes (the fixtures' SplitMix64).
+struct Rng(fixtures::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Rng(fixtures::Rng::new(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
+        usize::try_from(self.0.next_u64() % u64::try_from(n.max(1)).unwrap()).unwrap()
     }
 
     fn byte(&mut self) -> u8 {
-        self.next().to_le_bytes()[0]
+        self.0.next_u64().to_le_bytes()[0]
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.byte()).collect()
+        self.0.bytes(len)
     }
 }
 
 /// Bytes that are no payload at all (the first byte is never valid UTF-8).
 fn random_payload() -> Vec<u8> {
-    let mut bytes = Rng(7).bytes(64);
+    let mut bytes = Rng::new(7).bytes(64);
     bytes[0] = 0xFF;
     bytes
 }
@@ -165,261 +155,207 @@ fn zstd_error(err: &Error, when_on: impl Fn(&Error) -> bool) -> bool {
 // Events.
 // ---------------------------------------------------------------------------
 
-/// One way to corrupt the event item at a given sequence.
+/// What a corrupt item must give: a check of the error.
+type Check = Box<dyn Fn(&Error) -> bool>;
+
+/// The item lacks `attribute`.
+fn missing(attribute: &'static str) -> Check {
+    Box::new(move |e| matches!(e, Error::MissingAttribute { attribute: a, .. } if *a == attribute))
+}
+
+/// The item's `attribute` has the wrong type or value.
+fn invalid(attribute: &'static str) -> Check {
+    Box::new(move |e| matches!(e, Error::InvalidAttribute { attribute: a, .. } if *a == attribute))
+}
+
+/// The payload in `attribute` does not decode, as `check` says.
+fn undecodable(attribute: &'static str, check: impl Fn(&Error) -> bool + 'static) -> Check {
+    Box::new(move |e| check(item_source(e, attribute)))
+}
+
+/// A corrupt payload of `format`.
+fn corrupt(format: &'static str) -> impl Fn(&Error) -> bool {
+    move |e| matches!(e, Error::Corrupt { format: f, .. } if *f == format)
+}
+
+/// A zstd payload: `check` with the `compression` feature (see [`zstd_error`]).
+fn zstd(check: impl Fn(&Error) -> bool) -> impl Fn(&Error) -> bool {
+    move |e| zstd_error(e, &check)
+}
+
+/// One way to corrupt an item, and the error it must give.
 struct Case {
     name: &'static str,
-    /// The stored `AggregateIdSequence` (a DynamoDB number, maybe not a usize).
+    /// The stored `AggregateIdSequence` of an event (a DynamoDB number,
+    /// maybe not a usize).
     sequence: &'static str,
-    edit: fn(&mut Item),
-    expect: fn(&Error) -> bool,
+    edit: Box<dyn Fn(&mut Item)>,
+    expect: Check,
+}
+
+impl Case {
+    /// Sets `attribute` to `value`.
+    fn set(
+        name: &'static str,
+        attribute: &'static str,
+        value: AttributeValue,
+        expect: Check,
+    ) -> Self {
+        let edit = move |i: &mut Item| {
+            i.insert(attribute.into(), value.clone());
+        };
+        Case {
+            name,
+            sequence: "3",
+            edit: Box::new(edit),
+            expect,
+        }
+    }
+
+    /// Removes `attribute`.
+    fn remove(name: &'static str, attribute: &'static str, expect: Check) -> Self {
+        let edit = move |i: &mut Item| {
+            i.remove(attribute);
+        };
+        Case {
+            name,
+            sequence: "3",
+            edit: Box::new(edit),
+            expect,
+        }
+    }
+
+    /// `attribute` removed, and reported missing.
+    fn missing(name: &'static str, attribute: &'static str) -> Self {
+        Case::remove(name, attribute, missing(attribute))
+    }
+
+    /// `attribute` set to `value` of the wrong type or value.
+    fn invalid(name: &'static str, attribute: &'static str, value: AttributeValue) -> Self {
+        Case::set(name, attribute, value, invalid(attribute))
+    }
+
+    /// `attribute` set to `bytes` that do not decode, as `check` says.
+    fn undecodable(
+        name: &'static str,
+        attribute: &'static str,
+        bytes: Vec<u8>,
+        check: impl Fn(&Error) -> bool + 'static,
+    ) -> Self {
+        Case::set(
+            name,
+            attribute,
+            item::b(bytes),
+            undecodable(attribute, check),
+        )
+    }
+
+    /// An event stored at `sequence`, otherwise valid.
+    fn at(name: &'static str, sequence: &'static str) -> Self {
+        let expect = invalid("AggregateIdSequence");
+        Case {
+            name,
+            sequence,
+            edit: Box::new(|_| {}),
+            expect,
+        }
+    }
+
+    /// The payload replaced by bytes that are no payload at all.
+    fn random_payload(name: &'static str, expect: impl Fn(&Error) -> bool + 'static) -> Self {
+        Case::set(
+            name,
+            item::PAYLOAD,
+            item::b(random_payload()),
+            undecodable("Payload", expect),
+        )
+    }
+
+    /// The payload replaced by a truncated zstd frame.
+    fn truncated_zstd(name: &'static str) -> Self {
+        let expect = undecodable("Payload", zstd(corrupt("zstd")));
+        Case::set(name, item::PAYLOAD, item::b(truncated_zstd()), expect)
+    }
+
+    /// `attribute` replaced by a zstd bomb of `fuzz_logic::zstd_bomb(blocks, byte, declared)`.
+    fn bomb(
+        name: &'static str,
+        attribute: &'static str,
+        (blocks, byte, declared): (usize, u8, Option<u64>),
+        check: impl Fn(&Error) -> bool + 'static,
+    ) -> Self {
+        let bomb = item::b(fuzz_logic::zstd_bomb(blocks, byte, declared));
+        Case::set(name, attribute, bomb, undecodable(attribute, zstd(check)))
+    }
 }
 
 fn event_cases() -> Vec<Case> {
-    vec![
-        Case {
-            name: "missing event type",
-            sequence: "3",
-            edit: |i| {
-                i.remove(item::EVENT_TYPE);
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::MissingAttribute {
-                        attribute: "EventType",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "missing payload",
-            sequence: "3",
-            edit: |i| {
-                i.remove(item::PAYLOAD);
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::MissingAttribute {
-                        attribute: "Payload",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "aggregate id is a number",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::AGGREGATE_ID.into(), item::n(12));
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "AggregateId",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "payload is a string",
-            sequence: "3",
-            edit: |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::s(r#"{"Deposited":{"amount":1}}"#),
-                );
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "Payload",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "metadata is a boolean",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::METADATA.into(), AttributeValue::Bool(true));
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "Metadata",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "fractional sequence",
-            sequence: "3.5",
-            edit: |_| {},
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "AggregateIdSequence",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "negative sequence",
-            sequence: "-1",
-            edit: |_| {},
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "AggregateIdSequence",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "sequence beyond usize",
-            sequence: "99999999999999999999999",
-            edit: |_| {},
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "AggregateIdSequence",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "random bytes payload",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(random_payload()));
-            },
-            expect: |e| {
-                matches!(
-                    item_source(e, "Payload"),
-                    Error::Corrupt { format: "json", .. }
-                )
-            },
-        },
-        Case {
-            name: "empty metadata",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::METADATA.into(), item::b(Vec::new()));
-            },
-            expect: |e| matches!(item_source(e, "Metadata"), Error::Corrupt { .. }),
-        },
-        Case {
-            name: "unknown format tag",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(vec![0xC1, 0x7F, b'{', b'}']));
-            },
-            expect: |e| matches!(item_source(e, "Payload"), Error::Corrupt { format: "tagged", reason } if reason.contains("0x7f")),
-        },
-        Case {
-            name: "lone tag byte",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(vec![0xC1]));
-            },
-            expect: |e| {
-                matches!(
-                    item_source(e, "Payload"),
-                    Error::Corrupt {
-                        format: "tagged",
-                        ..
-                    }
-                )
-            },
-        },
-        Case {
-            name: "corrupt messagepack",
-            sequence: "3",
-            edit: |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::b(vec![0xC1, 0x02, 0xC1, 0xFF, 0x00]),
-                );
-            },
-            expect: |e| {
-                let source = item_source(e, "Payload");
-                if cfg!(feature = "msgpack") {
-                    matches!(
-                        source,
-                        Error::Corrupt {
-                            format: "msgpack",
-                            ..
-                        }
-                    )
-                } else {
-                    matches!(
-                        source,
-                        Error::FeatureDisabled {
-                            feature: "msgpack",
-                            ..
-                        }
-                    )
+    let msgpack = |s: &Error| {
+        if cfg!(feature = "msgpack") {
+            corrupt("msgpack")(s)
+        } else {
+            matches!(
+                s,
+                Error::FeatureDisabled {
+                    feature: "msgpack",
+                    ..
                 }
-            },
-        },
-        Case {
-            name: "truncated zstd",
-            sequence: "3",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(truncated_zstd()));
-            },
-            expect: |e| {
-                zstd_error(item_source(e, "Payload"), |s| {
-                    matches!(s, Error::Corrupt { format: "zstd", .. })
-                })
-            },
-        },
-        Case {
-            name: "zstd bomb declaring 1 TiB",
-            sequence: "3",
-            edit: |i| {
-                i.insert(
-                    item::METADATA.into(),
-                    item::b(fuzz_logic::zstd_bomb(8, b'[', Some(1 << 40))),
-                );
-            },
-            expect: |e| {
-                zstd_error(
-                    item_source(e, "Metadata"),
-                    |s| matches!(s, Error::DecodedTooLarge { size, .. } if *size == 1 << 40),
-                )
-            },
-        },
-        Case {
-            name: "zstd bomb of 75 MiB declaring nothing",
-            sequence: "3",
-            edit: |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::b(fuzz_logic::zstd_bomb(600, b' ', None)),
-                );
-            },
-            expect: |e| {
-                zstd_error(
-                    item_source(e, "Payload"),
-                    |s| matches!(s, Error::DecodedTooLarge { max, .. } if *max == dynamo_es::codec::DEFAULT_MAX_DECODED_SIZE),
-                )
-            },
-        },
+            )
+        }
+    };
+    let unknown_tag = |s: &Error| matches!(s, Error::Corrupt { format: "tagged", reason } if reason.contains("0x7f"));
+    vec![
+        Case::missing("missing event type", item::EVENT_TYPE),
+        Case::missing("missing payload", item::PAYLOAD),
+        Case::invalid("aggregate id is a number", item::AGGREGATE_ID, item::n(12)),
+        Case::invalid(
+            "payload is a string",
+            item::PAYLOAD,
+            item::s(r#"{"Deposited":{"amount":1}}"#),
+        ),
+        Case::invalid(
+            "metadata is a boolean",
+            item::METADATA,
+            AttributeValue::Bool(true),
+        ),
+        Case::at("fractional sequence", "3.5"),
+        Case::at("negative sequence", "-1"),
+        Case::at("sequence beyond usize", "99999999999999999999999"),
+        Case::random_payload("random bytes payload", corrupt("json")),
+        Case::undecodable("empty metadata", item::METADATA, Vec::new(), |e| {
+            matches!(e, Error::Corrupt { .. })
+        }),
+        Case::undecodable(
+            "unknown format tag",
+            item::PAYLOAD,
+            vec![0xC1, 0x7F, b'{', b'}'],
+            unknown_tag,
+        ),
+        Case::undecodable(
+            "lone tag byte",
+            item::PAYLOAD,
+            vec![0xC1],
+            corrupt("tagged"),
+        ),
+        Case::undecodable(
+            "corrupt messagepack",
+            item::PAYLOAD,
+            vec![0xC1, 0x02, 0xC1, 0xFF, 0x00],
+            msgpack,
+        ),
+        Case::truncated_zstd("truncated zstd"),
+        Case::bomb(
+            "zstd bomb declaring 1 TiB",
+            item::METADATA,
+            (8, b'[', Some(1 << 40)),
+            |s| matches!(s, Error::DecodedTooLarge { size, .. } if *size == 1 << 40),
+        ),
+        Case::bomb(
+            "zstd bomb of 75 MiB declaring nothing",
+            item::PAYLOAD,
+            (600, b' ', None),
+            |s| matches!(s, Error::DecodedTooLarge { max, .. } if *max == dynamo_es::codec::DEFAULT_MAX_DECODED_SIZE),
+        ),
     ]
 }
 
@@ -468,24 +404,11 @@ async fn corrupt_event_items_fail_every_read_path_with_the_item_key() {
             } else {
                 repo.stream_events::<Account>(&id).await.unwrap()
             };
-            let mut ok = 0;
-            let err = loop {
-                match tokio::time::timeout(NO_HANG, stream.next::<Account>(&[]))
-                    .await
-                    .expect("stream hangs")
-                {
-                    Some(Ok(_)) => ok += 1,
-                    Some(Err(err)) => break err,
-                    None => panic!("{name}: stream ended without the error"),
-                }
-            };
+            // The stream ends after its error.
+            let (ok, err) = drain::<Account>(&mut stream).await;
+            let err = err.unwrap_or_else(|| panic!("{name}: stream ended without the error"));
             assert!((case.expect)(data_error(&err, &key)), "{name}: {err:?}");
             assert_eq!(ok, before, "{name}: events before the corrupt one");
-            // The stream ends after its error.
-            let after = tokio::time::timeout(NO_HANG, stream.next::<Account>(&[]))
-                .await
-                .expect("stream hangs after its error");
-            assert!(after.is_none(), "{name}: stream goes on after an error");
         }
 
         for policy in [SnapshotPolicy::Never, SnapshotPolicy::Every(2)] {
@@ -498,21 +421,8 @@ async fn corrupt_event_items_fail_every_read_path_with_the_item_key() {
         let store = DynamoStore::<Account>::new_event_store(repo.clone());
         let err = store.load_events(&id).await.unwrap_err();
         assert!((case.expect)(&aggregate_data_error(err, &key)), "{name}");
-        let cqrs = CqrsFramework::new(
-            DynamoStore::<Account>::new_event_store(repo.clone()),
-            vec![],
-            (),
-        );
-        let err = cqrs
-            .execute(
-                &id,
-                AccountCommand::Deposit {
-                    amount: 1,
-                    times: 1,
-                },
-            )
-            .await
-            .unwrap_err();
+        let cqrs = cqrs::<Account>(repo.clone(), SnapshotPolicy::Never);
+        let err = failed_deposit(&cqrs, &id).await;
         assert!((case.expect)(&aggregate_data_error(err, &key)), "{name}");
         // Nothing was written by the failed command.
         assert_eq!(count_items(&db.client, &db.events).await, 5, "{name}");
@@ -526,13 +436,8 @@ async fn foreign_events_fail_the_store_with_the_item_key() {
     let db = tables().await;
     let id = new_id();
     put(&db, &db.events, event_item(&id, 1)).await;
-    let mut foreign = event_item(&id, 2);
-    foreign.insert(
-        item::PAYLOAD.into(),
-        item::b(br#"{"Withdrawn":{"amount":1}}"#.to_vec()),
-    );
-    put(&db, &db.events, foreign).await;
-    let events = db.repository().get_events::<Account>(&id).await.unwrap();
+    put_event_with_payload(&db, &id, 2, br#"{"Withdrawn":{"amount":1}}"#.to_vec()).await;
+    let events = stored_events::<Account>(&db, &id).await;
     assert_eq!(events.len(), 2);
     let store = DynamoStore::<Account>::new_event_store(db.repository());
     let Err(err) = store.load_aggregate(&id).await else {
@@ -551,12 +456,8 @@ async fn foreign_events_fail_the_store_with_the_item_key() {
 async fn foreign_zstd_payloads_need_the_compression_feature() {
     let db = tables().await;
     let id = new_id();
-    let mut event = event_item(&id, 1);
-    event.insert(
-        item::PAYLOAD.into(),
-        item::b(fuzz_logic::zstd_raw_frame(br#"{"Deposited":{"amount":9}}"#)),
-    );
-    put(&db, &db.events, event).await;
+    let frame = fuzz_logic::zstd_raw_frame(br#"{"Deposited":{"amount":9}}"#);
+    put_event_with_payload(&db, &id, 1, frame).await;
     let result = db.repository().get_events::<Account>(&id).await;
     #[cfg(feature = "compression")]
     assert_eq!(
@@ -587,12 +488,7 @@ async fn foreign_zstd_payloads_need_the_compression_feature() {
 async fn decompression_bombs_stop_at_the_configured_cap() {
     let db = tables().await;
     let id = new_id();
-    let mut event = event_item(&id, 1);
-    event.insert(
-        item::PAYLOAD.into(),
-        item::b(fuzz_logic::zstd_bomb(64, b' ', None)),
-    );
-    put(&db, &db.events, event).await;
+    put_event_with_payload(&db, &id, 1, fuzz_logic::zstd_bomb(64, b' ', None)).await;
     let repo = db
         .repository()
         .with_codec(Codec::default().with_max_decoded_size(1 << 20));
@@ -610,126 +506,38 @@ async fn decompression_bombs_stop_at_the_configured_cap() {
 // Snapshots.
 // ---------------------------------------------------------------------------
 
-struct SnapshotCase {
-    name: &'static str,
-    edit: fn(&mut Item),
-    expect: fn(&Error) -> bool,
-}
-
-fn snapshot_cases() -> Vec<SnapshotCase> {
+fn snapshot_cases() -> Vec<Case> {
+    let too_large = |s: &Error| matches!(s, Error::DecodedTooLarge { .. });
     vec![
-        SnapshotCase {
-            name: "missing current sequence",
-            edit: |i| {
-                i.remove(item::CURRENT_SEQUENCE);
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::MissingAttribute {
-                        attribute: "CurrentSequence",
-                        ..
-                    }
-                )
-            },
-        },
-        SnapshotCase {
-            name: "current snapshot is a string",
-            edit: |i| {
-                i.insert(item::CURRENT_SNAPSHOT.into(), item::s("1"));
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "CurrentSnapshot",
-                        ..
-                    }
-                )
-            },
-        },
-        SnapshotCase {
-            name: "negative current sequence",
-            edit: |i| {
-                i.insert(item::CURRENT_SEQUENCE.into(), item::n("-3"));
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "CurrentSequence",
-                        ..
-                    }
-                )
-            },
-        },
-        SnapshotCase {
-            name: "payload is a list",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), AttributeValue::L(vec![]));
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "Payload",
-                        ..
-                    }
-                )
-            },
-        },
-        SnapshotCase {
-            name: "random bytes payload",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(random_payload()));
-            },
-            expect: |e| {
-                matches!(
-                    item_source(e, "Payload"),
-                    Error::Corrupt { format: "json", .. }
-                )
-            },
-        },
-        SnapshotCase {
-            name: "truncated zstd payload",
-            edit: |i| {
-                i.insert(item::PAYLOAD.into(), item::b(truncated_zstd()));
-            },
-            expect: |e| {
-                zstd_error(item_source(e, "Payload"), |s| {
-                    matches!(s, Error::Corrupt { format: "zstd", .. })
-                })
-            },
-        },
-        SnapshotCase {
-            name: "zstd bomb payload",
-            edit: |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::b(fuzz_logic::zstd_bomb(4, b'{', Some(1 << 50))),
-                );
-            },
-            expect: |e| {
-                zstd_error(item_source(e, "Payload"), |s| {
-                    matches!(s, Error::DecodedTooLarge { .. })
-                })
-            },
-        },
-        SnapshotCase {
-            name: "head without payload or chunk count",
-            edit: |i| {
-                i.remove(item::PAYLOAD);
-            },
-            expect: |e| {
-                matches!(
-                    e,
-                    Error::MissingAttribute {
-                        attribute: "PayloadChunks",
-                        ..
-                    }
-                )
-            },
-        },
+        Case::missing("missing current sequence", item::CURRENT_SEQUENCE),
+        Case::invalid(
+            "current snapshot is a string",
+            item::CURRENT_SNAPSHOT,
+            item::s("1"),
+        ),
+        Case::invalid(
+            "negative current sequence",
+            item::CURRENT_SEQUENCE,
+            item::n("-3"),
+        ),
+        Case::invalid(
+            "payload is a list",
+            item::PAYLOAD,
+            AttributeValue::L(vec![]),
+        ),
+        Case::random_payload("random bytes payload", corrupt("json")),
+        Case::truncated_zstd("truncated zstd payload"),
+        Case::bomb(
+            "zstd bomb payload",
+            item::PAYLOAD,
+            (4, b'{', Some(1 << 50)),
+            too_large,
+        ),
+        Case::remove(
+            "head without payload or chunk count",
+            item::PAYLOAD,
+            missing("PayloadChunks"),
+        ),
     ]
 }
 
@@ -757,10 +565,10 @@ async fn snapshot_with_events(db: &TestTables, id: &str) {
 async fn check_snapshot_paths(
     db: &TestTables,
     id: &str,
-    key: &str,
     name: &str,
-    expect: fn(&Error) -> bool,
+    expect: &dyn Fn(&Error) -> bool,
 ) {
+    let key = &format!("Account:{id}");
     let repo = db.repository();
     let started = Instant::now();
     let err = tokio::time::timeout(NO_HANG, repo.get_snapshot::<Account>(id))
@@ -781,15 +589,9 @@ async fn check_snapshot_paths(
         assert_eq!(loaded.aggregate, replay(&repo, id).await.0, "{name}");
         assert_eq!(loaded.current_sequence, 2);
         let cqrs = CqrsFramework::new(store, vec![], ());
-        cqrs.execute(
-            id,
-            AccountCommand::Deposit {
-                amount: 1,
-                times: 1,
-            },
-        )
-        .await
-        .unwrap();
+        cqrs.execute(id, AccountCommand::deposit(1, 1))
+            .await
+            .unwrap();
         // The rewritten snapshot reads again, and equals the replay.
         let snapshot = repo.get_snapshot::<Account>(id).await.unwrap().unwrap();
         let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
@@ -803,21 +605,8 @@ async fn check_snapshot_paths(
             panic!("{name}: loads")
         };
         assert!(expect(&aggregate_data_error(err, key)), "{name}");
-        let cqrs = CqrsFramework::new(
-            DynamoStore::<Account>::new(repo.clone(), policy),
-            vec![],
-            (),
-        );
-        let err = cqrs
-            .execute(
-                id,
-                AccountCommand::Deposit {
-                    amount: 1,
-                    times: 1,
-                },
-            )
-            .await
-            .unwrap_err();
+        let cqrs = cqrs::<Account>(repo.clone(), policy);
+        let err = failed_deposit(&cqrs, id).await;
         assert!(expect(&aggregate_data_error(err, key)), "{name}");
     }
     assert!(
@@ -836,17 +625,14 @@ async fn corrupt_snapshots_fail_with_the_snapshot_key() {
     for case in snapshot_cases() {
         let id = new_id();
         snapshot_with_events(&db, &id).await;
-        let key = format!("Account:{id}");
-        let mut head = get(&db, &db.snapshots, &key).await;
-        (case.edit)(&mut head);
-        put(&db, &db.snapshots, head).await;
-        check_snapshot_paths(&db, &id, &key, case.name, case.expect).await;
+        edit_snapshot_item(&db, &format!("Account:{id}"), &case.edit).await;
+        check_snapshot_paths(&db, &id, case.name, &case.expect).await;
     }
 }
 
 /// A snapshot of well over 400 KB, stored as a head and chunks.
 async fn chunked_snapshot(db: &TestTables, id: &str) -> usize {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let notes: Vec<String> = (0..600)
         .map(|_| {
             (0..1000)
@@ -882,26 +668,24 @@ fn chunk(id: &str, index: usize) -> String {
     item::chunk_key("Account", id, index)
 }
 
+/// Reads the snapshot item at `key`, edits it and writes it back.
+async fn edit_snapshot_item(db: &TestTables, key: &str, edit: impl FnOnce(&mut Item)) {
+    let mut item = get(db, &db.snapshots, key).await;
+    edit(&mut item);
+    put(db, &db.snapshots, item).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_chunked_snapshots_fail_after_retries_without_hanging() {
     let db = tables().await;
+    let snapshot_error = |wanted: &'static str| move |e: &Error| matches!(e, Error::Snapshot { reason, .. } if reason.contains(wanted));
 
     // The snapshot reads back before it is broken.
     let id = new_id();
     chunked_snapshot(&db, &id).await;
-    let loaded = db
-        .repository()
-        .get_snapshot::<Account>(&id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_value::<Account>(loaded.aggregate)
-            .unwrap()
-            .notes
-            .len(),
-        600
-    );
+    let loaded = stored_snapshot::<Account>(&db, &id).await;
+    let state: Account = serde_json::from_value(loaded.aggregate).unwrap();
+    assert_eq!(state.notes.len(), 600);
 
     // A missing chunk.
     let id = new_id();
@@ -913,45 +697,32 @@ async fn broken_chunked_snapshots_fail_after_retries_without_hanging() {
         .send()
         .await
         .unwrap();
-    check_snapshot_paths(
-        &db,
-        &id,
-        &format!("Account:{id}"),
-        "missing chunk",
-        |e| matches!(e, Error::Snapshot { reason, .. } if reason.contains("chunk 1 is missing")),
-    )
-    .await;
+    let missing = snapshot_error("chunk 1 is missing");
+    check_snapshot_paths(&db, &id, "missing chunk", &missing).await;
 
     // A chunk of another snapshot version (its hash differs from the head's).
     let id = new_id();
     chunked_snapshot(&db, &id).await;
-    let mut stale = get(&db, &db.snapshots, &chunk(&id, 0)).await;
-    stale.insert(item::PAYLOAD_HASH.into(), item::s("0123456789abcdef"));
-    put(&db, &db.snapshots, stale).await;
-    check_snapshot_paths(&db, &id, &format!("Account:{id}"), "stale chunk", |e| {
-        matches!(e, Error::Snapshot { reason, .. } if reason.contains("another snapshot version"))
+    edit_snapshot_item(&db, &chunk(&id, 0), |stale| {
+        stale.insert(item::PAYLOAD_HASH.into(), item::s("0123456789abcdef"));
     })
     .await;
+    let stale = snapshot_error("another snapshot version");
+    check_snapshot_paths(&db, &id, "stale chunk", &stale).await;
 
     // Chunk bytes that do not hash to the head's hash.
     let id = new_id();
     chunked_snapshot(&db, &id).await;
-    let mut flipped = get(&db, &db.snapshots, &chunk(&id, 1)).await;
-    let AttributeValue::B(blob) = &flipped[item::PAYLOAD] else {
-        panic!("chunk payload")
-    };
-    let mut bytes = blob.clone().into_inner();
-    bytes[10] ^= 0x01;
-    flipped.insert(item::PAYLOAD.into(), item::b(bytes));
-    put(&db, &db.snapshots, flipped).await;
-    check_snapshot_paths(
-        &db,
-        &id,
-        &format!("Account:{id}"),
-        "flipped chunk",
-        |e| matches!(e, Error::Snapshot { reason, .. } if reason.contains("do not match")),
-    )
+    edit_snapshot_item(&db, &chunk(&id, 1), |flipped| {
+        let AttributeValue::B(blob) = &flipped[item::PAYLOAD] else {
+            panic!("chunk payload")
+        };
+        let mut bytes = blob.clone().into_inner();
+        bytes[10] ^= 0x01;
+        flipped.insert(item::PAYLOAD.into(), item::b(bytes));
+    })
     .await;
+    check_snapshot_paths(&db, &id, "flipped chunk", &snapshot_error("do not match")).await;
 
     // A head declaring absurd chunk counts or sizes: an error, not an
     // allocation of that size.
@@ -962,11 +733,11 @@ async fn broken_chunked_snapshots_fail_after_retries_without_hanging() {
     ] {
         let id = new_id();
         chunked_snapshot(&db, &id).await;
-        let key = format!("Account:{id}");
-        let mut head = get(&db, &db.snapshots, &key).await;
-        head.insert(attribute.into(), item::n(value));
-        put(&db, &db.snapshots, head).await;
-        check_snapshot_paths(&db, &id, &key, attribute, |e| {
+        edit_snapshot_item(&db, &format!("Account:{id}"), |head| {
+            head.insert(attribute.into(), item::n(value));
+        })
+        .await;
+        check_snapshot_paths(&db, &id, attribute, &|e: &Error| {
             matches!(e, Error::Snapshot { .. } | Error::InvalidAttribute { .. })
         })
         .await;
@@ -975,133 +746,48 @@ async fn broken_chunked_snapshots_fail_after_retries_without_hanging() {
     // A chunk item whose index is not a number names the chunk.
     let id = new_id();
     chunked_snapshot(&db, &id).await;
-    let mut bad = get(&db, &db.snapshots, &chunk(&id, 0)).await;
-    bad.insert(item::CHUNK_INDEX.into(), item::s("zero"));
-    put(&db, &db.snapshots, bad).await;
+    edit_snapshot_item(&db, &chunk(&id, 0), |bad| {
+        bad.insert(item::CHUNK_INDEX.into(), item::s("zero"));
+    })
+    .await;
     let err = db
         .repository()
         .get_snapshot::<Account>(&id)
         .await
         .unwrap_err();
     let err = data_error(&err, &chunk(&id, 0));
-    assert!(
-        matches!(
-            err,
-            Error::InvalidAttribute {
-                attribute: "ChunkIndex",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(invalid("ChunkIndex")(err), "{err:?}");
 }
 
 // ---------------------------------------------------------------------------
 // Views.
 // ---------------------------------------------------------------------------
 
-/// A way to corrupt a view item, and the error it must give.
-type ViewCase = (&'static str, fn(&mut Item), fn(&Error) -> bool);
-
 #[tokio::test]
 async fn corrupt_views_fail_with_the_view_id() {
     let db = tables().await;
-    let cases: Vec<ViewCase> = vec![
-        (
-            "random bytes",
-            |i| {
-                i.insert(item::PAYLOAD.into(), item::b(random_payload()));
-            },
-            |e| matches!(item_source(e, "Payload"), Error::Corrupt { .. }),
-        ),
-        (
+    let any_corrupt = |e: &Error| matches!(e, Error::Corrupt { .. });
+    let too_large = |s: &Error| matches!(s, Error::DecodedTooLarge { .. });
+    let other_shape = br#"{"deposits":"many"}"#.to_vec();
+    let cases = vec![
+        Case::random_payload("random bytes", any_corrupt),
+        Case::undecodable(
             "json of another shape",
-            |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::b(br#"{"deposits":"many"}"#.to_vec()),
-                );
-            },
-            |e| {
-                matches!(
-                    item_source(e, "Payload"),
-                    Error::Corrupt { format: "json", .. }
-                )
-            },
+            item::PAYLOAD,
+            other_shape,
+            corrupt("json"),
         ),
-        (
-            "missing payload",
-            |i| {
-                i.remove(item::PAYLOAD);
-            },
-            |e| {
-                matches!(
-                    e,
-                    Error::MissingAttribute {
-                        attribute: "Payload",
-                        ..
-                    }
-                )
-            },
-        ),
-        (
-            "version is a string",
-            |i| {
-                i.insert(item::VIEW_VERSION.into(), item::s("1"));
-            },
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "ViewVersion",
-                        ..
-                    }
-                )
-            },
-        ),
-        (
-            "fractional version",
-            |i| {
-                i.insert(item::VIEW_VERSION.into(), item::n("1.5"));
-            },
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidAttribute {
-                        attribute: "ViewVersion",
-                        ..
-                    }
-                )
-            },
-        ),
-        (
-            "truncated zstd",
-            |i| {
-                i.insert(item::PAYLOAD.into(), item::b(truncated_zstd()));
-            },
-            |e| {
-                zstd_error(item_source(e, "Payload"), |s| {
-                    matches!(s, Error::Corrupt { format: "zstd", .. })
-                })
-            },
-        ),
-        (
-            "zstd bomb",
-            |i| {
-                i.insert(
-                    item::PAYLOAD.into(),
-                    item::b(fuzz_logic::zstd_bomb(600, b'{', None)),
-                );
-            },
-            |e| {
-                zstd_error(item_source(e, "Payload"), |s| {
-                    matches!(s, Error::DecodedTooLarge { .. })
-                })
-            },
-        ),
+        Case::missing("missing payload", item::PAYLOAD),
+        Case::invalid("version is a string", item::VIEW_VERSION, item::s("1")),
+        Case::invalid("fractional version", item::VIEW_VERSION, item::n("1.5")),
+        Case::truncated_zstd("truncated zstd"),
+        Case::bomb("zstd bomb", item::PAYLOAD, (600, b'{', None), too_large),
     ];
     let views = db.view_repository::<AccountView, Account>();
-    for (name, edit, expect) in cases {
+    for Case {
+        name, edit, expect, ..
+    } in cases
+    {
         let view_id = new_id();
         let mut view = Item::from([
             (item::VIEW_ID.to_string(), item::s(&view_id)),
@@ -1194,7 +880,7 @@ fn fuzz_logic_holds_on_random_and_mutated_inputs() {
     let started = Instant::now();
     let seeds = fuzz_logic::payload_seeds();
     assert!(seeds.len() >= 20);
-    let mut rng = Rng(0x00C0_FFEE);
+    let mut rng = Rng::new(0x00C0_FFEE);
     for index in 0..DECODE_INPUTS {
         let input = if index % 8 == 0 {
             let len = rng.below(48);
@@ -1265,7 +951,7 @@ fn deeply_nested_payloads_do_not_overflow_the_stack() {
 fn item_programs_reach_success_and_every_error_kind() {
     let mut ok = 0;
     let (mut missing, mut invalid, mut payload) = (0, 0, 0);
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for _ in 0..5000 {
         let len = rng.below(12);
         let item = fuzz_logic::item_from_bytes(&rng.bytes(len));

@@ -16,17 +16,10 @@ use uuid::Uuid;
 /// Every codec this build can write, compressing even small payloads so the
 /// zstd paths are exercised too.
 fn codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(feature = "compression")]
-    {
-        codecs.push(Codec::json().compressed(3).with_min_compress_size(0));
-        #[cfg(feature = "msgpack")]
-        codecs.push(Codec::msgpack().compressed(1).with_min_compress_size(0));
-    }
-    codecs
+    Codec::available()
+        .into_iter()
+        .map(|codec| codec.with_min_compress_size(0))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,80 +6,15 @@ mod common;
 
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
-use cqrs_es::{Aggregate, DomainEvent, EventStore};
-use dynamo_es::testing::fixtures::ledger_snapshot;
+use cqrs_es::{Aggregate, EventStore};
+use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
 use dynamo_es::{Codec, DynamoStore, Error, Limit, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-/// An aggregate whose state grows with every import: realistic ledger entries.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Ledger {
-    entries: Vec<Value>,
-    imports: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum LedgerEvent {
-    Imported { entries: Vec<Value> },
-    Cleared,
-}
-
-impl DomainEvent for LedgerEvent {
-    fn event_type(&self) -> String {
-        match self {
-            LedgerEvent::Imported { .. } => "Imported".into(),
-            LedgerEvent::Cleared => "Cleared".into(),
-        }
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
-
-impl Aggregate for Ledger {
-    const TYPE: &'static str = "Ledger";
-    type Command = Vec<LedgerEvent>;
-    type Event = LedgerEvent;
-    type Error = AccountError;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        events: Vec<LedgerEvent>,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), AccountError> {
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-    fn apply(&mut self, event: LedgerEvent) {
-        self.imports += 1;
-        match event {
-            LedgerEvent::Imported { entries } => self.entries.extend(entries),
-            LedgerEvent::Cleared => self.entries.clear(),
-        }
-    }
-}
 
 /// Import events of about `bytes` of JSON each, `count` of them, from seed `seed`.
 fn imports(count: usize, bytes: usize, seed: u64) -> Vec<LedgerEvent> {
-    (0..count)
-        .map(|i| {
-            let ledger = ledger_snapshot(bytes, seed * 1000 + i as u64);
-            let entries = ledger["entries"].as_array().unwrap().clone();
-            LedgerEvent::Imported { entries }
-        })
+    (0..count as u64)
+        .map(|i| LedgerEvent::import_of(bytes, seed * 1000 + i))
         .collect()
-}
-
-async fn replayed(store: &DynamoStore<Ledger>, id: &str) -> Ledger {
-    let mut ledger = Ledger::default();
-    for envelope in store.load_events(id).await.unwrap() {
-        ledger.apply(envelope.payload);
-    }
-    ledger
 }
 
 async fn snapshot_items(db: &dynamo_es::testing::TestTables) -> usize {
@@ -96,8 +31,7 @@ async fn grow_and_check(
     bytes: usize,
 ) -> (dynamo_es::testing::TestTables, String, usize) {
     let db = tables().await;
-    let store = DynamoStore::<Ledger>::new(db.repository().with_codec(codec), policy);
-    let cqrs = cqrs_es::CqrsFramework::new(store, vec![], ());
+    let cqrs = cqrs::<Ledger>(db.repository().with_codec(codec), policy);
     let id = new_id();
     for c in 0..commands {
         cqrs.execute(&id, imports(events_per_command, bytes, c as u64))
@@ -105,16 +39,11 @@ async fn grow_and_check(
             .unwrap();
     }
     let store = DynamoStore::<Ledger>::new(db.repository(), policy);
-    let expected = replayed(&store, &id).await;
+    let (expected, _) = replayed::<Ledger>(&db.repository(), &id, usize::MAX).await;
     let json_len = serde_json::to_vec(&expected).unwrap().len();
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(loaded.aggregate, expected);
-    let snapshot = db
-        .repository()
-        .get_snapshot::<Ledger>(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let snapshot = stored_snapshot::<Ledger>(&db, &id).await;
     assert_eq!(snapshot.current_sequence, commands * events_per_command);
     let stored: Ledger = serde_json::from_value(snapshot.aggregate).unwrap();
     assert_eq!(stored, expected);
@@ -147,16 +76,17 @@ async fn a_10_mb_snapshot_round_trips_with_compression() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_shrinks_and_grows_always_reads_the_latest_state() {
     let db = tables().await;
-    let store =
-        DynamoStore::<Ledger>::new_aggregate_store(db.repository().with_codec(Codec::json()));
-    let cqrs = cqrs_es::CqrsFramework::new(store, vec![], ());
+    let cqrs = cqrs::<Ledger>(
+        db.repository().with_codec(Codec::json()),
+        SnapshotPolicy::Always,
+    );
     let id = new_id();
     let check = |expected_items: std::ops::RangeInclusive<usize>| {
         let db = db.clone();
         let id = id.clone();
         async move {
             let store = DynamoStore::<Ledger>::new_aggregate_store(db.repository());
-            let expected = replayed(&store, &id).await;
+            let (expected, _) = replayed::<Ledger>(&db.repository(), &id, usize::MAX).await;
             assert_eq!(store.load_aggregate(&id).await.unwrap().aggregate, expected);
             let items = snapshot_items(&db).await;
             assert!(
@@ -261,12 +191,7 @@ async fn twenty_thousand_events_load_and_stream_completely() {
         (20_000, 20_000)
     );
     let mut stream = repo.stream_events::<Account>(&id).await.unwrap();
-    let mut seen = 0;
-    while let Some(event) = stream.next::<Account>(&[]).await {
-        seen += 1;
-        assert_eq!(event.unwrap().sequence, seen);
-    }
-    assert_eq!(seen, 20_000);
+    assert_sequences::<Account>(&mut stream, 20_000).await;
 }
 
 #[tokio::test]

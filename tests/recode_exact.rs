@@ -18,6 +18,7 @@ use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, EventStore, View};
 use dynamo_es::codec::Encoding;
 use dynamo_es::item::Item;
 use dynamo_es::recode::{RecodeOptions, Recoder, Table};
+use dynamo_es::testing::aggregates::Ledger;
 use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoStore, DynamoViewRepository};
 use serde::{Deserialize, Serialize};
@@ -194,7 +195,8 @@ async fn seed(db: &TestTables) -> Seeded {
         }
         seeded.ours.push((id, expected));
     }
-    // `Value` writers: ours and upstream's `persist`, snapshot included.
+    // `Value` writers: ours and upstream's `persist`, snapshot included,
+    // under the test ledger's aggregate type.
     let up = upstream::DynamoEventRepository::new(db.client.clone())
         .with_tables(&db.events, &db.snapshots);
     for (k, writer) in ["ours", "upstream"].into_iter().enumerate() {
@@ -203,7 +205,7 @@ async fn seed(db: &TestTables) -> Seeded {
             .map(|sequence| SerializedEvent {
                 aggregate_id: id.clone(),
                 sequence,
-                aggregate_type: "Ledger".into(),
+                aggregate_type: Ledger::TYPE.into(),
                 event_type: "Posted".into(),
                 event_version: "1.0".into(),
                 payload: json!({"Posted": {
@@ -236,27 +238,6 @@ async fn seed(db: &TestTables) -> Seeded {
         .unwrap();
     seeded.upstream_views.push(("upstream-view".into(), view));
     seeded
-}
-
-/// A `Value`-only aggregate type for the `persist` writers.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Ledger;
-
-impl Aggregate for Ledger {
-    const TYPE: &'static str = "Ledger";
-    type Command = ();
-    type Event = VaultEvent;
-    type Error = AccountError;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        _: (),
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn apply(&mut self, _: VaultEvent) {}
 }
 
 /// Everything loads, typed and as values, exactly as written.
@@ -331,11 +312,7 @@ async fn a_recode_chain_through_every_codec_changes_nothing() {
     let db = tables().await;
     let seeded = seed(&db).await;
     check(&db, &seeded, "seeded").await;
-    let tables = [
-        Table::events(&db.events),
-        Table::snapshots(&db.snapshots),
-        Table::views(&db.views),
-    ];
+    let tables = db.recode_tables();
     let chain = [
         Codec::msgpack(),
         Codec::msgpack().compressed(3).with_min_compress_size(0),
@@ -380,19 +357,11 @@ async fn the_upstream_target_writes_what_upstream_reads_and_reports_the_rest() {
         Codec::msgpack().compressed(3).with_min_compress_size(0),
     )
     .with_options(RecodeOptions::default().with_allow_growth(true))
-    .run(&[
-        Table::events(&db.events),
-        Table::snapshots(&db.snapshots),
-        Table::views(&db.views),
-    ])
+    .run(&db.recode_tables())
     .await
     .unwrap();
     let report = Recoder::to_upstream(db.client.clone())
-        .run(&[
-            Table::events(&db.events),
-            Table::snapshots(&db.snapshots),
-            Table::views(&db.views),
-        ])
+        .run(&db.recode_tables())
         .await
         .unwrap();
     check(&db, &seeded, "upstream").await;

@@ -6,27 +6,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
 use common::*;
 use cqrs_es::persist::PersistedEventRepository;
-use cqrs_es::{AggregateError, CqrsFramework, EventStore};
+use cqrs_es::{AggregateError, EventStore};
 use dynamo_es::item;
+use dynamo_es::testing::faults::{losing_responses, LoseResponses};
 use dynamo_es::testing::TestTables;
-use dynamo_es::{Codec, DynamoCqrs, DynamoStore, SnapshotPolicy};
+use dynamo_es::{Codec, DynamoCqrs, DynamoEventRepository, DynamoStore, SnapshotPolicy};
 
 // ---------------------------------------------------------------------------
 // Contention.
@@ -69,10 +60,7 @@ async fn contend(
                     // contended aggregate should retry.
                     let mut streak = 0u32;
                     loop {
-                        match cqrs
-                            .execute(&id, AccountCommand::Deposit { amount, times: 1 })
-                            .await
-                        {
+                        match cqrs.execute(&id, AccountCommand::deposit(amount, 1)).await {
                             Ok(()) => {
                                 acked.push(amount);
                                 // A client's think time: without it the
@@ -170,11 +158,7 @@ async fn check_aggregate(db: &TestTables, policy: SnapshotPolicy, id: &str, outc
 async fn sixteen_writers_on_one_aggregate(policy: SnapshotPolicy) {
     let started = Instant::now();
     let db = tables().await;
-    let cqrs = Arc::new(CqrsFramework::new(
-        DynamoStore::<Account>::new(db.repository(), policy),
-        vec![],
-        (),
-    ));
+    let cqrs = Arc::new(cqrs::<Account>(db.repository(), policy));
     let id = new_id();
     let outcome = contend(cqrs, id.clone(), 16, 50).await;
     assert_eq!(outcome.acked.len(), 800);
@@ -201,11 +185,7 @@ async fn sixteen_writers_on_one_aggregate_in_aggregate_mode() {
 async fn many_aggregates_in_parallel_each_stay_exact() {
     let db = tables().await;
     for policy in [SnapshotPolicy::Never, SnapshotPolicy::Every(4)] {
-        let cqrs = Arc::new(CqrsFramework::new(
-            DynamoStore::<Account>::new(db.repository(), policy),
-            vec![],
-            (),
-        ));
+        let cqrs = Arc::new(cqrs::<Account>(db.repository(), policy));
         let ids: Vec<String> = (0..16).map(|_| new_id()).collect();
         let runs: Vec<_> = ids
             .iter()
@@ -266,14 +246,7 @@ async fn the_same_token_makes_a_repeated_transaction_succeed_once() {
     send(Some("commit-token-a"), 1)
         .await
         .expect("an idempotent repeat succeeds");
-    assert_eq!(
-        db.repository()
-            .get_events::<Account>(&id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stored_events::<Account>(&db, &id).await.len(), 1);
 
     let err = send(None, 1).await.unwrap_err().into_service_error();
     assert_eq!(cancellation_codes(err), ["ConditionalCheckFailed"]);
@@ -295,98 +268,21 @@ async fn the_same_token_makes_a_repeated_transaction_succeed_once() {
         ),
         "{err:?}"
     );
-    assert_eq!(
-        db.repository()
-            .get_events::<Account>(&id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stored_events::<Account>(&db, &id).await.len(), 1);
 }
 
-/// An HTTP client that hands requests to the real one, but drops the
-/// response of the first `lose` `TransactWriteItems` calls after the server
-/// has answered: the transaction is applied, the client never hears of it.
-#[derive(Debug, Clone)]
-struct LoseResponses {
-    inner: SharedHttpClient,
-    lose: Arc<AtomicUsize>,
-    tokens: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(Debug)]
-struct LoseConnector {
-    inner: SharedHttpConnector,
-    lose: Arc<AtomicUsize>,
-    tokens: Arc<Mutex<Vec<String>>>,
-}
-
-impl HttpClient for LoseResponses {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        LoseConnector {
-            inner: self.inner.http_connector(settings, components),
-            lose: self.lose.clone(),
-            tokens: self.tokens.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for LoseConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let transact = request
-            .headers()
-            .get("x-amz-target")
-            .is_some_and(|t| t.ends_with(".TransactWriteItems"));
-        let mut lose = false;
-        if transact {
-            let body: serde_json::Value =
-                serde_json::from_slice(request.body().bytes().unwrap()).unwrap();
-            let token = body["ClientRequestToken"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            self.tokens.lock().unwrap().push(token);
-            lose = self
-                .lose
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        }
-        let response = self.inner.call(request);
-        HttpConnectorFuture::new(async move {
-            let response = response.await?;
-            if lose {
-                assert!(response.status().is_success(), "the lost commit failed");
-                return Err(ConnectorError::io(
-                    "connection reset before the response arrived".into(),
-                ));
-            }
-            Ok(response)
-        })
-    }
-}
-
-fn lossy(db: &TestTables, lose: usize) -> (Client, Arc<Mutex<Vec<String>>>) {
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let http = LoseResponses {
-        inner: aws_smithy_http_client::Builder::new().build_http(),
-        lose: Arc::new(AtomicUsize::new(lose)),
-        tokens: tokens.clone(),
-    };
-    let config = db.client.config().to_builder().http_client(http).build();
-    (Client::from_conf(config), tokens)
+/// A repository on `db`'s tables whose first `lose` transaction responses
+/// are lost after the transactions were applied, and the lossy client.
+fn lossy(db: &TestTables, lose: usize) -> (DynamoEventRepository, LoseResponses) {
+    let (client, http) = losing_responses(&db.client, lose);
+    let repo = DynamoEventRepository::new(client).with_tables(&db.events, &db.snapshots);
+    (repo, http)
 }
 
 #[tokio::test]
 async fn a_commit_whose_response_is_lost_succeeds_on_retry_without_duplicating() {
     let db = tables().await;
-    let (client, tokens) = lossy(&db, 1);
-    let repo = dynamo_es::DynamoEventRepository::new(client).with_tables(&db.events, &db.snapshots);
+    let (repo, http) = lossy(&db, 1);
     let id = new_id();
     let events: Vec<_> = (1..=5)
         .map(|s| deposit_event("Account", &id, s, 2))
@@ -400,7 +296,7 @@ async fn a_commit_whose_response_is_lost_succeeds_on_retry_without_duplicating()
     repo.persist::<Account>(&events, Some((id.clone(), state.clone(), 1)))
         .await
         .expect("the retry is recognised as the same transaction");
-    let tokens = tokens.lock().unwrap().clone();
+    let tokens = http.tokens();
     assert_eq!(tokens.len(), 2, "one lost attempt, one retry");
     assert!(!tokens[0].is_empty());
     assert_eq!(tokens[0], tokens[1]);
@@ -413,45 +309,23 @@ async fn a_commit_whose_response_is_lost_succeeds_on_retry_without_duplicating()
 #[tokio::test]
 async fn a_command_whose_commit_response_is_lost_is_applied_exactly_once() {
     let db = tables().await;
-    let (client, tokens) = lossy(&db, 1);
-    let repo = dynamo_es::DynamoEventRepository::new(client).with_tables(&db.events, &db.snapshots);
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new_aggregate_store(repo),
-        vec![],
-        (),
-    );
+    let (repo, http) = lossy(&db, 1);
+    let cqrs = cqrs::<Account>(repo, SnapshotPolicy::Always);
     let id = new_id();
-    cqrs.execute(
-        &id,
-        AccountCommand::Deposit {
-            amount: 4,
-            times: 3,
-        },
-    )
-    .await
-    .unwrap();
-    cqrs.execute(
-        &id,
-        AccountCommand::Deposit {
-            amount: 1,
-            times: 1,
-        },
-    )
-    .await
-    .unwrap();
-    let tokens = tokens.lock().unwrap().clone();
+    cqrs.execute(&id, AccountCommand::deposit(4, 3))
+        .await
+        .unwrap();
+    cqrs.execute(&id, AccountCommand::deposit(1, 1))
+        .await
+        .unwrap();
+    let tokens = http.tokens();
     assert_eq!(tokens.len(), 3);
     assert_eq!(tokens[0], tokens[1]);
     assert_ne!(tokens[1], tokens[2]);
     let (replayed, sequences) = replay(&db.repository(), &id).await;
     assert_eq!(sequences, [1, 2, 3, 4]);
     assert_eq!(replayed.total, 13);
-    let snapshot = db
-        .repository()
-        .get_snapshot::<Account>(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let snapshot = stored_snapshot::<Account>(&db, &id).await;
     assert_eq!(
         serde_json::from_value::<Account>(snapshot.aggregate).unwrap(),
         replayed

@@ -6,193 +6,54 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_runtime::client::retries::RetryPartition;
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
+use dynamo_es::testing::faults::{Canned, Scripted};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, Limit, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-// ---------------------------------------------------------------------------
-// An aggregate whose state grows by whole events.
-// ---------------------------------------------------------------------------
-
-/// Keeps every text it is given, so its state grows with each event.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Pile {
-    texts: Vec<String>,
-    applied: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum PileEvent {
-    Added { text: String },
-    Cleared,
-}
-
-impl DomainEvent for PileEvent {
-    fn event_type(&self) -> String {
-        match self {
-            PileEvent::Added { .. } => "Added".into(),
-            PileEvent::Cleared => "Cleared".into(),
-        }
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
-
-#[derive(Debug, Clone)]
-enum PileCommand {
-    /// Adds a text of `len` bytes, varied by `seed`.
-    Add {
-        len: usize,
-        seed: usize,
-    },
-    Clear,
-}
-
-impl Aggregate for Pile {
-    const TYPE: &'static str = "Pile";
-    type Command = PileCommand;
-    type Event = PileEvent;
-    type Error = AccountError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: PileCommand,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), AccountError> {
-        let event = match command {
-            PileCommand::Add { len, seed } => PileEvent::Added {
-                text: (0..len)
-                    .map(|i| char::from(b'a' + u8::try_from((i * 7 + seed * 13) % 26).unwrap()))
-                    .collect(),
-            },
-            PileCommand::Clear => PileEvent::Cleared,
-        };
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: PileEvent) {
-        self.applied += 1;
-        match event {
-            PileEvent::Added { text } => self.texts.push(text),
-            PileEvent::Cleared => self.texts.clear(),
-        }
-    }
-}
-
-/// The state rebuilt from every stored event, by a fresh event store.
-async fn replayed(repo: &DynamoEventRepository, id: &str) -> (Pile, usize) {
-    let store = DynamoStore::<Pile>::new_event_store(repo.clone());
-    let mut pile = Pile::default();
-    let events = store.load_events(id).await.unwrap();
-    let count = events.len();
-    for envelope in events {
-        pile.apply(envelope.payload);
-    }
-    let context = store.load_aggregate(id).await.unwrap();
-    assert_eq!(context.aggregate, pile);
-    (pile, count)
-}
-
-/// The state after the first `n` stored events.
-async fn replayed_to(repo: &DynamoEventRepository, id: &str, n: usize) -> Pile {
-    let store = DynamoStore::<Pile>::new_event_store(repo.clone());
-    let mut pile = Pile::default();
-    for envelope in store.load_events(id).await.unwrap().into_iter().take(n) {
-        pile.apply(envelope.payload);
-    }
-    pile
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-/// Captures this thread's logs at `level` and above (tests here run on a
-/// current-thread runtime, so everything the store does is captured).
-fn capture(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 // ---------------------------------------------------------------------------
 // Growth past what one transaction can hold.
 // ---------------------------------------------------------------------------
 
-/// Grows a pile past 5 MB of JSON state in events of about 340 KB through
-/// `policy`, then clears it; every commit must succeed.
+/// Grows a ledger past 5 MB of JSON state in events of about 340 KB
+/// through `policy`, then clears it; every commit must succeed.
 async fn grow_past_5_mb(policy: SnapshotPolicy) {
-    let (logs, _guard) = capture(tracing::Level::WARN);
+    let (logs, _guard) = capture(tracing::Level::WARN, false);
     let db = tables().await;
     let repo = db.repository().with_codec(Codec::json());
-    let cqrs = CqrsFramework::new(DynamoStore::<Pile>::new(repo.clone(), policy), vec![], ());
+    let cqrs = cqrs::<Ledger>(repo.clone(), policy);
     let id = new_id();
     let commands = 16;
-    for seed in 0..commands {
-        cqrs.execute(&id, PileCommand::Add { len: 340_000, seed })
+    for seed in 0..commands as u64 {
+        cqrs.execute(&id, vec![LedgerEvent::import_of(340_000, seed)])
             .await
             .unwrap_or_else(|err| panic!("{policy:?}: command {seed} failed: {err:?}"));
     }
-    let (expected, count) = replayed(&repo, &id).await;
+    let (expected, count) = replayed::<Ledger>(&repo, &id, usize::MAX).await;
     assert_eq!(count, commands);
     let state_len = serde_json::to_vec(&expected).unwrap().len();
     assert!(state_len > 5_000_000, "{state_len}");
-    let store = DynamoStore::<Pile>::new(repo.clone(), policy);
+    let store = DynamoStore::<Ledger>::new(repo.clone(), policy);
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(loaded.aggregate, expected, "{policy:?}");
     assert_eq!(loaded.current_sequence, commands);
 
     // The stored snapshot stayed where it last fitted, intact, and behind.
-    let snapshot = repo.get_snapshot::<Pile>(&id).await.unwrap().unwrap();
+    let snapshot = repo.get_snapshot::<Ledger>(&id).await.unwrap().unwrap();
     assert!(
         (2..commands).contains(&snapshot.current_sequence),
         "{policy:?}: snapshot at {}",
         snapshot.current_sequence
     );
-    let stored: Pile = serde_json::from_value(snapshot.aggregate).unwrap();
+    let stored: Ledger = serde_json::from_value(snapshot.aggregate).unwrap();
     assert_eq!(
         stored,
-        replayed_to(&repo, &id, snapshot.current_sequence).await
+        replayed::<Ledger>(&repo, &id, snapshot.current_sequence)
+            .await
+            .0
     );
     assert_eq!(loaded.current_snapshot, Some(snapshot.current_snapshot));
     let logs = logs.text();
@@ -205,12 +66,12 @@ async fn grow_past_5_mb(policy: SnapshotPolicy) {
     // Once the state fits again, the next snapshot is written, under the
     // version of the one stored (one per commit in aggregate mode; one at
     // sequence 18 in snapshot mode).
-    cqrs.execute(&id, PileCommand::Clear).await.unwrap();
-    cqrs.execute(&id, PileCommand::Add { len: 10, seed: 1 })
+    cqrs.execute(&id, vec![LedgerEvent::Cleared]).await.unwrap();
+    cqrs.execute(&id, vec![LedgerEvent::import_of(10, 1)])
         .await
         .unwrap();
-    let (expected, count) = replayed(&repo, &id).await;
-    let latest = repo.get_snapshot::<Pile>(&id).await.unwrap().unwrap();
+    let (expected, count) = replayed::<Ledger>(&repo, &id, usize::MAX).await;
+    let latest = repo.get_snapshot::<Ledger>(&id).await.unwrap().unwrap();
     let written = if policy == SnapshotPolicy::Always {
         2
     } else {
@@ -222,7 +83,7 @@ async fn grow_past_5_mb(policy: SnapshotPolicy) {
         "{policy:?}"
     );
     assert_eq!(
-        serde_json::from_value::<Pile>(latest.aggregate).unwrap(),
+        serde_json::from_value::<Ledger>(latest.aggregate).unwrap(),
         expected
     );
     assert_eq!(store.load_aggregate(&id).await.unwrap().aggregate, expected);
@@ -282,27 +143,18 @@ async fn events_that_break_a_limit_alone_still_fail_with_a_snapshot() {
 // ---------------------------------------------------------------------------
 
 async fn decoded_size_limit(codec: Codec) {
-    let (logs, _guard) = capture(tracing::Level::INFO);
+    let (logs, _guard) = capture(tracing::Level::INFO, false);
     let db = tables().await;
     let repo = db
         .repository()
         .with_codec(codec.with_max_decoded_size(10_000));
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new_aggregate_store(repo.clone()),
-        vec![],
-        (),
-    );
+    let cqrs = cqrs::<Account>(repo.clone(), SnapshotPolicy::Always);
     let id = new_id();
     // About 3 KB of state per note: the 4th snapshot is over 10,000 bytes.
     for _ in 0..6 {
-        cqrs.execute(
-            &id,
-            AccountCommand::Note {
-                text: "abcdefghij".repeat(300),
-            },
-        )
-        .await
-        .unwrap();
+        cqrs.execute(&id, AccountCommand::note("abcdefghij".repeat(300)))
+            .await
+            .unwrap();
     }
     let (expected, sequences) = replay(&repo, &id).await;
     assert_eq!(sequences.len(), 6);
@@ -354,93 +206,9 @@ async fn a_snapshot_over_max_decoded_size_is_skipped_msgpack() {
 // Canned responses: servers stricter than the planner, and error classes.
 // ---------------------------------------------------------------------------
 
-fn response(status: u16, body: Value) -> HttpResponse {
-    let mut response = HttpResponse::new(
-        StatusCode::try_from(status).unwrap(),
-        SdkBody::from(serde_json::to_vec(&body).unwrap()),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0");
-    response
-}
-
-fn dynamo_error(kind: &str) -> HttpResponse {
-    response(
-        400,
-        json!({
-            "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
-            "message": format!("canned {kind}"),
-        }),
-    )
-}
-
-fn validation_error() -> HttpResponse {
-    response(
-        400,
-        json!({
-            "__type": "com.amazon.coral.validate#ValidationException",
-            "message": "Transaction request size exceeded the maximum allowed",
-        }),
-    )
-}
-
-fn ok(body: Value) -> HttpResponse {
-    response(200, body)
-}
-
-fn replay_client(responses: Vec<HttpResponse>) -> StaticReplayClient {
-    StaticReplayClient::new(
-        responses
-            .into_iter()
-            .map(|r| ReplayEvent::new(HttpRequest::empty(), r))
-            .collect(),
-    )
-}
-
-fn repo_on(http: &StaticReplayClient, max_attempts: u32) -> DynamoEventRepository {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .http_client(http.clone())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(max_attempts)
-                .with_initial_backoff(Duration::from_millis(1))
-                .with_max_backoff(Duration::from_millis(20)),
-        )
-        .retry_partition(RetryPartition::new(dynamo_es::testing::unique_name(
-            "limits",
-        )))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
-    DynamoEventRepository::new(Client::from_conf(config))
-        .with_tables("events", "snapshots")
-        .with_codec(Codec::json())
-}
-
-fn operation(request: &HttpRequest) -> String {
-    request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|t| t.rsplit('.').next())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn requests(http: &StaticReplayClient) -> Vec<(String, Value)> {
-    http.actual_requests()
-        .map(|r| {
-            let body = serde_json::from_slice(r.body().bytes().unwrap()).unwrap();
-            (operation(r), body)
-        })
-        .collect()
+/// A plain-JSON repository on `http`, with `max_attempts` quick retries.
+fn repo_on(http: &Scripted, max_attempts: u32) -> DynamoEventRepository {
+    canned_repo(http, max_attempts).with_codec(Codec::json())
 }
 
 /// The tables a `TransactWriteItems` body writes to, one per item.
@@ -456,27 +224,15 @@ fn tables_written(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn typed(err: &PersistenceError) -> &Error {
-    let source = match err {
-        PersistenceError::ConnectionError(source)
-        | PersistenceError::DeserializationError(source)
-        | PersistenceError::UnknownError(source) => source,
-        PersistenceError::OptimisticLockError => panic!("no source in {err:?}"),
-    };
-    source
-        .downcast_ref::<Error>()
-        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
-}
-
 #[tokio::test]
 async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
     // Through DynamoStore: load (no snapshot, no events), then a commit whose
     // transaction the server refuses although it is within DynamoDB's limits.
-    let http = replay_client(vec![
-        ok(json!({})),
-        ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
-        validation_error(),
-        ok(json!({})),
+    let http = Scripted::replying([
+        Canned::ok(json!({})),
+        Canned::ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
+        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
+        Canned::ok(json!({})),
     ]);
     let store = DynamoStore::<Account>::new_aggregate_store(repo_on(&http, 3));
     let context = store.load_aggregate("acct-1").await.unwrap();
@@ -492,8 +248,8 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
         .await
         .unwrap();
     assert_eq!(committed.len(), 2);
-    let seen = requests(&http);
-    let ops: Vec<&str> = seen.iter().map(|(op, _)| op.as_str()).collect();
+    let seen = http.requests();
+    let ops: Vec<&str> = seen.iter().map(|r| r.operation.as_str()).collect();
     assert_eq!(
         ops,
         [
@@ -504,26 +260,32 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
         ]
     );
     assert_eq!(
-        tables_written(&seen[2].1),
+        tables_written(&seen[2].body),
         ["events", "events", "snapshots"]
     );
     // The retry: the same events, with their conditions, and no snapshot.
-    assert_eq!(tables_written(&seen[3].1), ["events", "events"]);
-    for item in seen[3].1["TransactItems"].as_array().unwrap() {
+    assert_eq!(tables_written(&seen[3].body), ["events", "events"]);
+    for item in seen[3].body["TransactItems"].as_array().unwrap() {
         assert_eq!(
             item["Put"]["ConditionExpression"],
             "attribute_not_exists(AggregateIdSequence)"
         );
     }
-    assert_eq!(seen[2].1["TransactItems"][0], seen[3].1["TransactItems"][0]);
+    assert_eq!(
+        seen[2].body["TransactItems"][0],
+        seen[3].body["TransactItems"][0]
+    );
     // A different transaction, so a different idempotency token.
     assert_ne!(
-        seen[2].1["ClientRequestToken"],
-        seen[3].1["ClientRequestToken"]
+        seen[2].body["ClientRequestToken"],
+        seen[3].body["ClientRequestToken"]
     );
 
     // The same through the cqrs-es repository path.
-    let http = replay_client(vec![validation_error(), ok(json!({}))]);
+    let http = Scripted::replying([
+        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
+        Canned::ok(json!({})),
+    ]);
     repo_on(&http, 3)
         .persist::<Account>(
             &[deposit_event("Account", "acct-1", 1, 5)],
@@ -531,33 +293,28 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
         )
         .await
         .unwrap();
-    let seen = requests(&http);
-    assert_eq!(tables_written(&seen[0].1), ["events", "snapshots"]);
-    assert_eq!(tables_written(&seen[1].1), ["events"]);
+    let seen = http.requests();
+    assert_eq!(tables_written(&seen[0].body), ["events", "snapshots"]);
+    assert_eq!(tables_written(&seen[1].body), ["events"]);
 }
 
 #[tokio::test]
 async fn a_refused_transaction_without_a_snapshot_is_an_error() {
-    let http = replay_client(vec![validation_error()]);
+    let http = Scripted::replying([Canned::validation_error(
+        "Transaction request size exceeded the maximum allowed",
+    )]);
     let err = repo_on(&http, 3)
         .persist::<Account>(&[deposit_event("Account", "acct-1", 1, 5)], None)
         .await
         .unwrap_err();
-    assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
-    assert!(
-        matches!(
-            typed(&err),
-            Error::Dynamo {
-                operation: "TransactWriteItems",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(requests(&http).len(), 1);
+    assert_failed(&err, "Dynamo", "TransactWriteItems");
+    assert_eq!(http.requests().len(), 1);
 
     // A refused retry (events alone) is an error too, and not retried again.
-    let http = replay_client(vec![validation_error(), validation_error()]);
+    let http = Scripted::replying([
+        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
+        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
+    ]);
     let err = repo_on(&http, 3)
         .persist::<Account>(
             &[deposit_event("Account", "acct-1", 1, 5)],
@@ -565,95 +322,56 @@ async fn a_refused_transaction_without_a_snapshot_is_an_error() {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            typed(&err),
-            Error::Dynamo {
-                operation: "TransactWriteItems",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let seen = requests(&http);
+    assert_failed(&err, "Dynamo", "TransactWriteItems");
+    let seen = http.requests();
     assert_eq!(seen.len(), 2);
-    assert_eq!(tables_written(&seen[1].1), ["events"]);
+    assert_eq!(tables_written(&seen[1].body), ["events"]);
 }
 
 #[tokio::test]
 async fn transaction_in_progress_is_an_unknown_outcome_not_a_failure() {
     // Retried with the same token; when retries run out, a connection error
     // (outcome unknown), never a plain failure or a conflict.
-    let http = replay_client(vec![
-        dynamo_error("TransactionInProgressException"),
-        dynamo_error("TransactionInProgressException"),
-        dynamo_error("TransactionInProgressException"),
+    let http = Scripted::replying([
+        Canned::dynamo_error("TransactionInProgressException", json!({})),
+        Canned::dynamo_error("TransactionInProgressException", json!({})),
+        Canned::dynamo_error("TransactionInProgressException", json!({})),
     ]);
     let err = repo_on(&http, 3)
         .persist::<Account>(&[deposit_event("Account", "acct-1", 1, 5)], None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, PersistenceError::ConnectionError(_)),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), "ConnectionError", "{err:?}");
+    assert_failed(&err, "Connection", "TransactWriteItems");
     let typed = typed(&err);
-    assert!(
-        matches!(
-            typed,
-            Error::Connection {
-                operation: "TransactWriteItems",
-                ..
-            }
-        ),
-        "{typed:?}"
-    );
     assert!(!typed.is_conflict() && !typed.is_data_error());
-    let seen = requests(&http);
+    let seen = http.requests();
     assert_eq!(seen.len(), 3);
-    assert!(seen
-        .iter()
-        .all(|(_, body)| body["ClientRequestToken"] == seen[0].1["ClientRequestToken"]));
+    assert!(seen.iter().all(|r| r.token() == seen[0].token()));
 
     // Through the framework: a connection error.
-    let http = replay_client(vec![
-        ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
-        dynamo_error("TransactionInProgressException"),
+    let http = Scripted::replying([
+        Canned::ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
+        Canned::dynamo_error("TransactionInProgressException", json!({})),
     ]);
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new_event_store(repo_on(&http, 1)),
-        vec![],
-        (),
-    );
-    let err = cqrs
-        .execute(
-            "acct-1",
-            AccountCommand::Deposit {
-                amount: 1,
-                times: 1,
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, AggregateError::DatabaseConnectionError(_)),
-        "{err:?}"
-    );
+    let cqrs = cqrs::<Account>(repo_on(&http, 1), SnapshotPolicy::Never);
+    let err = failed_deposit(&cqrs, "acct-1").await;
+    assert_eq!(err.kind(), "DatabaseConnectionError", "{err:?}");
 
     // Once the earlier attempt completes, the retry reports its outcome.
-    let http = replay_client(vec![
-        dynamo_error("TransactionInProgressException"),
-        ok(json!({})),
+    let http = Scripted::replying([
+        Canned::dynamo_error("TransactionInProgressException", json!({})),
+        Canned::ok(json!({})),
     ]);
     repo_on(&http, 3)
         .persist::<Account>(&[deposit_event("Account", "acct-1", 1, 5)], None)
         .await
         .unwrap();
-    assert_eq!(requests(&http).len(), 2);
+    assert_eq!(http.requests().len(), 2);
 }
 
-fn chunked_head(version: usize, hash: &str) -> HttpResponse {
-    ok(json!({"Item": {
+fn chunked_head(version: usize, hash: &str) -> Canned {
+    Canned::ok(json!({"Item": {
         "AggregateTypeAndId": {"S": "Account:acct-1"},
         "AggregateType": {"S": "Account"},
         "AggregateId": {"S": "acct-1"},
@@ -666,8 +384,8 @@ fn chunked_head(version: usize, hash: &str) -> HttpResponse {
     }}))
 }
 
-fn chunk_of_another_version() -> HttpResponse {
-    ok(json!({
+fn chunk_of_another_version() -> Canned {
+    Canned::ok(json!({
         "Responses": {"snapshots": [{
             "AggregateTypeAndId": {"S": "~chunk/Account/acct-1/0"},
             "ChunkOf": {"S": "Account:acct-1"},
@@ -679,65 +397,48 @@ fn chunk_of_another_version() -> HttpResponse {
     }))
 }
 
+/// Five reads of a chunked snapshot: the head of `head(attempt)` (from 1),
+/// then a chunk of another version.
+fn five_reads(head: impl Fn(usize) -> Canned) -> Scripted {
+    Scripted::replying((1..=5).flat_map(|attempt| [head(attempt), chunk_of_another_version()]))
+}
+
 #[tokio::test]
 async fn a_snapshot_rewritten_during_every_read_is_transient() {
     // Five attempts, each seeing a newer head than the last and chunks of
     // another version: a writer is at work.
-    let mut responses = Vec::new();
-    for version in 1..=5 {
-        responses.push(chunked_head(version, &format!("{version:016x}")));
-        responses.push(chunk_of_another_version());
-    }
-    let http = replay_client(responses);
+    let changing = |version| chunked_head(version, &format!("{version:016x}"));
+    let http = five_reads(changing);
     let err = repo_on(&http, 1)
         .get_snapshot::<Account>("acct-1")
         .await
         .unwrap_err();
+    assert_eq!(err.kind(), "ConnectionError", "{err:?}");
+    let changing_error = typed(&err);
     assert!(
-        matches!(err, PersistenceError::ConnectionError(_)),
-        "{err:?}"
+        matches!(changing_error, Error::SnapshotChanging { key, .. } if key == "Account:acct-1"),
+        "{changing_error:?}"
     );
-    let changing = typed(&err);
-    assert!(
-        matches!(changing, Error::SnapshotChanging { key, .. } if key == "Account:acct-1"),
-        "{changing:?}"
-    );
-    assert!(!changing.is_data_error());
-    assert_eq!(requests(&http).len(), 10);
+    assert!(!changing_error.is_data_error());
+    assert_eq!(http.requests().len(), 10);
 
     // Through DynamoStore: a connection error, so the command can be retried.
-    let mut responses = Vec::new();
-    for version in 1..=5 {
-        responses.push(chunked_head(version, &format!("{version:016x}")));
-        responses.push(chunk_of_another_version());
-    }
-    let http = replay_client(responses);
+    let http = five_reads(changing);
     let Err(err) = DynamoStore::<Account>::new_aggregate_store(repo_on(&http, 1))
         .load_aggregate("acct-1")
         .await
     else {
         panic!("loads")
     };
-    assert!(
-        matches!(err, AggregateError::DatabaseConnectionError(_)),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), "DatabaseConnectionError", "{err:?}");
 
     // The same mismatch under an unchanged head is corrupt data.
-    let mut responses = Vec::new();
-    for _ in 1..=5 {
-        responses.push(chunked_head(1, "0000000000000001"));
-        responses.push(chunk_of_another_version());
-    }
-    let http = replay_client(responses);
+    let http = five_reads(|_| chunked_head(1, "0000000000000001"));
     let err = repo_on(&http, 1)
         .get_snapshot::<Account>("acct-1")
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, PersistenceError::DeserializationError(_)),
-        "{err:?}"
-    );
+    assert_eq!(err.kind(), "DeserializationError", "{err:?}");
     assert!(
         matches!(typed(&err), Error::Snapshot { reason, .. } if reason.contains("another snapshot version")),
         "{err:?}"
@@ -768,7 +469,7 @@ fn snapshot_changing_maps_to_a_retryable_class() {
 
 #[tokio::test]
 async fn a_commit_holding_another_aggregates_event_is_a_caller_error() {
-    let http = replay_client(vec![]);
+    let http = Scripted::default();
     let repo = repo_on(&http, 1);
     for stranger in [
         deposit_event("Account", "acct-2", 2, 1),
@@ -776,7 +477,7 @@ async fn a_commit_holding_another_aggregates_event_is_a_caller_error() {
     ] {
         let events = vec![deposit_event("Account", "acct-1", 1, 1), stranger];
         let err = repo.persist::<Account>(&events, None).await.unwrap_err();
-        assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
+        assert_eq!(err.kind(), "UnknownError", "{err:?}");
         let typed = typed(&err);
         assert!(
             matches!(typed, Error::InvalidCommit { aggregate, .. } if aggregate == "Account:acct-1"),
@@ -786,5 +487,5 @@ async fn a_commit_holding_another_aggregates_event_is_a_caller_error() {
         assert!(typed.to_string().contains("acct-1"), "{typed}");
     }
     // Nothing was sent.
-    assert_eq!(requests(&http).len(), 0);
+    assert_eq!(http.requests().len(), 0);
 }

@@ -11,14 +11,11 @@ use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{CqrsFramework, EventStore};
 use dynamo_es::item::{self, Item};
 use dynamo_es::testing::TestTables;
-use dynamo_es::{Codec, DynamoStore, SnapshotPolicy};
+use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, SnapshotPolicy};
 use upstream_dynamo_es as upstream;
 
 fn deposit() -> AccountCommand {
-    AccountCommand::Deposit {
-        amount: 1,
-        times: 1,
-    }
+    AccountCommand::deposit(1, 1)
 }
 
 /// Upstream's own store (what `upstream::dynamodb_aggregate_cqrs` /
@@ -98,11 +95,7 @@ async fn ours_after_upstream(
     assert_eq!(context.current_snapshot, Some(upstream_version));
 
     // One more command writes our snapshot over upstream's, under its version.
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new(repo.clone(), policy),
-        vec![],
-        (),
-    );
+    let cqrs = cqrs::<Account>(repo.clone(), policy);
     cqrs.execute(&id, deposit()).await.unwrap();
     let context = store.load_aggregate(&id).await.unwrap();
     assert_eq!(
@@ -204,27 +197,25 @@ async fn snapshots_written_through_persisted_event_store_are_not_marked() {
     assert_eq!(context.current_snapshot, Some(2));
 }
 
+/// Two notes of `text` on a fresh aggregate, through our aggregate store
+/// (plain JSON): its id, the repository, and the snapshot's head item.
+async fn two_notes(db: &TestTables, text: String) -> (String, DynamoEventRepository, Item) {
+    let id = new_id();
+    let repo = db.repository().with_codec(Codec::json());
+    let cqrs = cqrs::<Account>(repo.clone(), SnapshotPolicy::Always);
+    for _ in 0..2 {
+        cqrs.execute(&id, AccountCommand::note(text.clone()))
+            .await
+            .unwrap();
+    }
+    let head = snapshot_head(db, &id).await;
+    (id, repo, head)
+}
+
 #[tokio::test]
 async fn chunked_snapshots_carry_the_marker_on_their_head() {
     let db = tables().await;
-    let id = new_id();
-    let repo = db.repository().with_codec(Codec::json());
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new_aggregate_store(repo.clone()),
-        vec![],
-        (),
-    );
-    for _ in 0..2 {
-        cqrs.execute(
-            &id,
-            AccountCommand::Note {
-                text: "n".repeat(300_000),
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let head = snapshot_head(&db, &id).await;
+    let (id, repo, head) = two_notes(&db, "n".repeat(300_000)).await;
     assert!(!head.contains_key(item::PAYLOAD), "chunked: {head:?}");
     assert_eq!(number(&head, item::PAYLOAD_CHUNKS), 2);
     assert_eq!(
@@ -244,24 +235,7 @@ async fn chunked_snapshots_carry_the_marker_on_their_head() {
 async fn recode_keeps_the_marker() {
     use dynamo_es::recode::{Recoder, Table};
     let db = tables().await;
-    let id = new_id();
-    let repo = db.repository().with_codec(Codec::json());
-    let cqrs = CqrsFramework::new(
-        DynamoStore::<Account>::new_aggregate_store(repo.clone()),
-        vec![],
-        (),
-    );
-    for _ in 0..2 {
-        cqrs.execute(
-            &id,
-            AccountCommand::Note {
-                text: "marker ".repeat(1000),
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let before = snapshot_head(&db, &id).await;
+    let (id, repo, before) = two_notes(&db, "marker ".repeat(1000)).await;
     assert!(before.contains_key(item::SNAPSHOT_WRITER));
     let report = Recoder::new(db.client.clone(), Codec::json().compressed(3))
         .run_table(&Table::snapshots(db.snapshots.clone()))

@@ -3,11 +3,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
-use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, View};
-use dynamo_es::testing::{dynamodb, TestTables};
-use dynamo_es::Codec;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::{
+    Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, EventStore, View,
+};
+use dynamo_es::item::Item;
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Scripted};
+use dynamo_es::testing::{dynamodb, scan_all, TestTables};
+use dynamo_es::{DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,6 +36,18 @@ pub enum AccountCommand {
     Note { text: String },
     /// Fails without emitting.
     Fail,
+}
+
+impl AccountCommand {
+    /// `times` deposits of `amount`.
+    pub fn deposit(amount: i64, times: usize) -> Self {
+        AccountCommand::Deposit { amount, times }
+    }
+
+    /// A note of `text`.
+    pub fn note(text: impl Into<String>) -> Self {
+        AccountCommand::Note { text: text.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,21 +164,6 @@ pub fn new_id() -> String {
     )
 }
 
-/// Every codec this build can write.
-pub fn all_codecs() -> Vec<Codec> {
-    #[allow(unused_mut)]
-    let mut codecs = vec![Codec::json()];
-    #[cfg(feature = "msgpack")]
-    codecs.push(Codec::msgpack());
-    #[cfg(feature = "compression")]
-    {
-        codecs.push(Codec::json().compressed(3));
-        #[cfg(feature = "msgpack")]
-        codecs.push(Codec::msgpack().compressed(3));
-    }
-    codecs
-}
-
 /// A serialized `Deposited` event.
 pub fn deposit_event(
     aggregate_type: &str,
@@ -206,6 +211,55 @@ pub async fn replay<R: PersistedEventRepository>(repo: &R, id: &str) -> (Account
     (account, sequences)
 }
 
+/// The state of `id` rebuilt by a fresh event store from its first `upto`
+/// stored events, and how many events that was. With every event, the
+/// event store's own load must give the same state.
+pub async fn replayed<A>(repo: &DynamoEventRepository, id: &str, upto: usize) -> (A, usize)
+where
+    A: Aggregate + Default + PartialEq + std::fmt::Debug,
+{
+    let store = DynamoStore::<A>::new_event_store(repo.clone());
+    let events = store.load_events(id).await.unwrap();
+    let all = upto >= events.len();
+    let mut state = A::default();
+    let mut count = 0;
+    for envelope in events.into_iter().take(upto) {
+        state.apply(envelope.payload);
+        count += 1;
+    }
+    if all {
+        assert_eq!(store.load_aggregate(id).await.unwrap().aggregate, state);
+    }
+    (state, count)
+}
+
+/// A framework with no queries over a store on `repo` with `policy`.
+pub fn cqrs<A>(
+    repo: DynamoEventRepository,
+    policy: SnapshotPolicy,
+) -> CqrsFramework<A, DynamoStore<A>>
+where
+    A: Aggregate<Services = ()>,
+{
+    CqrsFramework::new(DynamoStore::<A>::new(repo, policy), vec![], ())
+}
+
+/// Deposits 1 once on `id` through `cqrs`, which must fail.
+pub async fn failed_deposit(
+    cqrs: &CqrsFramework<Account, DynamoStore<Account>>,
+    id: &str,
+) -> AggregateError<AccountError> {
+    let result = cqrs.execute(id, AccountCommand::deposit(1, 1)).await;
+    result.expect_err("the deposit fails")
+}
+
+/// A repository on tables `events` and `snapshots` that only `http`
+/// answers, with `max_attempts` quick retries and short timeouts.
+pub fn canned_repo(http: &Scripted, max_attempts: u32) -> DynamoEventRepository {
+    let client = client_on(http.clone(), quick_retries(max_attempts), short_timeouts());
+    DynamoEventRepository::new(client).with_tables("events", "snapshots")
+}
+
 /// Metadata for a commit.
 pub fn no_metadata() -> HashMap<String, String> {
     HashMap::new()
@@ -213,15 +267,202 @@ pub fn no_metadata() -> HashMap<String, String> {
 
 /// Counts the items in a table (all pages).
 pub async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
-    let mut pages = client
-        .scan()
+    scan_all(client, table).await.unwrap().len()
+}
+
+/// Writes `item` to `table` as it is.
+pub async fn put(db: &TestTables, table: &str, item: Item) {
+    db.client
+        .put_item()
         .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    let mut count = 0;
-    while let Some(page) = pages.next().await {
-        count += page.unwrap().items.unwrap_or_default().len();
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The snapshot stored for `id`, which must exist.
+pub async fn stored_snapshot<A: Aggregate>(db: &TestTables, id: &str) -> SerializedSnapshot {
+    let snapshot = db.repository().get_snapshot::<A>(id).await.unwrap();
+    snapshot.unwrap_or_else(|| panic!("no snapshot of {id}"))
+}
+
+/// The events stored for `id`.
+pub async fn stored_events<A: Aggregate>(db: &TestTables, id: &str) -> Vec<SerializedEvent> {
+    db.repository().get_events::<A>(id).await.unwrap()
+}
+
+/// Reads a stream to its end: how many events it yielded, and the error
+/// that ended it, if one did (checked to be the last item).
+pub async fn drain<A: Aggregate>(stream: &mut ReplayStream) -> (usize, Option<PersistenceError>) {
+    let mut events = 0;
+    loop {
+        match next_within_bound::<A>(stream).await {
+            Some(Ok(_)) => events += 1,
+            Some(Err(err)) => {
+                let after = next_within_bound::<A>(stream).await;
+                assert!(after.is_none(), "the stream goes on after an error");
+                return (events, Some(err));
+            }
+            None => return (events, None),
+        }
     }
-    count
+}
+
+/// The sequence of every event a stream yields, to its end; every item
+/// must be an event.
+pub async fn sequences<A: Aggregate>(stream: &mut ReplayStream) -> Vec<usize> {
+    let mut sequences = Vec::new();
+    while let Some(event) = next_within_bound::<A>(stream).await {
+        sequences.push(event.unwrap().sequence);
+    }
+    sequences
+}
+
+/// Asserts that `stream` yields the events of sequences 1 to `n`, in order.
+pub async fn assert_sequences<A: Aggregate>(stream: &mut ReplayStream, n: usize) {
+    let sequences = sequences::<A>(stream).await;
+    assert!(
+        sequences.iter().copied().eq(1..=n),
+        "{} events",
+        sequences.len()
+    );
+}
+
+/// The next item of a stream, which must come within [`NO_HANG`].
+pub async fn next_within_bound<A: Aggregate>(
+    stream: &mut ReplayStream,
+) -> Option<Result<EventEnvelope<A>, PersistenceError>> {
+    tokio::time::timeout(NO_HANG, stream.next::<A>(&[]))
+        .await
+        .expect("the stream hangs")
+}
+
+/// Bound for "does not hang".
+pub const NO_HANG: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------
+
+/// The `dynamo_es::Error` inside a persistence error.
+pub fn typed(err: &PersistenceError) -> &Error {
+    let source = match err {
+        PersistenceError::ConnectionError(source)
+        | PersistenceError::DeserializationError(source)
+        | PersistenceError::UnknownError(source) => source,
+        PersistenceError::OptimisticLockError => panic!("no source in {err:?}"),
+    };
+    source
+        .downcast_ref::<Error>()
+        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
+}
+
+/// The `dynamo_es::Error` inside an aggregate error.
+pub fn typed_aggregate<E: std::error::Error>(err: &AggregateError<E>) -> &Error {
+    let source = match err {
+        AggregateError::DatabaseConnectionError(source)
+        | AggregateError::DeserializationError(source)
+        | AggregateError::UnexpectedError(source) => source,
+        other => panic!("no source in {other:?}"),
+    };
+    source
+        .downcast_ref::<Error>()
+        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
+}
+
+/// The variant of a cqrs-es error, by name, to assert on in one line.
+pub trait ErrorKind {
+    /// The variant's name, e.g. `ConnectionError`.
+    fn kind(&self) -> &'static str;
+}
+
+impl ErrorKind for PersistenceError {
+    fn kind(&self) -> &'static str {
+        match self {
+            PersistenceError::OptimisticLockError => "OptimisticLockError",
+            PersistenceError::ConnectionError(_) => "ConnectionError",
+            PersistenceError::DeserializationError(_) => "DeserializationError",
+            PersistenceError::UnknownError(_) => "UnknownError",
+        }
+    }
+}
+
+impl<E: std::error::Error> ErrorKind for AggregateError<E> {
+    fn kind(&self) -> &'static str {
+        match self {
+            AggregateError::UserError(_) => "UserError",
+            AggregateError::AggregateConflict => "AggregateConflict",
+            AggregateError::DatabaseConnectionError(_) => "DatabaseConnectionError",
+            AggregateError::DeserializationError(_) => "DeserializationError",
+            AggregateError::UnexpectedError(_) => "UnexpectedError",
+        }
+    }
+}
+
+/// The class and operation of a failed DynamoDB call, as
+/// `("Throttled" | "Connection" | "Dynamo", operation)`.
+pub fn failed_call(err: &Error) -> Option<(&'static str, &'static str)> {
+    match err {
+        Error::Throttled { operation, .. } => Some(("Throttled", operation)),
+        Error::Connection { operation, .. } => Some(("Connection", operation)),
+        Error::Dynamo { operation, .. } => Some(("Dynamo", operation)),
+        _ => None,
+    }
+}
+
+/// Asserts that `err` is a failed call of `class` on `operation`: a
+/// connection error (retryable) unless the class is `Dynamo`.
+#[track_caller]
+pub fn assert_failed(err: &PersistenceError, class: &str, operation: &str) {
+    let retryable = err.kind() == "ConnectionError";
+    assert_eq!(
+        (failed_call(typed(err)), retryable),
+        (Some((class, operation)), class != "Dynamo"),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Logs.
+// ---------------------------------------------------------------------------
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Captures this thread's logs at `level` and above, spans included when
+/// `spans` (tests on a current-thread runtime capture everything the store
+/// does).
+pub fn capture(
+    level: tracing::Level,
+    spans: bool,
+) -> (Captured, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_span_events(if spans { FmtSpan::FULL } else { FmtSpan::NONE })
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
 }
