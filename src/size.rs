@@ -168,48 +168,40 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::primitives::Blob;
 
+    /// Checks `number_size` on each `(text, size)`.
+    fn sizes(cases: &[(&str, usize)]) {
+        for &(text, size) in cases {
+            assert_eq!(number_size(text), size, "{text}");
+        }
+    }
+
     #[test]
+    #[rustfmt::skip]
     fn numbers_count_significant_digit_pairs() {
-        assert_eq!(number_size("0"), 1);
-        assert_eq!(number_size("7"), 2);
-        assert_eq!(number_size("12"), 2);
-        assert_eq!(number_size("123"), 3);
-        assert_eq!(number_size("1234"), 3);
-        assert_eq!(number_size("12345"), 4);
-        assert_eq!(number_size("18446744073709551615"), 11);
-        assert_eq!(number_size("99999999999999999999999999999999999999"), 20);
+        sizes(&[
+            ("0", 1), ("7", 2), ("12", 2), ("123", 3), ("1234", 3), ("12345", 4),
+            ("18446744073709551615", 11), ("99999999999999999999999999999999999999", 20),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn decimals_pair_digits_on_each_side_of_the_point() {
-        assert_eq!(number_size("1.5"), 3);
-        assert_eq!(number_size("12.5"), 3);
-        assert_eq!(number_size("1.25"), 3);
-        assert_eq!(number_size("12.34"), 3);
-        assert_eq!(number_size("123.45"), 4);
-        assert_eq!(number_size("123.456"), 5);
-        assert_eq!(number_size("10.5"), 3);
-        assert_eq!(number_size("1.05"), 3);
-        assert_eq!(number_size("0.5"), 2);
-        assert_eq!(number_size(".5"), 2);
-        assert_eq!(number_size("0.25"), 2);
-        assert_eq!(number_size("0.125"), 3);
-        assert_eq!(number_size("0.0012"), 2);
-        assert_eq!(number_size("0.012"), 2);
-        assert_eq!(number_size("0.0105"), 3);
-        assert_eq!(number_size("3.14159265358979"), 9);
-        assert_eq!(number_size("9.9999999999999999999999999999999999999"), 21);
+        sizes(&[
+            ("1.5", 3), ("12.5", 3), ("1.25", 3), ("12.34", 3), ("123.45", 4), ("123.456", 5),
+            ("10.5", 3), ("1.05", 3), ("0.5", 2), (".5", 2), ("0.25", 2), ("0.125", 3),
+            ("0.0012", 2), ("0.012", 2), ("0.0105", 3), ("3.14159265358979", 9),
+            ("9.9999999999999999999999999999999999999", 21),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn negative_numbers_cost_one_more_byte() {
-        assert_eq!(number_size("-7"), 3);
-        assert_eq!(number_size("-42"), 3);
-        assert_eq!(number_size("-123"), 4);
-        assert_eq!(number_size("-1.5"), 4);
-        assert_eq!(number_size("-0.0015"), 3);
-        assert_eq!(number_size("+1.5"), 3);
-        assert_eq!(number_size("-9.9999999999999999999999999999999999999"), 22);
+        sizes(&[
+            ("-7", 3), ("-42", 3), ("-123", 4), ("-1.5", 4), ("-0.0015", 3), ("+1.5", 3),
+            ("-9.9999999999999999999999999999999999999", 22),
+        ]);
     }
 
     #[test]
@@ -222,49 +214,30 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn leading_and_trailing_zeros_are_trimmed() {
-        assert_eq!(number_size("0042"), 2);
-        assert_eq!(number_size("1000"), 2);
-        assert_eq!(number_size("1001"), 3);
-        assert_eq!(number_size("12000"), 2);
-        assert_eq!(number_size("1.500"), 3);
-        assert_eq!(number_size("001.500"), 3);
-        assert_eq!(number_size("100.5"), 4);
-        assert_eq!(number_size("-000.000150"), 3);
+        sizes(&[
+            ("0042", 2), ("1000", 2), ("1001", 3), ("12000", 2), ("1.500", 3), ("001.500", 3),
+            ("100.5", 4), ("-000.000150", 3),
+        ]);
     }
 
     #[test]
+    #[rustfmt::skip]
     fn exponents_only_move_the_decimal_point() {
-        assert_eq!(number_size("1e10"), 2);
-        assert_eq!(number_size("1E+10"), 2);
-        assert_eq!(number_size("1e125"), 2);
-        assert_eq!(
-            number_size("9.9999999999999999999999999999999999999E+125"),
-            20
-        );
-        assert_eq!(number_size("1.5E-3"), 2);
+        sizes(&[
+            ("1e10", 2), ("1E+10", 2), ("1e125", 2), ("1.5E-3", 2), ("1.5e0", 3), ("1.5e1", 2),
+            ("9.9999999999999999999999999999999999999E+125", 20), ("15e-1", 3), ("12345e-2", 4),
+            ("1E-130", 2), ("-1E-130", 3), ("1.23e1", 3), ("0.00123e5", 3), ("1e0010", 2),
+            // Exponents past an i64 saturate rather than wrap or read as zero.
+            ("1.5e99999999999999999999", 2), ("1.5e-99999999999999999999", 2),
+        ]);
         assert_eq!(number_size("1.5e-3"), number_size("0.0015"));
-        assert_eq!(number_size("1.5e0"), 3);
-        assert_eq!(number_size("1.5e1"), 2);
-        assert_eq!(number_size("15e-1"), 3);
-        assert_eq!(number_size("12345e-2"), 4);
-        assert_eq!(number_size("1E-130"), 2);
-        assert_eq!(number_size("-1E-130"), 3);
-        assert_eq!(number_size("1.23e1"), 3);
-        assert_eq!(number_size("0.00123e5"), 3);
-        assert_eq!(number_size("1e0010"), 2);
-        // Exponents past an i64 saturate rather than wrap or read as zero.
-        assert_eq!(number_size("1.5e99999999999999999999"), 2);
-        assert_eq!(number_size("1.5e-99999999999999999999"), 2);
     }
 
     #[test]
     fn malformed_text_still_gets_a_size() {
-        assert_eq!(number_size(""), 1);
-        assert_eq!(number_size("-"), 1);
-        assert_eq!(number_size(" 1.5 "), 3);
-        assert_eq!(number_size("1e"), 2);
-        assert_eq!(number_size("1.2.3"), 3);
+        sizes(&[("", 1), ("-", 1), (" 1.5 ", 3), ("1e", 2), ("1.2.3", 3)]);
     }
 
     #[test]
