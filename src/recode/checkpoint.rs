@@ -7,7 +7,10 @@
 //! replaced atomically after every page (a temporary file, synced, then
 //! renamed), so it always holds a state of whole pages: a resumed run
 //! rescans nothing it counted and counts nothing twice. A table's stored
-//! progress is resumed only under the same [`Settings`].
+//! progress is resumed only under the same [`Settings`], and only on the
+//! same table: each table's [`TableIdentity`] (endpoint, region, ARN, table
+//! id, creation time) is recorded when it starts and checked on every
+//! later run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -20,14 +23,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
+use super::identity::TableIdentity;
 use super::stats::{usize_of_u32, Counts};
 use super::TableKind;
 
-/// The version of the checkpoint file format written. Version 1 (counters
-/// named `wcu_before`, `rcu_before`, ...) is still read.
-const CHECKPOINT_VERSION: u32 = 2;
-/// The oldest version read.
-const OLDEST_VERSION: u32 = 1;
+/// The version of the checkpoint file format, the only one read. Versions
+/// 1 and 2 do not record which table their progress belongs to, so they are
+/// refused rather than trusted.
+const CHECKPOINT_VERSION: u32 = 3;
 
 /// The settings a table's recode was started with. A checkpoint stores
 /// them, and a run resuming from it must ask for the same.
@@ -62,17 +65,20 @@ impl fmt::Display for Settings {
 pub(super) struct TableState {
     #[serde(flatten)]
     pub settings: Settings,
+    /// The table it was made on.
+    pub identity: TableIdentity,
     /// One state per segment.
     #[serde(rename = "segments")]
     pub progress: Vec<SegmentState>,
 }
 
 impl TableState {
-    /// A table not started yet under `settings`.
-    pub fn new(settings: Settings) -> Self {
+    /// A table not started yet under `settings`, on the table `identity`.
+    pub fn new(settings: Settings, identity: TableIdentity) -> Self {
         TableState {
             progress: vec![SegmentState::default(); usize_of_u32(settings.segments)],
             settings,
+            identity,
         }
     }
 }
@@ -146,6 +152,12 @@ struct CheckpointFile {
     tables: BTreeMap<String, TableState>,
 }
 
+/// The version of a checkpoint file, read before the rest.
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
+}
+
 /// The run's progress, in memory and (optionally) in a file.
 pub(super) struct Checkpointer {
     path: Option<PathBuf>,
@@ -166,17 +178,26 @@ impl Checkpointer {
             };
             match std::fs::read(path) {
                 Ok(bytes) => {
-                    file = serde_json::from_slice(&bytes)
+                    let Version { version } = serde_json::from_slice(&bytes)
                         .map_err(|err| failed(format!("cannot parse: {err}")))?;
-                    if !(OLDEST_VERSION..=CHECKPOINT_VERSION).contains(&file.version) {
+                    if version < CHECKPOINT_VERSION {
                         return Err(failed(format!(
-                            "unknown version {} (this build reads versions {OLDEST_VERSION} \
-                             to {CHECKPOINT_VERSION})",
-                            file.version
+                            "version {version} was written by an earlier dynamo-es and does not \
+                             record which table its progress belongs to (endpoint, table ARN, \
+                             id and creation time), so it cannot be checked against the tables \
+                             of this run. Finish that run with the version that started it, or \
+                             delete the file to start over (a new run leaves items already \
+                             recoded as they are)"
                         )));
                     }
-                    // Older versions are read as this one, and saved as it.
-                    file.version = CHECKPOINT_VERSION;
+                    if version > CHECKPOINT_VERSION {
+                        return Err(failed(format!(
+                            "unknown version {version} (this build reads version \
+                             {CHECKPOINT_VERSION})"
+                        )));
+                    }
+                    file = serde_json::from_slice(&bytes)
+                        .map_err(|err| failed(format!("cannot parse: {err}")))?;
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(failed(format!("cannot read: {err}"))),
@@ -198,11 +219,30 @@ impl Checkpointer {
         self.path.clone().unwrap_or_default()
     }
 
-    /// The stored state of `table`, or a new one under `settings` if it has
-    /// none. A stored state from a run with other settings is an error.
-    pub fn start(&self, table: &str, settings: Settings) -> Result<TableState, Error> {
+    /// True if progress is recorded in a file (not only in memory).
+    pub fn has_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// The stored state of `table`, or a new one under `settings` on the
+    /// table `identity` if it has none. A stored state made on another
+    /// table, or by a run with other settings, is an error.
+    pub fn start(
+        &self,
+        table: &str,
+        settings: Settings,
+        identity: TableIdentity,
+    ) -> Result<TableState, Error> {
         let mut file = self.lock()?;
         if let Some(stored) = file.tables.get(table) {
+            let differences = stored.identity.differences(&identity);
+            if !differences.is_empty() {
+                return Err(Error::CheckpointOtherTable {
+                    path: self.path(),
+                    table: table.to_string(),
+                    differences,
+                });
+            }
             if stored.settings != settings {
                 return Err(Error::CheckpointMismatch {
                     path: self.path(),
@@ -223,7 +263,7 @@ impl Checkpointer {
             }
             return Ok(stored.clone());
         }
-        let state = TableState::new(settings);
+        let state = TableState::new(settings, identity);
         file.tables.insert(table.to_string(), state.clone());
         self.save(&file)?;
         Ok(state)
@@ -320,6 +360,16 @@ mod tests {
         dir
     }
 
+    fn identity() -> TableIdentity {
+        TableIdentity {
+            endpoint: Some("http://127.0.0.1:8000".into()),
+            region: Some("us-east-1".into()),
+            arn: Some("arn:aws:dynamodb:us-east-1:000000000000:table/T".into()),
+            table_id: Some("6a1c".into()),
+            created: Some("2025-01-02T03:04:05Z".into()),
+        }
+    }
+
     fn settings() -> Settings {
         Settings {
             kind: TableKind::Snapshots,
@@ -335,7 +385,7 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("checkpoint.json");
         let checkpoint = Checkpointer::open(Some(&path)).unwrap();
-        checkpoint.start("T", settings()).unwrap();
+        checkpoint.start("T", settings(), identity()).unwrap();
         let mut segment = SegmentState {
             done: false,
             last_key: Some(BTreeMap::from([(
@@ -358,14 +408,14 @@ mod tests {
         );
 
         let resumed = Checkpointer::open(Some(&path)).unwrap();
-        let state = resumed.start("T", settings()).unwrap();
+        let state = resumed.start("T", settings(), identity()).unwrap();
         assert_eq!(state.progress[1], segment);
         assert_eq!(state.progress[0], SegmentState::default());
         let other = Settings {
             segments: 3,
             ..settings()
         };
-        let err = resumed.start("T", other).unwrap_err();
+        let err = resumed.start("T", other, identity()).unwrap_err();
         assert!(
             matches!(&err, Error::CheckpointMismatch { stored, requested, .. }
                 if stored.segments == 2 && requested.segments == 3),
@@ -380,7 +430,7 @@ mod tests {
             dry_run: true,
             ..settings()
         };
-        assert!(resumed.start("T", dry).is_err());
+        assert!(resumed.start("T", dry, identity()).is_err());
 
         std::fs::write(&path, b"{not json").unwrap();
         let err = Checkpointer::open(Some(&path)).err().unwrap();
@@ -392,39 +442,75 @@ mod tests {
     }
 
     #[test]
-    fn version_1_checkpoints_resume_and_are_saved_as_version_2() {
+    fn a_checkpoint_resumes_only_the_table_it_was_made_on() {
         let dir = temp_dir();
         let path = dir.join("checkpoint.json");
-        let version_1 = r#"{"version": 1, "tables": {"T": {
-            "kind": "snapshots", "codec": "json+zstd-3", "dry_run": false,
-            "allow_growth": false, "total_segments": 2, "segments": [
-                {"done": true, "last_key": null, "counters": {"items_scanned": 5,
-                    "wcu_before": 7, "wcu_after": 3, "rcu_before": 6, "rcu_after": 2}},
-                {"done": false, "last_key": {"AggregateTypeAndId": {"S": "A:1"}},
-                    "counters": {}}
-            ]}}}"#;
-        std::fs::write(&path, version_1).unwrap();
-        let checkpoint = Checkpointer::open(Some(&path)).unwrap();
-        let state = checkpoint.start("T", settings()).unwrap();
-        let counters = state.progress[0].counters;
-        assert_eq!(
-            (
-                counters.items_scanned,
-                counters.wcu_per_rewrite_before,
-                counters.rcu_per_load_after
-            ),
-            (5, 7, 2)
-        );
-        checkpoint.record("T", 1, &state.progress[1]).unwrap();
+        Checkpointer::open(Some(&path))
+            .unwrap()
+            .start("T", settings(), identity())
+            .unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(saved["version"], CHECKPOINT_VERSION);
-        let table = &saved["tables"]["T"];
-        assert_eq!(table["total_segments"], 2);
-        assert_eq!(
-            table["segments"][0]["counters"]["wcu_per_rewrite_before"],
-            7
+        assert_eq!(saved["tables"]["T"]["identity"]["table_id"], "6a1c");
+
+        let resumed = Checkpointer::open(Some(&path)).unwrap();
+        let recreated = TableIdentity {
+            table_id: Some("9f2e".into()),
+            ..identity()
+        };
+        let err = resumed.start("T", settings(), recreated).unwrap_err();
+        assert!(
+            matches!(&err, Error::CheckpointOtherTable { table, differences, .. }
+                if table == "T" && differences.len() == 1),
+            "{err}"
         );
+        let message = err.to_string();
+        for part in ["checkpoint.json", "table T", "table id 6a1c", "9f2e now"] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        let elsewhere = TableIdentity {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            ..identity()
+        };
+        let message = resumed
+            .start("T", settings(), elsewhere)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "endpoint http://127.0.0.1:8000 in the checkpoint, http://127.0.0.1:9000 now"
+            ),
+            "{message}"
+        );
+        assert!(resumed.start("T", settings(), identity()).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_of_versions_without_table_identity_are_refused() {
+        let dir = temp_dir();
+        let path = dir.join("checkpoint.json");
+        let version_2 = r#"{"version": 2, "tables": {"T": {
+            "kind": "snapshots", "codec": "json+zstd-3", "dry_run": false,
+            "allow_growth": false, "total_segments": 1, "segments": [
+                {"done": true, "last_key": null, "counters": {"items_scanned": 5}}
+            ]}}}"#;
+        for old in [
+            version_2.to_string(),
+            version_2.replace("\"version\": 2", "\"version\": 1"),
+        ] {
+            std::fs::write(&path, old).unwrap();
+            let err = Checkpointer::open(Some(&path)).err().unwrap();
+            assert!(matches!(&err, Error::Checkpoint { .. }), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("checkpoint.json")
+                    && message.contains("earlier dynamo-es")
+                    && message.contains("delete the file"),
+                "{message}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

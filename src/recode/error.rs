@@ -45,6 +45,26 @@ pub enum Error {
         /// The settings of this run.
         requested: Settings,
     },
+    /// The checkpoint file holds progress of a table of this name, but made
+    /// on another table: another endpoint, region or account, or a table
+    /// deleted and created again since. Resuming (or returning a finished
+    /// report) would describe another table. Nothing was scanned.
+    #[error(
+        "checkpoint {}: table {table} is not the table this checkpoint was made on ({}). \
+         A checkpoint resumes only the table it started on: use another checkpoint file, or \
+         delete this one to start over",
+        path.display(),
+        differences.join("; ")
+    )]
+    CheckpointOtherTable {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// What differs, one entry per field: the endpoint, region, table
+        /// ARN, table id or creation time, as recorded and as found now.
+        differences: Vec<String>,
+    },
     /// A scan segment's task panicked or was cancelled. Its pages done so
     /// far are in the checkpoint.
     #[error("table {table}: scan segment {segment} failed: {reason}")]

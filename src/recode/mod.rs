@@ -53,11 +53,16 @@
 //! For large tables, scans run in parallel segments, a shared token bucket
 //! caps the items processed per second, and a checkpoint file (written
 //! atomically after every page) lets an interrupted run resume where it
-//! stopped, with the same final report as an uninterrupted run.
+//! stopped, with the same final report as an uninterrupted run. The file
+//! records which table each entry belongs to (the configured endpoint URL,
+//! the region, and the table's ARN, id and creation time, from one
+//! `DescribeTable`) and is refused on any other table of the same name.
 //!
 //! A run stops with an error only when DynamoDB fails it (the crate's
 //! usual errors), or for a reason of its own: its checkpoint file cannot be
-//! used or was started with other settings, or a scan segment task died.
+//! used, was started with other settings or on another table (another
+//! endpoint, region or account, or a table deleted and created again), or
+//! a scan segment task died.
 //! Those are a recode [`Error`], boxed in [`crate::Error::Recode`]. Items
 //! it cannot read or convert are counted in the [`Report`], never raised.
 //!
@@ -117,6 +122,7 @@ use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
 
 mod checkpoint;
 mod error;
+mod identity;
 mod options;
 mod rate_limit;
 mod report;

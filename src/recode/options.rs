@@ -163,7 +163,14 @@ impl RecodeOptions {
     /// A finished checkpoint makes a rerun return its stored report without
     /// scanning; delete the file to start over. A table started there with
     /// other [`Settings`](super::Settings) is refused with
-    /// [`Error::CheckpointMismatch`](super::Error::CheckpointMismatch).
+    /// [`Error::CheckpointMismatch`](super::Error::CheckpointMismatch), and
+    /// one made on another table of that name (another endpoint, region or
+    /// account, or a table deleted and created again: each table is
+    /// described once when the run starts it) with
+    /// [`Error::CheckpointOtherTable`](super::Error::CheckpointOtherTable).
+    /// Files of checkpoint versions 1 and 2 (before 0.6), which do not
+    /// record the table, are refused with
+    /// [`Error::Checkpoint`](super::Error::Checkpoint).
     ///
     /// A dry run ([`with_dry_run`](Self::with_dry_run),
     /// [`Recoder::report`](super::Recoder::report)) neither reads nor writes

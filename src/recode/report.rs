@@ -285,13 +285,16 @@ mod tests {
     use super::*;
 
     fn report(table: &str, kind: TableKind, before: u64, after: u64) -> TableReport {
-        let mut state = TableState::new(Settings {
-            kind,
-            codec: "json".into(),
-            dry_run: true,
-            allow_growth: false,
-            segments: 2,
-        });
+        let mut state = TableState::new(
+            Settings {
+                kind,
+                codec: "json".into(),
+                dry_run: true,
+                allow_growth: false,
+                segments: 2,
+            },
+            Default::default(),
+        );
         for segment in &mut state.progress {
             segment.done = true;
         }

@@ -17,6 +17,7 @@ use super::checkpoint::{
     key_from_checkpoint, key_to_checkpoint, Checkpointer, SegmentState, Settings,
 };
 use super::error::Error as RecodeError;
+use super::identity::TableIdentity;
 use super::rate_limit::RateLimiter;
 use super::stats::{Counts, Outcome};
 use super::{Progress, RecodeOptions, Recoder, Table, TableKind, TableReport};
@@ -93,7 +94,14 @@ impl TableRun {
             dry_run = options.dry_run,
             segments = options.segments,
         );
-        let state = shared.checkpoint.start(&table.name, settings)?;
+        // Only a checkpoint file outlives the run: it records which table
+        // its progress is on, and is refused on another one.
+        let identity = if shared.checkpoint.has_file() {
+            TableIdentity::of(&recoder.client, &table.name).await?
+        } else {
+            TableIdentity::default()
+        };
+        let state = shared.checkpoint.start(&table.name, settings, identity)?;
         let run = Arc::new(TableRun {
             client: recoder.client.clone(),
             target: recoder.target.clone(),

@@ -47,8 +47,8 @@ mod emulator {
     use aws_sdk_dynamodb::primitives::Blob;
     use aws_sdk_dynamodb::types::AttributeValue;
 
-    use super::super::{RecodeOptions, Recoder, Table};
-    use crate::testing::{dynamodb, unique_name, TestTables};
+    use super::super::{Error, RecodeOptions, Recoder, Table};
+    use crate::testing::{dynamodb, unique_name, EmbeddedDynamo, TestTables};
     use crate::Codec;
 
     /// `count` views of pretty-printed JSON over 1 KB, which zstd shrinks.
@@ -130,6 +130,84 @@ mod emulator {
             .unwrap();
         assert_eq!(dry.tables[0].counts.items_recoded, 0, "already recoded");
         assert_eq!(recoder.run(&tables).await.unwrap(), done);
+        std::fs::remove_file(&checkpoint).unwrap();
+    }
+
+    /// The error of a run refused by its checkpoint, as text.
+    async fn refused(recoder: &Recoder, tables: &[Table]) -> String {
+        match recoder.run(tables).await {
+            Err(crate::Error::Recode(err)) => {
+                assert!(matches!(*err, Error::CheckpointOtherTable { .. }), "{err}");
+                err.to_string()
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_checkpoint_is_refused_on_a_recreated_table_or_another_endpoint() {
+        let db = dynamodb().await.unwrap();
+        seed_views(&db, 3).await;
+        let tables = [Table::views(&db.views)];
+        let checkpoint = checkpoint_path();
+        let options = RecodeOptions::default().with_checkpoint(&checkpoint);
+        let target = Codec::json().compressed(3);
+        let recoder = Recoder::new(db.client.clone(), target.clone()).with_options(options.clone());
+        let done = recoder.run(&tables).await.unwrap();
+        assert!(done.complete);
+        assert_eq!(done.tables[0].counts.items_recoded, 3);
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+        let identity = &saved["tables"][&db.views]["identity"];
+        assert!(identity["table_id"].is_string(), "{saved}");
+        assert!(
+            identity["arn"].as_str().unwrap().ends_with(&db.views),
+            "{saved}"
+        );
+        if std::env::var(crate::testing::ENDPOINT_ENV).is_err() {
+            assert_eq!(identity["endpoint"], crate::testing::endpoint().unwrap());
+        }
+        assert_eq!(recoder.run(&tables).await.unwrap(), done, "same table");
+
+        // Another endpoint with a table of the same name: refused, naming
+        // the file, the table and the endpoints.
+        let other = EmbeddedDynamo::start().unwrap();
+        let client = other.client();
+        crate::create_view_table(&client, &db.views).await.unwrap();
+        let elsewhere = Recoder::new(client, target.clone()).with_options(options.clone());
+        let message = refused(&elsewhere, &tables).await;
+        let file = checkpoint.display().to_string();
+        for part in [
+            file.as_str(),
+            db.views.as_str(),
+            "endpoint",
+            &other.endpoint(),
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        tokio::task::spawn_blocking(move || other.stop())
+            .await
+            .unwrap();
+
+        // The same table deleted and created again: refused (a new table id).
+        db.client
+            .delete_table()
+            .table_name(&db.views)
+            .send()
+            .await
+            .unwrap();
+        crate::create_view_table(&db.client, &db.views)
+            .await
+            .unwrap();
+        seed_views(&db, 1).await;
+        let message = refused(&recoder, &tables).await;
+        assert!(message.contains("table id"), "{message}");
+        assert!(!message.contains("endpoint"), "{message}");
+
+        // Deleting the checkpoint starts over on the new table.
+        std::fs::remove_file(&checkpoint).unwrap();
+        let fresh = recoder.run(&tables).await.unwrap();
+        assert_eq!(fresh.tables[0].counts.items_scanned, 1);
         std::fs::remove_file(&checkpoint).unwrap();
     }
 }
