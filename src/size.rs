@@ -144,18 +144,19 @@ pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
 
 /// Write capacity units to write an item of `size` bytes (doubled in a transaction).
 pub fn write_units(size: usize, transactional: bool) -> u64 {
-    let units = u64::try_from(size.div_ceil(1024).max(1)).unwrap_or(u64::MAX);
-    if transactional {
-        units.saturating_mul(2)
-    } else {
-        units
-    }
+    capacity_units(size, 1024, transactional)
 }
 
 /// Read capacity units for a strongly consistent read of `size` bytes
 /// (one item, or the summed size of a query page); doubled in a transaction.
 pub fn read_units(size: usize, transactional: bool) -> u64 {
-    let units = u64::try_from(size.div_ceil(4096).max(1)).unwrap_or(u64::MAX);
+    capacity_units(size, 4096, transactional)
+}
+
+/// `size` in units of `unit` bytes, rounded up (at least one), doubled in a
+/// transaction.
+fn capacity_units(size: usize, unit: usize, transactional: bool) -> u64 {
+    let units = u64::try_from(size.div_ceil(unit).max(1)).unwrap_or(u64::MAX);
     if transactional {
         units.saturating_mul(2)
     } else {
@@ -168,40 +169,47 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::primitives::Blob;
 
-    /// Checks `number_size` on each `(text, size)`.
-    fn sizes(cases: &[(&str, usize)]) {
-        for &(text, size) in cases {
-            assert_eq!(number_size(text), size, "{text}");
-        }
-    }
-
-    #[test]
+    /// `(rule, [(text, size)])`: numbers sized as DynamoDB sizes them.
     #[rustfmt::skip]
-    fn numbers_count_significant_digit_pairs() {
-        sizes(&[
+    const NUMBER_SIZES: &[(&str, &[(&str, usize)])] = &[
+        ("integers count significant digit pairs", &[
             ("0", 1), ("7", 2), ("12", 2), ("123", 3), ("1234", 3), ("12345", 4),
             ("18446744073709551615", 11), ("99999999999999999999999999999999999999", 20),
-        ]);
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn decimals_pair_digits_on_each_side_of_the_point() {
-        sizes(&[
+        ]),
+        ("decimals pair digits on each side of the point", &[
             ("1.5", 3), ("12.5", 3), ("1.25", 3), ("12.34", 3), ("123.45", 4), ("123.456", 5),
             ("10.5", 3), ("1.05", 3), ("0.5", 2), (".5", 2), ("0.25", 2), ("0.125", 3),
             ("0.0012", 2), ("0.012", 2), ("0.0105", 3), ("3.14159265358979", 9),
             ("9.9999999999999999999999999999999999999", 21),
-        ]);
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn negative_numbers_cost_one_more_byte() {
-        sizes(&[
+        ]),
+        ("negative numbers cost one more byte", &[
             ("-7", 3), ("-42", 3), ("-123", 4), ("-1.5", 4), ("-0.0015", 3), ("+1.5", 3),
             ("-9.9999999999999999999999999999999999999", 22),
-        ]);
+        ]),
+        ("leading and trailing zeros are trimmed", &[
+            ("0042", 2), ("1000", 2), ("1001", 3), ("12000", 2), ("1.500", 3), ("001.500", 3),
+            ("100.5", 4), ("-000.000150", 3),
+        ]),
+        ("exponents only move the decimal point", &[
+            ("1e10", 2), ("1E+10", 2), ("1e125", 2), ("1.5E-3", 2), ("1.5e0", 3), ("1.5e1", 2),
+            ("9.9999999999999999999999999999999999999E+125", 20), ("15e-1", 3), ("12345e-2", 4),
+            ("1E-130", 2), ("-1E-130", 3), ("1.23e1", 3), ("0.00123e5", 3), ("1e0010", 2),
+            // Exponents past an i64 saturate rather than wrap or read as zero.
+            ("1.5e99999999999999999999", 2), ("1.5e-99999999999999999999", 2),
+        ]),
+        ("malformed text still gets a size", &[
+            ("", 1), ("-", 1), (" 1.5 ", 3), ("1e", 2), ("1.2.3", 3)
+        ]),
+    ];
+
+    #[test]
+    fn numbers_are_sized_by_significant_digit_pairs() {
+        for (rule, cases) in NUMBER_SIZES {
+            for &(text, size) in *cases {
+                assert_eq!(number_size(text), size, "{rule}: {text}");
+            }
+        }
+        assert_eq!(number_size("1.5e-3"), number_size("0.0015"));
     }
 
     #[test]
@@ -211,33 +219,6 @@ mod tests {
         ] {
             assert_eq!(number_size(zero), 1, "{zero}");
         }
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn leading_and_trailing_zeros_are_trimmed() {
-        sizes(&[
-            ("0042", 2), ("1000", 2), ("1001", 3), ("12000", 2), ("1.500", 3), ("001.500", 3),
-            ("100.5", 4), ("-000.000150", 3),
-        ]);
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn exponents_only_move_the_decimal_point() {
-        sizes(&[
-            ("1e10", 2), ("1E+10", 2), ("1e125", 2), ("1.5E-3", 2), ("1.5e0", 3), ("1.5e1", 2),
-            ("9.9999999999999999999999999999999999999E+125", 20), ("15e-1", 3), ("12345e-2", 4),
-            ("1E-130", 2), ("-1E-130", 3), ("1.23e1", 3), ("0.00123e5", 3), ("1e0010", 2),
-            // Exponents past an i64 saturate rather than wrap or read as zero.
-            ("1.5e99999999999999999999", 2), ("1.5e-99999999999999999999", 2),
-        ]);
-        assert_eq!(number_size("1.5e-3"), number_size("0.0015"));
-    }
-
-    #[test]
-    fn malformed_text_still_gets_a_size() {
-        sizes(&[("", 1), ("-", 1), (" 1.5 ", 3), ("1e", 2), ("1.2.3", 3)]);
     }
 
     #[test]

@@ -55,12 +55,8 @@ impl LoseResponses {
 /// and that `LoseResponses` (for its tokens).
 pub fn losing_responses(client: &Client, lose: usize) -> (Client, LoseResponses) {
     let http = LoseResponses::new(aws_smithy_http_client::Builder::new().build_http(), lose);
-    let config = client
-        .config()
-        .to_builder()
-        .http_client(http.clone())
-        .build();
-    (Client::from_conf(config), http)
+    let config = client.config().to_builder().http_client(http.clone());
+    (Client::from_conf(config.build()), http)
 }
 
 #[derive(Debug)]
