@@ -5,7 +5,9 @@
 //! A report writes nothing, a recode rewrites, a second recode changes
 //! nothing; `--json` prints a [`Report`], the default output is a table;
 //! bad arguments exit 2, an unreachable endpoint 1, and `--codec upstream`
-//! over a snapshot too big for one item exits 5 and names it.
+//! over a snapshot too big for one item exits 5 and names it. An endpoint
+//! that accepts connections and never answers fails the run within its
+//! timeouts, naming them.
 //!
 //! The target is `json+zstd-3` with `compression`, else `msgpack` with
 //! `msgpack`, else plain JSON, which rewrites none of the JSON seeded here.
@@ -15,7 +17,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -283,4 +286,98 @@ async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
     let context = store.load_aggregate("cli-big").await.unwrap();
     assert_eq!(context.aggregate.notes.len(), 2);
     assert_eq!(context.aggregate.notes[1].len(), 250_000);
+}
+
+/// A DynamoDB that hangs: a TCP listener that accepts connections and never
+/// answers, holding them open. It stops by itself after `life`.
+async fn silent_endpoint(life: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let accept = async {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        };
+        let _ = tokio::time::timeout(life, accept).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_fails_within_the_timeouts_naming_them() {
+    let endpoint = silent_endpoint(Duration::from_secs(120)).await;
+    let checkpoint = std::env::temp_dir().join(format!("{}.json", unique_name("cli-silent")));
+    let checkpoint = checkpoint.to_str().unwrap().to_string();
+    // A report scans; a recode with a checkpoint first describes the table.
+    let commands = [
+        strings(&["report", "--view-table", "V", "--codec", "json"]),
+        strings(&[
+            "recode",
+            "--view-table",
+            "V",
+            "--codec",
+            "json",
+            "--checkpoint",
+            &checkpoint,
+        ]),
+    ];
+    for mut args in commands {
+        args.extend(strings(&[
+            "--endpoint-url",
+            &endpoint,
+            "--connect-timeout",
+            "1s",
+            "--attempt-timeout",
+            "1s",
+            "--operation-timeout",
+            "2s",
+            "--max-attempts",
+            "2",
+        ]));
+        let started = Instant::now();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
+            .args(&args)
+            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Dropping the child on a timeout kills it.
+        let bound = Duration::from_secs(30);
+        let Ok(out) = tokio::time::timeout(bound, child.wait_with_output()).await else {
+            panic!(
+                "{} still running after {bound:?}: no timeout applied",
+                args[0]
+            );
+        };
+        let out = out.unwrap();
+        let elapsed = started.elapsed();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", args[0]);
+        assert!(
+            elapsed >= Duration::from_secs(1),
+            "{}: failed before any timeout ({elapsed:?}): {err}",
+            args[0]
+        );
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains("timeout"), "{err}");
+        assert!(
+            err.contains("--attempt-timeout 1s, --operation-timeout 2s, --max-attempts 2"),
+            "the hint names the limits: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no report");
+    }
+    assert!(
+        !std::path::Path::new(&checkpoint).exists(),
+        "no checkpoint is written for a table that could not be described"
+    );
 }

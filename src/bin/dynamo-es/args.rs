@@ -1,8 +1,11 @@
 //! The command line: the clap types for `report` and `recode`, the tables
-//! they name, and the `--codec` target (`upstream`, or a codec name parsed
-//! by the library as [`Codec::name`] prints it).
+//! they name, the `--codec` target (`upstream`, or a codec name parsed by
+//! the library as [`Codec::name`] prints it), and the client's timeouts and
+//! attempts.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use dynamo_es::codec::ParseCodecError;
@@ -21,8 +24,87 @@ pub struct Cli {
     /// AWS_ENDPOINT_URL, then AWS itself).
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// Give up connecting to DynamoDB after this long. A DURATION is a
+    /// number of seconds (`5`, `0.5`) or a number with a unit (`500ms`,
+    /// `5s`, `2m`, `1h`); `0` means no limit.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout)]
+    pub connect_timeout: Timeout,
+    /// Give up one attempt of a request (a scan page, a write) after this
+    /// long, and retry it if attempts are left (`0`: no limit).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub attempt_timeout: Timeout,
+    /// Give up a request after this long, all its attempts and backoff
+    /// included (`0`: no limit).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub operation_timeout: Timeout,
+    /// Attempts per request, the first included (1: no retries); throttled,
+    /// timed out and failed connections are retried with exponential
+    /// backoff.
+    #[arg(long, global = true, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The timeouts and attempts, as the error hint names them.
+    pub fn limits(&self) -> String {
+        format!(
+            "--connect-timeout {}, --attempt-timeout {}, --operation-timeout {}, \
+             --max-attempts {}",
+            self.connect_timeout, self.attempt_timeout, self.operation_timeout, self.max_attempts
+        )
+    }
+}
+
+/// A timeout, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Option<Duration>);
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("0 (no limit)"),
+            Some(d) if d.subsec_nanos() == 0 => {
+                write!(f, "{}s", d.as_secs())
+            }
+            Some(d) => write!(f, "{}ms", d.as_millis()),
+        }
+    }
+}
+
+/// Parses a DURATION: seconds (`5`, `0.5`), or a number with a unit `ms`,
+/// `s`, `m` or `h`; `0` is no limit.
+fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use ms, s, m or h, or a number of seconds)"
+            ))
+        }
+    };
+    let valid = !number.is_empty()
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    let value: f64 = match number.parse() {
+        Ok(value) if valid => value,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration (a number of seconds, or with a unit: 500ms, 5s, 2m)"
+            ))
+        }
+    };
+    let duration = Duration::try_from_secs_f64(value * scale).map_err(|err| err.to_string())?;
+    Ok(Timeout((!duration.is_zero()).then_some(duration)))
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +277,74 @@ mod tests {
             .unwrap_err()
             .contains("`compression` feature"));
         assert_eq!(parse_target("upstream").unwrap(), Target::Upstream);
+    }
+
+    #[test]
+    fn durations_parse_in_seconds_or_with_a_unit() {
+        let secs = |s: u64| Timeout(Some(Duration::from_secs(s)));
+        assert_eq!(parse_timeout("5").unwrap(), secs(5));
+        assert_eq!(parse_timeout("5s").unwrap(), secs(5));
+        assert_eq!(parse_timeout("2m").unwrap(), secs(120));
+        assert_eq!(parse_timeout("1h").unwrap(), secs(3600));
+        assert_eq!(
+            parse_timeout("500ms").unwrap(),
+            Timeout(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_timeout("0.25").unwrap(),
+            Timeout(Some(Duration::from_millis(250)))
+        );
+        assert_eq!(parse_timeout("0").unwrap(), Timeout(None));
+        assert_eq!(parse_timeout("0s").unwrap(), Timeout(None));
+        for bad in [
+            "", "s", "-1", "5 d", "1.2.3", "inf", "nan", "5x", ".", "1e3",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(secs(3).to_string(), "3s");
+        assert_eq!(parse_timeout("1.5").unwrap().to_string(), "1500ms");
+        assert_eq!(Timeout(None).to_string(), "0 (no limit)");
+
+        let cli = parse(&["report", "--view-table", "V", "--codec", "json"]).unwrap();
+        assert_eq!(
+            (
+                cli.connect_timeout,
+                cli.attempt_timeout,
+                cli.operation_timeout,
+                cli.max_attempts
+            ),
+            (secs(3), secs(10), secs(30), 5)
+        );
+        let cli = parse(&[
+            "report",
+            "--view-table",
+            "V",
+            "--codec",
+            "json",
+            "--connect-timeout",
+            "250ms",
+            "--attempt-timeout",
+            "1",
+            "--operation-timeout",
+            "0",
+            "--max-attempts",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.connect_timeout.to_string(), "250ms");
+        assert_eq!(cli.attempt_timeout, secs(1));
+        assert_eq!(cli.operation_timeout, Timeout(None));
+        assert_eq!(cli.max_attempts, 1);
+        assert!(
+            cli.limits().contains("--attempt-timeout 1s"),
+            "{}",
+            cli.limits()
+        );
+        for bad in [["--max-attempts", "0"], ["--attempt-timeout", "soon"]] {
+            let mut args = vec!["report", "--view-table", "V", "--codec", "json"];
+            args.extend(bad);
+            assert!(parse(&args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,24 +16,61 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use clap::Parser;
 use dynamo_es::recode::{RecodeOptions, Recoder, Report, StopHandle};
 
-use crate::args::{Cli, Command, Target};
+use crate::args::{Cli, Command, Target, Timeout};
 use crate::progress::Bars;
 
 /// The client, configured like the AWS CLI: credentials, region and
-/// endpoint from the environment and profile, overridden by the flags.
-async fn client(region: Option<String>, endpoint_url: Option<String>) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region));
+/// endpoint from the environment and profile, overridden by the flags; the
+/// timeouts and attempts of the flags (with their defaults), so a
+/// DynamoDB that never answers fails the run instead of holding it.
+async fn client(cli: &Cli) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts(cli))
+        .retry_config(RetryConfig::standard().with_max_attempts(cli.max_attempts));
+    if let Some(region) = &cli.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
     }
-    if let Some(endpoint_url) = endpoint_url {
+    if let Some(endpoint_url) = &cli.endpoint_url {
         loader = loader.endpoint_url(endpoint_url);
     }
     Client::new(&loader.load().await)
+}
+
+/// The SDK timeouts of the flags; a zero one is disabled.
+fn timeouts(cli: &Cli) -> TimeoutConfig {
+    let mut builder = TimeoutConfig::builder();
+    builder = match cli.connect_timeout {
+        Timeout(Some(d)) => builder.connect_timeout(d),
+        Timeout(None) => builder.disable_connect_timeout(),
+    };
+    builder = match cli.attempt_timeout {
+        Timeout(Some(d)) => builder.operation_attempt_timeout(d),
+        Timeout(None) => builder.disable_operation_attempt_timeout(),
+    };
+    builder = match cli.operation_timeout {
+        Timeout(Some(d)) => builder.operation_timeout(d),
+        Timeout(None) => builder.disable_operation_timeout(),
+    };
+    builder.build()
+}
+
+/// True if `err` or one of its causes is a timeout of the SDK.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("timeout") || text.contains("timed out") {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Runs a parsed command, prints its report to `out` and its notes to
@@ -100,7 +137,7 @@ async fn main() -> ExitCode {
         )
         .try_init();
     let cli = Cli::parse();
-    let client = client(cli.region.clone(), cli.endpoint_url.clone()).await;
+    let client = client(&cli).await;
     let stop = StopHandle::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -120,6 +157,13 @@ async fn main() -> ExitCode {
             while let Some(cause) = source {
                 eprintln!("  caused by: {cause}");
                 source = cause.source();
+            }
+            if timed_out(err.as_ref()) {
+                eprintln!(
+                    "hint: DynamoDB did not answer in time ({}); check the endpoint and the \
+                     network, or raise the timeouts",
+                    cli.limits()
+                );
             }
             ExitCode::FAILURE
         }

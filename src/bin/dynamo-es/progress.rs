@@ -2,6 +2,7 @@
 //! approximate item count, drawn on stderr only when it is a terminal.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::Client;
@@ -16,9 +17,10 @@ pub struct Bars {
 }
 
 impl Bars {
-    /// Bars for `tables`, or hidden ones when not `enabled` (then no table
-    /// is described for its estimate).
+    /// Bars for `tables`, or hidden ones when not `enabled` or stderr is
+    /// not a terminal (then no table is described for its estimate).
     pub async fn new(enabled: bool, client: &Client, tables: &[Table]) -> Self {
+        let enabled = enabled && std::io::stderr().is_terminal();
         Bars {
             enabled,
             estimates: if enabled {
@@ -80,13 +82,16 @@ impl Bars {
 }
 
 /// Approximate item counts (DynamoDB refreshes them about every six hours).
+/// The first table that cannot be described ends the estimates: the run
+/// reports what is wrong, without waiting on every table here first.
 async fn estimates(client: &Client, tables: &[Table]) -> HashMap<String, u64> {
     let mut estimates = HashMap::new();
     for table in tables {
-        if let Ok(out) = client.describe_table().table_name(&table.name).send().await {
-            if let Some(count) = out.table().and_then(|t| t.item_count()) {
-                estimates.insert(table.name.clone(), u64::try_from(count).unwrap_or(0));
-            }
+        let Ok(out) = client.describe_table().table_name(&table.name).send().await else {
+            break;
+        };
+        if let Some(count) = out.table().and_then(|t| t.item_count()) {
+            estimates.insert(table.name.clone(), u64::try_from(count).unwrap_or(0));
         }
     }
     estimates
