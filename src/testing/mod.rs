@@ -1,5 +1,6 @@
 //! Test support: an embedded DynamoDB emulator, ready clients and tables,
-//! and realistic data.
+//! realistic data ([`fixtures`]), aggregates to test with ([`aggregates`])
+//! and faults to test against ([`faults`]).
 //!
 //! [`dynamodb()`] gives a test its own freshly created tables on a DynamoDB
 //! API in one line. By default that API is [dynoxide], a DynamoDB emulator
@@ -14,6 +15,11 @@
 //! let repo = db.repository(); // a DynamoEventRepository on the new tables
 //! # Ok(()) }
 //! ```
+//!
+//! **Invariant:** every test gets tables of its own ([`unique_name`]), and
+//! every client here uses static test credentials unless
+//! `AWS_ENDPOINT_URL_DYNAMODB` points at a real endpoint, so tests never
+//! share state or reach for real credentials by accident.
 //!
 //! [dynoxide]: https://crates.io/crates/dynoxide-rs
 
