@@ -8,22 +8,122 @@
 //!
 //! ## Quick start
 //!
-//! ```no_run
-//! # use cqrs_es::{Aggregate, Query};
-//! # async fn demo<A: Aggregate>(services: A::Services, command: A::Command) -> Result<(), Box<dyn std::error::Error>>
-//! # where A::Error: 'static {
-//! use aws_sdk_dynamodb::Client;
-//! use dynamo_es::{create_event_tables, dynamodb_snapshot_cqrs, DynamoCqrs};
+//! `Cargo.toml`. On crates.io, `dynamo-es = "0.5"` is the upstream crate, not
+//! this one: until 0.6 is published, depend on this repository (pin a commit
+//! with `rev = "..."`) or on a local checkout.
 //!
-//! let config = aws_config::load_from_env().await;
-//! let client = Client::new(&config);
-//! create_event_tables(&client, "Events", "Snapshots").await?; // idempotent
-//!
-//! let queries: Vec<Box<dyn Query<A>>> = vec![];
-//! let cqrs: DynamoCqrs<A> = dynamodb_snapshot_cqrs(client, queries, 50, services);
-//! cqrs.execute("account-17", command).await?;
-//! # Ok(()) }
+//! ```toml
+//! [dependencies]
+//! dynamo-es = { git = "https://github.com/dynamo-es/dynamo-es" }
+//! # or a checkout: dynamo-es = { path = "../dynamo-es" }
+//! # once 0.6 is published: dynamo-es = "0.6"
+//! cqrs-es = "0.5"
+//! aws-config = "1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! serde = { version = "1", features = ["derive"] }
 //! ```
+//!
+//! `src/main.rs`: an aggregate, its tables, one command.
+//!
+//! ```no_run
+//! use cqrs_es::event_sink::EventSink;
+//! use cqrs_es::{Aggregate, DomainEvent};
+//! use dynamo_es::aws_sdk_dynamodb::Client;
+//! use dynamo_es::{create_event_tables, dynamodb_snapshot_cqrs, DynamoCqrs};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Default, Serialize, Deserialize)]
+//! struct Account {
+//!     balance: i64,
+//! }
+//!
+//! enum AccountCommand {
+//!     Deposit { amount: i64 },
+//! }
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! enum AccountEvent {
+//!     Deposited { amount: i64 },
+//! }
+//!
+//! impl DomainEvent for AccountEvent {
+//!     fn event_type(&self) -> String {
+//!         "Deposited".to_string()
+//!     }
+//!     fn event_version(&self) -> String {
+//!         "1.0".to_string()
+//!     }
+//! }
+//!
+//! #[derive(Debug)]
+//! struct AccountError(String);
+//!
+//! impl std::fmt::Display for AccountError {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         f.write_str(&self.0)
+//!     }
+//! }
+//!
+//! impl std::error::Error for AccountError {}
+//!
+//! impl Aggregate for Account {
+//!     const TYPE: &'static str = "Account";
+//!     type Command = AccountCommand;
+//!     type Event = AccountEvent;
+//!     type Error = AccountError;
+//!     type Services = ();
+//!
+//!     async fn handle(
+//!         &mut self,
+//!         command: AccountCommand,
+//!         _services: &(),
+//!         sink: &EventSink<Self>,
+//!     ) -> Result<(), AccountError> {
+//!         match command {
+//!             AccountCommand::Deposit { amount } if amount > 0 => {
+//!                 sink.write(AccountEvent::Deposited { amount }, self).await;
+//!                 Ok(())
+//!             }
+//!             AccountCommand::Deposit { .. } => Err(AccountError("deposit a positive amount".into())),
+//!         }
+//!     }
+//!
+//!     fn apply(&mut self, event: AccountEvent) {
+//!         match event {
+//!             AccountEvent::Deposited { amount } => self.balance += amount,
+//!         }
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Region, credentials and endpoint from the usual places: the environment
+//!     // (AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 for DynamoDB Local),
+//!     // ~/.aws, SSO or an instance role.
+//!     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+//!     let client = Client::new(&config);
+//!
+//!     // Checks the key schemas of existing tables, creates missing ones, waits for ACTIVE.
+//!     create_event_tables(&client, "Events", "Snapshots").await?;
+//!
+//!     // A snapshot every 50 events; no queries; no services.
+//!     let cqrs: DynamoCqrs<Account> = dynamodb_snapshot_cqrs(client, vec![], 50, ());
+//!     cqrs.execute("account-17", AccountCommand::Deposit { amount: 100 })
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`aws_sdk_dynamodb`] is the SDK this crate is built on, re-exported: use it
+//! rather than a dependency of your own, so the client's version is the one
+//! the crate expects. [`create_event_tables`] needs `dynamodb:DescribeTable`
+//! when the tables exist, and `dynamodb:CreateTable` only to create missing
+//! ones (see [`tables`]). Without cargo features, payloads are plain JSON,
+//! readable by upstream `dynamo-es`. `compression` or `msgpack`, enabled by
+//! any crate in the build, changes [`Codec::default()`] for every repository
+//! in the program, the constructors' included, to formats upstream cannot
+//! read: during a rolling upgrade from upstream, set [`Codec::json()`]
+//! explicitly until no upstream reader is left.
 //!
 //! The constructors [`dynamodb_cqrs`], [`dynamodb_snapshot_cqrs`] and
 //! [`dynamodb_aggregate_cqrs`] keep upstream's names and signatures. For other
@@ -102,6 +202,11 @@ pub mod tables;
 pub mod testing;
 mod view_repository;
 
+/// The AWS SDK for DynamoDB this crate is built on (the version it was
+/// compiled against), re-exported so an application builds its
+/// [`Client`](aws_sdk_dynamodb::Client) from the same version instead of
+/// depending on `aws-sdk-dynamodb` separately and risking a mismatch.
+pub use aws_sdk_dynamodb;
 pub use codec::Codec;
 pub use cqrs::{dynamodb_aggregate_cqrs, dynamodb_cqrs, dynamodb_snapshot_cqrs, DynamoCqrs};
 pub use error::{BoxError, Error, Limit, Result};
