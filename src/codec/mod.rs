@@ -174,8 +174,25 @@ pub struct Codec {
 }
 
 impl Default for Codec {
-    /// zstd (level 3) if `compression` is on, over MessagePack if `msgpack`
-    /// is on, else plain JSON.
+    /// zstd (level 3) if the `compression` feature is on, over MessagePack if
+    /// `msgpack` is on, else plain JSON.
+    ///
+    /// **The features are the whole program's, not your crate's.** Cargo
+    /// unifies features: if any crate in the dependency graph enables
+    /// `dynamo-es/compression` or `dynamo-es/msgpack`, this default changes for
+    /// every repository in the program that does not set a codec, including
+    /// those built by `dynamodb_cqrs`, `dynamodb_snapshot_cqrs` and
+    /// `dynamodb_aggregate_cqrs`. Upstream `dynamo-es` reads neither format:
+    /// with `compression`, payloads of 1 KB or more (see
+    /// [`with_min_compress_size`](Codec::with_min_compress_size)) are written as
+    /// zstd; with `msgpack`, every payload is MessagePack. During a rolling
+    /// upgrade from upstream, instances still on upstream then fail to load
+    /// those aggregates and views. Until no upstream reader is left, set
+    /// [`Codec::json()`] explicitly
+    /// ([`DynamoEventRepository::with_codec`](crate::DynamoEventRepository::with_codec),
+    /// [`DynamoViewRepository::with_codec`](crate::DynamoViewRepository::with_codec));
+    /// `cargo tree -e features -i dynamo-es` shows which crate enables which
+    /// feature. See the README's "Upgrading from upstream: rollout order".
     fn default() -> Self {
         #[cfg(feature = "msgpack")]
         let codec = Codec::msgpack();
