@@ -210,6 +210,75 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     assert_eq!(again.tables[1].counts.bytes_before, recoded);
     assert_eq!(bytes(&db.client, &db.views).await, recoded);
 
+    // Back to plain JSON: the target would grow them, so nothing moves, and
+    // stderr says how to move them anyway.
+    let views_only = |extra: &[&str]| {
+        let mut args = strings(&["recode", "--view-table", &db.views, "--json"]);
+        args.extend(strings(extra));
+        args
+    };
+    let out = run(&views_only(&["--codec", "json"]), &endpoint).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(back.tables[0].counts.items_recoded, 0);
+    let err = stderr(&out);
+    if rewrites() {
+        assert_eq!(back.items_other_format(), 6);
+        assert!(
+            err.contains("6 items are not stored as json and were left as they are")
+                && err.contains("--allow-growth")
+                && err.contains("--codec upstream"),
+            "{err}"
+        );
+    } else {
+        assert!(err.is_empty(), "{err}");
+    }
+    assert_eq!(bytes(&db.client, &db.views).await, recoded);
+
+    // A checkpoint in a missing directory is named before anything runs.
+    let missing = std::env::temp_dir()
+        .join(unique_name("cli-missing"))
+        .join("recode.json");
+    let missing_arg = missing.to_str().unwrap();
+    let out = run(
+        &views_only(&["--codec", "json", "--checkpoint", missing_arg]),
+        &endpoint,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(missing_arg) && err.contains("does not exist"),
+        "{err}"
+    );
+    // A dry run keeps no checkpoint, and says so; a report takes none.
+    let out = run(
+        &views_only(&["--codec", "json", "--dry-run", "--checkpoint", missing_arg]),
+        &endpoint,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a dry run keeps no checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &strings(&[
+            "report",
+            "--view-table",
+            &db.views,
+            "--codec",
+            "json",
+            "--checkpoint",
+            missing_arg,
+        ]),
+        &endpoint,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!missing.exists());
+
     // Without --json the report is a table.
     let out = run(
         &strings(&["report", "--view-table", &db.views, "--codec", "json"]),

@@ -199,7 +199,19 @@ impl Checkpointer {
                     file = serde_json::from_slice(&bytes)
                         .map_err(|err| failed(format!("cannot parse: {err}")))?;
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    // Found out now, not after the tables are described.
+                    let dir = path
+                        .parent()
+                        .filter(|dir| !dir.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if !dir.is_dir() {
+                        return Err(failed(format!(
+                            "its directory {} does not exist; create it, or choose another path",
+                            dir.display()
+                        )));
+                    }
+                }
                 Err(err) => return Err(failed(format!("cannot read: {err}"))),
             }
         }
@@ -431,6 +443,21 @@ mod tests {
             ..settings()
         };
         assert!(resumed.start("T", dry, identity()).is_err());
+
+        let missing = dir.join("missing").join("checkpoint.json");
+        let err = Checkpointer::open(Some(&missing))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&missing.display().to_string())
+                && err.contains(&format!(
+                    "directory {} does not exist",
+                    dir.join("missing").display()
+                )),
+            "{err}"
+        );
+        assert!(Checkpointer::open(Some(Path::new("in-the-working-directory.json"))).is_ok());
 
         std::fs::write(&path, b"{not json").unwrap();
         let err = Checkpointer::open(Some(&path)).err().unwrap();

@@ -115,6 +115,15 @@ impl Report {
         self.tables.iter().map(|t| t.counts.items_unreadable).sum()
     }
 
+    /// Items left in another format than the target's because it would not
+    /// shrink them, over all tables (see [`Counts::items_other_format`]).
+    pub fn items_other_format(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.counts.items_other_format)
+            .sum()
+    }
+
     /// Items that could not be converted exactly, over all tables.
     pub fn items_not_convertible(&self) -> u64 {
         self.tables
@@ -135,7 +144,7 @@ impl fmt::Display for Report {
         }
         let dry_run = self.tables.iter().any(|t| t.dry_run);
         type Cell = fn(&TableReport) -> String;
-        let rows: [(&str, Cell); 17] = [
+        let rows: [(&str, Cell); 18] = [
             ("kind", |t| t.kind.name().to_string()),
             ("items", |t| thousands(t.counts.items_scanned)),
             (if dry_run { "to recode" } else { "recoded" }, |t| {
@@ -143,6 +152,9 @@ impl fmt::Display for Report {
             }),
             ("skipped: not smaller", |t| {
                 thousands(t.counts.items_skipped)
+            }),
+            ("  in another format", |t| {
+                thousands(t.counts.items_other_format)
             }),
             ("skipped: writer won", |t| {
                 thousands(t.counts.conflicts_skipped)

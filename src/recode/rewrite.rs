@@ -83,6 +83,18 @@ const VIEW: OneItem = OneItem {
     condition: &[(VIEW_VERSION, ":old_version"), (PAYLOAD, ":old_payload")],
 };
 
+/// What becomes of one payload.
+enum Transcoded {
+    /// Kept: the target stores it exactly so, or it is in the target's
+    /// format and the target would not shrink it.
+    Keep,
+    /// Rewritten as these bytes.
+    Rewrite(Vec<u8>),
+    /// Kept: not in the target's format, but the target would not shrink
+    /// it (and growth is not allowed).
+    OtherFormat,
+}
+
 /// One attempt at an item.
 enum Attempt {
     Done(ItemStats),
@@ -140,17 +152,21 @@ impl TableRun {
         Ok(out.item)
     }
 
-    /// The payload re-encoded exactly for the target, or `None` to keep
-    /// `old`. [`Error::Inexact`] when it cannot be shown to be the same value.
-    fn transcode(&self, old: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// The payload re-encoded exactly for the target, or why `old` is
+    /// kept. [`Error::Inexact`] when it cannot be shown to be the same value.
+    fn transcode(&self, old: &[u8]) -> Result<Transcoded> {
         let new = self.target.reencode(old)?;
-        if new == old {
-            return Ok(None);
-        }
-        let rewrite = self.upstream
-            || new.len() < old.len()
-            || (self.options.allow_growth && !self.target.is_native(old));
-        Ok(rewrite.then_some(new))
+        Ok(if new == old {
+            Transcoded::Keep
+        } else if self.upstream || new.len() < old.len() {
+            Transcoded::Rewrite(new)
+        } else if self.target.is_native(old) {
+            Transcoded::Keep
+        } else if self.options.allow_growth {
+            Transcoded::Rewrite(new)
+        } else {
+            Transcoded::OtherFormat
+        })
     }
 
     /// Rewrites the payloads of an event or a view with a conditional put
@@ -173,22 +189,29 @@ impl TableRun {
         }
         let mut new_item = item.clone();
         let mut changed = false;
+        let mut other_format = false;
         for &name in how.payloads {
             let old = match get_b(item, &key, name) {
                 Ok(old) => old,
                 Err(err) => return Ok(unreadable(&key, before, err)),
             };
             match self.transcode(old) {
-                Ok(Some(new)) => {
+                Ok(Transcoded::Rewrite(new)) => {
                     new_item.insert(name.to_string(), b(new));
                     changed = true;
                 }
-                Ok(None) => {}
+                Ok(Transcoded::Keep) => {}
+                Ok(Transcoded::OtherFormat) => other_format = true,
                 Err(err) => return failed(&key, before, name, err),
             }
         }
         if !changed {
-            return Ok(left(before, Outcome::Skipped));
+            let outcome = if other_format {
+                Outcome::OtherFormat
+            } else {
+                Outcome::Skipped
+            };
+            return Ok(left(before, outcome));
         }
         let stats = ItemStats::single_item(kind, &key, before, before_size, &new_item);
         if self.options.dry_run || stats.outcome != Outcome::Recoded {
@@ -260,10 +283,13 @@ impl TableRun {
             Err(err) => return Ok(unreadable(&key, before, err)),
         };
         let new = match self.transcode(&stored.payload) {
-            Ok(Some(new)) => new,
+            Ok(Transcoded::Rewrite(new)) => new,
             // Plain JSON already, but chunked: upstream reads one item only.
-            Ok(None) if self.upstream && !stored.chunk_sizes.is_empty() => stored.payload,
-            Ok(None) => return Ok(left(before, Outcome::Skipped)),
+            Ok(Transcoded::Keep) if self.upstream && !stored.chunk_sizes.is_empty() => {
+                stored.payload
+            }
+            Ok(Transcoded::Keep) => return Ok(left(before, Outcome::Skipped)),
+            Ok(Transcoded::OtherFormat) => return Ok(left(before, Outcome::OtherFormat)),
             Err(err) => return failed(&key, before, PAYLOAD, err),
         };
         let plan = match snapshot::plan(SnapshotSpec {

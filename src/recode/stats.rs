@@ -33,6 +33,11 @@ pub struct Counts {
     /// Items left as they are: already in the target format, not shrunk by
     /// it, or too large for it.
     pub items_skipped: u64,
+    /// Of the items skipped, those not in the target's format that it would
+    /// not shrink (moving from compressed payloads back to plain JSON, for
+    /// example): [`RecodeOptions::with_allow_growth`](super::RecodeOptions::with_allow_growth)
+    /// moves them.
+    pub items_other_format: u64,
     /// Items left as they are because a concurrent writer kept changing
     /// them (the writer won), or deleted them.
     pub conflicts_skipped: u64,
@@ -85,6 +90,7 @@ impl Counts {
         self.items_scanned += other.items_scanned;
         self.items_recoded += other.items_recoded;
         self.items_skipped += other.items_skipped;
+        self.items_other_format += other.items_other_format;
         self.conflicts_skipped += other.conflicts_skipped;
         self.items_unreadable += other.items_unreadable;
         self.items_not_convertible += other.items_not_convertible;
@@ -125,6 +131,10 @@ impl Counts {
         match item.outcome {
             Outcome::Recoded => self.items_recoded += 1,
             Outcome::Skipped => self.items_skipped += 1,
+            Outcome::OtherFormat => {
+                self.items_skipped += 1;
+                self.items_other_format += 1;
+            }
             Outcome::Conflict => self.conflicts_skipped += 1,
             Outcome::Unreadable => self.items_unreadable += 1,
             Outcome::NotConvertible => self.items_not_convertible += 1,
@@ -184,6 +194,9 @@ pub(super) enum Outcome {
     Recoded,
     /// Left as it is: the target would not shrink it, or cannot store it.
     Skipped,
+    /// Left as it is: not in the target's format, but the target would not
+    /// shrink it (and growth is not allowed).
+    OtherFormat,
     /// Left as it is: a concurrent writer kept changing it, or deleted it.
     Conflict,
     /// Left as it is: its payload cannot be decoded.
@@ -296,8 +309,10 @@ mod tests {
             recode_wcu: snapshot_recode_wcu(200, &[409_600, 1_000], 5_000, &[]),
         });
         counts.add_item(&ItemStats::unchanged(single, Outcome::Conflict));
-        assert_eq!(counts.items_scanned, 2);
+        counts.add_item(&ItemStats::unchanged(single, Outcome::OtherFormat));
+        assert_eq!(counts.items_scanned, 3);
         assert_eq!((counts.items_recoded, counts.conflicts_skipped), (1, 1));
+        assert_eq!((counts.items_skipped, counts.items_other_format), (1, 1));
         assert_eq!(
             (
                 counts.newly_fit,
@@ -307,10 +322,11 @@ mod tests {
             (1, 1, 0)
         );
         assert_eq!(counts.recode_wcu, 10 + 800 + 2);
-        assert_eq!(counts.bytes_after, 10_000);
-        assert_eq!(counts.items_left(), 1);
+        assert_eq!(counts.bytes_after, 15_000);
+        assert_eq!(counts.items_left(), 2);
         let twice = Counts::sum([&counts, &counts]);
-        assert_eq!(twice.items_scanned, 4);
+        assert_eq!(twice.items_scanned, 6);
+        assert_eq!(twice.items_other_format, 2);
         assert_eq!(
             twice.wcu_per_rewrite_before,
             2 * counts.wcu_per_rewrite_before

@@ -210,4 +210,51 @@ mod emulator {
         assert_eq!(fresh.tables[0].counts.items_scanned, 1);
         std::fs::remove_file(&checkpoint).unwrap();
     }
+
+    #[tokio::test]
+    async fn payloads_the_target_would_grow_are_counted_as_in_another_format() {
+        let db = dynamodb().await.unwrap();
+        seed_views(&db, 4).await;
+        let tables = [Table::views(&db.views)];
+        let compress = Recoder::new(db.client.clone(), Codec::json().compressed(3));
+        let done = compress.run(&tables).await.unwrap();
+        assert_eq!(done.tables[0].counts.items_recoded, 4);
+        assert_eq!(done.items_other_format(), 0);
+
+        // Back to plain JSON: larger, so left in zstd and counted.
+        let back = Recoder::new(db.client.clone(), Codec::json());
+        let kept = back.run(&tables).await.unwrap();
+        let counts = kept.tables[0].counts;
+        assert_eq!(
+            (
+                counts.items_recoded,
+                counts.items_skipped,
+                counts.items_other_format
+            ),
+            (0, 4, 4)
+        );
+        assert!(kept.to_string().contains("  in another format"), "{kept}");
+        // Already as zstd-3 stores them: not another format.
+        let again = compress.run(&tables).await.unwrap();
+        assert_eq!(
+            (
+                again.tables[0].counts.items_skipped,
+                again.items_other_format()
+            ),
+            (4, 0)
+        );
+        // With growth allowed they move.
+        let moved = back
+            .with_options(RecodeOptions::default().with_allow_growth(true))
+            .run(&tables)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                moved.tables[0].counts.items_recoded,
+                moved.items_other_format()
+            ),
+            (4, 0)
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! attempts.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -109,7 +109,8 @@ fn parse_timeout(text: &str) -> Result<Timeout, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Report what recoding to a codec would save. Writes nothing.
+    /// Report what recoding to a codec would save. Writes nothing, and
+    /// keeps no checkpoint (a report is cheap to repeat).
     Report(RunArgs),
     /// Rewrite stored payloads with a codec, where it makes them smaller.
     Recode(RecodeArgs),
@@ -123,13 +124,26 @@ impl Command {
             Command::Recode(recode) => (&recode.run, recode.dry_run),
         }
     }
+
+    /// The checkpoint file, for a recode that names one.
+    pub fn checkpoint(&self) -> Option<&Path> {
+        match self {
+            Command::Report(_) => None,
+            Command::Recode(recode) => recode.checkpoint.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct RecodeArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Compute the report and write nothing (the same as `report`).
+    /// Record progress in FILE after every page, and resume from it. It
+    /// records which table each entry is on and is refused on any other.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Compute the report and write nothing (the same as `report`; no
+    /// checkpoint is read or written).
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -164,14 +178,11 @@ pub struct RunArgs {
     /// At most this many items per second over all segments (0: no limit).
     #[arg(long, value_name = "ITEMS_PER_SECOND", default_value_t = 0)]
     pub rate: u32,
-    /// Record progress in FILE after every page, and resume from it.
-    #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
     /// Items per scan page.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
     /// Also move payloads to the target format when that makes them larger
-    /// (for example back to plain JSON).
+    /// (for example back to plain JSON). On `report`, predicts that run.
     #[arg(long)]
     pub allow_growth: bool,
     /// Print the report as JSON.
@@ -379,10 +390,8 @@ mod tests {
         assert!(recode.dry_run);
         assert_eq!(recode.run.segments, 4);
         assert_eq!(recode.run.rate, 500);
-        assert_eq!(
-            recode.run.checkpoint.as_deref(),
-            Some(std::path::Path::new("ck.json"))
-        );
+        assert_eq!(recode.checkpoint.as_deref(), Some(Path::new("ck.json")));
+        assert_eq!(cli.command.checkpoint(), Some(Path::new("ck.json")));
         assert_eq!(
             recode.run.tables(),
             vec![
@@ -409,6 +418,17 @@ mod tests {
         assert!(args.json);
         assert_eq!((args.segments, args.rate, args.page_size), (1, 0, 100));
         assert!(cli.command.run_args().1, "report writes nothing");
+        assert_eq!(cli.command.checkpoint(), None);
+        // A report keeps no checkpoint; --allow-growth changes what it predicts.
+        let report = ["report", "--snapshots-table", "S", "--codec", "json"];
+        let with = |extra: &[&'static str]| {
+            let mut args = report.to_vec();
+            args.extend(extra);
+            parse(&args)
+        };
+        assert!(with(&["--checkpoint", "ck.json"]).is_err());
+        let cli = with(&["--allow-growth"]).unwrap();
+        assert!(cli.command.run_args().0.allow_growth);
         let cli = parse(&["recode", "--view-table", "V", "--codec", "upstream"]).unwrap();
         assert_eq!(cli.command.run_args().0.codec, Target::Upstream);
         assert!(!cli.command.run_args().1, "recode writes");

@@ -82,6 +82,7 @@ async fn execute(
     out: &mut dyn Write,
 ) -> Result<Report, Box<dyn std::error::Error>> {
     let (args, dry_run) = command.run_args();
+    let checkpoint = command.checkpoint();
     let tables = args.tables();
     let bars = Arc::new(Bars::new(!args.no_progress, &client, &tables).await);
     let mut options = RecodeOptions::default()
@@ -91,7 +92,7 @@ async fn execute(
         .with_allow_growth(args.allow_growth)
         .with_dry_run(dry_run)
         .with_stop(stop);
-    if let Some(checkpoint) = &args.checkpoint {
+    if let Some(checkpoint) = checkpoint {
         options = options.with_checkpoint(checkpoint);
     }
     let progress = bars.clone();
@@ -105,7 +106,13 @@ async fn execute(
     bars.clear();
     let report = result?;
     output::print_report(&report, args.json, out)?;
-    for note in output::notes(&report, &args.codec, args.checkpoint.as_deref()) {
+    let run = output::Run {
+        target: &args.codec,
+        checkpoint,
+        dry_run,
+        allow_growth: args.allow_growth,
+    };
+    for note in output::notes(&report, &run) {
         eprintln!("{note}");
     }
     Ok(report)

@@ -2,12 +2,13 @@
 //! approximate item count, drawn on stderr only when it is a terminal.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::Client;
 use dynamo_es::recode::{Progress, Table};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// One progress bar per table, created when its first page is done.
 pub struct Bars {
@@ -45,12 +46,17 @@ impl Bars {
             // The default target is stderr, drawn only when it is a terminal.
             let bar = ProgressBar::new(estimate);
             let template = if estimate > 0 {
-                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/~{len} items ({per_sec}) {msg}"
+                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/~{len} items ({rate}) {msg}"
             } else {
-                "{prefix} [{elapsed_precise}] {spinner} {pos} items ({per_sec}) {msg}"
+                "{prefix} [{elapsed_precise}] {spinner} {pos} items ({rate}) {msg}"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style);
+                bar.set_style(style.with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn fmt::Write| {
+                        let _ = w.write_str(&rate(state.per_sec()));
+                    },
+                ));
             }
             bar.set_prefix(progress.table.clone());
             bar
@@ -81,6 +87,24 @@ impl Bars {
     }
 }
 
+/// Items per second, rounded to a whole number with thousands separators:
+/// `199,523/s`.
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec < 0.5 {
+        return "0/s".to_string();
+    }
+    let digits = format!("{per_sec:.0}");
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str("/s");
+    out
+}
+
 /// Approximate item counts (DynamoDB refreshes them about every six hours).
 /// The first table that cannot be described ends the estimates: the run
 /// reports what is wrong, without waiting on every table here first.
@@ -95,4 +119,20 @@ async fn estimates(client: &Client, tables: &[Table]) -> HashMap<String, u64> {
         }
     }
     estimates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_print_as_whole_items_per_second() {
+        assert_eq!(rate(199_523.456), "199,523/s");
+        assert_eq!(rate(999.5), "1,000/s");
+        assert_eq!(rate(12.4), "12/s");
+        assert_eq!(rate(0.2), "0/s");
+        assert_eq!(rate(f64::NAN), "0/s");
+        assert_eq!(rate(f64::INFINITY), "0/s");
+        assert_eq!(rate(1_234_567.0), "1,234,567/s");
+    }
 }
