@@ -8,6 +8,7 @@ use super::*;
 /// Every codec this build can write, at several zstd levels, compressing
 /// even small payloads so the zstd paths run.
 pub(crate) fn all_codecs() -> Vec<Codec> {
+    #[allow(unused_mut)]
     let mut codecs = Codec::available();
     #[cfg(feature = "compression")]
     for codec in Codec::available() {

@@ -121,7 +121,10 @@ pub(super) fn read<'a, B: Build<'a>>(body: &'a [u8]) -> Result<B> {
     if reader.pos == body.len() {
         Ok(value)
     } else {
-        Err(corrupt(format!("{} trailing bytes", body.len() - reader.pos)))
+        Err(corrupt(format!(
+            "{} trailing bytes",
+            body.len() - reader.pos
+        )))
     }
 }
 
@@ -181,7 +184,9 @@ impl<'a> Reader<'a> {
     fn count(&self, count: usize, per_element: usize) -> Result<usize> {
         let left = self.bytes.len() - self.pos;
         if count.saturating_mul(per_element) > left {
-            Err(corrupt(format!("declares {count} elements in {left} bytes")))
+            Err(corrupt(format!(
+                "declares {count} elements in {left} bytes"
+            )))
         } else {
             Ok(count)
         }
