@@ -55,16 +55,26 @@ impl fmt::Display for Limit {
 pub enum Error {
     /// A conditional write lost: another writer committed first
     /// (`ConditionalCheckFailed` or `TransactionConflict`).
-    #[error("optimistic lock conflict on {key}")]
+    #[error("optimistic lock conflict on {key}{}", InTable(table))]
     Conflict {
         /// The key (`{type}:{id}` or the view id) that was written concurrently.
         key: String,
+        /// The table(s) written, comma-separated (empty if not recorded).
+        table: String,
     },
     /// DynamoDB throttled the request and the SDK's retries ran out.
-    #[error("{operation} throttled by DynamoDB after retries: {source}")]
+    #[error(
+        "{operation}{} throttled by DynamoDB after retries: {message}",
+        OnTable(table)
+    )]
     Throttled {
         /// The DynamoDB operation.
         operation: &'static str,
+        /// The table(s) the call addressed, comma-separated (empty if not
+        /// recorded).
+        table: String,
+        /// What DynamoDB said: the error code and message.
+        message: Box<str>,
         /// The SDK error.
         #[source]
         source: BoxError,
@@ -74,19 +84,56 @@ pub enum Error {
     /// `TransactWriteItems` answered `TransactionInProgressException` (an
     /// earlier attempt of the same transaction is still being applied).
     /// Whether a write was applied is unknown.
-    #[error("{operation} could not reach DynamoDB: {source}")]
+    #[error("{operation}{} could not reach DynamoDB: {message}", OnTable(table))]
     Connection {
         /// The DynamoDB operation.
         operation: &'static str,
+        /// The table(s) the call addressed, comma-separated (empty if not
+        /// recorded).
+        table: String,
+        /// What went wrong, each cause of the SDK error in turn.
+        message: Box<str>,
         /// The SDK error.
         #[source]
         source: BoxError,
     },
-    /// DynamoDB answered with an error this crate has no special meaning for.
-    #[error("{operation} failed: {source}")]
+    /// DynamoDB answered with an error this crate has no special meaning for:
+    /// a missing table (`ResourceNotFoundException`), a table whose key
+    /// schema is not this crate's (`ValidationException`), missing
+    /// permissions (`AccessDeniedException`), and so on. The message is
+    /// DynamoDB's, with a hint for the usual causes.
+    #[error("{operation}{} failed: {message}", OnTable(table))]
     Dynamo {
         /// The DynamoDB operation.
         operation: &'static str,
+        /// The table(s) the call addressed, comma-separated (empty if not
+        /// recorded).
+        table: String,
+        /// What DynamoDB said: the error code and message, and a hint for a
+        /// missing table or a key schema that is not this crate's.
+        message: Box<str>,
+        /// The SDK error.
+        #[source]
+        source: BoxError,
+    },
+    /// The AWS client cannot sign or address a request, so nothing was sent:
+    /// no region is configured, no credentials were found, the credentials
+    /// configuration is invalid, or no endpoint can be resolved.
+    ///
+    /// Retrying cannot help and no write happened: fix the configuration.
+    /// `reason` says what to set, for example `set AWS_REGION` or
+    /// `set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE`. It
+    /// maps to `PersistenceError::UnknownError`
+    /// (`AggregateError::UnexpectedError`), never to a connection error.
+    #[error("{operation}{} was not sent: {reason}", OnTable(table))]
+    Configuration {
+        /// The DynamoDB operation.
+        operation: &'static str,
+        /// The table(s) the call addressed, comma-separated (empty if not
+        /// recorded).
+        table: String,
+        /// What is missing or wrong, and how to fix it.
+        reason: Box<str>,
         /// The SDK error.
         #[source]
         source: BoxError,
@@ -272,41 +319,112 @@ impl Error {
         )
     }
 
-    /// Maps an SDK error of `operation` to a typed error.
+    /// True when the AWS client is misconfigured (no region, no
+    /// credentials): nothing was sent, and retrying cannot help.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Error::Configuration { .. })
+    }
+
+    /// Maps an SDK error of `operation` to a typed error, without a table
+    /// name. Prefer [`from_sdk_on`](Self::from_sdk_on).
     pub(crate) fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: fmt::Debug + Send + Sync + 'static,
     {
+        Error::from_sdk_on(operation, "", err)
+    }
+
+    /// Maps an SDK error of `operation` on `table` (several tables
+    /// comma-separated) to a typed error whose message carries the
+    /// operation, the table and what DynamoDB or the SDK said.
+    pub(crate) fn from_sdk_on<E, R>(
+        operation: &'static str,
+        table: &str,
+        err: SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        let table = table.to_string();
         match &err {
-            SdkError::DispatchFailure(_)
-            | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => Error::Connection {
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) => {
+                if let Some(reason) = misconfiguration(&err) {
+                    return Error::Configuration {
+                        operation,
+                        table,
+                        reason: reason.into(),
+                        source: Box::new(err),
+                    };
+                }
+                if matches!(err, SdkError::ConstructionFailure(_)) {
+                    return Error::Dynamo {
+                        operation,
+                        message: causes(&err).into(),
+                        table,
+                        source: Box::new(err),
+                    };
+                }
+                Error::Connection {
+                    operation,
+                    message: causes(&err).into(),
+                    table,
+                    source: Box::new(err),
+                }
+            }
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Error::Connection {
                 operation,
+                message: causes(&err).into(),
+                table,
                 source: Box::new(err),
             },
             SdkError::ServiceError(service) if is_throttling(service.err().code()) => {
                 Error::Throttled {
                     operation,
+                    message: service_message(service.err(), &table).into(),
+                    table,
                     source: Box::new(err),
                 }
             }
+            SdkError::ServiceError(service) => Error::Dynamo {
+                operation,
+                message: service_message(service.err(), &table).into(),
+                table,
+                source: Box::new(err),
+            },
             _ => Error::Dynamo {
                 operation,
+                message: causes(&err).into(),
+                table,
                 source: Box::new(err),
             },
         }
     }
 
-    /// Maps a `TransactWriteItems` error; cancellations for a failed condition
-    /// or a conflicting transaction become [`Error::Conflict`] on `key`.
+    /// Maps a `TransactWriteItems` error, without a table name. Prefer
+    /// [`from_transact_on`](Self::from_transact_on).
     pub(crate) fn from_transact(key: &str, err: SdkError<TransactWriteItemsError>) -> Self {
+        Error::from_transact_on("", key, err)
+    }
+
+    /// Maps a `TransactWriteItems` error on `table` (several tables
+    /// comma-separated); cancellations for a failed condition or a
+    /// conflicting transaction become [`Error::Conflict`] on `key`.
+    pub(crate) fn from_transact_on(
+        table: &str,
+        key: &str,
+        err: SdkError<TransactWriteItemsError>,
+    ) -> Self {
+        const OPERATION: &str = "TransactWriteItems";
         if let SdkError::ServiceError(service) = &err {
             // A previous attempt with the same token is still being applied:
             // whether it lands is unknown, as after a lost response.
             if let TransactWriteItemsError::TransactionInProgressException(_) = service.err() {
                 return Error::Connection {
-                    operation: "TransactWriteItems",
+                    operation: OPERATION,
+                    table: table.to_string(),
+                    message: service_message(service.err(), table).into(),
                     source: Box::new(err),
                 };
             }
@@ -320,6 +438,7 @@ impl Error {
                 if conflict {
                     return Error::Conflict {
                         key: key.to_string(),
+                        table: table.to_string(),
                     };
                 }
                 let throttled = cancel
@@ -328,14 +447,285 @@ impl Error {
                     .any(|reason| is_throttling(reason.code()));
                 if throttled {
                     return Error::Throttled {
-                        operation: "TransactWriteItems",
+                        operation: OPERATION,
+                        table: table.to_string(),
+                        message: service_message(service.err(), table).into(),
                         source: Box::new(err),
                     };
                 }
             }
         }
-        Error::from_sdk("TransactWriteItems", err)
+        Error::from_sdk_on(OPERATION, table, err)
     }
+}
+
+impl Error {
+    /// Records this error on the current span's `error` field and logs it
+    /// at debug level as the failure of `what` (the error itself is returned
+    /// to the caller, who decides how loud it is). A lost optimistic-lock
+    /// race is logged as a conflict.
+    pub(crate) fn record_in_span(&self, what: &'static str) {
+        tracing::Span::current().record("error", tracing::field::display(self));
+        match self {
+            Error::Conflict { key, table } => tracing::debug!(
+                %key,
+                %table,
+                "{what}: conflict, another writer committed first; nothing was written"
+            ),
+            _ => tracing::debug!(error = %self, "{what} failed"),
+        }
+    }
+}
+
+/// Runs `operation`; if it fails, records the error on the current span and
+/// logs it ([`Error::record_in_span`]).
+pub(crate) async fn in_span<T>(
+    what: &'static str,
+    operation: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = operation.await;
+    if let Err(err) = &result {
+        err.record_in_span(what);
+    }
+    result
+}
+
+/// ` on table {table}` (` on tables {a, b}`), or nothing for no table.
+struct OnTable<'a>(&'a str);
+
+impl fmt::Display for OnTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "" => Ok(()),
+            table if table.contains(", ") => write!(f, " on tables {table}"),
+            table => write!(f, " on table {table}"),
+        }
+    }
+}
+
+/// ` in table {table}` (` in tables {a, b}`), or nothing for no table.
+struct InTable<'a>(&'a str);
+
+impl fmt::Display for InTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "" => Ok(()),
+            table if table.contains(", ") => write!(f, " in tables {table}"),
+            table => write!(f, " in table {table}"),
+        }
+    }
+}
+
+/// What DynamoDB or the SDK said about `err` on `table`, as the typed
+/// errors word it: a service error's code and message, or each cause of a
+/// failure to get an answer.
+pub(crate) fn sdk_message<E, R>(err: &SdkError<E, R>, table: &str) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+{
+    match err {
+        SdkError::ServiceError(service) => service_message(service.err(), table),
+        _ => causes(err),
+    }
+}
+
+/// A service error as `Code: message`, with a hint for a missing table or
+/// a key schema that is not this crate's. A cancelled transaction also
+/// lists each item's cancellation reason and its message.
+fn service_message<E>(err: &E, table: &str) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut text = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        (None, Some(message)) => message.to_string(),
+        (None, None) => causes(err),
+    };
+    let mut messages = vec![err.message().unwrap_or_default().to_string()];
+    let transact =
+        (err as &(dyn std::error::Error + 'static)).downcast_ref::<TransactWriteItemsError>();
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = transact {
+        for (index, reason) in cancel.cancellation_reasons().iter().enumerate() {
+            let (Some(code), message) = (reason.code(), reason.message()) else {
+                continue;
+            };
+            if code == "None" {
+                continue;
+            }
+            match message {
+                Some(message) => text.push_str(&format!("; item {index}: {code}: {message}")),
+                None => text.push_str(&format!("; item {index}: {code}")),
+            }
+            messages.push(message.unwrap_or_default().to_string());
+        }
+    }
+    let code = err.code().unwrap_or_default();
+    if code == "ResourceNotFoundException" {
+        let exists = match table {
+            "" => "does the table exist".to_string(),
+            table if table.contains(", ") => format!("do tables {table} exist"),
+            table => format!("does table {table} exist"),
+        };
+        text.push_str(&format!(
+            " ({exists} in this account and region? dynamo_es::create_event_tables and \
+             create_view_table create the tables)"
+        ));
+    } else if messages
+        .iter()
+        .any(|message| is_key_schema_message(message))
+    {
+        let which = match table {
+            "" => "the table does".to_string(),
+            table if table.contains(", ") => format!("one of tables {table} does"),
+            table => format!("table {table} does"),
+        };
+        text.push_str(&format!(
+            " ({which} not have the key schema dynamo-es expects: events HASH \
+             AggregateTypeAndId (S), RANGE AggregateIdSequence (N); snapshots HASH \
+             AggregateTypeAndId (S); views HASH ViewId (S))"
+        ));
+    }
+    text
+}
+
+/// True for DynamoDB's ways of saying a request's key is not the table's.
+fn is_key_schema_message(message: &str) -> bool {
+    [
+        "key element does not match the schema",
+        "Missing the key",
+        "missed key schema element",
+        "Query key condition not supported",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// An error and each of its sources, `: `-separated, without the repeats
+/// the SDK's layers produce (and without `DisplayErrorContext`'s debug dump).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    let mut current = Some(err);
+    while let Some(err) = current {
+        let part = err.to_string();
+        if !part.is_empty() && part != last {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        last = part;
+        current = err.source();
+    }
+    text
+}
+
+/// What to set when no region is configured.
+const SET_REGION: &str = "no AWS region is configured: set AWS_REGION (or `region` in the \
+    profile's ~/.aws/config section), or call `.region(...)` on the SDK config";
+
+/// What to set when no credentials were found.
+const SET_CREDENTIALS: &str = "no AWS credentials: set AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a profile in ~/.aws/credentials or ~/.aws/config \
+    (run `aws sso login` for an SSO profile), or call `.credentials_provider(...)` on the SDK config";
+
+/// If `err` failed before anything was sent because the client is
+/// misconfigured (no region, no credentials, no endpoint), what to fix.
+///
+/// The SDK reports these as a dispatch (or construction) failure whose
+/// cause is an error from the signer, the endpoint resolver, the auth
+/// scheme resolver or a credentials provider. Those error types are private
+/// to the SDK's inner crates or absent from this crate's dependencies, so
+/// they are recognised by the type name their `Debug` output starts with
+/// (and, for the credentials errors, their message); `tests/errors.rs` pins
+/// each case against the SDK in use.
+fn misconfiguration<E, R>(err: &SdkError<E, R>) -> Option<String>
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+{
+    match err {
+        // The request never left: nothing was sent to be lost or cut off.
+        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => {}
+        SdkError::ConstructionFailure(_) => {}
+        _ => return None,
+    }
+    let mut current = std::error::Error::source(err);
+    while let Some(cause) = current {
+        match debug_name(cause).as_str() {
+            // aws-runtime's SigV4SigningError: no region to sign for.
+            "MissingSigningRegion" | "MissingSigningRegionSet" => {
+                return Some(SET_REGION.to_string())
+            }
+            // The endpoint rules need a region (no endpoint URL is set), or
+            // the endpoint settings contradict each other.
+            "ResolveEndpointError" => {
+                let detail = causes(cause);
+                return Some(if detail.contains("Missing Region") {
+                    SET_REGION.to_string()
+                } else {
+                    format!(
+                        "no DynamoDB endpoint can be resolved ({detail}): check AWS_REGION, \
+                         AWS_ENDPOINT_URL_DYNAMODB and the SDK config's endpoint settings"
+                    )
+                });
+            }
+            // No credentials provider at all: nothing to sign with.
+            "NoMatchingAuthSchemeError" => return Some(SET_CREDENTIALS.to_string()),
+            // aws-credential-types' CredentialsError (whose messages all
+            // say "credential"): every provider of the chain came up empty,
+            // the configuration is broken, or a provider failed in a way it
+            // does not expect (a profile provider reports its error once,
+            // then "initialization error already taken").
+            "CredentialsNotLoaded" if cause.to_string().contains("credential") => {
+                return Some(format!("{SET_CREDENTIALS} ({})", causes(cause)))
+            }
+            "InvalidConfiguration" if cause.to_string().contains("credential") => {
+                return Some(format!(
+                    "the AWS credentials configuration is invalid ({}): check ~/.aws/config, \
+                     ~/.aws/credentials and AWS_PROFILE, or set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY",
+                    causes(cause)
+                ))
+            }
+            "Unhandled" if cause.to_string().contains("credentials error") => {
+                return Some(format!(
+                    "AWS credentials could not be loaded ({}): set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, or AWS_PROFILE to a working profile",
+                    causes(cause)
+                ))
+            }
+            _ => {}
+        }
+        current = cause.source();
+    }
+    None
+}
+
+/// The type or variant name an error's `Debug` output starts with
+/// (`MissingSigningRegion` for `MissingSigningRegion`,
+/// `ResolveEndpointError` for `ResolveEndpointError { .. }`), formatting no
+/// more than that.
+fn debug_name(err: &dyn std::error::Error) -> String {
+    struct Name(String);
+    impl fmt::Write for Name {
+        fn write_str(&mut self, text: &str) -> fmt::Result {
+            for c in text.chars() {
+                if c.is_alphanumeric() || c == '_' {
+                    self.0.push(c);
+                } else {
+                    // Stops the formatting: the name is complete.
+                    return Err(fmt::Error);
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut name = Name(String::new());
+    let _ = fmt::write(&mut name, format_args!("{err:?}"));
+    name.0
 }
 
 /// True when DynamoDB cancelled a transaction only because items were
@@ -380,6 +770,9 @@ impl From<Error> for PersistenceError {
             Error::Throttled { .. } | Error::Connection { .. } | Error::SnapshotChanging { .. } => {
                 PersistenceError::ConnectionError(Box::new(err))
             }
+            // Nothing was sent and a retry cannot help: never a connection
+            // error, which invites reloading and retrying.
+            err @ Error::Configuration { .. } => PersistenceError::UnknownError(Box::new(err)),
             err if err.is_data_error() => PersistenceError::DeserializationError(Box::new(err)),
             err @ Error::Recode(_) => PersistenceError::UnknownError(Box::new(err)),
             err => PersistenceError::UnknownError(Box::new(err)),

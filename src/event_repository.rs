@@ -3,14 +3,19 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    FinalizerInterceptorContextRef, InterceptorContext,
+};
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -20,7 +25,7 @@ use tracing::{field, Instrument};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::codec::Codec;
-use crate::error::{Error, Limit, Result};
+use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{
     aggregate_key, event_to_item, item_to_event, n, s, PayloadBytes, AGGREGATE_ID_SEQUENCE,
     AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
@@ -116,6 +121,18 @@ enum SnapshotWrites {
     Skipped(SkippedSnapshot),
 }
 
+/// What a commit stored, for its log event.
+struct Committed {
+    /// Items written (events, snapshot head and chunks, chunk deletes).
+    items: usize,
+    /// Stored payload bytes.
+    stored_bytes: usize,
+    /// Write capacity units DynamoDB reported.
+    consumed_capacity: f64,
+    /// `none`, `written` or `skipped`.
+    snapshot: &'static str,
+}
+
 impl DynamoEventRepository {
     /// A repository on the tables `Events` and `Snapshots`, writing with
     /// [`Codec::default()`].
@@ -204,13 +221,16 @@ impl DynamoEventRepository {
     ) -> Result<Vec<SerializedEvent>> {
         let span = tracing::debug_span!(
             "dynamo_es.read_events",
+            table = %self.event_table,
             aggregate_type,
             aggregate_id,
+            after = after.map(field::display),
             items = field::Empty,
             stored_bytes = field::Empty,
             consumed_capacity = field::Empty,
+            error = field::Empty,
         );
-        async {
+        in_span("reading events", async {
             let pages = Pages::query(self.events_query(aggregate_type, aggregate_id, after), None);
             let (items, capacity) = pages.collect().await?;
             let mut stored = 0usize;
@@ -225,8 +245,14 @@ impl DynamoEventRepository {
             span.record("items", events.len());
             span.record("stored_bytes", stored);
             span.record("consumed_capacity", capacity);
+            tracing::trace!(
+                items = events.len(),
+                stored_bytes = stored,
+                consumed_capacity = capacity,
+                "events read"
+            );
             Ok(events)
-        }
+        })
         .instrument(span)
         .await
     }
@@ -239,12 +265,14 @@ impl DynamoEventRepository {
     ) -> Result<Option<LoadedSnapshot>> {
         let span = tracing::debug_span!(
             "dynamo_es.read_snapshot",
+            table = %self.snapshot_table,
             aggregate_type,
             aggregate_id,
             chunks = field::Empty,
             stored_bytes = field::Empty,
+            error = field::Empty,
         );
-        async {
+        in_span("reading the snapshot", async {
             let loaded = snapshot::read(
                 &self.client,
                 &self.snapshot_table,
@@ -252,13 +280,24 @@ impl DynamoEventRepository {
                 aggregate_id,
             )
             .await?;
-            if let Some(loaded) = &loaded {
-                let span = tracing::Span::current();
-                span.record("chunks", loaded.chunks);
-                span.record("stored_bytes", loaded.payload.len());
+            match &loaded {
+                Some(loaded) => {
+                    let span = tracing::Span::current();
+                    span.record("chunks", loaded.chunks);
+                    span.record("stored_bytes", loaded.payload.len());
+                    tracing::trace!(
+                        chunks = loaded.chunks,
+                        stored_bytes = loaded.payload.len(),
+                        current_snapshot = loaded.current_snapshot,
+                        current_sequence = loaded.current_sequence,
+                        trusted = loaded.trusted,
+                        "snapshot read"
+                    );
+                }
+                None => tracing::trace!("no snapshot stored"),
             }
             Ok(loaded)
-        }
+        })
         .instrument(span)
         .await
     }
@@ -286,6 +325,7 @@ impl DynamoEventRepository {
         let key = aggregate_key(aggregate_type, aggregate_id);
         let span = tracing::info_span!(
             "dynamo_es.persist",
+            table = %self.event_table,
             aggregate_type,
             aggregate_id,
             events = events.len(),
@@ -293,123 +333,194 @@ impl DynamoEventRepository {
             plain_bytes = field::Empty,
             stored_bytes = field::Empty,
             codec = %self.codec.name(),
+            snapshot_table = field::Empty,
             snapshot_chunks = field::Empty,
             snapshot_skipped = field::Empty,
             consumed_capacity = field::Empty,
+            error = field::Empty,
         );
         async {
-            if key.len() > MAX_PARTITION_KEY_SIZE {
-                return Err(Error::LimitExceeded {
-                    aggregate: key.clone(),
-                    subject: "aggregate key".into(),
-                    limit: Limit::PartitionKeySize,
-                    size: key.len(),
-                    max: MAX_PARTITION_KEY_SIZE,
-                });
-            }
-            let mut writes = Vec::with_capacity(events.len() + 1);
-            let mut bytes = PayloadBytes::default();
-            for event in events {
-                if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
-                    return Err(Error::InvalidCommit {
-                        aggregate: key.clone(),
-                        reason: format!(
-                            "it holds an event of {}:{} (sequence {})",
-                            event.aggregate_type, event.aggregate_id, event.sequence
-                        ),
-                    });
-                }
-                let (item, event_bytes) = event_to_item(event, &self.codec)?;
-                bytes += event_bytes;
-                let size = crate::size::item_size(&item);
-                let put = Put::builder()
-                    .table_name(&self.event_table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(AggregateIdSequence)")
-                    .build()?;
-                writes.push(PlannedWrite {
-                    write: TransactWriteItem::builder().put(put).build(),
-                    size,
-                    subject: format!("event {}", event.sequence),
-                });
-            }
-            // The events must fit on their own; the snapshot only if it fits
-            // beside them.
-            check_limits(&key, &writes)?;
-            let span = tracing::Span::current();
-            let first = events.first().map(|e| e.sequence).unwrap_or_default();
-            let last = events.last().map(|e| e.sequence).unwrap_or_default();
-            let snapshot = match snapshot {
-                None => SnapshotWrites::None,
-                Some(update) => {
-                    self.plan_snapshot(&key, aggregate_type, aggregate_id, update, &writes)?
-                }
-            };
-            let (snapshot_writes, snapshot_bytes) = match snapshot {
-                SnapshotWrites::None => (None, PayloadBytes::default()),
-                SnapshotWrites::Skipped(skipped) => {
-                    skip_snapshot(&key, &skipped);
-                    (None, PayloadBytes::default())
-                }
-                SnapshotWrites::Planned {
-                    writes,
-                    chunks,
-                    bytes,
-                } => {
-                    span.record("snapshot_chunks", chunks);
-                    (Some(writes), bytes)
-                }
-            };
-            let Some(snapshot_writes) = snapshot_writes else {
-                span.record("items", writes.len());
-                span.record("plain_bytes", bytes.plain);
-                span.record("stored_bytes", bytes.stored);
-                let capacity = self.transact(&key, writes, first, last).await?;
-                span.record("consumed_capacity", capacity);
-                return Ok(());
-            };
-            let with_snapshot: Vec<TransactWriteItem> = writes
-                .iter()
-                .map(|w| w.write.clone())
-                .chain(snapshot_writes.into_iter().map(|w| w.write))
-                .collect();
-            let mut all_bytes = bytes;
-            all_bytes += snapshot_bytes;
-            span.record("items", with_snapshot.len());
-            span.record("plain_bytes", all_bytes.plain);
-            span.record("stored_bytes", all_bytes.stored);
-            match self.send(&key, with_snapshot, first, last).await {
-                Ok(capacity) => {
-                    span.record("consumed_capacity", capacity);
-                    Ok(())
-                }
-                Err(err) if is_validation_error(&err) => {
-                    // Nothing was written. Some DynamoDB-compatible servers
-                    // count transaction size more strictly than DynamoDB:
-                    // commit the events alone.
-                    skip_snapshot(
-                        &key,
-                        &SkippedSnapshot {
-                            reason: "server_refused",
-                            detail: format!(
-                                "the server refused the transaction with its snapshot: {}",
-                                DisplayErrorContext(&err)
-                            ),
-                        },
+            match self
+                .commit_in_span(&key, aggregate_type, aggregate_id, events, snapshot)
+                .await
+            {
+                Ok(done) => {
+                    tracing::debug!(
+                        table = %self.event_table,
+                        aggregate = %key,
+                        events = events.len(),
+                        items = done.items,
+                        stored_bytes = done.stored_bytes,
+                        consumed_capacity = done.consumed_capacity,
+                        snapshot = done.snapshot,
+                        "commit stored"
                     );
-                    span.record("snapshot_chunks", 0);
-                    span.record("items", writes.len());
-                    span.record("plain_bytes", bytes.plain);
-                    span.record("stored_bytes", bytes.stored);
-                    let capacity = self.transact(&key, writes, first, last).await?;
-                    span.record("consumed_capacity", capacity);
                     Ok(())
                 }
-                Err(err) => Err(Error::from_transact(&key, err)),
+                Err(err) => {
+                    err.record_in_span("commit");
+                    Err(err)
+                }
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// The body of [`commit`](Self::commit), inside its span.
+    async fn commit_in_span(
+        &self,
+        key: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        events: &[SerializedEvent],
+        snapshot: Option<SnapshotUpdate>,
+    ) -> Result<Committed> {
+        if key.len() > MAX_PARTITION_KEY_SIZE {
+            return Err(Error::LimitExceeded {
+                aggregate: key.to_string(),
+                subject: "aggregate key".into(),
+                limit: Limit::PartitionKeySize,
+                size: key.len(),
+                max: MAX_PARTITION_KEY_SIZE,
+            });
+        }
+        let mut writes = Vec::with_capacity(events.len() + 1);
+        let mut bytes = PayloadBytes::default();
+        for event in events {
+            if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
+                return Err(Error::InvalidCommit {
+                    aggregate: key.to_string(),
+                    reason: format!(
+                        "it holds an event of {}:{} (sequence {})",
+                        event.aggregate_type, event.aggregate_id, event.sequence
+                    ),
+                });
+            }
+            let (item, event_bytes) = event_to_item(event, &self.codec)?;
+            bytes += event_bytes;
+            let size = crate::size::item_size(&item);
+            let put = Put::builder()
+                .table_name(&self.event_table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(AggregateIdSequence)")
+                .build()?;
+            writes.push(PlannedWrite {
+                write: TransactWriteItem::builder().put(put).build(),
+                size,
+                subject: format!("event {}", event.sequence),
+            });
+        }
+        // The events must fit on their own; the snapshot only if it fits
+        // beside them.
+        check_limits(key, &writes)?;
+        let span = tracing::Span::current();
+        let first = events.first().map(|e| e.sequence).unwrap_or_default();
+        let last = events.last().map(|e| e.sequence).unwrap_or_default();
+        let snapshot = match snapshot {
+            None => SnapshotWrites::None,
+            Some(update) => {
+                self.plan_snapshot(key, aggregate_type, aggregate_id, update, &writes)?
+            }
+        };
+        let (snapshot_writes, snapshot_bytes, outcome) = match snapshot {
+            SnapshotWrites::None => (None, PayloadBytes::default(), "none"),
+            SnapshotWrites::Skipped(skipped) => {
+                skip_snapshot(key, &self.snapshot_table, &skipped);
+                (None, PayloadBytes::default(), "skipped")
+            }
+            SnapshotWrites::Planned {
+                writes,
+                chunks,
+                bytes,
+            } => {
+                span.record("snapshot_table", field::display(&self.snapshot_table));
+                span.record("snapshot_chunks", chunks);
+                (Some(writes), bytes, "written")
+            }
+        };
+        let Some(snapshot_writes) = snapshot_writes else {
+            return self
+                .commit_events_alone(key, writes, bytes, first, last, outcome)
+                .await;
+        };
+        let with_snapshot: Vec<TransactWriteItem> = writes
+            .iter()
+            .map(|w| w.write.clone())
+            .chain(snapshot_writes.into_iter().map(|w| w.write))
+            .collect();
+        let mut all_bytes = bytes;
+        all_bytes += snapshot_bytes;
+        let items = with_snapshot.len();
+        span.record("items", items);
+        span.record("plain_bytes", all_bytes.plain);
+        span.record("stored_bytes", all_bytes.stored);
+        match self.send(key, with_snapshot, first, last).await {
+            Ok(capacity) => {
+                span.record("consumed_capacity", capacity);
+                Ok(Committed {
+                    items,
+                    stored_bytes: all_bytes.stored,
+                    consumed_capacity: capacity,
+                    snapshot: outcome,
+                })
+            }
+            Err(err) if is_validation_error(&err) => {
+                // Nothing was written. Some DynamoDB-compatible servers
+                // count transaction size more strictly than DynamoDB:
+                // commit the events alone.
+                skip_snapshot(
+                    key,
+                    &self.snapshot_table,
+                    &SkippedSnapshot {
+                        reason: "server_refused",
+                        detail: format!(
+                            "the server refused the transaction with its snapshot, \
+                             nothing was written; retrying the commit without it: {}",
+                            crate::error::sdk_message(&err, &self.commit_tables())
+                        ),
+                    },
+                );
+                span.record("snapshot_chunks", 0);
+                self.commit_events_alone(key, writes, bytes, first, last, "skipped")
+                    .await
+            }
+            Err(err) => Err(Error::from_transact_on(&self.commit_tables(), key, err)),
+        }
+    }
+
+    /// Commits the events of a commit without a snapshot.
+    async fn commit_events_alone(
+        &self,
+        key: &str,
+        writes: Vec<PlannedWrite>,
+        bytes: PayloadBytes,
+        first: usize,
+        last: usize,
+        snapshot: &'static str,
+    ) -> Result<Committed> {
+        let span = tracing::Span::current();
+        let items = writes.len();
+        span.record("items", items);
+        span.record("plain_bytes", bytes.plain);
+        span.record("stored_bytes", bytes.stored);
+        let capacity = self.transact(key, writes, first, last).await?;
+        span.record("consumed_capacity", capacity);
+        Ok(Committed {
+            items,
+            stored_bytes: bytes.stored,
+            consumed_capacity: capacity,
+            snapshot,
+        })
+    }
+
+    /// The tables a commit with a snapshot writes, as errors name them.
+    fn commit_tables(&self) -> String {
+        if self.event_table == self.snapshot_table {
+            self.event_table.clone()
+        } else {
+            format!("{}, {}", self.event_table, self.snapshot_table)
+        }
     }
 
     /// Plans a snapshot's writes beside the commit's (already checked)
@@ -511,8 +622,9 @@ impl DynamoEventRepository {
         })
     }
 
-    /// Checks a planned transaction against DynamoDB's limits, then sends it
-    /// with an idempotency token. Nothing is sent if a limit would break.
+    /// Checks a planned transaction of event writes against DynamoDB's
+    /// limits, then sends it with an idempotency token. Nothing is sent if a
+    /// limit would break.
     pub(crate) async fn transact(
         &self,
         key: &str,
@@ -524,7 +636,7 @@ impl DynamoEventRepository {
         let items: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.write).collect();
         self.send(key, items, first, last)
             .await
-            .map_err(|err| Error::from_transact(key, err))
+            .map_err(|err| Error::from_transact_on(&self.event_table, key, err))
     }
 
     /// Sends a transaction with an idempotency token, returning the SDK's
@@ -548,7 +660,8 @@ impl DynamoEventRepository {
             .customize()
             .config_override(
                 aws_sdk_dynamodb::config::Builder::default()
-                    .retry_classifier(ThrottledCancellation),
+                    .retry_classifier(ThrottledCancellation)
+                    .interceptor(RetryLog),
             )
             .send()
             .await?;
@@ -627,11 +740,68 @@ impl ClassifyRetry for ThrottledCancellation {
     }
 }
 
+/// Logs, at debug level, each attempt of a commit's `TransactWriteItems`
+/// that [`ThrottledCancellation`] makes the SDK retry: a transaction
+/// cancelled only by throttling, or one still in progress. (The classifier
+/// itself runs more than once per attempt, so it cannot log.)
+#[derive(Debug)]
+struct RetryLog;
+
+impl Intercept for RetryLog {
+    fn name(&self) -> &'static str {
+        "dynamo-es: retry log"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(Err(error)) = context.inner().output_or_error() else {
+            return Ok(());
+        };
+        let reason = match error
+            .as_operation_error()
+            .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
+        {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+                if crate::error::cancelled_by_throttling(cancel) =>
+            {
+                "the transaction was cancelled only because items were throttled"
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                "an earlier attempt of the same transaction is still in progress"
+            }
+            _ => return Ok(()),
+        };
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let max_attempts = cfg.load::<RetryConfig>().map_or(1, |c| c.max_attempts());
+        if attempt < max_attempts {
+            tracing::debug!(
+                attempt,
+                max_attempts,
+                "{reason}; retrying TransactWriteItems with the same ClientRequestToken"
+            );
+        } else {
+            tracing::debug!(
+                attempt,
+                max_attempts,
+                "{reason}; no attempts left, giving up"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Logs a snapshot left out of a commit and records why in the span.
-fn skip_snapshot(key: &str, skipped: &SkippedSnapshot) {
-    tracing::Span::current().record("snapshot_skipped", skipped.reason);
+fn skip_snapshot(key: &str, table: &str, skipped: &SkippedSnapshot) {
+    let span = tracing::Span::current();
+    span.record("snapshot_table", field::display(table));
+    span.record("snapshot_skipped", skipped.reason);
     tracing::warn!(
         aggregate = %key,
+        snapshot_table = %table,
         reason = skipped.reason,
         detail = %skipped.detail,
         "snapshot skipped; committing the events alone (a later commit tries again)"
@@ -843,11 +1013,13 @@ impl PersistedEventRepository for DynamoEventRepository {
         let query = self.events_query(A::TYPE, aggregate_id, None);
         let span = tracing::info_span!(
             "dynamo_es.stream_events",
+            table = %self.event_table,
             aggregate_type = A::TYPE,
             aggregate_id,
             events = field::Empty,
             pages = field::Empty,
             consumed_capacity = field::Empty,
+            error = field::Empty,
         );
         Ok(self.replay(Pages::query(query, Some(self.page_size())), None, span))
     }
@@ -867,6 +1039,7 @@ impl PersistedEventRepository for DynamoEventRepository {
             events = field::Empty,
             pages = field::Empty,
             consumed_capacity = field::Empty,
+            error = field::Empty,
         );
         Ok(self.replay(
             Pages::scan(scan, Some(self.page_size())),

@@ -303,7 +303,7 @@ async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Ite
         .consistent_read(true)
         .send()
         .await
-        .map_err(|err| Error::from_sdk("GetItem", err))?;
+        .map_err(|err| Error::from_sdk_on("GetItem", table, err))?;
     Ok(out.item)
 }
 
@@ -385,7 +385,7 @@ pub(crate) async fn stored_payload(
                 .request_items(table, request)
                 .send()
                 .await
-                .map_err(|err| Error::from_sdk("BatchGetItem", err))?;
+                .map_err(|err| Error::from_sdk_on("BatchGetItem", table, err))?;
             let mut got = 0usize;
             for item in out
                 .responses

@@ -38,9 +38,10 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
+use tracing::{field, Instrument};
 
 use crate::codec::Codec;
-use crate::error::{Error, Result};
+use crate::error::{in_span, Error, Result};
 use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
 
 /// When a [`DynamoStore`] writes a snapshot.
@@ -94,6 +95,14 @@ impl SnapshotPolicy {
             }
         }
     }
+}
+
+/// How a load went, for its log event.
+struct Loaded {
+    /// `none`, `used`, `untrusted` or `unreadable`.
+    snapshot: &'static str,
+    /// Events applied after the snapshot (or from the start).
+    replayed: usize,
 }
 
 /// An aggregate as loaded by a [`DynamoStore`].
@@ -221,7 +230,45 @@ impl<A: Aggregate> DynamoStore<A> {
             .collect()
     }
 
+    /// Loads an aggregate in a `dynamo_es.load` span, logging the result.
     async fn load_context(&self, aggregate_id: &str) -> Result<DynamoAggregateContext<A>> {
+        let span = tracing::debug_span!(
+            "dynamo_es.load",
+            table = %self.repo.event_table(),
+            snapshot_table = %self.repo.snapshot_table(),
+            aggregate_type = A::TYPE,
+            aggregate_id,
+            sequence = field::Empty,
+            snapshot = field::Empty,
+            replayed = field::Empty,
+            error = field::Empty,
+        );
+        in_span("load", async {
+            let (context, loaded) = self.load_in_span(aggregate_id).await?;
+            let span = tracing::Span::current();
+            span.record("sequence", context.current_sequence);
+            span.record("snapshot", loaded.snapshot);
+            span.record("replayed", loaded.replayed);
+            tracing::debug!(
+                table = %self.repo.event_table(),
+                aggregate_type = A::TYPE,
+                aggregate_id,
+                sequence = context.current_sequence,
+                snapshot = loaded.snapshot,
+                replayed = loaded.replayed,
+                "aggregate loaded"
+            );
+            Ok(context)
+        })
+        .instrument(span)
+        .await
+    }
+
+    /// The body of [`load_context`](Self::load_context).
+    async fn load_in_span(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
         let mut context = DynamoAggregateContext {
             aggregate_id: aggregate_id.to_string(),
             aggregate: A::default(),
@@ -233,6 +280,7 @@ impl<A: Aggregate> DynamoStore<A> {
                 chunks: 0,
             },
         };
+        let mut snapshot = "none";
         if self.policy != SnapshotPolicy::Never {
             if let Some(loaded) = self.repo.read_snapshot(A::TYPE, aggregate_id).await? {
                 // Kept even when the payload no longer deserializes, so the
@@ -249,21 +297,31 @@ impl<A: Aggregate> DynamoStore<A> {
                         current_snapshot = loaded.current_snapshot,
                         "snapshot not written by DynamoStore; rebuilding from events"
                     );
-                    return self.replay_into(context, None).await;
+                    let (context, replayed) = self.replay_into(context, None).await?;
+                    return Ok((
+                        context,
+                        Loaded {
+                            snapshot: "untrusted",
+                            replayed,
+                        },
+                    ));
                 }
                 match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
                     Ok(aggregate) => {
                         context.aggregate = aggregate;
                         context.current_sequence = loaded.current_sequence;
                         context.base.snapshot = Some(loaded.payload);
+                        snapshot = "used";
                     }
                     Err(err) => {
                         tracing::warn!(
+                            table = %self.repo.snapshot_table(),
                             aggregate_type = A::TYPE,
                             aggregate_id,
                             error = %err,
                             "snapshot no longer deserializes; rebuilding from events"
                         );
+                        snapshot = "unreadable";
                     }
                 }
             }
@@ -273,28 +331,32 @@ impl<A: Aggregate> DynamoStore<A> {
             .snapshot
             .as_ref()
             .map(|_| context.current_sequence);
-        self.replay_into(context, after).await
+        let (context, replayed) = self.replay_into(context, after).await?;
+        Ok((context, Loaded { snapshot, replayed }))
     }
 
-    /// Applies the events stored after `after` (all if `None`) to `context`.
+    /// Applies the events stored after `after` (all if `None`) to `context`,
+    /// returning it and how many events were applied.
     async fn replay_into(
         &self,
         mut context: DynamoAggregateContext<A>,
         after: Option<usize>,
-    ) -> Result<DynamoAggregateContext<A>> {
+    ) -> Result<(DynamoAggregateContext<A>, usize)> {
         let events = self
             .repo
             .read_events(A::TYPE, &context.aggregate_id, after)
             .await?;
         let keep_events = self.policy != SnapshotPolicy::Never;
-        for envelope in self.to_envelopes(events)? {
+        let envelopes = self.to_envelopes(events)?;
+        let replayed = envelopes.len();
+        for envelope in envelopes {
             context.current_sequence = envelope.sequence;
             if keep_events {
                 context.base.events.push(envelope.payload.clone());
             }
             context.aggregate.apply(envelope.payload);
         }
-        Ok(context)
+        Ok((context, replayed))
     }
 
     async fn commit_events(

@@ -33,7 +33,13 @@ type ScanPages = PaginationStream<
 >;
 
 /// Pages of items from a query or a scan.
-pub(crate) enum Pages {
+pub(crate) struct Pages {
+    source: Source,
+    /// The table read, for error messages.
+    table: String,
+}
+
+enum Source {
     Query(QueryPages),
     Scan(ScanPages),
 }
@@ -57,33 +63,41 @@ impl Page {
 impl Pages {
     /// Pages of `query`, each at most `page_size` items (and 1 MB).
     pub(crate) fn query(query: QueryFluentBuilder, page_size: Option<i32>) -> Self {
+        let table = query.get_table_name().clone().unwrap_or_default();
         let mut paginator = query.into_paginator();
         if let Some(size) = page_size {
             paginator = paginator.page_size(size);
         }
-        Pages::Query(paginator.send())
+        Pages {
+            source: Source::Query(paginator.send()),
+            table,
+        }
     }
 
     /// Pages of `scan`, each at most `page_size` items (and 1 MB).
     pub(crate) fn scan(scan: ScanFluentBuilder, page_size: Option<i32>) -> Self {
+        let table = scan.get_table_name().clone().unwrap_or_default();
         let mut paginator = scan.into_paginator();
         if let Some(size) = page_size {
             paginator = paginator.page_size(size);
         }
-        Pages::Scan(paginator.send())
+        Pages {
+            source: Source::Scan(paginator.send()),
+            table,
+        }
     }
 
     /// The next page, `None` after the last one. After an error there is no
     /// further page.
     pub(crate) async fn next(&mut self) -> Option<Result<Page>> {
-        Some(match self {
-            Pages::Query(pages) => match pages.next().await? {
+        Some(match &mut self.source {
+            Source::Query(pages) => match pages.next().await? {
                 Ok(out) => Ok(Page::new(out.items, out.consumed_capacity)),
-                Err(err) => Err(Error::from_sdk("Query", err)),
+                Err(err) => Err(Error::from_sdk_on("Query", &self.table, err)),
             },
-            Pages::Scan(pages) => match pages.next().await? {
+            Source::Scan(pages) => match pages.next().await? {
                 Ok(out) => Ok(Page::new(out.items, out.consumed_capacity)),
-                Err(err) => Err(Error::from_sdk("Scan", err)),
+                Err(err) => Err(Error::from_sdk_on("Scan", &self.table, err)),
             },
         })
     }
@@ -107,7 +121,8 @@ impl Pages {
 /// hangs up ends the feed.
 ///
 /// The feed runs inside `span`, which gets `events`, `pages` and
-/// `consumed_capacity` recorded when the stream ends.
+/// `consumed_capacity` recorded when the stream ends, and `error` if it
+/// ended with one; the end is logged at debug level.
 pub(crate) fn replay<F>(
     mut pages: Pages,
     channel_size: usize,
@@ -125,8 +140,28 @@ where
         span.record("events", totals.events);
         span.record("pages", totals.pages);
         span.record("consumed_capacity", totals.capacity);
-        if let Err(err) = result {
-            tracing::debug!(error = %err, "replay stream ended with an error");
+        match result {
+            End::Done => tracing::debug!(
+                events = totals.events,
+                pages = totals.pages,
+                consumed_capacity = totals.capacity,
+                "replay stream finished"
+            ),
+            End::HungUp => tracing::debug!(
+                events = totals.events,
+                pages = totals.pages,
+                consumed_capacity = totals.capacity,
+                "replay stream stopped: the consumer hung up"
+            ),
+            End::Failed(err) => {
+                span.record("error", err.as_str());
+                tracing::debug!(
+                    events = totals.events,
+                    pages = totals.pages,
+                    error = %err,
+                    "replay stream ended with an error"
+                );
+            }
         }
     };
     tokio::spawn(tracing::Instrument::instrument(task, span));
@@ -140,6 +175,16 @@ struct Totals {
     capacity: f64,
 }
 
+/// How a replay feed ended.
+enum End {
+    /// Every page was read.
+    Done,
+    /// The consumer dropped the stream.
+    HungUp,
+    /// The first error, passed to the consumer too.
+    Failed(String),
+}
+
 /// Pushes every mapped item of every page; stops after the first error
 /// (pushed to the consumer too) or when the consumer hangs up.
 async fn feed_pages<F>(
@@ -147,7 +192,7 @@ async fn feed_pages<F>(
     feed: &mut cqrs_es::persist::ReplayFeed,
     map: &mut F,
     totals: &mut Totals,
-) -> std::result::Result<(), String>
+) -> End
 where
     F: FnMut(&Item) -> Option<Result<SerializedEvent>>,
 {
@@ -161,7 +206,7 @@ where
             Err(err) => {
                 let message = err.to_string();
                 let _ = feed.push(Err(PersistenceError::from(err))).await;
-                return Err(message);
+                return End::Failed(message);
             }
         };
         for item in &items {
@@ -172,13 +217,13 @@ where
                 .await
                 .is_err()
             {
-                return Err("the consumer hung up".into());
+                return End::HungUp;
             }
             if let Some(error) = error {
-                return Err(error);
+                return End::Failed(error);
             }
             totals.events += 1;
         }
     }
-    Ok(())
+    End::Done
 }

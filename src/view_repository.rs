@@ -11,7 +11,7 @@ use cqrs_es::{Aggregate, View};
 use tracing::{field, Instrument};
 
 use crate::codec::Codec;
-use crate::error::{Error, Limit, Result};
+use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::size::{item_size, MAX_ITEM_SIZE};
 
@@ -92,9 +92,13 @@ where
             "dynamo_es.load_view",
             table = %self.table,
             view_id,
+            version = field::Empty,
             stored_bytes = field::Empty,
+            error = field::Empty,
         );
-        self.read_item(view_id).instrument(span).await
+        in_span("loading the view", self.read_item(view_id))
+            .instrument(span)
+            .await
     }
 
     async fn read_item(&self, view_id: &str) -> Result<Option<(V, i64)>> {
@@ -106,17 +110,21 @@ where
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| Error::from_sdk("GetItem", err))?;
+            .map_err(|err| Error::from_sdk_on("GetItem", &self.table, err))?;
         let Some(item) = out.item else {
+            tracing::trace!("no view stored");
             return Ok(None);
         };
         let version: i64 = get_n(&item, view_id, VIEW_VERSION)?;
         let bytes = get_b(&item, view_id, PAYLOAD)?;
-        tracing::Span::current().record("stored_bytes", bytes.len());
+        let span = tracing::Span::current();
+        span.record("version", version);
+        span.record("stored_bytes", bytes.len());
         let view = self
             .codec
             .decode_deserialize::<V>(bytes)
             .map_err(|err| err.in_item(view_id, PAYLOAD))?;
+        tracing::trace!(version, stored_bytes = bytes.len(), "view loaded");
         Ok(Some((view, version)))
     }
 
@@ -130,10 +138,12 @@ where
             stored_bytes = field::Empty,
             codec = %self.codec.name(),
             consumed_capacity = field::Empty,
+            error = field::Empty,
         );
-        async {
+        let result = async {
             let payload = self.codec.encode_serialize(&view)?;
-            tracing::Span::current().record("stored_bytes", payload.len());
+            let stored_bytes = payload.len();
+            tracing::Span::current().record("stored_bytes", stored_bytes);
             let item = Item::from([
                 (VIEW_ID.to_string(), s(&view_id)),
                 (VIEW_VERSION.to_string(), n(context.version + 1)),
@@ -164,9 +174,19 @@ where
             };
             match request.send().await {
                 Ok(out) => {
-                    if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-                        tracing::Span::current().record("consumed_capacity", units);
-                    }
+                    let units = out
+                        .consumed_capacity()
+                        .and_then(|c| c.capacity_units())
+                        .unwrap_or_default();
+                    tracing::Span::current().record("consumed_capacity", units);
+                    tracing::debug!(
+                        table = %self.table,
+                        view_id = %view_id,
+                        version = context.version + 1,
+                        stored_bytes,
+                        consumed_capacity = units,
+                        "view stored"
+                    );
                     Ok(())
                 }
                 Err(err) => {
@@ -176,15 +196,15 @@ where
                     ) {
                         Err(Error::Conflict {
                             key: view_id.clone(),
+                            table: self.table.clone(),
                         })
                     } else {
-                        Err(Error::from_sdk("PutItem", err))
+                        Err(Error::from_sdk_on("PutItem", &self.table, err))
                     }
                 }
             }
-        }
-        .instrument(span)
-        .await
+        };
+        in_span("view update", result).instrument(span).await
     }
 }
 

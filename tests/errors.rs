@@ -1,0 +1,826 @@
+//! What a new user sees when something is wrong: every DynamoDB error names
+//! the operation and the table and carries DynamoDB's own message (a missing
+//! table, a table with another key schema, a missing view table, throttling,
+//! an unreachable endpoint, a conflict); a client without a region or
+//! credentials is a configuration error that says what to set, never a
+//! connection error; and the crate's log events show up under
+//! `dynamo_es=debug`. On the embedded emulator (or
+//! `AWS_ENDPOINT_URL_DYNAMODB`), and on canned responses for what an
+//! emulator does not do (throttling, a refused snapshot).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, SerializedEvent, ViewRepository,
+};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, View};
+use dynamo_es::testing::{client_for, client_with, dynamodb, endpoint, unique_name, TestTables};
+use dynamo_es::{DynamoEventRepository, DynamoStore, DynamoViewRepository, Error, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// A small aggregate and view.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    total: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Added(i64);
+
+impl DomainEvent for Added {
+    fn event_type(&self) -> String {
+        "Added".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("counter error")]
+struct CounterError;
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "Counter";
+    type Command = i64;
+    type Event = Added;
+    type Error = CounterError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: i64,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), CounterError> {
+        sink.write(Added(command), self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Added) {
+        self.total += event.0;
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Summary {
+    total: i64,
+}
+
+impl View<Counter> for Summary {
+    fn update(&mut self, event: &EventEnvelope<Counter>) {
+        self.total += event.payload.0;
+    }
+}
+
+fn cqrs(
+    repo: DynamoEventRepository,
+    policy: SnapshotPolicy,
+) -> CqrsFramework<Counter, DynamoStore<Counter>> {
+    CqrsFramework::new(DynamoStore::new(repo, policy), vec![], ())
+}
+
+fn event(id: &str, sequence: usize) -> SerializedEvent {
+    SerializedEvent {
+        aggregate_id: id.to_string(),
+        sequence,
+        aggregate_type: Counter::TYPE.to_string(),
+        event_type: "Added".into(),
+        event_version: "1".into(),
+        payload: json!(1),
+        metadata: json!({}),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+// ---------------------------------------------------------------------------
+
+/// The `dynamo_es::Error` inside a persistence error.
+fn typed(err: &PersistenceError) -> &Error {
+    let source = match err {
+        PersistenceError::ConnectionError(source)
+        | PersistenceError::DeserializationError(source)
+        | PersistenceError::UnknownError(source) => source,
+        other => panic!("no source in {other:?}"),
+    };
+    source
+        .downcast_ref::<Error>()
+        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
+}
+
+/// The `dynamo_es::Error` inside an aggregate error.
+fn typed_aggregate(err: &AggregateError<CounterError>) -> &Error {
+    let source = match err {
+        AggregateError::DatabaseConnectionError(source)
+        | AggregateError::DeserializationError(source)
+        | AggregateError::UnexpectedError(source) => source,
+        other => panic!("no source in {other:?}"),
+    };
+    source
+        .downcast_ref::<Error>()
+        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
+}
+
+/// Asserts that `text` contains every one of `parts`.
+#[track_caller]
+fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+}
+
+async fn tables() -> TestTables {
+    dynamodb().await.expect("test tables")
+}
+
+/// Creates `name` keyed `HASH id (S)`, not a dynamo-es key schema, and
+/// waits for it to be ACTIVE.
+async fn create_foreign_table(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..600 {
+        let out = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap();
+        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("table {name} never became ACTIVE");
+}
+
+// ---------------------------------------------------------------------------
+// Missing tables, foreign key schemas, missing view tables.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_message() {
+    let db = tables().await;
+    let missing = unique_name("missing-events");
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
+
+    // What a user of CqrsFramework sees: the load's Query.
+    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
+        .execute("c1", 1)
+        .await
+        .unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
+    let parts = [
+        "Query",
+        missing.as_str(),
+        "ResourceNotFoundException",
+        "Requested resource not found",
+    ];
+    assert_mentions(&err.to_string(), &parts);
+    let typed = typed_aggregate(&err);
+    assert!(
+        matches!(typed, Error::Dynamo { operation: "Query", table, .. } if *table == missing),
+        "{typed:?}"
+    );
+    assert_mentions(&typed.to_string(), &parts);
+
+    // A commit: the TransactWriteItems names the events table.
+    let err = repo
+        .persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap_err();
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "TransactWriteItems",
+            missing.as_str(),
+            "Requested resource not found",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_table_names_the_operation_the_table_and_dynamodbs_message() {
+    let db = tables().await;
+    let missing = unique_name("missing-snapshots");
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &missing);
+    let err = cqrs(repo, SnapshotPolicy::Always)
+        .execute("c1", 1)
+        .await
+        .unwrap_err();
+    assert_mentions(
+        &err.to_string(),
+        &["GetItem", missing.as_str(), "Requested resource not found"],
+    );
+}
+
+#[tokio::test]
+async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynamodbs_message() {
+    let db = tables().await;
+    let foreign = unique_name("foreign");
+    create_foreign_table(&db.client, &foreign).await;
+
+    // As the events table: the load's Query.
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&foreign, &db.snapshots);
+    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
+        .execute("c1", 1)
+        .await
+        .unwrap_err();
+    println!("{err}");
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "Query",
+            foreign.as_str(),
+            "ValidationException",
+            "key schema element",
+        ],
+    );
+    assert!(matches!(typed_aggregate(&err), Error::Dynamo { .. }));
+
+    // As the snapshots table: the load's GetItem.
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &foreign);
+    let err = cqrs(repo, SnapshotPolicy::Always)
+        .execute("c1", 1)
+        .await
+        .unwrap_err();
+    println!("{err}");
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "GetItem",
+            foreign.as_str(),
+            "ValidationException",
+            "The provided key element does not match the schema",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_missing_view_table_names_the_operation_the_table_and_dynamodbs_message() {
+    let db = tables().await;
+    let missing = unique_name("nope");
+    let views = DynamoViewRepository::<Summary, Counter>::new(&missing, db.client.clone());
+    let err = views.load("v1").await.unwrap_err();
+    println!("{err}");
+    let parts = ["GetItem", missing.as_str(), "Requested resource not found"];
+    assert_mentions(&err.to_string(), &parts);
+    assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
+    assert!(matches!(
+        typed(&err),
+        Error::Dynamo {
+            operation: "GetItem",
+            ..
+        }
+    ));
+    let Err(err) = views.load_with_context("v1").await else {
+        panic!("loaded a view from a missing table")
+    };
+    assert_mentions(&err.to_string(), &parts);
+}
+
+#[tokio::test]
+async fn a_view_table_with_another_key_schema_names_the_table() {
+    let db = tables().await;
+    let foreign = unique_name("foreign-view");
+    create_foreign_table(&db.client, &foreign).await;
+    let views = DynamoViewRepository::<Summary, Counter>::new(&foreign, db.client.clone());
+    let err = views.load("v1").await.unwrap_err();
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "GetItem",
+            foreign.as_str(),
+            "The provided key element does not match the schema",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Conflicts, unreachable endpoints, throttling.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_conflict_names_the_aggregate_and_the_table() {
+    let db = tables().await;
+    let repo = db.repository();
+    repo.persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap();
+    let err = repo
+        .persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap_err();
+    // cqrs-es's OptimisticLockError carries nothing; the typed error does.
+    assert!(
+        matches!(err, PersistenceError::OptimisticLockError),
+        "{err:?}"
+    );
+    // The typed error names the table too (it is logged at debug level,
+    // see below), but cqrs-es's error drops it.
+    let err = Error::Conflict {
+        key: "Counter:c1".into(),
+        table: db.events.clone(),
+    };
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "optimistic lock conflict on Counter:c1 in table {}",
+            db.events
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_connection_error_naming_the_table() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = client_with(
+        &format!("http://127.0.0.1:{port}"),
+        TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(5))
+            .build(),
+        RetryConfig::disabled(),
+    );
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    let err = repo.get_events::<Counter>("c1").await.unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(err, PersistenceError::ConnectionError(_)),
+        "{err:?}"
+    );
+    assert!(matches!(
+        typed(&err),
+        Error::Connection {
+            operation: "Query",
+            ..
+        }
+    ));
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "Query on table Events could not reach DynamoDB",
+            "dispatch failure",
+        ],
+    );
+}
+
+fn response(status: u16, body: Value) -> HttpResponse {
+    let mut response = HttpResponse::new(
+        StatusCode::try_from(status).unwrap(),
+        SdkBody::from(serde_json::to_vec(&body).unwrap()),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0");
+    response
+}
+
+fn dynamo_error(kind: &str, message: &str) -> HttpResponse {
+    response(
+        400,
+        json!({
+            "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
+            "message": message,
+        }),
+    )
+}
+
+fn throttled_cancellation() -> HttpResponse {
+    response(
+        400,
+        json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [ThrottlingError]",
+            "CancellationReasons": [
+                {"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity of your table or index."}
+            ],
+        }),
+    )
+}
+
+/// A client answering with `responses` in order, making at most `attempts`
+/// attempts per call with a 1 ms backoff.
+fn canned(responses: Vec<HttpResponse>, attempts: u32) -> Client {
+    let http = StaticReplayClient::new(
+        responses
+            .into_iter()
+            .map(|r| ReplayEvent::new(HttpRequest::empty(), r))
+            .collect(),
+    );
+    let config = client_for("http://canned.invalid")
+        .config()
+        .to_builder()
+        .http_client(http)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(attempts)
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_max_backoff(Duration::from_millis(1)),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
+    let client = canned(
+        vec![dynamo_error(
+            "ThrottlingException",
+            "Rate of requests exceeds the allowed throughput.",
+        )],
+        1,
+    );
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    let err = repo.get_events::<Counter>("c1").await.unwrap_err();
+    assert!(
+        matches!(err, PersistenceError::ConnectionError(_)),
+        "{err:?}"
+    );
+    assert!(matches!(
+        typed(&err),
+        Error::Throttled {
+            operation: "Query",
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "Query on table Events throttled by DynamoDB after retries: \
+         ThrottlingException: Rate of requests exceeds the allowed throughput."
+    );
+
+    // A transaction cancelled by throttling lists the item's reason.
+    let client = canned(vec![throttled_cancellation()], 1);
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    let err = repo
+        .persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        typed(&err),
+        Error::Throttled {
+            operation: "TransactWriteItems",
+            ..
+        }
+    ));
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "TransactWriteItems on table Events throttled",
+            "TransactionCanceledException",
+            "item 0: ThrottlingError: Throughput exceeds the current capacity",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A client without a region or credentials.
+// ---------------------------------------------------------------------------
+
+fn config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+}
+
+fn test_credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "static")
+}
+
+/// Loads through a store and a view on `client`, asserting each failure is
+/// a configuration error (never a connection error) whose message names
+/// the operation, the table and `fix`.
+async fn assert_misconfigured(client: Client, fix: &str) {
+    let repo = DynamoEventRepository::new(client.clone()).with_tables("Events", "Snapshots");
+
+    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
+        .execute("c1", 1)
+        .await
+        .unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
+    let typed_err = typed_aggregate(&err);
+    assert!(typed_err.is_configuration(), "{typed_err:?}");
+    let Error::Configuration {
+        operation,
+        table,
+        reason,
+        ..
+    } = typed_err
+    else {
+        panic!("{typed_err:?}")
+    };
+    assert_eq!((*operation, table.as_str()), ("Query", "Events"));
+    assert!(reason.contains(fix), "{reason}");
+    assert_mentions(
+        &err.to_string(),
+        &["Query on table Events was not sent", fix],
+    );
+
+    let err = repo
+        .persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
+    assert_mentions(
+        &err.to_string(),
+        &["TransactWriteItems on table Events", fix],
+    );
+
+    let views = DynamoViewRepository::<Summary, Counter>::new("Views", client);
+    let err = views.load("v1").await.unwrap_err();
+    assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
+    assert_mentions(&err.to_string(), &["GetItem on table Views", fix]);
+}
+
+#[tokio::test]
+async fn a_client_without_a_region_is_a_configuration_error_naming_the_fix() {
+    let endpoint = endpoint().unwrap();
+    // With an endpoint URL: nothing to sign for.
+    let client = Client::from_conf(
+        config()
+            .credentials_provider(test_credentials())
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    assert_misconfigured(client, "set AWS_REGION").await;
+    // Without one: no endpoint either.
+    let client = Client::from_conf(config().credentials_provider(test_credentials()).build());
+    assert_misconfigured(client, "set AWS_REGION").await;
+}
+
+#[tokio::test]
+async fn a_client_without_credentials_is_a_configuration_error_naming_the_fix() {
+    let endpoint = endpoint().unwrap();
+    // No credentials provider at all.
+    let client = Client::from_conf(
+        config()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    assert_misconfigured(client, "no AWS credentials: set AWS_ACCESS_KEY_ID").await;
+
+    // A provider that finds none: a profile that is not in the files.
+    let dir = std::env::temp_dir().join(unique_name("aws-profiles"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials_file = dir.join("credentials");
+    let config_file = dir.join("config");
+    std::fs::write(
+        &credentials_file,
+        "[other]\naws_access_key_id = a\naws_secret_access_key = b\n",
+    )
+    .unwrap();
+    std::fs::write(&config_file, "").unwrap();
+    #[allow(deprecated)]
+    let files = aws_config::profile::profile_file::ProfileFiles::builder()
+        .with_file(
+            aws_config::profile::profile_file::ProfileFileKind::Credentials,
+            &credentials_file,
+        )
+        .with_file(
+            aws_config::profile::profile_file::ProfileFileKind::Config,
+            &config_file,
+        )
+        .build();
+    let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_files(files)
+        .profile_name("missing")
+        .build();
+    let client = Client::from_conf(
+        config()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(provider)
+            .build(),
+    );
+    // The provider reports "profile `missing` was not defined" once, then
+    // an "initialization error already taken": both are configuration
+    // errors that say what to set.
+    assert_misconfigured(client, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// Logs.
+// ---------------------------------------------------------------------------
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The lines written so far that contain `needle`.
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// What `tracing_subscriber::fmt().with_env_filter("dynamo_es=debug")`
+/// prints on this thread (tests run on a current-thread runtime).
+fn capture_debug() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("dynamo_es=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
+    let db = tables().await;
+    let (logs, _guard) = capture_debug();
+    let cqrs = cqrs(db.repository(), SnapshotPolicy::Always);
+    cqrs.execute("c1", 5).await.unwrap();
+
+    let commits = logs.lines_with("commit stored");
+    assert_eq!(commits.len(), 1, "{commits:?}");
+    assert_mentions(
+        &commits[0],
+        &[
+            " DEBUG ",
+            "dynamo_es.persist",
+            &format!("table={}", db.events),
+            "aggregate=Counter:c1",
+            "events=1",
+            "items=2",
+            "stored_bytes=",
+            "consumed_capacity=",
+            "snapshot=\"written\"",
+        ],
+    );
+    let loads = logs.lines_with("aggregate loaded");
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    assert_mentions(
+        &loads[0],
+        &[
+            " DEBUG ",
+            "dynamo_es.load",
+            &format!("table={}", db.events),
+            "sequence=0",
+        ],
+    );
+
+    // A lost race.
+    let repo = db.repository();
+    repo.persist::<Counter>(&[event("c2", 1)], None)
+        .await
+        .unwrap();
+    repo.persist::<Counter>(&[event("c2", 1)], None)
+        .await
+        .unwrap_err();
+    let conflicts = logs.lines_with("conflict");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_mentions(
+        &conflicts[0],
+        &[
+            " DEBUG ",
+            "key=Counter:c2",
+            &format!("table={}", db.events),
+            "nothing was written",
+        ],
+    );
+
+    // A failure: logged, and recorded on the span.
+    let missing = unique_name("missing-events");
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
+    cqrs_with(repo).execute("c3", 1).await.unwrap_err();
+    let failures = logs.lines_with("failed");
+    assert!(
+        failures
+            .iter()
+            .any(|line| line.contains(&format!("table={missing}"))
+                && line.contains("Requested resource not found")),
+        "{failures:?}"
+    );
+}
+
+fn cqrs_with(repo: DynamoEventRepository) -> CqrsFramework<Counter, DynamoStore<Counter>> {
+    cqrs(repo, SnapshotPolicy::Never)
+}
+
+#[tokio::test]
+async fn retries_are_logged_at_debug_level() {
+    let (logs, _guard) = capture_debug();
+
+    // A transaction cancelled by throttling, then accepted.
+    let client = canned(vec![throttled_cancellation(), response(200, json!({}))], 3);
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    repo.persist::<Counter>(&[event("c1", 1)], None)
+        .await
+        .unwrap();
+    let retries = logs.lines_with("retrying TransactWriteItems");
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_mentions(
+        &retries[0],
+        &[" DEBUG ", "throttled", "attempt=1", "table=Events"],
+    );
+    assert_eq!(logs.lines_with("commit stored").len(), 1);
+
+    // A transaction with its snapshot refused, then the events alone.
+    let client = canned(
+        vec![
+            dynamo_error(
+                "ValidationException",
+                "Transaction request cannot exceed 4 MB.",
+            ),
+            response(200, json!({})),
+        ],
+        1,
+    );
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    repo.persist::<Counter>(
+        &[event("c1", 1)],
+        Some(("c1".into(), json!({"total": 1}), 1)),
+    )
+    .await
+    .unwrap();
+    let skipped = logs.lines_with("snapshot skipped");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_mentions(
+        &skipped[0],
+        &[
+            " WARN ",
+            "server_refused",
+            "retrying the commit without it",
+            "snapshot_table=Snapshots",
+        ],
+    );
+    let commits = logs.lines_with("commit stored");
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert_mentions(&commits[1], &["snapshot=\"skipped\"", "items=1"]);
+}
+
+/// `Error` stays as small as it was before the table and message fields:
+/// the payload readers return a `Result` with it from every level of a
+/// nested payload, and `tests/corrupt.rs` reads the deepest payload allowed
+/// on a 2 MiB stack in debug builds.
+#[test]
+fn the_error_type_stays_small() {
+    assert!(
+        std::mem::size_of::<Error>() <= 80,
+        "{}",
+        std::mem::size_of::<Error>()
+    );
+}
