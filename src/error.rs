@@ -402,12 +402,6 @@ impl Error {
         }
     }
 
-    /// Maps a `TransactWriteItems` error, without a table name. Prefer
-    /// [`from_transact_on`](Self::from_transact_on).
-    pub(crate) fn from_transact(key: &str, err: SdkError<TransactWriteItemsError>) -> Self {
-        Error::from_transact_on("", key, err)
-    }
-
     /// Maps a `TransactWriteItems` error on `table` (several tables
     /// comma-separated); cancellations for a failed condition or a
     /// conflicting transaction become [`Error::Conflict`] on `key`.

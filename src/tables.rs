@@ -193,7 +193,7 @@ async fn describe(client: &Client, table: &str) -> Result<Option<TableDescriptio
         {
             Ok(None)
         }
-        Err(err) => Err(Error::from_sdk("DescribeTable", err)),
+        Err(err) => Err(Error::from_sdk_on("DescribeTable", table, err)),
     }
 }
 
@@ -241,7 +241,7 @@ async fn create_table(client: &Client, table: &str, schema: &Schema) -> Result<(
         {
             Ok(())
         }
-        Err(err) => Err(Error::from_sdk("CreateTable", err)),
+        Err(err) => Err(Error::from_sdk_on("CreateTable", table, err)),
     }
 }
 
@@ -279,7 +279,7 @@ async fn wait_until_active(
             {
                 "not found".to_string()
             }
-            Err(err) => return Err(Error::from_sdk("DescribeTable", err)),
+            Err(err) => return Err(Error::from_sdk_on("DescribeTable", table, err)),
         };
         if started.elapsed() > TABLE_READY_TIMEOUT {
             return Err(Error::TableNotActive {

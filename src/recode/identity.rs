@@ -58,7 +58,7 @@ impl TableIdentity {
             .interceptor(seen.clone())
             .send()
             .await
-            .map_err(|err| Error::from_sdk("DescribeTable", err))?;
+            .map_err(|err| Error::from_sdk_on("DescribeTable", table, err))?;
         let Seen { endpoint, region } = seen.get();
         let description = out.table();
         Ok(TableIdentity {

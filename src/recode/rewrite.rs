@@ -148,7 +148,7 @@ impl TableRun {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| Error::from_sdk("GetItem", err))?;
+            .map_err(|err| Error::from_sdk_on("GetItem", &self.table.name, err))?;
         Ok(out.item)
     }
 
@@ -235,7 +235,7 @@ impl TableRun {
             {
                 Ok(Attempt::Changed(before))
             }
-            Err(err) => Err(Error::from_sdk("PutItem", err)),
+            Err(err) => Err(Error::from_sdk_on("PutItem", &self.table.name, err)),
         }
     }
 
@@ -351,7 +351,7 @@ impl TableRun {
             .client_request_token(request_token(&key, current_sequence, current_snapshot))
             .send()
             .await;
-        match result.map_err(|err| Error::from_transact(&key, err)) {
+        match result.map_err(|err| Error::from_transact_on(&self.table.name, &key, err)) {
             Ok(_) => Ok(Attempt::Done(stats)),
             Err(Error::Conflict { .. }) => Ok(Attempt::Changed(before)),
             Err(err) => Err(err),

@@ -218,7 +218,7 @@ impl TableRun {
             let out = scan
                 .send()
                 .await
-                .map_err(|err| Error::from_sdk("Scan", err))?;
+                .map_err(|err| Error::from_sdk_on("Scan", &self.table.name, err))?;
             let mut page = Counts::default();
             for item in out.items.unwrap_or_default() {
                 if self.table.kind == TableKind::Snapshots && snapshot::is_chunk(&item) {
