@@ -63,6 +63,8 @@ pub struct DynamoEventRepository {
     snapshot_table: String,
     stream_channel_size: usize,
     codec: Codec,
+    /// Shared by clones: the codec is logged once per repository.
+    codec_logged: std::sync::Arc<std::sync::Once>,
 }
 
 /// A snapshot to write with a commit.
@@ -143,6 +145,7 @@ impl DynamoEventRepository {
             snapshot_table: DEFAULT_SNAPSHOT_TABLE.to_string(),
             stream_channel_size: DEFAULT_STREAMING_CHANNEL_SIZE,
             codec: Codec::default(),
+            codec_logged: std::sync::Arc::new(std::sync::Once::new()),
         }
     }
 
@@ -322,6 +325,7 @@ impl DynamoEventRepository {
         events: &[SerializedEvent],
         snapshot: Option<SnapshotUpdate>,
     ) -> Result<()> {
+        log_codec_once(&self.codec_logged, &self.codec, &self.event_table);
         let key = aggregate_key(aggregate_type, aggregate_id);
         let span = tracing::info_span!(
             "dynamo_es.persist",
@@ -693,6 +697,22 @@ impl DynamoEventRepository {
     fn page_size(&self) -> i32 {
         i32::try_from(self.stream_channel_size).unwrap_or(i32::MAX)
     }
+}
+
+/// Logs, at debug level and once per repository (clones share it), the codec
+/// its first commit writes with and what the features made the default, so a
+/// codec changed by a feature another crate enabled shows in the logs.
+fn log_codec_once(once: &std::sync::Once, codec: &Codec, table: &str) {
+    once.call_once(|| {
+        tracing::debug!(
+            codec = %codec.name(),
+            default_codec = %Codec::default().name(),
+            msgpack = cfg!(feature = "msgpack"),
+            compression = cfg!(feature = "compression"),
+            table,
+            "dynamo-es writes with this codec"
+        );
+    });
 }
 
 /// Makes the SDK retry, with its throttling backoff, a transaction that

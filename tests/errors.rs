@@ -29,7 +29,9 @@ use cqrs_es::persist::{
 };
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, View};
 use dynamo_es::testing::{client_for, client_with, dynamodb, endpoint, unique_name, TestTables};
-use dynamo_es::{DynamoEventRepository, DynamoStore, DynamoViewRepository, Error, SnapshotPolicy};
+use dynamo_es::{
+    Codec, DynamoEventRepository, DynamoStore, DynamoViewRepository, Error, SnapshotPolicy,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -685,6 +687,21 @@ fn capture_debug() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_writer(move || writer.clone())
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn the_codec_is_logged_once_per_repository() {
+    let db = tables().await;
+    let (logs, _guard) = capture_debug();
+    let cqrs = cqrs(
+        db.repository().with_codec(Codec::json()),
+        SnapshotPolicy::Never,
+    );
+    cqrs.execute("codec-1", 1).await.unwrap();
+    cqrs.execute("codec-1", 2).await.unwrap();
+    let lines = logs.lines_with("dynamo-es writes with this codec");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_mentions(&lines[0], &["codec=json", &db.events]);
 }
 
 #[tokio::test]
