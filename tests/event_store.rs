@@ -195,8 +195,7 @@ async fn conflicting_commits_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn histories_over_one_megabyte_load_completely() {
-    let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json());
+    let (_db, repo) = json_tables().await;
     let id = new_id();
     let events: Vec<_> = (1..=3000).map(|seq| note_event(&id, seq, 1000)).collect();
     for batch in events.chunks(100) {

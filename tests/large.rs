@@ -125,8 +125,7 @@ fn limit_error(err: PersistenceError) -> (Limit, usize, usize, String, String) {
 
 #[tokio::test]
 async fn an_event_over_400_kb_is_rejected_and_nothing_is_written() {
-    let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json());
+    let (db, repo) = json_tables().await;
     let id = new_id();
     let events = vec![note_event(&id, 1, 100), note_event(&id, 2, 410_000)];
     let (limit, size, max, aggregate, subject) =
@@ -140,8 +139,7 @@ async fn an_event_over_400_kb_is_rejected_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_commit_over_4_mb_is_rejected_and_nothing_is_written() {
-    let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json());
+    let (db, repo) = json_tables().await;
     let id = new_id();
     let events: Vec<_> = (1..=11).map(|s| note_event(&id, s, 390_000)).collect();
     let (limit, size, max, _, subject) =

@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 /// through `policy`, then clears it; every commit must succeed.
 async fn grow_past_5_mb(policy: SnapshotPolicy) {
     let (logs, _guard) = capture(tracing::Level::WARN, false);
-    let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json());
+    let (db, repo) = json_tables().await;
     let cqrs = cqrs::<Ledger>(repo.clone(), policy);
     let id = new_id();
     let commands = 16;
@@ -103,8 +102,7 @@ async fn a_snapshot_store_past_5_mb_keeps_committing() {
 
 #[tokio::test]
 async fn events_that_break_a_limit_alone_still_fail_with_a_snapshot() {
-    let db = tables().await;
-    let repo = db.repository().with_codec(Codec::json());
+    let (db, repo) = json_tables().await;
     let id = new_id();
     let events: Vec<_> = (1..=101)
         .map(|s| deposit_event(Account::TYPE, &id, s, 1))

@@ -15,7 +15,7 @@ use cqrs_es::{
 use dynamo_es::item::Item;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Scripted};
 use dynamo_es::testing::{dynamodb, scan_all, TestTables};
-use dynamo_es::{DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
+use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -152,6 +152,14 @@ impl View<Account> for AccountView {
 /// Fresh tables on the test endpoint.
 pub async fn tables() -> TestTables {
     dynamodb().await.expect("test tables")
+}
+
+/// Fresh tables, and a plain-JSON repository on them (for tests whose
+/// sizes are JSON sizes).
+pub async fn json_tables() -> (TestTables, DynamoEventRepository) {
+    let db = tables().await;
+    let repo = db.repository().with_codec(Codec::json());
+    (db, repo)
 }
 
 /// A unique aggregate id.
