@@ -360,19 +360,8 @@ impl Codec {
         bytes: &[u8],
         read: impl FnOnce(Encoding, &[u8]) -> Result<T>,
     ) -> Result<T> {
-        match Encoding::detect(bytes)? {
-            Encoding::Zstd => {
-                let inner = self.decompress(bytes)?;
-                match Encoding::detect(&inner)? {
-                    Encoding::Zstd => Err(Error::Corrupt {
-                        format: "zstd",
-                        reason: "nested zstd frame".into(),
-                    }),
-                    encoding => read(encoding, &inner),
-                }
-            }
-            encoding => read(encoding, bytes),
-        }
+        let (encoding, plain) = self.unwrap_compression(bytes)?;
+        read(encoding, &plain)
     }
 
     #[cfg(feature = "compression")]

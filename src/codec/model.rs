@@ -232,68 +232,54 @@ impl<'a> JsonParser<'a> {
             Some(b'f') => self.literal(b"false", Model::Bool(false)),
             Some(b'"') => Ok(Model::Str(self.string()?)),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b'[') => {
-                let depth = nested(depth)?;
-                self.pos += 1;
-                let mut items = Vec::new();
-                self.skip_whitespace();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(Model::Array(items));
+            Some(b'[') => Ok(Model::Array(self.sequence(b']', depth, |p, d| p.value(d))?)),
+            Some(b'{') => Ok(Model::Map(self.sequence(b'}', depth, |p, d| {
+                p.skip_whitespace();
+                if p.peek() != Some(b'"') {
+                    return Err(corrupt(format!("expected a key at byte {}", p.pos)));
                 }
-                loop {
-                    items.push(self.value(depth)?);
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(Model::Array(items));
-                        }
-                        _ => {
-                            return Err(corrupt(format!(
-                                "expected ',' or ']' at byte {}",
-                                self.pos
-                            )))
-                        }
-                    }
-                }
-            }
-            Some(b'{') => {
-                let depth = nested(depth)?;
-                self.pos += 1;
-                let mut entries = Vec::new();
-                self.skip_whitespace();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(Model::Map(entries));
-                }
-                loop {
-                    self.skip_whitespace();
-                    if self.peek() != Some(b'"') {
-                        return Err(corrupt(format!("expected a key at byte {}", self.pos)));
-                    }
-                    let key = self.string()?;
-                    self.expect(b':')?;
-                    entries.push((key, self.value(depth)?));
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(Model::Map(entries));
-                        }
-                        _ => {
-                            return Err(corrupt(format!(
-                                "expected ',' or '}}' at byte {}",
-                                self.pos
-                            )))
-                        }
-                    }
-                }
-            }
+                let key = p.string()?;
+                p.expect(b':')?;
+                Ok((key, p.value(d)?))
+            })?)),
             Some(_) => Err(corrupt(format!("unexpected byte at {}", self.pos))),
             None => Err(corrupt("unexpected end of input")),
+        }
+    }
+
+    /// The elements of an array or object whose opening byte is next, up to
+    /// `close`, each read by `element` one level deeper.
+    fn sequence<T>(
+        &mut self,
+        close: u8,
+        depth: usize,
+        mut element: impl FnMut(&mut Self, usize) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let depth = nested(depth)?;
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(items);
+        }
+        loop {
+            items.push(element(self, depth)?);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(byte) if byte == close => {
+                    self.pos += 1;
+                    return Ok(items);
+                }
+                _ => {
+                    return Err(corrupt(format!(
+                        "expected ',' or '{}' at byte {}",
+                        char::from(close),
+                        self.pos
+                    )))
+                }
+            }
         }
     }
 

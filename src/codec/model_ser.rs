@@ -38,6 +38,68 @@ impl ser::Error for Unsupported {
 
 type Result<T, E = Unsupported> = std::result::Result<T, E>;
 
+/// Serializer methods for integer types, each turning its value `v` into
+/// the output with the same expression.
+macro_rules! integers {
+    (|$v:ident| $body:expr, $($method:ident: $ty:ty),+ $(,)?) => {
+        $(
+            // `i128::from` on an `i128` is the identity.
+            #[allow(clippy::useless_conversion)]
+            fn $method(self, $v: $ty) -> Result<Self::Ok> {
+                $body
+            }
+        )+
+    };
+}
+
+/// `serialize_newtype_struct`, the same in both serializers: transparent,
+/// except for serde_json's own private types, whose text form differs.
+macro_rules! newtype_struct {
+    () => {
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            name: &'static str,
+            value: &T,
+        ) -> Result<Self::Ok> {
+            if is_serde_json_private(name) {
+                return Err(Unsupported);
+            }
+            value.serialize(self)
+        }
+    };
+}
+
+/// `serialize_unit_variant`: the variant's name, as `serde_json` writes it
+/// both as a value and as a map key.
+macro_rules! unit_variant {
+    (|$variant:ident| $body:expr) => {
+        fn serialize_unit_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            $variant: &'static str,
+        ) -> Result<Self::Ok> {
+            Ok($body)
+        }
+    };
+}
+
+/// `serialize_tuple_variant` and `serialize_struct_variant`: a builder that
+/// wraps what it builds in `{"Variant": ..}`.
+macro_rules! variant_builder {
+    ($method:ident, $kind:ident, $builder:ident) => {
+        fn $method(
+            self,
+            _name: &'static str,
+            _index: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<Self::$kind> {
+            Ok($builder::new(Some(variant), len))
+        }
+    };
+}
+
 /// Builds the data model of `value`, or declines.
 pub(crate) fn to_model<T: Serialize + ?Sized>(value: &T) -> Result<Model<'static>> {
     value.serialize(ModelSerializer)
@@ -65,43 +127,21 @@ impl ser::Serializer for ModelSerializer {
     type SerializeSeq = SeqBuilder;
     type SerializeTuple = SeqBuilder;
     type SerializeTupleStruct = SeqBuilder;
-    type SerializeTupleVariant = VariantSeqBuilder;
+    type SerializeTupleVariant = SeqBuilder;
     type SerializeMap = MapBuilder;
     type SerializeStruct = MapBuilder;
-    type SerializeStructVariant = VariantMapBuilder;
+    type SerializeStructVariant = MapBuilder;
 
     fn serialize_bool(self, v: bool) -> Result<Self::Ok> {
         Ok(Model::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<Self::Ok> {
-        Ok(Model::int(i128::from(v)))
+    integers! {
+        |v| Ok(Model::int(i128::from(v))), serialize_i8: i8, serialize_i16: i16,
+        serialize_i32: i32, serialize_i64: i64, serialize_i128: i128
     }
-    fn serialize_i16(self, v: i16) -> Result<Self::Ok> {
-        Ok(Model::int(i128::from(v)))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Self::Ok> {
-        Ok(Model::int(i128::from(v)))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Self::Ok> {
-        Ok(Model::int(i128::from(v)))
-    }
-    fn serialize_i128(self, v: i128) -> Result<Self::Ok> {
-        Ok(Model::int(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Self::Ok> {
-        Ok(Model::UInt(u128::from(v)))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Self::Ok> {
-        Ok(Model::UInt(u128::from(v)))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Self::Ok> {
-        Ok(Model::UInt(u128::from(v)))
-    }
-    fn serialize_u64(self, v: u64) -> Result<Self::Ok> {
-        Ok(Model::UInt(u128::from(v)))
-    }
-    fn serialize_u128(self, v: u128) -> Result<Self::Ok> {
-        Ok(Model::UInt(v))
+    integers! {
+        |v| Ok(Model::UInt(u128::from(v))), serialize_u8: u8, serialize_u16: u16,
+        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128
     }
     fn serialize_f32(self, v: f32) -> Result<Self::Ok> {
         if !v.is_finite() {
@@ -140,24 +180,8 @@ impl ser::Serializer for ModelSerializer {
     fn serialize_unit_struct(self, _name: &'static str) -> Result<Self::Ok> {
         Ok(Model::Null)
     }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<Self::Ok> {
-        Ok(Model::Str(Cow::Borrowed(variant)))
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<Self::Ok> {
-        if is_serde_json_private(name) {
-            return Err(Unsupported);
-        }
-        value.serialize(self)
-    }
+    unit_variant!(|variant| Model::Str(Cow::Borrowed(variant)));
+    newtype_struct!();
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -171,7 +195,7 @@ impl ser::Serializer for ModelSerializer {
         )]))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
-        Ok(SeqBuilder(Vec::with_capacity(len.unwrap_or(0))))
+        Ok(SeqBuilder::new(None, len.unwrap_or(0)))
     }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
         self.serialize_seq(Some(len))
@@ -183,20 +207,9 @@ impl ser::Serializer for ModelSerializer {
     ) -> Result<Self::SerializeTupleStruct> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        Ok(VariantSeqBuilder(variant, Vec::with_capacity(len)))
-    }
+    variant_builder!(serialize_tuple_variant, SerializeTupleVariant, SeqBuilder);
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap> {
-        Ok(MapBuilder {
-            entries: Vec::with_capacity(len.unwrap_or(0)),
-            key: None,
-        })
+        Ok(MapBuilder::new(None, len.unwrap_or(0)))
     }
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
         if is_serde_json_private(name) {
@@ -204,74 +217,117 @@ impl ser::Serializer for ModelSerializer {
         }
         self.serialize_map(Some(len))
     }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        Ok(VariantMapBuilder(variant, Vec::with_capacity(len)))
-    }
+    variant_builder!(serialize_struct_variant, SerializeStructVariant, MapBuilder);
 }
 
-struct SeqBuilder(Vec<Model<'static>>);
+/// An array, or (with a variant name) a tuple variant `{"Variant": [..]}`.
+struct SeqBuilder {
+    variant: Option<&'static str>,
+    items: Vec<Model<'static>>,
+}
 
-impl ser::SerializeSeq for SeqBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.0.push(value.serialize(ModelSerializer)?);
+impl SeqBuilder {
+    fn new(variant: Option<&'static str>, len: usize) -> Self {
+        SeqBuilder {
+            variant,
+            items: Vec::with_capacity(len),
+        }
+    }
+
+    fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.items.push(value.serialize(ModelSerializer)?);
         Ok(())
     }
-    fn end(self) -> Result<Self::Ok> {
-        Ok(Model::Array(self.0))
+
+    fn finish(self) -> Model<'static> {
+        in_variant(self.variant, Model::Array(self.items))
     }
 }
 
-impl ser::SerializeTuple for SeqBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Self::Ok> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Self::Ok> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-struct VariantSeqBuilder(&'static str, Vec<Model<'static>>);
-
-impl ser::SerializeTupleVariant for VariantSeqBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.1.push(value.serialize(ModelSerializer)?);
-        Ok(())
-    }
-    fn end(self) -> Result<Self::Ok> {
-        Ok(Model::Map(vec![(
-            Cow::Borrowed(self.0),
-            Model::Array(self.1),
-        )]))
-    }
-}
-
+/// A map or struct, or (with a variant name) a struct variant
+/// `{"Variant": {..}}`.
 struct MapBuilder {
+    variant: Option<&'static str>,
     entries: Vec<(Cow<'static, str>, Model<'static>)>,
     key: Option<Cow<'static, str>>,
 }
+
+impl MapBuilder {
+    fn new(variant: Option<&'static str>, len: usize) -> Self {
+        MapBuilder {
+            variant,
+            entries: Vec::with_capacity(len),
+            key: None,
+        }
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
+        self.entries
+            .push((Cow::Borrowed(key), value.serialize(ModelSerializer)?));
+        Ok(())
+    }
+
+    fn finish(self) -> Model<'static> {
+        in_variant(self.variant, Model::Map(self.entries))
+    }
+}
+
+/// `value`, or `{"variant": value}`: serde_json's externally tagged enums.
+fn in_variant(variant: Option<&'static str>, value: Model<'static>) -> Model<'static> {
+    match variant {
+        Some(variant) => Model::Map(vec![(Cow::Borrowed(variant), value)]),
+        None => value,
+    }
+}
+
+/// The sequence traits, all one `SeqBuilder`.
+macro_rules! seq_builder {
+    ($($trait:ident::$method:ident),+) => {
+        $(
+            impl ser::$trait for SeqBuilder {
+                type Ok = Model<'static>;
+                type Error = Unsupported;
+                fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+                    self.push(value)
+                }
+                fn end(self) -> Result<Self::Ok> {
+                    Ok(self.finish())
+                }
+            }
+        )+
+    };
+}
+
+seq_builder!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// The struct traits, both one `MapBuilder`.
+macro_rules! struct_builder {
+    ($($trait:ident),+) => {
+        $(
+            impl ser::$trait for MapBuilder {
+                type Ok = Model<'static>;
+                type Error = Unsupported;
+                fn serialize_field<T: Serialize + ?Sized>(
+                    &mut self,
+                    key: &'static str,
+                    value: &T,
+                ) -> Result<()> {
+                    self.field(key, value)
+                }
+                fn end(self) -> Result<Self::Ok> {
+                    Ok(self.finish())
+                }
+            }
+        )+
+    };
+}
+
+struct_builder!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for MapBuilder {
     type Ok = Model<'static>;
@@ -286,58 +342,13 @@ impl ser::SerializeMap for MapBuilder {
         Ok(())
     }
     fn end(self) -> Result<Self::Ok> {
-        Ok(Model::Map(self.entries))
-    }
-}
-
-impl ser::SerializeStruct for MapBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.entries
-            .push((Cow::Borrowed(key), value.serialize(ModelSerializer)?));
-        Ok(())
-    }
-    fn end(self) -> Result<Self::Ok> {
-        Ok(Model::Map(self.entries))
-    }
-}
-
-struct VariantMapBuilder(&'static str, Vec<(Cow<'static, str>, Model<'static>)>);
-
-impl ser::SerializeStructVariant for VariantMapBuilder {
-    type Ok = Model<'static>;
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.1
-            .push((Cow::Borrowed(key), value.serialize(ModelSerializer)?));
-        Ok(())
-    }
-    fn end(self) -> Result<Self::Ok> {
-        Ok(Model::Map(vec![(
-            Cow::Borrowed(self.0),
-            Model::Map(self.1),
-        )]))
+        Ok(self.finish())
     }
 }
 
 /// Map keys, as `serde_json` writes them: strings as they are, integers as
 /// their decimal text. Anything else declines.
 struct KeySerializer;
-
-impl KeySerializer {
-    fn int(v: impl fmt::Display) -> Result<Cow<'static, str>> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-}
 
 impl ser::Serializer for KeySerializer {
     type Ok = Cow<'static, str>;
@@ -356,54 +367,13 @@ impl ser::Serializer for KeySerializer {
     fn serialize_char(self, v: char) -> Result<Self::Ok> {
         Ok(Cow::Owned(v.to_string()))
     }
-    fn serialize_i8(self, v: i8) -> Result<Self::Ok> {
-        Self::int(v)
+    integers! {
+        |v| Ok(Cow::Owned(v.to_string())), serialize_i8: i8, serialize_i16: i16,
+        serialize_i32: i32, serialize_i64: i64, serialize_i128: i128, serialize_u8: u8,
+        serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128
     }
-    fn serialize_i16(self, v: i16) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<Self::Ok> {
-        Self::int(v)
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<Self::Ok> {
-        Ok(Cow::Borrowed(variant))
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<Self::Ok> {
-        if is_serde_json_private(name) {
-            return Err(Unsupported);
-        }
-        value.serialize(self)
-    }
+    unit_variant!(|variant| Cow::Borrowed(variant));
+    newtype_struct!();
     fn serialize_bool(self, _v: bool) -> Result<Self::Ok> {
         Err(Unsupported)
     }

@@ -168,6 +168,13 @@ fn len_u32(len: usize) -> Result<u32> {
     u32::try_from(len).map_err(|_| write_error(format!("{len} elements exceed MessagePack's 2^32")))
 }
 
+/// An integer beyond 64 bits: extension `kind`, 16 bytes big-endian.
+fn write_ext_int(out: &mut Vec<u8>, kind: i8, bytes: [u8; 16]) -> Result<()> {
+    encode::write_ext_meta(out, 16, kind).map_err(write_error)?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
 fn write(model: &Model<'_>, out: &mut Vec<u8>) -> Result<()> {
     match model {
         Model::Null => encode::write_nil(out).map_err(write_error)?,
@@ -176,19 +183,13 @@ fn write(model: &Model<'_>, out: &mut Vec<u8>) -> Result<()> {
             Ok(small) => {
                 encode::write_uint(out, small).map_err(write_error)?;
             }
-            Err(_) => {
-                encode::write_ext_meta(out, 16, EXT_U128).map_err(write_error)?;
-                out.extend_from_slice(&n.to_be_bytes());
-            }
+            Err(_) => write_ext_int(out, EXT_U128, n.to_be_bytes())?,
         },
         Model::NegInt(n) => match i64::try_from(*n) {
             Ok(small) => {
                 encode::write_sint(out, small).map_err(write_error)?;
             }
-            Err(_) => {
-                encode::write_ext_meta(out, 16, EXT_I128).map_err(write_error)?;
-                out.extend_from_slice(&n.to_be_bytes());
-            }
+            Err(_) => write_ext_int(out, EXT_I128, n.to_be_bytes())?,
         },
         Model::Float(f) => encode::write_f64(out, *f).map_err(write_error)?,
         Model::Str(s) => encode::write_str(out, s).map_err(write_error)?,

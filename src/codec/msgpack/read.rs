@@ -214,21 +214,13 @@ impl<'a> Reader<'a> {
             Marker::F32 => B::float(finite(f64::from(f32::from_be_bytes(self.array()?)))?),
             Marker::F64 => B::float(finite(f64::from_be_bytes(self.array()?))?),
             Marker::FixArray(len) => self.items(usize::from(len), depth)?,
-            Marker::Array16 => {
-                let len = self.len(2)?;
-                self.items(len, depth)?
-            }
-            Marker::Array32 => {
-                let len = self.len(4)?;
+            Marker::Array16 | Marker::Array32 => {
+                let len = self.len(if marker == Marker::Array16 { 2 } else { 4 })?;
                 self.items(len, depth)?
             }
             Marker::FixMap(len) => self.entries(usize::from(len), depth)?,
-            Marker::Map16 => {
-                let len = self.len(2)?;
-                self.entries(len, depth)?
-            }
-            Marker::Map32 => {
-                let len = self.len(4)?;
+            Marker::Map16 | Marker::Map32 => {
+                let len = self.len(if marker == Marker::Map16 { 2 } else { 4 })?;
                 self.entries(len, depth)?
             }
             Marker::FixExt16 => {
