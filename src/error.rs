@@ -325,16 +325,6 @@ impl Error {
         matches!(self, Error::Configuration { .. })
     }
 
-    /// Maps an SDK error of `operation` to a typed error, without a table
-    /// name. Prefer [`from_sdk_on`](Self::from_sdk_on).
-    pub(crate) fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug + Send + Sync + 'static,
-    {
-        Error::from_sdk_on(operation, "", err)
-    }
-
     /// Maps an SDK error of `operation` on `table` (several tables
     /// comma-separated) to a typed error whose message carries the
     /// operation, the table and what DynamoDB or the SDK said.

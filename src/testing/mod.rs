@@ -337,7 +337,7 @@ pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
         .send();
     let mut items = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| Error::from_sdk("Scan", err))?;
+        let page = page.map_err(|err| Error::from_sdk_on("Scan", table, err))?;
         items.extend(page.items.unwrap_or_default());
     }
     Ok(items)
