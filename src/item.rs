@@ -15,6 +15,10 @@
 //! | snapshots | `AggregateTypeAndId` (S) | `AggregateType`, `AggregateId` (S), `CurrentSequence`, `CurrentSnapshot` (N), `Payload` (B) |
 //! | views | `ViewId` (S) | `ViewVersion` (N), `Payload` (B) |
 //!
+//! An event committed alone (one event, no snapshot) is written by a
+//! conditional `PutItem` and also carries [`COMMIT_ID`] (S), which upstream
+//! ignores; events written by a transaction do not.
+//!
 //! A snapshot too large for one item keeps its head item at the upstream key,
 //! without `Payload` but with `PayloadChunks`, `PayloadSize` and
 //! `PayloadHash`; its bytes live in chunk items of the same table (see
@@ -72,6 +76,15 @@ pub const PAYLOAD_HASH: &str = "PayloadHash";
 /// applied twice) and rebuilds from the events instead. Upstream ignores the
 /// attribute.
 pub const SNAPSHOT_WRITER: &str = "SnapshotWriter";
+/// On an event item committed alone by a conditional `PutItem`: a random
+/// 128-bit id of that commit, in hex (32 characters), the same on every
+/// attempt of the commit and never shared by two commits. When a retried
+/// `PutItem` fails its `attribute_not_exists` condition on an item carrying
+/// its own id, an earlier attempt was applied (its response was lost) and
+/// the commit succeeded; any other item there is a conflict. Events written
+/// by a transaction rely on its `ClientRequestToken` instead and carry no
+/// commit id. Upstream, and every reader here, ignore the attribute.
+pub const COMMIT_ID: &str = "CommitId";
 /// On a chunk item: the head's key.
 pub const CHUNK_OF: &str = "ChunkOf";
 /// On a chunk item: its position, from 0.
