@@ -28,9 +28,9 @@ use serde_json::Value;
 use tracing::{field, Instrument};
 
 use crate::codec::Codec;
-use crate::error::{in_span, Result};
+use crate::error::{in_span, Error, Result};
 use crate::item::{
-    aggregate_key, item_to_event, n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
+    aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
 };
 use crate::snapshot::{self, LoadedSnapshot};
@@ -38,6 +38,18 @@ use crate::stream::{self, Pages};
 
 pub(crate) use commit::{check_limits, SnapshotUpdate};
 pub(crate) use transact::request_token;
+
+/// The newest events of an aggregate, as [`read_tail`] returns them.
+///
+/// [`read_tail`]: DynamoEventRepository::read_tail
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    /// Event items, newest first, undecoded.
+    pub items: Vec<Item>,
+    /// True if no event precedes them: the query reached the aggregate's
+    /// first event (no `LastEvaluatedKey`).
+    pub complete: bool,
+}
 
 /// The default events table name, as upstream.
 pub const DEFAULT_EVENT_TABLE: &str = "Events";
@@ -193,6 +205,74 @@ impl DynamoEventRepository {
         })
         .instrument(span)
         .await
+    }
+
+    /// The newest events of an aggregate, newest first, undecoded: one
+    /// strongly consistent `Query` page of at most `limit` items
+    /// (`ScanIndexForward = false`), whether or not more precede them.
+    pub(crate) async fn read_tail(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        limit: i32,
+    ) -> Result<Tail> {
+        let span = tracing::debug_span!(
+            "dynamo_es.read_tail",
+            table = %self.event_table,
+            aggregate_type,
+            aggregate_id,
+            limit,
+            items = field::Empty,
+            complete = field::Empty,
+            stored_bytes = field::Empty,
+            consumed_capacity = field::Empty,
+            error = field::Empty,
+        );
+        in_span("reading the newest events", async {
+            let out = self
+                .events_query(aggregate_type, aggregate_id, None)
+                .scan_index_forward(false)
+                .limit(limit.max(1))
+                .send()
+                .await
+                .map_err(|err| Error::from_sdk_on("Query", &self.event_table, err))?;
+            let complete = out
+                .last_evaluated_key
+                .as_ref()
+                .is_none_or(|key| key.is_empty());
+            let capacity = out
+                .consumed_capacity
+                .and_then(|c| c.capacity_units)
+                .unwrap_or_default();
+            let items = out.items.unwrap_or_default();
+            let stored: usize = items.iter().map(crate::size::item_size).sum();
+            let span = tracing::Span::current();
+            span.record("items", items.len());
+            span.record("complete", complete);
+            span.record("stored_bytes", stored);
+            span.record("consumed_capacity", capacity);
+            tracing::trace!(
+                items = items.len(),
+                complete,
+                stored_bytes = stored,
+                consumed_capacity = capacity,
+                "newest events read"
+            );
+            Ok(Tail { items, complete })
+        })
+        .instrument(span)
+        .await
+    }
+
+    /// Decodes event items, naming the item on error.
+    pub(crate) fn decode_events<'a>(
+        &self,
+        items: impl IntoIterator<Item = &'a Item>,
+    ) -> Result<Vec<SerializedEvent>> {
+        items
+            .into_iter()
+            .map(|item| item_to_event(item, &self.codec))
+            .collect()
     }
 
     /// Reads a snapshot and how it is stored.

@@ -30,6 +30,12 @@
 //! commit's events in one transaction, or that decodes to more than the
 //! codec's `max_decoded_size`, is left out and the events are committed
 //! alone (see [`SnapshotPolicy`]).
+//!
+//! A load reads the snapshot and the newest events concurrently, and
+//! returns what a sequential load (the snapshot, then the events after it)
+//! could return; the argument is in the `load` module.
+
+mod load;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -47,9 +53,20 @@ use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
 /// When a [`DynamoStore`] writes a snapshot.
 ///
 /// Whatever the policy, a load reads the snapshot (if the policy writes
-/// any) and then every event stored after the sequence it covers, so a
-/// snapshot that is missing, behind, unreadable or not trusted only costs a
-/// longer replay, never a wrong state.
+/// any) and every event stored after the sequence it covers, so a snapshot
+/// that is missing, behind, unreadable or not trusted only costs a longer
+/// replay, never a wrong state.
+///
+/// A snapshotting load takes one round trip: the snapshot's `GetItem` and a
+/// `Query` of the newest events (newest first) run concurrently, both
+/// strongly consistent. The query reads at most `n - 1` events for
+/// `Every(n)` (up to 100), and 4 for `Always`: the events a snapshot is
+/// normally behind by, and, for `Every(n)`, on average about half of them
+/// from before the snapshot, which cost read units but are not decoded.
+/// When those events do not reach back to the snapshot (a snapshot was
+/// skipped, a commit raced the load, or the snapshot's state is not used and
+/// every event is needed), a second query reads the events after the
+/// snapshot, as a sequential load would.
 ///
 /// A snapshot is written in the same transaction as the commit's events. If
 /// it cannot be (the transaction would exceed DynamoDB's 100 items or
@@ -103,6 +120,10 @@ struct Loaded {
     snapshot: &'static str,
     /// Events applied after the snapshot (or from the start).
     replayed: usize,
+    /// How the events were read: `none` (no snapshot policy: one query),
+    /// `covered` (the newest events, read with the snapshot, were all the
+    /// load needed) or `fallback` (a second query read them).
+    tail: &'static str,
 }
 
 /// An aggregate as loaded by a [`DynamoStore`].
@@ -241,6 +262,7 @@ impl<A: Aggregate> DynamoStore<A> {
             sequence = field::Empty,
             snapshot = field::Empty,
             replayed = field::Empty,
+            tail = field::Empty,
             error = field::Empty,
         );
         in_span("load", async {
@@ -249,6 +271,7 @@ impl<A: Aggregate> DynamoStore<A> {
             span.record("sequence", context.current_sequence);
             span.record("snapshot", loaded.snapshot);
             span.record("replayed", loaded.replayed);
+            span.record("tail", loaded.tail);
             tracing::debug!(
                 table = %self.repo.event_table(),
                 aggregate_type = A::TYPE,
@@ -256,107 +279,13 @@ impl<A: Aggregate> DynamoStore<A> {
                 sequence = context.current_sequence,
                 snapshot = loaded.snapshot,
                 replayed = loaded.replayed,
+                tail = loaded.tail,
                 "aggregate loaded"
             );
             Ok(context)
         })
         .instrument(span)
         .await
-    }
-
-    /// The body of [`load_context`](Self::load_context).
-    async fn load_in_span(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
-        let mut context = DynamoAggregateContext {
-            aggregate_id: aggregate_id.to_string(),
-            aggregate: A::default(),
-            current_sequence: 0,
-            current_snapshot: None,
-            base: Base {
-                snapshot: None,
-                events: Vec::new(),
-                chunks: 0,
-            },
-        };
-        let mut snapshot = "none";
-        if self.policy != SnapshotPolicy::Never {
-            if let Some(loaded) = self.repo.read_snapshot(A::TYPE, aggregate_id).await? {
-                // Kept even when the payload no longer deserializes, so the
-                // rebuilt snapshot replaces it rather than conflicting forever.
-                context.current_snapshot = Some(loaded.current_snapshot);
-                context.base.chunks = loaded.chunks;
-                if !loaded.trusted {
-                    // Not written by DynamoStore (upstream dynamo-es, or
-                    // cqrs-es's PersistedEventStore): its state may hold
-                    // events applied twice.
-                    tracing::debug!(
-                        aggregate_type = A::TYPE,
-                        aggregate_id,
-                        current_snapshot = loaded.current_snapshot,
-                        "snapshot not written by DynamoStore; rebuilding from events"
-                    );
-                    let (context, replayed) = self.replay_into(context, None).await?;
-                    return Ok((
-                        context,
-                        Loaded {
-                            snapshot: "untrusted",
-                            replayed,
-                        },
-                    ));
-                }
-                match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
-                    Ok(aggregate) => {
-                        context.aggregate = aggregate;
-                        context.current_sequence = loaded.current_sequence;
-                        context.base.snapshot = Some(loaded.payload);
-                        snapshot = "used";
-                    }
-                    Err(err) => {
-                        tracing::warn!(
-                            table = %self.repo.snapshot_table(),
-                            aggregate_type = A::TYPE,
-                            aggregate_id,
-                            error = %err,
-                            "snapshot no longer deserializes; rebuilding from events"
-                        );
-                        snapshot = "unreadable";
-                    }
-                }
-            }
-        }
-        let after = context
-            .base
-            .snapshot
-            .as_ref()
-            .map(|_| context.current_sequence);
-        let (context, replayed) = self.replay_into(context, after).await?;
-        Ok((context, Loaded { snapshot, replayed }))
-    }
-
-    /// Applies the events stored after `after` (all if `None`) to `context`,
-    /// returning it and how many events were applied.
-    async fn replay_into(
-        &self,
-        mut context: DynamoAggregateContext<A>,
-        after: Option<usize>,
-    ) -> Result<(DynamoAggregateContext<A>, usize)> {
-        let events = self
-            .repo
-            .read_events(A::TYPE, &context.aggregate_id, after)
-            .await?;
-        let keep_events = self.policy != SnapshotPolicy::Never;
-        let envelopes = self.to_envelopes(events)?;
-        let replayed = envelopes.len();
-        for envelope in envelopes {
-            context.current_sequence = envelope.sequence;
-            if keep_events {
-                context.base.events.push(envelope.payload.clone());
-            }
-            context.aggregate.apply(envelope.payload);
-        }
-        Ok((context, replayed))
     }
 
     async fn commit_events(

@@ -1,0 +1,292 @@
+//! Loading an aggregate: the snapshot and the newest events, read at once.
+//!
+//! A store that snapshots sends the snapshot's `GetItem` and a `Query` for
+//! the newest events (newest first, at most [`tail_limit`] of them)
+//! concurrently, both strongly consistent: one sequential round trip where a
+//! snapshot followed by the events after it took two. When the newest events
+//! do not reach back to the first event the load needs (the snapshot was
+//! skipped by commits since, a commit raced the load, the snapshot is not
+//! trusted and a full replay is needed), a second query reads the events
+//! after the snapshot, exactly as a sequential load does. An event store
+//! ([`SnapshotPolicy::Never`]) keeps its single query.
+//!
+//! **Invariant:** a load returns what some sequential load (a `GetItem`,
+//! then a `Query` of the events after it) could return, with the same
+//! `current_sequence`, `current_snapshot`, chunk count and base for the next
+//! snapshot. The argument:
+//!
+//! * Snapshots are written only with a commit, in the same transaction as
+//!   its events, and a commit's events come after every stored event (each
+//!   is written under `attribute_not_exists`, at the sequences after the
+//!   one its writer loaded). So a snapshot at sequence `q` lands atomically
+//!   with event `q` and every event of its commit, and every snapshot written
+//!   later covers a later sequence. A trusted snapshot at `q` is the state of
+//!   events `1..=q`. Stored events never change.
+//! * Say the `GetItem` saw snapshot version `v` at `q` at time `tG`, and the
+//!   query the newest events `s_k < ... < s_1 = p` at time `tQ`.
+//! * If `p >= q` and the events reach back to `q + 1` (`s_k <= q + 1`, or
+//!   the query saw every event), the load returns the snapshot, the events
+//!   `q+1..=p` and `current_sequence = p`. If `tG <= tQ`, the two reads ran
+//!   in a sequential load's order, and that load returns the same. If
+//!   `tQ < tG`: event `q` was stored by `tQ` (event `q + 1` or `q` itself
+//!   was), so the commit that wrote snapshot `(v, q)` had landed by `tQ`;
+//!   every later snapshot write bears a version past `v`, which `tG` did not
+//!   see, so none happened before `tG`. The stored snapshot was `(v, q)`
+//!   from before `tQ` until `tG`: a sequential load reading it just before
+//!   `tQ`, then the events at `tQ`, returns the same. (If a commit landed
+//!   between `tG` and `tQ` with a snapshot of its own, the returned
+//!   `current_snapshot` is the older `v`, exactly as after the sequential
+//!   load `tG`, `tQ`: the next snapshot write conflicts and the command is
+//!   retried.)
+//! * If `p < q`, the `GetItem` saw a commit the query did not (`tQ < tG`).
+//!   The state at `q` would be a true state, but with
+//!   [`SnapshotPolicy::Every`] it may sit in the middle of a commit, which
+//!   no sequential load returns. The load falls back instead: a second
+//!   query of the events after `q`, sent after the `GetItem` answered, is
+//!   literally a sequential load.
+//! * If the events do not reach back to `q + 1`, the same fallback.
+//! * Without a snapshot, or with one whose state is not used (not written
+//!   by `DynamoStore`, or no longer decoding), every event is needed: the
+//!   query must have seen every event (no `LastEvaluatedKey`), else the
+//!   fallback reads them all. A `GetItem` that saw no snapshot at `tG` and
+//!   a query at `tQ` are a sequential load in either order: no snapshot is
+//!   ever deleted, so none existed at `tQ < tG`; and if `tG < tQ` the two
+//!   reads ran in the sequential order. A snapshot whose state is not used
+//!   only lends its version and chunk count, which the next snapshot write
+//!   is conditioned on: a commit between the two reads makes that write
+//!   conflict, as it would after a sequential load.
+//!
+//! In every case the events applied are exactly the events after the base
+//! (the snapshot's sequence, or 0) up to `current_sequence`, so the next
+//! snapshot (base plus those events plus the commit's) is a true state, and
+//! the next commit's events start at `current_sequence + 1`: it succeeds or
+//! conflicts, never overwrites.
+
+use cqrs_es::persist::SerializedEvent;
+use cqrs_es::Aggregate;
+
+use super::{Base, DynamoAggregateContext, DynamoStore, Loaded, SnapshotPolicy};
+use crate::error::Result;
+use crate::event_repository::Tail;
+use crate::item::{describe_key, get_n, Item, AGGREGATE_ID_SEQUENCE};
+
+/// The newest events an [`SnapshotPolicy::Always`] load reads with its
+/// snapshot: after a snapshot there are normally none, but a commit that
+/// races the load, or a snapshot skipped by a few commits, leaves some.
+pub(crate) const ALWAYS_TAIL: usize = 4;
+
+/// The most events any load reads with its snapshot: an
+/// [`SnapshotPolicy::Every`] with a larger `n` reads at most this many and
+/// falls back to a second query when more followed the snapshot.
+pub(crate) const MAX_TAIL: usize = 100;
+
+/// How many of the newest events a load under `policy` reads beside the
+/// snapshot: `n - 1` for `Every(n)` (a snapshot is at most `n - 1` events
+/// behind, unless one was skipped), [`ALWAYS_TAIL`] for `Always`, at most
+/// [`MAX_TAIL`]; 0 for `Never`, which reads no snapshot.
+pub(crate) fn tail_limit(policy: SnapshotPolicy) -> usize {
+    match policy {
+        SnapshotPolicy::Never => 0,
+        SnapshotPolicy::Every(n) if n > 1 => (n - 1).min(MAX_TAIL),
+        SnapshotPolicy::Every(_) | SnapshotPolicy::Always => ALWAYS_TAIL,
+    }
+}
+
+/// How many of the newest events, whose sequences `newest_first` are in
+/// the order read, come after `after`, if they are every event after it:
+/// the query saw every event (`complete`), or its oldest event is at most
+/// `after + 1`, and its newest is at least `after`. `None` when the events
+/// after `after` must be read again (also for sequences out of order).
+pub(crate) fn events_after(newest_first: &[usize], complete: bool, after: usize) -> Option<usize> {
+    if !newest_first.windows(2).all(|pair| pair[0] > pair[1]) {
+        return None;
+    }
+    let newest = newest_first.first().copied().unwrap_or(0);
+    let oldest = newest_first.last().copied().unwrap_or(0);
+    let reaches_back = complete || oldest <= after + 1;
+    (newest >= after && reaches_back)
+        .then(|| newest_first.iter().take_while(|&&s| s > after).count())
+}
+
+/// The sequence of an event item, naming the item on error.
+fn sequence(item: &Item) -> Result<usize> {
+    get_n(item, &describe_key(item), AGGREGATE_ID_SEQUENCE)
+}
+
+impl<A: Aggregate> DynamoStore<A> {
+    /// The body of [`load_context`](Self::load_context).
+    pub(super) async fn load_in_span(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
+        let mut context = DynamoAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+            base: Base {
+                snapshot: None,
+                events: Vec::new(),
+                chunks: 0,
+            },
+        };
+        if self.policy == SnapshotPolicy::Never {
+            let (context, replayed) = self.replay_into(context, None).await?;
+            let loaded = Loaded {
+                snapshot: "none",
+                replayed,
+                tail: "none",
+            };
+            return Ok((context, loaded));
+        }
+        let limit = i32::try_from(tail_limit(self.policy)).unwrap_or(i32::MAX);
+        // Boxed: two SDK calls side by side make a future too large for
+        // the stack of a test thread in debug builds.
+        let (loaded, tail) = tokio::join!(
+            Box::pin(self.repo.read_snapshot(A::TYPE, aggregate_id)),
+            Box::pin(self.repo.read_tail(A::TYPE, aggregate_id, limit)),
+        );
+        let mut snapshot = "none";
+        if let Some(loaded) = loaded? {
+            // Kept even when the state is not used, so the next snapshot
+            // replaces this one rather than conflicting forever.
+            context.current_snapshot = Some(loaded.current_snapshot);
+            context.base.chunks = loaded.chunks;
+            if !loaded.trusted {
+                // Not written by DynamoStore (upstream dynamo-es, or
+                // cqrs-es's PersistedEventStore): its state may hold events
+                // applied twice.
+                tracing::debug!(
+                    aggregate_type = A::TYPE,
+                    aggregate_id,
+                    current_snapshot = loaded.current_snapshot,
+                    "snapshot not written by DynamoStore; rebuilding from events"
+                );
+                snapshot = "untrusted";
+            } else {
+                match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
+                    Ok(aggregate) => {
+                        context.aggregate = aggregate;
+                        context.current_sequence = loaded.current_sequence;
+                        context.base.snapshot = Some(loaded.payload);
+                        snapshot = "used";
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            table = %self.repo.snapshot_table(),
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            error = %err,
+                            "snapshot no longer deserializes; rebuilding from events"
+                        );
+                        snapshot = "unreadable";
+                    }
+                }
+            }
+        }
+        let after = context
+            .base
+            .snapshot
+            .as_ref()
+            .map(|_| context.current_sequence);
+        let Tail { items, complete } = tail?;
+        let sequences = items.iter().map(sequence).collect::<Result<Vec<_>>>()?;
+        let (context, replayed, tail) = match events_after(&sequences, complete, after.unwrap_or(0))
+        {
+            Some(count) => {
+                // Oldest first; the events at or before `after` are
+                // never decoded.
+                let events = self.repo.decode_events(items[..count].iter().rev())?;
+                let (context, replayed) = self.apply(context, events)?;
+                (context, replayed, "covered")
+            }
+            None => {
+                let (context, replayed) = self.replay_into(context, after).await?;
+                (context, replayed, "fallback")
+            }
+        };
+        Ok((
+            context,
+            Loaded {
+                snapshot,
+                replayed,
+                tail,
+            },
+        ))
+    }
+
+    /// Applies the events stored after `after` (all if `None`) to `context`,
+    /// returning it and how many events were applied.
+    async fn replay_into(
+        &self,
+        context: DynamoAggregateContext<A>,
+        after: Option<usize>,
+    ) -> Result<(DynamoAggregateContext<A>, usize)> {
+        let events = self
+            .repo
+            .read_events(A::TYPE, &context.aggregate_id, after)
+            .await?;
+        self.apply(context, events)
+    }
+
+    /// Applies `events`, oldest first, to `context` (keeping them in its
+    /// base when the policy snapshots), returning it and how many there were.
+    fn apply(
+        &self,
+        mut context: DynamoAggregateContext<A>,
+        events: Vec<SerializedEvent>,
+    ) -> Result<(DynamoAggregateContext<A>, usize)> {
+        let keep_events = self.policy != SnapshotPolicy::Never;
+        let envelopes = self.to_envelopes(events)?;
+        let replayed = envelopes.len();
+        for envelope in envelopes {
+            context.current_sequence = envelope.sequence;
+            if keep_events {
+                context.base.events.push(envelope.payload.clone());
+            }
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok((context, replayed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_covers_the_events_after_the_base_only_when_it_reaches_back() {
+        // Snapshot at 10, events up to 13, read newest first.
+        assert_eq!(events_after(&[13, 12, 11], false, 10), Some(3));
+        assert_eq!(events_after(&[13, 12, 11, 10], false, 10), Some(3));
+        assert_eq!(events_after(&[13, 12, 11, 10, 9], false, 10), Some(3));
+        // Nothing after the snapshot: the newest event is the snapshot's.
+        assert_eq!(events_after(&[10, 9, 8], false, 10), Some(0));
+        assert_eq!(events_after(&[10], false, 10), Some(0));
+        // A gap between the snapshot and the tail: read again.
+        assert_eq!(events_after(&[14, 13, 12], false, 10), None);
+        // The query ran before a commit the snapshot read saw.
+        assert_eq!(events_after(&[9, 8, 7], false, 10), None);
+        assert_eq!(events_after(&[9], true, 10), None);
+        assert_eq!(events_after(&[], true, 10), None);
+        // Every event: enough for a full replay, however many.
+        assert_eq!(events_after(&[3, 2, 1], true, 0), Some(3));
+        assert_eq!(events_after(&[], true, 0), Some(0));
+        assert_eq!(events_after(&[3, 2], false, 0), None);
+        assert_eq!(events_after(&[3, 2, 1], false, 0), Some(3));
+        // Out of order: never trusted.
+        assert_eq!(events_after(&[11, 12], true, 10), None);
+        assert_eq!(events_after(&[12, 12, 11], true, 10), None);
+    }
+
+    #[test]
+    fn tail_limits_follow_the_policy() {
+        assert_eq!(tail_limit(SnapshotPolicy::Never), 0);
+        assert_eq!(tail_limit(SnapshotPolicy::Always), ALWAYS_TAIL);
+        assert_eq!(tail_limit(SnapshotPolicy::Every(0)), ALWAYS_TAIL);
+        assert_eq!(tail_limit(SnapshotPolicy::Every(1)), ALWAYS_TAIL);
+        assert_eq!(tail_limit(SnapshotPolicy::Every(2)), 1);
+        assert_eq!(tail_limit(SnapshotPolicy::Every(50)), 49);
+        assert_eq!(tail_limit(SnapshotPolicy::Every(10_000)), MAX_TAIL);
+    }
+}
