@@ -34,6 +34,12 @@
 //! A load reads the snapshot and the newest events concurrently, and
 //! returns what a sequential load (the snapshot, then the events after it)
 //! could return; the argument is in the `load` module.
+//!
+//! **Invariant:** every snapshot `DynamoStore` writes is the state of the
+//! events up to its `CurrentSequence`, each applied exactly once, and every
+//! context it loads holds the state of the events up to its
+//! `current_sequence`, built from a trusted snapshot and exactly the events
+//! after it.
 
 mod load;
 
