@@ -23,62 +23,15 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use common::{Account, AccountEvent, AccountView};
+use common::{bytes, pretty_wide, rewrites, target, Account, AccountEvent, AccountView};
 use cqrs_es::EventStore;
-use dynamo_es::codec::DEFAULT_MIN_COMPRESS_SIZE;
 use dynamo_es::recode::Report;
-use dynamo_es::size::item_size;
-use dynamo_es::testing::{dynamodb, endpoint, unique_name, TestTables};
+use dynamo_es::testing::{dynamodb, endpoint, scan_all, unique_name, TestTables};
 use dynamo_es::{Codec, DynamoStore};
-use serde::Serialize;
-
-/// The codec tables are moved to in this feature set.
-fn target() -> Codec {
-    #[cfg(feature = "compression")]
-    return Codec::json().compressed(3);
-    #[cfg(all(feature = "msgpack", not(feature = "compression")))]
-    return Codec::msgpack();
-    #[allow(unreachable_code)]
-    Codec::json()
-}
-
-/// Whether the target rewrites the JSON payloads seeded here: converts them
-/// to MessagePack, or compresses those over 1 KB. Plain JSON leaves every
-/// JSON payload as it is.
-fn rewrites() -> bool {
-    target() != Codec::json()
-}
-
-/// `value` pretty-printed with a wide indent, as some tools write it: over
-/// 1 KB even for a small value, and very compressible.
-fn pretty_wide(value: &impl Serialize) -> Vec<u8> {
-    let indent = [b' '; 512];
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
-    value
-        .serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out, formatter,
-        ))
-        .unwrap();
-    assert!(out.len() > DEFAULT_MIN_COMPRESS_SIZE, "{}", out.len());
-    out
-}
 
 /// The bytes of every item in `table`, as DynamoDB sizes them.
-async fn bytes(client: &Client, table: &str) -> u64 {
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    let mut bytes = 0;
-    while let Some(page) = pages.next().await {
-        for item in page.unwrap().items.unwrap_or_default() {
-            bytes += u64::try_from(item_size(&item)).unwrap();
-        }
-    }
-    bytes
+async fn table_bytes(client: &Client, table: &str) -> u64 {
+    bytes(&scan_all(client, table).await.unwrap())
 }
 
 /// Runs the built binary with `args`, configured only through the
@@ -144,7 +97,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         ]);
         args
     };
-    let seeded = bytes(&db.client, &db.views).await;
+    let seeded = table_bytes(&db.client, &db.views).await;
 
     // A report writes nothing.
     let out = run(&args(&["report", "--segments", "2"]), &endpoint).await;
@@ -168,7 +121,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     assert_eq!(views.counts.bytes_before, seeded);
     assert_eq!(views.counts.bytes_after < seeded, rewrites());
     assert_eq!(
-        bytes(&db.client, &db.views).await,
+        table_bytes(&db.client, &db.views).await,
         seeded,
         "nothing written"
     );
@@ -198,7 +151,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     assert!(!done.tables[1].dry_run);
     assert_eq!(done.tables[1].counts.items_recoded, expected);
     assert_eq!(done.tables[1].counts.bytes_after, views.counts.bytes_after);
-    let recoded = bytes(&db.client, &db.views).await;
+    let recoded = table_bytes(&db.client, &db.views).await;
     assert_eq!(done.tables[1].counts.bytes_after, recoded);
     std::fs::remove_file(&checkpoint).unwrap();
 
@@ -208,7 +161,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     let again: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again.tables[1].counts.items_recoded, 0);
     assert_eq!(again.tables[1].counts.bytes_before, recoded);
-    assert_eq!(bytes(&db.client, &db.views).await, recoded);
+    assert_eq!(table_bytes(&db.client, &db.views).await, recoded);
 
     // Back to plain JSON: the target would grow them, so nothing moves, and
     // stderr says how to move them anyway.
@@ -233,7 +186,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     } else {
         assert!(err.is_empty(), "{err}");
     }
-    assert_eq!(bytes(&db.client, &db.views).await, recoded);
+    assert_eq!(table_bytes(&db.client, &db.views).await, recoded);
 
     // A checkpoint in a missing directory is named before anything runs.
     let missing = std::env::temp_dir()

@@ -446,14 +446,7 @@ async fn a_snapshot_newer_than_the_tail_is_completed_by_a_second_query() {
         assert_eq!(loaded.current_snapshot, Some(snapshot.current_snapshot));
         // Its commit succeeds.
         let store = DynamoStore::<Account>::new(repo.clone(), policy);
-        store
-            .commit(
-                vec![AccountEvent::Deposited { amount: 1 }],
-                loaded,
-                no_metadata(),
-            )
-            .await
-            .unwrap();
+        commit_deposit(&store, loaded, 1).await;
         let snapshot = stored_snapshot::<Account>(&db, &id).await;
         let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
         assert_eq!(

@@ -156,14 +156,7 @@ async fn conflicting_commits_have_exactly_one_winner() {
     for policy in [SnapshotPolicy::Never, SnapshotPolicy::Always] {
         let store = DynamoStore::<Account>::new(db.repository(), policy);
         let id = new_id();
-        store
-            .commit(
-                vec![AccountEvent::Deposited { amount: 1 }],
-                store.load_aggregate(&id).await.unwrap(),
-                no_metadata(),
-            )
-            .await
-            .unwrap();
+        commit_deposit(&store, store.load_aggregate(&id).await.unwrap(), 1).await;
         let first = store.load_aggregate(&id).await.unwrap();
         let second = store.load_aggregate(&id).await.unwrap();
         let a = store.commit(
@@ -410,14 +403,7 @@ async fn upstream_written_items_load_and_ours_load_upstream() {
     let context = store.load_aggregate(&id).await.unwrap();
     assert_eq!(context.aggregate.total, 15);
     // ...and continue the stream where upstream left it.
-    store
-        .commit(
-            vec![AccountEvent::Deposited { amount: 5 }],
-            context,
-            no_metadata(),
-        )
-        .await
-        .unwrap();
+    commit_deposit(&store, context, 5).await;
 
     // Upstream reads what we wrote.
     let up_events = up_repo.get_events::<Account>(&id).await.unwrap();

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -30,53 +29,12 @@ use dynamo_es::item::{chunk_key, describe_key, Item};
 use dynamo_es::recode::{
     RecodeOptions, Recoder, Report, StopHandle, Table, TableKind, TableReport,
 };
-use dynamo_es::size::{item_size, MAX_ITEM_SIZE};
+use dynamo_es::size::MAX_ITEM_SIZE;
 use dynamo_es::testing::fixtures::ledger_snapshot;
 use dynamo_es::testing::{unique_name, TestTables};
-use dynamo_es::{Codec, DynamoStore};
-use serde::Serialize;
+use dynamo_es::{Codec, DynamoEventRepository, DynamoStore};
 use serde_json::{json, Value};
 use upstream_dynamo_es as upstream;
-
-/// The codec tables are moved to in this feature set.
-fn target() -> Codec {
-    #[cfg(feature = "compression")]
-    return Codec::json().compressed(3);
-    #[cfg(all(feature = "msgpack", not(feature = "compression")))]
-    return Codec::msgpack();
-    #[allow(unreachable_code)]
-    Codec::json()
-}
-
-/// Whether the target rewrites the JSON payloads seeded here: converts them
-/// to MessagePack, or compresses those over 1 KB. Plain JSON leaves every
-/// JSON payload as it is.
-fn rewrites() -> bool {
-    target() != Codec::json()
-}
-
-/// `value` pretty-printed with a wide indent, as some tools write it: over
-/// 1 KB even for a small value, and very compressible.
-fn pretty_wide(value: &impl Serialize) -> Vec<u8> {
-    let indent = [b' '; 512];
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
-    value
-        .serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out, formatter,
-        ))
-        .unwrap();
-    assert!(out.len() > DEFAULT_MIN_COMPRESS_SIZE, "{}", out.len());
-    out
-}
-
-fn all_tables(db: &TestTables) -> Vec<Table> {
-    vec![
-        Table::events(&db.events),
-        Table::snapshots(&db.snapshots),
-        Table::views(&db.views),
-    ]
-}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
@@ -104,16 +62,6 @@ struct Seeded {
     accounts: Vec<String>,
     ledgers: Vec<String>,
     views: Vec<String>,
-}
-
-async fn put(client: &Client, table: &str, item: Item) {
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Fills the tables. Ids are fixed, so two calls on two sets of tables
@@ -226,7 +174,7 @@ async fn seed(db: &TestTables, big: bool) -> Seeded {
                 ),
             ),
         ]);
-        put(&db.client, &db.events, item).await;
+        put(db, &db.events, item).await;
     }
     let state = Account {
         total: 21,
@@ -248,7 +196,7 @@ async fn seed(db: &TestTables, big: bool) -> Seeded {
         ("Payload".into(), b(payload)),
         ("ExpiresAt".into(), n(1_999_999_999u64)),
     ]);
-    put(&db.client, &db.snapshots, head).await;
+    put(db, &db.snapshots, head).await;
     let view = AccountView {
         deposits: 3,
         total: 21,
@@ -259,7 +207,7 @@ async fn seed(db: &TestTables, big: bool) -> Seeded {
         ("ViewVersion".into(), n(2)),
         ("Payload".into(), b(pretty_wide(&view))),
     ]);
-    put(&db.client, &db.views, view_item).await;
+    put(db, &db.views, view_item).await;
     seeded.accounts.push(id.to_string());
     seeded.views.push(id.to_string());
 
@@ -283,7 +231,7 @@ async fn seed(db: &TestTables, big: bool) -> Seeded {
             ("PayloadHash".into(), s(&hash)),
             ("Payload".into(), b(part.to_vec())),
         ]);
-        put(&db.client, &db.snapshots, chunk).await;
+        put(db, &db.snapshots, chunk).await;
     }
     let head = Item::from([
         (
@@ -298,13 +246,13 @@ async fn seed(db: &TestTables, big: bool) -> Seeded {
         ("PayloadSize".into(), n(pretty.len())),
         ("PayloadHash".into(), s(&hash)),
     ]);
-    put(&db.client, &db.snapshots, head).await;
+    put(db, &db.snapshots, head).await;
     seeded.ledgers.push(ledger_id.to_string());
     seeded
 }
 
 /// Everything the application can load.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 struct Loaded {
     events: Vec<Vec<SerializedEvent>>,
     snapshots: Vec<Option<(Value, usize, usize)>>,
@@ -312,36 +260,28 @@ struct Loaded {
     views: Vec<Option<AccountView>>,
 }
 
+impl Loaded {
+    /// Adds the events and the snapshot stored for `id`, as an `A`.
+    async fn push_stored<A: Aggregate>(&mut self, repo: &DynamoEventRepository, id: &str) {
+        self.events.push(repo.get_events::<A>(id).await.unwrap());
+        let snapshot = repo.get_snapshot::<A>(id).await.unwrap();
+        self.snapshots
+            .push(snapshot.map(|s| (s.aggregate, s.current_sequence, s.current_snapshot)));
+    }
+}
+
 async fn load_everything(db: &TestTables, seeded: &Seeded) -> Loaded {
     let repo = db.repository();
     let store = DynamoStore::<Account>::new_aggregate_store(repo.clone());
-    let mut loaded = Loaded {
-        events: vec![],
-        snapshots: vec![],
-        aggregates: vec![],
-        views: vec![],
-    };
-    let snapshot = |s: Option<cqrs_es::persist::SerializedSnapshot>| {
-        s.map(|s| (s.aggregate, s.current_sequence, s.current_snapshot))
-    };
+    let mut loaded = Loaded::default();
     for id in &seeded.accounts {
-        loaded
-            .events
-            .push(repo.get_events::<Account>(id).await.unwrap());
-        loaded
-            .snapshots
-            .push(snapshot(repo.get_snapshot::<Account>(id).await.unwrap()));
+        loaded.push_stored::<Account>(&repo, id).await;
         loaded
             .aggregates
             .push(store.load_aggregate(id).await.unwrap().aggregate);
     }
     for id in &seeded.ledgers {
-        loaded
-            .events
-            .push(repo.get_events::<Other>(id).await.unwrap());
-        loaded
-            .snapshots
-            .push(snapshot(repo.get_snapshot::<Other>(id).await.unwrap()));
+        loaded.push_stored::<Other>(&repo, id).await;
     }
     let views = db.view_repository::<AccountView, Account>();
     for id in &seeded.views {
@@ -350,34 +290,11 @@ async fn load_everything(db: &TestTables, seeded: &Seeded) -> Loaded {
     loaded
 }
 
-/// Every item of a table, by key.
-async fn scan(client: &Client, table: &str) -> BTreeMap<String, Item> {
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    let mut items = BTreeMap::new();
-    while let Some(page) = pages.next().await {
-        for item in page.unwrap().items.unwrap_or_default() {
-            items.insert(describe_key(&item), item);
-        }
-    }
-    items
-}
-
-fn bytes(items: &BTreeMap<String, Item>) -> u64 {
-    items
-        .values()
-        .map(|item| u64::try_from(item_size(item)).unwrap())
-        .sum()
-}
-
-async fn scan_all(db: &TestTables) -> Vec<BTreeMap<String, Item>> {
+/// Every item of every table, by key.
+async fn scan_tables(db: &TestTables) -> Vec<BTreeMap<String, Item>> {
     let mut all = Vec::new();
-    for table in all_tables(db) {
-        all.push(scan(&db.client, &table.name).await);
+    for table in db.recode_tables() {
+        all.push(items_by_key(&db.client, &table.name).await);
     }
     all
 }
@@ -411,25 +328,30 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
     let db = tables().await;
     let seeded = seed(&db, true).await;
     let loaded_before = load_everything(&db, &seeded).await;
-    let before = scan_all(&db).await;
+    let before = scan_tables(&db).await;
     let snapshots_before = &before[1];
     assert!(
         chunked_heads(snapshots_before) >= 4,
         "mixed sizes, some chunked"
     );
 
-    let tables = all_tables(&db);
+    let tables = db.recode_tables();
     let recoder = Recoder::new(db.client.clone(), target())
         .with_options(RecodeOptions::default().with_segments(3).with_page_size(5));
 
     // The dry run measures exactly what is stored, and writes nothing.
     let dry = recoder.report(&tables).await.unwrap();
     assert!(dry.complete);
-    assert_eq!(scan_all(&db).await, before, "a dry run writes nothing");
+    assert_eq!(scan_tables(&db).await, before, "a dry run writes nothing");
     for (report, items) in dry.tables.iter().zip(&before) {
         assert!(report.dry_run && report.complete, "{report:?}");
         assert_eq!(report.codec, target().name());
-        assert_eq!(report.counts.bytes_before, bytes(items), "{}", report.table);
+        assert_eq!(
+            report.counts.bytes_before,
+            bytes(items.values()),
+            "{}",
+            report.table
+        );
         if rewrites() {
             assert!(report.counts.items_recoded > 0, "{report:?}");
             assert!(
@@ -487,7 +409,7 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
     // The recode does what the dry run said, and the tables say so too.
     let done = recoder.run(&tables).await.unwrap();
     assert!(done.complete);
-    let after = scan_all(&db).await;
+    let after = scan_tables(&db).await;
     for ((report, dry), (items_before, items_after)) in done
         .tables
         .iter()
@@ -497,13 +419,13 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
         assert!(!report.dry_run);
         assert_eq!(
             report.counts.bytes_before,
-            bytes(items_before),
+            bytes(items_before.values()),
             "{}",
             report.table
         );
         assert_eq!(
             report.counts.bytes_after,
-            bytes(items_after),
+            bytes(items_after.values()),
             "{}",
             report.table
         );
@@ -605,13 +527,13 @@ async fn recode_keeps_every_state_and_the_report_matches_the_tables() {
 
     // A second run changes nothing.
     let again = recoder.run(&tables).await.unwrap();
-    assert_eq!(scan_all(&db).await, after);
+    assert_eq!(scan_tables(&db).await, after);
     for (report, items) in again.tables.iter().zip(&after) {
         assert_eq!(report.counts.items_recoded, 0, "{report:?}");
         assert_eq!(report.counts.items_skipped, report.counts.items_scanned);
         assert_eq!(
             (report.counts.bytes_before, report.counts.bytes_after),
-            (bytes(items), bytes(items))
+            (bytes(items.values()), bytes(items.values()))
         );
         assert_eq!(report.counts.recode_wcu, 0);
     }
@@ -736,7 +658,7 @@ async fn a_writer_that_commits_after_the_scan_wins() {
             notes: vec![],
         };
         put(
-            &db.client,
+            &db,
             &db.events,
             Item::from([
                 ("AggregateTypeAndId".into(), s(&key)),
@@ -754,7 +676,7 @@ async fn a_writer_that_commits_after_the_scan_wins() {
         )
         .await;
         put(
-            &db.client,
+            &db,
             &db.snapshots,
             Item::from([
                 ("AggregateTypeAndId".into(), s(&key)),
@@ -780,14 +702,7 @@ async fn a_writer_that_commits_after_the_scan_wins() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     for id in &ids {
         let context = store.load_aggregate(id).await.unwrap();
-        store
-            .commit(
-                vec![AccountEvent::Deposited { amount: 10 }],
-                context,
-                no_metadata(),
-            )
-            .await
-            .unwrap();
+        commit_deposit(&store, context, 10).await;
     }
     let report = running.await.unwrap().unwrap();
     assert_eq!(report.counts.items_scanned, 5);
@@ -822,7 +737,7 @@ async fn an_interrupted_recode_resumes_to_the_same_result() {
 
     let whole = Recoder::new(a.client.clone(), target())
         .with_options(options())
-        .run(&all_tables(&a))
+        .run(&a.recode_tables())
         .await
         .unwrap();
     assert!(whole.complete);
@@ -838,7 +753,7 @@ async fn an_interrupted_recode_resumes_to_the_same_result() {
 
     let checkpoint =
         std::env::temp_dir().join(format!("{}.json", unique_name("recode-checkpoint")));
-    let tables_b = all_tables(&b);
+    let tables_b = b.recode_tables();
     // Stopped by a handle after the first page.
     let stop = StopHandle::new();
     let stopper = stop.clone();
@@ -883,8 +798,8 @@ async fn an_interrupted_recode_resumes_to_the_same_result() {
         assert_eq!(anonymous(resumed), anonymous(whole));
     }
     assert_eq!(
-        scan_all(&b).await,
-        scan_all(&a).await,
+        scan_tables(&b).await,
+        scan_tables(&a).await,
         "same items, byte for byte"
     );
     assert_eq!(load_everything(&b, &seeded_b).await, loaded_before);
@@ -921,7 +836,7 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         ("not-json", b"{not json".to_vec()),
     ] {
         put(
-            &db.client,
+            &db,
             &db.views,
             Item::from([
                 ("ViewId".into(), s(id)),
@@ -932,7 +847,7 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         .await;
     }
     put(
-        &db.client,
+        &db,
         &db.views,
         Item::from([
             ("ViewId".into(), s("no-payload")),
@@ -940,7 +855,7 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         ]),
     )
     .await;
-    let before = scan(&db.client, &db.views).await;
+    let before = items_by_key(&db.client, &db.views).await;
     let report = Recoder::new(db.client.clone(), target())
         .run_table(&Table::views(&db.views))
         .await
@@ -956,7 +871,7 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         "{report:?}"
     );
     assert_eq!(report.kind, TableKind::Views);
-    let after = scan(&db.client, &db.views).await;
+    let after = items_by_key(&db.client, &db.views).await;
     for id in ["corrupt", "not-json", "no-payload"] {
         assert_eq!(after[id], before[id], "{id} untouched");
     }
@@ -965,5 +880,5 @@ async fn unreadable_payloads_are_counted_and_left_alone() {
         rewrites(),
         "the readable view is rewritten by every target but plain JSON"
     );
-    assert_eq!(report.counts.bytes_after, bytes(&after));
+    assert_eq!(report.counts.bytes_after, bytes(after.values()));
 }

@@ -1,7 +1,7 @@
 //! Shared test support: a test aggregate, a view, and helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,9 @@ use cqrs_es::persist::{
 use cqrs_es::{
     Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, EventStore, View,
 };
-use dynamo_es::item::Item;
+use dynamo_es::codec::DEFAULT_MIN_COMPRESS_SIZE;
+use dynamo_es::item::{describe_key, Item};
+use dynamo_es::size::item_size;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Scripted};
 use dynamo_es::testing::{dynamodb, scan_all, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
@@ -149,6 +151,64 @@ impl View<Account> for AccountView {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Recode.
+// ---------------------------------------------------------------------------
+
+/// The codec `tests/recode.rs` and `tests/cli.rs` move tables to in this
+/// feature set: `json+zstd-3` with `compression`, else `msgpack` with
+/// `msgpack`, else plain JSON.
+pub fn target() -> Codec {
+    #[cfg(feature = "compression")]
+    return Codec::json().compressed(3);
+    #[cfg(all(feature = "msgpack", not(feature = "compression")))]
+    return Codec::msgpack();
+    #[allow(unreachable_code)]
+    Codec::json()
+}
+
+/// Whether the target rewrites the JSON payloads seeded here: converts them
+/// to MessagePack, or compresses those over 1 KB. Plain JSON leaves every
+/// JSON payload as it is.
+pub fn rewrites() -> bool {
+    target() != Codec::json()
+}
+
+/// `value` pretty-printed with a wide indent, as some tools write it: over
+/// 1 KB even for a small value, and very compressible.
+pub fn pretty_wide(value: &impl Serialize) -> Vec<u8> {
+    let indent = [b' '; 512];
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, formatter,
+        ))
+        .unwrap();
+    assert!(out.len() > DEFAULT_MIN_COMPRESS_SIZE, "{}", out.len());
+    out
+}
+
+/// Every item of `table`, by key.
+pub async fn items_by_key(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, Item> {
+    let items = scan_all(client, table).await.unwrap();
+    items
+        .into_iter()
+        .map(|item| (describe_key(&item), item))
+        .collect()
+}
+
+/// The bytes of `items`, as DynamoDB sizes them.
+pub fn bytes<'a>(items: impl IntoIterator<Item = &'a Item>) -> u64 {
+    items
+        .into_iter()
+        .map(|item| u64::try_from(item_size(item)).unwrap())
+        .sum()
+}
+
 /// Fresh tables on the test endpoint.
 pub async fn tables() -> TestTables {
     dynamodb().await.expect("test tables")
@@ -250,6 +310,17 @@ where
     A: Aggregate<Services = ()>,
 {
     CqrsFramework::new(DynamoStore::<A>::new(repo, policy), vec![], ())
+}
+
+/// Commits one deposit of `amount` on `context` through `store`, which must
+/// succeed.
+pub async fn commit_deposit<S: EventStore<Account>>(
+    store: &S,
+    context: S::AC,
+    amount: i64,
+) -> Vec<EventEnvelope<Account>> {
+    let events = vec![AccountEvent::Deposited { amount }];
+    store.commit(events, context, no_metadata()).await.unwrap()
 }
 
 /// Deposits 1 once on `id` through `cqrs`, which must fail.
