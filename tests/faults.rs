@@ -44,7 +44,8 @@ fn connection_error(err: &PersistenceError) -> &Error {
 /// or refused connection).
 fn is_timeout(err: &Error) -> bool {
     use aws_sdk_dynamodb::operation::{
-        get_item::GetItemError, query::QueryError, transact_write_items::TransactWriteItemsError,
+        get_item::GetItemError, put_item::PutItemError, query::QueryError,
+        transact_write_items::TransactWriteItemsError,
     };
     use aws_smithy_runtime_api::http::Response;
     let Error::Connection { source, .. } = err else {
@@ -57,6 +58,9 @@ fn is_timeout(err: &Error) -> bool {
         return matches!(e, SdkError::TimeoutError(_));
     }
     if let Some(e) = source.downcast_ref::<SdkError<GetItemError, Response>>() {
+        return matches!(e, SdkError::TimeoutError(_));
+    }
+    if let Some(e) = source.downcast_ref::<SdkError<PutItemError, Response>>() {
         return matches!(e, SdkError::TimeoutError(_));
     }
     false
@@ -285,7 +289,7 @@ async fn a_response_cut_off_mid_body_is_a_connection_error() {
     let err = bounded("persist", repo.persist::<Account>(&events, None))
         .await
         .unwrap_err();
-    assert_failed(&err, "Connection", "TransactWriteItems");
+    assert_failed(&err, "Connection", "PutItem");
 }
 
 #[tokio::test]

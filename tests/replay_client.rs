@@ -27,8 +27,13 @@ fn client(http: &Scripted, max_attempts: u32) -> Client {
     client_on(http.clone(), quick_retries(max_attempts), short_timeouts())
 }
 
+/// A commit of two events: one `TransactWriteItems` (a lone event without a
+/// snapshot is a conditional `PutItem`, see `tests/single_put.rs`).
 fn one_event(id: &str) -> Vec<cqrs_es::persist::SerializedEvent> {
-    vec![deposit_event("Account", id, 1, 5)]
+    vec![
+        deposit_event("Account", id, 1, 5),
+        deposit_event("Account", id, 2, 5),
+    ]
 }
 
 /// A framework over an event store on `http`.
@@ -160,7 +165,10 @@ async fn cancellation_reasons_map_to_conflict_throttled_or_failure() {
         Canned::transaction_cancelled(&["None", "TransactionConflict"]),
     ]);
     let cqrs = framework(&http);
-    let err = failed_deposit(&cqrs, "acct-1").await;
+    let err = cqrs
+        .execute("acct-1", AccountCommand::deposit(1, 2))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "AggregateConflict", "{err:?}");
 
     // A throttled item cancels the transaction: retried with backoff, then
