@@ -9,7 +9,8 @@
 //! emulator does not do (throttling, a refused snapshot).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -19,127 +20,19 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use cqrs_es::event_sink::EventSink;
+use common::*;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, SerializedEvent, ViewRepository,
 };
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, View};
-use dynamo_es::testing::{client_for, client_with, dynamodb, endpoint, unique_name, TestTables};
-use dynamo_es::{
-    Codec, DynamoEventRepository, DynamoStore, DynamoViewRepository, Error, SnapshotPolicy,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use cqrs_es::{Aggregate, AggregateError};
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::{client_with, endpoint, unique_name};
+use dynamo_es::{Codec, DynamoEventRepository, DynamoViewRepository, Error, SnapshotPolicy};
+use serde_json::json;
 
-// ---------------------------------------------------------------------------
-// A small aggregate and view.
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Counter {
-    total: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Added(i64);
-
-impl DomainEvent for Added {
-    fn event_type(&self) -> String {
-        "Added".into()
-    }
-    fn event_version(&self) -> String {
-        "1".into()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("counter error")]
-struct CounterError;
-
-impl Aggregate for Counter {
-    const TYPE: &'static str = "Counter";
-    type Command = i64;
-    type Event = Added;
-    type Error = CounterError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: i64,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), CounterError> {
-        sink.write(Added(command), self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Added) {
-        self.total += event.0;
-    }
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Summary {
-    total: i64,
-}
-
-impl View<Counter> for Summary {
-    fn update(&mut self, event: &EventEnvelope<Counter>) {
-        self.total += event.payload.0;
-    }
-}
-
-fn cqrs(
-    repo: DynamoEventRepository,
-    policy: SnapshotPolicy,
-) -> CqrsFramework<Counter, DynamoStore<Counter>> {
-    CqrsFramework::new(DynamoStore::new(repo, policy), vec![], ())
-}
-
+/// A `Deposited` event of 1 at `sequence` of `id`.
 fn event(id: &str, sequence: usize) -> SerializedEvent {
-    SerializedEvent {
-        aggregate_id: id.to_string(),
-        sequence,
-        aggregate_type: Counter::TYPE.to_string(),
-        event_type: "Added".into(),
-        event_version: "1".into(),
-        payload: json!(1),
-        metadata: json!({}),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Helpers.
-// ---------------------------------------------------------------------------
-
-/// The `dynamo_es::Error` inside a persistence error.
-fn typed(err: &PersistenceError) -> &Error {
-    let source = match err {
-        PersistenceError::ConnectionError(source)
-        | PersistenceError::DeserializationError(source)
-        | PersistenceError::UnknownError(source) => source,
-        other => panic!("no source in {other:?}"),
-    };
-    source
-        .downcast_ref::<Error>()
-        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
-}
-
-/// The `dynamo_es::Error` inside an aggregate error.
-fn typed_aggregate(err: &AggregateError<CounterError>) -> &Error {
-    let source = match err {
-        AggregateError::DatabaseConnectionError(source)
-        | AggregateError::DeserializationError(source)
-        | AggregateError::UnexpectedError(source) => source,
-        other => panic!("no source in {other:?}"),
-    };
-    source
-        .downcast_ref::<Error>()
-        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
+    deposit_event(Account::TYPE, id, sequence, 1)
 }
 
 /// Asserts that `text` contains every one of `parts`.
@@ -148,10 +41,6 @@ fn assert_mentions(text: &str, parts: &[&str]) {
     for part in parts {
         assert!(text.contains(part), "{part:?} missing from: {text}");
     }
-}
-
-async fn tables() -> TestTables {
-    dynamodb().await.expect("test tables")
 }
 
 /// Creates `name` keyed `HASH id (S)`, not a dynamo-es key schema, and
@@ -204,10 +93,7 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
 
     // What a user of CqrsFramework sees: the load's Query.
-    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
-        .execute("c1", 1)
-        .await
-        .unwrap_err();
+    let err = failed_deposit(&cqrs(repo.clone(), SnapshotPolicy::Never), "c1").await;
     println!("{err}");
     assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
     let parts = [
@@ -226,7 +112,7 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
 
     // A commit: the TransactWriteItems names the events table.
     let err = repo
-        .persist::<Counter>(&[event("c1", 1)], None)
+        .persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap_err();
     assert_mentions(
@@ -244,10 +130,7 @@ async fn a_missing_snapshot_table_names_the_operation_the_table_and_dynamodbs_me
     let db = tables().await;
     let missing = unique_name("missing-snapshots");
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &missing);
-    let err = cqrs(repo, SnapshotPolicy::Always)
-        .execute("c1", 1)
-        .await
-        .unwrap_err();
+    let err = failed_deposit(&cqrs(repo, SnapshotPolicy::Always), "c1").await;
     assert_mentions(
         &err.to_string(),
         &["GetItem", missing.as_str(), "Requested resource not found"],
@@ -262,10 +145,7 @@ async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynam
 
     // As the events table: the load's Query.
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&foreign, &db.snapshots);
-    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
-        .execute("c1", 1)
-        .await
-        .unwrap_err();
+    let err = failed_deposit(&cqrs(repo.clone(), SnapshotPolicy::Never), "c1").await;
     println!("{err}");
     assert_mentions(
         &err.to_string(),
@@ -280,10 +160,7 @@ async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynam
 
     // As the snapshots table: the load's GetItem.
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &foreign);
-    let err = cqrs(repo, SnapshotPolicy::Always)
-        .execute("c1", 1)
-        .await
-        .unwrap_err();
+    let err = failed_deposit(&cqrs(repo, SnapshotPolicy::Always), "c1").await;
     println!("{err}");
     assert_mentions(
         &err.to_string(),
@@ -300,7 +177,7 @@ async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynam
 async fn a_missing_view_table_names_the_operation_the_table_and_dynamodbs_message() {
     let db = tables().await;
     let missing = unique_name("nope");
-    let views = DynamoViewRepository::<Summary, Counter>::new(&missing, db.client.clone());
+    let views = DynamoViewRepository::<AccountView, Account>::new(&missing, db.client.clone());
     let err = views.load("v1").await.unwrap_err();
     println!("{err}");
     let parts = ["GetItem", missing.as_str(), "Requested resource not found"];
@@ -324,7 +201,7 @@ async fn a_view_table_with_another_key_schema_names_the_table() {
     let db = tables().await;
     let foreign = unique_name("foreign-view");
     create_foreign_table(&db.client, &foreign).await;
-    let views = DynamoViewRepository::<Summary, Counter>::new(&foreign, db.client.clone());
+    let views = DynamoViewRepository::<AccountView, Account>::new(&foreign, db.client.clone());
     let err = views.load("v1").await.unwrap_err();
     assert_mentions(
         &err.to_string(),
@@ -344,11 +221,11 @@ async fn a_view_table_with_another_key_schema_names_the_table() {
 async fn a_conflict_names_the_aggregate_and_the_table() {
     let db = tables().await;
     let repo = db.repository();
-    repo.persist::<Counter>(&[event("c1", 1)], None)
+    repo.persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap();
     let err = repo
-        .persist::<Counter>(&[event("c1", 1)], None)
+        .persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap_err();
     // cqrs-es's OptimisticLockError carries nothing; the typed error does.
@@ -359,13 +236,13 @@ async fn a_conflict_names_the_aggregate_and_the_table() {
     // The typed error names the table too (it is logged at debug level,
     // see below), but cqrs-es's error drops it.
     let err = Error::Conflict {
-        key: "Counter:c1".into(),
+        key: "Account:c1".into(),
         table: db.events.clone(),
     };
     assert_eq!(
         err.to_string(),
         format!(
-            "optimistic lock conflict on Counter:c1 in table {}",
+            "optimistic lock conflict on Account:c1 in table {}",
             db.events
         )
     );
@@ -387,7 +264,7 @@ async fn an_unreachable_endpoint_is_a_connection_error_naming_the_table() {
         RetryConfig::disabled(),
     );
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = repo.get_events::<Counter>("c1").await.unwrap_err();
+    let err = repo.get_events::<Account>("c1").await.unwrap_err();
     println!("{err}");
     assert!(
         matches!(err, PersistenceError::ConnectionError(_)),
@@ -409,32 +286,15 @@ async fn an_unreachable_endpoint_is_a_connection_error_naming_the_table() {
     );
 }
 
-fn response(status: u16, body: Value) -> HttpResponse {
-    let mut response = HttpResponse::new(
-        StatusCode::try_from(status).unwrap(),
-        SdkBody::from(serde_json::to_vec(&body).unwrap()),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0");
-    response
+/// A DynamoDB error of type `kind` with `message`.
+fn dynamo_error(kind: &str, message: &str) -> Canned {
+    Canned::dynamo_error(kind, json!({ "message": message }))
 }
 
-fn dynamo_error(kind: &str, message: &str) -> HttpResponse {
-    response(
-        400,
+fn throttled_cancellation() -> Canned {
+    Canned::dynamo_error(
+        "TransactionCanceledException",
         json!({
-            "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
-            "message": message,
-        }),
-    )
-}
-
-fn throttled_cancellation() -> HttpResponse {
-    response(
-        400,
-        json!({
-            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
             "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [ThrottlingError]",
             "CancellationReasons": [
                 {"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity of your table or index."}
@@ -444,26 +304,13 @@ fn throttled_cancellation() -> HttpResponse {
 }
 
 /// A client answering with `responses` in order, making at most `attempts`
-/// attempts per call with a 1 ms backoff.
-fn canned(responses: Vec<HttpResponse>, attempts: u32) -> Client {
-    let http = StaticReplayClient::new(
-        responses
-            .into_iter()
-            .map(|r| ReplayEvent::new(HttpRequest::empty(), r))
-            .collect(),
-    );
-    let config = client_for("http://canned.invalid")
-        .config()
-        .to_builder()
-        .http_client(http)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(attempts)
-                .with_initial_backoff(Duration::from_millis(1))
-                .with_max_backoff(Duration::from_millis(1)),
-        )
-        .build();
-    Client::from_conf(config)
+/// attempts per call with a short backoff.
+fn canned(responses: Vec<Canned>, attempts: u32) -> Client {
+    client_on(
+        Scripted::replying(responses),
+        quick_retries(attempts),
+        short_timeouts(),
+    )
 }
 
 #[tokio::test]
@@ -476,7 +323,7 @@ async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
         1,
     );
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = repo.get_events::<Counter>("c1").await.unwrap_err();
+    let err = repo.get_events::<Account>("c1").await.unwrap_err();
     assert!(
         matches!(err, PersistenceError::ConnectionError(_)),
         "{err:?}"
@@ -498,7 +345,7 @@ async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
     let client = canned(vec![throttled_cancellation()], 1);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
     let err = repo
-        .persist::<Counter>(&[event("c1", 1)], None)
+        .persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -538,10 +385,7 @@ fn test_credentials() -> Credentials {
 async fn assert_misconfigured(client: Client, fix: &str) {
     let repo = DynamoEventRepository::new(client.clone()).with_tables("Events", "Snapshots");
 
-    let err = cqrs(repo.clone(), SnapshotPolicy::Never)
-        .execute("c1", 1)
-        .await
-        .unwrap_err();
+    let err = failed_deposit(&cqrs(repo.clone(), SnapshotPolicy::Never), "c1").await;
     println!("{err}");
     assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
     let typed_err = typed_aggregate(&err);
@@ -563,7 +407,7 @@ async fn assert_misconfigured(client: Client, fix: &str) {
     );
 
     let err = repo
-        .persist::<Counter>(&[event("c1", 1)], None)
+        .persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap_err();
     assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
@@ -572,7 +416,7 @@ async fn assert_misconfigured(client: Client, fix: &str) {
         &["TransactWriteItems on table Events", fix],
     );
 
-    let views = DynamoViewRepository::<Summary, Counter>::new("Views", client);
+    let views = DynamoViewRepository::<AccountView, Account>::new("Views", client);
     let err = views.load("v1").await.unwrap_err();
     assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
     assert_mentions(&err.to_string(), &["GetItem on table Views", fix]);
@@ -650,55 +494,20 @@ async fn a_client_without_credentials_is_a_configuration_error_naming_the_fix() 
 // Logs.
 // ---------------------------------------------------------------------------
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The lines written so far that contain `needle`.
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains(needle))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// What `tracing_subscriber::fmt().with_env_filter("dynamo_es=debug")`
-/// prints on this thread (tests run on a current-thread runtime).
-fn capture_debug() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("dynamo_es=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
-
 #[tokio::test]
 async fn the_codec_is_logged_once_per_repository() {
     let db = tables().await;
-    let (logs, _guard) = capture_debug();
-    let cqrs = cqrs(
+    let (logs, _guard) = capture_filtered("dynamo_es=debug");
+    let cqrs = cqrs::<Account>(
         db.repository().with_codec(Codec::json()),
         SnapshotPolicy::Never,
     );
-    cqrs.execute("codec-1", 1).await.unwrap();
-    cqrs.execute("codec-1", 2).await.unwrap();
+    cqrs.execute("codec-1", AccountCommand::deposit(1, 1))
+        .await
+        .unwrap();
+    cqrs.execute("codec-1", AccountCommand::deposit(2, 1))
+        .await
+        .unwrap();
     let lines = logs.lines_with("dynamo-es writes with this codec");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_mentions(&lines[0], &["codec=json", &db.events]);
@@ -707,9 +516,11 @@ async fn the_codec_is_logged_once_per_repository() {
 #[tokio::test]
 async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
     let db = tables().await;
-    let (logs, _guard) = capture_debug();
-    let cqrs = cqrs(db.repository(), SnapshotPolicy::Always);
-    cqrs.execute("c1", 5).await.unwrap();
+    let (logs, _guard) = capture_filtered("dynamo_es=debug");
+    let cqrs = cqrs::<Account>(db.repository(), SnapshotPolicy::Always);
+    cqrs.execute("c1", AccountCommand::deposit(5, 1))
+        .await
+        .unwrap();
 
     let commits = logs.lines_with("commit stored");
     assert_eq!(commits.len(), 1, "{commits:?}");
@@ -719,7 +530,7 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
             " DEBUG ",
             "dynamo_es.persist",
             &format!("table={}", db.events),
-            "aggregate=Counter:c1",
+            "aggregate=Account:c1",
             "events=1",
             "items=2",
             "stored_bytes=",
@@ -741,10 +552,10 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
 
     // A lost race.
     let repo = db.repository();
-    repo.persist::<Counter>(&[event("c2", 1)], None)
+    repo.persist::<Account>(&[event("c2", 1)], None)
         .await
         .unwrap();
-    repo.persist::<Counter>(&[event("c2", 1)], None)
+    repo.persist::<Account>(&[event("c2", 1)], None)
         .await
         .unwrap_err();
     let conflicts = logs.lines_with("conflict");
@@ -753,7 +564,7 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
         &conflicts[0],
         &[
             " DEBUG ",
-            "key=Counter:c2",
+            "key=Account:c2",
             &format!("table={}", db.events),
             "nothing was written",
         ],
@@ -762,7 +573,7 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
     // A failure: logged, and recorded on the span.
     let missing = unique_name("missing-events");
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
-    cqrs_with(repo).execute("c3", 1).await.unwrap_err();
+    failed_deposit(&common::cqrs(repo, SnapshotPolicy::Never), "c3").await;
     let failures = logs.lines_with("failed");
     assert!(
         failures
@@ -773,18 +584,14 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
     );
 }
 
-fn cqrs_with(repo: DynamoEventRepository) -> CqrsFramework<Counter, DynamoStore<Counter>> {
-    cqrs(repo, SnapshotPolicy::Never)
-}
-
 #[tokio::test]
 async fn retries_are_logged_at_debug_level() {
-    let (logs, _guard) = capture_debug();
+    let (logs, _guard) = capture_filtered("dynamo_es=debug");
 
     // A transaction cancelled by throttling, then accepted.
-    let client = canned(vec![throttled_cancellation(), response(200, json!({}))], 3);
+    let client = canned(vec![throttled_cancellation(), Canned::written()], 3);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    repo.persist::<Counter>(&[event("c1", 1)], None)
+    repo.persist::<Account>(&[event("c1", 1)], None)
         .await
         .unwrap();
     let retries = logs.lines_with("retrying TransactWriteItems");
@@ -802,12 +609,12 @@ async fn retries_are_logged_at_debug_level() {
                 "ValidationException",
                 "Transaction request cannot exceed 4 MB.",
             ),
-            response(200, json!({})),
+            Canned::written(),
         ],
         1,
     );
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    repo.persist::<Counter>(
+    repo.persist::<Account>(
         &[event("c1", 1)],
         Some(("c1".into(), json!({"total": 1}), 1)),
     )

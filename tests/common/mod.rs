@@ -20,6 +20,7 @@ use dynamo_es::testing::{dynamodb, scan_all, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing_subscriber::EnvFilter;
 
 /// A ledger-like aggregate whose state records exactly which events it saw,
 /// so a double-applied event always shows.
@@ -525,6 +526,15 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+
+    /// The lines written so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// Captures this thread's logs at `level` and above, spans included when
@@ -534,11 +544,22 @@ pub fn capture(
     level: tracing::Level,
     spans: bool,
 ) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let level = tracing_subscriber::filter::LevelFilter::from_level(level);
+    capture_with(EnvFilter::default().add_directive(level.into()), spans)
+}
+
+/// What `tracing_subscriber::fmt().with_env_filter(filter)` prints on this
+/// thread, without span events.
+pub fn capture_filtered(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    capture_with(EnvFilter::new(filter), false)
+}
+
+fn capture_with(filter: EnvFilter, spans: bool) -> (Captured, tracing::subscriber::DefaultGuard) {
     use tracing_subscriber::fmt::format::FmtSpan;
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_ansi(false)
         .with_span_events(if spans { FmtSpan::FULL } else { FmtSpan::NONE })
         .with_writer(move || writer.clone())
