@@ -16,9 +16,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::KeyType;
 use aws_sdk_dynamodb::Client;
 use common::*;
 use cqrs_es::persist::{
@@ -35,51 +33,21 @@ fn event(id: &str, sequence: usize) -> SerializedEvent {
     deposit_event(Account::TYPE, id, sequence, 1)
 }
 
+/// Asserts that exactly one line of `logs` contains `needle`, and that it
+/// contains every one of `parts`.
+#[track_caller]
+fn assert_one_line(logs: &Captured, needle: &str, parts: &[&str]) {
+    let lines = logs.lines_with(needle);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_mentions(&lines[0], parts);
+}
+
 /// Asserts that `text` contains every one of `parts`.
 #[track_caller]
 fn assert_mentions(text: &str, parts: &[&str]) {
     for part in parts {
         assert!(text.contains(part), "{part:?} missing from: {text}");
     }
-}
-
-/// Creates `name` keyed `HASH id (S)`, not a dynamo-es key schema, and
-/// waits for it to be ACTIVE.
-async fn create_foreign_table(client: &Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..600 {
-        let out = client
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .unwrap();
-        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("table {name} never became ACTIVE");
 }
 
 // ---------------------------------------------------------------------------
@@ -111,10 +79,7 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
     assert_mentions(&typed.to_string(), &parts);
 
     // A commit: the TransactWriteItems names the events table.
-    let err = repo
-        .persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap_err();
+    let err = first_event(&repo, "c1").await.unwrap_err();
     assert_mentions(
         &err.to_string(),
         &[
@@ -141,7 +106,7 @@ async fn a_missing_snapshot_table_names_the_operation_the_table_and_dynamodbs_me
 async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynamodbs_message() {
     let db = tables().await;
     let foreign = unique_name("foreign");
-    create_foreign_table(&db.client, &foreign).await;
+    create_raw(&db.client, &foreign, &[("id", "S", KeyType::Hash)]).await;
 
     // As the events table: the load's Query.
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&foreign, &db.snapshots);
@@ -200,7 +165,7 @@ async fn a_missing_view_table_names_the_operation_the_table_and_dynamodbs_messag
 async fn a_view_table_with_another_key_schema_names_the_table() {
     let db = tables().await;
     let foreign = unique_name("foreign-view");
-    create_foreign_table(&db.client, &foreign).await;
+    create_raw(&db.client, &foreign, &[("id", "S", KeyType::Hash)]).await;
     let views = DynamoViewRepository::<AccountView, Account>::new(&foreign, db.client.clone());
     let err = views.load("v1").await.unwrap_err();
     assert_mentions(
@@ -221,13 +186,8 @@ async fn a_view_table_with_another_key_schema_names_the_table() {
 async fn a_conflict_names_the_aggregate_and_the_table() {
     let db = tables().await;
     let repo = db.repository();
-    repo.persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap();
-    let err = repo
-        .persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap_err();
+    first_event(&repo, "c1").await.unwrap();
+    let err = first_event(&repo, "c1").await.unwrap_err();
     // cqrs-es's OptimisticLockError carries nothing; the typed error does.
     assert!(
         matches!(err, PersistenceError::OptimisticLockError),
@@ -263,20 +223,9 @@ async fn an_unreachable_endpoint_is_a_connection_error_naming_the_table() {
             .build(),
         RetryConfig::disabled(),
     );
-    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = repo.get_events::<Account>("c1").await.unwrap_err();
+    let err = failed_load(client).await;
     println!("{err}");
-    assert!(
-        matches!(err, PersistenceError::ConnectionError(_)),
-        "{err:?}"
-    );
-    assert!(matches!(
-        typed(&err),
-        Error::Connection {
-            operation: "Query",
-            ..
-        }
-    ));
+    assert_failed(&err, "Connection", "Query");
     assert_mentions(
         &err.to_string(),
         &[
@@ -284,6 +233,18 @@ async fn an_unreachable_endpoint_is_a_connection_error_naming_the_table() {
             "dispatch failure",
         ],
     );
+}
+
+/// Stores the first event of `id`, without a snapshot, through `repo`.
+async fn first_event(repo: &DynamoEventRepository, id: &str) -> Result<(), PersistenceError> {
+    repo.persist::<Account>(&[event(id, 1)], None).await
+}
+
+/// The error of loading the events of `c1` from table `Events` through
+/// `client`, which must fail.
+async fn failed_load(client: Client) -> PersistenceError {
+    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
+    repo.get_events::<Account>("c1").await.unwrap_err()
 }
 
 /// A DynamoDB error of type `kind` with `message`.
@@ -322,19 +283,8 @@ async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
         )],
         1,
     );
-    let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = repo.get_events::<Account>("c1").await.unwrap_err();
-    assert!(
-        matches!(err, PersistenceError::ConnectionError(_)),
-        "{err:?}"
-    );
-    assert!(matches!(
-        typed(&err),
-        Error::Throttled {
-            operation: "Query",
-            ..
-        }
-    ));
+    let err = failed_load(client).await;
+    assert_failed(&err, "Throttled", "Query");
     assert_eq!(
         err.to_string(),
         "Query on table Events throttled by DynamoDB after retries: \
@@ -344,10 +294,7 @@ async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
     // A transaction cancelled by throttling lists the item's reason.
     let client = canned(vec![throttled_cancellation()], 1);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = repo
-        .persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap_err();
+    let err = first_event(&repo, "c1").await.unwrap_err();
     assert!(matches!(
         typed(&err),
         Error::Throttled {
@@ -406,10 +353,7 @@ async fn assert_misconfigured(client: Client, fix: &str) {
         &["Query on table Events was not sent", fix],
     );
 
-    let err = repo
-        .persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap_err();
+    let err = first_event(&repo, "c1").await.unwrap_err();
     assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
     assert_mentions(
         &err.to_string(),
@@ -502,15 +446,13 @@ async fn the_codec_is_logged_once_per_repository() {
         db.repository().with_codec(Codec::json()),
         SnapshotPolicy::Never,
     );
-    cqrs.execute("codec-1", AccountCommand::deposit(1, 1))
-        .await
-        .unwrap();
-    cqrs.execute("codec-1", AccountCommand::deposit(2, 1))
-        .await
-        .unwrap();
-    let lines = logs.lines_with("dynamo-es writes with this codec");
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_mentions(&lines[0], &["codec=json", &db.events]);
+    deposit(&cqrs, "codec-1", 1).await;
+    deposit(&cqrs, "codec-1", 2).await;
+    assert_one_line(
+        &logs,
+        "dynamo-es writes with this codec",
+        &["codec=json", &db.events],
+    );
 }
 
 #[tokio::test]
@@ -518,14 +460,11 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
     let db = tables().await;
     let (logs, _guard) = capture_filtered("dynamo_es=debug");
     let cqrs = cqrs::<Account>(db.repository(), SnapshotPolicy::Always);
-    cqrs.execute("c1", AccountCommand::deposit(5, 1))
-        .await
-        .unwrap();
+    deposit(&cqrs, "c1", 5).await;
 
-    let commits = logs.lines_with("commit stored");
-    assert_eq!(commits.len(), 1, "{commits:?}");
-    assert_mentions(
-        &commits[0],
+    assert_one_line(
+        &logs,
+        "commit stored",
         &[
             " DEBUG ",
             "dynamo_es.persist",
@@ -538,10 +477,9 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
             "snapshot=\"written\"",
         ],
     );
-    let loads = logs.lines_with("aggregate loaded");
-    assert_eq!(loads.len(), 1, "{loads:?}");
-    assert_mentions(
-        &loads[0],
+    assert_one_line(
+        &logs,
+        "aggregate loaded",
         &[
             " DEBUG ",
             "dynamo_es.load",
@@ -552,16 +490,11 @@ async fn commits_loads_conflicts_and_failures_are_logged_at_debug_level() {
 
     // A lost race.
     let repo = db.repository();
-    repo.persist::<Account>(&[event("c2", 1)], None)
-        .await
-        .unwrap();
-    repo.persist::<Account>(&[event("c2", 1)], None)
-        .await
-        .unwrap_err();
-    let conflicts = logs.lines_with("conflict");
-    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-    assert_mentions(
-        &conflicts[0],
+    first_event(&repo, "c2").await.unwrap();
+    first_event(&repo, "c2").await.unwrap_err();
+    assert_one_line(
+        &logs,
+        "conflict",
         &[
             " DEBUG ",
             "key=Account:c2",
@@ -591,13 +524,10 @@ async fn retries_are_logged_at_debug_level() {
     // A transaction cancelled by throttling, then accepted.
     let client = canned(vec![throttled_cancellation(), Canned::written()], 3);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    repo.persist::<Account>(&[event("c1", 1)], None)
-        .await
-        .unwrap();
-    let retries = logs.lines_with("retrying TransactWriteItems");
-    assert_eq!(retries.len(), 1, "{retries:?}");
-    assert_mentions(
-        &retries[0],
+    first_event(&repo, "c1").await.unwrap();
+    assert_one_line(
+        &logs,
+        "retrying TransactWriteItems",
         &[" DEBUG ", "throttled", "attempt=1", "table=Events"],
     );
     assert_eq!(logs.lines_with("commit stored").len(), 1);
@@ -620,10 +550,9 @@ async fn retries_are_logged_at_debug_level() {
     )
     .await
     .unwrap();
-    let skipped = logs.lines_with("snapshot skipped");
-    assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert_mentions(
-        &skipped[0],
+    assert_one_line(
+        &logs,
+        "snapshot skipped",
         &[
             " WARN ",
             "server_refused",

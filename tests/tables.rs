@@ -6,22 +6,17 @@
 //! records the operations every client sends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::{KeyType, TableStatus};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use common::create_raw;
+use dynamo_es::testing::faults::{client_on, operation, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{client_for, endpoint, unique_name};
 use dynamo_es::{create_event_tables, create_view_table, Error};
 use serde_json::{json, Value};
@@ -30,7 +25,15 @@ const EVENTS_SCHEMA: &str = "HASH AggregateTypeAndId (S), RANGE AggregateIdSeque
 const SNAPSHOTS_SCHEMA: &str = "HASH AggregateTypeAndId (S)";
 const VIEWS_SCHEMA: &str = "HASH ViewId (S)";
 
-/// Records the operation of every request a client sends.
+/// The keys of an events table, as (name, attribute type, key type).
+const EVENTS_KEYS: &[(&str, &str, KeyType)] = &[
+    ("AggregateTypeAndId", "S", KeyType::Hash),
+    ("AggregateIdSequence", "N", KeyType::Range),
+];
+/// The key of a snapshots table.
+const SNAPSHOTS_KEYS: &[(&str, &str, KeyType)] = &[("AggregateTypeAndId", "S", KeyType::Hash)];
+
+/// The operation of every request a client sent, in order.
 #[derive(Debug, Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
@@ -44,61 +47,42 @@ impl Recorder {
     }
 }
 
-impl Intercept for Recorder {
-    fn name(&self) -> &'static str {
-        "Recorder"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let target = context.request().headers().get("x-amz-target");
-        let operation = target.and_then(|t| t.rsplit('.').next()).unwrap_or("?");
-        self.0.lock().unwrap().push(operation.to_string());
-        Ok(())
-    }
-}
-
 /// A client for the test endpoint that records what it sends.
 fn recorded_client() -> (Client, Recorder) {
     let recorder = Recorder::default();
+    let sent = recorder.0.clone();
+    let record = move |request: &mut HttpRequest| sent.lock().unwrap().push(operation(request));
     let client = client_for(&endpoint().unwrap());
     let config = client
         .config()
         .to_builder()
-        .interceptor(recorder.clone())
+        .interceptor(MutateRequestInterceptor::new(record))
         .build();
     (Client::from_conf(config), recorder)
 }
 
-/// Creates `table` directly, with `keys` as (name, attribute type, key type).
-async fn create_raw(client: &Client, table: &str, keys: &[(&str, &str, KeyType)]) {
-    let mut request = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (name, kind, key_type) in keys {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(*name)
-                    .attribute_type(ScalarAttributeType::from(*kind))
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(*name)
-                    .key_type(key_type.clone())
-                    .build()
-                    .unwrap(),
-            );
+/// Names for the three tables of a test, unique to it.
+struct Names {
+    events: String,
+    snapshots: String,
+    views: String,
+}
+
+fn names() -> Names {
+    Names {
+        events: unique_name("events"),
+        snapshots: unique_name("snapshots"),
+        views: unique_name("views"),
     }
-    request.send().await.unwrap();
-    dynamo_es::tables::wait_active(client, table).await.unwrap();
+}
+
+/// `create_event_tables` and `create_view_table` for `names`, which must
+/// succeed.
+async fn create_all(client: &Client, names: &Names) {
+    create_event_tables(client, &names.events, &names.snapshots)
+        .await
+        .unwrap();
+    create_view_table(client, &names.views).await.unwrap();
 }
 
 /// The table's status and key schema as `HASH name (type), ...`.
@@ -155,6 +139,21 @@ fn assert_schema_error(err: &Error, table: &str, expected: &str, found: &str) {
     );
 }
 
+/// `create_event_tables` for `t`, which must fail with a schema error on
+/// `table`: `expected`, `found`.
+async fn assert_event_tables_refused(
+    client: &Client,
+    t: &Names,
+    table: &str,
+    expected: &str,
+    found: &str,
+) {
+    let err = create_event_tables(client, &t.events, &t.snapshots)
+        .await
+        .unwrap_err();
+    assert_schema_error(&err, table, expected, found);
+}
+
 // ---------------------------------------------------------------------------
 // On the emulator.
 // ---------------------------------------------------------------------------
@@ -162,19 +161,14 @@ fn assert_schema_error(err: &Error, table: &str, expected: &str, found: &str) {
 #[tokio::test]
 async fn missing_tables_are_created_active_with_their_schema() {
     let (client, recorder) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
-    let views = unique_name("views");
+    let t = names();
 
-    create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap();
-    create_view_table(&client, &views).await.unwrap();
+    create_all(&client, &t).await;
 
     for (table, schema) in [
-        (&events, EVENTS_SCHEMA),
-        (&snapshots, SNAPSHOTS_SCHEMA),
-        (&views, VIEWS_SCHEMA),
+        (&t.events, EVENTS_SCHEMA),
+        (&t.snapshots, SNAPSHOTS_SCHEMA),
+        (&t.views, VIEWS_SCHEMA),
     ] {
         assert_eq!(
             described(&client, table).await,
@@ -200,26 +194,18 @@ async fn missing_tables_are_created_active_with_their_schema() {
 #[tokio::test]
 async fn existing_right_tables_are_only_described_and_a_second_call_changes_nothing() {
     let (client, recorder) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
-    let views = unique_name("views");
-    create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap();
-    create_view_table(&client, &views).await.unwrap();
+    let t = names();
+    create_all(&client, &t).await;
     recorder.clear();
 
     // Idempotent: the second (and third) call is one DescribeTable per
     // table, no CreateTable.
     for _ in 0..2 {
-        create_event_tables(&client, &events, &snapshots)
-            .await
-            .unwrap();
-        create_view_table(&client, &views).await.unwrap();
+        create_all(&client, &t).await;
     }
     assert_eq!(recorder.operations(), vec!["DescribeTable"; 6]);
     assert_eq!(
-        described(&client, &events).await,
+        described(&client, &t.events).await,
         (TableStatus::Active, EVENTS_SCHEMA.to_string())
     );
 }
@@ -227,56 +213,29 @@ async fn existing_right_tables_are_only_described_and_a_second_call_changes_noth
 #[tokio::test]
 async fn tables_created_elsewhere_with_the_right_schema_are_accepted() {
     let (client, recorder) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
-    let views = unique_name("views");
+    let t = names();
     // Created by hand (as db/create_tables.sh or CloudFormation would).
-    create_raw(
-        &client,
-        &events,
-        &[
-            ("AggregateTypeAndId", "S", KeyType::Hash),
-            ("AggregateIdSequence", "N", KeyType::Range),
-        ],
-    )
-    .await;
-    create_raw(
-        &client,
-        &snapshots,
-        &[("AggregateTypeAndId", "S", KeyType::Hash)],
-    )
-    .await;
-    create_raw(&client, &views, &[("ViewId", "S", KeyType::Hash)]).await;
+    create_raw(&client, &t.events, EVENTS_KEYS).await;
+    create_raw(&client, &t.snapshots, SNAPSHOTS_KEYS).await;
+    create_raw(&client, &t.views, &[("ViewId", "S", KeyType::Hash)]).await;
     recorder.clear();
 
-    create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap();
-    create_view_table(&client, &views).await.unwrap();
+    create_all(&client, &t).await;
     assert_eq!(recorder.operations(), vec!["DescribeTable"; 3]);
 }
 
 #[tokio::test]
 async fn an_events_table_without_its_sort_key_is_a_schema_error() {
     let (client, recorder) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
-    create_raw(
-        &client,
-        &events,
-        &[("AggregateTypeAndId", "S", KeyType::Hash)],
-    )
-    .await;
+    let t = names();
+    create_raw(&client, &t.events, SNAPSHOTS_KEYS).await;
     recorder.clear();
 
-    let err = create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap_err();
-    assert_schema_error(&err, &events, EVENTS_SCHEMA, "HASH AggregateTypeAndId (S)");
+    assert_event_tables_refused(&client, &t, &t.events, EVENTS_SCHEMA, SNAPSHOTS_SCHEMA).await;
     // Nothing was created: not the wrong table, not the snapshots table.
     assert_eq!(recorder.operations(), vec!["DescribeTable"]);
     assert_eq!(
-        described(&client, &events).await.1,
+        described(&client, &t.events).await.1,
         "HASH AggregateTypeAndId (S)"
     );
 }
@@ -284,53 +243,29 @@ async fn an_events_table_without_its_sort_key_is_a_schema_error() {
 #[tokio::test]
 async fn a_sort_key_of_the_wrong_type_is_a_schema_error() {
     let (client, _) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
-    create_raw(
-        &client,
-        &events,
-        &[
-            ("AggregateTypeAndId", "S", KeyType::Hash),
-            ("AggregateIdSequence", "S", KeyType::Range),
-        ],
-    )
-    .await;
+    let t = names();
+    let keys = [
+        ("AggregateTypeAndId", "S", KeyType::Hash),
+        ("AggregateIdSequence", "S", KeyType::Range),
+    ];
+    create_raw(&client, &t.events, &keys).await;
 
-    let err = create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap_err();
-    assert_schema_error(
-        &err,
-        &events,
-        EVENTS_SCHEMA,
-        "HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (S)",
-    );
+    let found = "HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (S)";
+    assert_event_tables_refused(&client, &t, &t.events, EVENTS_SCHEMA, found).await;
 }
 
 #[tokio::test]
 async fn a_snapshots_table_with_a_sort_key_is_a_schema_error() {
     let (client, _) = recorded_client();
-    let events = unique_name("events");
-    let snapshots = unique_name("snapshots");
+    let t = names();
     // The events schema given to the snapshots table by mistake.
-    create_raw(
-        &client,
-        &snapshots,
-        &[
-            ("AggregateTypeAndId", "S", KeyType::Hash),
-            ("AggregateIdSequence", "N", KeyType::Range),
-        ],
-    )
-    .await;
+    create_raw(&client, &t.snapshots, EVENTS_KEYS).await;
 
-    let err = create_event_tables(&client, &events, &snapshots)
-        .await
-        .unwrap_err();
-    assert_schema_error(&err, &snapshots, SNAPSHOTS_SCHEMA, EVENTS_SCHEMA);
+    assert_event_tables_refused(&client, &t, &t.snapshots, SNAPSHOTS_SCHEMA, EVENTS_SCHEMA).await;
     // The missing events table was created before the snapshots table was
     // found wrong; the wrong one is left as it is.
-    assert_eq!(described(&client, &events).await.1, EVENTS_SCHEMA);
-    assert_eq!(described(&client, &snapshots).await.1, EVENTS_SCHEMA);
+    assert_eq!(described(&client, &t.events).await.1, EVENTS_SCHEMA);
+    assert_eq!(described(&client, &t.snapshots).await.1, EVENTS_SCHEMA);
 }
 
 #[tokio::test]
@@ -345,122 +280,77 @@ async fn a_view_table_keyed_otherwise_is_a_schema_error() {
 }
 
 // ---------------------------------------------------------------------------
-// On canned responses (the SDK's `StaticReplayClient`): no server runs.
+// On canned responses (a `Scripted` client): no server runs.
 // ---------------------------------------------------------------------------
 
-fn response(status: u16, body: Value) -> HttpResponse {
-    let mut response = HttpResponse::new(
-        StatusCode::try_from(status).unwrap(),
-        SdkBody::from(serde_json::to_vec(&body).unwrap()),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0");
-    response
+fn dynamo_error(kind: &str) -> Canned {
+    Canned::dynamo_error(kind, json!({}))
 }
 
-fn dynamo_error(kind: &str) -> HttpResponse {
-    response(
-        400,
-        json!({
-            "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
-            "message": format!("canned {kind}"),
-        }),
-    )
-}
-
-fn not_found() -> HttpResponse {
+fn not_found() -> Canned {
     dynamo_error("ResourceNotFoundException")
 }
 
 /// A `DescribeTable` answer: `keys` as (name, attribute type, key type).
-fn table(name: &str, status: &str, keys: &[(&str, &str, &str)]) -> HttpResponse {
+fn table(name: &str, status: &str, keys: &[(&str, &str, KeyType)]) -> Canned {
     let schema: Vec<Value> = keys
         .iter()
-        .map(|(attr, _, key_type)| json!({"AttributeName": attr, "KeyType": key_type}))
+        .map(|(attr, _, key_type)| json!({"AttributeName": attr, "KeyType": key_type.as_str()}))
         .collect();
     let definitions: Vec<Value> = keys
         .iter()
         .map(|(attr, kind, _)| json!({"AttributeName": attr, "AttributeType": kind}))
         .collect();
-    response(
-        200,
-        json!({"Table": {
-            "TableName": name,
-            "TableStatus": status,
-            "KeySchema": schema,
-            "AttributeDefinitions": definitions,
-            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
-        }}),
-    )
+    Canned::ok(json!({"Table": {
+        "TableName": name,
+        "TableStatus": status,
+        "KeySchema": schema,
+        "AttributeDefinitions": definitions,
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+    }}))
 }
 
-fn events_table(name: &str, status: &str) -> HttpResponse {
-    table(
-        name,
-        status,
-        &[
-            ("AggregateTypeAndId", "S", "HASH"),
-            ("AggregateIdSequence", "N", "RANGE"),
-        ],
-    )
+fn events_table(name: &str, status: &str) -> Canned {
+    table(name, status, EVENTS_KEYS)
 }
 
-fn snapshots_table(name: &str, status: &str) -> HttpResponse {
-    table(name, status, &[("AggregateTypeAndId", "S", "HASH")])
+fn snapshots_table(name: &str, status: &str) -> Canned {
+    table(name, status, SNAPSHOTS_KEYS)
 }
 
-fn view_table(name: &str, status: &str, kind: &str) -> HttpResponse {
-    table(name, status, &[("ViewId", kind, "HASH")])
+fn view_table(name: &str, status: &str, kind: &str) -> Canned {
+    table(name, status, &[("ViewId", kind, KeyType::Hash)])
 }
 
 /// A client answering with `responses` in order, without retries, and the
-/// recorder of what it sent. A request past the last response fails.
-fn canned(responses: Vec<HttpResponse>) -> (Client, StaticReplayClient, Recorder) {
-    let http = StaticReplayClient::new(
-        responses
-            .into_iter()
-            .map(|r| ReplayEvent::new(HttpRequest::empty(), r))
-            .collect(),
-    );
-    let recorder = Recorder::default();
-    let config = client_for("http://canned.invalid")
-        .config()
-        .to_builder()
-        .http_client(http.clone())
-        .retry_config(RetryConfig::disabled())
-        .interceptor(recorder.clone())
-        .build();
-    (Client::from_conf(config), http, recorder)
-}
-
-/// The JSON bodies of the requests `http` received.
-fn bodies(http: &StaticReplayClient) -> Vec<Value> {
-    http.actual_requests()
-        .map(|r| serde_json::from_slice(r.body().bytes().unwrap()).unwrap())
-        .collect()
+/// script that records what it sent. A request past the last response
+/// fails.
+fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
+    let http = Scripted::replying(responses);
+    let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
+    (client, http)
 }
 
 #[tokio::test]
 async fn active_tables_with_the_right_schema_need_only_describe_table() {
     // As under an IAM policy without CreateTable (db/iam_policy.json): there
     // is no answer for a CreateTable, so sending one would fail the call.
-    let (client, http, recorder) = canned(vec![
+    let (client, http) = canned(vec![
         events_table("Events", "ACTIVE"),
         snapshots_table("Snapshots", "ACTIVE"),
     ]);
     create_event_tables(&client, "Events", "Snapshots")
         .await
         .unwrap();
-    assert_eq!(recorder.operations(), ["DescribeTable", "DescribeTable"]);
-    let bodies = bodies(&http);
-    assert_eq!(bodies[0]["TableName"], "Events");
-    assert_eq!(bodies[1]["TableName"], "Snapshots");
+    assert_eq!(http.operations(), ["DescribeTable", "DescribeTable"]);
+    let requests = http.requests();
+    assert_eq!(requests[0].body["TableName"], "Events");
+    assert_eq!(requests[1].body["TableName"], "Snapshots");
 }
 
 #[tokio::test]
 async fn a_missing_table_without_create_permission_fails_on_create_table() {
-    let (client, _, recorder) = canned(vec![not_found(), dynamo_error("AccessDeniedException")]);
+    let (client, http) = canned(vec![not_found(), dynamo_error("AccessDeniedException")]);
     let err = create_view_table(&client, "Views").await.unwrap_err();
     assert!(
         matches!(
@@ -472,14 +362,14 @@ async fn a_missing_table_without_create_permission_fails_on_create_table() {
         ),
         "{err:?}"
     );
-    assert_eq!(recorder.operations(), ["DescribeTable", "CreateTable"]);
+    assert_eq!(http.operations(), ["DescribeTable", "CreateTable"]);
 }
 
 #[tokio::test]
 async fn a_concurrent_creator_is_not_an_error() {
     // Missing when described, created by someone else before our
     // CreateTable, CREATING for a moment, then ACTIVE.
-    let (client, http, recorder) = canned(vec![
+    let (client, http) = canned(vec![
         not_found(),
         dynamo_error("ResourceInUseException"),
         events_table("Events", "CREATING"),
@@ -490,7 +380,7 @@ async fn a_concurrent_creator_is_not_an_error() {
         .await
         .unwrap();
     assert_eq!(
-        recorder.operations(),
+        http.operations(),
         [
             "DescribeTable",
             "CreateTable",
@@ -499,7 +389,7 @@ async fn a_concurrent_creator_is_not_an_error() {
             "DescribeTable"
         ]
     );
-    let create = &bodies(&http)[1];
+    let create = &http.requests()[1].body;
     assert_eq!(create["TableName"], "Events");
     assert_eq!(create["BillingMode"], "PAY_PER_REQUEST");
     assert_eq!(
@@ -512,15 +402,15 @@ async fn a_concurrent_creator_is_not_an_error() {
 #[tokio::test]
 async fn a_table_not_yet_visible_after_create_table_is_waited_for() {
     // DynamoDB may answer ResourceNotFound for a moment after CreateTable.
-    let (client, _, recorder) = canned(vec![
+    let (client, http) = canned(vec![
         not_found(),
-        response(200, json!({})),
+        Canned::written(),
         not_found(),
         view_table("Views", "ACTIVE", "S"),
     ]);
     create_view_table(&client, "Views").await.unwrap();
     assert_eq!(
-        recorder.operations(),
+        http.operations(),
         [
             "DescribeTable",
             "CreateTable",
@@ -532,7 +422,7 @@ async fn a_table_not_yet_visible_after_create_table_is_waited_for() {
 
 #[tokio::test]
 async fn a_concurrent_creator_with_another_schema_is_a_schema_error() {
-    let (client, _, _) = canned(vec![
+    let (client, _) = canned(vec![
         not_found(),
         dynamo_error("ResourceInUseException"),
         snapshots_table("Events", "ACTIVE"),
@@ -545,19 +435,19 @@ async fn a_concurrent_creator_with_another_schema_is_a_schema_error() {
 
 #[tokio::test]
 async fn an_existing_table_still_creating_is_waited_for() {
-    let (client, _, recorder) = canned(vec![
+    let (client, http) = canned(vec![
         view_table("Views", "CREATING", "S"),
         view_table("Views", "CREATING", "S"),
         view_table("Views", "ACTIVE", "S"),
     ]);
     create_view_table(&client, "Views").await.unwrap();
-    assert_eq!(recorder.operations(), ["DescribeTable"; 3]);
+    assert_eq!(http.operations(), ["DescribeTable"; 3]);
 }
 
 #[tokio::test]
 async fn a_wrong_schema_is_reported_before_waiting_for_active() {
-    let (client, _, recorder) = canned(vec![view_table("Views", "CREATING", "N")]);
+    let (client, http) = canned(vec![view_table("Views", "CREATING", "N")]);
     let err = create_view_table(&client, "Views").await.unwrap_err();
     assert_schema_error(&err, "Views", VIEWS_SCHEMA, "HASH ViewId (N)");
-    assert_eq!(recorder.operations(), ["DescribeTable"]);
+    assert_eq!(http.operations(), ["DescribeTable"]);
 }

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -324,6 +327,12 @@ pub async fn commit_deposit<S: EventStore<Account>>(
     store.commit(events, context, no_metadata()).await.unwrap()
 }
 
+/// Deposits `amount` once on `id` through `cqrs`, which must succeed.
+pub async fn deposit(cqrs: &CqrsFramework<Account, DynamoStore<Account>>, id: &str, amount: i64) {
+    let result = cqrs.execute(id, AccountCommand::deposit(amount, 1)).await;
+    result.expect("the deposit succeeds")
+}
+
 /// Deposits 1 once on `id` through `cqrs`, which must fail.
 pub async fn failed_deposit(
     cqrs: &CqrsFramework<Account, DynamoStore<Account>>,
@@ -348,6 +357,38 @@ pub fn no_metadata() -> HashMap<String, String> {
 /// Counts the items in a table (all pages).
 pub async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
     scan_all(client, table).await.unwrap().len()
+}
+
+/// Creates `table` directly (not through dynamo-es), with `keys` as
+/// (name, attribute type, key type), and waits for it to be ACTIVE.
+pub async fn create_raw(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[(&str, &str, KeyType)],
+) {
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind, key_type) in keys {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*name)
+                    .attribute_type(ScalarAttributeType::from(*kind))
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*name)
+                    .key_type(key_type.clone())
+                    .build()
+                    .unwrap(),
+            );
+    }
+    request.send().await.unwrap();
+    dynamo_es::tables::wait_active(client, table).await.unwrap();
 }
 
 /// Writes `item` to `table` as it is.
