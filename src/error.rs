@@ -55,7 +55,7 @@ impl fmt::Display for Limit {
 pub enum Error {
     /// A conditional write lost: another writer committed first
     /// (`ConditionalCheckFailed` or `TransactionConflict`).
-    #[error("optimistic lock conflict on {key}{}", InTable(table))]
+    #[error("optimistic lock conflict on {key}{}", TablePhrase("in", table))]
     Conflict {
         /// The key (`{type}:{id}` or the view id) that was written concurrently.
         key: String,
@@ -65,7 +65,7 @@ pub enum Error {
     /// DynamoDB throttled the request and the SDK's retries ran out.
     #[error(
         "{operation}{} throttled by DynamoDB after retries: {message}",
-        OnTable(table)
+        TablePhrase("on", table)
     )]
     Throttled {
         /// The DynamoDB operation.
@@ -84,7 +84,10 @@ pub enum Error {
     /// `TransactWriteItems` answered `TransactionInProgressException` (an
     /// earlier attempt of the same transaction is still being applied).
     /// Whether a write was applied is unknown.
-    #[error("{operation}{} could not reach DynamoDB: {message}", OnTable(table))]
+    #[error(
+        "{operation}{} could not reach DynamoDB: {message}",
+        TablePhrase("on", table)
+    )]
     Connection {
         /// The DynamoDB operation.
         operation: &'static str,
@@ -102,7 +105,7 @@ pub enum Error {
     /// schema is not this crate's (`ValidationException`), missing
     /// permissions (`AccessDeniedException`), and so on. The message is
     /// DynamoDB's, with a hint for the usual causes.
-    #[error("{operation}{} failed: {message}", OnTable(table))]
+    #[error("{operation}{} failed: {message}", TablePhrase("on", table))]
     Dynamo {
         /// The DynamoDB operation.
         operation: &'static str,
@@ -125,7 +128,7 @@ pub enum Error {
     /// `set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE`. It
     /// maps to `PersistenceError::UnknownError`
     /// (`AggregateError::UnexpectedError`), never to a connection error.
-    #[error("{operation}{} was not sent: {reason}", OnTable(table))]
+    #[error("{operation}{} was not sent: {reason}", TablePhrase("on", table))]
     Configuration {
         /// The DynamoDB operation.
         operation: &'static str,
@@ -474,28 +477,17 @@ pub(crate) async fn in_span<T>(
     result
 }
 
-/// ` on table {table}` (` on tables {a, b}`), or nothing for no table.
-struct OnTable<'a>(&'a str);
+/// ` {preposition} table {table}` (` {preposition} tables {a, b}`), or
+/// nothing for no table: `TablePhrase("on", "events")` is ` on table events`.
+struct TablePhrase<'a>(&'static str, &'a str);
 
-impl fmt::Display for OnTable<'_> {
+impl fmt::Display for TablePhrase<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
+        let TablePhrase(preposition, table) = *self;
+        match table {
             "" => Ok(()),
-            table if table.contains(", ") => write!(f, " on tables {table}"),
-            table => write!(f, " on table {table}"),
-        }
-    }
-}
-
-/// ` in table {table}` (` in tables {a, b}`), or nothing for no table.
-struct InTable<'a>(&'a str);
-
-impl fmt::Display for InTable<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            "" => Ok(()),
-            table if table.contains(", ") => write!(f, " in tables {table}"),
-            table => write!(f, " in table {table}"),
+            table if table.contains(", ") => write!(f, " {preposition} tables {table}"),
+            table => write!(f, " {preposition} table {table}"),
         }
     }
 }

@@ -2,10 +2,11 @@
 //! `LastEvaluatedKey` to the end, and replay streams hand errors to the
 //! consumer, then end.
 
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
-use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::operation::scan::{ScanError, ScanOutput};
 use aws_sdk_dynamodb::types::ConsumedCapacity;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent};
@@ -13,24 +14,9 @@ use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent};
 use crate::error::{Error, Result};
 use crate::item::Item;
 
-type QueryPages = PaginationStream<
-    std::result::Result<
-        QueryOutput,
-        aws_sdk_dynamodb::error::SdkError<
-            aws_sdk_dynamodb::operation::query::QueryError,
-            aws_smithy_runtime_api::http::Response,
-        >,
-    >,
->;
-type ScanPages = PaginationStream<
-    std::result::Result<
-        ScanOutput,
-        aws_sdk_dynamodb::error::SdkError<
-            aws_sdk_dynamodb::operation::scan::ScanError,
-            aws_smithy_runtime_api::http::Response,
-        >,
-    >,
->;
+/// The pages of an operation with output `O` and error `E`.
+type PagesOf<O, E> =
+    PaginationStream<std::result::Result<O, SdkError<E, aws_smithy_runtime_api::http::Response>>>;
 
 /// Pages of items from a query or a scan.
 pub(crate) struct Pages {
@@ -40,8 +26,8 @@ pub(crate) struct Pages {
 }
 
 enum Source {
-    Query(QueryPages),
-    Scan(ScanPages),
+    Query(PagesOf<QueryOutput, QueryError>),
+    Scan(PagesOf<ScanOutput, ScanError>),
 }
 
 /// What one page cost and held.
@@ -61,29 +47,26 @@ impl Page {
 }
 
 impl Pages {
-    /// Pages of `query`, each at most `page_size` items (and 1 MB).
+    /// Pages of `query`, each at most `page_size` items (and 1 MB; the
+    /// query's own limit without a `page_size`).
     pub(crate) fn query(query: QueryFluentBuilder, page_size: Option<i32>) -> Self {
-        let table = query.get_table_name().clone().unwrap_or_default();
-        let mut paginator = query.into_paginator();
-        if let Some(size) = page_size {
-            paginator = paginator.page_size(size);
-        }
-        Pages {
-            source: Source::Query(paginator.send()),
-            table,
-        }
+        let (table, limit) = (query.get_table_name().clone(), *query.get_limit());
+        let pages = query.set_limit(page_size.or(limit)).into_paginator().send();
+        Pages::new(Source::Query(pages), table)
     }
 
-    /// Pages of `scan`, each at most `page_size` items (and 1 MB).
+    /// Pages of `scan`, each at most `page_size` items (and 1 MB; the scan's
+    /// own limit without a `page_size`).
     pub(crate) fn scan(scan: ScanFluentBuilder, page_size: Option<i32>) -> Self {
-        let table = scan.get_table_name().clone().unwrap_or_default();
-        let mut paginator = scan.into_paginator();
-        if let Some(size) = page_size {
-            paginator = paginator.page_size(size);
-        }
+        let (table, limit) = (scan.get_table_name().clone(), *scan.get_limit());
+        let pages = scan.set_limit(page_size.or(limit)).into_paginator().send();
+        Pages::new(Source::Scan(pages), table)
+    }
+
+    fn new(source: Source, table: Option<String>) -> Self {
         Pages {
-            source: Source::Scan(paginator.send()),
-            table,
+            source,
+            table: table.unwrap_or_default(),
         }
     }
 
