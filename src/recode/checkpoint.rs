@@ -372,16 +372,6 @@ mod tests {
         dir
     }
 
-    fn identity() -> TableIdentity {
-        TableIdentity {
-            endpoint: Some("http://127.0.0.1:8000".into()),
-            region: Some("us-east-1".into()),
-            arn: Some("arn:aws:dynamodb:us-east-1:000000000000:table/T".into()),
-            table_id: Some("6a1c".into()),
-            created: Some("2025-01-02T03:04:05Z".into()),
-        }
-    }
-
     fn settings() -> Settings {
         Settings {
             kind: TableKind::Snapshots,
@@ -397,7 +387,9 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("checkpoint.json");
         let checkpoint = Checkpointer::open(Some(&path)).unwrap();
-        checkpoint.start("T", settings(), identity()).unwrap();
+        checkpoint
+            .start("T", settings(), TableIdentity::example())
+            .unwrap();
         let mut segment = SegmentState {
             done: false,
             last_key: Some(BTreeMap::from([(
@@ -420,14 +412,18 @@ mod tests {
         );
 
         let resumed = Checkpointer::open(Some(&path)).unwrap();
-        let state = resumed.start("T", settings(), identity()).unwrap();
+        let state = resumed
+            .start("T", settings(), TableIdentity::example())
+            .unwrap();
         assert_eq!(state.progress[1], segment);
         assert_eq!(state.progress[0], SegmentState::default());
         let other = Settings {
             segments: 3,
             ..settings()
         };
-        let err = resumed.start("T", other, identity()).unwrap_err();
+        let err = resumed
+            .start("T", other, TableIdentity::example())
+            .unwrap_err();
         assert!(
             matches!(&err, Error::CheckpointMismatch { stored, requested, .. }
                 if stored.segments == 2 && requested.segments == 3),
@@ -442,7 +438,7 @@ mod tests {
             dry_run: true,
             ..settings()
         };
-        assert!(resumed.start("T", dry, identity()).is_err());
+        assert!(resumed.start("T", dry, TableIdentity::example()).is_err());
 
         let missing = dir.join("missing").join("checkpoint.json");
         let err = Checkpointer::open(Some(&missing))
@@ -474,7 +470,7 @@ mod tests {
         let path = dir.join("checkpoint.json");
         Checkpointer::open(Some(&path))
             .unwrap()
-            .start("T", settings(), identity())
+            .start("T", settings(), TableIdentity::example())
             .unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -484,7 +480,7 @@ mod tests {
         let resumed = Checkpointer::open(Some(&path)).unwrap();
         let recreated = TableIdentity {
             table_id: Some("9f2e".into()),
-            ..identity()
+            ..TableIdentity::example()
         };
         let err = resumed.start("T", settings(), recreated).unwrap_err();
         assert!(
@@ -498,7 +494,7 @@ mod tests {
         }
         let elsewhere = TableIdentity {
             endpoint: Some("http://127.0.0.1:9000".into()),
-            ..identity()
+            ..TableIdentity::example()
         };
         let message = resumed
             .start("T", settings(), elsewhere)
@@ -510,7 +506,9 @@ mod tests {
             ),
             "{message}"
         );
-        assert!(resumed.start("T", settings(), identity()).is_ok());
+        assert!(resumed
+            .start("T", settings(), TableIdentity::example())
+            .is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

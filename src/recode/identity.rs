@@ -95,6 +95,20 @@ impl TableIdentity {
     }
 }
 
+#[cfg(test)]
+impl TableIdentity {
+    /// Table `T` of account `000000000000` on a local endpoint, for tests.
+    pub(super) fn example() -> Self {
+        TableIdentity {
+            endpoint: Some("http://127.0.0.1:8000".into()),
+            region: Some("us-east-1".into()),
+            arn: Some("arn:aws:dynamodb:us-east-1:000000000000:table/T".into()),
+            table_id: Some("6a1c".into()),
+            created: Some("2025-01-02T03:04:05Z".into()),
+        }
+    }
+}
+
 /// An optional field as the error message shows it.
 struct Shown<'a>(&'a Option<String>);
 
@@ -170,26 +184,18 @@ impl Intercept for SeenEndpoint {
 mod tests {
     use super::*;
 
-    fn identity() -> TableIdentity {
-        TableIdentity {
-            endpoint: Some("http://127.0.0.1:8000".into()),
-            region: Some("us-east-1".into()),
-            arn: Some("arn:aws:dynamodb:us-east-1:000000000000:table/T".into()),
-            table_id: Some("6a1c".into()),
-            created: Some("2025-01-02T03:04:05Z".into()),
-        }
-    }
-
     #[test]
     fn differences_name_each_field_that_differs() {
-        assert!(identity().differences(&identity()).is_empty());
+        assert!(TableIdentity::example()
+            .differences(&TableIdentity::example())
+            .is_empty());
         let recreated = TableIdentity {
             table_id: Some("9f2e".into()),
             created: None,
-            ..identity()
+            ..TableIdentity::example()
         };
         assert_eq!(
-            identity().differences(&recreated),
+            TableIdentity::example().differences(&recreated),
             vec![
                 "table id 6a1c in the checkpoint, 9f2e now".to_string(),
                 "creation time 2025-01-02T03:04:05Z in the checkpoint, (none) now".to_string(),

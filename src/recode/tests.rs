@@ -69,15 +69,21 @@ mod emulator {
         }
     }
 
+    /// Fresh tables with `count` views seeded, and their views table.
+    async fn seeded_views(count: usize) -> (TestTables, [Table; 1]) {
+        let db = dynamodb().await.unwrap();
+        seed_views(&db, count).await;
+        let tables = [Table::views(&db.views)];
+        (db, tables)
+    }
+
     fn checkpoint_path() -> PathBuf {
         std::env::temp_dir().join(format!("{}.json", unique_name("recode-unit")))
     }
 
     #[tokio::test]
     async fn a_report_keeps_no_checkpoint_and_the_run_after_it_resumes_its_own() {
-        let db = dynamodb().await.unwrap();
-        seed_views(&db, 7).await;
-        let tables = [Table::views(&db.views)];
+        let (db, tables) = seeded_views(7).await;
         let checkpoint = checkpoint_path();
         let options = || {
             RecodeOptions::default()
@@ -146,9 +152,7 @@ mod emulator {
 
     #[tokio::test]
     async fn a_finished_checkpoint_is_refused_on_a_recreated_table_or_another_endpoint() {
-        let db = dynamodb().await.unwrap();
-        seed_views(&db, 3).await;
-        let tables = [Table::views(&db.views)];
+        let (db, tables) = seeded_views(3).await;
         let checkpoint = checkpoint_path();
         let options = RecodeOptions::default().with_checkpoint(&checkpoint);
         let target = Codec::json().compressed(3);
@@ -213,9 +217,7 @@ mod emulator {
 
     #[tokio::test]
     async fn payloads_the_target_would_grow_are_counted_as_in_another_format() {
-        let db = dynamodb().await.unwrap();
-        seed_views(&db, 4).await;
-        let tables = [Table::views(&db.views)];
+        let (db, tables) = seeded_views(4).await;
         let compress = Recoder::new(db.client.clone(), Codec::json().compressed(3));
         let done = compress.run(&tables).await.unwrap();
         assert_eq!(done.tables[0].counts.items_recoded, 4);
