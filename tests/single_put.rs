@@ -10,125 +10,41 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::{Put, ReturnConsumedCapacity, TransactWriteItem};
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
 use common::*;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::Aggregate;
 use dynamo_es::item::{self, COMMIT_ID};
 use dynamo_es::testing::faults::{
-    body_json, client_on, operation, quick_retries, short_timeouts, Canned, Step,
+    losing_responses_to, Canned, LoseResponses, Request, Rule, Scripted, Step,
 };
 use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoEventRepository, SnapshotPolicy};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
-// A connector answering by rules over the request.
+// A client answering by rules over the request.
 // ---------------------------------------------------------------------------
-
-type Rule = Box<dyn Fn(&Value) -> Step + Send + Sync>;
 
 /// The answer to a read, given the commit id the put carried.
 type ReadReply = Box<dyn Fn(String) -> Canned + Send + Sync>;
 
-/// Answers each request with the next rule applied to its JSON body, and
-/// records `(operation, body)` of every request.
-#[derive(Clone, Default)]
-struct Rules {
-    rules: Arc<Mutex<VecDeque<Rule>>>,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+/// A repository on tables `events` and `snapshots`, writing plain JSON,
+/// that only `rules` answers.
+fn repo_on(rules: &Scripted, max_attempts: u32) -> DynamoEventRepository {
+    canned_repo(rules, max_attempts).with_codec(Codec::json())
 }
 
-impl std::fmt::Debug for Rules {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Rules")
-    }
+/// The JSON body of every request `rules` received.
+fn bodies(rules: &Scripted) -> Vec<Value> {
+    rules.requests().into_iter().map(|r| r.body).collect()
 }
 
-impl Rules {
-    fn new(rules: Vec<Rule>) -> Self {
-        Rules {
-            rules: Arc::new(Mutex::new(rules.into())),
-            seen: Arc::default(),
-        }
-    }
-
-    fn operations(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(op, _)| op.clone())
-            .collect()
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-
-    /// The commit id of every request (empty when it carries none).
-    fn commit_ids(&self) -> Vec<String> {
-        self.bodies().iter().map(commit_id_of).collect()
-    }
-
-    fn repo(&self, max_attempts: u32) -> DynamoEventRepository {
-        let client = client_on(self.clone(), quick_retries(max_attempts), short_timeouts());
-        DynamoEventRepository::new(client)
-            .with_tables("events", "snapshots")
-            .with_codec(Codec::json())
-    }
-}
-
-impl HttpConnector for Rules {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let body = body_json(&request);
-        self.seen
-            .lock()
-            .unwrap()
-            .push((operation(&request), body.clone()));
-        let rule = self.rules.lock().unwrap().pop_front();
-        match rule.map(|rule| rule(&body)) {
-            Some(Step::Respond(canned)) => HttpConnectorFuture::ready(canned.to_http()),
-            Some(Step::Lost) => HttpConnectorFuture::ready(Err(ConnectorError::io(
-                "connection reset (lost response)".into(),
-            ))),
-            Some(Step::Hang) => HttpConnectorFuture::new(async {
-                std::future::pending::<()>().await;
-                Err(ConnectorError::other("unreachable".into(), None))
-            }),
-            None => HttpConnectorFuture::ready(Err(ConnectorError::other(
-                "rules exhausted".into(),
-                None,
-            ))),
-        }
-    }
-}
-
-impl HttpClient for Rules {
-    fn http_connector(
-        &self,
-        _: &HttpConnectorSettings,
-        _: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        self.clone().into_shared()
-    }
+/// The commit id of every request (empty when it carries none).
+fn commit_ids(requests: &[Request]) -> Vec<String> {
+    requests.iter().map(|r| commit_id_of(&r.body)).collect()
 }
 
 fn commit_id_of(body: &Value) -> String {
@@ -158,13 +74,13 @@ fn condition_failed(item: Option<Value>) -> Canned {
 /// The condition fails on the item the request itself carries: what a
 /// retry meets after its earlier attempt was applied.
 fn condition_failed_on_own_item() -> Rule {
-    Box::new(|body| condition_failed(Some(body["Item"].clone())).into())
+    Box::new(|request| condition_failed(Some(request.body["Item"].clone())).into())
 }
 
 /// The condition fails on the request's item with another commit id.
 fn condition_failed_on_anothers_item() -> Rule {
-    Box::new(|body| {
-        let mut item = body["Item"].clone();
+    Box::new(|request| {
+        let mut item = request.body["Item"].clone();
         item[COMMIT_ID] = json!({"S": "0123456789abcdef0123456789abcdef"});
         condition_failed(Some(item)).into()
     })
@@ -173,8 +89,8 @@ fn condition_failed_on_anothers_item() -> Rule {
 /// The condition fails on the request's item without a commit id, as
 /// upstream (or a transaction) writes it.
 fn condition_failed_on_upstream_item() -> Rule {
-    Box::new(|body| {
-        let mut item = body["Item"].clone();
+    Box::new(|request| {
+        let mut item = request.body["Item"].clone();
         item.as_object_mut().unwrap().remove(COMMIT_ID);
         condition_failed(Some(item)).into()
     })
@@ -196,11 +112,10 @@ fn one_event(id: &str) -> Vec<cqrs_es::persist::SerializedEvent> {
 }
 
 async fn persist_one(
-    rules: &Rules,
+    rules: &Scripted,
     max_attempts: u32,
 ) -> Result<(), cqrs_es::persist::PersistenceError> {
-    rules
-        .repo(max_attempts)
+    repo_on(rules, max_attempts)
         .persist::<Account>(&one_event("acct-1"), None)
         .await
 }
@@ -211,10 +126,10 @@ async fn persist_one(
 
 #[tokio::test]
 async fn a_one_event_commit_is_one_conditional_put_item_with_a_commit_id() {
-    let rules = Rules::new(vec![reply(Canned::written())]);
+    let rules = Scripted::by_rules(vec![reply(Canned::written())]);
     persist_one(&rules, 3).await.unwrap();
     assert_eq!(rules.operations(), ["PutItem"]);
-    let body = &rules.bodies()[0];
+    let body = &bodies(&rules)[0];
     assert_eq!(body["TableName"], "events");
     assert_eq!(
         body["ConditionExpression"],
@@ -231,8 +146,8 @@ async fn a_one_event_commit_is_one_conditional_put_item_with_a_commit_id() {
     assert!(body.get("ClientRequestToken").is_none());
 
     // Through the framework (event store): the load's Query, then the put.
-    let rules = Rules::new(vec![reply(Canned::empty_query()), reply(Canned::written())]);
-    let cqrs = cqrs::<Account>(rules.repo(3), SnapshotPolicy::Never);
+    let rules = Scripted::by_rules(vec![reply(Canned::empty_query()), reply(Canned::written())]);
+    let cqrs = cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never);
     cqrs.execute("acct-1", AccountCommand::deposit(3, 1))
         .await
         .unwrap();
@@ -241,8 +156,8 @@ async fn a_one_event_commit_is_one_conditional_put_item_with_a_commit_id() {
 
 #[tokio::test]
 async fn several_events_or_a_snapshot_stay_one_transaction() {
-    let rules = Rules::new(vec![reply(Canned::written()), reply(Canned::written())]);
-    let repo = rules.repo(3);
+    let rules = Scripted::by_rules(vec![reply(Canned::written()), reply(Canned::written())]);
+    let repo = repo_on(&rules, 3);
     let two: Vec<_> = (1..=2)
         .map(|s| deposit_event(Account::TYPE, "acct-1", s, 1))
         .collect();
@@ -254,7 +169,7 @@ async fn several_events_or_a_snapshot_stay_one_transaction() {
     .await
     .unwrap();
     assert_eq!(rules.operations(), ["TransactWriteItems"; 2]);
-    for body in rules.bodies() {
+    for body in bodies(&rules) {
         assert!(body["ClientRequestToken"].is_string());
         assert!(body["TransactItems"][0]["Put"]["Item"]
             .get(COMMIT_ID)
@@ -264,14 +179,13 @@ async fn several_events_or_a_snapshot_stay_one_transaction() {
 
 #[tokio::test]
 async fn a_snapshot_the_server_refused_leaves_a_single_put() {
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         reply(Canned::validation_error(
             "Transaction request size exceeded the maximum allowed",
         )),
         reply(Canned::written()),
     ]);
-    rules
-        .repo(3)
+    repo_on(&rules, 3)
         .persist::<Account>(
             &one_event("acct-1"),
             Some(("acct-1".into(), json!({"total": 5}), 1)),
@@ -301,9 +215,8 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
             dynamo_es::size::item_size(&event_item),
             dynamo_es::size::MAX_ITEM_SIZE - slack
         );
-        let rules = Rules::new(vec![reply(Canned::written())]);
-        rules
-            .repo(1)
+        let rules = Scripted::by_rules(vec![reply(Canned::written())]);
+        repo_on(&rules, 1)
             .persist::<Account>(&[event], None)
             .await
             .unwrap();
@@ -311,9 +224,8 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
     }
     // One byte over the limit is refused before anything is sent, as before.
     let event = note_event("acct-1", 1, dynamo_es::size::MAX_ITEM_SIZE - base + 1);
-    let rules = Rules::new(vec![]);
-    let err = rules
-        .repo(1)
+    let rules = Scripted::by_rules(vec![]);
+    let err = repo_on(&rules, 1)
         .persist::<Account>(&[event], None)
         .await
         .unwrap_err();
@@ -326,19 +238,19 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
 
 #[tokio::test]
 async fn distinct_commits_never_share_a_commit_id() {
-    let rules = Rules::new((0..3).map(|_| reply(Canned::written())).collect());
-    let repo = rules.repo(1);
+    let rules = Scripted::by_rules((0..3).map(|_| reply(Canned::written())));
+    let repo = repo_on(&rules, 1);
     for _ in 0..2 {
         repo.persist::<Account>(&one_event("acct-1"), None)
             .await
             .unwrap();
     }
-    let other = rules.repo(1);
+    let other = repo_on(&rules, 1);
     other
         .persist::<Account>(&one_event("acct-1"), None)
         .await
         .unwrap();
-    let ids = rules.commit_ids();
+    let ids = commit_ids(&rules.requests());
     assert_eq!(ids.len(), 3);
     assert!(
         ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2],
@@ -353,23 +265,23 @@ async fn distinct_commits_never_share_a_commit_id() {
 #[tokio::test]
 async fn a_retry_after_a_lost_response_that_meets_its_own_item_succeeds() {
     for first in [step(Step::Lost), step(Step::Hang), reply(internal_error())] {
-        let rules = Rules::new(vec![first, condition_failed_on_own_item()]);
+        let rules = Scripted::by_rules(vec![first, condition_failed_on_own_item()]);
         persist_one(&rules, 3).await.unwrap();
         assert_eq!(rules.operations(), ["PutItem"; 2]);
-        let ids = rules.commit_ids();
+        let ids = commit_ids(&rules.requests());
         assert_eq!(ids[0], ids[1], "every attempt carries the same commit id");
         // The retry is the same request, byte for byte.
-        let bodies = rules.bodies();
+        let bodies = bodies(&rules);
         assert_eq!(bodies[0], bodies[1]);
     }
 
     // Through the framework.
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         reply(Canned::empty_query()),
         step(Step::Lost),
         condition_failed_on_own_item(),
     ]);
-    cqrs::<Account>(rules.repo(3), SnapshotPolicy::Never)
+    cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never)
         .execute("acct-1", AccountCommand::deposit(7, 1))
         .await
         .unwrap();
@@ -382,7 +294,7 @@ async fn a_retry_that_meets_another_item_is_a_conflict() {
         condition_failed_on_anothers_item,
         condition_failed_on_upstream_item,
     ] {
-        let rules = Rules::new(vec![step(Step::Lost), other()]);
+        let rules = Scripted::by_rules(vec![step(Step::Lost), other()]);
         let err = persist_one(&rules, 3).await.unwrap_err();
         assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
         assert_eq!(rules.operations(), ["PutItem"; 2]);
@@ -408,14 +320,15 @@ async fn a_server_that_returns_no_item_is_settled_by_a_consistent_read() {
         let seen_id = Arc::new(Mutex::new(String::new()));
         let remember = seen_id.clone();
         let answer = seen_id.clone();
-        let rules = Rules::new(vec![
-            Box::new(move |body| {
-                *remember.lock().unwrap() = commit_id_of(body);
+        let rules: [Rule; 3] = [
+            Box::new(move |request| {
+                *remember.lock().unwrap() = commit_id_of(&request.body);
                 Step::Lost
             }),
             reply(condition_failed(None)),
             Box::new(move |_| read(answer.lock().unwrap().clone()).into()),
-        ]);
+        ];
+        let rules = Scripted::by_rules(rules);
         let result = persist_one(&rules, 3).await;
         let outcome = match &result {
             Ok(()) => "Ok",
@@ -423,7 +336,7 @@ async fn a_server_that_returns_no_item_is_settled_by_a_consistent_read() {
         };
         assert_eq!(outcome, expected, "{result:?}");
         assert_eq!(rules.operations(), ["PutItem", "PutItem", "GetItem"]);
-        let read_body = &rules.bodies()[2];
+        let read_body = &bodies(&rules)[2];
         assert_eq!(read_body["ConsistentRead"], true);
         assert_eq!(read_body["Key"]["AggregateIdSequence"]["N"], "1");
         if expected == "ConnectionError" {
@@ -433,7 +346,7 @@ async fn a_server_that_returns_no_item_is_settled_by_a_consistent_read() {
 
     // Without a lost response, a failed condition without an item is a
     // conflict at once: nothing to settle.
-    let rules = Rules::new(vec![reply(condition_failed(None))]);
+    let rules = Scripted::by_rules(vec![reply(condition_failed(None))]);
     let err = persist_one(&rules, 3).await.unwrap_err();
     assert_eq!(err.kind(), "OptimisticLockError");
     assert_eq!(rules.operations(), ["PutItem"]);
@@ -441,10 +354,10 @@ async fn a_server_that_returns_no_item_is_settled_by_a_consistent_read() {
 
 #[tokio::test]
 async fn responses_lost_on_every_attempt_are_a_connection_error_not_a_conflict() {
-    let rules = Rules::new(vec![step(Step::Lost), step(Step::Hang), step(Step::Lost)]);
+    let rules = Scripted::by_rules(vec![step(Step::Lost), step(Step::Hang), step(Step::Lost)]);
     let err = persist_one(&rules, 3).await.unwrap_err();
     assert_failed(&err, "Connection", "PutItem");
-    let ids = rules.commit_ids();
+    let ids = commit_ids(&rules.requests());
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|id| *id == ids[0]));
 }
@@ -461,19 +374,19 @@ async fn conflicts_map_as_a_transactions_do() {
         condition_failed_on_upstream_item,
         || reply(transaction_conflict()),
     ] {
-        let rules = Rules::new(vec![rule()]);
+        let rules = Scripted::by_rules(vec![rule()]);
         let err = persist_one(&rules, 3).await.unwrap_err();
         assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
         assert_eq!(rules.operations(), ["PutItem"]);
     }
 
     // Through the framework: an aggregate conflict.
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         reply(Canned::empty_query()),
         condition_failed_on_anothers_item(),
     ]);
     let err = failed_deposit(
-        &cqrs::<Account>(rules.repo(3), SnapshotPolicy::Never),
+        &cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never),
         "acct-1",
     )
     .await;
@@ -483,7 +396,7 @@ async fn conflicts_map_as_a_transactions_do() {
 #[tokio::test]
 async fn a_conflicting_transaction_after_a_lost_response_is_retried_until_it_tells() {
     // The retry meets a transaction on the item, then the item itself.
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         step(Step::Lost),
         reply(transaction_conflict()),
         condition_failed_on_own_item(),
@@ -492,7 +405,7 @@ async fn a_conflicting_transaction_after_a_lost_response_is_retried_until_it_tel
     assert_eq!(rules.operations(), ["PutItem"; 3]);
 
     // Never told: the outcome is unknown, a connection error, never a conflict.
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         step(Step::Lost),
         reply(transaction_conflict()),
         reply(transaction_conflict()),
@@ -504,16 +417,12 @@ async fn a_conflicting_transaction_after_a_lost_response_is_retried_until_it_tel
 
 #[tokio::test]
 async fn throttling_is_retried_then_surfaces_as_throttled() {
-    let rules = Rules::new(
-        (0..3)
-            .map(|_| reply(Canned::throughput_exceeded()))
-            .collect(),
-    );
+    let rules = Scripted::by_rules((0..3).map(|_| reply(Canned::throughput_exceeded())));
     let err = persist_one(&rules, 3).await.unwrap_err();
     assert_failed(&err, "Throttled", "PutItem");
     assert_eq!(rules.operations(), ["PutItem"; 3]);
 
-    let rules = Rules::new(vec![
+    let rules = Scripted::by_rules(vec![
         reply(Canned::throughput_exceeded()),
         reply(Canned::written()),
     ]);
@@ -524,68 +433,9 @@ async fn throttling_is_retried_then_surfaces_as_throttled() {
 // On the emulator.
 // ---------------------------------------------------------------------------
 
-/// Hands every request to a real HTTP client, but drops the responses of
-/// the first `lose` successful `PutItem` calls after the server applied them.
-#[derive(Debug, Clone)]
-struct LosePuts {
-    inner: SharedHttpClient,
-    lose: Arc<AtomicUsize>,
-    ids: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(Debug)]
-struct LosePutsConnector {
-    inner: SharedHttpConnector,
-    client: LosePuts,
-}
-
-impl HttpClient for LosePuts {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        LosePutsConnector {
-            inner: self.inner.http_connector(settings, components),
-            client: self.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for LosePutsConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let put = operation(&request) == "PutItem";
-        if put {
-            let id = commit_id_of(&body_json(&request));
-            self.client.ids.lock().unwrap().push(id);
-        }
-        let lose = self.client.lose.clone();
-        let response = self.inner.call(request);
-        HttpConnectorFuture::new(async move {
-            let response = response.await?;
-            let lost = put
-                && response.status().is_success()
-                && lose
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-            if lost {
-                return Err(ConnectorError::io("connection reset after the put".into()));
-            }
-            Ok(response)
-        })
-    }
-}
-
 /// A repository on `db` whose first `lose` put responses are lost.
-fn losing_puts(db: &TestTables, lose: usize) -> (DynamoEventRepository, LosePuts) {
-    let http = LosePuts {
-        inner: aws_smithy_http_client::Builder::new().build_http(),
-        lose: Arc::new(AtomicUsize::new(lose)),
-        ids: Arc::default(),
-    };
-    let config = db.client.config().to_builder().http_client(http.clone());
-    let client = aws_sdk_dynamodb::Client::from_conf(config.build());
+fn losing_puts(db: &TestTables, lose: usize) -> (DynamoEventRepository, LoseResponses) {
+    let (client, http) = losing_responses_to(&db.client, "PutItem", lose);
     let repo = DynamoEventRepository::new(client)
         .with_tables(&db.events, &db.snapshots)
         .with_codec(Codec::json());
@@ -616,7 +466,7 @@ async fn on_the_emulator_a_lost_put_is_retried_into_success_exactly_once() {
     cqrs.execute(&id, AccountCommand::deposit(1, 1))
         .await
         .unwrap();
-    let ids = http.ids.lock().unwrap().clone();
+    let ids = commit_ids(&http.requests());
     assert_eq!(ids.len(), 3, "one lost attempt, its retry, the next commit");
     assert_eq!(ids[0], ids[1]);
     assert_ne!(ids[1], ids[2]);

@@ -1,9 +1,9 @@
-//! An HTTP client that loses the responses of applied transactions.
+//! An HTTP client that loses the responses of applied writes.
 //!
 //! **Invariant:** a request always reaches the server; only a successful
-//! `TransactWriteItems` response, among the first `lose` of them, is
-//! replaced by a connection error: the transaction is applied, and the
-//! caller never hears of it.
+//! response to the chosen operation, among the first `lose` of them, is
+//! replaced by a connection error: the write is applied, and the caller
+//! never hears of it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,43 +18,71 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::shared::IntoShared;
 
-use super::{body_json, operation};
+use super::{operation, Request};
 
 /// An HTTP client that hands every request to a real one, but drops the
-/// response of the first `lose` successful `TransactWriteItems` calls after
-/// the server answered, and records the `ClientRequestToken` of every
-/// `TransactWriteItems` it sends. Clones share the count and the record.
+/// response of the first `lose` successful calls of one operation
+/// (`TransactWriteItems` unless [`losing_responses_to`] chose another)
+/// after the server answered, and records every request of that operation.
+/// Clones share the count and the record.
 #[derive(Debug, Clone)]
 pub struct LoseResponses {
     inner: SharedHttpClient,
+    operation: Arc<str>,
     lose: Arc<AtomicUsize>,
-    tokens: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
 }
 
 impl LoseResponses {
     /// Wraps `inner`, losing `lose` transaction responses.
     pub fn new(inner: SharedHttpClient, lose: usize) -> Self {
+        LoseResponses::losing(inner, "TransactWriteItems", lose)
+    }
+
+    /// Wraps `inner`, losing `lose` responses to `operation` (e.g. `PutItem`).
+    pub fn losing(inner: SharedHttpClient, operation: &str, lose: usize) -> Self {
         LoseResponses {
             inner,
+            operation: operation.into(),
             lose: Arc::new(AtomicUsize::new(lose)),
-            tokens: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
-    /// The `ClientRequestToken` of every `TransactWriteItems` sent so far
-    /// (retries included), oldest first.
-    pub fn tokens(&self) -> Vec<String> {
-        self.tokens
+    /// Every request of the operation sent so far (retries included),
+    /// oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// The `ClientRequestToken` of every request of the operation sent so
+    /// far (retries included), oldest first: of every `TransactWriteItems`.
+    pub fn tokens(&self) -> Vec<String> {
+        let requests = self.requests();
+        requests.iter().map(|r| r.token().to_string()).collect()
+    }
 }
 
-/// `client` sending through a [`LoseResponses`] over a plain HTTP client,
-/// and that `LoseResponses` (for its tokens).
+/// `client` sending through a [`LoseResponses`] over a plain HTTP client
+/// that loses `lose` transaction responses, and that `LoseResponses` (for
+/// its tokens).
 pub fn losing_responses(client: &Client, lose: usize) -> (Client, LoseResponses) {
-    let http = LoseResponses::new(aws_smithy_http_client::Builder::new().build_http(), lose);
+    losing_responses_to(client, "TransactWriteItems", lose)
+}
+
+/// `client` sending through a [`LoseResponses`] over a plain HTTP client
+/// that loses `lose` responses to `operation`, and that `LoseResponses`
+/// (for its requests).
+pub fn losing_responses_to(
+    client: &Client,
+    operation: &str,
+    lose: usize,
+) -> (Client, LoseResponses) {
+    let inner = aws_smithy_http_client::Builder::new().build_http();
+    let http = LoseResponses::losing(inner, operation, lose);
     let config = client.config().to_builder().http_client(http.clone());
     (Client::from_conf(config.build()), http)
 }
@@ -81,23 +109,19 @@ impl HttpClient for LoseResponses {
 
 impl HttpConnector for LoseConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let transact = operation(&request) == "TransactWriteItems";
-        if transact {
-            let token = body_json(&request)["ClientRequestToken"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+        let chosen = operation(&request) == *self.client.operation;
+        if chosen {
             self.client
-                .tokens
+                .requests
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(token);
+                .push(Request::of(&request));
         }
         let lose = self.client.lose.clone();
         let response = self.inner.call(request);
         HttpConnectorFuture::new(async move {
             let response = response.await?;
-            let lost = transact
+            let lost = chosen
                 && response.status().is_success()
                 && lose
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -48,8 +48,8 @@ use serde_json::Value;
 
 pub use canned::Canned;
 pub use endpoints::{black_hole, cut_off_server, CutOff, StopMidRequest};
-pub use lossy::{losing_responses, LoseResponses};
-pub use script::{Request, Scripted, Step, REDACTED};
+pub use lossy::{losing_responses, losing_responses_to, LoseResponses};
+pub use script::{Request, Rule, Scripted, Step, REDACTED};
 
 use super::{client_config, unique_name};
 

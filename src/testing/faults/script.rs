@@ -50,6 +50,25 @@ pub struct Request {
 }
 
 impl Request {
+    /// The operation, headers and JSON body of `request`.
+    pub fn of(request: &HttpRequest) -> Self {
+        Request {
+            operation: operation(request),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    let secret = name.eq_ignore_ascii_case("x-amz-security-token");
+                    (
+                        name.to_string(),
+                        if secret { REDACTED } else { value }.to_string(),
+                    )
+                })
+                .collect(),
+            body: body_json(request),
+        }
+    }
+
     /// The `ClientRequestToken` of a `TransactWriteItems` request (empty if
     /// it carries none).
     pub fn token(&self) -> &str {
@@ -60,15 +79,21 @@ impl Request {
 /// What [`Request::headers`] holds in place of a session token.
 pub const REDACTED: &str = "** redacted **";
 
-/// An HTTP client answering from a script of [`Step`]s and recording every
-/// request: canned responses, lost responses and silence, for tests that
-/// need no server at all. Clones share the script and the record.
+/// A [`Step`] chosen by the request it answers, for a [`Scripted`] client
+/// built [`by_rules`](Scripted::by_rules): a canned conflict can then carry
+/// back the very item the request wrote.
+pub type Rule = Box<dyn Fn(&Request) -> Step + Send + Sync>;
+
+/// An HTTP client answering from a script of [`Step`]s (or of [`Rule`]s
+/// that choose them) and recording every request: canned responses, lost
+/// responses and silence, for tests that need no server at all. Clones
+/// share the script and the record.
 ///
 /// Its `Debug` output (part of a client configuration's) shows only how
 /// many steps are left and how many requests were recorded.
 #[derive(Clone, Default)]
 pub struct Scripted {
-    steps: Arc<Mutex<VecDeque<Step>>>,
+    steps: Arc<Mutex<VecDeque<Rule>>>,
     requests: Arc<Mutex<Vec<Request>>>,
 }
 
@@ -88,8 +113,18 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Scripted {
     /// A client taking `steps` in order.
     pub fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        Scripted::by_rules(
+            steps
+                .into_iter()
+                .map(|step| -> Rule { Box::new(move |_: &Request| step.clone()) }),
+        )
+    }
+
+    /// A client answering each request with the step the next of `rules`
+    /// chooses for it.
+    pub fn by_rules(rules: impl IntoIterator<Item = Rule>) -> Self {
         Scripted {
-            steps: Arc::new(Mutex::new(steps.into_iter().collect())),
+            steps: Arc::new(Mutex::new(rules.into_iter().collect())),
             requests: Arc::default(),
         }
     }
@@ -120,23 +155,10 @@ impl Scripted {
 
 impl HttpConnector for Scripted {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        locked(&self.requests).push(Request {
-            operation: operation(&request),
-            headers: request
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    let secret = name.eq_ignore_ascii_case("x-amz-security-token");
-                    (
-                        name.to_string(),
-                        if secret { REDACTED } else { value }.to_string(),
-                    )
-                })
-                .collect(),
-            body: body_json(&request),
-        });
-        let step = locked(&self.steps).pop_front();
-        match step {
+        let request = Request::of(&request);
+        locked(&self.requests).push(request.clone());
+        let rule = locked(&self.steps).pop_front();
+        match rule.map(|rule| rule(&request)) {
             Some(Step::Respond(canned)) => HttpConnectorFuture::ready(canned.to_http()),
             Some(Step::Lost) => HttpConnectorFuture::ready(Err(ConnectorError::io(
                 "connection reset by peer (scripted lost response)".into(),
