@@ -78,15 +78,11 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
     );
     assert_mentions(&typed.to_string(), &parts);
 
-    // A commit: the TransactWriteItems names the events table.
+    // A commit: the PutItem (a lone event) names the events table.
     let err = first_event(&repo, "c1").await.unwrap_err();
     assert_mentions(
         &err.to_string(),
-        &[
-            "TransactWriteItems",
-            missing.as_str(),
-            "Requested resource not found",
-        ],
+        &["PutItem", missing.as_str(), "Requested resource not found"],
     );
 }
 
@@ -240,6 +236,13 @@ async fn first_event(repo: &DynamoEventRepository, id: &str) -> Result<(), Persi
     repo.persist::<Account>(&[event(id, 1)], None).await
 }
 
+/// Commits the first two events of `id`: one `TransactWriteItems` (a lone
+/// event without a snapshot is a conditional `PutItem`).
+async fn first_two_events(repo: &DynamoEventRepository, id: &str) -> Result<(), PersistenceError> {
+    repo.persist::<Account>(&[event(id, 1), event(id, 2)], None)
+        .await
+}
+
 /// The error of loading the events of `c1` from table `Events` through
 /// `client`, which must fail.
 async fn failed_load(client: Client) -> PersistenceError {
@@ -294,7 +297,7 @@ async fn throttling_names_the_operation_the_table_and_dynamodbs_message() {
     // A transaction cancelled by throttling lists the item's reason.
     let client = canned(vec![throttled_cancellation()], 1);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    let err = first_event(&repo, "c1").await.unwrap_err();
+    let err = first_two_events(&repo, "c1").await.unwrap_err();
     assert!(matches!(
         typed(&err),
         Error::Throttled {
@@ -355,10 +358,7 @@ async fn assert_misconfigured(client: Client, fix: &str) {
 
     let err = first_event(&repo, "c1").await.unwrap_err();
     assert!(matches!(err, PersistenceError::UnknownError(_)), "{err:?}");
-    assert_mentions(
-        &err.to_string(),
-        &["TransactWriteItems on table Events", fix],
-    );
+    assert_mentions(&err.to_string(), &["PutItem on table Events", fix]);
 
     let views = DynamoViewRepository::<AccountView, Account>::new("Views", client);
     let err = views.load("v1").await.unwrap_err();
@@ -524,7 +524,7 @@ async fn retries_are_logged_at_debug_level() {
     // A transaction cancelled by throttling, then accepted.
     let client = canned(vec![throttled_cancellation(), Canned::written()], 3);
     let repo = DynamoEventRepository::new(client).with_tables("Events", "Snapshots");
-    first_event(&repo, "c1").await.unwrap();
+    first_two_events(&repo, "c1").await.unwrap();
     assert_one_line(
         &logs,
         "retrying TransactWriteItems",
