@@ -255,6 +255,18 @@ async fn replay_upto(repo: &DynamoEventRepository, id: &str, upto: usize) -> Acc
     state
 }
 
+/// Asserts that the snapshot stored for `id` is the state of the events it
+/// covers.
+async fn assert_snapshot_is_a_replay(repo: &DynamoEventRepository, id: &str) {
+    let snapshot = repo.get_snapshot::<Account>(id).await.unwrap();
+    let snapshot = snapshot.unwrap_or_else(|| panic!("no snapshot of {id}"));
+    let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
+    assert_eq!(
+        state,
+        replay_upto(repo, id, snapshot.current_sequence).await
+    );
+}
+
 fn ops(list: &[&str]) -> Vec<String> {
     list.iter().map(|op| op.to_string()).collect()
 }
@@ -358,12 +370,7 @@ async fn a_snapshot_older_than_the_tail_falls_back_to_a_second_query() {
         cqrs.execute(&id, AccountCommand::deposit(2, 3))
             .await
             .unwrap();
-        let snapshot = stored_snapshot::<Account>(&db, &id).await;
-        let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
-        assert_eq!(
-            state,
-            replay_upto(&repo, &id, snapshot.current_sequence).await
-        );
+        assert_snapshot_is_a_replay(&repo, &id).await;
     }
 }
 
@@ -447,12 +454,7 @@ async fn a_snapshot_newer_than_the_tail_is_completed_by_a_second_query() {
         // Its commit succeeds.
         let store = DynamoStore::<Account>::new(repo.clone(), policy);
         commit_deposit(&store, loaded, 1).await;
-        let snapshot = stored_snapshot::<Account>(&db, &id).await;
-        let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
-        assert_eq!(
-            state,
-            replay_upto(&repo, &id, snapshot.current_sequence).await
-        );
+        assert_snapshot_is_a_replay(&repo, &id).await;
     }
 }
 
@@ -491,12 +493,7 @@ async fn a_tail_newer_than_the_snapshot_is_the_sequential_load_in_that_order() {
             }
             _ => assert!(result.is_ok(), "{result:?}"),
         }
-        let snapshot = stored_snapshot::<Account>(&db, &id).await;
-        let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
-        assert_eq!(
-            state,
-            replay_upto(&repo, &id, snapshot.current_sequence).await
-        );
+        assert_snapshot_is_a_replay(&repo, &id).await;
     }
 }
 
@@ -540,12 +537,7 @@ async fn loads_during_commits(policy: SnapshotPolicy) {
                         "{policy:?} at {sequence}"
                     );
                     // Any snapshot, read at any time, is a replay.
-                    let snapshot = repo.get_snapshot::<Account>(&id).await.unwrap().unwrap();
-                    let state: Account = serde_json::from_value(snapshot.aggregate).unwrap();
-                    assert_eq!(
-                        state,
-                        replay_upto(&repo, &id, snapshot.current_sequence).await
-                    );
+                    assert_snapshot_is_a_replay(&repo, &id).await;
                     let events = vec![AccountEvent::Deposited { amount: 100 }];
                     match store.commit(events, loaded, no_metadata()).await {
                         Ok(envelopes) => {

@@ -10,14 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use common::*;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::{AggregateError, EventStore};
-use dynamo_es::item;
 use dynamo_es::testing::faults::{losing_responses, LoseResponses};
 use dynamo_es::testing::TestTables;
-use dynamo_es::{Codec, DynamoCqrs, DynamoEventRepository, DynamoStore, SnapshotPolicy};
+use dynamo_es::{DynamoCqrs, DynamoEventRepository, DynamoStore, SnapshotPolicy};
 
 // ---------------------------------------------------------------------------
 // Contention.
@@ -203,18 +201,6 @@ async fn many_aggregates_in_parallel_each_stay_exact() {
 // Idempotency tokens on the emulator.
 // ---------------------------------------------------------------------------
 
-fn event_put(db: &TestTables, id: &str, sequence: usize) -> TransactWriteItem {
-    let (item, _) =
-        item::event_to_item(&deposit_event("Account", id, sequence, 1), &Codec::json()).unwrap();
-    let put = Put::builder()
-        .table_name(&db.events)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(AggregateIdSequence)")
-        .build()
-        .unwrap();
-    TransactWriteItem::builder().put(put).build()
-}
-
 fn cancellation_codes(err: TransactWriteItemsError) -> Vec<String> {
     match err {
         TransactWriteItemsError::TransactionCanceledException(cancel) => cancel
@@ -238,7 +224,10 @@ async fn the_same_token_makes_a_repeated_transaction_succeed_once() {
     let send = |token: Option<&str>, sequence: usize| {
         db.client
             .transact_write_items()
-            .transact_items(event_put(&db, &id, sequence))
+            .transact_items(event_put(
+                &db.events,
+                &deposit_event("Account", &id, sequence, 1),
+            ))
             .set_client_request_token(token.map(str::to_string))
             .send()
     };

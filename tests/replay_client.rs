@@ -165,10 +165,7 @@ async fn cancellation_reasons_map_to_conflict_throttled_or_failure() {
         Canned::transaction_cancelled(&["None", "TransactionConflict"]),
     ]);
     let cqrs = framework(&http);
-    let err = cqrs
-        .execute("acct-1", AccountCommand::deposit(1, 2))
-        .await
-        .unwrap_err();
+    let err = failed_command(&cqrs, "acct-1", AccountCommand::deposit(1, 2)).await;
     assert_eq!(err.kind(), "AggregateConflict", "{err:?}");
 
     // A throttled item cancels the transaction: retried with backoff, then

@@ -12,7 +12,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::types::{Put, ReturnConsumedCapacity, TransactWriteItem};
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use common::*;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::Aggregate;
@@ -30,12 +30,6 @@ use serde_json::{json, Value};
 
 /// The answer to a read, given the commit id the put carried.
 type ReadReply = Box<dyn Fn(String) -> Canned + Send + Sync>;
-
-/// A repository on tables `events` and `snapshots`, writing plain JSON,
-/// that only `rules` answers.
-fn repo_on(rules: &Scripted, max_attempts: u32) -> DynamoEventRepository {
-    canned_repo(rules, max_attempts).with_codec(Codec::json())
-}
 
 /// The JSON body of every request `rules` received.
 fn bodies(rules: &Scripted) -> Vec<Value> {
@@ -115,7 +109,7 @@ async fn persist_one(
     rules: &Scripted,
     max_attempts: u32,
 ) -> Result<(), cqrs_es::persist::PersistenceError> {
-    repo_on(rules, max_attempts)
+    json_repo_on(rules, max_attempts)
         .persist::<Account>(&one_event("acct-1"), None)
         .await
 }
@@ -147,7 +141,7 @@ async fn a_one_event_commit_is_one_conditional_put_item_with_a_commit_id() {
 
     // Through the framework (event store): the load's Query, then the put.
     let rules = Scripted::by_rules(vec![reply(Canned::empty_query()), reply(Canned::written())]);
-    let cqrs = cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never);
+    let cqrs = cqrs::<Account>(json_repo_on(&rules, 3), SnapshotPolicy::Never);
     cqrs.execute("acct-1", AccountCommand::deposit(3, 1))
         .await
         .unwrap();
@@ -157,7 +151,7 @@ async fn a_one_event_commit_is_one_conditional_put_item_with_a_commit_id() {
 #[tokio::test]
 async fn several_events_or_a_snapshot_stay_one_transaction() {
     let rules = Scripted::by_rules(vec![reply(Canned::written()), reply(Canned::written())]);
-    let repo = repo_on(&rules, 3);
+    let repo = json_repo_on(&rules, 3);
     let two: Vec<_> = (1..=2)
         .map(|s| deposit_event(Account::TYPE, "acct-1", s, 1))
         .collect();
@@ -185,7 +179,7 @@ async fn a_snapshot_the_server_refused_leaves_a_single_put() {
         )),
         reply(Canned::written()),
     ]);
-    repo_on(&rules, 3)
+    json_repo_on(&rules, 3)
         .persist::<Account>(
             &one_event("acct-1"),
             Some(("acct-1".into(), json!({"total": 5}), 1)),
@@ -216,7 +210,7 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
             dynamo_es::size::MAX_ITEM_SIZE - slack
         );
         let rules = Scripted::by_rules(vec![reply(Canned::written())]);
-        repo_on(&rules, 1)
+        json_repo_on(&rules, 1)
             .persist::<Account>(&[event], None)
             .await
             .unwrap();
@@ -225,7 +219,7 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
     // One byte over the limit is refused before anything is sent, as before.
     let event = note_event("acct-1", 1, dynamo_es::size::MAX_ITEM_SIZE - base + 1);
     let rules = Scripted::by_rules(vec![]);
-    let err = repo_on(&rules, 1)
+    let err = json_repo_on(&rules, 1)
         .persist::<Account>(&[event], None)
         .await
         .unwrap_err();
@@ -239,13 +233,13 @@ async fn an_event_within_40_bytes_of_the_item_limit_is_still_committed_by_a_tran
 #[tokio::test]
 async fn distinct_commits_never_share_a_commit_id() {
     let rules = Scripted::by_rules((0..3).map(|_| reply(Canned::written())));
-    let repo = repo_on(&rules, 1);
+    let repo = json_repo_on(&rules, 1);
     for _ in 0..2 {
         repo.persist::<Account>(&one_event("acct-1"), None)
             .await
             .unwrap();
     }
-    let other = repo_on(&rules, 1);
+    let other = json_repo_on(&rules, 1);
     other
         .persist::<Account>(&one_event("acct-1"), None)
         .await
@@ -281,7 +275,7 @@ async fn a_retry_after_a_lost_response_that_meets_its_own_item_succeeds() {
         step(Step::Lost),
         condition_failed_on_own_item(),
     ]);
-    cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never)
+    cqrs::<Account>(json_repo_on(&rules, 3), SnapshotPolicy::Never)
         .execute("acct-1", AccountCommand::deposit(7, 1))
         .await
         .unwrap();
@@ -386,7 +380,7 @@ async fn conflicts_map_as_a_transactions_do() {
         condition_failed_on_anothers_item(),
     ]);
     let err = failed_deposit(
-        &cqrs::<Account>(repo_on(&rules, 3), SnapshotPolicy::Never),
+        &cqrs::<Account>(json_repo_on(&rules, 3), SnapshotPolicy::Never),
         "acct-1",
     )
     .await;
@@ -478,6 +472,16 @@ async fn on_the_emulator_a_lost_put_is_retried_into_success_exactly_once() {
     assert_eq!(items[1].get(COMMIT_ID), Some(&item::s(&ids[2])));
 }
 
+/// Persists another first event of `id` through `ours`, which must be a
+/// conflict.
+async fn assert_first_event_conflicts(ours: &DynamoEventRepository, id: &str) {
+    let err = ours
+        .persist::<Account>(&[deposit_event(Account::TYPE, id, 1, 2)], None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
+}
+
 #[tokio::test]
 async fn on_the_emulator_a_lost_race_is_a_conflict_whoever_wrote_first() {
     let db = tables().await;
@@ -486,11 +490,7 @@ async fn on_the_emulator_a_lost_race_is_a_conflict_whoever_wrote_first() {
     ours.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
         .await
         .unwrap();
-    let err = ours
-        .persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 2)], None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
+    assert_first_event_conflicts(&ours, &id).await;
 
     // Against an upstream item (no commit id).
     let upstream = upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
@@ -500,11 +500,7 @@ async fn on_the_emulator_a_lost_race_is_a_conflict_whoever_wrote_first() {
         .persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
         .await
         .unwrap();
-    let err = ours
-        .persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 2)], None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
+    assert_first_event_conflicts(&ours, &id).await;
     assert_eq!(stored_events::<Account>(&db, &id).await.len(), 1);
 }
 
@@ -539,21 +535,11 @@ async fn a_one_event_commit_costs_one_write_unit_where_a_transaction_cost_two() 
 
     // Before: the same event item in a one-item transaction, as every
     // commit was written.
-    let (item, _) = item::event_to_item(
-        &deposit_event(Account::TYPE, &new_id(), 1, 5),
-        &Codec::json(),
-    )
-    .unwrap();
-    let put = Put::builder()
-        .table_name(&db.events)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(AggregateIdSequence)")
-        .build()
-        .unwrap();
+    let put = event_put(&db.events, &deposit_event(Account::TYPE, &new_id(), 1, 5));
     let out = db
         .client
         .transact_write_items()
-        .transact_items(TransactWriteItem::builder().put(put).build())
+        .transact_items(put)
         .return_consumed_capacity(ReturnConsumedCapacity::Total)
         .send()
         .await

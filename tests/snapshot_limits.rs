@@ -11,7 +11,7 @@ use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
 use dynamo_es::testing::faults::{Canned, Scripted};
-use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, Limit, SnapshotPolicy};
+use dynamo_es::{Codec, DynamoStore, Error, Limit, SnapshotPolicy};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
@@ -204,9 +204,22 @@ async fn a_snapshot_over_max_decoded_size_is_skipped_msgpack() {
 // Canned responses: servers stricter than the planner, and error classes.
 // ---------------------------------------------------------------------------
 
-/// A plain-JSON repository on `http`, with `max_attempts` quick retries.
-fn repo_on(http: &Scripted, max_attempts: u32) -> DynamoEventRepository {
-    canned_repo(http, max_attempts).with_codec(Codec::json())
+/// The server refusing a transaction as too large.
+fn too_large() -> Canned {
+    Canned::validation_error("Transaction request size exceeded the maximum allowed")
+}
+
+/// An earlier attempt of the same transaction is still in progress.
+fn in_progress() -> Canned {
+    Canned::dynamo_error("TransactionInProgressException", json!({}))
+}
+
+/// Two deposits of 5 on `acct-1`, a commit of more than one event.
+fn two_deposits() -> Vec<cqrs_es::persist::SerializedEvent> {
+    vec![
+        deposit_event("Account", "acct-1", 1, 5),
+        deposit_event("Account", "acct-1", 2, 5),
+    ]
 }
 
 /// The tables a `TransactWriteItems` body writes to, one per item.
@@ -229,10 +242,10 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
     let http = Scripted::replying([
         Canned::ok(json!({})),
         Canned::ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
-        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
+        too_large(),
         Canned::ok(json!({})),
     ]);
-    let store = DynamoStore::<Account>::new_aggregate_store(repo_on(&http, 3));
+    let store = DynamoStore::<Account>::new_aggregate_store(json_repo_on(&http, 3));
     let context = store.load_aggregate("acct-1").await.unwrap();
     let committed = store
         .commit(
@@ -280,16 +293,10 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
     );
 
     // The same through the cqrs-es repository path.
-    let http = Scripted::replying([
-        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
-        Canned::ok(json!({})),
-    ]);
-    repo_on(&http, 3)
+    let http = Scripted::replying([too_large(), Canned::ok(json!({}))]);
+    json_repo_on(&http, 3)
         .persist::<Account>(
-            &[
-                deposit_event("Account", "acct-1", 1, 5),
-                deposit_event("Account", "acct-1", 2, 5),
-            ],
+            &two_deposits(),
             Some(("acct-1".into(), json!({"total": 5}), 1)),
         )
         .await
@@ -304,33 +311,19 @@ async fn a_refused_transaction_with_a_snapshot_is_retried_without_it() {
 
 #[tokio::test]
 async fn a_refused_transaction_without_a_snapshot_is_an_error() {
-    let http = Scripted::replying([Canned::validation_error(
-        "Transaction request size exceeded the maximum allowed",
-    )]);
-    let err = repo_on(&http, 3)
-        .persist::<Account>(
-            &[
-                deposit_event("Account", "acct-1", 1, 5),
-                deposit_event("Account", "acct-1", 2, 5),
-            ],
-            None,
-        )
+    let http = Scripted::replying([too_large()]);
+    let err = json_repo_on(&http, 3)
+        .persist::<Account>(&two_deposits(), None)
         .await
         .unwrap_err();
     assert_failed(&err, "Dynamo", "TransactWriteItems");
     assert_eq!(http.requests().len(), 1);
 
     // A refused retry (events alone) is an error too, and not retried again.
-    let http = Scripted::replying([
-        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
-        Canned::validation_error("Transaction request size exceeded the maximum allowed"),
-    ]);
-    let err = repo_on(&http, 3)
+    let http = Scripted::replying([too_large(), too_large()]);
+    let err = json_repo_on(&http, 3)
         .persist::<Account>(
-            &[
-                deposit_event("Account", "acct-1", 1, 5),
-                deposit_event("Account", "acct-1", 2, 5),
-            ],
+            &two_deposits(),
             Some(("acct-1".into(), json!({"total": 5}), 1)),
         )
         .await
@@ -345,19 +338,9 @@ async fn a_refused_transaction_without_a_snapshot_is_an_error() {
 async fn transaction_in_progress_is_an_unknown_outcome_not_a_failure() {
     // Retried with the same token; when retries run out, a connection error
     // (outcome unknown), never a plain failure or a conflict.
-    let http = Scripted::replying([
-        Canned::dynamo_error("TransactionInProgressException", json!({})),
-        Canned::dynamo_error("TransactionInProgressException", json!({})),
-        Canned::dynamo_error("TransactionInProgressException", json!({})),
-    ]);
-    let err = repo_on(&http, 3)
-        .persist::<Account>(
-            &[
-                deposit_event("Account", "acct-1", 1, 5),
-                deposit_event("Account", "acct-1", 2, 5),
-            ],
-            None,
-        )
+    let http = Scripted::replying([in_progress(), in_progress(), in_progress()]);
+    let err = json_repo_on(&http, 3)
+        .persist::<Account>(&two_deposits(), None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "ConnectionError", "{err:?}");
@@ -371,28 +354,16 @@ async fn transaction_in_progress_is_an_unknown_outcome_not_a_failure() {
     // Through the framework: a connection error.
     let http = Scripted::replying([
         Canned::ok(json!({"Count": 0, "ScannedCount": 0, "Items": []})),
-        Canned::dynamo_error("TransactionInProgressException", json!({})),
+        in_progress(),
     ]);
-    let cqrs = cqrs::<Account>(repo_on(&http, 1), SnapshotPolicy::Never);
-    let err = cqrs
-        .execute("acct-1", AccountCommand::deposit(1, 2))
-        .await
-        .unwrap_err();
+    let cqrs = cqrs::<Account>(json_repo_on(&http, 1), SnapshotPolicy::Never);
+    let err = failed_command(&cqrs, "acct-1", AccountCommand::deposit(1, 2)).await;
     assert_eq!(err.kind(), "DatabaseConnectionError", "{err:?}");
 
     // Once the earlier attempt completes, the retry reports its outcome.
-    let http = Scripted::replying([
-        Canned::dynamo_error("TransactionInProgressException", json!({})),
-        Canned::ok(json!({})),
-    ]);
-    repo_on(&http, 3)
-        .persist::<Account>(
-            &[
-                deposit_event("Account", "acct-1", 1, 5),
-                deposit_event("Account", "acct-1", 2, 5),
-            ],
-            None,
-        )
+    let http = Scripted::replying([in_progress(), Canned::ok(json!({}))]);
+    json_repo_on(&http, 3)
+        .persist::<Account>(&two_deposits(), None)
         .await
         .unwrap();
     assert_eq!(http.requests().len(), 2);
@@ -437,7 +408,7 @@ async fn a_snapshot_rewritten_during_every_read_is_transient() {
     // another version: a writer is at work.
     let changing = |version| chunked_head(version, &format!("{version:016x}"));
     let http = five_reads(changing);
-    let err = repo_on(&http, 1)
+    let err = json_repo_on(&http, 1)
         .get_snapshot::<Account>("acct-1")
         .await
         .unwrap_err();
@@ -458,7 +429,7 @@ async fn a_snapshot_rewritten_during_every_read_is_transient() {
         .collect();
     responses.insert(2, Canned::empty_query());
     let http = Scripted::replying(responses);
-    let Err(err) = DynamoStore::<Account>::new_aggregate_store(repo_on(&http, 1))
+    let Err(err) = DynamoStore::<Account>::new_aggregate_store(json_repo_on(&http, 1))
         .load_aggregate("acct-1")
         .await
     else {
@@ -468,7 +439,7 @@ async fn a_snapshot_rewritten_during_every_read_is_transient() {
 
     // The same mismatch under an unchanged head is corrupt data.
     let http = five_reads(|_| chunked_head(1, "0000000000000001"));
-    let err = repo_on(&http, 1)
+    let err = json_repo_on(&http, 1)
         .get_snapshot::<Account>("acct-1")
         .await
         .unwrap_err();
@@ -504,7 +475,7 @@ fn snapshot_changing_maps_to_a_retryable_class() {
 #[tokio::test]
 async fn a_commit_holding_another_aggregates_event_is_a_caller_error() {
     let http = Scripted::default();
-    let repo = repo_on(&http, 1);
+    let repo = json_repo_on(&http, 1);
     for stranger in [
         deposit_event("Account", "acct-2", 2, 1),
         deposit_event("Other", "acct-1", 2, 1),

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TransactWriteItem,
 };
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -338,8 +339,17 @@ pub async fn failed_deposit(
     cqrs: &CqrsFramework<Account, DynamoStore<Account>>,
     id: &str,
 ) -> AggregateError<AccountError> {
-    let result = cqrs.execute(id, AccountCommand::deposit(1, 1)).await;
-    result.expect_err("the deposit fails")
+    failed_command(cqrs, id, AccountCommand::deposit(1, 1)).await
+}
+
+/// Executes `command` on `id` through `cqrs`, which must fail.
+pub async fn failed_command(
+    cqrs: &CqrsFramework<Account, DynamoStore<Account>>,
+    id: &str,
+    command: AccountCommand,
+) -> AggregateError<AccountError> {
+    let result = cqrs.execute(id, command).await;
+    result.expect_err("the command fails")
 }
 
 /// A repository on tables `events` and `snapshots` that only `http`
@@ -347,6 +357,24 @@ pub async fn failed_deposit(
 pub fn canned_repo(http: &Scripted, max_attempts: u32) -> DynamoEventRepository {
     let client = client_on(http.clone(), quick_retries(max_attempts), short_timeouts());
     DynamoEventRepository::new(client).with_tables("events", "snapshots")
+}
+
+/// [`canned_repo`] writing plain JSON.
+pub fn json_repo_on(http: &Scripted, max_attempts: u32) -> DynamoEventRepository {
+    canned_repo(http, max_attempts).with_codec(Codec::json())
+}
+
+/// `event` (in plain JSON) put into `table` on the condition a commit puts
+/// it on, as one item of a transaction sent by hand.
+pub fn event_put(table: &str, event: &SerializedEvent) -> TransactWriteItem {
+    let (item, _) = dynamo_es::item::event_to_item(event, &Codec::json()).unwrap();
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(AggregateIdSequence)")
+        .build()
+        .unwrap();
+    TransactWriteItem::builder().put(put).build()
 }
 
 /// Metadata for a commit.
