@@ -54,6 +54,19 @@ fn assert_mentions(text: &str, parts: &[&str]) {
 // Missing tables, foreign key schemas, missing view tables.
 // ---------------------------------------------------------------------------
 
+/// Deposits on `c1` through a framework on `repo` with `policy`, which must
+/// fail with an error (printed) that mentions every one of `parts`.
+async fn refused_deposit(
+    repo: DynamoEventRepository,
+    policy: SnapshotPolicy,
+    parts: &[&str],
+) -> AggregateError<AccountError> {
+    let err = failed_deposit(&cqrs(repo, policy), "c1").await;
+    println!("{err}");
+    assert_mentions(&err.to_string(), parts);
+    err
+}
+
 #[tokio::test]
 async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_message() {
     let db = tables().await;
@@ -61,16 +74,14 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
 
     // What a user of CqrsFramework sees: the load's Query.
-    let err = failed_deposit(&cqrs(repo.clone(), SnapshotPolicy::Never), "c1").await;
-    println!("{err}");
-    assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
     let parts = [
         "Query",
         missing.as_str(),
         "ResourceNotFoundException",
         "Requested resource not found",
     ];
-    assert_mentions(&err.to_string(), &parts);
+    let err = refused_deposit(repo.clone(), SnapshotPolicy::Never, &parts).await;
+    assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
     let typed = typed_aggregate(&err);
     assert!(
         matches!(typed, Error::Dynamo { operation: "Query", table, .. } if *table == missing),
@@ -91,11 +102,8 @@ async fn a_missing_snapshot_table_names_the_operation_the_table_and_dynamodbs_me
     let db = tables().await;
     let missing = unique_name("missing-snapshots");
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &missing);
-    let err = failed_deposit(&cqrs(repo, SnapshotPolicy::Always), "c1").await;
-    assert_mentions(
-        &err.to_string(),
-        &["GetItem", missing.as_str(), "Requested resource not found"],
-    );
+    let parts = ["GetItem", missing.as_str(), "Requested resource not found"];
+    refused_deposit(repo, SnapshotPolicy::Always, &parts).await;
 }
 
 #[tokio::test]
@@ -106,32 +114,24 @@ async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynam
 
     // As the events table: the load's Query.
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&foreign, &db.snapshots);
-    let err = failed_deposit(&cqrs(repo.clone(), SnapshotPolicy::Never), "c1").await;
-    println!("{err}");
-    assert_mentions(
-        &err.to_string(),
-        &[
-            "Query",
-            foreign.as_str(),
-            "ValidationException",
-            "key schema element",
-        ],
-    );
+    let parts = [
+        "Query",
+        foreign.as_str(),
+        "ValidationException",
+        "key schema element",
+    ];
+    let err = refused_deposit(repo, SnapshotPolicy::Never, &parts).await;
     assert!(matches!(typed_aggregate(&err), Error::Dynamo { .. }));
 
     // As the snapshots table: the load's GetItem.
     let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &foreign);
-    let err = failed_deposit(&cqrs(repo, SnapshotPolicy::Always), "c1").await;
-    println!("{err}");
-    assert_mentions(
-        &err.to_string(),
-        &[
-            "GetItem",
-            foreign.as_str(),
-            "ValidationException",
-            "The provided key element does not match the schema",
-        ],
-    );
+    let parts = [
+        "GetItem",
+        foreign.as_str(),
+        "ValidationException",
+        "The provided key element does not match the schema",
+    ];
+    refused_deposit(repo, SnapshotPolicy::Always, &parts).await;
 }
 
 #[tokio::test]
