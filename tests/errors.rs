@@ -24,7 +24,7 @@ use cqrs_es::persist::{
 };
 use cqrs_es::{Aggregate, AggregateError};
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
-use dynamo_es::testing::{client_with, endpoint, unique_name};
+use dynamo_es::testing::{client_with, endpoint, unique_name, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoViewRepository, Error, SnapshotPolicy};
 use serde_json::json;
 
@@ -54,13 +54,16 @@ fn assert_mentions(text: &str, parts: &[&str]) {
 // Missing tables, foreign key schemas, missing view tables.
 // ---------------------------------------------------------------------------
 
-/// Deposits on `c1` through a framework on `repo` with `policy`, which must
-/// fail with an error (printed) that mentions every one of `parts`.
+/// Deposits on `c1` through a framework with `policy` on tables `events`
+/// and `snapshots` of `db`'s endpoint, which must fail with an error
+/// (printed) that mentions every one of `parts`.
 async fn refused_deposit(
-    repo: DynamoEventRepository,
+    db: &TestTables,
+    (events, snapshots): (&str, &str),
     policy: SnapshotPolicy,
     parts: &[&str],
 ) -> AggregateError<AccountError> {
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(events, snapshots);
     let err = failed_deposit(&cqrs(repo, policy), "c1").await;
     println!("{err}");
     assert_mentions(&err.to_string(), parts);
@@ -71,7 +74,6 @@ async fn refused_deposit(
 async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_message() {
     let db = tables().await;
     let missing = unique_name("missing-events");
-    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
 
     // What a user of CqrsFramework sees: the load's Query.
     let parts = [
@@ -80,7 +82,13 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
         "ResourceNotFoundException",
         "Requested resource not found",
     ];
-    let err = refused_deposit(repo.clone(), SnapshotPolicy::Never, &parts).await;
+    let err = refused_deposit(
+        &db,
+        (&missing, &db.snapshots),
+        SnapshotPolicy::Never,
+        &parts,
+    )
+    .await;
     assert!(matches!(err, AggregateError::UnexpectedError(_)), "{err:?}");
     let typed = typed_aggregate(&err);
     assert!(
@@ -90,6 +98,7 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
     assert_mentions(&typed.to_string(), &parts);
 
     // A commit: the PutItem (a lone event) names the events table.
+    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&missing, &db.snapshots);
     let err = first_event(&repo, "c1").await.unwrap_err();
     assert_mentions(
         &err.to_string(),
@@ -101,9 +110,8 @@ async fn a_missing_event_table_names_the_operation_the_table_and_dynamodbs_messa
 async fn a_missing_snapshot_table_names_the_operation_the_table_and_dynamodbs_message() {
     let db = tables().await;
     let missing = unique_name("missing-snapshots");
-    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &missing);
     let parts = ["GetItem", missing.as_str(), "Requested resource not found"];
-    refused_deposit(repo, SnapshotPolicy::Always, &parts).await;
+    refused_deposit(&db, (&db.events, &missing), SnapshotPolicy::Always, &parts).await;
 }
 
 #[tokio::test]
@@ -112,26 +120,34 @@ async fn a_table_with_another_key_schema_names_the_operation_the_table_and_dynam
     let foreign = unique_name("foreign");
     create_raw(&db.client, &foreign, &[("id", "S", KeyType::Hash)]).await;
 
-    // As the events table: the load's Query.
-    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&foreign, &db.snapshots);
-    let parts = [
-        "Query",
-        foreign.as_str(),
-        "ValidationException",
-        "key schema element",
+    // As the events table, the load's Query; as the snapshots table, the
+    // load's GetItem.
+    let cases = [
+        (
+            (foreign.as_str(), db.snapshots.as_str()),
+            SnapshotPolicy::Never,
+            [
+                "Query",
+                &foreign,
+                "ValidationException",
+                "key schema element",
+            ],
+        ),
+        (
+            (&db.events, &foreign),
+            SnapshotPolicy::Always,
+            [
+                "GetItem",
+                &foreign,
+                "ValidationException",
+                "The provided key element does not match the schema",
+            ],
+        ),
     ];
-    let err = refused_deposit(repo, SnapshotPolicy::Never, &parts).await;
-    assert!(matches!(typed_aggregate(&err), Error::Dynamo { .. }));
-
-    // As the snapshots table: the load's GetItem.
-    let repo = DynamoEventRepository::new(db.client.clone()).with_tables(&db.events, &foreign);
-    let parts = [
-        "GetItem",
-        foreign.as_str(),
-        "ValidationException",
-        "The provided key element does not match the schema",
-    ];
-    refused_deposit(repo, SnapshotPolicy::Always, &parts).await;
+    for (tables, policy, parts) in cases {
+        let err = refused_deposit(&db, tables, policy, &parts).await;
+        assert!(matches!(typed_aggregate(&err), Error::Dynamo { .. }));
+    }
 }
 
 #[tokio::test]
