@@ -406,6 +406,42 @@ async fn an_untrusted_snapshot_replays_from_the_tail_when_it_holds_every_event()
 // Races.
 // ---------------------------------------------------------------------------
 
+/// A load racing a commit, as [`race`] ran it.
+struct Race {
+    /// The aggregate.
+    id: String,
+    /// What the load sent through.
+    http: HoldFirst,
+    /// The snapshot before the commit.
+    before: cqrs_es::persist::SerializedSnapshot,
+    /// What the load returned.
+    loaded: dynamo_es::DynamoAggregateContext<Account>,
+}
+
+/// Four deposits on a new aggregate through a store with `policy`, then a
+/// load racing a commit of `commit` deposits that lands after the first
+/// answer to the operation other than `held`, before the first `held`
+/// request goes through.
+async fn race(
+    db: &TestTables,
+    repo: &DynamoEventRepository,
+    policy: SnapshotPolicy,
+    held: &'static str,
+    commit: usize,
+) -> Race {
+    let id = new_id();
+    deposits(repo, policy, &id, 4).await;
+    let before = stored_snapshot::<Account>(db, &id).await;
+    let http = HoldFirst::new(held);
+    let loaded = load_racing_a_commit(db, policy, &id, &http, commit).await;
+    Race {
+        id,
+        http,
+        before,
+        loaded,
+    }
+}
+
 /// Loads `id` through `http` while a commit of `commit` deposits lands
 /// after `http` answered the first request of the other operation and
 /// before it lets the first `held` request through.
@@ -437,10 +473,9 @@ async fn a_snapshot_newer_than_the_tail_is_completed_by_a_second_query() {
     // The query runs before a commit that the snapshot read sees.
     let (db, repo) = json_tables().await;
     for policy in [SnapshotPolicy::Every(3), SnapshotPolicy::Always] {
-        let id = new_id();
-        deposits(&repo, policy, &id, 4).await;
-        let http = HoldFirst::new("GetItem");
-        let loaded = load_racing_a_commit(&db, policy, &id, &http, 3).await;
+        let Race {
+            id, http, loaded, ..
+        } = race(&db, &repo, policy, "GetItem", 3).await;
         assert_eq!(
             http.operations(),
             ["GetItem", "Query", "Query"],
@@ -463,11 +498,12 @@ async fn a_tail_newer_than_the_snapshot_is_the_sequential_load_in_that_order() {
     // The snapshot read runs before a commit that the query sees.
     let (db, repo) = json_tables().await;
     for policy in [SnapshotPolicy::Every(3), SnapshotPolicy::Always] {
-        let id = new_id();
-        deposits(&repo, policy, &id, 4).await;
-        let before = stored_snapshot::<Account>(&db, &id).await;
-        let http = HoldFirst::new("Query");
-        let loaded = load_racing_a_commit(&db, policy, &id, &http, 1).await;
+        let Race {
+            id,
+            http,
+            before,
+            loaded,
+        } = race(&db, &repo, policy, "Query", 1).await;
         assert_eq!(http.operations(), ["GetItem", "Query"], "{policy:?}");
         // What the sequential load (snapshot before the commit, events
         // after it) returns: the state after the commit, the older version.

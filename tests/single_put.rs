@@ -454,12 +454,8 @@ async fn on_the_emulator_a_lost_put_is_retried_into_success_exactly_once() {
     let (repo, http) = losing_puts(&db, 1);
     let id = new_id();
     let cqrs = cqrs::<Account>(repo, SnapshotPolicy::Never);
-    cqrs.execute(&id, AccountCommand::deposit(4, 1))
-        .await
-        .unwrap();
-    cqrs.execute(&id, AccountCommand::deposit(1, 1))
-        .await
-        .unwrap();
+    deposit(&cqrs, &id, 4).await;
+    deposit(&cqrs, &id, 1).await;
     let ids = commit_ids(&http.requests());
     assert_eq!(ids.len(), 3, "one lost attempt, its retry, the next commit");
     assert_eq!(ids[0], ids[1]);
