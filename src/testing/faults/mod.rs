@@ -1,6 +1,7 @@
 //! Faults to test against: canned DynamoDB responses, an HTTP client that
-//! answers from a script (and can lose a response or never answer), one
-//! that loses the responses of applied transactions, and misbehaving
+//! answers from a script or by rules over each request (and can lose a
+//! response or never answer), one that loses the responses of applied
+//! writes (transactions, or any one operation), and misbehaving
 //! endpoints (a server that never answers, one that hangs up mid-body, a
 //! proxy that stops the emulator in the middle of a request).
 //!

@@ -122,6 +122,19 @@ impl Scripted {
 
     /// A client answering each request with the step the next of `rules`
     /// chooses for it.
+    ///
+    /// ```
+    /// use dynamo_es::testing::faults::{Canned, Rule, Scripted};
+    /// use serde_json::json;
+    ///
+    /// // A failed condition that returns the very item the put carried.
+    /// let own_item: Rule = Box::new(|request| {
+    ///     let item = json!({ "Item": request.body["Item"].clone() });
+    ///     Canned::dynamo_error("ConditionalCheckFailedException", item).into()
+    /// });
+    /// let http = Scripted::by_rules([own_item]);
+    /// assert_eq!(http.remaining(), 1);
+    /// ```
     pub fn by_rules(rules: impl IntoIterator<Item = Rule>) -> Self {
         Scripted {
             steps: Arc::new(Mutex::new(rules.into_iter().collect())),
