@@ -307,24 +307,6 @@ async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Ite
     Ok(out.item)
 }
 
-/// The raw stored payload of a snapshot head, reading its chunks if it has
-/// any. `Ok(Err(reason))` means the chunks did not match the head (a
-/// concurrent rewrite): read the head again.
-pub(crate) async fn payload_of(
-    client: &Client,
-    table: &str,
-    key: &str,
-    head: &Item,
-    aggregate_type: &str,
-    aggregate_id: &str,
-) -> Result<std::result::Result<(Vec<u8>, usize), String>> {
-    Ok(
-        stored_payload(client, table, key, head, aggregate_type, aggregate_id)
-            .await?
-            .map(|stored| (stored.payload, stored.chunk_sizes.len())),
-    )
-}
-
 /// A snapshot's payload as stored, with the size of each chunk item.
 pub(crate) struct StoredPayload {
     /// The joined payload bytes.
@@ -333,7 +315,10 @@ pub(crate) struct StoredPayload {
     pub chunk_sizes: Vec<usize>,
 }
 
-/// Like [`payload_of`], also measuring the chunk items (for recode's report).
+/// The raw stored payload of a snapshot head, reading its chunks if it has
+/// any, with the size of each chunk item (for recode's report).
+/// `Ok(Err(reason))` means the chunks did not match the head (a concurrent
+/// rewrite): read the head again.
 pub(crate) async fn stored_payload(
     client: &Client,
     table: &str,
@@ -465,13 +450,16 @@ pub(crate) async fn read(
         let Some(head) = read_head(client, table, &key).await? else {
             return Ok(None);
         };
-        match payload_of(client, table, &key, &head, aggregate_type, aggregate_id).await? {
-            Ok((payload, chunks)) => {
+        match stored_payload(client, table, &key, &head, aggregate_type, aggregate_id).await? {
+            Ok(StoredPayload {
+                payload,
+                chunk_sizes,
+            }) => {
                 return Ok(Some(LoadedSnapshot {
                     payload,
                     current_sequence: get_n(&head, &key, CURRENT_SEQUENCE)?,
                     current_snapshot: get_n(&head, &key, CURRENT_SNAPSHOT)?,
-                    chunks,
+                    chunks: chunk_sizes.len(),
                     trusted: is_marked(&head),
                 }));
             }

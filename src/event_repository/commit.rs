@@ -430,7 +430,7 @@ impl DynamoEventRepository {
             {
                 Some(payload.len())
             } else {
-                Some(json_len(state))
+                Some(crate::item::plain_json_len(state))
             }
         } else {
             None
@@ -487,26 +487,6 @@ fn frame_content_size(frame: &[u8]) -> Option<usize> {
 #[cfg(not(feature = "compression"))]
 fn frame_content_size(_frame: &[u8]) -> Option<usize> {
     None
-}
-
-/// The length of `value` as compact JSON, counted without allocating it
-/// (0 if it does not serialize).
-fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => 0,
-    }
 }
 
 /// Rejects a plan that breaks an item, count or size limit.
