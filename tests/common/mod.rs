@@ -24,7 +24,6 @@ use dynamo_es::testing::{dynamodb, scan_all, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
 
 /// A ledger-like aggregate whose state records exactly which events it saw,
 /// so a double-applied event always shows.
@@ -613,25 +612,35 @@ pub fn capture(
     level: tracing::Level,
     spans: bool,
 ) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let level = tracing_subscriber::filter::LevelFilter::from_level(level);
-    capture_with(EnvFilter::default().add_directive(level.into()), spans)
+    let captured = Captured::default();
+    let subscriber = format_into(&captured, spans).with_max_level(level).finish();
+    (captured, tracing::subscriber::set_default(subscriber))
 }
 
 /// What `tracing_subscriber::fmt().with_env_filter(filter)` prints on this
 /// thread, without span events.
 pub fn capture_filtered(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
-    capture_with(EnvFilter::new(filter), false)
+    let captured = Captured::default();
+    let subscriber = format_into(&captured, false)
+        .with_env_filter(filter)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
 }
 
-fn capture_with(filter: EnvFilter, spans: bool) -> (Captured, tracing::subscriber::DefaultGuard) {
+/// Plain-text log lines into `captured`, span events included when `spans`.
+fn format_into(
+    captured: &Captured,
+    spans: bool,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    tracing_subscriber::filter::LevelFilter,
+    impl for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+> {
     use tracing_subscriber::fmt::format::FmtSpan;
-    let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    tracing_subscriber::fmt()
         .with_ansi(false)
         .with_span_events(if spans { FmtSpan::FULL } else { FmtSpan::NONE })
         .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
 }
