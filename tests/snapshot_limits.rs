@@ -141,7 +141,6 @@ async fn events_that_break_a_limit_alone_still_fail_with_a_snapshot() {
 // ---------------------------------------------------------------------------
 
 async fn decoded_size_limit(codec: Codec) {
-    let (logs, _guard) = capture(tracing::Level::INFO, false);
     let db = tables().await;
     let repo = db
         .repository()
@@ -157,6 +156,10 @@ async fn decoded_size_limit(codec: Codec) {
     let (expected, sequences) = replay(&repo, &id).await;
     assert_eq!(sequences.len(), 6);
     assert!(serde_json::to_vec(&expected).unwrap().len() > 10_000);
+    // The snapshot stopped at the last state under the limit: the later
+    // ones (a few KB, far from any transaction limit) were skipped for
+    // their decoded size alone. The warning itself is checked in
+    // tests/errors.rs, on a thread whose log capture no other test races.
     let snapshot = repo.get_snapshot::<Account>(&id).await.unwrap().unwrap();
     assert_eq!(
         (snapshot.current_sequence, snapshot.current_snapshot),
@@ -174,11 +177,6 @@ async fn decoded_size_limit(codec: Codec) {
         assert_eq!(context.aggregate, expected, "{policy:?}");
         assert_eq!(context.current_sequence, 6);
     }
-    let logs = logs.text();
-    assert!(
-        logs.contains("snapshot_skipped") && logs.contains("decoded_size"),
-        "no skipped snapshot recorded:\n{logs}"
-    );
 }
 
 #[tokio::test]

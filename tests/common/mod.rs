@@ -614,7 +614,7 @@ pub fn capture(
 ) -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let subscriber = format_into(&captured, spans).with_max_level(level).finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    scoped(captured, subscriber)
 }
 
 /// What `tracing_subscriber::fmt().with_env_filter(filter)` prints on this
@@ -624,7 +624,20 @@ pub fn capture_filtered(filter: &str) -> (Captured, tracing::subscriber::Default
     let subscriber = format_into(&captured, false)
         .with_env_filter(filter)
         .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    scoped(captured, subscriber)
+}
+
+/// Makes `subscriber` this thread's default, then recomputes every
+/// callsite's cached interest: a callsite another test thread registered
+/// while this subscriber was being installed may otherwise keep an interest
+/// computed without it, and this thread would miss its events.
+fn scoped(
+    captured: Captured,
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (captured, guard)
 }
 
 /// Plain-text log lines into `captured`, span events included when `spans`.
