@@ -57,6 +57,10 @@ pub const DEFAULT_EVENT_TABLE: &str = "Events";
 pub const DEFAULT_SNAPSHOT_TABLE: &str = "Snapshots";
 /// The default replay channel size (events buffered ahead of the consumer), as upstream.
 pub const DEFAULT_STREAMING_CHANNEL_SIZE: usize = 200;
+/// The default number of segments `stream_all_events` scans concurrently:
+/// one, the plain scan upstream makes. See
+/// [`with_scan_segments`](DynamoEventRepository::with_scan_segments).
+pub const DEFAULT_SCAN_SEGMENTS: u32 = 1;
 
 /// An event repository on DynamoDB, compatible with upstream `dynamo-es` tables.
 ///
@@ -77,6 +81,7 @@ pub struct DynamoEventRepository {
     event_table: String,
     snapshot_table: String,
     stream_channel_size: usize,
+    scan_segments: u32,
     codec: Codec,
     /// Shared by clones: the codec is logged once per repository.
     codec_logged: std::sync::Arc<std::sync::Once>,
@@ -91,6 +96,7 @@ impl DynamoEventRepository {
             event_table: DEFAULT_EVENT_TABLE.to_string(),
             snapshot_table: DEFAULT_SNAPSHOT_TABLE.to_string(),
             stream_channel_size: DEFAULT_STREAMING_CHANNEL_SIZE,
+            scan_segments: DEFAULT_SCAN_SEGMENTS,
             codec: Codec::default(),
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
         }
@@ -112,6 +118,40 @@ impl DynamoEventRepository {
             stream_channel_size: stream_channel_size.max(1),
             ..self
         }
+    }
+
+    /// Replays every event of an aggregate type
+    /// ([`stream_all_events`](PersistedEventRepository::stream_all_events))
+    /// with `segments` parallel `Scan` segments (`Segment`/`TotalSegments`),
+    /// read concurrently, clamped to 1 to 1,000,000 (DynamoDB's limit).
+    ///
+    /// The events of each aggregate still arrive in sequence order, none
+    /// lost or repeated, but the aggregates interleave in another order
+    /// than a one-segment scan's. Each segment buffers up to a page (the
+    /// [streaming channel size](Self::with_streaming_channel_size) in items)
+    /// ahead of the consumer, and makes at least one request, however small
+    /// the table: more segments pay off on large tables with the read
+    /// capacity to serve them. The default, [`DEFAULT_SCAN_SEGMENTS`], is
+    /// one segment: the requests upstream makes.
+    ///
+    /// ```
+    /// use aws_sdk_dynamodb::Client;
+    /// use dynamo_es::DynamoEventRepository;
+    ///
+    /// fn for_replay(client: Client) -> DynamoEventRepository {
+    ///     DynamoEventRepository::new(client).with_scan_segments(8)
+    /// }
+    /// ```
+    pub fn with_scan_segments(self, segments: u32) -> Self {
+        DynamoEventRepository {
+            scan_segments: segments.clamp(1, stream::MAX_SCAN_SEGMENTS),
+            ..self
+        }
+    }
+
+    /// The number of segments [`stream_all_events`](PersistedEventRepository::stream_all_events) scans concurrently.
+    pub fn scan_segments(&self) -> u32 {
+        self.scan_segments
     }
 
     /// Writes payloads with `codec`. Reads accept every format regardless.
@@ -322,7 +362,7 @@ impl DynamoEventRepository {
 
     fn replay(
         &self,
-        pages: Pages,
+        pages: impl Into<stream::ReplaySource>,
         aggregate_type: Option<String>,
         span: tracing::Span,
     ) -> ReplayStream {
@@ -459,6 +499,7 @@ impl PersistedEventRepository for DynamoEventRepository {
             .client
             .scan()
             .table_name(&self.event_table)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .filter_expression("#type = :type")
             .expression_attribute_names("#type", AGGREGATE_TYPE)
             .expression_attribute_values(":type", s(A::TYPE));
@@ -466,15 +507,14 @@ impl PersistedEventRepository for DynamoEventRepository {
             "dynamo_es.stream_all_events",
             aggregate_type = A::TYPE,
             table = %self.event_table,
+            segments = self.scan_segments,
             events = field::Empty,
             pages = field::Empty,
             consumed_capacity = field::Empty,
             error = field::Empty,
         );
-        Ok(self.replay(
-            Pages::scan(scan, Some(self.page_size())),
-            Some(A::TYPE.to_string()),
-            span,
-        ))
+        // Per-aggregate order holds across segments: see `stream::scan`.
+        let pages = stream::parallel_scan(scan, self.scan_segments, Some(self.page_size()));
+        Ok(self.replay(pages, Some(A::TYPE.to_string()), span))
     }
 }

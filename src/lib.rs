@@ -211,7 +211,7 @@ pub use codec::Codec;
 pub use cqrs::{dynamodb_aggregate_cqrs, dynamodb_cqrs, dynamodb_snapshot_cqrs, DynamoCqrs};
 pub use error::{BoxError, Error, Limit, Result};
 pub use event_repository::{
-    DynamoEventRepository, DEFAULT_EVENT_TABLE, DEFAULT_SNAPSHOT_TABLE,
+    DynamoEventRepository, DEFAULT_EVENT_TABLE, DEFAULT_SCAN_SEGMENTS, DEFAULT_SNAPSHOT_TABLE,
     DEFAULT_STREAMING_CHANNEL_SIZE,
 };
 pub use store::{DynamoAggregateContext, DynamoStore, SnapshotPolicy};

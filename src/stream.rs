@@ -1,6 +1,7 @@
 //! One paginator for `Query` and `Scan`: every read follows
 //! `LastEvaluatedKey` to the end, and replay streams hand errors to the
-//! consumer, then end.
+//! consumer, then end. Parallel scans (several segments read concurrently,
+//! merged page by page) are in [`scan`].
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -13,6 +14,10 @@ use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent};
 
 use crate::error::{Error, Result};
 use crate::item::Item;
+
+mod scan;
+
+pub(crate) use scan::{parallel_scan, ParallelScan, SegmentPage, MAX_SCAN_SEGMENTS};
 
 /// The pages of an operation with output `O` and error `E`.
 type PagesOf<O, E> =
@@ -98,8 +103,45 @@ impl Pages {
     }
 }
 
+/// What a replay stream reads: the pages of one paginated read, or the
+/// merged pages of a parallel scan (each segment's pages in order).
+pub(crate) enum ReplaySource {
+    /// A query or a single-segment scan.
+    Pages(Pages),
+    /// A scan read as concurrent segments.
+    Scan(ParallelScan),
+}
+
+impl From<Pages> for ReplaySource {
+    fn from(pages: Pages) -> Self {
+        ReplaySource::Pages(pages)
+    }
+}
+
+impl From<ParallelScan> for ReplaySource {
+    fn from(scan: ParallelScan) -> Self {
+        ReplaySource::Scan(scan)
+    }
+}
+
+impl ReplaySource {
+    /// The next page, `None` after the last one or after an error.
+    async fn next(&mut self) -> Option<Result<Page>> {
+        match self {
+            ReplaySource::Pages(pages) => pages.next().await,
+            ReplaySource::Scan(scan) => {
+                Some(scan.next().await?.map(|SegmentPage { segment, page }| {
+                    tracing::trace!(segment, items = page.items.len(), "scan page read");
+                    page
+                }))
+            }
+        }
+    }
+}
+
 /// Feeds a cqrs-es [`ReplayStream`] from `pages`, page by page: memory stays
-/// bounded by the channel size and one page. The first error (DynamoDB or a
+/// bounded by the channel size and one page (one page per segment, and one
+/// more being read, for a parallel scan). The first error (DynamoDB or a
 /// bad item) is passed to the consumer and ends the stream; a consumer that
 /// hangs up ends the feed.
 ///
@@ -107,7 +149,7 @@ impl Pages {
 /// `consumed_capacity` recorded when the stream ends, and `error` if it
 /// ended with one; the end is logged at debug level.
 pub(crate) fn replay<F>(
-    mut pages: Pages,
+    pages: impl Into<ReplaySource>,
     channel_size: usize,
     span: tracing::Span,
     mut map: F,
@@ -116,6 +158,7 @@ where
     F: FnMut(&Item) -> Option<Result<SerializedEvent>> + Send + 'static,
 {
     let (mut feed, stream) = ReplayStream::new(channel_size.max(1));
+    let mut pages = pages.into();
     let task = async move {
         let mut totals = Totals::default();
         let result = feed_pages(&mut pages, &mut feed, &mut map, &mut totals).await;
@@ -171,7 +214,7 @@ enum End {
 /// Pushes every mapped item of every page; stops after the first error
 /// (pushed to the consumer too) or when the consumer hangs up.
 async fn feed_pages<F>(
-    pages: &mut Pages,
+    pages: &mut ReplaySource,
     feed: &mut cqrs_es::persist::ReplayFeed,
     map: &mut F,
     totals: &mut Totals,
