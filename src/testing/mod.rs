@@ -42,6 +42,7 @@ use crate::tables::{create_event_tables, create_view_table};
 use crate::{Codec, DynamoEventRepository, DynamoViewRepository};
 
 pub mod aggregates;
+pub mod costs;
 pub mod faults;
 pub mod fixtures;
 

@@ -1,0 +1,267 @@
+//! What a piece of code costs in DynamoDB requests: the capacity units the
+//! server reports and the sequential round trips, measured the same way for
+//! any client (this crate's, upstream `dynamo-es`'s, or an application's).
+//!
+//! A [`Meter`] is an SDK interceptor. While it is on, it adds
+//! `ReturnConsumedCapacity = TOTAL` to every request body (so code that does
+//! not ask for its consumed capacity is measured like code that does), sums
+//! the `ConsumedCapacity` of every response, and counts a round trip for each
+//! request sent while no other metered request was in flight: a `GetItem`
+//! and a `Query` sent concurrently are one round trip, the same two sent one
+//! after the other are two.
+//!
+//! ```
+//! # async fn demo() -> dynamo_es::Result<()> {
+//! use cqrs_es::persist::PersistedEventRepository;
+//! use dynamo_es::testing::aggregates::BankAccount;
+//! use dynamo_es::testing::costs::Meter;
+//! use dynamo_es::DynamoEventRepository;
+//!
+//! let db = dynamo_es::testing::dynamodb().await?;
+//! let meter = Meter::new();
+//! let repo = DynamoEventRepository::new(meter.client(&db.client))
+//!     .with_tables(&db.events, &db.snapshots);
+//! let (events, costs) = meter.measure(repo.get_events::<BankAccount>("acct-1")).await;
+//! assert!(events?.is_empty());
+//! assert_eq!((costs.round_trips, costs.read_units), (1, 1.0)); // an empty query costs 1 RCU
+//! assert_eq!(costs.operations, ["Query"]);
+//! # Ok(()) }
+//! ```
+//!
+//! **Invariant:** while a meter is off its interceptor changes nothing, and
+//! while it is on it changes only `ReturnConsumedCapacity`; every metered
+//! request is counted once, as started when it is sent and as finished when
+//! its attempt ends, whatever the outcome.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use serde_json::Value;
+
+use super::faults::operation;
+
+/// The operations DynamoDB bills in write units; every other one is a read.
+const WRITES: [&str; 5] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
+/// What the metered requests cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Costs {
+    /// Write capacity units, as the responses reported them.
+    pub write_units: f64,
+    /// Read capacity units, as the responses reported them.
+    pub read_units: f64,
+    /// Requests sent while no other metered request was in flight.
+    pub round_trips: usize,
+    /// The operation of every request, in the order they were sent
+    /// (retries included).
+    pub operations: Vec<String>,
+}
+
+/// An interceptor that meters capacity units and round trips; see the
+/// [module documentation](self).
+///
+/// Clones share their counts.
+#[derive(Debug, Clone, Default)]
+pub struct Meter {
+    on: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    in_flight: usize,
+    costs: Costs,
+}
+
+/// Marks, in a request's config bag, an attempt the meter counted as
+/// started, and whether its operation is billed in write units.
+#[derive(Debug, Clone)]
+struct Metered {
+    write: bool,
+}
+
+impl Storable for Metered {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Meter {
+    /// A meter, off.
+    pub fn new() -> Self {
+        Meter::default()
+    }
+
+    /// A client with `client`'s configuration and this meter.
+    pub fn client(&self, client: &Client) -> Client {
+        Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// Clears the counts and meters from now on.
+    pub fn start(&self) {
+        self.tally().costs = Costs::default();
+        self.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops metering and returns what was metered since [`start`](Self::start).
+    pub fn stop(&self) -> Costs {
+        self.on.store(false, Ordering::SeqCst);
+        std::mem::take(&mut self.tally().costs)
+    }
+
+    /// Runs `work` metered, and returns its output and its costs.
+    pub async fn measure<F: Future>(&self, work: F) -> (F::Output, Costs) {
+        self.start();
+        let output = work.await;
+        (output, self.stop())
+    }
+
+    fn is_on(&self) -> bool {
+        self.on.load(Ordering::SeqCst)
+    }
+
+    fn tally(&self) -> MutexGuard<'_, Tally> {
+        // A poisoned tally is still a tally: counting goes on.
+        self.tally
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The capacity units of a response body's `ConsumedCapacity` (one object,
+/// or one per table for transactions and batches), as (read, write) units:
+/// `ReadCapacityUnits` and `WriteCapacityUnits` when the response splits
+/// them, else `CapacityUnits`, counted by the operation's kind.
+fn consumed(body: &[u8], write: bool) -> (f64, f64) {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return (0.0, 0.0);
+    };
+    let entries = match body.get("ConsumedCapacity") {
+        Some(Value::Array(entries)) => entries.iter().collect(),
+        Some(entry @ Value::Object(_)) => vec![entry],
+        _ => Vec::new(),
+    };
+    let units = |entry: &Value, field: &str| entry.get(field).and_then(Value::as_f64);
+    entries
+        .into_iter()
+        .fold((0.0, 0.0), |(read, written), entry| {
+            match (
+                units(entry, "ReadCapacityUnits"),
+                units(entry, "WriteCapacityUnits"),
+            ) {
+                (None, None) => {
+                    let total = units(entry, "CapacityUnits").unwrap_or(0.0);
+                    if write {
+                        (read, written + total)
+                    } else {
+                        (read + total, written)
+                    }
+                }
+                (r, w) => (read + r.unwrap_or(0.0), written + w.unwrap_or(0.0)),
+            }
+        })
+}
+
+impl Intercept for Meter {
+    fn name(&self) -> &'static str {
+        "dynamo_es::testing::costs::Meter"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        let request = context.request_mut();
+        let Some(Ok(Value::Object(mut body))) = request.body().bytes().map(serde_json::from_slice)
+        else {
+            return Ok(());
+        };
+        body.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
+        let bytes = serde_json::to_vec(&body)?;
+        request
+            .headers_mut()
+            .insert("content-length", bytes.len().to_string());
+        *request.body_mut() = SdkBody::from(bytes);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        let mut tally = self.tally();
+        if tally.in_flight == 0 {
+            tally.costs.round_trips += 1;
+        }
+        tally.in_flight += 1;
+        let operation = operation(context.request());
+        let write = WRITES.contains(&operation.as_str());
+        tally.costs.operations.push(operation);
+        cfg.interceptor_state().store_put(Metered { write });
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Metered { write }) = cfg.load::<Metered>() else {
+            return Ok(());
+        };
+        let Some(body) = context.response().body().bytes() else {
+            return Ok(());
+        };
+        let (read, written) = consumed(body, *write);
+        let mut tally = self.tally();
+        tally.costs.read_units += read;
+        tally.costs.write_units += written;
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<Metered>().is_some() {
+            cfg.interceptor_state().unset::<Metered>();
+            let mut tally = self.tally();
+            tally.in_flight = tally.in_flight.saturating_sub(1);
+        }
+        Ok(())
+    }
+}
