@@ -45,6 +45,7 @@ pub mod aggregates;
 pub mod costs;
 pub mod faults;
 pub mod fixtures;
+pub mod streams;
 
 /// The environment variable that points tests at another DynamoDB endpoint.
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_DYNAMODB";
