@@ -176,6 +176,19 @@ pub enum Error {
         /// The key schema the table has.
         found: String,
     },
+    /// A table's DynamoDB stream cannot feed projections: its records do
+    /// not carry the new item (view type `KEYS_ONLY` or `OLD_IMAGE`), or no
+    /// stream showed after enabling one (see [`crate::tables::enable_stream`]).
+    /// Nothing was changed.
+    #[error("table {table} has stream view type {found}, projections need {expected}")]
+    TableStream {
+        /// The table.
+        table: String,
+        /// The view types that work, e.g. `NEW_IMAGE (or NEW_AND_OLD_IMAGES)`.
+        expected: String,
+        /// The view type the stream has, or `none`.
+        found: String,
+    },
     /// A stored item lacks an attribute.
     #[error("item {key}: missing attribute {attribute}")]
     MissingAttribute {

@@ -5,8 +5,10 @@
 //! | events | HASH `AggregateTypeAndId` (S), RANGE `AggregateIdSequence` (N) |
 //! | snapshots | HASH `AggregateTypeAndId` (S) |
 //! | views | HASH `ViewId` (S) |
+//! | checkpoints | HASH `LeaseKey` (S) |
 //!
-//! [`create_event_tables`] and [`create_view_table`] call `DescribeTable`
+//! [`create_event_tables`], [`create_event_tables_with`],
+//! [`create_view_table`] and [`create_checkpoint_table`] call `DescribeTable`
 //! first and never trust a table just because it exists:
 //!
 //! * a table that exists must have exactly its key schema (names, key types
@@ -20,9 +22,27 @@
 //!   A `ResourceInUseException` (another process created it first) is not an
 //!   error; the table is then checked like any existing one.
 //!
-//! Both return once every table is ACTIVE, or [`Error::TableNotActive`] after
+//! They return once every table is ACTIVE, or [`Error::TableNotActive`] after
 //! [`TABLE_READY_TIMEOUT`]. Creating tables needs `dynamodb:CreateTable` and
 //! `dynamodb:DescribeTable` (the crate's `db/iam_policy_admin.json`).
+//!
+//! ## The events table's stream
+//!
+//! Projections read the events table's DynamoDB Stream.
+//! [`create_event_tables_with`] and
+//! [`TableOptions::with_stream`] create the events table with a `NEW_IMAGE`
+//! stream, and [`enable_stream`] enables one on an existing table
+//! (`dynamodb:UpdateTable`). A stream that is already enabled is kept: one of
+//! view type `NEW_IMAGE` or `NEW_AND_OLD_IMAGES` (both carry the new item,
+//! all a projection reads) is used as it is; one of type `KEYS_ONLY` or
+//! `OLD_IMAGE` is [`Error::TableStream`], and nothing is changed (replacing
+//! it would start a new stream without the old one's records).
+//!
+//! ## The checkpoint table
+//!
+//! [`create_checkpoint_table`] makes the table where projectors keep their
+//! checkpoints and leases, HASH `LeaseKey` (S), one item per projection and
+//! shard; the `projection::checkpoint` module documents its attributes.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -31,16 +51,19 @@ use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TableDescription, TableStatus,
+    StreamSpecification, StreamViewType, TableDescription, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 
 use crate::error::{Error, Result};
 use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
 
-/// How long [`create_event_tables`] and [`create_view_table`] wait for a
-/// table to become ACTIVE.
+/// How long the functions of this module wait for a table to become ACTIVE
+/// (and, in [`enable_stream`], for its new stream to show).
 pub const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The checkpoint table's key attribute (HASH, S): `{projection}#{shard id}`.
+pub(crate) const LEASE_KEY: &str = "LeaseKey";
 
 /// One key attribute: its name, attribute type and key type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +110,14 @@ impl Schema {
     fn views() -> Self {
         Schema(vec![Key::new(
             VIEW_ID,
+            ScalarAttributeType::S,
+            KeyType::Hash,
+        )])
+    }
+
+    fn checkpoints() -> Self {
+        Schema(vec![Key::new(
+            LEASE_KEY,
             ScalarAttributeType::S,
             KeyType::Hash,
         )])
@@ -145,8 +176,147 @@ pub async fn create_event_tables(
     event_table: &str,
     snapshot_table: &str,
 ) -> Result<()> {
-    ensure_table(client, event_table, &Schema::events()).await?;
-    ensure_table(client, snapshot_table, &Schema::snapshots()).await
+    create_event_tables_with(client, event_table, snapshot_table, TableOptions::default()).await
+}
+
+/// Options of [`create_event_tables_with`].
+///
+/// ```
+/// use dynamo_es::tables::TableOptions;
+///
+/// let options = TableOptions::default().with_stream(true);
+/// assert!(options.stream());
+/// assert!(!TableOptions::default().stream());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    stream: bool,
+}
+
+impl TableOptions {
+    /// With `true`, the events table gets a `NEW_IMAGE` DynamoDB stream, for
+    /// projections: a new table is created with it, an
+    /// existing one without a stream gets it through [`enable_stream`]
+    /// (`dynamodb:UpdateTable`). Default `false`: streams are left as they are.
+    pub fn with_stream(mut self, enabled: bool) -> Self {
+        self.stream = enabled;
+        self
+    }
+
+    /// Whether the events table gets a stream.
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+}
+
+/// [`create_event_tables`] with `options`: with
+/// [`TableOptions::with_stream`], the events table also has a stream whose
+/// records carry new images once this returns (see [`enable_stream`]).
+///
+/// ```no_run
+/// # async fn demo(client: dynamo_es::aws_sdk_dynamodb::Client) -> dynamo_es::Result<()> {
+/// use dynamo_es::tables::{create_event_tables_with, TableOptions};
+///
+/// let options = TableOptions::default().with_stream(true);
+/// create_event_tables_with(&client, "Events", "Snapshots", options).await?;
+/// # Ok(()) }
+/// ```
+pub async fn create_event_tables_with(
+    client: &Client,
+    event_table: &str,
+    snapshot_table: &str,
+    options: TableOptions,
+) -> Result<()> {
+    ensure_table(client, event_table, &Schema::events(), options.stream).await?;
+    ensure_table(client, snapshot_table, &Schema::snapshots(), false).await?;
+    if options.stream {
+        enable_stream(client, event_table).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure `table` has a DynamoDB stream whose records carry the new
+/// item, and returns the stream's ARN once the table is ACTIVE again.
+///
+/// * A stream of view type `NEW_IMAGE` or `NEW_AND_OLD_IMAGES` is used as
+///   it is (nothing is sent but `DescribeTable`);
+/// * a stream of another view type (`KEYS_ONLY`, `OLD_IMAGE`) is
+///   [`Error::TableStream`], and nothing is changed;
+/// * without a stream, `UpdateTable` enables a `NEW_IMAGE` one. If another
+///   process enables one at the same time, its stream is checked like an
+///   existing one.
+///
+/// A missing table is [`Error::Dynamo`] (`ResourceNotFoundException`).
+/// Needs `dynamodb:DescribeTable` and, to enable a stream,
+/// `dynamodb:UpdateTable` (`db/iam_policy_admin.json`).
+pub async fn enable_stream(client: &Client, table: &str) -> Result<String> {
+    let description = wait_until_active(client, table, false).await?;
+    if let Some(arn) = stream_arn_of(table, &description)? {
+        return Ok(arn);
+    }
+    let specification = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewImage)
+        .build()?;
+    let sent = client
+        .update_table()
+        .table_name(table)
+        .stream_specification(specification)
+        .send()
+        .await;
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let description = wait_until_active(client, table, false).await?;
+        if let Some(arn) = stream_arn_of(table, &description)? {
+            return Ok(arn);
+        }
+        // Refused (maybe because another process is enabling one), and no
+        // stream showed: the refusal is the answer.
+        if let Err(err) = sent {
+            return Err(Error::from_sdk_on("UpdateTable", table, err));
+        }
+        if started.elapsed() > TABLE_READY_TIMEOUT {
+            return Err(Error::TableStream {
+                table: table.to_string(),
+                expected: StreamViewType::NewImage.as_str().to_string(),
+                found: "none".to_string(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The ARN of `table`'s stream if it has one that carries new images;
+/// `None` without a stream; [`Error::TableStream`] for another view type.
+fn stream_arn_of(table: &str, description: &TableDescription) -> Result<Option<String>> {
+    let Some(specification) = description
+        .stream_specification()
+        .filter(|specification| specification.stream_enabled())
+    else {
+        return Ok(None);
+    };
+    let view_type = specification.stream_view_type();
+    let carries_new_images = matches!(
+        view_type,
+        Some(StreamViewType::NewImage | StreamViewType::NewAndOldImages)
+    );
+    if !carries_new_images {
+        return Err(Error::TableStream {
+            table: table.to_string(),
+            expected: format!(
+                "{} (or {})",
+                StreamViewType::NewImage.as_str(),
+                StreamViewType::NewAndOldImages.as_str()
+            ),
+            found: view_type
+                .map_or("no view type", StreamViewType::as_str)
+                .to_string(),
+        });
+    }
+    // An enabled stream whose ARN does not show yet: looked for again.
+    Ok(description.latest_stream_arn().map(str::to_string))
 }
 
 /// Makes sure a view table (HASH `ViewId` S) exists with that key schema,
@@ -154,19 +324,32 @@ pub async fn create_event_tables(
 /// ACTIVE. As for [`create_event_tables`], an existing table with another key
 /// schema is [`Error::TableSchema`].
 pub async fn create_view_table(client: &Client, table: &str) -> Result<()> {
-    ensure_table(client, table, &Schema::views()).await
+    ensure_table(client, table, &Schema::views(), false).await
 }
 
-/// Describes `table`, creates it if it is missing, checks its key schema and
-/// waits for it to be ACTIVE.
-async fn ensure_table(client: &Client, table: &str, schema: &Schema) -> Result<()> {
+/// Makes sure a checkpoint table (HASH `LeaseKey` S) exists with that key
+/// schema, creating it if it is missing (on-demand billing), and returns once
+/// it is ACTIVE. As for [`create_event_tables`], an existing table with
+/// another key schema is [`Error::TableSchema`].
+///
+/// Projectors keep one item per projection and stream shard in it: the
+/// checkpoint, the lease and whether the shard is finished (the attributes
+/// are listed in the `projection::checkpoint` module). Several projections can
+/// share one table.
+pub async fn create_checkpoint_table(client: &Client, table: &str) -> Result<()> {
+    ensure_table(client, table, &Schema::checkpoints(), false).await
+}
+
+/// Describes `table`, creates it if it is missing (with a `NEW_IMAGE` stream
+/// if `stream`), checks its key schema and waits for it to be ACTIVE.
+async fn ensure_table(client: &Client, table: &str, schema: &Schema, stream: bool) -> Result<()> {
     let description = match describe(client, table).await? {
         Some(description) => {
             check_schema(table, schema, &description)?;
             description
         }
         None => {
-            create_table(client, table, schema).await?;
+            create_table(client, table, schema, stream).await?;
             let description = wait_until_active(client, table, true).await?;
             // Another process may have created it first, with another schema.
             check_schema(table, schema, &description)?;
@@ -209,13 +392,22 @@ fn check_schema(table: &str, expected: &Schema, description: &TableDescription) 
     })
 }
 
-/// Sends `CreateTable`; a table created meanwhile by someone else
-/// (`ResourceInUseException`) is not an error.
-async fn create_table(client: &Client, table: &str, schema: &Schema) -> Result<()> {
+/// Sends `CreateTable` (with a `NEW_IMAGE` stream if `stream`); a table
+/// created meanwhile by someone else (`ResourceInUseException`) is not an
+/// error.
+async fn create_table(client: &Client, table: &str, schema: &Schema, stream: bool) -> Result<()> {
     let mut request = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest);
+    if stream {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()?,
+        );
+    }
     for key in &schema.0 {
         request = request
             .attribute_definitions(
@@ -304,6 +496,7 @@ mod tests {
             "HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)"
         );
         assert_eq!(Schema::views().to_string(), "HASH ViewId (S)");
+        assert_eq!(Schema::checkpoints().to_string(), "HASH LeaseKey (S)");
         assert_eq!(Schema(vec![]).to_string(), "(none)");
     }
 }
