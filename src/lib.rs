@@ -191,6 +191,7 @@ mod cqrs;
 mod error;
 mod event_repository;
 pub mod item;
+pub mod projection;
 pub mod recode;
 pub mod size;
 mod snapshot;

@@ -1,0 +1,270 @@
+//! [`Dispatcher`]: stream records to projections, exactly in stream order.
+//! Consecutive events of one aggregate go to each projection in one call;
+//! nothing is reordered, so each aggregate's events arrive in sequence order.
+//! A failure reports the first record not known to be applied to every
+//! projection, and every record before it is.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cqrs_es::{Aggregate, EventEnvelope, Query};
+use tracing::{field, Instrument};
+
+use super::{ChangeRecord, Error, EventDecoder, Projection, QueryProjection};
+
+/// What the dispatcher does with a record it cannot decode
+/// ([`Error::Decode`], [`Error::MissingImage`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DecodeErrorPolicy {
+    /// Stop at the record: the dispatch fails there, and it is retried until
+    /// the cause is fixed (an upcaster deployed, a codec feature enabled).
+    #[default]
+    Stop,
+    /// Log the error, report it in [`DispatchReport::skipped`], and go on:
+    /// the projections never see that event.
+    SkipAndReport,
+}
+
+/// What a successful [`Dispatcher::dispatch`] did.
+#[derive(Debug, Default)]
+pub struct DispatchReport {
+    /// Records in the batch.
+    pub records: usize,
+    /// Events dispatched (records that were events of the aggregate type).
+    pub events: usize,
+    /// Decode errors skipped under [`DecodeErrorPolicy::SkipAndReport`].
+    pub skipped: Vec<Error>,
+    /// The largest lag in the batch: now minus the oldest record's creation
+    /// time (`None` if no record carried one).
+    pub max_lag: Option<Duration>,
+}
+
+/// A failed [`Dispatcher::dispatch`].
+#[derive(Debug)]
+pub struct DispatchFailure {
+    /// The index of the first record not known to be applied: every record
+    /// before it was applied by every projection; retry from this one.
+    pub first_failed: usize,
+    /// Why.
+    pub error: Error,
+}
+
+impl std::fmt::Display for DispatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dispatch failed at record {}: {}",
+            self.first_failed, self.error
+        )
+    }
+}
+
+impl std::error::Error for DispatchFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Dispatches stream records, in order, to every projection.
+///
+/// ```
+/// # use cqrs_es::{Aggregate, Query};
+/// use dynamo_es::projection::{DecodeErrorPolicy, Dispatcher, EventDecoder};
+/// use dynamo_es::Codec;
+///
+/// fn dispatcher<A: Aggregate + 'static>(query: impl Query<A> + 'static) -> Dispatcher<A> {
+///     Dispatcher::new(EventDecoder::new(Codec::default()))
+///         .with_query(query)
+///         .with_decode_error_policy(DecodeErrorPolicy::Stop)
+/// }
+/// ```
+pub struct Dispatcher<A: Aggregate> {
+    decoder: EventDecoder<A>,
+    projections: Vec<Arc<dyn Projection<A>>>,
+    policy: DecodeErrorPolicy,
+}
+
+impl<A: Aggregate> Clone for Dispatcher<A> {
+    fn clone(&self) -> Self {
+        Dispatcher {
+            decoder: self.decoder.clone(),
+            projections: self.projections.clone(),
+            policy: self.policy,
+        }
+    }
+}
+
+impl<A: Aggregate> std::fmt::Debug for Dispatcher<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("decoder", &self.decoder)
+            .field("projections", &self.projections.len())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Consecutive events of one aggregate, and the index of its first record.
+struct Run<A: Aggregate> {
+    first_record: usize,
+    aggregate_id: String,
+    events: Vec<EventEnvelope<A>>,
+}
+
+impl<A: Aggregate + 'static> Dispatcher<A> {
+    /// A dispatcher with no projections, stopping on decode errors.
+    pub fn new(decoder: EventDecoder<A>) -> Self {
+        Dispatcher {
+            decoder,
+            projections: Vec::new(),
+            policy: DecodeErrorPolicy::default(),
+        }
+    }
+
+    /// Adds a projection; each gets every event, in the order added.
+    pub fn with_projection(mut self, projection: impl Projection<A> + 'static) -> Self {
+        self.projections.push(Arc::new(projection));
+        self
+    }
+
+    /// Adds a cqrs-es query (as a [`QueryProjection`], which cannot fail).
+    pub fn with_query(self, query: impl Query<A> + 'static) -> Self {
+        self.with_projection(QueryProjection(query))
+    }
+
+    /// Sets what happens to records that cannot be decoded.
+    pub fn with_decode_error_policy(self, policy: DecodeErrorPolicy) -> Self {
+        Dispatcher { policy, ..self }
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &EventDecoder<A> {
+        &self.decoder
+    }
+
+    /// Dispatches `records` in order, in a `dynamo_es.projection.dispatch`
+    /// span carrying the records, events, dispatch time and lag.
+    ///
+    /// On failure, [`DispatchFailure::first_failed`] is the first record not
+    /// known to be applied: the start of the aggregate run that failed, or
+    /// the record that could not be decoded. Projections that accepted that
+    /// run before another failed see it again on retry (at-least-once).
+    pub async fn dispatch(
+        &self,
+        records: &[ChangeRecord],
+    ) -> Result<DispatchReport, DispatchFailure> {
+        let span = tracing::info_span!(
+            "dynamo_es.projection.dispatch",
+            aggregate_type = A::TYPE,
+            shard = records.first().map(|r| r.shard_id.as_str()).unwrap_or(""),
+            records = records.len(),
+            events = field::Empty,
+            skipped = field::Empty,
+            dispatch_ms = field::Empty,
+            lag_ms = field::Empty,
+            first_failed = field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.dispatch_all(records).instrument(span.clone()).await;
+        span.record("dispatch_ms", elapsed_ms(started.elapsed()));
+        match &result {
+            Ok(report) => {
+                span.record("events", report.events);
+                span.record("skipped", report.skipped.len());
+                if let Some(lag) = report.max_lag {
+                    span.record("lag_ms", elapsed_ms(lag));
+                }
+                span.in_scope(|| tracing::debug!(events = report.events, "batch dispatched"));
+            }
+            Err(failure) => {
+                span.record("first_failed", failure.first_failed);
+                span.in_scope(|| {
+                    tracing::warn!(
+                        first_failed = failure.first_failed,
+                        error = %failure.error,
+                        "batch dispatch failed"
+                    )
+                });
+            }
+        }
+        result
+    }
+
+    async fn dispatch_all(
+        &self,
+        records: &[ChangeRecord],
+    ) -> Result<DispatchReport, DispatchFailure> {
+        let now = SystemTime::now();
+        let mut report = DispatchReport {
+            records: records.len(),
+            ..DispatchReport::default()
+        };
+        let mut run: Option<Run<A>> = None;
+        for (index, record) in records.iter().enumerate() {
+            if let Some(created) = record.created {
+                let lag = now.duration_since(created).unwrap_or_default();
+                report.max_lag = Some(report.max_lag.map_or(lag, |max| max.max(lag)));
+            }
+            let event = match self.decoder.decode(record) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(error) if self.policy == DecodeErrorPolicy::SkipAndReport => {
+                    tracing::warn!(
+                        sequence_number = %record.sequence_number,
+                        %error,
+                        "skipping a record that cannot be decoded"
+                    );
+                    report.skipped.push(error);
+                    continue;
+                }
+                Err(error) => {
+                    if let Some(run) = run.take() {
+                        self.apply(run, &mut report).await?;
+                    }
+                    return Err(DispatchFailure {
+                        first_failed: index,
+                        error,
+                    });
+                }
+            };
+            match &mut run {
+                Some(current) if current.aggregate_id == event.aggregate_id => {
+                    current.events.push(event);
+                }
+                _ => {
+                    if let Some(done) = run.replace(Run {
+                        first_record: index,
+                        aggregate_id: event.aggregate_id.clone(),
+                        events: vec![event],
+                    }) {
+                        self.apply(done, &mut report).await?;
+                    }
+                }
+            }
+        }
+        if let Some(run) = run {
+            self.apply(run, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Applies one run to every projection.
+    async fn apply(&self, run: Run<A>, report: &mut DispatchReport) -> Result<(), DispatchFailure> {
+        for projection in &self.projections {
+            projection
+                .project(&run.aggregate_id, &run.events)
+                .await
+                .map_err(|error| DispatchFailure {
+                    first_failed: run.first_record,
+                    error,
+                })?;
+        }
+        report.events += run.events.len();
+        Ok(())
+    }
+}
+
+fn elapsed_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,129 @@
+//! [`Error`]: every error of [`projection`](crate::projection). Each names
+//! what it is about (the item key, the shard, the record) so an operator can
+//! act on the message alone.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::error::BoxError;
+
+/// An error reading, decoding or dispatching stream records, or keeping
+/// checkpoints and leases.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An event item of the projected aggregate type could not be decoded
+    /// into an [`EventEnvelope`](cqrs_es::EventEnvelope): a missing or
+    /// malformed attribute, a corrupt payload, or a payload the event type
+    /// does not deserialize from (an upcaster may be missing).
+    #[error("cannot decode event item {key}: {source}")]
+    Decode {
+        /// The item key, `{type}:{id}#{sequence}`.
+        key: String,
+        /// What was wrong with it.
+        #[source]
+        source: crate::Error,
+    },
+    /// An `INSERT` of an event item arrived without its new image: the
+    /// stream's view type is `KEYS_ONLY` or `OLD_IMAGE`.
+    #[error(
+        "stream record {sequence_number} for event item {key} has no new image; \
+         the table's stream must have view type NEW_IMAGE or NEW_AND_OLD_IMAGES"
+    )]
+    MissingImage {
+        /// The item key, `{type}:{id}#{sequence}`.
+        key: String,
+        /// The stream record's sequence number.
+        sequence_number: String,
+    },
+    /// A stream record lacks something every record has (a sequence
+    /// number, keys) or carries a value this SDK does not know.
+    #[error("invalid stream record {record}: {reason}")]
+    InvalidRecord {
+        /// The record's sequence number or event id, as far as known.
+        record: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A DynamoDB error (on the events, view or checkpoint table).
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    /// A DynamoDB Streams call failed.
+    #[error("DynamoDB Streams {operation} on {target} failed: {message}")]
+    Streams {
+        /// The operation (`GetRecords`, `GetShardIterator`, `DescribeStream`...).
+        operation: &'static str,
+        /// The stream ARN or shard id it was called on.
+        target: String,
+        /// What the service or the SDK said.
+        message: String,
+    },
+    /// The shard's records before the projection's checkpoint were trimmed
+    /// (DynamoDB Streams keeps records 24 hours): events were lost to this
+    /// projection, and only a rebuild from the events table recovers it.
+    #[error(
+        "shard {shard_id} of {stream_arn}: records after checkpoint {checkpoint} were trimmed \
+         (past the 24-hour stream retention) before this projection read them; \
+         the projection misses events: rebuild it from the events table"
+    )]
+    Trimmed {
+        /// The stream ARN.
+        stream_arn: String,
+        /// The shard.
+        shard_id: String,
+        /// The last sequence number the projection processed (`none` if it
+        /// had none).
+        checkpoint: String,
+    },
+    /// Another owner took the shard's lease (this one stopped renewing it
+    /// in time): this process must stop processing the shard.
+    #[error("lease on shard {shard_id} was lost by {owner}: another projector took it over")]
+    LeaseLost {
+        /// The shard.
+        shard_id: String,
+        /// This process's owner id.
+        owner: String,
+    },
+    /// A view write kept conflicting with concurrent writers.
+    #[error("view {view_id} in {table}: still conflicting after {attempts} attempts")]
+    ViewContention {
+        /// The view id.
+        view_id: String,
+        /// The view table.
+        table: String,
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// A user projection failed.
+    #[error("projection failed: {0}")]
+    Projection(#[source] BoxError),
+}
+
+impl Error {
+    /// Wraps the error of a user projection.
+    pub fn projection(err: impl Into<BoxError>) -> Self {
+        Error::Projection(err.into())
+    }
+
+    /// Maps an `aws-sdk-dynamodbstreams` error of `operation` on `target`
+    /// (a stream ARN or shard id) to [`Error::Streams`], keeping the
+    /// service's error code and message.
+    pub fn from_streams<E, R>(operation: &'static str, target: &str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let message = match err.as_service_error() {
+            Some(service) => format!(
+                "{}: {}",
+                service.code().unwrap_or("unknown error"),
+                service.message().unwrap_or("no message")
+            ),
+            None => DisplayErrorContext(&err).to_string(),
+        };
+        Error::Streams {
+            operation,
+            target: target.to_string(),
+            message,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Projections fed from the events table's DynamoDB Stream, outside the
+//! process that committed the events.
+//!
+//! Every commit inserts event items into the events table; with a stream
+//! (view type `NEW_IMAGE`) enabled on it, each insert becomes a stream
+//! record. This module turns those records into cqrs-es
+//! [`EventEnvelope`]s and dispatches them to projections:
+//!
+//! * [`ChangeRecord`] is one stream record, built from an
+//!   `aws-sdk-dynamodbstreams` [`Record`](aws_sdk_dynamodbstreams::types::Record)
+//!   ([`ChangeRecord::from_stream`]) or from a Lambda event.
+//! * [`EventDecoder`] decodes the inserts of event items of one aggregate
+//!   type, in any codec, with the store's upcasters; other records are
+//!   skipped, and an event item that cannot be decoded is an
+//!   [`Error::Decode`] naming its key.
+//! * [`Dispatcher`] hands the events, in stream order, to every
+//!   [`Projection`] (any cqrs-es `Query` through [`QueryProjection`]).
+//!
+//! Guarantees:
+//!
+//! * **Per-aggregate order.** DynamoDB Streams orders the records of one
+//!   item key within a shard, and all events of one aggregate share a
+//!   partition key; the dispatcher never reorders records, so each
+//!   projection sees an aggregate's events in sequence order. Consecutive
+//!   events of one aggregate reach a projection in one call.
+//! * **At-least-once.** A batch is reported done only when every projection
+//!   accepted it. A failed batch reports the first record not known to be
+//!   applied; whoever retries from there (the projector, Lambda) may deliver
+//!   records again that some projections already applied.
+//! * **Exactly-once effect for views keyed by aggregate id** with
+//!   `ViewProjection`: the view item stores the last applied aggregate
+//!   sequence and skips what it has seen, so redelivery never applies an
+//!   event twice.
+//! * Snapshot and chunk items live in the snapshot table and never reach a
+//!   projection.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use cqrs_es::{Aggregate, EventEnvelope, Query};
+
+mod decode;
+mod dispatch;
+mod error;
+
+pub use decode::{image_from_stream, EventDecoder};
+pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatcher};
+pub use error::Error;
+
+/// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
+pub type Image = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// What a stream record did to its item.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// The item was created (a committed event).
+    Insert,
+    /// The item was replaced or updated.
+    Modify,
+    /// The item was deleted.
+    Remove,
+}
+
+/// One stream record, reduced to what a projection needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    /// The shard the record was read from (`""` if unknown).
+    pub shard_id: String,
+    /// The record's sequence number in its shard.
+    pub sequence_number: String,
+    /// What the record did.
+    pub event_name: ChangeKind,
+    /// When the change was made, approximately (the stream rounds it); the
+    /// lag is now minus this.
+    pub created: Option<SystemTime>,
+    /// The item's key attributes.
+    pub keys: Image,
+    /// The item after the change (with view type `NEW_IMAGE` or
+    /// `NEW_AND_OLD_IMAGES`; `None` for removes).
+    pub new_image: Option<Image>,
+}
+
+impl ChangeRecord {
+    /// Builds a record from one `GetRecords` record of shard `shard_id`.
+    ///
+    /// Fails with [`Error::InvalidRecord`] if the record has no sequence
+    /// number, keys or operation, or carries an attribute type or operation
+    /// this SDK version does not know.
+    pub fn from_stream(
+        shard_id: &str,
+        record: aws_sdk_dynamodbstreams::types::Record,
+    ) -> Result<Self, Error> {
+        use aws_sdk_dynamodbstreams::types::OperationType;
+        let invalid = |record: &str, reason: String| Error::InvalidRecord {
+            record: format!("{record} of shard {shard_id}"),
+            reason,
+        };
+        let event_id = record.event_id.unwrap_or_default();
+        let Some(change) = record.dynamodb else {
+            return Err(invalid(&event_id, "no `dynamodb` part".into()));
+        };
+        let Some(sequence_number) = change.sequence_number else {
+            return Err(invalid(&event_id, "no sequence number".into()));
+        };
+        let event_name = match record.event_name {
+            Some(OperationType::Insert) => ChangeKind::Insert,
+            Some(OperationType::Modify) => ChangeKind::Modify,
+            Some(OperationType::Remove) => ChangeKind::Remove,
+            other => {
+                return Err(invalid(
+                    &sequence_number,
+                    format!("unknown event name {other:?}"),
+                ))
+            }
+        };
+        let Some(keys) = change.keys else {
+            return Err(invalid(&sequence_number, "no keys".into()));
+        };
+        let with_record = |err: Error| match err {
+            Error::InvalidRecord { reason, .. } => invalid(&sequence_number, reason),
+            other => other,
+        };
+        let keys = image_from_stream(keys).map_err(with_record)?;
+        let new_image = change
+            .new_image
+            .map(image_from_stream)
+            .transpose()
+            .map_err(with_record)?;
+        Ok(ChangeRecord {
+            shard_id: shard_id.to_string(),
+            created: change
+                .approximate_creation_date_time
+                .and_then(|time| SystemTime::try_from(time).ok()),
+            sequence_number,
+            event_name,
+            keys,
+            new_image,
+        })
+    }
+}
+
+/// A projection that can fail: it receives the events of one aggregate, in
+/// sequence order, and reports whether it applied them.
+///
+/// cqrs-es's [`Query::dispatch`] cannot report a failure, so the projector
+/// and the Lambda adapter dispatch to this trait; wrap a `Query` in
+/// [`QueryProjection`] (or use [`Dispatcher::with_query`]).
+///
+/// Events may be delivered again after a failure or a restart (at-least-once):
+/// a projection either tolerates that or deduplicates by
+/// `(aggregate_id, sequence)`, as `ViewProjection` does.
+#[async_trait]
+pub trait Projection<A: Aggregate>: Send + Sync {
+    /// Applies `events`, consecutive events of `aggregate_id` in sequence
+    /// order. An error stops the dispatch: these events and every later one
+    /// are delivered again.
+    async fn project(&self, aggregate_id: &str, events: &[EventEnvelope<A>]) -> Result<(), Error>;
+}
+
+/// Any cqrs-es [`Query`] as a [`Projection`] that never fails (a `Query`
+/// cannot report failure, so a failed write inside it is lost to the
+/// projector: prefer a [`Projection`] that returns its errors).
+#[derive(Debug, Clone)]
+pub struct QueryProjection<Q>(pub Q);
+
+#[async_trait]
+impl<A, Q> Projection<A> for QueryProjection<Q>
+where
+    A: Aggregate,
+    Q: Query<A>,
+{
+    async fn project(&self, aggregate_id: &str, events: &[EventEnvelope<A>]) -> Result<(), Error> {
+        self.0.dispatch(aggregate_id, events).await;
+        Ok(())
+    }
+}
