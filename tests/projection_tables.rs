@@ -1,0 +1,400 @@
+//! The tables projections need: the events table's stream
+//! (`create_event_tables_with`, `enable_stream`) and the checkpoint table
+//! (`create_checkpoint_table`). They describe first, keep what exists when
+//! it fits, refuse what does not with a typed error, and wait for ACTIVE. On
+//! the embedded emulator (or `AWS_ENDPOINT_URL_DYNAMODB`), and on canned
+//! responses for what an emulator does not do (another process enabling the
+//! stream at the same moment).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::{KeyType, StreamSpecification, StreamViewType};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use common::create_raw;
+use cqrs_es::persist::PersistedEventRepository;
+use dynamo_es::tables::{
+    create_checkpoint_table, create_event_tables_with, enable_stream, TableOptions,
+};
+use dynamo_es::testing::faults::{client_on, operation, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::{client_for, endpoint, unique_name, TestTables};
+use dynamo_es::{create_event_tables, Error};
+use serde_json::json;
+
+/// A client for the test endpoint and the operations it sent, in order.
+fn recorded_client() -> (Client, Arc<Mutex<Vec<String>>>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = {
+        let sent = sent.clone();
+        move |request: &mut HttpRequest| sent.lock().unwrap().push(operation(request))
+    };
+    let client = client_for(&endpoint().unwrap());
+    let config = client
+        .config()
+        .to_builder()
+        .interceptor(MutateRequestInterceptor::new(record))
+        .build();
+    (Client::from_conf(config), sent)
+}
+
+/// The table's stream as (enabled, view type, latest stream ARN).
+async fn stream_of(client: &Client, table: &str) -> (bool, Option<String>, Option<String>) {
+    let out = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let table = out.table().unwrap();
+    let specification = table.stream_specification();
+    (
+        specification.is_some_and(|s| s.stream_enabled()),
+        specification
+            .and_then(|s| s.stream_view_type())
+            .map(|v| v.as_str().to_string()),
+        table.latest_stream_arn().map(str::to_string),
+    )
+}
+
+/// Enables a stream of `view_type` on `table` directly (as a console or
+/// another tool would).
+async fn enable_raw(client: &Client, table: &str, view_type: StreamViewType) {
+    client
+        .update_table()
+        .table_name(table)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(view_type)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    dynamo_es::tables::wait_active(client, table).await.unwrap();
+}
+
+/// A DynamoDB Streams client for the test endpoint (dynoxide serves both),
+/// with static test credentials.
+fn streams_client() -> aws_sdk_dynamodbstreams::Client {
+    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint().unwrap())
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(config)
+}
+
+/// The new images of every record on `stream_arn`, from the trim horizon.
+async fn stream_images(stream_arn: &str) -> Vec<String> {
+    let streams = streams_client();
+    let stream = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for shard in stream.stream_description().unwrap().shards() {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard.shard_id().unwrap())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator
+            .unwrap();
+        loop {
+            let page = streams
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .unwrap();
+            for record in page.records() {
+                let image = record.dynamodb().unwrap().new_image().unwrap();
+                let key = image["AggregateTypeAndId"].as_s().unwrap();
+                keys.push(key.clone());
+            }
+            match page.next_shard_iterator {
+                Some(next) if !page.records.unwrap_or_default().is_empty() => iterator = next,
+                _ => break,
+            }
+        }
+    }
+    keys
+}
+
+/// Persists deposit `sequence` of account `id`.
+async fn persist(db: &TestTables, id: &str, sequence: usize) {
+    let event = common::deposit_event("Account", id, sequence, 5);
+    db.repository()
+        .persist::<common::Account>(&[event], None)
+        .await
+        .unwrap();
+}
+
+fn assert_stream_error(err: &Error, table: &str, found: &str) {
+    match err {
+        Error::TableStream {
+            table: t,
+            expected,
+            found: f,
+        } => {
+            assert_eq!(t, table);
+            assert_eq!(f, found);
+            assert_eq!(expected, "NEW_IMAGE (or NEW_AND_OLD_IMAGES)");
+        }
+        other => panic!("expected Error::TableStream for {table}, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(table) && message.contains(found),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn new_events_table_gets_a_new_image_stream_and_a_second_call_only_describes() {
+    let (client, sent) = recorded_client();
+    let (events, snapshots) = (unique_name("events"), unique_name("snapshots"));
+    let options = TableOptions::default().with_stream(true);
+    create_event_tables_with(&client, &events, &snapshots, options.clone())
+        .await
+        .unwrap();
+    let ops = sent.lock().unwrap().clone();
+    assert!(ops.contains(&"CreateTable".to_string()), "{ops:?}");
+    // Created with the stream: no UpdateTable.
+    assert!(!ops.contains(&"UpdateTable".to_string()), "{ops:?}");
+
+    let (enabled, view_type, arn) = stream_of(&client, &events).await;
+    assert!(enabled);
+    assert_eq!(view_type.as_deref(), Some("NEW_IMAGE"));
+    assert!(
+        !stream_of(&client, &snapshots).await.0,
+        "snapshots: no stream"
+    );
+
+    sent.lock().unwrap().clear();
+    create_event_tables_with(&client, &events, &snapshots, options)
+        .await
+        .unwrap();
+    assert_eq!(enable_stream(&client, &events).await.unwrap(), arn.unwrap());
+    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"; 4]);
+}
+
+#[tokio::test]
+async fn an_existing_events_table_gets_a_stream_and_commits_show_on_it() {
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    assert!(!stream_of(&db.client, &db.events).await.0);
+    persist(&db, "before-stream", 1).await;
+
+    let options = TableOptions::default().with_stream(true);
+    create_event_tables_with(&db.client, &db.events, &db.snapshots, options)
+        .await
+        .unwrap();
+    let (enabled, view_type, arn) = stream_of(&db.client, &db.events).await;
+    assert!(enabled);
+    assert_eq!(view_type.as_deref(), Some("NEW_IMAGE"));
+    let arn = arn.unwrap();
+    assert_eq!(enable_stream(&db.client, &db.events).await.unwrap(), arn);
+
+    persist(&db, "after-stream", 1).await;
+    persist(&db, "after-stream", 2).await;
+    let keys = stream_images(&arn).await;
+    assert_eq!(keys, ["Account:after-stream", "Account:after-stream"]);
+}
+
+#[tokio::test]
+async fn a_stream_without_new_images_is_refused_and_left_alone() {
+    let client = client_for(&endpoint().unwrap());
+    for view_type in [StreamViewType::KeysOnly, StreamViewType::OldImage] {
+        let db = dynamo_es::testing::dynamodb().await.unwrap();
+        enable_raw(&client, &db.events, view_type.clone()).await;
+        let before = stream_of(&client, &db.events).await;
+
+        let err = enable_stream(&client, &db.events).await.unwrap_err();
+        assert_stream_error(&err, &db.events, view_type.as_str());
+        let options = TableOptions::default().with_stream(true);
+        let err = create_event_tables_with(&client, &db.events, &db.snapshots, options)
+            .await
+            .unwrap_err();
+        assert_stream_error(&err, &db.events, view_type.as_str());
+        assert_eq!(stream_of(&client, &db.events).await, before);
+        // Without the option the stream is nobody's business.
+        create_event_tables(&client, &db.events, &db.snapshots)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_new_and_old_images_stream_is_kept_as_it_is() {
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    enable_raw(&db.client, &db.events, StreamViewType::NewAndOldImages).await;
+    let before = stream_of(&db.client, &db.events).await;
+    let arn = enable_stream(&db.client, &db.events).await.unwrap();
+    assert_eq!(Some(arn), before.2);
+    assert_eq!(stream_of(&db.client, &db.events).await, before);
+}
+
+#[tokio::test]
+async fn enabling_a_stream_on_a_missing_table_names_it() {
+    let client = client_for(&endpoint().unwrap());
+    let table = unique_name("missing");
+    let err = enable_stream(&client, &table).await.unwrap_err();
+    assert!(matches!(err, Error::Dynamo { .. }), "{err:?}");
+    assert!(err.to_string().contains(&table), "{err}");
+}
+
+#[tokio::test]
+async fn the_checkpoint_table_is_created_once_with_its_schema() {
+    let (client, sent) = recorded_client();
+    let table = unique_name("checkpoints");
+    create_checkpoint_table(&client, &table).await.unwrap();
+    assert!(sent.lock().unwrap().contains(&"CreateTable".to_string()));
+    let out = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let description = out.table().unwrap();
+    let keys: Vec<_> = description
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_string(), k.key_type().clone()))
+        .collect();
+    assert_eq!(keys, [("LeaseKey".to_string(), KeyType::Hash)]);
+    assert_eq!(
+        description.attribute_definitions()[0]
+            .attribute_type()
+            .as_str(),
+        "S"
+    );
+
+    sent.lock().unwrap().clear();
+    create_checkpoint_table(&client, &table).await.unwrap();
+    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"]);
+}
+
+#[tokio::test]
+async fn a_checkpoint_table_keyed_otherwise_is_a_schema_error() {
+    let client = client_for(&endpoint().unwrap());
+    let table = unique_name("checkpoints");
+    create_raw(&client, &table, &[("LeaseKey", "N", KeyType::Hash)]).await;
+    let err = create_checkpoint_table(&client, &table).await.unwrap_err();
+    match &err {
+        Error::TableSchema {
+            table: t,
+            expected,
+            found,
+        } => {
+            assert_eq!(t, &table);
+            assert_eq!(expected, "HASH LeaseKey (S)");
+            assert_eq!(found, "HASH LeaseKey (N)");
+        }
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// On canned responses.
+// ---------------------------------------------------------------------------
+
+const ARN: &str =
+    "arn:aws:dynamodb:us-east-1:000000000000:table/Events/stream/2026-01-01T00:00:00.000";
+
+/// An ACTIVE events table, with a stream of `view_type` if given.
+fn events_table(view_type: Option<&str>) -> Canned {
+    let mut table = json!({
+        "TableName": "Events",
+        "TableStatus": "ACTIVE",
+        "KeySchema": [
+            {"AttributeName": "AggregateTypeAndId", "KeyType": "HASH"},
+            {"AttributeName": "AggregateIdSequence", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "AggregateTypeAndId", "AttributeType": "S"},
+            {"AttributeName": "AggregateIdSequence", "AttributeType": "N"},
+        ],
+    });
+    if let Some(view_type) = view_type {
+        table["StreamSpecification"] = json!({"StreamEnabled": true, "StreamViewType": view_type});
+        table["LatestStreamArn"] = json!(ARN);
+    }
+    Canned::ok(json!({ "Table": table }))
+}
+
+fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
+    let http = Scripted::replying(responses);
+    let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
+    (client, http)
+}
+
+#[tokio::test]
+async fn another_process_enabling_the_stream_first_is_not_an_error() {
+    // Both saw no stream; the other's UpdateTable won, ours is refused
+    // while the table is UPDATING, and its stream is the one we use.
+    let (client, http) = canned(vec![
+        events_table(None),
+        Canned::dynamo_error("ResourceInUseException", json!({})),
+        events_table(Some("NEW_IMAGE")),
+    ]);
+    assert_eq!(enable_stream(&client, "Events").await.unwrap(), ARN);
+    assert_eq!(
+        http.operations(),
+        ["DescribeTable", "UpdateTable", "DescribeTable"]
+    );
+}
+
+#[tokio::test]
+async fn another_process_enabling_a_keys_only_stream_first_is_refused() {
+    let (client, _) = canned(vec![
+        events_table(None),
+        Canned::dynamo_error("ResourceInUseException", json!({})),
+        events_table(Some("KEYS_ONLY")),
+    ]);
+    let err = enable_stream(&client, "Events").await.unwrap_err();
+    assert_stream_error(&err, "Events", "KEYS_ONLY");
+}
+
+#[tokio::test]
+async fn a_refused_update_table_without_a_stream_is_the_error() {
+    // Without dynamodb:UpdateTable (db/iam_policy.json): the refusal, named.
+    let (client, http) = canned(vec![
+        events_table(None),
+        Canned::dynamo_error("AccessDeniedException", json!({})),
+        events_table(None),
+    ]);
+    let err = enable_stream(&client, "Events").await.unwrap_err();
+    assert!(matches!(err, Error::Dynamo { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("UpdateTable") && message.contains("Events"),
+        "{message}"
+    );
+    assert_eq!(http.remaining(), 0);
+}
+
+#[tokio::test]
+async fn a_stream_that_shows_late_is_waited_for() {
+    let (client, http) = canned(vec![
+        events_table(None),
+        Canned::ok(json!({"TableDescription": {"TableName": "Events"}})),
+        events_table(None),
+        events_table(Some("NEW_IMAGE")),
+    ]);
+    assert_eq!(enable_stream(&client, "Events").await.unwrap(), ARN);
+    assert_eq!(http.remaining(), 0);
+}
