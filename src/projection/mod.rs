@@ -40,13 +40,19 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, EventEnvelope, Query};
 
+mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+mod lease;
 
+pub use checkpoint::{
+    CheckpointStore, RebuildMarker, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION,
+};
 pub use decode::{image_from_stream, EventDecoder};
 pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatcher};
 pub use error::Error;
+pub use lease::Lease;
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
 pub type Image = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;

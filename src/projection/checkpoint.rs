@@ -1,0 +1,403 @@
+//! [`CheckpointStore`]: where a projection keeps, per stream shard, how far
+//! it got and who is processing it, in the checkpoint table
+//! ([`create_checkpoint_table`](crate::tables::create_checkpoint_table)).
+//!
+//! **Invariant:** a shard's item changes only through conditional writes:
+//! it is created only if absent, its lease changes hands only if its
+//! `LeaseCounter` still has the value the taker read, and every write of
+//! progress (checkpoint, finish, release) or heartbeat is conditional on
+//! the writer still being its `Owner` (see [`lease`](super::lease)). Times
+//! stored here (`UpdatedAt`, ...) are the writer's clock and only ever
+//! *shown*; no decision compares clocks of two machines.
+//!
+//! # Schema
+//!
+//! HASH `LeaseKey` (S). One item per projection and shard, keyed
+//! `{projection}#{shard id}`:
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `LeaseKey` | S | `{projection}#{shard id}` |
+//! | `Projection` | S | the projection's name |
+//! | `StreamArn` | S | the stream the shard belongs to |
+//! | `ShardId` | S | the shard |
+//! | `ParentShardId` | S | its parent shard, if it has one |
+//! | `Checkpoint` | S | the sequence number of the last record processed; absent before the first |
+//! | `CheckpointCreatedAt` | N | that record's `ApproximateCreationDateTime`, Unix milliseconds, if known |
+//! | `Finished` | BOOL | the shard is closed and all its records were processed: its children may start |
+//! | `Owner` | S | the process holding the lease; absent when released |
+//! | `LeaseCounter` | N | bumped by every write of the owner (heartbeat, checkpoint, ...) |
+//! | `UpdatedAt` | N | Unix milliseconds of the last write, writer's clock (shown by status only) |
+//!
+//! One more item per projection, keyed `{projection}#!rebuild`, records the
+//! last [rebuild](super::rebuild): `Projection`, `RebuildStartedAt` (N, T0),
+//! `StartAfter` (N, T0 minus the safety margin: a shard without a
+//! checkpoint skips stream records created before it), `RebuildFinishedAt`
+//! (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
+//! A shard id never contains `!`, so it cannot collide with a shard's key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::lease::Observations;
+use super::Error;
+use crate::item::{get_n, get_s, n, s, Item};
+use crate::tables::LEASE_KEY;
+
+pub(super) const PROJECTION: &str = "Projection";
+pub(super) const STREAM_ARN: &str = "StreamArn";
+pub(super) const SHARD_ID: &str = "ShardId";
+pub(super) const PARENT_SHARD_ID: &str = "ParentShardId";
+pub(super) const CHECKPOINT: &str = "Checkpoint";
+pub(super) const CHECKPOINT_CREATED_AT: &str = "CheckpointCreatedAt";
+pub(super) const FINISHED: &str = "Finished";
+pub(super) const OWNER: &str = "Owner";
+pub(super) const LEASE_COUNTER: &str = "LeaseCounter";
+pub(super) const UPDATED_AT: &str = "UpdatedAt";
+const REBUILD_STARTED_AT: &str = "RebuildStartedAt";
+const START_AFTER: &str = "StartAfter";
+const REBUILD_FINISHED_AT: &str = "RebuildFinishedAt";
+const REBUILD_EVENTS: &str = "RebuildEvents";
+
+/// The default [lease duration](CheckpointStore::with_lease_duration).
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
+
+/// A stream shard, as the projector found it in `DescribeStream`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShardInfo {
+    /// The stream's ARN.
+    pub stream_arn: String,
+    /// The shard's id.
+    pub shard_id: String,
+    /// Its parent shard, whose records come first.
+    pub parent_shard_id: Option<String>,
+}
+
+/// One shard's item in the checkpoint table, as [`CheckpointStore::list`]
+/// reads it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardCheckpoint {
+    /// The stream's ARN.
+    pub stream_arn: String,
+    /// The shard's id.
+    pub shard_id: String,
+    /// Its parent shard.
+    pub parent_shard_id: Option<String>,
+    /// The sequence number of the last record processed, if any.
+    pub checkpoint: Option<String>,
+    /// When that record was created (its `ApproximateCreationDateTime`),
+    /// if the projector recorded it.
+    pub checkpoint_created: Option<SystemTime>,
+    /// The shard is closed and every record of it was processed.
+    pub finished: bool,
+    /// The process holding the lease, if any.
+    pub owner: Option<String>,
+    /// The lease counter (bumped by every write of the owner).
+    pub lease_counter: u64,
+    /// When the item was last written, by the writer's clock.
+    pub updated_at: Option<SystemTime>,
+}
+
+/// The last rebuild of a projection, as recorded in the checkpoint table.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildMarker {
+    /// T0: when the rebuild started, before its scan.
+    pub started_at: SystemTime,
+    /// T0 minus the safety margin: shards without a checkpoint skip stream
+    /// records created before this.
+    pub start_after: SystemTime,
+    /// When the scan's events were all dispatched (`None` while running, or
+    /// if it failed).
+    pub finished_at: Option<SystemTime>,
+    /// How many events the rebuild dispatched.
+    pub events: u64,
+}
+
+/// Checkpoints and leases of one projection in a checkpoint table.
+///
+/// See the [module docs](self) for the table's schema. Clones share the
+/// lease observations (what [`acquire`](Self::acquire) saw of other
+/// owners' counters), so use clones of one store within a process.
+///
+/// ```no_run
+/// # async fn demo(client: dynamo_es::aws_sdk_dynamodb::Client) -> Result<(), dynamo_es::projection::Error> {
+/// use dynamo_es::projection::{CheckpointStore, ShardInfo};
+/// use std::time::Duration;
+///
+/// dynamo_es::tables::create_checkpoint_table(&client, "Checkpoints").await?;
+/// let store = CheckpointStore::new(client, "Checkpoints", "balances")
+///     .with_lease_duration(Duration::from_secs(20));
+/// let shard = ShardInfo {
+///     stream_arn: "arn:aws:dynamodb:...".into(),
+///     shard_id: "shardId-0001".into(),
+///     parent_shard_id: None,
+/// };
+/// if let Some(mut lease) = store.acquire(&shard, "host-a-4711").await? {
+///     // ... dispatch the records after lease.checkpoint ...
+///     store.checkpoint(&mut lease, "000000000000000000042").await?;
+///     store.release(lease).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    pub(super) client: Client,
+    pub(super) table: String,
+    pub(super) projection: String,
+    pub(super) lease_duration: Duration,
+    pub(super) observed: Arc<Mutex<Observations>>,
+}
+
+impl CheckpointStore {
+    /// The checkpoints of `projection` in `table`, with leases of
+    /// [`DEFAULT_LEASE_DURATION`].
+    pub fn new(client: Client, table: &str, projection: &str) -> Self {
+        CheckpointStore {
+            client,
+            table: table.to_string(),
+            projection: projection.to_string(),
+            lease_duration: DEFAULT_LEASE_DURATION,
+            observed: Arc::default(),
+        }
+    }
+
+    /// How long another owner's lease counter must stay unchanged, as
+    /// observed by this process, before [`acquire`](Self::acquire) takes
+    /// the lease over. Owners must [`renew`](Self::renew) (or checkpoint)
+    /// well within it, say every third of it.
+    pub fn with_lease_duration(mut self, duration: Duration) -> Self {
+        self.lease_duration = duration;
+        self
+    }
+
+    /// The lease duration.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease_duration
+    }
+
+    /// The checkpoint table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The projection's name.
+    pub fn projection(&self) -> &str {
+        &self.projection
+    }
+
+    /// The item key of `shard_id` (`{projection}#{shard id}`).
+    pub(super) fn key(&self, shard_id: &str) -> String {
+        format!("{}#{shard_id}", self.projection)
+    }
+
+    fn rebuild_key(&self) -> String {
+        format!("{}#!rebuild", self.projection)
+    }
+
+    /// Every shard item of the projection (a consistent `Scan` of the
+    /// checkpoint table, filtered by projection), ordered by shard id.
+    pub async fn list(&self) -> Result<Vec<ShardCheckpoint>, Error> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("#projection = :projection AND attribute_exists(#shard)")
+            .expression_attribute_names("#projection", PROJECTION)
+            .expression_attribute_names("#shard", SHARD_ID)
+            .expression_attribute_values(":projection", s(&self.projection))
+            .into_paginator()
+            .send();
+        let mut shards = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| crate::Error::from_sdk_on("Scan", &self.table, err))?;
+            for item in page.items() {
+                shards.push(ShardCheckpoint::from_item(item)?);
+            }
+        }
+        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(shards)
+    }
+
+    /// One shard's item, if it exists (a consistent `GetItem`).
+    pub async fn get(&self, shard_id: &str) -> Result<Option<ShardCheckpoint>, Error> {
+        self.get_item(&self.key(shard_id))
+            .await?
+            .map(|item| ShardCheckpoint::from_item(&item))
+            .transpose()
+    }
+
+    /// The item at `key`, read consistently.
+    pub(super) async fn get_item(&self, key: &str) -> Result<Option<Item>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(LEASE_KEY, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| crate::Error::from_sdk_on("GetItem", &self.table, err))?;
+        Ok(out.item)
+    }
+
+    /// Where a shard without a checkpoint starts after a rebuild: stream
+    /// records created before this time are skipped (their events were in
+    /// the rebuild's scan). `None` if the projection was never rebuilt: such
+    /// shards start at the trim horizon with nothing skipped.
+    pub async fn start_after(&self) -> Result<Option<SystemTime>, Error> {
+        Ok(self
+            .rebuild_marker()
+            .await?
+            .map(|marker| marker.start_after))
+    }
+
+    /// The projection's last rebuild, if any.
+    pub async fn rebuild_marker(&self) -> Result<Option<RebuildMarker>, Error> {
+        let key = self.rebuild_key();
+        let Some(item) = self.get_item(&key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RebuildMarker {
+            started_at: time_of(get_n(&item, &key, REBUILD_STARTED_AT)?),
+            start_after: time_of(get_n(&item, &key, START_AFTER)?),
+            finished_at: optional_time(&item, &key, REBUILD_FINISHED_AT)?,
+            events: optional_n(&item, &key, REBUILD_EVENTS)?.unwrap_or_default(),
+        }))
+    }
+
+    /// Records `marker` as the projection's last rebuild (replacing an
+    /// earlier one).
+    #[allow(dead_code)] // rebuild.rs, next
+    pub(super) async fn put_rebuild_marker(&self, marker: &RebuildMarker) -> Result<(), Error> {
+        let mut item: Item = HashMap::from([
+            (LEASE_KEY.to_string(), s(self.rebuild_key())),
+            (PROJECTION.to_string(), s(&self.projection)),
+            (REBUILD_STARTED_AT.to_string(), n(millis(marker.started_at))),
+            (START_AFTER.to_string(), n(millis(marker.start_after))),
+            (REBUILD_EVENTS.to_string(), n(marker.events)),
+            (UPDATED_AT.to_string(), n(now_millis())),
+        ]);
+        if let Some(finished) = marker.finished_at {
+            item.insert(REBUILD_FINISHED_AT.to_string(), n(millis(finished)));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|err| crate::Error::from_sdk_on("PutItem", &self.table, err))?;
+        Ok(())
+    }
+}
+
+impl ShardCheckpoint {
+    /// Reads a shard item, naming it and the attribute on error.
+    pub(super) fn from_item(item: &Item) -> Result<Self, Error> {
+        let key = get_s(item, "<checkpoint item>", LEASE_KEY)?;
+        let text = |name: &'static str| -> Result<Option<String>, Error> {
+            match item.get(name) {
+                None => Ok(None),
+                Some(_) => Ok(Some(get_s(item, key, name)?.to_string())),
+            }
+        };
+        let finished = match item.get(FINISHED) {
+            None => false,
+            Some(AttributeValue::Bool(finished)) => *finished,
+            Some(_) => {
+                return Err(crate::Error::InvalidAttribute {
+                    key: key.to_string(),
+                    attribute: FINISHED,
+                    expected: "a boolean",
+                }
+                .into())
+            }
+        };
+        Ok(ShardCheckpoint {
+            stream_arn: get_s(item, key, STREAM_ARN)?.to_string(),
+            shard_id: get_s(item, key, SHARD_ID)?.to_string(),
+            parent_shard_id: text(PARENT_SHARD_ID)?,
+            checkpoint: text(CHECKPOINT)?,
+            checkpoint_created: optional_time(item, key, CHECKPOINT_CREATED_AT)?,
+            finished,
+            owner: text(OWNER)?,
+            lease_counter: get_n(item, key, LEASE_COUNTER)?,
+            updated_at: optional_time(item, key, UPDATED_AT)?,
+        })
+    }
+}
+
+/// An optional number attribute.
+fn optional_n(item: &Item, key: &str, name: &'static str) -> Result<Option<u64>, Error> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(_) => Ok(Some(get_n(item, key, name)?)),
+    }
+}
+
+/// An optional time attribute (Unix milliseconds).
+fn optional_time(item: &Item, key: &str, name: &'static str) -> Result<Option<SystemTime>, Error> {
+    Ok(optional_n(item, key, name)?.map(time_of))
+}
+
+/// The time `millis` milliseconds after the Unix epoch.
+pub(super) fn time_of(millis: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+/// `time` as Unix milliseconds (0 before the epoch, saturating far after).
+pub(super) fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Now, as Unix milliseconds.
+pub(super) fn now_millis() -> u64 {
+    millis(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_in_milliseconds() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        assert_eq!(time_of(millis(time)), time);
+        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn a_shard_item_reads_back_and_a_bad_one_names_its_key() {
+        let mut item: Item = HashMap::from([
+            (LEASE_KEY.to_string(), s("p#shard-1")),
+            (PROJECTION.to_string(), s("p")),
+            (STREAM_ARN.to_string(), s("arn")),
+            (SHARD_ID.to_string(), s("shard-1")),
+            (CHECKPOINT.to_string(), s("42")),
+            (FINISHED.to_string(), AttributeValue::Bool(true)),
+            (LEASE_COUNTER.to_string(), n(7)),
+        ]);
+        let shard = ShardCheckpoint::from_item(&item).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(shard.checkpoint.as_deref(), Some("42"));
+        assert!(shard.finished);
+        assert_eq!((shard.owner, shard.lease_counter), (None, 7));
+
+        item.insert(FINISHED.to_string(), s("yes"));
+        let err = ShardCheckpoint::from_item(&item)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("item p#shard-1: attribute Finished is not a boolean")
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! Leases: which process processes a shard, so no record is dispatched by
+//! two live owners at once.
+//!
+//! **Invariant:** a lease changes hands only through a conditional write
+//! that expects the `LeaseCounter` (and `Owner`) the taker last read, and a
+//! live owner's lease is taken only after its counter stayed unchanged for
+//! a whole lease duration *as measured by the taker's own monotonic clock*
+//! (no wall clocks of two machines are compared). Every write of an owner
+//! (renew, checkpoint, finish, release) is conditional on `Owner` still
+//! being it; when it is not, the write changes nothing and is
+//! [`Error::LeaseLost`].
+//!
+//! Owner ids must be unique per running process (for example host, process
+//! id and a random suffix): a process that finds its own id on a lease takes
+//! it back at once, as after a restart.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use tokio::time::Instant;
+
+use super::checkpoint::{
+    millis, now_millis, CheckpointStore, ShardCheckpoint, ShardInfo, CHECKPOINT,
+    CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER, PARENT_SHARD_ID, PROJECTION, SHARD_ID,
+    STREAM_ARN, UPDATED_AT,
+};
+use super::Error;
+use crate::item::{get_n, n, s, Item};
+use crate::tables::LEASE_KEY;
+
+/// A shard's lease, held by this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The shard.
+    pub shard: ShardInfo,
+    /// The last sequence number processed, if any: processing resumes after
+    /// it.
+    pub checkpoint: Option<String>,
+    /// The shard was finished: all its records were processed.
+    pub finished: bool,
+    owner: String,
+    counter: u64,
+}
+
+impl Lease {
+    /// The owner id holding it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The lease counter as of this owner's last write.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+}
+
+/// What this process saw of leases held by others: per item key, the owner
+/// and counter last read and since when (monotonic) they have not changed.
+pub(super) type Observations = HashMap<String, Observation>;
+
+#[derive(Debug, Clone)]
+pub(super) struct Observation {
+    owner: String,
+    counter: u64,
+    since: Instant,
+}
+
+impl CheckpointStore {
+    /// Takes the lease of `shard` for `owner` if it is free, released,
+    /// already `owner`'s, or expired, and returns it with the shard's
+    /// checkpoint. `Ok(None)` if a live owner holds it, or another process
+    /// took it first.
+    ///
+    /// Expired means: its counter did not change for a
+    /// [lease duration](Self::with_lease_duration) *as observed by this
+    /// store*. The first call that sees a counter only notes it (and returns
+    /// `None`); a call a lease duration later that reads the same counter
+    /// takes the lease, conditionally on that counter. So call it
+    /// periodically, for example every few seconds, for shards you want.
+    ///
+    /// A finished shard is leased like any other, with
+    /// [`Lease::finished`] set: nothing is left to do but release it.
+    pub async fn acquire(&self, shard: &ShardInfo, owner: &str) -> Result<Option<Lease>, Error> {
+        let key = self.key(&shard.shard_id);
+        let Some(item) = self.get_item(&key).await? else {
+            return self.create(shard, owner, &key).await;
+        };
+        let current = ShardCheckpoint::from_item(&item)?;
+        let holder = current.owner.as_deref();
+        let free = match holder {
+            None => true,
+            Some(holder) if holder == owner => true,
+            Some(holder) => self.expired(&key, holder, current.lease_counter),
+        };
+        if !free {
+            return Ok(None);
+        }
+        let next = current.lease_counter.saturating_add(1);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(LEASE_KEY, s(&key))
+            .update_expression("SET #owner = :owner, #counter = :next, #updated = :now")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#counter", LEASE_COUNTER)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":next", n(next))
+            .expression_attribute_values(":seen", n(current.lease_counter))
+            .expression_attribute_values(":now", n(now_millis()));
+        update = match holder {
+            None => {
+                update.condition_expression("#counter = :seen AND attribute_not_exists(#owner)")
+            }
+            Some(holder) => update
+                .condition_expression("#counter = :seen AND #owner = :holder")
+                .expression_attribute_values(":holder", s(holder)),
+        };
+        match update.send().await {
+            Ok(_) => {}
+            Err(err) if is_condition_failed(err.as_service_error()) => return Ok(None),
+            Err(err) => {
+                return Err(crate::Error::from_sdk_on("UpdateItem", &self.table, err).into())
+            }
+        }
+        self.forget(&key);
+        Ok(Some(Lease {
+            shard: ShardInfo {
+                stream_arn: current.stream_arn,
+                shard_id: current.shard_id,
+                parent_shard_id: current.parent_shard_id,
+            },
+            checkpoint: current.checkpoint,
+            finished: current.finished,
+            owner: owner.to_string(),
+            counter: next,
+        }))
+    }
+
+    /// Creates the shard's item, leased to `owner`, unless it exists.
+    async fn create(
+        &self,
+        shard: &ShardInfo,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Lease>, Error> {
+        let mut item: Item = HashMap::from([
+            (LEASE_KEY.to_string(), s(key)),
+            (PROJECTION.to_string(), s(&self.projection)),
+            (STREAM_ARN.to_string(), s(&shard.stream_arn)),
+            (SHARD_ID.to_string(), s(&shard.shard_id)),
+            (FINISHED.to_string(), AttributeValue::Bool(false)),
+            (OWNER.to_string(), s(owner)),
+            (LEASE_COUNTER.to_string(), n(1)),
+            (UPDATED_AT.to_string(), n(now_millis())),
+        ]);
+        if let Some(parent) = &shard.parent_shard_id {
+            item.insert(PARENT_SHARD_ID.to_string(), s(parent));
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#key)")
+            .expression_attribute_names("#key", LEASE_KEY)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Some(Lease {
+                shard: shard.clone(),
+                checkpoint: None,
+                finished: false,
+                owner: owner.to_string(),
+                counter: 1,
+            })),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(crate::Error::from_sdk_on("PutItem", &self.table, err).into()),
+        }
+    }
+
+    /// True if `holder`'s lease on `key` has had `counter` for a whole lease
+    /// duration of this process's monotonic clock; otherwise notes what was
+    /// seen (the clock restarts whenever the owner or counter changes).
+    fn expired(&self, key: &str, holder: &str, counter: u64) -> bool {
+        let mut observed = self
+            .observed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match observed.get(key) {
+            Some(seen) if seen.owner == holder && seen.counter == counter => {
+                now.duration_since(seen.since) >= self.lease_duration
+            }
+            _ => {
+                let seen = Observation {
+                    owner: holder.to_string(),
+                    counter,
+                    since: now,
+                };
+                observed.insert(key.to_string(), seen);
+                false
+            }
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.observed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Heartbeat: bumps the lease counter, conditionally on `lease`'s owner
+    /// still holding it; [`Error::LeaseLost`] if another took it over.
+    pub async fn renew(&self, lease: &mut Lease) -> Result<(), Error> {
+        self.owned_update(lease, "", Vec::new(), "").await
+    }
+
+    /// Records `sequence_number` as the shard's last processed record,
+    /// conditionally on still owning the lease ([`Error::LeaseLost`], and
+    /// nothing written, if not). Call it only once the record and all before
+    /// it were dispatched. It also renews the lease.
+    pub async fn checkpoint(&self, lease: &mut Lease, sequence_number: &str) -> Result<(), Error> {
+        self.checkpoint_at(lease, sequence_number, None).await
+    }
+
+    /// [`checkpoint`](Self::checkpoint), also recording when the record was
+    /// created (its `ApproximateCreationDateTime`), from which
+    /// the projection status computes the lag.
+    pub async fn checkpoint_at(
+        &self,
+        lease: &mut Lease,
+        sequence_number: &str,
+        created: Option<SystemTime>,
+    ) -> Result<(), Error> {
+        let mut values = vec![(":checkpoint", s(sequence_number))];
+        let (set, remove) = match created {
+            Some(created) => {
+                values.push((":created", n(millis(created))));
+                (", #checkpoint = :checkpoint, #created = :created", "")
+            }
+            None => (", #checkpoint = :checkpoint", " REMOVE #created"),
+        };
+        self.owned_update(lease, set, values, remove).await?;
+        lease.checkpoint = Some(sequence_number.to_string());
+        Ok(())
+    }
+
+    /// Marks the lease's shard finished (closed, and all its records
+    /// processed): its children may start. Conditional on still owning it.
+    pub async fn finish(&self, lease: &mut Lease) -> Result<(), Error> {
+        let values = vec![(":finished", AttributeValue::Bool(true))];
+        self.owned_update(lease, ", #finished = :finished", values, "")
+            .await?;
+        lease.finished = true;
+        Ok(())
+    }
+
+    /// Gives the lease up (the checkpoint stays), so another process can
+    /// take it at once. [`Error::LeaseLost`] if it was no longer held.
+    pub async fn release(&self, mut lease: Lease) -> Result<(), Error> {
+        self.owned_update(&mut lease, "", Vec::new(), " REMOVE #owner")
+            .await
+    }
+
+    /// An `UpdateItem` of the lease's item, conditional on `Owner` being the
+    /// lease's owner, that bumps the counter, sets `UpdatedAt`, and applies
+    /// `set` (more `, #name = :value` clauses with `values`) and `remove`
+    /// (a ` REMOVE ...` clause). Names `#owner`, `#counter`, `#updated`,
+    /// `#checkpoint`, `#created` and `#finished` are defined.
+    async fn owned_update(
+        &self,
+        lease: &mut Lease,
+        set: &str,
+        values: Vec<(&str, AttributeValue)>,
+        remove: &str,
+    ) -> Result<(), Error> {
+        let expression = format!("SET #counter = #counter + :one, #updated = :now{set}{remove}");
+        let names = [
+            ("#owner", OWNER),
+            ("#counter", LEASE_COUNTER),
+            ("#updated", UPDATED_AT),
+            ("#checkpoint", CHECKPOINT),
+            ("#created", CHECKPOINT_CREATED_AT),
+            ("#finished", FINISHED),
+        ];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(LEASE_KEY, s(self.key(&lease.shard.shard_id)))
+            .condition_expression("#owner = :owner")
+            .return_values(ReturnValue::UpdatedNew)
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now_millis()));
+        for (placeholder, name) in names {
+            if expression.contains(placeholder) || placeholder == "#owner" {
+                update = update.expression_attribute_names(placeholder, name);
+            }
+        }
+        for (placeholder, value) in values {
+            update = update.expression_attribute_values(placeholder, value);
+        }
+        let out = match update.update_expression(expression).send().await {
+            Ok(out) => out,
+            Err(err) if is_condition_failed(err.as_service_error()) => {
+                return Err(Error::LeaseLost {
+                    shard_id: lease.shard.shard_id.clone(),
+                    owner: lease.owner.clone(),
+                })
+            }
+            Err(err) => {
+                return Err(crate::Error::from_sdk_on("UpdateItem", &self.table, err).into())
+            }
+        };
+        let key = self.key(&lease.shard.shard_id);
+        let attributes = out.attributes.unwrap_or_default();
+        lease.counter = get_n(&attributes, &key, LEASE_COUNTER)?;
+        Ok(())
+    }
+}
+
+fn is_condition_failed(err: Option<&UpdateItemError>) -> bool {
+    matches!(
+        err,
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
