@@ -28,7 +28,7 @@
 //!
 //! ## The events table's stream
 //!
-//! Projections read the events table's DynamoDB Stream.
+//! [Projections](crate::projection) read the events table's DynamoDB Stream.
 //! [`create_event_tables_with`] and
 //! [`TableOptions::with_stream`] create the events table with a `NEW_IMAGE`
 //! stream, and [`enable_stream`] enables one on an existing table
@@ -42,7 +42,8 @@
 //!
 //! [`create_checkpoint_table`] makes the table where projectors keep their
 //! checkpoints and leases, HASH `LeaseKey` (S), one item per projection and
-//! shard; the `projection::checkpoint` module documents its attributes.
+//! shard; [`CheckpointStore`](crate::projection::CheckpointStore) documents
+//! its attributes.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -334,7 +335,8 @@ pub async fn create_view_table(client: &Client, table: &str) -> Result<()> {
 ///
 /// Projectors keep one item per projection and stream shard in it: the
 /// checkpoint, the lease and whether the shard is finished (the attributes
-/// are listed in the `projection::checkpoint` module). Several projections can
+/// are listed at
+/// [`CheckpointStore`](crate::projection::CheckpointStore)). Several projections can
 /// share one table.
 pub async fn create_checkpoint_table(client: &Client, table: &str) -> Result<()> {
     ensure_table(client, table, &Schema::checkpoints(), false).await
