@@ -10,31 +10,7 @@
 //! stored here (`UpdatedAt`, ...) are the writer's clock and only ever
 //! *shown*; no decision compares clocks of two machines.
 //!
-//! # Schema
-//!
-//! HASH `LeaseKey` (S). One item per projection and shard, keyed
-//! `{projection}#{shard id}`:
-//!
-//! | attribute | type | meaning |
-//! |---|---|---|
-//! | `LeaseKey` | S | `{projection}#{shard id}` |
-//! | `Projection` | S | the projection's name |
-//! | `StreamArn` | S | the stream the shard belongs to |
-//! | `ShardId` | S | the shard |
-//! | `ParentShardId` | S | its parent shard, if it has one |
-//! | `Checkpoint` | S | the sequence number of the last record processed; absent before the first |
-//! | `CheckpointCreatedAt` | N | that record's `ApproximateCreationDateTime`, Unix milliseconds, if known |
-//! | `Finished` | BOOL | the shard is closed and all its records were processed: its children may start |
-//! | `Owner` | S | the process holding the lease; absent when released |
-//! | `LeaseCounter` | N | bumped by every write of the owner (heartbeat, checkpoint, ...) |
-//! | `UpdatedAt` | N | Unix milliseconds of the last write, writer's clock (shown by status only) |
-//!
-//! One more item per projection, keyed `{projection}#!rebuild`, records the
-//! last [rebuild](super::rebuild): `Projection`, `RebuildStartedAt` (N, T0),
-//! `StartAfter` (N, T0 minus the safety margin: a shard without a
-//! checkpoint skips stream records created before it), `RebuildFinishedAt`
-//! (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
-//! A shard id never contains `!`, so it cannot collide with a shard's key.
+//! The schema is documented at [`CheckpointStore`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,9 +97,35 @@ pub struct RebuildMarker {
 
 /// Checkpoints and leases of one projection in a checkpoint table.
 ///
-/// See the [module docs](self) for the table's schema. Clones share the
-/// lease observations (what [`acquire`](Self::acquire) saw of other
-/// owners' counters), so use clones of one store within a process.
+/// # Schema
+///
+/// HASH `LeaseKey` (S). One item per projection and shard, keyed
+/// `{projection}#{shard id}`:
+///
+/// | attribute | type | meaning |
+/// |---|---|---|
+/// | `LeaseKey` | S | `{projection}#{shard id}` |
+/// | `Projection` | S | the projection's name |
+/// | `StreamArn` | S | the stream the shard belongs to |
+/// | `ShardId` | S | the shard |
+/// | `ParentShardId` | S | its parent shard, if it has one |
+/// | `Checkpoint` | S | the sequence number of the last record processed; absent before the first |
+/// | `CheckpointCreatedAt` | N | that record's `ApproximateCreationDateTime`, Unix milliseconds, if known |
+/// | `Finished` | BOOL | the shard is closed and all its records were processed: its children may start |
+/// | `Owner` | S | the process holding the lease; absent when released |
+/// | `LeaseCounter` | N | bumped by every write of the owner (heartbeat, checkpoint, ...) |
+/// | `UpdatedAt` | N | Unix milliseconds of the last write, writer's clock (shown by status only) |
+///
+/// One more item per projection, keyed `{projection}#!rebuild`, records the
+/// last rebuild: `Projection`, `RebuildStartedAt` (N, T0),
+/// `StartAfter` (N, T0 minus the safety margin: a shard without a
+/// checkpoint skips stream records created before it), `RebuildFinishedAt`
+/// (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
+/// A shard id never contains `!`, so it cannot collide with a shard's key.
+///
+/// Clones share the lease observations (what [`acquire`](Self::acquire)
+/// saw of other owners' counters), so use clones of one store within a
+/// process.
 ///
 /// ```no_run
 /// # async fn demo(client: dynamo_es::aws_sdk_dynamodb::Client) -> Result<(), dynamo_es::projection::Error> {
