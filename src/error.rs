@@ -299,6 +299,13 @@ pub enum Error {
     /// a scan segment task, its own state. See [`crate::recode::Error`].
     #[error(transparent)]
     Recode(#[from] Box<crate::recode::Error>),
+    /// A zstd dictionary could not be found, read, stored or trained. See
+    /// [`crate::dictionary::Error`]; a payload's is wrapped in
+    /// [`Error::Item`], naming the item.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    #[error(transparent)]
+    Dictionary(Box<crate::dictionary::Error>),
 }
 
 /// The crate's result type.

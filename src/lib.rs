@@ -188,6 +188,9 @@
 
 pub mod codec;
 mod cqrs;
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+pub mod dictionary;
 mod error;
 mod event_repository;
 pub mod item;

@@ -50,6 +50,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 pub use name::{ParseCodecError, MAX_COMPRESSION_LEVEL, MIN_COMPRESSION_LEVEL};
 
+#[cfg(feature = "compression")]
+pub(crate) mod dict;
 mod json;
 mod model;
 #[cfg(feature = "msgpack")]
@@ -171,6 +173,12 @@ pub struct Codec {
     compression: Option<i32>,
     min_compress_size: usize,
     max_decoded_size: usize,
+    /// The dictionary payloads are compressed with (see `dict`).
+    #[cfg(feature = "compression")]
+    dictionary: Option<dict::Writer>,
+    /// Where dictionaries named by stored frames are found.
+    #[cfg(feature = "compression")]
+    readers: dict::Readers,
 }
 
 impl Default for Codec {
@@ -211,6 +219,10 @@ impl Codec {
             compression: None,
             min_compress_size: DEFAULT_MIN_COMPRESS_SIZE,
             max_decoded_size: DEFAULT_MAX_DECODED_SIZE,
+            #[cfg(feature = "compression")]
+            dictionary: None,
+            #[cfg(feature = "compression")]
+            readers: dict::Readers::default(),
         }
     }
 
@@ -237,10 +249,74 @@ impl Codec {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn compressed(self, level: i32) -> Self {
+        let dictionary = self
+            .dictionary
+            .as_ref()
+            .map(|writer| dict::Writer::new(&writer.dictionary, level));
         Codec {
             compression: Some(level),
+            dictionary,
             ..self
         }
+    }
+
+    /// Compresses every payload with a trained zstd `dictionary` (at the
+    /// [compression level](Self::compressed), by default
+    /// [`DEFAULT_COMPRESSION_LEVEL`]) whenever that makes it smaller,
+    /// whatever its size: the
+    /// [minimum size](Self::with_min_compress_size) does not apply. The
+    /// frame names the dictionary's id, and this codec reads it back; other
+    /// readers fetch the dictionary by id (see [`crate::dictionary`]).
+    ///
+    /// An event repository chooses the dictionary per aggregate type:
+    /// [`DynamoEventRepository::with_dictionary`](crate::DynamoEventRepository::with_dictionary).
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn with_dictionary(self, dictionary: &crate::dictionary::Dictionary) -> Self {
+        let level = self.compression.unwrap_or(DEFAULT_COMPRESSION_LEVEL);
+        Codec {
+            dictionary: Some(dict::Writer::new(dictionary, level)),
+            ..self
+        }
+    }
+
+    /// The same codec without a dictionary.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn without_dictionary(self) -> Self {
+        Codec {
+            dictionary: None,
+            ..self
+        }
+    }
+
+    /// The dictionary payloads are compressed with, if any.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary(&self) -> Option<&crate::dictionary::Dictionary> {
+        self.dictionary.as_ref().map(|writer| &writer.dictionary)
+    }
+
+    /// Decodes frames that name a dictionary with the dictionaries `cache`
+    /// holds (besides this codec's own). Load them into it first with
+    /// [`DictionaryCache::prefetch`](crate::dictionary::DictionaryCache::prefetch);
+    /// a frame naming one it does not hold is
+    /// [`dictionary::Error::NotLoaded`](crate::dictionary::Error::NotLoaded).
+    /// The cache does not change what is written, nor codec equality.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn with_dictionary_cache(self, cache: crate::dictionary::DictionaryCache) -> Self {
+        Codec {
+            readers: dict::Readers(Some(cache)),
+            ..self
+        }
+    }
+
+    /// The dictionary cache decoding looks in, if any.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary_cache(&self) -> Option<&crate::dictionary::DictionaryCache> {
+        self.readers.0.as_ref()
     }
 
     /// Sets the size below which payloads are not compressed (default 1 KB).
@@ -308,8 +384,26 @@ impl Codec {
         self.maybe_compress(raw)
     }
 
+    /// `value` serialized in this codec's format, never compressed.
+    #[cfg(feature = "compression")]
+    pub(crate) fn serialize_plain(&self, value: &Value) -> Result<Vec<u8>> {
+        match self.format {
+            Format::Json => json::encode(value),
+            #[cfg(feature = "msgpack")]
+            Format::MessagePack => msgpack::encode_value(value),
+        }
+    }
+
     #[cfg(feature = "compression")]
     fn maybe_compress(&self, raw: Vec<u8>) -> Result<Vec<u8>> {
+        if let Some(writer) = &self.dictionary {
+            let compressed = writer.compress(&raw)?;
+            return Ok(if compressed.len() < raw.len() {
+                compressed
+            } else {
+                raw
+            });
+        }
         match self.compression {
             Some(level) if raw.len() >= self.min_compress_size => {
                 let compressed = zstd::compress(&raw, level)?;
@@ -366,7 +460,26 @@ impl Codec {
 
     #[cfg(feature = "compression")]
     fn decompress(&self, bytes: &[u8]) -> Result<Vec<u8>> {
-        zstd::decompress(bytes, self.max_decoded_size)
+        match dict::frame_dictionary_id(bytes) {
+            Some(id) => {
+                let dictionary = dict::find(id, self.dictionary.as_ref(), &self.readers)?;
+                dict::decompress(bytes, &dictionary, self.max_decoded_size)
+            }
+            None => zstd::decompress(bytes, self.max_decoded_size),
+        }
+    }
+
+    /// True if this codec compresses, and `frame` names the dictionary it
+    /// compresses with (or none, as it does).
+    #[cfg(feature = "compression")]
+    fn compresses_like(&self, frame: &[u8]) -> bool {
+        let own = self.dictionary.as_ref().map(|w| w.dictionary.id());
+        (self.compression.is_some() || own.is_some()) && dict::frame_dictionary_id(frame) == own
+    }
+
+    #[cfg(not(feature = "compression"))]
+    fn compresses_like(&self, _frame: &[u8]) -> bool {
+        self.compression.is_some()
     }
 
     #[cfg(not(feature = "compression"))]
@@ -410,12 +523,12 @@ impl Codec {
         let Ok(encoding) = Encoding::detect(bytes) else {
             return false;
         };
-        match (encoding, self.compression) {
-            (Encoding::Zstd, Some(_)) => self
+        match encoding {
+            Encoding::Zstd if self.compresses_like(bytes) => self
                 .unwrap_compression(bytes)
                 .is_ok_and(|(inner, _)| self.writes(inner)),
-            (Encoding::Zstd, None) => false,
-            (plain, _) => self.writes(plain),
+            Encoding::Zstd => false,
+            plain => self.writes(plain),
         }
     }
 

@@ -1,0 +1,185 @@
+//! zstd with a trained dictionary: the codec's side of
+//! [`crate::dictionary`].
+//!
+//! **Invariant:** a frame written here records its dictionary's id in the
+//! `Dictionary_ID` field of its header and its content size, so it is read
+//! back by that id alone, and the decompression bound is checked against
+//! the declared size before anything is allocated. A frame that names a
+//! dictionary is only ever decoded with the dictionary of that id: one the
+//! reader has not loaded is [`dictionary::Error::NotLoaded`], never garbage.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use zstd::zstd_safe::{self, CCtx, DCtx};
+
+use crate::dictionary::{self, Dictionary, DictionaryCache, EncoderAt};
+use crate::error::{Error, Result};
+
+thread_local! {
+    static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
+    static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+fn corrupt(reason: impl fmt::Display) -> Error {
+    Error::Corrupt {
+        format: "zstd",
+        reason: reason.to_string(),
+    }
+}
+
+/// The dictionary a codec writes with, digested at the codec's level.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pub(crate) dictionary: Dictionary,
+    level: i32,
+    encoder: EncoderAt,
+}
+
+impl Writer {
+    /// `dictionary` at `level` (its own digest at the default level if zstd
+    /// would not make another, which it does not refuse for bytes it
+    /// digested once).
+    pub(crate) fn new(dictionary: &Dictionary, level: i32) -> Self {
+        match dictionary.encoder_at(level) {
+            Some(encoder) => Writer {
+                dictionary: dictionary.clone(),
+                level,
+                encoder,
+            },
+            None => Writer {
+                dictionary: dictionary.clone(),
+                level: super::DEFAULT_COMPRESSION_LEVEL,
+                encoder: EncoderAt::Shared(dictionary.clone()),
+            },
+        }
+    }
+
+    /// Compresses `raw` with the dictionary, reusing this thread's context.
+    pub(crate) fn compress(&self, raw: &[u8]) -> Result<Vec<u8>> {
+        CCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let cctx = match slot.as_mut() {
+                Some(cctx) => cctx,
+                None => slot.insert(
+                    CCtx::try_create().ok_or_else(|| corrupt("zstd could not make a context"))?,
+                ),
+            };
+            let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw.len()));
+            cctx.compress_using_cdict(&mut out, raw, self.encoder.cdict())
+                .map_err(|code| corrupt(zstd_safe::get_error_name(code)))?;
+            Ok(out)
+        })
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("dictionary", &self.dictionary.id())
+            .field("level", &self.level)
+            .finish()
+    }
+}
+
+impl PartialEq for Writer {
+    fn eq(&self, other: &Self) -> bool {
+        self.dictionary == other.dictionary && self.level == other.level
+    }
+}
+
+impl Eq for Writer {}
+
+/// Where a codec finds the dictionaries of the frames it reads. It does
+/// not make a codec another codec: any two compare equal.
+#[derive(Clone, Default)]
+pub(crate) struct Readers(pub(crate) Option<DictionaryCache>);
+
+impl fmt::Debug for Readers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(cache) => write!(f, "{cache:?}"),
+            None => f.write_str("no dictionary cache"),
+        }
+    }
+}
+
+impl PartialEq for Readers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Readers {}
+
+/// The dictionary id a stored zstd frame names, if it names one.
+pub(crate) fn frame_dictionary_id(bytes: &[u8]) -> Option<u32> {
+    if bytes.starts_with(&super::ZSTD_MAGIC) {
+        zstd_safe::get_dict_id_from_frame(bytes).map(|id| id.get())
+    } else {
+        None
+    }
+}
+
+/// Decompresses one frame compressed with `dictionary`, of at most `max`
+/// bytes. The frame must declare its content size (every frame this crate
+/// writes does) and be the whole payload.
+pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> Result<Vec<u8>> {
+    let declared =
+        zstd_safe::get_frame_content_size(bytes).map_err(|_| corrupt("bad frame header"))?;
+    let frame_len = zstd_safe::find_frame_compressed_size(bytes).map_err(|code| {
+        corrupt(format!(
+            "truncated or invalid frame: {}",
+            zstd_safe::get_error_name(code)
+        ))
+    })?;
+    if frame_len != bytes.len() {
+        return Err(corrupt("bytes after the dictionary frame"));
+    }
+    let Some(size) = declared else {
+        return Err(corrupt("a dictionary frame without its content size"));
+    };
+    let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
+    if size > max_u64 {
+        return Err(Error::DecodedTooLarge { size, max });
+    }
+    let capacity = usize::try_from(size).map_err(|_| Error::DecodedTooLarge { size, max })?;
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = match slot.as_mut() {
+            Some(dctx) => dctx,
+            None => slot.insert(
+                DCtx::try_create().ok_or_else(|| corrupt("zstd could not make a context"))?,
+            ),
+        };
+        let mut out = Vec::with_capacity(capacity);
+        dctx.decompress_using_ddict(&mut out, bytes, dictionary.decoder())
+            .map_err(|code| {
+                corrupt(format!(
+                    "dictionary {}: {}",
+                    dictionary.id(),
+                    zstd_safe::get_error_name(code)
+                ))
+            })?;
+        if out.len() == capacity {
+            Ok(out)
+        } else {
+            Err(corrupt(format!(
+                "frame declared {capacity} bytes but held {}",
+                out.len()
+            )))
+        }
+    })
+}
+
+/// The dictionary `id`: the writer's, or one `readers` loaded.
+pub(crate) fn find(id: u32, writer: Option<&Writer>, readers: &Readers) -> Result<Dictionary> {
+    if let Some(writer) = writer.filter(|w| w.dictionary.id() == id) {
+        return Ok(writer.dictionary.clone());
+    }
+    readers
+        .0
+        .as_ref()
+        .and_then(|cache| cache.get(id))
+        .ok_or_else(|| dictionary::Error::NotLoaded { id }.into())
+}
