@@ -291,7 +291,7 @@ pub async fn enable_stream(client: &Client, table: &str) -> Result<String> {
 
 /// The ARN of `table`'s stream if it has one that carries new images;
 /// `None` without a stream; [`Error::TableStream`] for another view type.
-fn stream_arn_of(table: &str, description: &TableDescription) -> Result<Option<String>> {
+pub(crate) fn stream_arn_of(table: &str, description: &TableDescription) -> Result<Option<String>> {
     let Some(specification) = description
         .stream_specification()
         .filter(|specification| specification.stream_enabled())

@@ -28,7 +28,7 @@
 //!   applied; whoever retries from there (the projector, Lambda) may deliver
 //!   records again that some projections already applied.
 //! * **Exactly-once effect for views keyed by aggregate id** with
-//!   `ViewProjection`: the view item stores the last applied aggregate
+//!   [`ViewProjection`]: the view item stores the last applied aggregate
 //!   sequence and skips what it has seen, so redelivery never applies an
 //!   event twice.
 //! * Snapshot and chunk items live in the snapshot table and never reach a
@@ -44,7 +44,12 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+mod view;
+mod lag;
 mod lease;
+mod projector;
+mod reader;
+mod shards;
 
 pub use checkpoint::{
     CheckpointStore, RebuildMarker, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION,
@@ -52,7 +57,11 @@ pub use checkpoint::{
 pub use decode::{image_from_stream, EventDecoder};
 pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatcher};
 pub use error::Error;
+pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
+pub use lag::{LagHandle, ProjectorStats, ShardLag};
 pub use lease::Lease;
+pub use projector::{stream_arn, Projector, DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARDS};
+pub use reader::StartPosition;
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
 pub type Image = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
@@ -156,7 +165,7 @@ impl ChangeRecord {
 ///
 /// Events may be delivered again after a failure or a restart (at-least-once):
 /// a projection either tolerates that or deduplicates by
-/// `(aggregate_id, sequence)`, as `ViewProjection` does.
+/// `(aggregate_id, sequence)`, as [`ViewProjection`] does.
 #[async_trait]
 pub trait Projection<A: Aggregate>: Send + Sync {
     /// Applies `events`, consecutive events of `aggregate_id` in sequence

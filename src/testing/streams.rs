@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodbstreams::config::retry::RetryConfig;
 use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
 use cqrs_es::persist::SerializedEvent;
 use serde_json::{json, Map, Value};
@@ -164,17 +165,11 @@ impl FakeStreams {
         self.model().stream_arn.clone()
     }
 
-    /// A Streams client for this endpoint: static test credentials, region
-    /// `us-east-1`, no retries (a fault reaches the caller as it was served).
+    /// A Streams client for this endpoint (see [`client_for`]) with no
+    /// retries: a fault reaches the caller as it was served.
     pub fn client(&self) -> aws_sdk_dynamodbstreams::Client {
-        let config = aws_sdk_dynamodbstreams::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .retry_config(aws_sdk_dynamodbstreams::config::retry::RetryConfig::disabled())
-            .endpoint_url(&self.endpoint)
-            .build();
-        aws_sdk_dynamodbstreams::Client::from_conf(config)
+        let config = config_for(&self.endpoint).retry_config(RetryConfig::disabled());
+        aws_sdk_dynamodbstreams::Client::from_conf(config.build())
     }
 
     /// Adds an open shard (a child of `parent`, if given); it appears in the
@@ -276,6 +271,27 @@ impl FakeStreams {
     pub fn iterator_requests(&self) -> Vec<IteratorRequest> {
         self.model().iterator_requests.clone()
     }
+}
+
+/// A DynamoDB Streams client for `endpoint` (the embedded emulator's, or
+/// a [`FakeStreams`]): region `us-east-1`, static test credentials, the
+/// SDK's standard retries.
+///
+/// ```no_run
+/// # fn demo() -> dynamo_es::Result<()> {
+/// let streams = dynamo_es::testing::streams::client_for(&dynamo_es::testing::endpoint()?);
+/// # Ok(()) }
+/// ```
+pub fn client_for(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::from_conf(config_for(endpoint).build())
+}
+
+fn config_for(endpoint: &str) -> aws_sdk_dynamodbstreams::config::Builder {
+    aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint)
 }
 
 /// Serves one keep-alive connection until the client closes it.

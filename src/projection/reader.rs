@@ -1,0 +1,346 @@
+//! Reading one leased shard: iterator, `GetRecords` loop, dispatch,
+//! checkpoint, heartbeat, and the shard's end.
+//!
+//! **Invariant:** a batch's last sequence number is checkpointed only after
+//! the whole batch was dispatched (at-least-once); a lost lease stops the
+//! reader at once, without a checkpoint; only one batch per shard is in
+//! memory at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use cqrs_es::Aggregate;
+use tokio::sync::watch;
+use tracing::{field, Instrument};
+
+use super::lag::{Batch, LagHandle};
+use super::{ChangeRecord, Dispatcher, Error};
+use super::{CheckpointStore, Lease};
+
+/// Where a shard without a checkpoint starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartPosition {
+    /// At the oldest record the stream still holds (the last 24 hours).
+    #[default]
+    TrimHorizon,
+    /// After the newest record: only changes made from now on.
+    Latest,
+}
+
+/// The settings a reader runs with (set through the projector's builders).
+#[derive(Debug, Clone)]
+pub(crate) struct ReaderSettings {
+    pub batch_size: i32,
+    pub idle_min: Duration,
+    pub idle_max: Duration,
+    pub heartbeat: Duration,
+    pub start: StartPosition,
+    pub dispatch_attempts: u32,
+    /// Records created before this are skipped (a rebuild covered them).
+    pub start_after: Option<SystemTime>,
+}
+
+/// How a reader ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReaderEnd {
+    /// The shard was closed and all its records processed: marked finished.
+    Finished,
+    /// Stopped on request: checkpointed and released.
+    Stopped,
+    /// Another owner took the lease: stopped without a checkpoint.
+    LeaseLost,
+}
+
+/// Reads one shard under its lease.
+pub(crate) struct ShardReader<A: Aggregate> {
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub checkpoints: CheckpointStore,
+    pub dispatcher: Dispatcher<A>,
+    pub settings: Arc<ReaderSettings>,
+    pub lag: LagHandle,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// What one `GetRecords` call gave.
+enum Page {
+    Records(Vec<ChangeRecord>, Option<String>),
+    Expired,
+}
+
+impl<A: Aggregate + 'static> ShardReader<A> {
+    /// Reads the shard of `lease` until it ends, the lease is lost, or a
+    /// stop is requested.
+    pub async fn run(mut self, mut lease: Lease) -> Result<ReaderEnd, Error> {
+        let shard_id = lease.shard.shard_id.clone();
+        self.lag.owned(&shard_id, lease.checkpoint.as_deref());
+        let end = self.read(&mut lease).await;
+        let finished = matches!(end, Ok(ReaderEnd::Finished));
+        self.lag.released(&shard_id, finished);
+        match end {
+            Ok(ReaderEnd::LeaseLost) | Err(Error::LeaseLost { .. }) => Ok(ReaderEnd::LeaseLost),
+            Ok(end) => {
+                self.checkpoints.release(lease).await?;
+                Ok(end)
+            }
+            Err(err) => {
+                // Released, so another projector need not wait for expiry;
+                // the error is what the caller needs to hear.
+                let _ = self.checkpoints.release(lease).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn read(&mut self, lease: &mut Lease) -> Result<ReaderEnd, Error> {
+        let mut iterator = Some(self.iterator(lease).await?);
+        let mut idle = self.settings.idle_min;
+        let mut renewed = Instant::now();
+        loop {
+            if *self.stop.borrow() {
+                return Ok(ReaderEnd::Stopped);
+            }
+            if renewed.elapsed() >= self.settings.heartbeat {
+                self.checkpoints.renew(lease).await?;
+                renewed = Instant::now();
+            }
+            let Some(current) = iterator.take() else {
+                self.checkpoints.finish(lease).await?;
+                return Ok(ReaderEnd::Finished);
+            };
+            let started = Instant::now();
+            let page = self.get_records(lease, current).await?;
+            let (records, next) = match page {
+                Page::Records(records, next) => (records, next),
+                Page::Expired => {
+                    iterator = Some(self.iterator(lease).await?);
+                    continue;
+                }
+            };
+            let caught_up = records.is_empty() && next.is_some();
+            self.lag
+                .polled(started.elapsed(), caught_up, &lease.shard.shard_id);
+            iterator = next;
+            if caught_up {
+                if self.idle(idle).await {
+                    return Ok(ReaderEnd::Stopped);
+                }
+                idle = (idle * 2).min(self.settings.idle_max);
+                continue;
+            }
+            idle = self.settings.idle_min;
+            if !records.is_empty() && !self.process(lease, records).await? {
+                return Ok(ReaderEnd::Stopped);
+            }
+            // Processing took a heartbeat's worth of work.
+            renewed = Instant::now();
+        }
+    }
+
+    /// Sleeps `idle` unless a stop is requested first (then `true`).
+    async fn idle(&mut self, idle: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(idle) => false,
+            changed = self.stop.changed() => changed.is_err() || *self.stop.borrow(),
+        }
+    }
+
+    /// A shard iterator after the lease's checkpoint, or at the start
+    /// position if it has none.
+    async fn iterator(&self, lease: &Lease) -> Result<String, Error> {
+        let shard = &lease.shard;
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&shard.stream_arn)
+            .shard_id(&shard.shard_id);
+        let request = match (&lease.checkpoint, self.settings.start) {
+            (Some(sequence), _) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            (None, StartPosition::TrimHorizon) => {
+                request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            (None, StartPosition::Latest) => request.shard_iterator_type(ShardIteratorType::Latest),
+        };
+        match request.send().await {
+            Ok(answer) => answer.shard_iterator.ok_or_else(|| Error::Streams {
+                operation: "GetShardIterator",
+                target: shard.shard_id.clone(),
+                message: "no iterator in the answer".into(),
+            }),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_trimmed_data_access_exception()) =>
+            {
+                Err(trimmed(lease))
+            }
+            Err(err) => Err(Error::from_streams(
+                "GetShardIterator",
+                &shard.shard_id,
+                err,
+            )),
+        }
+    }
+
+    async fn get_records(&self, lease: &Lease, iterator: String) -> Result<Page, Error> {
+        let shard_id = &lease.shard.shard_id;
+        let answer = self
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.settings.batch_size)
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                let service = err.as_service_error();
+                if service.is_some_and(|e| e.is_expired_iterator_exception()) {
+                    tracing::debug!(shard = %shard_id, "shard iterator expired; renewing it from the checkpoint");
+                    return Ok(Page::Expired);
+                }
+                if service.is_some_and(|e| e.is_trimmed_data_access_exception()) {
+                    return Err(trimmed(lease));
+                }
+                return Err(Error::from_streams("GetRecords", shard_id, err));
+            }
+        };
+        let records = answer
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .map(|record| ChangeRecord::from_stream(shard_id, record))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::Records(records, answer.next_shard_iterator))
+    }
+
+    /// Dispatches one batch and checkpoints its last record; `false` if a
+    /// stop was requested while a failed dispatch waited to be retried.
+    async fn process(
+        &mut self,
+        lease: &mut Lease,
+        records: Vec<ChangeRecord>,
+    ) -> Result<bool, Error> {
+        let Some((last, last_created)) = records
+            .last()
+            .map(|r| (r.sequence_number.clone(), r.created))
+        else {
+            return Ok(true);
+        };
+        let span = tracing::info_span!(
+            "dynamo_es.projection.batch",
+            shard = %lease.shard.shard_id,
+            records = records.len(),
+            skipped_before_rebuild = field::Empty,
+            events = field::Empty,
+            dispatch_ms = field::Empty,
+            checkpoint_ms = field::Empty,
+            lag_ms = field::Empty,
+        );
+        let mut batch = Batch {
+            shard_id: lease.shard.shard_id.clone(),
+            last_sequence: last.clone(),
+            newest_created: records.iter().filter_map(|r| r.created).max(),
+            records: records.len() as u64,
+            events: 0,
+            dispatch: Duration::ZERO,
+            checkpoint: Duration::ZERO,
+        };
+        let records = self.after_rebuild(records, &span);
+        let started = Instant::now();
+        let dispatched = self
+            .dispatch(lease, &records, &mut batch)
+            .instrument(span.clone())
+            .await?;
+        batch.dispatch = started.elapsed();
+        if !dispatched {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        self.checkpoints
+            .checkpoint_at(lease, &last, last_created)
+            .await?;
+        batch.checkpoint = started.elapsed();
+        span.record("events", batch.events);
+        span.record("dispatch_ms", millis(batch.dispatch));
+        span.record("checkpoint_ms", millis(batch.checkpoint));
+        if let Some(created) = batch.newest_created {
+            span.record("lag_ms", millis(super::lag::lag_since(created)));
+        }
+        span.in_scope(|| tracing::debug!(checkpoint = %last, "batch checkpointed"));
+        self.lag.checkpointed(&batch);
+        Ok(true)
+    }
+
+    /// Drops the records a rebuild already covered (created before its
+    /// start marker).
+    fn after_rebuild(
+        &self,
+        mut records: Vec<ChangeRecord>,
+        span: &tracing::Span,
+    ) -> Vec<ChangeRecord> {
+        if let Some(start_after) = self.settings.start_after {
+            let before = records.len();
+            records.retain(|r| r.created.is_none_or(|created| created >= start_after));
+            span.record("skipped_before_rebuild", before - records.len());
+        }
+        records
+    }
+
+    /// Dispatches `records`, retrying what failed (checkpointing what was
+    /// done first) up to the configured attempts; `false` if a stop was
+    /// requested meanwhile.
+    async fn dispatch(
+        &mut self,
+        lease: &mut Lease,
+        records: &[ChangeRecord],
+        batch: &mut Batch,
+    ) -> Result<bool, Error> {
+        let mut from = 0;
+        let mut attempt = 1;
+        let mut delay = self.settings.idle_min;
+        loop {
+            let rest = records.get(from..).unwrap_or_default();
+            let failure = match self.dispatcher.dispatch(rest).await {
+                Ok(report) => {
+                    batch.events += report.events as u64;
+                    return Ok(true);
+                }
+                Err(failure) => failure,
+            };
+            if failure.first_failed > 0 {
+                from += failure.first_failed;
+                if let Some(done) = records.get(from - 1) {
+                    let (sequence, created) = (&done.sequence_number, done.created);
+                    self.checkpoints
+                        .checkpoint_at(lease, sequence, created)
+                        .await?;
+                }
+            }
+            if attempt >= self.settings.dispatch_attempts {
+                return Err(failure.error);
+            }
+            tracing::warn!(attempt, error = %failure.error, "dispatch failed; retrying from the first record not applied");
+            attempt += 1;
+            if self.idle(delay).await {
+                return Ok(false);
+            }
+            delay = (delay * 2).min(self.settings.idle_max);
+        }
+    }
+}
+
+fn trimmed(lease: &Lease) -> Error {
+    Error::Trimmed {
+        stream_arn: lease.shard.stream_arn.clone(),
+        shard_id: lease.shard.shard_id.clone(),
+        checkpoint: lease.checkpoint.clone().unwrap_or_else(|| "none".into()),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
