@@ -13,6 +13,7 @@ use tracing::{field, Instrument};
 use crate::codec::Codec;
 use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
+use crate::projection::LAST_SEQUENCE;
 use crate::size::{item_size, MAX_ITEM_SIZE};
 
 /// A view repository on a DynamoDB table keyed by `ViewId`, compatible with
@@ -88,6 +89,16 @@ where
     }
 
     async fn read(&self, view_id: &str) -> Result<Option<(V, i64)>> {
+        Ok(self
+            .read_tracked(view_id)
+            .await?
+            .map(|stored| (stored.view, stored.version)))
+    }
+
+    /// The stored view with its version and the last event sequence a
+    /// [`ViewProjection`](crate::projection::ViewProjection) applied to it
+    /// (0 if none is recorded).
+    pub(crate) async fn read_tracked(&self, view_id: &str) -> Result<Option<StoredView<V>>> {
         let span = tracing::debug_span!(
             "dynamo_es.load_view",
             table = %self.table,
@@ -101,7 +112,7 @@ where
             .await
     }
 
-    async fn read_item(&self, view_id: &str) -> Result<Option<(V, i64)>> {
+    async fn read_item(&self, view_id: &str) -> Result<Option<StoredView<V>>> {
         let out = self
             .client
             .get_item()
@@ -116,6 +127,10 @@ where
             return Ok(None);
         };
         let version: i64 = get_n(&item, view_id, VIEW_VERSION)?;
+        let last_sequence: usize = match item.get(LAST_SEQUENCE) {
+            Some(_) => get_n(&item, view_id, LAST_SEQUENCE)?,
+            None => 0,
+        };
         let bytes = get_b(&item, view_id, PAYLOAD)?;
         let span = tracing::Span::current();
         span.record("version", version);
@@ -125,10 +140,30 @@ where
             .decode_deserialize::<V>(bytes)
             .map_err(|err| err.in_item(view_id, PAYLOAD))?;
         tracing::trace!(version, stored_bytes = bytes.len(), "view loaded");
-        Ok(Some((view, version)))
+        Ok(Some(StoredView {
+            view,
+            version,
+            last_sequence,
+        }))
     }
 
     async fn write(&self, view: V, context: ViewContext) -> Result<()> {
+        self.write_tracked(&view, &context.view_instance_id, context.version, None)
+            .await
+    }
+
+    /// Stores `view` as version `version + 1`, conditionally on the stored
+    /// version being `version` (on no view being stored if it is 0), with
+    /// `last_sequence` as the last applied event sequence if given. A lost
+    /// condition is [`Error::Conflict`].
+    pub(crate) async fn write_tracked(
+        &self,
+        view: &V,
+        view_id: &str,
+        version: i64,
+        last_sequence: Option<usize>,
+    ) -> Result<()> {
+        let context = ViewContext::new(view_id.to_string(), version);
         let view_id = context.view_instance_id;
         let span = tracing::debug_span!(
             "dynamo_es.update_view",
@@ -141,14 +176,17 @@ where
             error = field::Empty,
         );
         let result = async {
-            let payload = self.codec.encode_serialize(&view)?;
+            let payload = self.codec.encode_serialize(view)?;
             let stored_bytes = payload.len();
             tracing::Span::current().record("stored_bytes", stored_bytes);
-            let item = Item::from([
+            let mut item = Item::from([
                 (VIEW_ID.to_string(), s(&view_id)),
                 (VIEW_VERSION.to_string(), n(context.version + 1)),
                 (PAYLOAD.to_string(), b(payload)),
             ]);
+            if let Some(last_sequence) = last_sequence {
+                item.insert(LAST_SEQUENCE.to_string(), n(last_sequence));
+            }
             let size = item_size(&item);
             if size > MAX_ITEM_SIZE {
                 return Err(Error::LimitExceeded {
@@ -206,6 +244,13 @@ where
         };
         in_span("view update", result).instrument(span).await
     }
+}
+
+/// A stored view, its version, and the last event sequence applied to it.
+pub(crate) struct StoredView<V> {
+    pub(crate) view: V,
+    pub(crate) version: i64,
+    pub(crate) last_sequence: usize,
 }
 
 impl<V, A> ViewRepository<V, A> for DynamoViewRepository<V, A>
