@@ -15,6 +15,7 @@
 //! were lost on the way.
 
 mod commit;
+mod dictionaries;
 mod single_put;
 mod transact;
 
@@ -85,20 +86,24 @@ pub struct DynamoEventRepository {
     codec: Codec,
     /// Shared by clones: the codec is logged once per repository.
     codec_logged: std::sync::Arc<std::sync::Once>,
+    /// zstd dictionaries: per-type writers and the cache reads use.
+    dictionaries: dictionaries::Dictionaries,
 }
 
 impl DynamoEventRepository {
     /// A repository on the tables `Events` and `Snapshots`, writing with
     /// [`Codec::default()`].
     pub fn new(client: Client) -> Self {
+        let dictionaries = dictionaries::Dictionaries::default();
         DynamoEventRepository {
             client,
             event_table: DEFAULT_EVENT_TABLE.to_string(),
             snapshot_table: DEFAULT_SNAPSHOT_TABLE.to_string(),
             stream_channel_size: DEFAULT_STREAMING_CHANNEL_SIZE,
             scan_segments: DEFAULT_SCAN_SEGMENTS,
-            codec: Codec::default(),
+            codec: dictionaries.attach(Codec::default()),
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
+            dictionaries,
         }
     }
 
@@ -156,7 +161,10 @@ impl DynamoEventRepository {
 
     /// Writes payloads with `codec`. Reads accept every format regardless.
     pub fn with_codec(self, codec: Codec) -> Self {
-        DynamoEventRepository { codec, ..self }
+        DynamoEventRepository {
+            codec: self.dictionaries.attach(codec),
+            ..self
+        }
     }
 
     /// The DynamoDB client.
@@ -223,6 +231,7 @@ impl DynamoEventRepository {
         in_span("reading events", async {
             let pages = Pages::query(self.events_query(aggregate_type, aggregate_id, after), None);
             let (items, capacity) = pages.collect().await?;
+            self.prefetch_dictionaries(&items).await?;
             let mut stored = 0usize;
             let events = items
                 .iter()
@@ -285,6 +294,7 @@ impl DynamoEventRepository {
                 .and_then(|c| c.capacity_units)
                 .unwrap_or_default();
             let items = out.items.unwrap_or_default();
+            self.prefetch_dictionaries(&items).await?;
             let stored: usize = items.iter().map(crate::size::item_size).sum();
             let span = tracing::Span::current();
             span.record("items", items.len());
@@ -367,7 +377,8 @@ impl DynamoEventRepository {
         span: tracing::Span,
     ) -> ReplayStream {
         let codec = self.codec.clone();
-        stream::replay(pages, self.stream_channel_size, span, move |item| {
+        let prep = self.page_prep();
+        stream::replay(pages, self.stream_channel_size, span, prep, move |item| {
             if let Some(wanted) = &aggregate_type {
                 // Scans are filtered by the server; this guards the contract.
                 if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted) {

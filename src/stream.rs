@@ -139,6 +139,19 @@ impl ReplaySource {
     }
 }
 
+/// Runs on each page's items before they are mapped: loads what decoding
+/// them needs (the zstd dictionaries they reference).
+pub(crate) type PagePrep = Option<
+    std::sync::Arc<
+        dyn Fn(
+                Vec<Item>,
+            )
+                -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Item>>> + Send>>
+            + Send
+            + Sync,
+    >,
+>;
+
 /// Feeds a cqrs-es [`ReplayStream`] from `pages`, page by page: memory stays
 /// bounded by the channel size and one page (one page per segment, and one
 /// more being read, for a parallel scan). The first error (DynamoDB or a
@@ -152,6 +165,7 @@ pub(crate) fn replay<F>(
     pages: impl Into<ReplaySource>,
     channel_size: usize,
     span: tracing::Span,
+    prep: PagePrep,
     mut map: F,
 ) -> ReplayStream
 where
@@ -161,7 +175,7 @@ where
     let mut pages = pages.into();
     let task = async move {
         let mut totals = Totals::default();
-        let result = feed_pages(&mut pages, &mut feed, &mut map, &mut totals).await;
+        let result = feed_pages(&mut pages, &mut feed, &prep, &mut map, &mut totals).await;
         let span = tracing::Span::current();
         span.record("events", totals.events);
         span.record("pages", totals.pages);
@@ -216,6 +230,7 @@ enum End {
 async fn feed_pages<F>(
     pages: &mut ReplaySource,
     feed: &mut cqrs_es::persist::ReplayFeed,
+    prep: &PagePrep,
     map: &mut F,
     totals: &mut Totals,
 ) -> End
@@ -223,6 +238,10 @@ where
     F: FnMut(&Item) -> Option<Result<SerializedEvent>>,
 {
     while let Some(page) = pages.next().await {
+        let page = match (page, prep) {
+            (Ok(page), Some(prep)) => prep(page.items).await.map(|items| Page { items, ..page }),
+            (page, _) => page,
+        };
         let items = match page {
             Ok(page) => {
                 totals.pages += 1;

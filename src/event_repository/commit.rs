@@ -192,6 +192,7 @@ impl DynamoEventRepository {
         }
         let mut writes = Vec::with_capacity(events.len() + 1);
         let mut bytes = PayloadBytes::default();
+        let codec = self.codec_for(aggregate_type);
         for event in events {
             if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
                 return Err(Error::InvalidCommit {
@@ -202,7 +203,7 @@ impl DynamoEventRepository {
                     ),
                 });
             }
-            let (item, event_bytes) = event_to_item(event, &self.codec)?;
+            let (item, event_bytes) = event_to_item(event, &codec)?;
             bytes += event_bytes;
             let size = crate::size::item_size(&item);
             let put = Put::builder()

@@ -1,0 +1,139 @@
+//! The repository's zstd dictionaries: which one writes each aggregate
+//! type, and the cache every read resolves frames through.
+//!
+//! **Invariant:** every read path prefetches the dictionaries the items it
+//! read reference before decoding them (one `GetItem` per dictionary and
+//! process, none for items that reference none), and the repository's
+//! codec reads through the same cache, shared by every clone. A type
+//! without a dictionary is written exactly as without this module.
+
+use std::borrow::Cow;
+
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::item::Item;
+use crate::stream::PagePrep;
+
+use super::DynamoEventRepository;
+
+#[cfg(feature = "compression")]
+use crate::dictionary::{Dictionary, DictionaryCache, DictionaryStore};
+
+/// The dictionaries of one repository (and its clones).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dictionaries {
+    /// Every dictionary loaded, by id.
+    #[cfg(feature = "compression")]
+    cache: DictionaryCache,
+    /// The dictionary each aggregate type is written with.
+    #[cfg(feature = "compression")]
+    writers: std::sync::Arc<std::collections::HashMap<String, Dictionary>>,
+}
+
+impl Dictionaries {
+    /// `codec`, reading through this cache.
+    pub(crate) fn attach(&self, codec: Codec) -> Codec {
+        #[cfg(feature = "compression")]
+        let codec = codec.with_dictionary_cache(self.cache.clone());
+        codec
+    }
+}
+
+impl DynamoEventRepository {
+    /// Writes the events of `aggregate_type` (payload and metadata) with
+    /// `dictionary`, whenever that makes them smaller; other types are
+    /// written with the [codec](Self::with_codec) alone. Snapshots are not
+    /// written with it. Every read of this repository reads dictionary
+    /// payloads of any type, fetching each dictionary by id once.
+    ///
+    /// Roll out readers before writers: see [`crate::dictionary`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use dynamo_es::dictionary::DictionaryStore;
+    /// use dynamo_es::DynamoEventRepository;
+    /// # let server = dynamo_es::testing::EmbeddedDynamo::start()?;
+    /// # let client = server.client();
+    /// # dynamo_es::create_event_tables(&client, "Events", "Snapshots").await?;
+    /// # let store = DictionaryStore::new(client.clone(), "Snapshots");
+    /// # let events: Vec<_> = (0..100).map(dynamo_es::testing::fixtures::small_event).map(|payload| {
+    /// #     cqrs_es::persist::SerializedEvent::new("a".into(), 1, "Order".into(), "E".into(), "1".into(), payload, serde_json::json!({}))
+    /// # }).collect();
+    /// # let options = dynamo_es::dictionary::TrainOptions::default();
+    /// # let id = store.put(dynamo_es::dictionary::train("Order", "Events", &events, &options)?).await?.id();
+    /// let dictionary = store.get(id).await?;
+    /// let repo = DynamoEventRepository::new(client).with_dictionary("Order", dictionary);
+    /// assert_eq!(repo.dictionary_for("Order").map(|d| d.id()), Some(id));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn with_dictionary(mut self, aggregate_type: &str, dictionary: Dictionary) -> Self {
+        self.dictionaries.cache.insert(dictionary.clone());
+        std::sync::Arc::make_mut(&mut self.dictionaries.writers)
+            .insert(aggregate_type.to_string(), dictionary);
+        self
+    }
+
+    /// The dictionary events of `aggregate_type` are written with, if any.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary_for(&self, aggregate_type: &str) -> Option<&Dictionary> {
+        self.dictionaries.writers.get(aggregate_type)
+    }
+
+    /// The dictionaries this repository (and its clones) loaded.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary_cache(&self) -> &DictionaryCache {
+        &self.dictionaries.cache
+    }
+
+    /// Where this repository's dictionaries are stored: the snapshots table.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary_store(&self) -> DictionaryStore {
+        DictionaryStore::new(self.client.clone(), &self.snapshot_table)
+    }
+
+    /// The codec events of `aggregate_type` are written with.
+    pub(crate) fn codec_for(&self, aggregate_type: &str) -> Cow<'_, Codec> {
+        #[cfg(feature = "compression")]
+        if let Some(dictionary) = self.dictionaries.writers.get(aggregate_type) {
+            return Cow::Owned(self.codec.clone().with_dictionary(dictionary));
+        }
+        let _ = aggregate_type;
+        Cow::Borrowed(&self.codec)
+    }
+
+    /// Loads the dictionaries `items` reference, before they are decoded.
+    pub(crate) async fn prefetch_dictionaries(&self, items: &[Item]) -> Result<()> {
+        #[cfg(feature = "compression")]
+        self.dictionaries
+            .cache
+            .prefetch(&self.dictionary_store(), items)
+            .await?;
+        let _ = items;
+        Ok(())
+    }
+
+    /// The same, for each page of a replay stream.
+    pub(crate) fn page_prep(&self) -> PagePrep {
+        #[cfg(feature = "compression")]
+        {
+            let cache = self.dictionaries.cache.clone();
+            let store = self.dictionary_store();
+            Some(std::sync::Arc::new(move |items: Vec<Item>| {
+                let (cache, store) = (cache.clone(), store.clone());
+                Box::pin(async move {
+                    cache.prefetch(&store, &items).await?;
+                    Ok(items)
+                })
+            }))
+        }
+        #[cfg(not(feature = "compression"))]
+        None
+    }
+}
