@@ -1,0 +1,411 @@
+//! `CheckpointStore`: checkpoints and leases in the checkpoint table. On the
+//! embedded emulator: racing owners, takeover of a stopped owner, a stale
+//! owner's writes refused, finished shards, listing. On canned responses:
+//! what the emulator cannot stage (losing a conditional write to another
+//! process between our read and our write, throttling).
+//!
+//! Leases here last 200 ms; the tests assert outcomes, never timings: a
+//! takeover is asserted only after waiting longer than the lease, and a
+//! live owner is kept live by renewing between every two observations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodb::Client;
+use dynamo_es::projection::{CheckpointStore, Error, ShardInfo};
+use dynamo_es::tables::create_checkpoint_table;
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::{client_for, endpoint, unique_name};
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_millis(200);
+
+/// A fresh checkpoint table and a store on it for `projection`.
+async fn store(projection: &str) -> CheckpointStore {
+    let client = client_for(&endpoint().unwrap());
+    let table = unique_name("checkpoints");
+    create_checkpoint_table(&client, &table).await.unwrap();
+    CheckpointStore::new(client, &table, projection).with_lease_duration(LEASE)
+}
+
+/// Another process's store on the same table and projection (its own lease
+/// observations).
+fn other_process(store: &CheckpointStore) -> CheckpointStore {
+    let client = client_for(&endpoint().unwrap());
+    CheckpointStore::new(client, store.table(), store.projection()).with_lease_duration(LEASE)
+}
+
+fn shard(id: &str) -> ShardInfo {
+    ShardInfo {
+        stream_arn: "arn:aws:dynamodb:us-east-1:000000000000:table/Events/stream/1".into(),
+        shard_id: id.into(),
+        parent_shard_id: None,
+    }
+}
+
+fn assert_lease_lost(err: Error, shard_id: &str, owner: &str) {
+    match &err {
+        Error::LeaseLost {
+            shard_id: s,
+            owner: o,
+        } => assert_eq!((s.as_str(), o.as_str()), (shard_id, owner)),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(shard_id) && message.contains(owner),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn two_owners_racing_for_new_shards_each_get_exactly_one_owner() {
+    let a = store("race").await;
+    let b = other_process(&a);
+    for i in 0..20 {
+        let s = shard(&format!("shard-{i}"));
+        let (won_a, won_b) = tokio::join!(a.acquire(&s, "a"), b.acquire(&s, "b"));
+        let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
+        assert!(
+            won_a.is_some() != won_b.is_some(),
+            "shard {i}: {won_a:?} {won_b:?}"
+        );
+        let winner = if won_a.is_some() { "a" } else { "b" };
+        let stored = a.get(&s.shard_id).await.unwrap().unwrap();
+        assert_eq!(stored.owner.as_deref(), Some(winner));
+        assert_eq!(stored.lease_counter, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_owner_is_taken_over_after_the_lease_and_its_writes_are_refused() {
+    let a = store("takeover").await;
+    let b = other_process(&a);
+    let s = shard("shard-1");
+    let mut lease_a = a.acquire(&s, "a").await.unwrap().unwrap();
+    a.checkpoint(&mut lease_a, "100").await.unwrap();
+
+    // b sees a live lease: it only notes the counter.
+    assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
+    // a stops heartbeating; a lease later the counter has not moved.
+    tokio::time::sleep(LEASE + LEASE / 2).await;
+    let mut lease_b = b.acquire(&s, "b").await.unwrap().expect("taken over");
+    assert_eq!(lease_b.owner(), "b");
+    assert_eq!(
+        lease_b.checkpoint.as_deref(),
+        Some("100"),
+        "resumes from a's checkpoint"
+    );
+    b.checkpoint(&mut lease_b, "200").await.unwrap();
+
+    // a wakes up: every write it tries is refused and changes nothing.
+    assert_lease_lost(
+        a.checkpoint(&mut lease_a, "150").await.unwrap_err(),
+        "shard-1",
+        "a",
+    );
+    assert_lease_lost(a.renew(&mut lease_a).await.unwrap_err(), "shard-1", "a");
+    assert_lease_lost(a.finish(&mut lease_a).await.unwrap_err(), "shard-1", "a");
+    assert_lease_lost(a.release(lease_a).await.unwrap_err(), "shard-1", "a");
+    let stored = a.get("shard-1").await.unwrap().unwrap();
+    assert_eq!(stored.checkpoint.as_deref(), Some("200"));
+    assert_eq!(stored.owner.as_deref(), Some("b"));
+    assert!(!stored.finished);
+    assert_eq!(stored.lease_counter, lease_b.counter());
+}
+
+#[tokio::test]
+async fn a_renewing_owner_is_never_taken_over_however_long_it_lives() {
+    let a = store("live").await;
+    let b = other_process(&a);
+    let s = shard("shard-1");
+    let mut lease_a = a.acquire(&s, "a").await.unwrap().unwrap();
+    for _ in 0..4 {
+        assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
+        // More than a lease passes between b's looks, but a renewed in
+        // between: b never sees the same counter twice.
+        tokio::time::sleep(LEASE + LEASE / 2).await;
+        a.renew(&mut lease_a).await.unwrap();
+    }
+    assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
+    assert_eq!(
+        a.get("shard-1").await.unwrap().unwrap().owner.as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test]
+async fn two_takers_of_an_expired_lease_cannot_both_win() {
+    let a = store("expired-race").await;
+    let (b, c) = (other_process(&a), other_process(&a));
+    let s = shard("shard-1");
+    a.acquire(&s, "a").await.unwrap().unwrap();
+    assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
+    assert_eq!(c.acquire(&s, "c").await.unwrap(), None);
+    tokio::time::sleep(LEASE + LEASE / 2).await;
+    let (won_b, won_c) = tokio::join!(b.acquire(&s, "b"), c.acquire(&s, "c"));
+    let (won_b, won_c) = (won_b.unwrap(), won_c.unwrap());
+    assert!(won_b.is_some() != won_c.is_some(), "{won_b:?} {won_c:?}");
+    let winner = won_b.or(won_c).unwrap();
+    let stored = a.get("shard-1").await.unwrap().unwrap();
+    assert_eq!(stored.owner.as_deref(), Some(winner.owner()));
+    assert_eq!(stored.lease_counter, 2);
+}
+
+#[tokio::test]
+async fn a_released_lease_is_free_at_once_and_keeps_its_checkpoint() {
+    let a = store("release").await;
+    let b = other_process(&a);
+    let s = shard("shard-1");
+    let mut lease = a.acquire(&s, "a").await.unwrap().unwrap();
+    a.checkpoint(&mut lease, "7").await.unwrap();
+    a.release(lease).await.unwrap();
+    assert_eq!(a.get("shard-1").await.unwrap().unwrap().owner, None);
+    let lease = b.acquire(&s, "b").await.unwrap().expect("free at once");
+    assert_eq!(lease.checkpoint.as_deref(), Some("7"));
+}
+
+#[tokio::test]
+async fn an_owner_restarting_with_its_id_takes_its_lease_back_at_once() {
+    let a = store("restart").await;
+    let s = shard("shard-1");
+    let mut lease = a.acquire(&s, "a").await.unwrap().unwrap();
+    a.checkpoint(&mut lease, "9").await.unwrap();
+    let restarted = other_process(&a);
+    let lease = restarted.acquire(&s, "a").await.unwrap().expect("its own");
+    assert_eq!(lease.checkpoint.as_deref(), Some("9"));
+}
+
+#[tokio::test]
+async fn a_finished_shard_is_listed_finished_so_its_children_may_start() {
+    let a = store("finish").await;
+    let parent = shard("shard-parent");
+    let child = ShardInfo {
+        parent_shard_id: Some("shard-parent".into()),
+        ..shard("shard-child")
+    };
+    let mut lease = a.acquire(&parent, "a").await.unwrap().unwrap();
+    let created = SystemTime::now();
+    a.checkpoint_at(&mut lease, "50", Some(created))
+        .await
+        .unwrap();
+    let listed = a.list().await.unwrap();
+    assert!(!listed[0].finished, "not finished before finish");
+
+    a.finish(&mut lease).await.unwrap();
+    assert!(lease.finished);
+    a.release(lease).await.unwrap();
+    a.acquire(&child, "a").await.unwrap().unwrap();
+
+    let listed = a.list().await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|s| s.shard_id.as_str()).collect();
+    assert_eq!(ids, ["shard-child", "shard-parent"]);
+    let (child_row, parent_row) = (&listed[0], &listed[1]);
+    assert!(parent_row.finished && !child_row.finished);
+    assert_eq!(parent_row.checkpoint.as_deref(), Some("50"));
+    let recorded = parent_row.checkpoint_created.unwrap();
+    let off = recorded
+        .duration_since(created)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        off < Duration::from_millis(1),
+        "stored in milliseconds: {off:?}"
+    );
+    assert_eq!(child_row.parent_shard_id.as_deref(), Some("shard-parent"));
+    // Acquiring a finished shard again says so.
+    let again = a.acquire(&parent, "b").await.unwrap().unwrap();
+    assert!(again.finished);
+}
+
+#[tokio::test]
+async fn listing_shows_only_this_projections_shards() {
+    let a = store("listed").await;
+    let other = CheckpointStore::new(a_client(), a.table(), "listed-other");
+    a.acquire(&shard("s1"), "a").await.unwrap().unwrap();
+    a.acquire(&shard("s2"), "a").await.unwrap().unwrap();
+    other.acquire(&shard("s1"), "a").await.unwrap().unwrap();
+    let ids: Vec<_> = a
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.shard_id)
+        .collect();
+    assert_eq!(ids, ["s1", "s2"]);
+    assert_eq!(other.list().await.unwrap().len(), 1);
+    assert_eq!(a.start_after().await.unwrap(), None);
+}
+
+fn a_client() -> Client {
+    client_for(&endpoint().unwrap())
+}
+
+// ---------------------------------------------------------------------------
+// On canned responses.
+// ---------------------------------------------------------------------------
+
+/// A store whose client answers with `responses`, with `attempts` attempts
+/// per call.
+fn canned(responses: Vec<Canned>, attempts: u32) -> (CheckpointStore, Scripted) {
+    let http = Scripted::replying(responses);
+    let client = client_on(http.clone(), quick_retries(attempts), short_timeouts());
+    let store = CheckpointStore::new(client, "Checkpoints", "p").with_lease_duration(LEASE);
+    (store, http)
+}
+
+/// A `GetItem` answer: shard `shard-1` of projection `p`, held by `owner`
+/// (if any) at `counter`.
+fn held(owner: Option<&str>, counter: u64) -> Canned {
+    let mut item = json!({
+        "LeaseKey": {"S": "p#shard-1"},
+        "Projection": {"S": "p"},
+        "StreamArn": {"S": "arn"},
+        "ShardId": {"S": "shard-1"},
+        "Finished": {"BOOL": false},
+        "LeaseCounter": {"N": counter.to_string()},
+    });
+    if let Some(owner) = owner {
+        item["Owner"] = json!({"S": owner});
+    }
+    Canned::ok(json!({ "Item": item }))
+}
+
+fn condition_failed() -> Canned {
+    Canned::dynamo_error("ConditionalCheckFailedException", json!({}))
+}
+
+fn counter(value: u64) -> Canned {
+    Canned::ok(json!({"Attributes": {"LeaseCounter": {"N": value.to_string()}}}))
+}
+
+#[tokio::test]
+async fn losing_the_create_race_between_read_and_write_is_none() {
+    let (store, http) = canned(vec![Canned::ok(json!({})), condition_failed()], 1);
+    assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
+    assert_eq!(http.operations(), ["GetItem", "PutItem"]);
+    let put = &http.requests()[1].body;
+    assert_eq!(put["ConditionExpression"], "attribute_not_exists(#key)");
+}
+
+#[tokio::test]
+async fn a_free_lease_taken_by_another_between_read_and_write_is_none() {
+    let (store, http) = canned(vec![held(None, 4), condition_failed()], 1);
+    assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
+    let update = &http.requests()[1].body;
+    assert_eq!(
+        update["ConditionExpression"],
+        "#counter = :seen AND attribute_not_exists(#owner)"
+    );
+    assert_eq!(
+        update["ExpressionAttributeValues"][":seen"],
+        json!({"N": "4"})
+    );
+    assert_eq!(
+        update["ExpressionAttributeValues"][":next"],
+        json!({"N": "5"})
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_renewed_just_before_the_takeover_is_none() {
+    // Two reads of counter 4 a lease apart; the owner's heartbeat lands
+    // between our second read and our write.
+    let (store, http) = canned(
+        vec![held(Some("b"), 4), held(Some("b"), 4), condition_failed()],
+        1,
+    );
+    assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
+    tokio::time::sleep(LEASE + LEASE / 2).await;
+    assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
+    assert_eq!(http.operations(), ["GetItem", "GetItem", "UpdateItem"]);
+    let update = &http.requests()[2].body;
+    assert_eq!(
+        update["ConditionExpression"],
+        "#counter = :seen AND #owner = :holder"
+    );
+    assert_eq!(
+        update["ExpressionAttributeValues"][":holder"],
+        json!({"S": "b"})
+    );
+}
+
+#[tokio::test]
+async fn throttled_writes_are_retried_then_a_typed_error_naming_the_table() {
+    // Renew throttled twice, then applied: retried by the SDK.
+    let (store, http) = canned(
+        vec![
+            held(None, 1),
+            counter(2),
+            Canned::throughput_exceeded(),
+            Canned::throughput_exceeded(),
+            counter(3),
+        ],
+        3,
+    );
+    let mut lease = store
+        .acquire(&shard("shard-1"), "a")
+        .await
+        .unwrap()
+        .unwrap();
+    store.renew(&mut lease).await.unwrap();
+    assert_eq!(lease.counter(), 3);
+    assert_eq!(
+        http.operations(),
+        [
+            "GetItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem"
+        ]
+    );
+
+    // Throttled past the retries: a typed error, the lease unchanged.
+    let (store, _) = canned(
+        vec![
+            held(None, 1),
+            counter(2),
+            Canned::throughput_exceeded(),
+            Canned::throughput_exceeded(),
+        ],
+        2,
+    );
+    let mut lease = store
+        .acquire(&shard("shard-1"), "a")
+        .await
+        .unwrap()
+        .unwrap();
+    let err = store.checkpoint(&mut lease, "5").await.unwrap_err();
+    match &err {
+        Error::Store(dynamo_es::Error::Throttled {
+            operation, table, ..
+        }) => {
+            assert_eq!((*operation, table.as_str()), ("UpdateItem", "Checkpoints"));
+        }
+        other => panic!("expected a throttling error, got {other:?}"),
+    }
+    assert_eq!(lease.checkpoint, None);
+    assert_eq!(lease.counter(), 2);
+}
+
+#[tokio::test]
+async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
+    let (store, http) = canned(vec![held(None, 1), counter(2), condition_failed()], 1);
+    let mut lease = store
+        .acquire(&shard("shard-1"), "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_lease_lost(
+        store.checkpoint(&mut lease, "9").await.unwrap_err(),
+        "shard-1",
+        "a",
+    );
+    assert_eq!(lease.checkpoint, None);
+    let update = &http.requests()[2].body;
+    assert_eq!(update["ConditionExpression"], "#owner = :owner");
+    assert_eq!(
+        update["ExpressionAttributeValues"][":checkpoint"],
+        json!({"S": "9"})
+    );
+}
