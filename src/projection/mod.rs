@@ -44,12 +44,16 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
-mod view;
 mod lag;
 mod lease;
 mod projector;
 mod reader;
 mod shards;
+mod view;
+
+#[cfg(feature = "lambda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
+pub mod lambda;
 
 pub use checkpoint::{
     CheckpointStore, RebuildMarker, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION,
@@ -57,11 +61,11 @@ pub use checkpoint::{
 pub use decode::{image_from_stream, EventDecoder};
 pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatcher};
 pub use error::Error;
-pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 pub use lag::{LagHandle, ProjectorStats, ShardLag};
 pub use lease::Lease;
 pub use projector::{stream_arn, Projector, DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARDS};
 pub use reader::StartPosition;
+pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
 pub type Image = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
