@@ -1,0 +1,191 @@
+//! The projector on the embedded emulator's stream: commits while it runs,
+//! an abrupt stop and a restart, two projectors on one stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod projector_support;
+
+use std::time::Duration;
+
+use dynamo_es::projection::stream_arn;
+use dynamo_es::tables::enable_stream;
+use dynamo_es::testing::streams::client_for;
+use dynamo_es::testing::{dynamodb, endpoint, TestTables};
+use dynamo_es::{DynamoStore, SnapshotPolicy};
+
+use common::{cqrs, deposit, replay, Account};
+use projector_support::{checkpoints, projector, start, wait_until, Recorder};
+
+const AGGREGATES: usize = 50;
+const COMMITS: usize = 1000;
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Fresh tables with a stream on the events table, its ARN, and a Streams
+/// client for the emulator.
+async fn stream_tables() -> (TestTables, String, aws_sdk_dynamodbstreams::Client) {
+    let db = dynamodb().await.unwrap();
+    enable_stream(&db.client, &db.events).await.unwrap();
+    let arn = stream_arn(&db.client, &db.events).await.unwrap();
+    (db, arn, client_for(&endpoint().unwrap()))
+}
+
+fn ids(prefix: &str) -> Vec<String> {
+    (0..AGGREGATES).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// `COMMITS` one-deposit commits spread over `ids`, `ids.len()` at a time
+/// (commit `i` deposits `i + 1` on aggregate `i % ids.len()`).
+async fn commit_all(db: &TestTables, ids: &[String], commits: std::ops::Range<usize>) {
+    let framework = std::sync::Arc::new(cqrs::<Account>(db.repository(), SnapshotPolicy::Never));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (slot, id) in ids.iter().enumerate() {
+        let (framework, id) = (framework.clone(), id.clone());
+        let mine: Vec<usize> = commits.clone().filter(|i| i % ids.len() == slot).collect();
+        tasks.spawn(async move {
+            for i in mine {
+                deposit(&framework, &id, i64::try_from(i).unwrap() + 1).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// Every aggregate's view equals a replay of its stored events.
+async fn assert_views_equal_replay(db: &TestTables, recorder: &Recorder, ids: &[String]) {
+    assert_eq!(recorder.gaps(), 0, "no event missed or reordered");
+    let repo = db.repository();
+    for id in ids {
+        let (replayed, sequences) = replay(&repo, id).await;
+        assert_eq!(recorder.view(id), Some(replayed), "view of {id}");
+        let mut seen = recorder.sequences(id);
+        seen.dedup();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, sequences, "every event of {id} delivered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projector_runs() {
+    let (db, arn, streams) = stream_tables().await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let recorder = Recorder::default();
+    let running = start(projector(streams, &arn, store.clone(), &recorder, "solo"));
+    let ids = ids("live");
+    commit_all(&db, &ids, 0..COMMITS).await;
+    wait_until("every event is projected", WAIT, || {
+        recorder.distinct() == COMMITS
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    assert_views_equal_replay(&db, &recorder, &ids).await;
+    // One live projector, stopped gracefully: each event exactly once.
+    assert_eq!(recorder.delivered(), COMMITS);
+    assert_eq!(recorder.redelivered(), 0);
+    // The graceful stop checkpointed the last record and released the lease.
+    let shards = store.list().await.unwrap();
+    assert_eq!(shards.len(), 1, "the emulator has one shard per table");
+    assert!(shards[0].checkpoint.is_some());
+    assert_eq!(shards[0].owner, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_replay() {
+    let (db, arn, streams) = stream_tables().await;
+    let store = checkpoints(&db.client, Duration::from_millis(600)).await;
+    let ids = ids("abort");
+    commit_all(&db, &ids, 0..COMMITS / 2).await;
+
+    // One recorder for both runs: its deduplicated views are what an
+    // exactly-once view holds; its log shows every redelivery.
+    let recorder = Recorder::default();
+    let batch = 7;
+    let first =
+        projector(streams.clone(), &arn, store.clone(), &recorder, "first").with_batch_size(batch);
+    let running = start(first);
+    wait_until("the first projector is under way", WAIT, || {
+        recorder.delivered() >= 100
+    })
+    .await;
+    running.task.abort();
+    assert!(running.task.await.unwrap_err().is_cancelled());
+    assert!(recorder.distinct() < COMMITS / 2, "aborted before the end");
+
+    // A restart (another owner id: the lease must expire first) resumes from
+    // the checkpoint while commits go on.
+    let restarted = start(projector(streams, &arn, store, &recorder, "second"));
+    commit_all(&db, &ids, COMMITS / 2..COMMITS).await;
+    wait_until("the restart catches up", WAIT, || {
+        recorder.distinct() == COMMITS
+    })
+    .await;
+    restarted.stop().await.unwrap();
+
+    assert_views_equal_replay(&db, &recorder, &ids).await;
+    // At-least-once: only the batch in flight at the abort came again.
+    let redelivered = recorder.redelivered();
+    assert!(
+        redelivered <= usize::try_from(batch).unwrap(),
+        "{redelivered} events delivered again"
+    );
+    assert_eq!(recorder.delivered(), COMMITS + redelivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_projectors_on_one_stream_apply_each_event_once() {
+    let (db, arn, streams) = stream_tables().await;
+    let store = checkpoints(&db.client, Duration::from_secs(1)).await;
+    // One recorder for both: an event applied by both would show twice.
+    let recorder = Recorder::default();
+    let a = start(projector(
+        streams.clone(),
+        &arn,
+        store.clone(),
+        &recorder,
+        "a",
+    ));
+    let b = start(projector(streams, &arn, store.clone(), &recorder, "b"));
+    let ids = ids("pair");
+    commit_all(&db, &ids, 0..COMMITS / 2).await;
+    wait_until("the first half is projected", WAIT, || {
+        recorder.distinct() == COMMITS / 2
+    })
+    .await;
+
+    // The lease holder stops gracefully (checkpoint, release); the other
+    // takes the shard over from its checkpoint.
+    let holder = store.list().await.unwrap()[0].owner.clone();
+    let (stopping, staying) = if holder.as_deref() == Some("a") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    stopping.stop().await.unwrap();
+    commit_all(&db, &ids, COMMITS / 2..COMMITS).await;
+    wait_until("the second half is projected", WAIT, || {
+        recorder.distinct() == COMMITS
+    })
+    .await;
+    staying.stop().await.unwrap();
+
+    assert_views_equal_replay(&db, &recorder, &ids).await;
+    assert_eq!(recorder.redelivered(), 0, "no event applied twice");
+    assert_eq!(recorder.delivered(), COMMITS);
+}
+
+#[tokio::test]
+async fn a_table_without_a_stream_has_no_stream_arn() {
+    let db = dynamodb().await.unwrap();
+    let err = stream_arn(&db.client, &db.events).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&db.events), "{message}");
+    assert!(matches!(
+        err,
+        dynamo_es::projection::Error::Store(dynamo_es::Error::TableStream { .. })
+    ));
+    // The store is not affected either way.
+    let _ = DynamoStore::<Account>::new_event_store(db.repository());
+}

@@ -1,0 +1,420 @@
+//! The projector against a fake DynamoDB Streams endpoint
+//! (`testing::streams`), for what the emulator cannot produce: shard
+//! lineage, closed shards, expired iterators, trimmed data, paged stream
+//! descriptions, and a lease taken over after its owner stops heartbeating.
+//! Checkpoints and leases live on the embedded emulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod projector_support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dynamo_es::projection::{CheckpointStore, Error};
+use dynamo_es::testing::streams::FakeStreams;
+use dynamo_es::testing::{client_for, endpoint};
+use dynamo_es::Codec;
+
+use common::{deposit_event, Account};
+use projector_support::{checkpoints, projector, start, wait_until, Recorder};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A fake stream and a checkpoint store with leases of `lease`.
+async fn setup(lease: Duration) -> (FakeStreams, CheckpointStore) {
+    let fake = FakeStreams::start().await.unwrap();
+    let store = checkpoints(&client_for(&endpoint().unwrap()), lease).await;
+    (fake, store)
+}
+
+/// Appends deposits `sequences` of aggregate `id` to `shard`; returns
+/// their stream sequence numbers.
+fn push(
+    fake: &FakeStreams,
+    shard: &str,
+    id: &str,
+    sequences: std::ops::RangeInclusive<usize>,
+) -> Vec<String> {
+    sequences
+        .map(|sequence| {
+            let event = deposit_event("Account", id, sequence, 10);
+            let pushed = fake.push_event(shard, &event, &Codec::default()).unwrap();
+            pushed.expect("the shard is open")
+        })
+        .collect()
+}
+
+/// The checkpoints by shard id: (checkpoint, finished, owner).
+async fn by_shard(
+    store: &CheckpointStore,
+) -> HashMap<String, (Option<String>, bool, Option<String>)> {
+    let list = store.list().await.unwrap();
+    list.into_iter()
+        .map(|c| (c.shard_id, (c.checkpoint, c.finished, c.owner)))
+        .collect()
+}
+
+#[tokio::test]
+async fn children_are_read_only_after_their_parent_finished() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    // parent (closed) -> left, right; left (closed) -> grandchild.
+    fake.add_shard("parent", None);
+    push(&fake, "parent", "a", 1..=3);
+    push(&fake, "parent", "b", 1..=2);
+    fake.add_shard("left", Some("parent"));
+    fake.add_shard("right", Some("parent"));
+    fake.close("parent");
+    push(&fake, "left", "a", 4..=5);
+    push(&fake, "right", "b", 3..=4);
+    fake.add_shard("grandchild", Some("left"));
+    fake.close("left");
+    push(&fake, "grandchild", "a", 6..=7);
+
+    let recorder = Recorder::default();
+    let running = start(
+        projector(
+            fake.client(),
+            &fake.stream_arn(),
+            store.clone(),
+            &recorder,
+            "p",
+        )
+        .with_batch_size(2),
+    );
+    wait_until("every event is projected", WAIT, || {
+        recorder.distinct() == 11
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    // The recorder asserts each aggregate's events arrive in sequence order
+    // with none missed: a child read before its parent would fail it.
+    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(recorder.sequences("b"), [1, 2, 3, 4]);
+    let shards = by_shard(&store).await;
+    assert!(
+        shards["parent"].1 && shards["left"].1,
+        "closed shards finished: {shards:?}"
+    );
+    assert!(
+        !shards["right"].1 && !shards["grandchild"].1,
+        "open shards not finished"
+    );
+    // The first iterator of every child came after its parent finished:
+    // each shard was started exactly once, parents first.
+    let started: Vec<String> = fake
+        .iterator_requests()
+        .into_iter()
+        .map(|r| r.shard_id)
+        .collect();
+    let at = |shard: &str| started.iter().position(|s| s == shard).unwrap();
+    assert!(at("parent") < at("left") && at("parent") < at("right"));
+    assert!(at("left") < at("grandchild"));
+    assert_eq!(started.len(), 4, "{started:?}");
+}
+
+#[tokio::test]
+async fn a_closed_shard_is_finished_and_retired_and_new_children_are_discovered() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("old", None);
+    push(&fake, "old", "a", 1..=3);
+    let recorder = Recorder::default();
+    let projector = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    );
+    let lag = projector.lag();
+    let running = start(projector);
+    wait_until("the open shard is read", WAIT, || recorder.distinct() == 3).await;
+
+    // The shard splits while the projector runs: it closes, a child appears.
+    fake.add_shard("new", Some("old"));
+    fake.close("old");
+    push(&fake, "new", "a", 4..=6);
+    wait_until("the child is read", WAIT, || recorder.distinct() == 6).await;
+    running.stop().await.unwrap();
+
+    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5, 6]);
+    let shards = by_shard(&store).await;
+    assert!(shards["old"].1, "finished");
+    assert_eq!(shards["old"].2, None, "released");
+    let old = lag
+        .shards()
+        .into_iter()
+        .find(|s| s.shard_id == "old")
+        .unwrap();
+    assert!(old.finished && !old.owned, "{old:?}");
+    assert_eq!(old.records, 3);
+    // Retired: never read again after it finished.
+    let old_iterators = fake
+        .iterator_requests()
+        .iter()
+        .filter(|r| r.shard_id == "old")
+        .count();
+    assert_eq!(old_iterators, 1);
+}
+
+#[tokio::test]
+async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_duplicates() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    let pushed = push(&fake, "s", "a", 1..=10);
+    // Every dispatch expires the iterators issued so far, including the
+    // next iterator of the page being dispatched.
+    let expiring = fake.clone();
+    let recorder = Recorder::with_hook(move |_| expiring.expire_iterators());
+    let running = start(
+        projector(
+            fake.client(),
+            &fake.stream_arn(),
+            store.clone(),
+            &recorder,
+            "p",
+        )
+        .with_batch_size(3),
+    );
+    wait_until("every event is projected", WAIT, || {
+        recorder.distinct() == 10
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    assert_eq!(recorder.sequences("a"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(recorder.redelivered(), 0);
+    let requests = fake.iterator_requests();
+    assert_eq!(requests[0].iterator_type, "TRIM_HORIZON");
+    // Renewed after each batch (records 1-3, 4-6, 7-9, 10), after the
+    // batch's checkpoint.
+    let renewals: Vec<_> = requests[1..]
+        .iter()
+        .map(|r| (r.iterator_type.as_str(), r.sequence_number.as_deref()))
+        .collect();
+    let checkpoints: Vec<_> = [2, 5, 8, 9]
+        .iter()
+        .map(|&i| ("AFTER_SEQUENCE_NUMBER", Some(pushed[i].as_str())))
+        .collect();
+    assert_eq!(renewals, checkpoints);
+    assert_eq!(by_shard(&store).await["s"].0.as_ref(), pushed.last());
+}
+
+#[tokio::test]
+async fn records_trimmed_before_the_checkpoint_are_a_typed_error_that_says_to_rebuild() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=2);
+    let recorder = Recorder::default();
+    let first = start(projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    ));
+    wait_until("the first events are projected", WAIT, || {
+        recorder.distinct() == 2
+    })
+    .await;
+    first.stop().await.unwrap();
+    let checkpoint = by_shard(&store).await["s"].0.clone().unwrap();
+
+    // The projection stays stopped past the retention: records after its
+    // checkpoint are trimmed away.
+    push(&fake, "s", "a", 3..=6);
+    fake.trim("s", 4);
+    let err = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap_err();
+    let Error::Trimmed {
+        shard_id,
+        checkpoint: at,
+        stream_arn,
+    } = &err
+    else {
+        panic!("expected Trimmed, got {err:?}");
+    };
+    assert_eq!(
+        (shard_id.as_str(), at, stream_arn),
+        ("s", &checkpoint, &fake.stream_arn())
+    );
+    assert!(err.to_string().contains("rebuild"), "{err}");
+    assert_eq!(
+        recorder.distinct(),
+        2,
+        "nothing after the gap was dispatched"
+    );
+    // The lease was released for whoever rebuilds.
+    assert_eq!(by_shard(&store).await["s"].2, None);
+}
+
+#[tokio::test]
+async fn records_trimmed_while_reading_are_a_typed_error() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=6);
+    // Trimmed between two pages: the next GetRecords reads trimmed data.
+    let trimming = fake.clone();
+    let recorder = Recorder::with_hook(move |_| trimming.trim("s", 5));
+    let err = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    )
+    .with_batch_size(2)
+    .run(std::future::pending())
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Trimmed { shard_id, .. } if shard_id == "s"),
+        "{err:?}"
+    );
+    assert_eq!(recorder.sequences("a"), [1, 2]);
+}
+
+#[tokio::test]
+async fn every_page_of_the_stream_description_is_read() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    let fake = fake.with_page_size(1);
+    for (shard, id) in [("s0", "a"), ("s1", "b"), ("s2", "c")] {
+        fake.add_shard(shard, None);
+        push(&fake, shard, id, 1..=2);
+    }
+    let recorder = Recorder::default();
+    let running = start(projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    ));
+    wait_until("every shard is read", WAIT, || recorder.distinct() == 6).await;
+    running.stop().await.unwrap();
+    assert_eq!(by_shard(&store).await.len(), 3);
+    assert!(fake.calls("DescribeStream") >= 3, "one call per page");
+}
+
+#[tokio::test]
+async fn at_most_max_shards_are_read_at_once() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    for shard in ["s0", "s1", "s2"] {
+        fake.add_shard(shard, None);
+        push(&fake, shard, shard, 1..=1);
+    }
+    let recorder = Recorder::default();
+    let running = start(
+        projector(
+            fake.client(),
+            &fake.stream_arn(),
+            store.clone(),
+            &recorder,
+            "p",
+        )
+        .with_max_shards(2),
+    );
+    wait_until("two shards are read", WAIT, || recorder.distinct() == 2).await;
+    // Open shards are never finished: the third stays unread.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await.unwrap();
+    assert_eq!(recorder.distinct(), 2);
+    assert_eq!(by_shard(&store).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_lease_is_taken_over_after_its_owner_stops_heartbeating() {
+    let lease = Duration::from_millis(400);
+    let (fake, store) = setup(lease).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=4);
+    let first = Recorder::default();
+    let holder = start(projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &first,
+        "holder",
+    ));
+    wait_until("the holder reads", WAIT, || first.distinct() == 4).await;
+
+    // While the holder heartbeats, another projector gets nothing, however
+    // long it waits (several lease durations).
+    let second = Recorder::default();
+    let taker = start(projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &second,
+        "taker",
+    ));
+    push(&fake, "s", "a", 5..=6);
+    wait_until("the holder reads more", WAIT, || first.distinct() == 6).await;
+    tokio::time::sleep(lease * 3).await;
+    assert_eq!(second.delivered(), 0, "a live owner keeps its shard");
+
+    // The holder dies (no graceful stop, no heartbeat): after a lease
+    // duration the taker resumes from its checkpoint.
+    holder.task.abort();
+    let _ = holder.task.await;
+    push(&fake, "s", "a", 7..=9);
+    wait_until("the taker takes over", WAIT, || {
+        second.sequences("a").last() == Some(&9)
+    })
+    .await;
+    taker.stop().await.unwrap();
+    let resumed = second.sequences("a");
+    assert_eq!(
+        first.gaps() + second.gaps(),
+        1,
+        "one: where the taker resumed"
+    );
+    assert_eq!(
+        resumed.first(),
+        Some(&7),
+        "resumed after the holder's checkpoint: {resumed:?}"
+    );
+    assert_eq!(
+        by_shard(&store).await["s"].2,
+        None,
+        "released on the taker's graceful stop"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_answers_the_real_client_with_lineage_and_closed_ranges() {
+    let fake = FakeStreams::start().await.unwrap();
+    fake.add_shard("p", None);
+    push(&fake, "p", "a", 1..=1);
+    fake.add_shard("c", Some("p"));
+    fake.close("p");
+    let client = fake.client();
+    let described = client
+        .describe_stream()
+        .stream_arn(fake.stream_arn())
+        .send()
+        .await
+        .unwrap();
+    let shards = described.stream_description.unwrap().shards.unwrap();
+    assert_eq!(shards.len(), 2);
+    assert_eq!(shards[1].parent_shard_id(), Some("p"));
+    let closed = shards[0].sequence_number_range().unwrap();
+    assert!(closed.ending_sequence_number().is_some());
+    assert!(shards[1]
+        .sequence_number_range()
+        .unwrap()
+        .ending_sequence_number()
+        .is_none());
+    let listed = client.list_streams().send().await.unwrap();
+    assert_eq!(listed.streams().len(), 1);
+    let _ = Account::default();
+}

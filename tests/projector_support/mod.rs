@@ -1,0 +1,191 @@
+//! Shared by tests/projector.rs and tests/projector_faults.rs: a projection
+//! that records every event it is given, checkpoint stores on fresh tables,
+//! projectors with short backoffs and leases, and waiting for a condition.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cqrs_es::{Aggregate, EventEnvelope};
+use dynamo_es::projection::{
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projection, Projector,
+};
+use dynamo_es::tables::create_checkpoint_table;
+use dynamo_es::testing::unique_name;
+use dynamo_es::Codec;
+
+use crate::common::Account;
+
+/// A hook run before each `project` call with the number of calls so far.
+pub type Hook = Arc<dyn Fn(usize) + Send + Sync>;
+
+#[derive(Default)]
+struct Seen {
+    /// Every event delivered, in delivery order: (aggregate id, sequence).
+    log: Vec<(String, usize)>,
+    /// Per aggregate: the state built from each event once (deduplicated by
+    /// sequence, as an exactly-once view is), and its last sequence.
+    views: HashMap<String, (Account, usize)>,
+    /// Events delivered at or below the aggregate's last sequence.
+    redelivered: usize,
+    /// Events applied (each once).
+    applied: usize,
+    /// Times an aggregate's next event skipped sequences.
+    gaps: usize,
+    calls: usize,
+}
+
+/// A projection that records every event it is given.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    seen: Arc<Mutex<Seen>>,
+    hook: Option<Hook>,
+}
+
+impl Recorder {
+    /// A recorder that runs `hook` before each call.
+    pub fn with_hook(hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        Recorder {
+            seen: Arc::default(),
+            hook: Some(Arc::new(hook)),
+        }
+    }
+
+    /// Every event delivered, in order.
+    pub fn log(&self) -> Vec<(String, usize)> {
+        self.seen.lock().unwrap().log.clone()
+    }
+
+    /// How many events were delivered (counting redeliveries).
+    pub fn delivered(&self) -> usize {
+        self.seen.lock().unwrap().log.len()
+    }
+
+    /// How many distinct events were delivered.
+    pub fn distinct(&self) -> usize {
+        self.seen.lock().unwrap().applied
+    }
+
+    /// Times an aggregate's next event was not the one after its last (a
+    /// projection that started from another's checkpoint has one per
+    /// aggregate).
+    pub fn gaps(&self) -> usize {
+        self.seen.lock().unwrap().gaps
+    }
+
+    /// Events delivered again (at or below the aggregate's last sequence).
+    pub fn redelivered(&self) -> usize {
+        self.seen.lock().unwrap().redelivered
+    }
+
+    /// The deduplicated view of `id`.
+    pub fn view(&self, id: &str) -> Option<Account> {
+        let seen = self.seen.lock().unwrap();
+        seen.views.get(id).map(|(view, _)| view.clone())
+    }
+
+    /// The sequences delivered for `id`, in delivery order.
+    pub fn sequences(&self, id: &str) -> Vec<usize> {
+        let seen = self.seen.lock().unwrap();
+        seen.log
+            .iter()
+            .filter(|(a, _)| a == id)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Projection<Account> for Recorder {
+    async fn project(&self, id: &str, events: &[EventEnvelope<Account>]) -> Result<(), Error> {
+        let calls = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.calls += 1;
+            seen.calls
+        };
+        if let Some(hook) = &self.hook {
+            hook(calls);
+        }
+        let mut seen = self.seen.lock().unwrap();
+        for event in events {
+            assert_eq!(event.aggregate_id, id, "one aggregate per call");
+            seen.log.push((id.to_string(), event.sequence));
+            let (view, last) = seen.views.entry(id.to_string()).or_default();
+            if event.sequence <= *last {
+                seen.redelivered += 1;
+                continue;
+            }
+            let gap = event.sequence > *last + 1;
+            view.apply(event.payload.clone());
+            *last = event.sequence;
+            seen.applied += 1;
+            seen.gaps += usize::from(gap);
+        }
+        Ok(())
+    }
+}
+
+/// A checkpoint store for projection `name` on a fresh checkpoint table,
+/// with leases of `lease`.
+pub async fn checkpoints(
+    client: &dynamo_es::aws_sdk_dynamodb::Client,
+    lease: Duration,
+) -> CheckpointStore {
+    let table = unique_name("checkpoints");
+    create_checkpoint_table(client, &table).await.unwrap();
+    CheckpointStore::new(client.clone(), &table, "accounts").with_lease_duration(lease)
+}
+
+/// A projector of `arn` dispatching to `recorder`, as `owner`, with short
+/// backoffs, a heartbeat a quarter of the lease, and discovery every 50 ms.
+pub fn projector(
+    streams: aws_sdk_dynamodbstreams::Client,
+    arn: &str,
+    store: CheckpointStore,
+    recorder: &Recorder,
+    owner: &str,
+) -> Projector<Account> {
+    let heartbeat = store.lease_duration() / 4;
+    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(recorder.clone());
+    Projector::new(streams, arn, store, dispatcher)
+        .with_owner(owner)
+        .with_idle_backoff(Duration::from_millis(5), Duration::from_millis(40))
+        .with_heartbeat(heartbeat)
+        .with_discovery_interval(Duration::from_millis(50))
+}
+
+/// Waits (polling every 10 ms, at most `limit`) until `done()`; panics
+/// with `what` if it never is.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A projector run on its own task, stopped gracefully by [`Running::stop`].
+pub struct Running {
+    pub task: tokio::task::JoinHandle<Result<(), Error>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Stops it gracefully and returns how its run ended.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
+/// Runs `projector` on its own task.
+pub fn start<A: Aggregate + 'static>(projector: Projector<A>) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    Running { task, stop }
+}
