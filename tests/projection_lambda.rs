@@ -1,0 +1,278 @@
+//! The Lambda adapter on records the emulator's stream returned, serialized
+//! in Lambda's JSON shape and parsed with `aws_lambda_events`: they convert
+//! as the projector converts them, dispatch the same way, and a failed view
+//! write names the right record in the partial batch response.
+#![cfg(feature = "lambda")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod projection_common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::dynamodb::Event;
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, Record};
+use common::*;
+use cqrs_es::persist::ViewRepository;
+use cqrs_es::{EventEnvelope, View};
+use dynamo_es::item::{b, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+use dynamo_es::projection::{
+    lambda, ChangeRecord, Dispatcher, Error, EventDecoder, Projection, ViewProjection,
+};
+use dynamo_es::testing::TestTables;
+use dynamo_es::{Codec, SnapshotPolicy};
+use projection_common::{stream_records, stream_tables};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// A stream attribute value in Lambda's JSON shape.
+fn lambda_value(value: &StreamValue) -> Value {
+    match value {
+        StreamValue::S(v) => json!({ "S": v }),
+        StreamValue::N(v) => json!({ "N": v }),
+        StreamValue::B(v) => json!({ "B": aws_smithy_types::base64::encode(v.as_ref()) }),
+        StreamValue::Ss(v) => json!({ "SS": v }),
+        StreamValue::Ns(v) => json!({ "NS": v }),
+        StreamValue::Bs(v) => json!({
+            "BS": v.iter().map(|b| aws_smithy_types::base64::encode(b.as_ref())).collect::<Vec<_>>()
+        }),
+        StreamValue::M(v) => json!({ "M": lambda_image(v) }),
+        StreamValue::L(v) => json!({ "L": v.iter().map(lambda_value).collect::<Vec<_>>() }),
+        StreamValue::Bool(v) => json!({ "BOOL": v }),
+        StreamValue::Null(v) => json!({ "NULL": v }),
+        other => panic!("unexpected attribute value {other:?}"),
+    }
+}
+
+fn lambda_image(image: &HashMap<String, StreamValue>) -> Value {
+    Value::Object(
+        image
+            .iter()
+            .map(|(name, value)| (name.clone(), lambda_value(value)))
+            .collect(),
+    )
+}
+
+/// A Lambda DynamoDB stream event holding `records`, as Lambda sends it.
+fn lambda_event(arn: &str, records: &[(String, Record)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(_, record)| {
+            let change = record.dynamodb.as_ref().unwrap();
+            let mut dynamodb = json!({
+                "ApproximateCreationDateTime":
+                    change.approximate_creation_date_time.unwrap().as_secs_f64(),
+                "Keys": lambda_image(change.keys.as_ref().unwrap()),
+                "SequenceNumber": change.sequence_number.as_ref().unwrap(),
+                "SizeBytes": change.size_bytes.unwrap_or(100),
+                "StreamViewType": "NEW_IMAGE",
+            });
+            if let Some(image) = &change.new_image {
+                dynamodb["NewImage"] = lambda_image(image);
+            }
+            json!({
+                "eventID": record.event_id.as_ref().unwrap(),
+                "eventName": record.event_name.as_ref().unwrap().as_str(),
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": dynamodb,
+                "eventSourceARN": arn,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn parse(event: Value) -> Event {
+    serde_json::from_value(event).unwrap()
+}
+
+/// Every sequence applied, in order.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Applications {
+    sequences: Vec<usize>,
+}
+
+impl View<Account> for Applications {
+    fn update(&mut self, event: &EventEnvelope<Account>) {
+        self.sequences.push(event.sequence);
+    }
+}
+
+/// Fails for one aggregate, as a failing view write would.
+struct FailOn(String);
+
+#[async_trait]
+impl Projection<Account> for FailOn {
+    async fn project(&self, aggregate_id: &str, _: &[EventEnvelope<Account>]) -> Result<(), Error> {
+        if aggregate_id == self.0 {
+            return Err(Error::projection(format!(
+                "view write for {aggregate_id} failed"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn dispatcher(db: &TestTables) -> Dispatcher<Account> {
+    Dispatcher::new(EventDecoder::new(Codec::default())).with_projection(ViewProjection::new(
+        db.view_repository::<Applications, Account>(),
+    ))
+}
+
+async fn applied(db: &TestTables, id: &str) -> Vec<usize> {
+    db.view_repository::<Applications, Account>()
+        .load(id)
+        .await
+        .unwrap()
+        .map(|view| view.sequences)
+        .unwrap_or_default()
+}
+
+/// Commits a×2, b×2, c×1, a×1 (six records: runs start at 0, 2, 4, 5).
+async fn committed() -> (TestTables, String, [String; 3], Vec<(String, Record)>) {
+    let (db, arn) = stream_tables().await;
+    let cqrs = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    let ids = [new_id(), new_id(), new_id()];
+    for (index, times) in [(0, 2), (1, 2), (2, 1), (0, 1)] {
+        cqrs.execute(&ids[index], AccountCommand::deposit(1, times))
+            .await
+            .unwrap();
+    }
+    let records = stream_records(&arn).await;
+    assert_eq!(records.len(), 6);
+    (db, arn, ids, records)
+}
+
+fn sequence_number(record: &(String, Record)) -> String {
+    let change = record.1.dynamodb.as_ref().unwrap();
+    change.sequence_number.clone().unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_view_write_names_the_first_record_not_applied() {
+    let (db, arn, [a, b, c], records) = committed().await;
+    let failing = dispatcher(&db).with_projection(FailOn(b.clone()));
+    let response = lambda::handle(&failing, parse(lambda_event(&arn, &records))).await;
+    // b's run starts at record 2.
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier,
+        Some(sequence_number(&records[2]))
+    );
+    let body = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        body,
+        json!({"batchItemFailures": [{"itemIdentifier": sequence_number(&records[2])}]})
+    );
+    assert_eq!(applied(&db, &a).await, [1, 2]);
+    // The view projection ran before FailOn: b's view has its run; c's not.
+    assert_eq!(applied(&db, &b).await, [1, 2]);
+    assert!(applied(&db, &c).await.is_empty());
+
+    // Lambda retries from that record; with the fault gone everything lands,
+    // each event once.
+    let retry = parse(lambda_event(&arn, &records[2..]));
+    let response = lambda::handle(&dispatcher(&db), retry).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(applied(&db, &a).await, [1, 2, 3]);
+    assert_eq!(applied(&db, &b).await, [1, 2]);
+    assert_eq!(applied(&db, &c).await, [1]);
+}
+
+#[tokio::test]
+async fn a_failure_in_a_later_run_names_that_run() {
+    let (db, arn, [a, _, c], records) = committed().await;
+    // The second run of a starts at record 5.
+    let failing = dispatcher(&db).with_projection(FailOn(a.clone()));
+    let response = lambda::handle(&failing, parse(lambda_event(&arn, &records[2..]))).await;
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier,
+        Some(sequence_number(&records[5]))
+    );
+    assert_eq!(applied(&db, &c).await, [1]);
+}
+
+#[tokio::test]
+async fn an_unreadable_record_is_the_failure_after_the_records_before_it() {
+    let (db, arn, [a, b, _], records) = committed().await;
+    let mut event = lambda_event(&arn, &records);
+    event["Records"][3]["eventName"] = json!("TRUNCATE");
+    let response = lambda::handle(&dispatcher(&db), parse(event)).await;
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier,
+        Some(sequence_number(&records[3]))
+    );
+    assert_eq!(applied(&db, &a).await, [1, 2]);
+    // b's run was cut short by the unreadable record: its first event applied.
+    assert_eq!(applied(&db, &b).await, [1]);
+}
+
+fn comparable(record: ChangeRecord) -> ChangeRecord {
+    ChangeRecord {
+        shard_id: String::new(),
+        created: record.created.map(|t| {
+            t - Duration::from_nanos(u64::from(
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos(),
+            ))
+        }),
+        ..record
+    }
+}
+
+#[tokio::test]
+async fn lambda_records_convert_as_the_projector_converts_them() {
+    let (db, arn) = stream_tables().await;
+    let every_type = Item::from([
+        (AGGREGATE_TYPE_AND_ID.to_string(), s("Other:x")),
+        (AGGREGATE_ID_SEQUENCE.to_string(), n(1)),
+        ("B".to_string(), b(vec![0, 255, 7])),
+        (
+            "BS".to_string(),
+            aws_sdk_dynamodb::types::AttributeValue::Bs(vec![
+                aws_sdk_dynamodb::primitives::Blob::new(vec![1]),
+            ]),
+        ),
+        (
+            "SS".to_string(),
+            aws_sdk_dynamodb::types::AttributeValue::Ss(vec!["a".into()]),
+        ),
+        (
+            "NS".to_string(),
+            aws_sdk_dynamodb::types::AttributeValue::Ns(vec!["2".into()]),
+        ),
+        (
+            "M".to_string(),
+            aws_sdk_dynamodb::types::AttributeValue::M(HashMap::from([(
+                "L".to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::L(vec![
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+                    aws_sdk_dynamodb::types::AttributeValue::Null(true),
+                ]),
+            )])),
+        ),
+    ]);
+    put(&db, &db.events, every_type).await;
+    let cqrs = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    cqrs.execute(&new_id(), AccountCommand::deposit(1, 2))
+        .await
+        .unwrap();
+    let records = stream_records(&arn).await;
+    assert_eq!(records.len(), 3);
+    let event = parse(lambda_event(&arn, &records));
+    for (parsed, (shard, record)) in event.records.into_iter().zip(records) {
+        let from_lambda = lambda::change_record(parsed).unwrap();
+        let from_stream = ChangeRecord::from_stream(&shard, record).unwrap();
+        assert!(from_lambda.created.is_some());
+        assert_eq!(comparable(from_lambda), comparable(from_stream));
+    }
+}
