@@ -328,6 +328,14 @@ impl Error {
 
     /// True where the stored data (not the request) is at fault.
     pub fn is_data_error(&self) -> bool {
+        #[cfg(feature = "compression")]
+        if let Error::Dictionary(err) = self {
+            use crate::dictionary::Error as D;
+            return matches!(
+                **err,
+                D::NotFound { .. } | D::NotLoaded { .. } | D::Corrupt { .. }
+            );
+        }
         matches!(
             self,
             Error::MissingAttribute { .. }

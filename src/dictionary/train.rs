@@ -238,7 +238,7 @@ pub fn train(
         samples.push(options.codec.serialize_plain(&event.metadata)?);
     }
     let sample_bytes = samples.iter().map(Vec::len).sum();
-    let bytes =
+    let mut bytes =
         zstd::dict::from_samples(&samples, options.size).map_err(|err| DictError::Training {
             aggregate_type: aggregate_type.to_string(),
             reason: format!(
@@ -247,13 +247,14 @@ pub fn train(
                 options.size
             ),
         })?;
+    let id = super::store::next_id(&bytes, 0);
+    super::store::set_header_id(&mut bytes, id);
     let mut sample = TrainingSample {
         table: source.to_string(),
         events: trained_on.len(),
         bytes: sample_bytes,
         held_out: Savings::default(),
     };
-    let id = zstd::zstd_safe::get_dict_id_from_dict(&bytes).map_or(0, |id| id.get());
     let info = DictionaryInfo {
         id,
         aggregate_type: aggregate_type.to_string(),

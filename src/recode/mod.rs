@@ -121,6 +121,7 @@ use crate::error::Result;
 use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
 
 mod checkpoint;
+mod dictionary;
 mod error;
 mod identity;
 mod options;
@@ -223,6 +224,7 @@ pub struct Recoder {
     target: Codec,
     upstream: bool,
     options: RecodeOptions,
+    dictionaries: dictionary::Dictionaries,
 }
 
 impl Recoder {
@@ -233,6 +235,7 @@ impl Recoder {
             target,
             upstream: false,
             options: RecodeOptions::default(),
+            dictionaries: dictionary::Dictionaries::default(),
         }
     }
 
@@ -249,12 +252,13 @@ impl Recoder {
         }
     }
 
-    /// The target's name: the codec's, or `upstream`.
+    /// The target's name: the codec's, or `upstream`; followed by
+    /// `+dictionary-ID(TYPE)` for each dictionary it writes with.
     pub fn target_name(&self) -> String {
         if self.upstream {
             "upstream".to_string()
         } else {
-            self.target.name()
+            format!("{}{}", self.target.name(), self.dictionaries.describe())
         }
     }
 

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use super::run::TableRun;
 use super::stats::{snapshot_recode_wcu, ItemStats, Layout, Outcome};
 use super::TableKind;
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::event_repository::{check_limits, request_token};
 use crate::item::{
@@ -107,6 +108,7 @@ impl TableRun {
     pub(super) async fn process(&self, mut item: Item) -> Result<ItemStats> {
         let mut attempts = 0u32;
         loop {
+            self.dictionaries.prefetch(&item).await?;
             let attempt = match self.table.kind {
                 TableKind::Events => self.one_item(&item, &EVENT).await?,
                 TableKind::Snapshots => self.snapshot(&item).await?,
@@ -154,13 +156,13 @@ impl TableRun {
 
     /// The payload re-encoded exactly for the target, or why `old` is
     /// kept. [`Error::Inexact`] when it cannot be shown to be the same value.
-    fn transcode(&self, old: &[u8]) -> Result<Transcoded> {
-        let new = self.target.reencode(old)?;
+    fn transcode(&self, old: &[u8], target: &Codec) -> Result<Transcoded> {
+        let new = target.reencode(old)?;
         Ok(if new == old {
             Transcoded::Keep
         } else if self.upstream || new.len() < old.len() {
             Transcoded::Rewrite(new)
-        } else if self.target.is_native(old) {
+        } else if target.is_native(old) {
             Transcoded::Keep
         } else if self.options.allow_growth {
             Transcoded::Rewrite(new)
@@ -187,6 +189,7 @@ impl TableRun {
             };
             return Ok(unreadable(&key, before, err));
         }
+        let target = self.dictionaries.target_for(&self.target, kind, item);
         let mut new_item = item.clone();
         let mut changed = false;
         let mut other_format = false;
@@ -195,7 +198,7 @@ impl TableRun {
                 Ok(old) => old,
                 Err(err) => return Ok(unreadable(&key, before, err)),
             };
-            match self.transcode(old) {
+            match self.transcode(old, &target) {
                 Ok(Transcoded::Rewrite(new)) => {
                     new_item.insert(name.to_string(), b(new));
                     changed = true;
@@ -282,7 +285,7 @@ impl TableRun {
             Ok(numbers) => numbers,
             Err(err) => return Ok(unreadable(&key, before, err)),
         };
-        let new = match self.transcode(&stored.payload) {
+        let new = match self.transcode(&stored.payload, &self.target) {
             Ok(Transcoded::Rewrite(new)) => new,
             // Plain JSON already, but chunked: upstream reads one item only.
             Ok(Transcoded::Keep) if self.upstream && !stored.chunk_sizes.is_empty() => {

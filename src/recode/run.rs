@@ -60,6 +60,8 @@ pub(super) struct TableRun {
     pub client: Client,
     pub target: Codec,
     pub upstream: bool,
+    /// The recode's zstd dictionaries (see `dictionary`).
+    pub dictionaries: super::dictionary::Dictionaries,
     pub table: Table,
     pub options: RecodeOptions,
     total_segments: u32,
@@ -104,8 +106,9 @@ impl TableRun {
         let state = shared.checkpoint.start(&table.name, settings, identity)?;
         let run = Arc::new(TableRun {
             client: recoder.client.clone(),
-            target: recoder.target.clone(),
+            target: recoder.dictionaries.attach(recoder.target.clone()),
             upstream: recoder.upstream,
+            dictionaries: recoder.dictionaries.clone(),
             table: table.clone(),
             options: options.clone(),
             total_segments: state.settings.segments,
@@ -221,7 +224,9 @@ impl TableRun {
                 .map_err(|err| Error::from_sdk_on("Scan", &self.table.name, err))?;
             let mut page = Counts::default();
             for item in out.items.unwrap_or_default() {
-                if self.table.kind == TableKind::Snapshots && snapshot::is_chunk(&item) {
+                if self.table.kind == TableKind::Snapshots
+                    && (snapshot::is_chunk(&item) || super::dictionary::is_dictionary_item(&item))
+                {
                     continue;
                 }
                 if let Some(limiter) = &self.shared.limiter {
