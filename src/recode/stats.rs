@@ -53,8 +53,10 @@ pub struct Counts {
     pub bytes_before: u64,
     /// Stored bytes after.
     pub bytes_after: u64,
-    /// Write units to write every item once as the store writes it
-    /// (events and snapshots in transactions, views by `PutItem`), before.
+    /// Write units to write every item once the way recode writes it:
+    /// events and views by a conditional `PutItem` (1 WCU per KB, as the
+    /// store commits a lone event), snapshots in a transaction (2 WCU per
+    /// KB, chunks included), before.
     #[serde(alias = "wcu_before")]
     pub wcu_per_rewrite_before: u64,
     /// The same, after.
@@ -170,7 +172,9 @@ impl Layout {
     pub fn of(kind: TableKind, size: usize, chunks: &[usize]) -> Self {
         let sizes = || std::iter::once(size).chain(chunks.iter().copied());
         let (wcu, rcu) = match kind {
-            TableKind::Events => (write_units(size, true), 0),
+            // Recode rewrites an event with a conditional `PutItem`, not a
+            // transaction (`rewrite::one_item`): 1 WCU per KB.
+            TableKind::Events => (write_units(size, false), 0),
             TableKind::Snapshots => (
                 sizes().map(|s| write_units(s, true)).sum(),
                 sizes().map(|s| read_units(s, false)).sum(),
@@ -296,8 +300,10 @@ mod tests {
         assert_eq!(chunked.wcu, 2 + 800 + 2);
         assert_eq!(chunked.rcu, 1 + 100 + 1);
         assert_eq!((chunked.chunked, chunked.chunk_items), (true, 2));
+        // An event is rewritten by a conditional PutItem: 2 WCU for
+        // 1,500 B, not the 4 of a transaction.
         let event = Layout::of(TableKind::Events, 1_500, &[]);
-        assert_eq!((event.wcu, event.rcu), (4, 0));
+        assert_eq!((event.wcu, event.rcu), (2, 0));
         let view = Layout::of(TableKind::Views, 1_500, &[]);
         assert_eq!((view.wcu, view.rcu), (2, 1));
 
