@@ -2,7 +2,7 @@
 # Creates the DynamoDB tables used by dynamo-es, with the AWS CLI.
 #
 # Usage:
-#   db/create_tables.sh [--no-endpoint | --endpoint-url URL] [VIEW_TABLE ...]
+#   db/create_tables.sh [--no-endpoint | --endpoint-url URL] [--no-projections] [VIEW_TABLE ...]
 #
 # Endpoint, first match wins:
 #   --no-endpoint or DYNAMO_ES_REAL_AWS=1   real AWS (no --endpoint-url)
@@ -12,25 +12,37 @@
 #   http://localhost:8000                   (DynamoDB Local, docker-compose.yml)
 #
 # Table names:
-#   $EVENTS_TABLE     (default Events)     HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)
-#   $SNAPSHOTS_TABLE  (default Snapshots)  HASH AggregateTypeAndId (S)
-#   VIEW_TABLE ...    (default TestViewTable)  HASH ViewId (S)
+#   $EVENTS_TABLE       (default Events)     HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)
+#   $SNAPSHOTS_TABLE    (default Snapshots)  HASH AggregateTypeAndId (S)
+#   $CHECKPOINTS_TABLE  (default Checkpoints)  HASH LeaseKey (S)
+#   VIEW_TABLE ...      (default TestViewTable)  HASH ViewId (S)
+#
+# Projections: the events table gets a DynamoDB stream of view type
+# NEW_IMAGE (enabled on an existing table that has none; an existing
+# NEW_IMAGE or NEW_AND_OLD_IMAGES stream is kept, a KEYS_ONLY or OLD_IMAGE
+# one is an error), and the checkpoint table is created. --no-projections
+# (or DYNAMO_ES_NO_PROJECTIONS=1) skips both.
 #
 # All tables use on-demand (PAY_PER_REQUEST) billing. Tables that already
 # exist are left alone, after checking that their key schema is the expected
 # one. Safe to run more than once.
 #
-# Permissions: dynamodb:DescribeTable and dynamodb:CreateTable on the tables
+# Permissions: dynamodb:DescribeTable, dynamodb:CreateTable and (to enable
+# the stream on an existing events table) dynamodb:UpdateTable on the tables
 # (db/iam_policy_admin.json). The application, once the tables exist, needs
 # only db/iam_policy.json (no CreateTable).
 
 set -euo pipefail
 
 usage() {
-  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 real_aws="${DYNAMO_ES_REAL_AWS:-0}"
+projections=1
+if [[ "${DYNAMO_ES_NO_PROJECTIONS:-0}" == "1" ]]; then
+  projections=0
+fi
 endpoint=""
 view_tables=()
 
@@ -38,6 +50,10 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-endpoint)
       real_aws=1
+      shift
+      ;;
+    --no-projections)
+      projections=0
       shift
       ;;
     --endpoint-url)
@@ -75,6 +91,7 @@ done
 
 events_table="${EVENTS_TABLE:-Events}"
 snapshots_table="${SNAPSHOTS_TABLE:-Snapshots}"
+checkpoints_table="${CHECKPOINTS_TABLE:-Checkpoints}"
 if [[ ${#view_tables[@]} -eq 0 ]]; then
   view_tables=(TestViewTable)
 fi
@@ -133,7 +150,11 @@ describe_keys() {
   printf '%s\n' "$result"
 }
 
+# The stream specification of a new events table (none for other tables).
+stream_args=()
+
 # create_table TABLE HASH_NAME HASH_TYPE [RANGE_NAME RANGE_TYPE]
+# (with "${stream_args[@]}" added to create-table)
 create_table() {
   local table="$1" hash_name="$2" hash_type="$3"
   local range_name="${4:-}" range_type="${5:-}"
@@ -168,7 +189,8 @@ create_table() {
     --table-name "$table" \
     --key-schema "${key_schema[@]}" \
     --attribute-definitions "${attr_defs[@]}" \
-    --billing-mode PAY_PER_REQUEST 2>&1 >/dev/null)"; then
+    --billing-mode PAY_PER_REQUEST \
+    "${stream_args[@]+"${stream_args[@]}"}" 2>&1 >/dev/null)"; then
     if [[ "$err" == *ResourceInUseException* ]]; then
       echo "Table '$table' was created concurrently; waiting for it."
     else
@@ -183,10 +205,45 @@ create_table() {
   echo "Table '$table' is ready."
 }
 
+# ensure_stream TABLE: a stream of view type NEW_IMAGE (or an existing
+# NEW_AND_OLD_IMAGES one) on TABLE; prints its ARN.
+ensure_stream() {
+  local table="$1" view_type
+  view_type="$(ddb describe-table --table-name "$table" \
+    --query 'Table.StreamSpecification.StreamEnabled && Table.StreamSpecification.StreamViewType' \
+    --output text)"
+  case "$view_type" in
+    NEW_IMAGE | NEW_AND_OLD_IMAGES)
+      echo "Table '$table' already has a $view_type stream; keeping it."
+      ;;
+    KEYS_ONLY | OLD_IMAGE)
+      echo "error: table '$table' has a $view_type stream; projections need NEW_IMAGE (or NEW_AND_OLD_IMAGES)." >&2
+      echo "Replacing it starts a new stream without the old one's records: do it by hand if you mean it." >&2
+      exit 1
+      ;;
+    *)
+      echo "Enabling a NEW_IMAGE stream on table '$table'..."
+      ddb update-table --table-name "$table" \
+        --stream-specification StreamEnabled=true,StreamViewType=NEW_IMAGE >/dev/null
+      ddb wait table-exists --table-name "$table"
+      ;;
+  esac
+  echo "Stream: $(ddb describe-table --table-name "$table" --query 'Table.LatestStreamArn' --output text)"
+}
+
+if [[ "$projections" == "1" ]]; then
+  stream_args=(--stream-specification StreamEnabled=true,StreamViewType=NEW_IMAGE)
+fi
 create_table "$events_table" AggregateTypeAndId S AggregateIdSequence N
+stream_args=()
 create_table "$snapshots_table" AggregateTypeAndId S
 for view_table in "${view_tables[@]}"; do
   create_table "$view_table" ViewId S
 done
-
-echo "Done: $events_table, $snapshots_table, ${view_tables[*]}"
+if [[ "$projections" == "1" ]]; then
+  ensure_stream "$events_table"
+  create_table "$checkpoints_table" LeaseKey S
+  echo "Done: $events_table (with a stream), $snapshots_table, $checkpoints_table, ${view_tables[*]}"
+else
+  echo "Done: $events_table, $snapshots_table, ${view_tables[*]}"
+fi

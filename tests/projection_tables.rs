@@ -398,3 +398,84 @@ async fn a_stream_that_shows_late_is_waited_for() {
     assert_eq!(enable_stream(&client, "Events").await.unwrap(), ARN);
     assert_eq!(http.remaining(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// db/create_tables.sh, with the AWS CLI, on the emulator.
+// ---------------------------------------------------------------------------
+
+/// Runs db/create_tables.sh with `tables` (events, snapshots, checkpoints,
+/// view) and `args`; its exit status and output. `None` without the AWS CLI.
+/// It blocks the test's thread: the emulator runs on its own.
+fn create_tables_sh(tables: [&str; 4], args: &[&str]) -> Option<(bool, String)> {
+    let has_cli = std::process::Command::new("aws")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_cli {
+        eprintln!("the AWS CLI is not installed: db/create_tables.sh not run");
+        return None;
+    }
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/db/create_tables.sh"))
+        .args(["--endpoint-url", &endpoint().unwrap()])
+        .args(args)
+        .arg(tables[3])
+        .env("EVENTS_TABLE", tables[0])
+        .env("SNAPSHOTS_TABLE", tables[1])
+        .env("CHECKPOINTS_TABLE", tables[2])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success(), text))
+}
+
+#[tokio::test]
+async fn create_tables_sh_enables_the_stream_makes_the_checkpoint_table_and_refuses_keys_only() {
+    // One test, three runs: the AWS CLI takes a second or more per call.
+    let client = client_for(&endpoint().unwrap());
+    let names = ["events", "snapshots", "checkpoints", "views"].map(unique_name);
+    let tables = [&*names[0], &*names[1], &*names[2], &*names[3]];
+    let Some((ok, text)) = create_tables_sh(tables, &["--no-projections"]) else {
+        return;
+    };
+    assert!(ok, "{text}");
+    assert!(!stream_of(&client, tables[0]).await.0, "{text}");
+    let listed = client.list_tables().send().await.unwrap();
+    assert!(
+        !listed.table_names().contains(&names[2]),
+        "no checkpoint table: {text}"
+    );
+
+    let (ok, text) = create_tables_sh(tables, &[]).unwrap();
+    assert!(ok, "{text}");
+    let (_, view_type, arn) = stream_of(&client, tables[0]).await;
+    assert_eq!(view_type.as_deref(), Some("NEW_IMAGE"));
+    assert!(text.contains(&arn.clone().unwrap()), "{text}");
+    // The library agrees with what the script made, and changes nothing.
+    let (recorded, sent) = recorded_client();
+    create_checkpoint_table(&recorded, tables[2]).await.unwrap();
+    assert_eq!(
+        enable_stream(&recorded, tables[0]).await.unwrap(),
+        arn.unwrap()
+    );
+    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"; 2]);
+
+    let other = ["events", "snapshots", "checkpoints", "views"].map(unique_name);
+    create_event_tables(&client, &other[0], &other[1])
+        .await
+        .unwrap();
+    enable_raw(&client, &other[0], StreamViewType::KeysOnly).await;
+    let tables = [&*other[0], &*other[1], &*other[2], &*other[3]];
+    let (ok, text) = create_tables_sh(tables, &[]).unwrap();
+    assert!(!ok, "{text}");
+    assert!(text.contains("has a KEYS_ONLY stream"), "{text}");
+    assert_eq!(
+        stream_of(&client, tables[0]).await.1.as_deref(),
+        Some("KEYS_ONLY")
+    );
+}
