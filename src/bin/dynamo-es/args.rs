@@ -114,22 +114,28 @@ pub enum Command {
     Report(RunArgs),
     /// Rewrite stored payloads with a codec, where it makes them smaller.
     Recode(RecodeArgs),
+    /// Train and list zstd dictionaries per aggregate type.
+    #[cfg(feature = "compression")]
+    Dictionary(crate::dictionary::DictionaryArgs),
 }
 
 impl Command {
-    /// The run's arguments, and whether it writes nothing.
-    pub fn run_args(&self) -> (&RunArgs, bool) {
+    /// The run's arguments, and whether it writes nothing (`None` for a
+    /// command that is not a run).
+    pub fn run_args(&self) -> Option<(&RunArgs, bool)> {
         match self {
-            Command::Report(args) => (args, true),
-            Command::Recode(recode) => (&recode.run, recode.dry_run),
+            Command::Report(args) => Some((args, true)),
+            Command::Recode(recode) => Some((&recode.run, recode.dry_run)),
+            #[cfg(feature = "compression")]
+            Command::Dictionary(_) => None,
         }
     }
 
     /// The checkpoint file, for a recode that names one.
     pub fn checkpoint(&self) -> Option<&Path> {
         match self {
-            Command::Report(_) => None,
             Command::Recode(recode) => recode.checkpoint.as_deref(),
+            _ => None,
         }
     }
 }
@@ -191,6 +197,9 @@ pub struct RunArgs {
     /// Draw no progress bar (it is only drawn on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    #[cfg(feature = "compression")]
+    #[command(flatten)]
+    pub dictionaries: crate::dictionary::DictionaryUse,
 }
 
 impl RunArgs {
@@ -401,7 +410,10 @@ mod tests {
                 Table::views("V2")
             ]
         );
-        assert!(cli.command.run_args().1, "--dry-run writes nothing");
+        assert!(
+            cli.command.run_args().unwrap().1,
+            "--dry-run writes nothing"
+        );
 
         let cli = parse(&[
             "report",
@@ -417,7 +429,7 @@ mod tests {
         };
         assert!(args.json);
         assert_eq!((args.segments, args.rate, args.page_size), (1, 0, 100));
-        assert!(cli.command.run_args().1, "report writes nothing");
+        assert!(cli.command.run_args().unwrap().1, "report writes nothing");
         assert_eq!(cli.command.checkpoint(), None);
         // A report keeps no checkpoint; --allow-growth changes what it predicts.
         let report = ["report", "--snapshots-table", "S", "--codec", "json"];
@@ -428,10 +440,10 @@ mod tests {
         };
         assert!(with(&["--checkpoint", "ck.json"]).is_err());
         let cli = with(&["--allow-growth"]).unwrap();
-        assert!(cli.command.run_args().0.allow_growth);
+        assert!(cli.command.run_args().unwrap().0.allow_growth);
         let cli = parse(&["recode", "--view-table", "V", "--codec", "upstream"]).unwrap();
-        assert_eq!(cli.command.run_args().0.codec, Target::Upstream);
-        assert!(!cli.command.run_args().1, "recode writes");
+        assert_eq!(cli.command.run_args().unwrap().0.codec, Target::Upstream);
+        assert!(!cli.command.run_args().unwrap().1, "recode writes");
 
         assert!(
             parse(&["report", "--codec", "json"]).is_err(),

@@ -9,6 +9,8 @@
 //! what a run prints.
 
 mod args;
+#[cfg(feature = "compression")]
+mod dictionary;
 mod output;
 mod progress;
 
@@ -81,7 +83,9 @@ async fn execute(
     stop: StopHandle,
     out: &mut dyn Write,
 ) -> Result<Report, Box<dyn std::error::Error>> {
-    let (args, dry_run) = command.run_args();
+    let Some((args, dry_run)) = command.run_args() else {
+        return Err("not a report or recode".into());
+    };
     let checkpoint = command.checkpoint();
     let tables = args.tables();
     let bars = Arc::new(Bars::new(!args.no_progress, &client, &tables).await);
@@ -98,10 +102,12 @@ async fn execute(
     let progress = bars.clone();
     options = options.with_progress(move |p| progress.update(p));
     let recoder = match &args.codec {
-        Target::Codec(codec) => Recoder::new(client, codec.clone()),
-        Target::Upstream => Recoder::to_upstream(client),
+        Target::Codec(codec) => Recoder::new(client.clone(), codec.clone()),
+        Target::Upstream => Recoder::to_upstream(client.clone()),
     }
     .with_options(options);
+    #[cfg(feature = "compression")]
+    let recoder = args.dictionaries.apply(recoder, &client, &tables).await?;
     let result = recoder.run(&tables).await;
     bars.clear();
     let report = result?;
@@ -157,6 +163,16 @@ async fn main() -> ExitCode {
             }
         }
     });
+    #[cfg(feature = "compression")]
+    if let Command::Dictionary(args) = &cli.command {
+        return match dictionary::execute(args, client, &mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match execute(&cli.command, client, stop, &mut std::io::stdout()).await {
         Ok(report) => ExitCode::from(exit_code(&report)),
         Err(err) => {
