@@ -18,6 +18,8 @@ use projector_support::{checkpoints, projector, start, wait_until, Recorder};
 
 const AGGREGATES: usize = 50;
 const COMMITS: usize = 1000;
+/// Commits of the abort and two-projector tests (fewer, to keep them fast).
+const SHORT: usize = 400;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Fresh tables with a stream on the events table, its ARN, and a Streams
@@ -33,7 +35,7 @@ fn ids(prefix: &str) -> Vec<String> {
     (0..AGGREGATES).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// `COMMITS` one-deposit commits spread over `ids`, `ids.len()` at a time
+/// `commits` one-deposit commits spread over `ids`, `ids.len()` at a time
 /// (commit `i` deposits `i + 1` on aggregate `i % ids.len()`).
 async fn commit_all(db: &TestTables, ids: &[String], commits: std::ops::Range<usize>) {
     let framework = std::sync::Arc::new(cqrs::<Account>(db.repository(), SnapshotPolicy::Never));
@@ -97,29 +99,38 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
     let (db, arn, streams) = stream_tables().await;
     let store = checkpoints(&db.client, Duration::from_millis(600)).await;
     let ids = ids("abort");
-    commit_all(&db, &ids, 0..COMMITS / 2).await;
+    commit_all(&db, &ids, 0..SHORT / 2).await;
 
     // One recorder for both runs: its deduplicated views are what an
-    // exactly-once view holds; its log shows every redelivery.
-    let recorder = Recorder::default();
+    // exactly-once view holds; its log shows every redelivery. Its 15th
+    // call (in the third batch) signals the test, which aborts the task
+    // while that call is still running: the batch is dispatched at most in
+    // part and not checkpointed.
+    let (reached, aborting) = tokio::sync::oneshot::channel::<()>();
+    let reached = std::sync::Mutex::new(Some(reached));
+    let recorder = Recorder::with_hook(move |calls| {
+        if calls == 15 {
+            if let Some(reached) = reached.lock().unwrap().take() {
+                let _ = reached.send(());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
     let batch = 7;
     let first =
         projector(streams.clone(), &arn, store.clone(), &recorder, "first").with_batch_size(batch);
     let running = start(first);
-    wait_until("the first projector is under way", WAIT, || {
-        recorder.delivered() >= 100
-    })
-    .await;
+    aborting.await.unwrap();
     running.task.abort();
     assert!(running.task.await.unwrap_err().is_cancelled());
-    assert!(recorder.distinct() < COMMITS / 2, "aborted before the end");
+    assert!(recorder.distinct() < SHORT / 2, "aborted before the end");
 
     // A restart (another owner id: the lease must expire first) resumes from
     // the checkpoint while commits go on.
     let restarted = start(projector(streams, &arn, store, &recorder, "second"));
-    commit_all(&db, &ids, COMMITS / 2..COMMITS).await;
+    commit_all(&db, &ids, SHORT / 2..SHORT).await;
     wait_until("the restart catches up", WAIT, || {
-        recorder.distinct() == COMMITS
+        recorder.distinct() == SHORT
     })
     .await;
     restarted.stop().await.unwrap();
@@ -131,7 +142,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
         redelivered <= usize::try_from(batch).unwrap(),
         "{redelivered} events delivered again"
     );
-    assert_eq!(recorder.delivered(), COMMITS + redelivered);
+    assert_eq!(recorder.delivered(), SHORT + redelivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,9 +160,9 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
     ));
     let b = start(projector(streams, &arn, store.clone(), &recorder, "b"));
     let ids = ids("pair");
-    commit_all(&db, &ids, 0..COMMITS / 2).await;
+    commit_all(&db, &ids, 0..SHORT / 2).await;
     wait_until("the first half is projected", WAIT, || {
-        recorder.distinct() == COMMITS / 2
+        recorder.distinct() == SHORT / 2
     })
     .await;
 
@@ -164,16 +175,16 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
         (b, a)
     };
     stopping.stop().await.unwrap();
-    commit_all(&db, &ids, COMMITS / 2..COMMITS).await;
+    commit_all(&db, &ids, SHORT / 2..SHORT).await;
     wait_until("the second half is projected", WAIT, || {
-        recorder.distinct() == COMMITS
+        recorder.distinct() == SHORT
     })
     .await;
     staying.stop().await.unwrap();
 
     assert_views_equal_replay(&db, &recorder, &ids).await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
-    assert_eq!(recorder.delivered(), COMMITS);
+    assert_eq!(recorder.delivered(), SHORT);
 }
 
 #[tokio::test]

@@ -418,3 +418,51 @@ async fn the_fake_answers_the_real_client_with_lineage_and_closed_ranges() {
     assert_eq!(listed.streams().len(), 1);
     let _ = Account::default();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_stops_work_on_the_shard_at_once_without_a_checkpoint() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=6);
+    // While the first batch is dispatched, another process takes the lease
+    // (its store sees the counter unchanged for its 1 ms lease duration).
+    let thief = CheckpointStore::new(client_for(&endpoint().unwrap()), store.table(), "accounts")
+        .with_lease_duration(Duration::from_millis(1));
+    let shard = dynamo_es::projection::ShardInfo {
+        stream_arn: fake.stream_arn(),
+        shard_id: "s".into(),
+        parent_shard_id: None,
+    };
+    let recorder = Recorder::with_hook(move |calls| {
+        if calls == 1 {
+            let taken = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    assert!(thief.acquire(&shard, "thief").await.unwrap().is_none());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    thief.acquire(&shard, "thief").await.unwrap()
+                })
+            });
+            assert!(taken.is_some(), "the thief took the lease");
+        }
+    });
+    let projector = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        &recorder,
+        "p",
+    )
+    .with_batch_size(2);
+    let lag = projector.lag();
+    let running = start(projector);
+    wait_until("the projector lets the shard go", WAIT, || {
+        lag.shards().iter().any(|s| s.shard_id == "s" && !s.owned)
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    assert_eq!(recorder.sequences("a"), [1, 2], "only the batch in flight");
+    let (checkpoint, _, owner) = by_shard(&store).await["s"].clone();
+    assert_eq!(checkpoint, None, "no checkpoint after the lease was lost");
+    assert_eq!(owner.as_deref(), Some("thief"));
+}
