@@ -117,7 +117,7 @@ pub struct RebuildMarker {
 /// | `UpdatedAt` | N | Unix milliseconds of the last write, writer's clock (shown by status only) |
 ///
 /// One more item per projection, keyed `{projection}#!rebuild`, records the
-/// last rebuild: `Projection`, `RebuildStartedAt` (N, T0),
+/// last [`Rebuild`](super::Rebuild): `Projection`, `RebuildStartedAt` (N, T0),
 /// `StartAfter` (N, T0 minus the safety margin: a shard without a
 /// checkpoint skips stream records created before it), `RebuildFinishedAt`
 /// (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
@@ -276,7 +276,6 @@ impl CheckpointStore {
 
     /// Records `marker` as the projection's last rebuild (replacing an
     /// earlier one).
-    #[allow(dead_code)] // rebuild.rs, next
     pub(super) async fn put_rebuild_marker(&self, marker: &RebuildMarker) -> Result<(), Error> {
         let mut item: Item = HashMap::from([
             (LEASE_KEY.to_string(), s(self.rebuild_key())),

@@ -48,6 +48,7 @@ mod lag;
 mod lease;
 mod projector;
 mod reader;
+mod rebuild;
 mod shards;
 mod view;
 
@@ -65,6 +66,9 @@ pub use lag::{LagHandle, ProjectorStats, ShardLag};
 pub use lease::Lease;
 pub use projector::{stream_arn, Projector, DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARDS};
 pub use reader::StartPosition;
+pub use rebuild::{
+    Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,
+};
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.

@@ -1,0 +1,395 @@
+//! [`Rebuild`]: a projection rebuilt from the events table, then handed to
+//! the live stream with no gap.
+//!
+//! **Invariant:** every event committed before the rebuild's start marker
+//! (T0 minus the safety margin) is in its scan, and every event committed
+//! after it is on the stream after the marker, so the scan and a projector
+//! started afterwards together see every event; an event near T0 may be
+//! seen by both (an overlap of at most the margin plus the scan's length).
+//! Why:
+//!
+//! 1. T0 is taken, and the marker (T0 minus the margin) is written to the
+//!    checkpoint table, *before* the scan starts;
+//! 2. the scan reads consistently, so it returns every item committed
+//!    before it started, hence before T0;
+//! 3. a projector reading a shard without a checkpoint skips only records
+//!    whose `ApproximateCreationDateTime` is before the marker. The margin
+//!    (default 5 minutes) covers the rounding of that time and the clock
+//!    difference between this machine and DynamoDB.
+//!
+//! Per-aggregate order: the scan yields each aggregate's events in
+//! sequence order (all of them in one segment, see `stream::scan`); pages
+//! of one segment are dispatched one after the other by that segment's
+//! worker, and segments hold disjoint aggregates, so each projection sees
+//! each aggregate's events in order.
+//!
+//! Views fed by [`ViewProjection`](super::ViewProjection) (exactly-once)
+//! skip the overlap; other projections see the overlapping events twice.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_dynamodb::Client;
+use cqrs_es::Aggregate;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::checkpoint::RebuildMarker;
+use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
+use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+use crate::stream::parallel_scan;
+
+/// The default [safety margin](Rebuild::with_safety_margin).
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(300);
+
+/// The default number of [scan segments](Rebuild::with_segments).
+pub const DEFAULT_REBUILD_SEGMENTS: u32 = 4;
+
+/// How far a rebuild got, reported after every dispatched page.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RebuildProgress {
+    /// Scan pages dispatched.
+    pub pages: u64,
+    /// Items read (events of the aggregate type).
+    pub items: u64,
+    /// Events dispatched to the projections.
+    pub events: u64,
+    /// Read capacity the scan consumed so far.
+    pub consumed_capacity: f64,
+    /// Time since the rebuild started.
+    pub elapsed: Duration,
+}
+
+/// What a finished rebuild did.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebuildReport {
+    /// T0: when it started, before the scan.
+    pub started_at: SystemTime,
+    /// The marker written: T0 minus the safety margin. Projectors skip
+    /// stream records created before it on shards without a checkpoint.
+    pub start_after: SystemTime,
+    /// The totals.
+    pub progress: RebuildProgress,
+    /// Decode errors skipped (with
+    /// [`DecodeErrorPolicy::SkipAndReport`](super::DecodeErrorPolicy)).
+    pub skipped: Vec<String>,
+}
+
+type ProgressFn = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
+
+/// Rebuilds a projection from the events of `A` in the events table.
+///
+/// [`run`](Self::run) notes T0, writes the start marker for the projection
+/// ([`CheckpointStore::start_after`]), scans the events of `A` in parallel
+/// segments (a consistent `Scan` filtered by the `{A::TYPE}:` key prefix)
+/// and dispatches them through the [`Dispatcher`] in per-aggregate order.
+/// Then start the [`Projector`](super::Projector) with the same checkpoint
+/// store: shards without a checkpoint begin at the trim horizon and skip
+/// what the scan covered. See the [module docs](self) for why nothing is
+/// missed.
+///
+/// The projection's existing checkpoints are kept: to rebuild a view from
+/// scratch, give it a new projection name (or delete its checkpoint items)
+/// and an empty view table. A failed rebuild can be run again: exactly-once
+/// views skip what they already applied.
+///
+/// ```no_run
+/// # use cqrs_es::Aggregate;
+/// # async fn demo<A: Aggregate + 'static>(
+/// #     client: dynamo_es::aws_sdk_dynamodb::Client,
+/// #     dispatcher: dynamo_es::projection::Dispatcher<A>,
+/// # ) -> Result<(), dynamo_es::projection::Error> {
+/// use dynamo_es::projection::{CheckpointStore, Rebuild};
+///
+/// let checkpoints = CheckpointStore::new(client.clone(), "Checkpoints", "balances-v2");
+/// let report = Rebuild::new(client, "Events", checkpoints, dispatcher)
+///     .with_segments(8)
+///     .with_progress(|p| eprintln!("{} events dispatched", p.events))
+///     .run()
+///     .await?;
+/// eprintln!("rebuilt {} events; now start the projector", report.progress.events);
+/// # Ok(()) }
+/// ```
+pub struct Rebuild<A: Aggregate> {
+    client: Client,
+    events_table: String,
+    checkpoints: CheckpointStore,
+    dispatcher: Dispatcher<A>,
+    segments: u32,
+    page_size: Option<i32>,
+    safety_margin: Duration,
+    progress: Option<ProgressFn>,
+}
+
+impl<A: Aggregate> fmt::Debug for Rebuild<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rebuild")
+            .field("events_table", &self.events_table)
+            .field("projection", &self.checkpoints.projection())
+            .field("segments", &self.segments)
+            .field("page_size", &self.page_size)
+            .field("safety_margin", &self.safety_margin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters the segment workers share.
+#[derive(Default)]
+struct Totals {
+    pages: AtomicU64,
+    items: AtomicU64,
+    events: AtomicU64,
+    capacity: Mutex<f64>,
+    skipped: Mutex<Vec<String>>,
+}
+
+impl Totals {
+    fn progress(&self, started: Instant) -> RebuildProgress {
+        RebuildProgress {
+            pages: self.pages.load(Ordering::Relaxed),
+            items: self.items.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            consumed_capacity: *lock(&self.capacity),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl<A: Aggregate + 'static> Rebuild<A> {
+    /// A rebuild of the projection of `checkpoints` from `events_table`,
+    /// dispatching through `dispatcher`, with [`DEFAULT_REBUILD_SEGMENTS`]
+    /// segments and a [`DEFAULT_SAFETY_MARGIN`].
+    pub fn new(
+        client: Client,
+        events_table: &str,
+        checkpoints: CheckpointStore,
+        dispatcher: Dispatcher<A>,
+    ) -> Self {
+        Rebuild {
+            client,
+            events_table: events_table.to_string(),
+            checkpoints,
+            dispatcher,
+            segments: DEFAULT_REBUILD_SEGMENTS,
+            page_size: None,
+            safety_margin: DEFAULT_SAFETY_MARGIN,
+            progress: None,
+        }
+    }
+
+    /// Scans in `segments` parallel segments (at least 1), each dispatched
+    /// by its own task.
+    pub fn with_segments(mut self, segments: u32) -> Self {
+        self.segments = segments.max(1);
+        self
+    }
+
+    /// Reads pages of at most `items` items (DynamoDB's 1 MB pages without).
+    pub fn with_page_size(mut self, items: i32) -> Self {
+        self.page_size = Some(items);
+        self
+    }
+
+    /// How far before T0 the start marker is put: stream records created
+    /// within it are dispatched again by the projector. It must exceed the
+    /// difference between this machine's clock and DynamoDB's plus the
+    /// rounding of `ApproximateCreationDateTime` (DynamoDB rounds it down to
+    /// the second).
+    pub fn with_safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = margin;
+        self
+    }
+
+    /// Calls `progress` after every dispatched page (from the segment
+    /// workers: keep it quick).
+    pub fn with_progress(
+        mut self,
+        progress: impl Fn(RebuildProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
+    }
+
+    /// Runs the rebuild; see the [type docs](Self). The start marker is
+    /// written first and updated with the totals at the end. The first
+    /// error (a scan, a decode under
+    /// [`DecodeErrorPolicy::Stop`](super::DecodeErrorPolicy), a projection)
+    /// stops every segment and is returned.
+    pub async fn run(self) -> Result<RebuildReport, Error> {
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let start_after = started_at
+            .checked_sub(self.safety_margin)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut marker = RebuildMarker {
+            started_at,
+            start_after,
+            finished_at: None,
+            events: 0,
+        };
+        self.checkpoints.put_rebuild_marker(&marker).await?;
+        tracing::info!(
+            projection = self.checkpoints.projection(),
+            table = %self.events_table,
+            segments = self.segments,
+            "rebuild started; the start marker is written"
+        );
+
+        let totals = Arc::new(Totals::default());
+        self.scan_and_dispatch(&totals, started).await?;
+
+        let progress = totals.progress(started);
+        marker.finished_at = Some(SystemTime::now());
+        marker.events = progress.events;
+        self.checkpoints.put_rebuild_marker(&marker).await?;
+        tracing::info!(
+            projection = self.checkpoints.projection(),
+            events = progress.events,
+            items = progress.items,
+            elapsed_ms = u64::try_from(progress.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "rebuild finished; start the projector"
+        );
+        let skipped = std::mem::take(&mut *lock(&totals.skipped));
+        Ok(RebuildReport {
+            started_at,
+            start_after,
+            progress,
+            skipped,
+        })
+    }
+
+    /// Reads the scan and hands each page to its segment's worker.
+    async fn scan_and_dispatch(&self, totals: &Arc<Totals>, started: Instant) -> Result<(), Error> {
+        let prefix = format!("{}:", A::TYPE);
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.events_table)
+            .consistent_read(true)
+            .filter_expression("begins_with(#key, :prefix)")
+            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
+            .expression_attribute_values(":prefix", s(prefix))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total);
+        let mut pages = parallel_scan(scan, self.segments, self.page_size);
+        let mut workers = JoinSet::new();
+        let mut queues = Vec::new();
+        for segment in 0..self.segments {
+            // One page waits per segment: memory stays bounded.
+            let (sender, receiver) = mpsc::channel::<Vec<Item>>(1);
+            queues.push(sender);
+            workers.spawn(dispatch_segment(
+                self.dispatcher.clone(),
+                receiver,
+                segment,
+                Arc::clone(totals),
+                self.progress.clone(),
+                started,
+            ));
+        }
+        let mut failure = None;
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => {
+                    failure = Some(Error::Store(err));
+                    break;
+                }
+            };
+            *lock(&totals.capacity) += page.page.consumed_capacity;
+            let queue = usize::try_from(page.segment)
+                .ok()
+                .and_then(|index| queues.get(index));
+            // A closed queue: its worker stopped on an error, joined below.
+            let sent = match queue {
+                Some(queue) => queue.send(page.page.items).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                break;
+            }
+        }
+        drop(queues);
+        drop(pages);
+        while let Some(joined) = workers.join_next().await {
+            let result = joined.unwrap_or_else(|err| {
+                Err(Error::projection(format!(
+                    "a rebuild worker stopped: {err}"
+                )))
+            });
+            if let (Err(err), None) = (result, &failure) {
+                failure = Some(err);
+                workers.abort_all();
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Dispatches the pages of one segment, in order.
+async fn dispatch_segment<A: Aggregate + 'static>(
+    dispatcher: Dispatcher<A>,
+    mut pages: mpsc::Receiver<Vec<Item>>,
+    segment: u32,
+    totals: Arc<Totals>,
+    progress: Option<ProgressFn>,
+    started: Instant,
+) -> Result<(), Error> {
+    let shard_id = format!("rebuild-segment-{segment}");
+    while let Some(items) = pages.recv().await {
+        let records: Vec<ChangeRecord> = items
+            .into_iter()
+            .map(|item| record_of(&shard_id, item))
+            .collect();
+        let report = dispatcher
+            .dispatch(&records)
+            .await
+            .map_err(|failure| failure.error)?;
+        totals.pages.fetch_add(1, Ordering::Relaxed);
+        totals
+            .items
+            .fetch_add(len_u64(records.len()), Ordering::Relaxed);
+        totals
+            .events
+            .fetch_add(len_u64(report.events), Ordering::Relaxed);
+        if !report.skipped.is_empty() {
+            lock(&totals.skipped).extend(report.skipped.iter().map(ToString::to_string));
+        }
+        if let Some(progress) = &progress {
+            progress(totals.progress(started));
+        }
+    }
+    Ok(())
+}
+
+/// A scanned event item as the insert that wrote it.
+fn record_of(shard_id: &str, item: Item) -> ChangeRecord {
+    let keys: Image = [AGGREGATE_TYPE_AND_ID, AGGREGATE_ID_SEQUENCE]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), item.get(name)?.clone())))
+        .collect();
+    ChangeRecord {
+        shard_id: shard_id.to_string(),
+        sequence_number: String::new(),
+        event_name: ChangeKind::Insert,
+        created: None,
+        keys,
+        new_image: Some(item),
+    }
+}
+
+fn len_u64(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
