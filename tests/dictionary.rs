@@ -6,6 +6,7 @@
 
 mod common;
 mod dictionary_support;
+mod projection_common;
 
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, EventStore};
@@ -330,4 +331,50 @@ async fn a_dictionary_is_never_overwritten_and_collisions_get_new_ids() {
         Err(Error::DecodedTooLarge { max: 10, .. })
     ));
     let _ = PAYLOAD;
+}
+
+#[tokio::test]
+async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
+    let (db, arn) = projection_common::stream_tables().await;
+    seed_training::<Order>(&db, 300, 40).await;
+    let dictionary = trained::<Order>(&db).await.dictionary;
+    let writer = db
+        .repository()
+        .with_codec(Codec::json())
+        .with_dictionary(Order::TYPE, dictionary.clone());
+    let fixture = events(Order::TYPE, "projected", 1, 20, 123_456);
+    commit::<Order>(&writer, &fixture).await;
+
+    let records: Vec<_> = projection_common::change_records(&arn)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.new_image.as_ref().is_some_and(|image| {
+                dynamo_es::item::describe_key(image).starts_with("Order:projected#")
+            })
+        })
+        .collect();
+    assert_eq!(records.len(), 20);
+    // A reader process: the repository's codec, its cache still empty.
+    let reader = db.repository();
+    let decoder = dynamo_es::projection::EventDecoder::<Order>::new(reader.codec().clone());
+    let err = decoder.decode(&records[0]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("dictionary {}", dictionary.id())),
+        "{err}"
+    );
+    // What a projection reader calls before decoding a batch of records.
+    reader
+        .dictionary_cache()
+        .prefetch(
+            &reader.dictionary_store(),
+            records.iter().filter_map(|r| r.new_image.as_ref()),
+        )
+        .await
+        .unwrap();
+    for (record, event) in records.iter().zip(&fixture) {
+        let envelope = decoder.decode(record).unwrap().unwrap();
+        assert_eq!(&as_serialized(&envelope, &event.event_type), event);
+    }
 }
