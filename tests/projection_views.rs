@@ -11,8 +11,9 @@ use cqrs_es::persist::ViewRepository;
 use cqrs_es::{EventEnvelope, View};
 use dynamo_es::item::{n, s, VIEW_ID};
 use dynamo_es::projection::{
-    ChangeRecord, Dispatcher, EventDecoder, ViewProjection, LAST_SEQUENCE,
+    ChangeRecord, Dispatcher, Error, EventDecoder, Projection, ViewProjection, LAST_SEQUENCE,
 };
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoViewRepository, SnapshotPolicy};
 use projection_common::{change_records, stream_tables};
@@ -165,4 +166,85 @@ async fn many_racing_appliers_on_one_view_apply_each_event_once() {
         task.await.unwrap();
     }
     assert_applied_once(&db, &ids, 8).await;
+}
+
+fn deposits(id: &str, sequences: std::ops::RangeInclusive<usize>) -> Vec<EventEnvelope<Account>> {
+    sequences
+        .map(|sequence| EventEnvelope {
+            aggregate_id: id.to_string(),
+            sequence,
+            payload: AccountEvent::Deposited { amount: 1 },
+            metadata: Default::default(),
+        })
+        .collect()
+}
+
+fn canned_views(http: &Scripted) -> DynamoViewRepository<Applications, Account> {
+    DynamoViewRepository::new(
+        "views",
+        client_on(http.clone(), quick_retries(1), short_timeouts()),
+    )
+    .with_codec(Codec::json())
+}
+
+fn conflict() -> Canned {
+    Canned::dynamo_error("ConditionalCheckFailedException", serde_json::json!({}))
+}
+
+#[tokio::test]
+async fn a_conflict_reloads_and_skips_what_the_other_writer_applied() {
+    // No view yet; our create loses to another writer, which applied 1..=2.
+    let theirs = serde_json::to_vec(&Applications {
+        sequences: vec![1, 2],
+        total: 2,
+    })
+    .unwrap();
+    let stored = serde_json::json!({"Item": {
+        "ViewId": {"S": "a"},
+        "ViewVersion": {"N": "1"},
+        "LastSequence": {"N": "2"},
+        "Payload": {"B": aws_smithy_types::base64::encode(theirs)},
+    }});
+    let http = Scripted::replying([
+        Canned::ok(serde_json::json!({})),
+        conflict(),
+        Canned::ok(stored),
+    ]);
+    let projection = ViewProjection::new(canned_views(&http));
+    projection
+        .project("a", &deposits("a", 1..=2))
+        .await
+        .unwrap();
+    // Reloaded once, found both events applied, wrote nothing more.
+    assert_eq!(http.operations(), ["GetItem", "PutItem", "GetItem"]);
+    let put = &http.requests()[1];
+    assert_eq!(
+        put.body["ConditionExpression"],
+        "attribute_not_exists(ViewVersion)"
+    );
+    assert_eq!(
+        put.body["Item"]["LastSequence"],
+        serde_json::json!({"N": "2"})
+    );
+}
+
+#[tokio::test]
+async fn endless_conflicts_end_in_a_typed_error_after_the_attempts() {
+    let http = Scripted::replying(
+        [Canned::ok(serde_json::json!({})), conflict()]
+            .into_iter()
+            .cycle()
+            .take(6),
+    );
+    let projection = ViewProjection::new(canned_views(&http)).with_max_attempts(3);
+    let err = projection
+        .project("a", &deposits("a", 1..=2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ViewContention { view_id, table, attempts: 3 } if view_id == "a" && table == "views"),
+        "{err}"
+    );
+    assert_eq!(http.operations(), ["GetItem", "PutItem"].repeat(3));
+    assert_eq!(http.remaining(), 0);
 }
