@@ -3,7 +3,6 @@
 //! `aws-sdk-dynamodbstreams` client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use dynamo_es::projection::ChangeRecord;
 use dynamo_es::tables::enable_stream;
@@ -16,15 +15,9 @@ pub async fn stream_tables() -> (TestTables, String) {
     (db, arn)
 }
 
-/// A Streams client for the test endpoint.
+/// A Streams client for the test endpoint (the emulator serves both).
 pub fn streams_client() -> aws_sdk_dynamodbstreams::Client {
-    let config = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint().unwrap())
-        .build();
-    aws_sdk_dynamodbstreams::Client::from_conf(config)
+    dynamo_es::testing::streams::client_for(&endpoint().unwrap())
 }
 
 /// Every record of the stream `arn`, shard by shard, from the trim horizon,
