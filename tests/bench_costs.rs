@@ -26,13 +26,13 @@ async fn setups() -> Vec<Setup> {
 #[tokio::test]
 async fn a_one_event_commit_costs_half_of_upstreams_write_units() {
     let setups = setups().await;
-    let upstream = setups[0].commit_costs(1).await;
+    let upstream = setups[0].commit_costs(1).await.1;
     assert_eq!(setups[0].implementation, Implementation::Upstream);
     assert_eq!(upstream.operations, ["TransactWriteItems"]);
     assert_eq!(upstream.write_units, 2.0, "{upstream:?}");
     assert_eq!(setups.len(), dynamo_es::Codec::available().len() + 1);
     for setup in &setups[1..] {
-        let ours = setup.commit_costs(1).await;
+        let ours = setup.commit_costs(1).await.1;
         let name = setup.implementation.name();
         assert_eq!(ours.operations, ["PutItem"], "{name}");
         assert_eq!(

@@ -1,7 +1,9 @@
 //! What both benchmarks share: the codecs they compare, criterion's
-//! configuration, and where a benchmarking run writes its records for
-//! `scripts/bench_report.py`.
+//! configuration, where a benchmarking run writes its records for
+//! `scripts/bench_report.py`, and the store workloads ([`workloads`]).
 #![allow(dead_code)]
+
+pub mod workloads;
 
 use std::path::PathBuf;
 use std::time::Duration;

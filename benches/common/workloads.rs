@@ -17,12 +17,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::Client;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::{AggregateError, EventStore};
 use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
 use dynamo_es::testing::costs::{Costs, Meter};
-use dynamo_es::testing::fixtures::small_event;
+use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
 use dynamo_es::testing::{EmbeddedDynamo, TestTables};
 use dynamo_es::{
     Codec, DynamoAggregateContext, DynamoEventRepository, DynamoStore, SnapshotPolicy,
@@ -37,6 +39,9 @@ pub const SNAPSHOT_EVERY: usize = 50;
 pub const AFTER_SNAPSHOT: usize = 30;
 /// Events per seeding commit.
 pub const SEED_COMMIT: usize = 10;
+/// The `Imported` events that book the 1.5 MB ledger's entries: each under
+/// DynamoDB's 400 KB item limit as plain JSON.
+pub const LARGE_IMPORTS: usize = 6;
 
 /// An implementation under test.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +78,18 @@ pub fn events(first_seed: u64, count: usize) -> Vec<LedgerEvent> {
         .take(count)
         .map(|seed| LedgerEvent::Posted(small_event(seed)))
         .collect()
+}
+
+/// The entries of the fixtures' 1.5 MB ledger ([`snapshot_1_5_mb`]) in
+/// [`LARGE_IMPORTS`] `Imported` events: one command that makes an
+/// aggregate of about 1.5 MB.
+pub fn large_imports() -> Vec<LedgerEvent> {
+    let ledger = snapshot_1_5_mb();
+    let entries = ledger
+        .get("entries")
+        .and_then(serde_json::Value::as_array)
+        .expect("the ledger fixture books entries");
+    LedgerEvent::imports(entries, entries.len().div_ceil(LARGE_IMPORTS))
 }
 
 /// The metadata every command carries.
@@ -141,7 +158,18 @@ impl Context {
     }
 }
 
+/// An error as one line: a refused transaction's code and message (the
+/// SDK's error under cqrs-es's), else the error as it displays.
 fn failed(err: AggregateError<std::convert::Infallible>) -> String {
+    if let AggregateError::UnexpectedError(inner) = &err {
+        if let Some(refused) = inner.downcast_ref::<SdkError<TransactWriteItemsError>>() {
+            return format!(
+                "{}: {}",
+                refused.code().unwrap_or("unknown"),
+                refused.message().unwrap_or_default()
+            );
+        }
+    }
     err.to_string()
 }
 
@@ -222,38 +250,6 @@ impl Setup {
             .with_tables(&self.tables.events, &self.tables.snapshots)
     }
 
-    /// Writes `state` as `id`'s snapshot, version 1, with its first event,
-    /// through the implementation's repository (`persist`), as a store
-    /// whose aggregate reached `state` in one command would.
-    pub async fn persist_snapshot(&self, id: &str, state: &Ledger) -> Result<(), String> {
-        let first = cqrs_es::persist::SerializedEvent {
-            aggregate_id: id.to_string(),
-            sequence: 1,
-            aggregate_type: Ledger::TYPE.to_string(),
-            event_type: "Imported".to_string(),
-            event_version: "1.0".to_string(),
-            payload: serde_json::to_value(LedgerEvent::Imported { entries: vec![] }).unwrap(),
-            metadata: serde_json::to_value(metadata()).unwrap(),
-        };
-        let update = Some((id.to_string(), serde_json::to_value(state).unwrap(), 1));
-        let first = std::slice::from_ref(&first);
-        match &self.implementation {
-            Implementation::Upstream => {
-                self.upstream_repository()
-                    .persist::<Ledger>(first, update)
-                    .await
-            }
-            Implementation::Ours(codec) => {
-                DynamoEventRepository::new(self.metered.clone())
-                    .with_tables(&self.tables.events, &self.tables.snapshots)
-                    .with_codec(codec.clone())
-                    .persist::<Ledger>(first, update)
-                    .await
-            }
-        }
-        .map_err(|err| err.to_string())
-    }
-
     /// Commits `total` events to `id` through `store`, [`SEED_COMMIT`] per
     /// command.
     pub async fn seed(&self, store: &Store, id: &str, total: usize) {
@@ -264,16 +260,18 @@ impl Setup {
     }
 
     /// What committing `count` events to a fresh aggregate of an event
-    /// store costs (the empty load before it is not metered).
-    pub async fn commit_costs(&self, count: usize) -> Costs {
+    /// store costs (the empty load before it is not metered), and the
+    /// aggregate's id.
+    pub async fn commit_costs(&self, count: usize) -> (String, Costs) {
         let store = self.store(SnapshotPolicy::Never);
-        let context = store.load(&fresh_id("cst")).await.unwrap();
+        let id = fresh_id("cst");
+        let context = store.load(&id).await.unwrap();
         let (done, costs) = self
             .meter
             .measure(store.commit(events(1000, count), context))
             .await;
         done.unwrap();
-        costs
+        (id, costs)
     }
 
     /// What loading `id` through `store` costs, checking that it reached

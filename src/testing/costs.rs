@@ -2,13 +2,17 @@
 //! server reports and the sequential round trips, measured the same way for
 //! any client (this crate's, upstream `dynamo-es`'s, or an application's).
 //!
-//! A [`Meter`] is an SDK interceptor. While it is on, it adds
-//! `ReturnConsumedCapacity = TOTAL` to every request body (so code that does
-//! not ask for its consumed capacity is measured like code that does), sums
-//! the `ConsumedCapacity` of every response, and counts a round trip for each
-//! request sent while no other metered request was in flight: a `GetItem`
-//! and a `Query` sent concurrently are one round trip, the same two sent one
-//! after the other are two.
+//! A [`Meter`] is an SDK interceptor and an HTTP client in front of the
+//! client's own. While it is on, it adds `ReturnConsumedCapacity = TOTAL` to
+//! every request body (so code that does not ask for its consumed capacity
+//! is measured like code that does) and sums the `ConsumedCapacity` of every
+//! response. It counts sequential round trips with a gate: the first request
+//! opens a round and is held for [`ROUND_HOLD`]; every request sent while
+//! the round is open joins it and is released with it. Requests sent
+//! concurrently (a `GetItem` and a `Query` at once) therefore share one
+//! round, and a request sent after another's response can never join that
+//! one's round, whatever the machine's speed. Metered requests are slower by
+//! the hold: meter costs, never time them.
 //!
 //! ```
 //! # async fn demo() -> dynamo_es::Result<()> {
@@ -28,28 +32,39 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **Invariant:** while a meter is off its interceptor changes nothing, and
-//! while it is on it changes only `ReturnConsumedCapacity`; every metered
-//! request is counted once, as started when it is sent and as finished when
-//! its attempt ends, whatever the outcome.
+//! **Invariant:** while a meter is off it changes and delays nothing; while
+//! it is on it changes only `ReturnConsumedCapacity`, and every request sent
+//! belongs to exactly one round, which no request sent after one of the
+//! round's responses joins.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::context::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::shared::IntoShared;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::Value;
 
 use super::faults::operation;
+
+/// How long a metered round stays open after its first request: requests
+/// sent concurrently with it join it within this time even on a loaded
+/// machine.
+pub const ROUND_HOLD: Duration = Duration::from_millis(200);
 
 /// The operations DynamoDB bills in write units; every other one is a read.
 const WRITES: [&str; 5] = [
@@ -67,15 +82,15 @@ pub struct Costs {
     pub write_units: f64,
     /// Read capacity units, as the responses reported them.
     pub read_units: f64,
-    /// Requests sent while no other metered request was in flight.
+    /// Sequential round trips: rounds of requests sent together.
     pub round_trips: usize,
     /// The operation of every request, in the order they were sent
     /// (retries included).
     pub operations: Vec<String>,
 }
 
-/// An interceptor that meters capacity units and round trips; see the
-/// [module documentation](self).
+/// Meters capacity units and round trips; see the [module
+/// documentation](self).
 ///
 /// Clones share their counts.
 #[derive(Debug, Clone, Default)]
@@ -86,12 +101,13 @@ pub struct Meter {
 
 #[derive(Debug, Default)]
 struct Tally {
-    in_flight: usize,
+    /// When the open round releases its requests.
+    open_until: Option<tokio::time::Instant>,
     costs: Costs,
 }
 
-/// Marks, in a request's config bag, an attempt the meter counted as
-/// started, and whether its operation is billed in write units.
+/// Marks, in a request's config bag, a request the meter changed, and
+/// whether its operation is billed in write units.
 #[derive(Debug, Clone)]
 struct Metered {
     write: bool,
@@ -107,12 +123,22 @@ impl Meter {
         Meter::default()
     }
 
-    /// A client with `client`'s configuration and this meter.
+    /// A client with `client`'s configuration, its HTTP client (or the
+    /// default one) behind this meter's gate, and this meter.
     pub fn client(&self, client: &Client) -> Client {
+        let inner = client
+            .config()
+            .http_client()
+            .unwrap_or_else(|| aws_smithy_http_client::Builder::new().build_http());
+        let gate = Gate {
+            inner,
+            meter: self.clone(),
+        };
         Client::from_conf(
             client
                 .config()
                 .to_builder()
+                .http_client(gate)
                 .interceptor(self.clone())
                 .build(),
         )
@@ -120,7 +146,7 @@ impl Meter {
 
     /// Clears the counts and meters from now on.
     pub fn start(&self) {
-        self.tally().costs = Costs::default();
+        *self.tally() = Tally::default();
         self.on.store(true, Ordering::SeqCst);
     }
 
@@ -192,12 +218,14 @@ impl Intercept for Meter {
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if !self.is_on() {
             return Ok(());
         }
         let request = context.request_mut();
+        let write = WRITES.contains(&operation(request).as_str());
+        cfg.interceptor_state().store_put(Metered { write });
         let Some(Ok(Value::Object(mut body))) = request.body().bytes().map(serde_json::from_slice)
         else {
             return Ok(());
@@ -208,27 +236,6 @@ impl Intercept for Meter {
             .headers_mut()
             .insert("content-length", bytes.len().to_string());
         *request.body_mut() = SdkBody::from(bytes);
-        Ok(())
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if !self.is_on() {
-            return Ok(());
-        }
-        let mut tally = self.tally();
-        if tally.in_flight == 0 {
-            tally.costs.round_trips += 1;
-        }
-        tally.in_flight += 1;
-        let operation = operation(context.request());
-        let write = WRITES.contains(&operation.as_str());
-        tally.costs.operations.push(operation);
-        cfg.interceptor_state().store_put(Metered { write });
         Ok(())
     }
 
@@ -250,18 +257,58 @@ impl Intercept for Meter {
         tally.costs.write_units += written;
         Ok(())
     }
+}
 
-    fn read_after_attempt(
+/// The meter's gate in front of a client's HTTP client.
+#[derive(Debug, Clone)]
+struct Gate {
+    inner: SharedHttpClient,
+    meter: Meter,
+}
+
+#[derive(Debug)]
+struct GateConnector {
+    inner: SharedHttpConnector,
+    meter: Meter,
+}
+
+impl HttpClient for Gate {
+    fn http_connector(
         &self,
-        _: &FinalizerInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if cfg.load::<Metered>().is_some() {
-            cfg.interceptor_state().unset::<Metered>();
-            let mut tally = self.tally();
-            tally.in_flight = tally.in_flight.saturating_sub(1);
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        GateConnector {
+            inner: self.inner.http_connector(settings, components),
+            meter: self.meter.clone(),
         }
-        Ok(())
+        .into_shared()
+    }
+}
+
+impl HttpConnector for GateConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        if !self.meter.is_on() {
+            return self.inner.call(request);
+        }
+        let release = {
+            let mut tally = self.meter.tally();
+            let now = tokio::time::Instant::now();
+            let release = match tally.open_until {
+                Some(until) if until > now => until,
+                _ => {
+                    tally.costs.round_trips += 1;
+                    now + ROUND_HOLD
+                }
+            };
+            tally.open_until = Some(release);
+            tally.costs.operations.push(operation(&request));
+            release
+        };
+        let inner = self.inner.clone();
+        HttpConnectorFuture::new(async move {
+            tokio::time::sleep_until(release).await;
+            inner.call(request).await
+        })
     }
 }
