@@ -36,7 +36,7 @@ use cqrs_es::Aggregate;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::checkpoint::RebuildMarker;
+use super::checkpoint::{millis, time_of, RebuildMarker};
 use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
 use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 use crate::stream::parallel_scan;
@@ -221,10 +221,11 @@ impl<A: Aggregate + 'static> Rebuild<A> {
     /// stops every segment and is returned.
     pub async fn run(self) -> Result<RebuildReport, Error> {
         let started = Instant::now();
-        let started_at = SystemTime::now();
+        // Whole milliseconds, as stored; rounding down only widens the overlap.
+        let started_at = time_of(millis(SystemTime::now()));
         let start_after = started_at
             .checked_sub(self.safety_margin)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+            .map_or(SystemTime::UNIX_EPOCH, |time| time_of(millis(time)));
         let mut marker = RebuildMarker {
             started_at,
             start_after,

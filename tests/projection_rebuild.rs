@@ -1,0 +1,253 @@
+//! `Rebuild`: a projection rebuilt from the events table while commits go
+//! on, then handed to the projector with no gap and, for an exactly-once
+//! view, no event applied twice. On the embedded emulator and its stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod projection_common;
+mod projector_support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cqrs_es::persist::{PersistedEventRepository, ViewRepository};
+use dynamo_es::projection::{
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Rebuild, ViewProjection,
+};
+use dynamo_es::testing::streams::client_for;
+use dynamo_es::testing::{endpoint, TestTables};
+use dynamo_es::{Codec, SnapshotPolicy};
+
+use common::{cqrs, deposit, replay, Account, AccountView, Other};
+use projection_common::stream_tables;
+use projector_support::{checkpoints, start, wait_until, Recorder};
+
+const AGGREGATES: usize = 12;
+/// Deposits per aggregate before the rebuild, and during it.
+const BEFORE: usize = 5;
+const DURING: usize = 5;
+const MARGIN: Duration = Duration::from_secs(1);
+
+fn ids(prefix: &str) -> Vec<String> {
+    (0..AGGREGATES).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// `per_id` deposits on each of `ids`, one task per aggregate.
+async fn commit(db: &TestTables, ids: &[String], per_id: usize) {
+    let framework = Arc::new(cqrs::<Account>(db.repository(), SnapshotPolicy::Never));
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids {
+        let (framework, id) = (framework.clone(), id.clone());
+        tasks.spawn(async move {
+            for amount in 1..=per_id {
+                deposit(&framework, &id, i64::try_from(amount).unwrap()).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// A dispatcher feeding the exactly-once view and `recorder` (which logs
+/// every delivery, duplicates included).
+fn dispatcher(db: &TestTables, recorder: &Recorder) -> Dispatcher<Account> {
+    Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(ViewProjection::new(
+            db.view_repository::<AccountView, Account>(),
+        ))
+        .with_projection(recorder.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_during_commits_handed_to_the_projector_applies_each_event_once() {
+    let (db, arn) = stream_tables().await;
+    let ids = ids("rebuilt");
+    commit(&db, &ids, BEFORE).await;
+    // Another aggregate type in the same table: never dispatched.
+    let other = common::deposit_event("Other", "other-1", 1, 5);
+    db.repository()
+        .persist::<Other>(&[other], None)
+        .await
+        .unwrap();
+    // The history is older than the marker will be (T0 minus the margin).
+    tokio::time::sleep(MARGIN * 2).await;
+
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let recorder = Recorder::default();
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let rebuild = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        dispatcher(&db, &recorder),
+    )
+    .with_segments(3)
+    .with_page_size(4)
+    .with_safety_margin(MARGIN)
+    .with_progress({
+        let progress = progress.clone();
+        move |p| progress.lock().unwrap().push(p)
+    });
+    let ((), report) = tokio::join!(commit(&db, &ids, DURING), rebuild.run());
+    let report = report.unwrap();
+    let total = AGGREGATES * (BEFORE + DURING);
+
+    // The rebuild saw at least the history, and only events of Account.
+    let events = usize::try_from(report.progress.events).unwrap();
+    assert!(
+        (AGGREGATES * BEFORE..=total).contains(&events),
+        "{report:?}"
+    );
+    assert_eq!(report.progress.items, report.progress.events);
+    assert!(report.skipped.is_empty());
+    let seen = progress.lock().unwrap().clone();
+    assert_eq!(seen.len(), usize::try_from(report.progress.pages).unwrap());
+    assert_eq!(
+        seen.iter().map(|p| p.events).max(),
+        Some(report.progress.events)
+    );
+    // The marker is T0 minus the margin, and records the finished rebuild.
+    assert_eq!(report.started_at - MARGIN, report.start_after);
+    assert_eq!(store.start_after().await.unwrap(), Some(report.start_after));
+    let marker = store.rebuild_marker().await.unwrap().unwrap();
+    assert!(marker.finished_at.is_some());
+    assert_eq!(marker.events, report.progress.events);
+
+    // Hand over: the projector reads the stream from the trim horizon and
+    // skips what the rebuild covered.
+    let streams = client_for(&endpoint().unwrap());
+    let projector = Projector::new(streams, &arn, store.clone(), dispatcher(&db, &recorder))
+        .with_owner("after-rebuild")
+        .with_idle_backoff(Duration::from_millis(5), Duration::from_millis(40))
+        .with_heartbeat(Duration::from_millis(500))
+        .with_discovery_interval(Duration::from_millis(50));
+    let running = start(projector);
+    wait_until("every event is projected", Duration::from_secs(60), || {
+        recorder.distinct() == total
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    let views = db.view_repository::<AccountView, Account>();
+    let repo = db.repository();
+    for id in &ids {
+        let (replayed, sequences) = replay(&repo, id).await;
+        assert_eq!(sequences.len(), BEFORE + DURING);
+        let view = views.load(id).await.unwrap().unwrap();
+        // Each event applied once: one deposit counted per event.
+        assert_eq!(view.deposits, sequences.len(), "{id}");
+        assert_eq!(view.total, replayed.total, "{id}");
+        assert_eq!(view.last_sequence, BEFORE + DURING, "{id}");
+        // The history came from the rebuild alone: the projector skipped
+        // its stream records (created before the marker).
+        let delivered = recorder.sequences(id);
+        for sequence in 1..=BEFORE {
+            let times = delivered.iter().filter(|s| **s == sequence).count();
+            assert_eq!(times, 1, "{id}: event {sequence} delivered {times} times");
+        }
+    }
+    // In order per aggregate, nothing missed: the projector went on where
+    // the rebuild stopped, or before it (the overlap the view skipped).
+    assert_eq!(recorder.gaps(), 0);
+    assert!(recorder.redelivered() <= AGGREGATES * DURING);
+}
+
+/// A projection failing on one aggregate.
+struct FailOn(&'static str);
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for FailOn {
+    async fn project(
+        &self,
+        id: &str,
+        _events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        if id == self.0 {
+            return Err(Error::projection(format!("view of {id} refused")));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_projection_stops_the_rebuild_with_its_error_and_no_finish_mark() {
+    let (db, _) = stream_tables().await;
+    let ids = ids("failing");
+    commit(&db, &ids, 2).await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(FailOn("failing-3"));
+    let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .with_segments(2)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Projection(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("view of failing-3 refused"),
+        "{err}"
+    );
+    // The marker was written first, and never marked finished.
+    let marker = store.rebuild_marker().await.unwrap().unwrap();
+    assert_eq!(marker.finished_at, None);
+}
+
+#[tokio::test]
+async fn a_missing_events_table_is_a_typed_error_naming_it() {
+    let (db, _) = stream_tables().await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let missing = dynamo_es::testing::unique_name("missing-events");
+    let recorder = Recorder::default();
+    let err = Rebuild::new(
+        db.client.clone(),
+        &missing,
+        store,
+        dispatcher(&db, &recorder),
+    )
+    .run()
+    .await
+    .unwrap_err();
+    match &err {
+        Error::Store(dynamo_es::Error::Dynamo {
+            operation, table, ..
+        }) => assert_eq!((*operation, table.as_str()), ("Scan", missing.as_str())),
+        other => panic!("expected a Scan error, got {other:?}"),
+    }
+    assert_eq!(recorder.delivered(), 0);
+}
+
+#[tokio::test]
+async fn a_rebuild_of_an_empty_table_reports_nothing_and_still_marks_the_handover() {
+    let (db, _) = stream_tables().await;
+    let table = dynamo_es::testing::unique_name("checkpoints");
+    dynamo_es::tables::create_checkpoint_table(&db.client, &table)
+        .await
+        .unwrap();
+    let store = CheckpointStore::new(db.client.clone(), &table, "empty");
+    let calls = Arc::new(AtomicU64::new(0));
+    let recorder = Recorder::default();
+    let report = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        dispatcher(&db, &recorder),
+    )
+    .with_progress({
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(report.progress.events, 0);
+    assert_eq!(calls.load(Ordering::Relaxed), report.progress.pages);
+    assert_eq!(store.start_after().await.unwrap(), Some(report.start_after));
+    assert_eq!(
+        report.started_at - dynamo_es::projection::DEFAULT_SAFETY_MARGIN,
+        report.start_after
+    );
+}
