@@ -211,6 +211,10 @@ mod view_repository;
 /// [`Client`](aws_sdk_dynamodb::Client) from the same version instead of
 /// depending on `aws-sdk-dynamodb` separately and risking a mismatch.
 pub use aws_sdk_dynamodb;
+/// The AWS SDK for DynamoDB Streams the [`projection`] module reads the
+/// events table's stream with, re-exported for the same reason: build the
+/// [`Projector`](projection::Projector)'s client from it.
+pub use aws_sdk_dynamodbstreams;
 pub use codec::Codec;
 pub use cqrs::{dynamodb_aggregate_cqrs, dynamodb_cqrs, dynamodb_snapshot_cqrs, DynamoCqrs};
 pub use error::{BoxError, Error, Limit, Result};
