@@ -12,9 +12,14 @@
 //! * [`EventDecoder`] decodes the inserts of event items of one aggregate
 //!   type, in any codec, with the store's upcasters; other records are
 //!   skipped, and an event item that cannot be decoded is an
-//!   [`Error::Decode`] naming its key.
+//!   [`Error::Decode`] naming its key ([`DecodeErrorPolicy`] decides whether
+//!   the dispatch stops there or skips it).
 //! * [`Dispatcher`] hands the events, in stream order, to every
 //!   [`Projection`] (any cqrs-es `Query` through [`QueryProjection`]).
+//! * [`Projector`] reads every shard with checkpoints and leases in a
+//!   [`CheckpointStore`]; `lambda::handle` (feature `lambda`) serves a
+//!   Lambda trigger instead; [`Rebuild`] replays the events table into a
+//!   projection and hands it to the projector with no gap.
 //!
 //! Guarantees:
 //!
@@ -30,9 +35,52 @@
 //! * **Exactly-once effect for views keyed by aggregate id** with
 //!   [`ViewProjection`]: the view item stores the last applied aggregate
 //!   sequence and skips what it has seen, so redelivery never applies an
-//!   event twice.
+//!   event twice. Views fed by many aggregates are at-least-once (see
+//!   [`ViewProjection`] for how to deduplicate them).
 //! * Snapshot and chunk items live in the snapshot table and never reach a
 //!   projection.
+//!
+//! A projector keeping an exactly-once view, until Ctrl-C:
+//!
+//! ```no_run
+//! use cqrs_es::{Aggregate, View};
+//! use dynamo_es::aws_sdk_dynamodb::Client;
+//! use dynamo_es::projection::{
+//!     stream_arn, CheckpointStore, Dispatcher, EventDecoder, Projector, ViewProjection,
+//! };
+//! use dynamo_es::tables::{create_checkpoint_table, create_event_tables_with, TableOptions};
+//! use dynamo_es::{create_view_table, Codec, DynamoViewRepository};
+//!
+//! async fn project<A, V>(config: &aws_config::SdkConfig) -> Result<(), Box<dyn std::error::Error>>
+//! where
+//!     A: Aggregate + 'static,
+//!     V: View<A> + 'static,
+//! {
+//!     let client = Client::new(config);
+//!     // The events table with a NEW_IMAGE stream, a view table, a checkpoint table.
+//!     let stream = TableOptions::default().with_stream(true);
+//!     create_event_tables_with(&client, "Events", "Snapshots", stream).await?;
+//!     create_view_table(&client, "account_balances").await?;
+//!     create_checkpoint_table(&client, "Checkpoints").await?;
+//!
+//!     let views = DynamoViewRepository::<V, A>::new("account_balances", client.clone());
+//!     let dispatcher = Dispatcher::new(EventDecoder::<A>::new(Codec::default()))
+//!         .with_projection(ViewProjection::new(views));
+//!     // Checkpoints and leases of the projection "account_balances".
+//!     let checkpoints = CheckpointStore::new(client.clone(), "Checkpoints", "account_balances");
+//!     let streams = dynamo_es::aws_sdk_dynamodbstreams::Client::new(config);
+//!     let arn = stream_arn(&client, "Events").await?;
+//!     let projector = Projector::new(streams, &arn, checkpoints, dispatcher);
+//!     let lag = projector.lag(); // per-shard lag, readable while it runs
+//!     projector
+//!         .run(async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         })
+//!         .await?;
+//!     eprintln!("stopped; largest lag {:?}", lag.max_lag());
+//!     Ok(())
+//! }
+//! ```
 
 use std::collections::HashMap;
 use std::time::SystemTime;
