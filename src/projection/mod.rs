@@ -98,6 +98,7 @@ mod projector;
 mod reader;
 mod rebuild;
 mod shards;
+mod status;
 mod view;
 
 #[cfg(feature = "lambda")]
@@ -117,6 +118,7 @@ pub use reader::StartPosition;
 pub use rebuild::{
     Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,
 };
+pub use status::{LagSource, ProjectionStatus, ShardStatus};
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
