@@ -146,6 +146,38 @@
 //! Every limit error names the aggregate, what is too big, its size and the
 //! limit, and nothing is written. Sizes follow DynamoDB's rules ([`size`]).
 //!
+//! ## Projections
+//!
+//! `CqrsFramework` runs its queries in the process that committed, right
+//! after the commit: if that process dies in between, or a view write
+//! fails, the view misses those events for good. With a stream on the events
+//! table ([`tables::TableOptions::with_stream`], [`tables::enable_stream`]),
+//! [`projection`] feeds projections from the table's DynamoDB Stream
+//! instead, through a long-running [`Projector`](projection::Projector) or
+//! AWS Lambda (feature `lambda`):
+//!
+#![doc = include_str!("../docs/tables/projections.md")]
+//!
+//! * **In-process queries** for what may miss an event or is cheap to
+//!   recompute, or where the caller must read its own write at once.
+//! * **The projector** for views that must not miss events, in long-lived
+//!   processes: several share the shards through leases, its lag is
+//!   readable, and a [`Rebuild`](projection::Rebuild) hands over to it.
+//! * **Lambda** without a long-running process; its stream reads are free.
+//!
+//! Views keyed by aggregate id get an exactly-once effect through
+//! [`ViewProjection`](projection::ViewProjection); views fed by many
+//! aggregates are at-least-once (keep the last sequence applied per
+//! aggregate in the view to deduplicate). Outside Lambda, every `GetRecords`
+//! call is a billed Streams read request unit; a call returns at most 1,000
+//! records or 1 MB, and a shard serves at most 5 calls a second, so put
+//! several projections in one [`Dispatcher`](projection::Dispatcher).
+//! Streams keep records 24 hours: a projector that falls further behind
+//! stops with [`projection::Error::Trimmed`], and Lambda drops the expired
+//! records; either way [`Rebuild`](projection::Rebuild) replays the events
+//! table and hands over to the stream with no gap. The [`projection`]
+//! module has an example and the guarantees in full.
+//!
 //! ## Migrating from upstream `dynamo-es`
 //!
 //! * Tables and items need no change: upstream's items load, and items
