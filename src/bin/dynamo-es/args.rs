@@ -117,6 +117,8 @@ pub enum Command {
     /// Train and list zstd dictionaries per aggregate type.
     #[cfg(feature = "compression")]
     Dictionary(crate::dictionary::DictionaryArgs),
+    /// Inspect projections fed from the events table's stream.
+    Projections(crate::projections::ProjectionsArgs),
 }
 
 impl Command {
@@ -128,6 +130,7 @@ impl Command {
             Command::Recode(recode) => Some((&recode.run, recode.dry_run)),
             #[cfg(feature = "compression")]
             Command::Dictionary(_) => None,
+            Command::Projections(_) => None,
         }
     }
 

@@ -6,13 +6,14 @@
 //! against concurrent writers, resumable from a checkpoint. See
 //! [`dynamo_es::recode`] for what exactly is read and written. The modules:
 //! `args` the command line, `progress` the progress bars, `output`
-//! what a run prints.
+//! what a run prints, `projections` `dynamo-es projections status`.
 
 mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod output;
 mod progress;
+mod projections;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -166,6 +167,15 @@ async fn main() -> ExitCode {
     #[cfg(feature = "compression")]
     if let Command::Dictionary(args) = &cli.command {
         return match dictionary::execute(args, client, &mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Command::Projections(args) = &cli.command {
+        return match projections::execute(args, client, &mut std::io::stdout()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("error: {err}");
