@@ -135,8 +135,10 @@ impl<A: Aggregate> EventDecoder<A> {
 
     /// The event `record` inserted, if it inserted an event item of `A`.
     ///
-    /// `Ok(None)` for removes and modifies, items of other aggregate types,
-    /// and items that are not events (no `AggregateIdSequence` key).
+    /// `Ok(None)` for removes and modifies (events are never changed in
+    /// place; `dynamo-es recode` rewriting a payload in another codec is a
+    /// modify of the same event), items of other aggregate types, and items
+    /// that are not events (no `AggregateIdSequence` key).
     /// [`Error::Decode`] naming the item key if an event item of `A` cannot
     /// be read, upcast or deserialized; [`Error::MissingImage`] if the
     /// stream does not carry new images.
