@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod projection_common;
 
 use std::sync::{Arc, Mutex};
 
@@ -80,59 +81,16 @@ async fn enable_raw(client: &Client, table: &str, view_type: StreamViewType) {
     dynamo_es::tables::wait_active(client, table).await.unwrap();
 }
 
-/// A DynamoDB Streams client for the test endpoint (dynoxide serves both),
-/// with static test credentials.
-fn streams_client() -> aws_sdk_dynamodbstreams::Client {
-    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint().unwrap())
-        .build();
-    aws_sdk_dynamodbstreams::Client::from_conf(config)
-}
-
-/// The new images of every record on `stream_arn`, from the trim horizon.
+/// The partition key of every record's new image on `stream_arn`.
 async fn stream_images(stream_arn: &str) -> Vec<String> {
-    let streams = streams_client();
-    let stream = streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
+    projection_common::stream_records(stream_arn)
         .await
-        .unwrap();
-    let mut keys = Vec::new();
-    for shard in stream.stream_description().unwrap().shards() {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(stream_arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        loop {
-            let page = streams
-                .get_records()
-                .shard_iterator(&iterator)
-                .send()
-                .await
-                .unwrap();
-            for record in page.records() {
-                let image = record.dynamodb().unwrap().new_image().unwrap();
-                let key = image["AggregateTypeAndId"].as_s().unwrap();
-                keys.push(key.clone());
-            }
-            match page.next_shard_iterator {
-                Some(next) if !page.records.unwrap_or_default().is_empty() => iterator = next,
-                _ => break,
-            }
-        }
-    }
-    keys
+        .into_iter()
+        .map(|(_, record)| {
+            let image = record.dynamodb().unwrap().new_image().unwrap();
+            image["AggregateTypeAndId"].as_s().unwrap().clone()
+        })
+        .collect()
 }
 
 /// Persists deposit `sequence` of account `id`.
