@@ -151,9 +151,16 @@ fn setup(rt: &tokio::runtime::Runtime, server: &EmbeddedDynamo) -> Setup {
         let reader = DynamoEventRepository::new(meter.client(&client));
         let (read, plain_costs) = meter.measure(reader.get_events::<Ledger>("fix-plain")).await;
         assert_eq!(read.unwrap(), fixture_plain);
+        let (read, cold_costs) = meter.measure(reader.get_events::<Ledger>("fix-dicts")).await;
+        assert_eq!(read.unwrap().len(), EVENTS);
+        // The dictionary is now in the repository's cache.
         let (read, dict_costs) = meter.measure(reader.get_events::<Ledger>("fix-dicts")).await;
         assert_eq!(read.unwrap().len(), EVENTS);
 
+        println!(
+            "zstd level for dictionary frames: {} (dynamo_es::codec::DEFAULT_COMPRESSION_LEVEL)",
+            dynamo_es::codec::DEFAULT_COMPRESSION_LEVEL
+        );
         println!("dictionary {}: {} bytes, trained on {} events in {:.2} s (sample, train, store); held out: {}",
             dictionary.id(), dictionary.info().size, dictionary.info().sample.events, train_time.as_secs_f64(), trained.savings);
         println!(
@@ -165,12 +172,13 @@ fn setup(rt: &tokio::runtime::Runtime, server: &EmbeddedDynamo) -> Setup {
             ratio(plain_size, dict_size)
         );
         println!(
-            "replay of {EVENTS} events (get_events): plain JSON {} RCU, dictionary {} RCU ({:.2}x fewer; round trips {} and {})",
+            "replay of {EVENTS} events (get_events): plain JSON {} RCU, dictionary cached {} RCU ({:.2}x fewer); \
+             the process's first replay, which loads the dictionary: {} RCU in {} round trips",
             plain_costs.read_units,
             dict_costs.read_units,
             plain_costs.read_units / dict_costs.read_units,
-            plain_costs.round_trips,
-            dict_costs.round_trips
+            cold_costs.read_units,
+            cold_costs.round_trips
         );
         let index = |items: &[Item]| {
             items
@@ -217,7 +225,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2));
     for (name, codec) in [
         ("json", &json),
-        ("json+dictionary", &setup.dict_codec),
+        ("json+dictionary (default level)", &setup.dict_codec),
         ("json+zstd-19+dictionary", &setup.dict_codec_19),
     ] {
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
