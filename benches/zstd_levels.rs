@@ -12,11 +12,13 @@
 //! python3 scripts/zstd_levels.py                     # + callgrind, the table
 //! ```
 //!
-//! With `ZSTD_LEVELS_ONE=shape,codec,op,iterations` in the environment it
-//! runs no benchmark: it prepares `shape` and runs `op` (`encode` or
-//! `decode`) `iterations` times inside `measured`, so
-//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*'`
-//! counts the instructions of exactly those calls.
+//! With `ZSTD_LEVELS_ONE=shape,iterations` in the environment it runs no
+//! benchmark: it prepares `shape` and, codec by codec, runs each `op`
+//! (`encode`, `decode`) `iterations` times inside one call of
+//! `zstd_level_measured_call`, followed by a call of `zstd_level_call_done`,
+//! so under `valgrind --tool=callgrind --dump-before='*zstd_level_*'` each
+//! dump taken on entering `zstd_level_call_done` counts exactly one
+//! measured call's instructions (`scripts/zstd_levels.py` does this).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -61,41 +63,32 @@ impl Shape {
     }
 }
 
-fn shapes() -> Vec<Shape> {
-    let ledger = snapshot_1_5_mb();
-    let entries: Vec<Value> = ledger["entries"].as_array().unwrap()[..10].to_vec();
-    vec![
-        Shape {
-            name: "ledger_snapshot",
-            items: vec![ledger],
-            force: false,
-        },
-        Shape {
-            name: "article_snapshot",
-            items: vec![article_snapshot(300_000, SEED)],
-            force: false,
-        },
-        Shape {
-            name: "inventory_snapshot",
-            items: vec![inventory_snapshot(500_000, SEED)],
-            force: false,
-        },
-        Shape {
-            name: "import_event_10_entries",
-            items: vec![json!({ "Imported": { "entries": entries } })],
-            force: false,
-        },
-        Shape {
-            name: "commit_10_small_events",
-            items: (0..10).map(small_event).collect(),
-            force: false,
-        },
-        Shape {
-            name: "small_event_forced",
-            items: vec![small_event(42)],
-            force: true,
-        },
-    ]
+/// The shapes, by name, in table order.
+const SHAPES: [&str; 6] = [
+    "ledger_snapshot",
+    "article_snapshot",
+    "inventory_snapshot",
+    "import_event_10_entries",
+    "commit_10_small_events",
+    "small_event_forced",
+];
+
+/// The shape called `name` (one of [`SHAPES`]).
+fn shape(name: &'static str) -> Shape {
+    let (items, force) = match name {
+        "ledger_snapshot" => (vec![snapshot_1_5_mb()], false),
+        "article_snapshot" => (vec![article_snapshot(300_000, SEED)], false),
+        "inventory_snapshot" => (vec![inventory_snapshot(500_000, SEED)], false),
+        "import_event_10_entries" => {
+            let ledger = snapshot_1_5_mb();
+            let entries = ledger["entries"].as_array().unwrap()[..10].to_vec();
+            (vec![json!({ "Imported": { "entries": entries } })], false)
+        }
+        "commit_10_small_events" => ((0..10).map(small_event).collect(), false),
+        "small_event_forced" => (vec![small_event(42)], true),
+        other => panic!("no shape {other}"),
+    };
+    Shape { name, items, force }
 }
 
 /// Plain JSON, then JSON with zstd at every level (forced under 1 KB for a
@@ -117,13 +110,20 @@ fn encode_all(codec: &Codec, items: &[Value]) -> Vec<Vec<u8>> {
     items.iter().map(|v| codec.encode(v).unwrap()).collect()
 }
 
-fn decode_all(codec: &Codec, stored: &[Vec<u8>]) -> usize {
-    stored.iter().map(|b| codec.decode(b).unwrap()).count()
+fn decode_all(codec: &Codec, stored: &[Vec<u8>]) -> Vec<Value> {
+    stored.iter().map(|b| codec.decode(b).unwrap()).collect()
 }
 
-/// The instructions callgrind counts: `op` `iterations` times.
+/// What callgrind measures: `op` `iterations` times. Its name is unique in
+/// the binary, for callgrind's `--dump-before` and `--dump-after`.
 #[inline(never)]
-fn measured(codec: &Codec, shape: &Shape, stored: &[Vec<u8>], op: &str, iterations: usize) {
+fn zstd_level_measured_call(
+    codec: &Codec,
+    shape: &Shape,
+    stored: &[Vec<u8>],
+    op: &str,
+    iterations: usize,
+) {
     for _ in 0..iterations {
         if op == "encode" {
             black_box(encode_all(codec, black_box(&shape.items)));
@@ -133,21 +133,35 @@ fn measured(codec: &Codec, shape: &Shape, stored: &[Vec<u8>], op: &str, iteratio
     }
 }
 
-/// `ZSTD_LEVELS_ONE=shape,codec,op,iterations`: one warm-up call (contexts
-/// allocated), then `measured`.
+/// Called right after each measured call: callgrind's `--dump-before` on
+/// it closes the measured call's dump (`--dump-after` does not fire on the
+/// measured function's return).
+#[inline(never)]
+fn zstd_level_call_done() {
+    black_box(());
+}
+
+/// `ZSTD_LEVELS_ONE=shape,iterations`: for each codec, one warm-up encode
+/// and decode (contexts allocated, the level set), then
+/// `zstd_level_measured_call` for `encode`, then `decode`; each measured
+/// call is printed as `codec op` in call order, so callgrind's dumps after
+/// each call line up with these lines.
 fn one(spec: &str) {
-    let parts: Vec<&str> = spec.split(',').collect();
-    let [name, codec, op, iterations] = parts[..] else {
-        panic!("ZSTD_LEVELS_ONE=shape,codec,op,iterations, not {spec}")
-    };
-    let shape = shapes().into_iter().find(|s| s.name == name).unwrap();
-    let codec = codecs(&shape)
-        .into_iter()
-        .find(|c| c.name() == codec)
-        .unwrap();
-    let stored = encode_all(&codec, &shape.items);
-    measured(&codec, &shape, &stored, op, 1);
-    measured(&codec, &shape, &stored, op, iterations.parse().unwrap());
+    let (name, iterations) = spec
+        .split_once(',')
+        .unwrap_or_else(|| panic!("ZSTD_LEVELS_ONE=shape,iterations, not {spec}"));
+    let name = SHAPES.into_iter().find(|s| *s == name).unwrap();
+    let iterations: usize = iterations.parse().unwrap();
+    let shape = shape(name);
+    for codec in codecs(&shape) {
+        let stored = encode_all(&codec, &shape.items);
+        black_box(decode_all(&codec, &stored));
+        for op in ["encode", "decode"] {
+            zstd_level_measured_call(&codec, &shape, &stored, op, iterations);
+            zstd_level_call_done();
+            println!("{} {op}", codec.name());
+        }
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -161,7 +175,7 @@ fn main() {
         one(&spec);
         return;
     }
-    let shapes = shapes();
+    let shapes: Vec<Shape> = SHAPES.into_iter().map(shape).collect();
     let mut sizes = Vec::new();
     println!(
         "{:<26} {:<14} {:>10} {:>10} {:>7}",
@@ -171,7 +185,7 @@ fn main() {
         let json_bytes = shape.json_bytes();
         for codec in codecs(shape) {
             let stored = encode_all(&codec, &shape.items);
-            assert_eq!(decode_all(&codec, &stored), shape.items.len());
+            assert_eq!(decode_all(&codec, &stored), shape.items);
             let stored: usize = stored.iter().map(Vec::len).sum();
             println!(
                 "{:<26} {:<14} {json_bytes:>10} {stored:>10} {:>7.2}",
@@ -203,7 +217,7 @@ fn main() {
                 let stored = encode_all(&codec, &shape.items);
                 let id = BenchmarkId::from_parameter(codec.name());
                 group.bench_function(id, |b| {
-                    b.iter(|| measured(&codec, shape, &stored, op, 1));
+                    b.iter(|| zstd_level_measured_call(&codec, shape, &stored, op, 1));
                 });
             }
             group.finish();

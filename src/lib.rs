@@ -134,7 +134,8 @@
 //!
 #![doc = include_str!("../docs/tables/features.md")]
 //!
-//! [`Codec::default()`] is zstd (level 3) if `compression` is on, over
+//! [`Codec::default()`] is zstd (level 1, chosen by measurement: see
+//! [`codec::DEFAULT_COMPRESSION_LEVEL`]) if `compression` is on, over
 //! MessagePack if `msgpack` is on, else JSON. Reads accept every format
 //! whatever the codec: stored payloads describe their own format, and every
 //! codec encodes one data model exactly (see [`codec`]).

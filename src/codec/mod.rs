@@ -77,8 +77,23 @@ pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 pub const DEFAULT_MIN_COMPRESS_SIZE: usize = 1024;
 /// The default cap on a decoded payload, against decompression bombs (64 MiB).
 pub const DEFAULT_MAX_DECODED_SIZE: usize = 64 * 1024 * 1024;
-/// The zstd level [`Codec::default`] uses when `compression` is on.
-pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+/// The zstd level [`Codec::default`] uses when `compression` is on: level 1,
+/// chosen by measurement.
+///
+/// The rule: encoding within 3× the cost of plain JSON encoding, and
+/// storage at least 5× smaller than plain JSON, on the crate's fixtures.
+/// Levels 1 to 4 meet both on the ledger and inventory snapshots; level 1
+/// is the cheapest of them to encode and decode, and stores the ledger
+/// smaller than level 3 does. No level meets either rule on prose-heavy
+/// documents (the article fixture, about 3.5× smaller at every level):
+/// there a higher level buys at most a few percent of bytes for a much
+/// slower encode, so the default stays; choose
+/// [`Codec::compressed`] with another level if bytes matter more. The
+/// measurements, from `python3 scripts/zstd_levels.py` (see
+/// `docs/BENCHMARKS.md`):
+///
+#[doc = include_str!("../../docs/tables/zstd_levels.md")]
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
 
 /// The serialization format a [`Codec`] writes.
 #[non_exhaustive]
@@ -182,7 +197,8 @@ pub struct Codec {
 }
 
 impl Default for Codec {
-    /// zstd (level 3) if the `compression` feature is on, over MessagePack if
+    /// zstd (level 1, [`DEFAULT_COMPRESSION_LEVEL`]) if the `compression`
+    /// feature is on, over MessagePack if
     /// `msgpack` is on, else plain JSON.
     ///
     /// **The features are the whole program's, not your crate's.** Cargo

@@ -42,7 +42,7 @@ pub enum ParseCodecError {
 impl Codec {
     /// Every codec this build can write, by format and compression, each at
     /// the default zstd level: `json`, then `msgpack` with the `msgpack`
-    /// feature, then their `+zstd-3` forms with `compression`.
+    /// feature, then their `+zstd-1` forms with `compression`.
     ///
     /// ```
     /// use dynamo_es::Codec;
