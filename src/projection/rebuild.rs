@@ -6,25 +6,13 @@
 //! after it is on the stream after the marker, so the scan and a projector
 //! started afterwards together see every event; an event near T0 may be
 //! seen by both (an overlap of at most the margin plus the scan's length).
-//! Why:
-//!
-//! 1. T0 is taken, and the marker (T0 minus the margin) is written to the
-//!    checkpoint table, *before* the scan starts;
-//! 2. the scan reads consistently, so it returns every item committed
-//!    before it started, hence before T0;
-//! 3. a projector reading a shard without a checkpoint skips only records
-//!    whose `ApproximateCreationDateTime` is before the marker. The margin
-//!    (default 5 minutes) covers the rounding of that time and the clock
-//!    difference between this machine and DynamoDB.
+//! Why is argued on [`Rebuild`].
 //!
 //! Per-aggregate order: the scan yields each aggregate's events in
 //! sequence order (all of them in one segment, see `stream::scan`); pages
 //! of one segment are dispatched one after the other by that segment's
 //! worker, and segments hold disjoint aggregates, so each projection sees
 //! each aggregate's events in order.
-//!
-//! Views fed by [`ViewProjection`](super::ViewProjection) (exactly-once)
-//! skip the overlap; other projections see the overlapping events twice.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,8 +77,25 @@ type ProgressFn = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
 /// and dispatches them through the [`Dispatcher`] in per-aggregate order.
 /// Then start the [`Projector`](super::Projector) with the same checkpoint
 /// store: shards without a checkpoint begin at the trim horizon and skip
-/// what the scan covered. See the [module docs](self) for why nothing is
-/// missed.
+/// what the scan covered.
+///
+/// Why nothing is missed:
+///
+/// 1. T0 is taken, and the marker (T0 minus the margin) is written to the
+///    checkpoint table, *before* the scan starts;
+/// 2. the scan reads consistently, so it returns every item committed
+///    before it started, hence before T0;
+/// 3. a projector reading a shard without a checkpoint skips only records
+///    whose `ApproximateCreationDateTime` is before the marker. The margin
+///    (default 5 minutes) covers the rounding of that time and the clock
+///    difference between this machine and DynamoDB. So an event committed
+///    after the marker is on the stream and dispatched by the projector,
+///    and one committed before it was in the scan.
+///
+/// Events committed between the marker and the end of the scan may reach
+/// the projections twice: [`ViewProjection`](super::ViewProjection)
+/// (exactly-once) skips them, other (at-least-once) projections see them
+/// again.
 ///
 /// The projection's existing checkpoints are kept: to rebuild a view from
 /// scratch, give it a new projection name (or delete its checkpoint items)
