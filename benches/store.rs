@@ -59,6 +59,35 @@ const SLOW: Sampling = Sampling::flat(10, Duration::from_secs(1), Duration::from
 /// Sampling of the commits and the snapshotted loads.
 const FAST: Sampling = Sampling::auto(20, Duration::from_secs(1), Duration::from_secs(3));
 
+/// For profiling: only the workloads whose name contains
+/// `$STORE_BENCH_WORKLOADS`, and only the implementations named in the
+/// comma-separated `$STORE_BENCH_IMPLEMENTATIONS`; a run so limited writes
+/// no record.
+const ONLY_WORKLOADS: &str = "STORE_BENCH_WORKLOADS";
+const ONLY_IMPLEMENTATIONS: &str = "STORE_BENCH_IMPLEMENTATIONS";
+
+fn limited() -> bool {
+    std::env::var_os(ONLY_WORKLOADS).is_some() || std::env::var_os(ONLY_IMPLEMENTATIONS).is_some()
+}
+
+fn runs(workload: &str) -> bool {
+    std::env::var(ONLY_WORKLOADS)
+        .ok()
+        .is_none_or(|only| workload.contains(only.as_str()))
+}
+
+/// The implementations this run compares.
+fn selected() -> Vec<Implementation> {
+    let only = std::env::var(ONLY_IMPLEMENTATIONS).ok();
+    implementations()
+        .into_iter()
+        .filter(|i| {
+            only.as_ref()
+                .is_none_or(|only| only.split(',').any(|n| n == i.name()))
+        })
+        .collect()
+}
+
 /// `implementation` on a fresh emulator and tables of its own.
 fn setup(rt: &Runtime, implementation: Implementation) -> Setup {
     let server = EmbeddedDynamo::start().unwrap();
@@ -178,7 +207,7 @@ fn bench_commit(c: &mut Criterion, rt: &Runtime, count: usize, records: &mut Vec
     };
     let mut group = c.benchmark_group(&name);
     FAST.apply(&mut group);
-    for implementation in implementations() {
+    for implementation in selected() {
         let setup = setup(rt, implementation);
         let store = setup.store(SnapshotPolicy::Never);
         bench_commit_after_load(
@@ -219,7 +248,7 @@ fn bench_load_events(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) 
     let name = "store_load_1000_events";
     let mut group = c.benchmark_group(name);
     SLOW.apply(&mut group);
-    for implementation in implementations() {
+    for implementation in selected() {
         let setup = setup(rt, implementation);
         let store = setup.store(SnapshotPolicy::Never);
         let id = fresh_id("l1k");
@@ -256,7 +285,7 @@ fn bench_snapshotted(
     const EVENTS: usize = SNAPSHOT_EVERY + AFTER_SNAPSHOT;
     let mut group = c.benchmark_group(name);
     FAST.apply(&mut group);
-    for implementation in implementations() {
+    for implementation in selected() {
         let setup = setup(rt, implementation);
         let store = setup.store(policy);
         let id = rt.block_on(setup.snapshotted(&store));
@@ -313,7 +342,7 @@ fn bench_large(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
     }
     let json_bytes = serde_json::to_vec(&expected).unwrap().len();
     let mut ready = Vec::new();
-    for implementation in implementations() {
+    for implementation in selected() {
         let setup = setup(rt, implementation);
         let store = setup.store(SnapshotPolicy::Always);
         let id = fresh_id("big");
@@ -409,24 +438,29 @@ fn main() {
         .unwrap();
     let mut c = common::criterion();
     let mut records = Vec::new();
-    bench_commit(&mut c, &rt, 1, &mut records);
-    bench_commit(&mut c, &rt, 10, &mut records);
-    bench_load_events(&mut c, &rt, &mut records);
-    bench_snapshotted(
-        &mut c,
-        &rt,
-        "store_load_snapshot_every_50",
-        SnapshotPolicy::Every(SNAPSHOT_EVERY),
-        &mut records,
-    );
-    bench_snapshotted(
-        &mut c,
-        &rt,
-        "store_load_snapshot_always",
-        SnapshotPolicy::Always,
-        &mut records,
-    );
-    bench_large(&mut c, &rt, &mut records);
+    if runs("store_commit_1_event") {
+        bench_commit(&mut c, &rt, 1, &mut records);
+    }
+    if runs("store_commit_10_events") {
+        bench_commit(&mut c, &rt, 10, &mut records);
+    }
+    if runs("store_load_1000_events") {
+        bench_load_events(&mut c, &rt, &mut records);
+    }
+    for (name, policy) in [
+        (
+            "store_load_snapshot_every_50",
+            SnapshotPolicy::Every(SNAPSHOT_EVERY),
+        ),
+        ("store_load_snapshot_always", SnapshotPolicy::Always),
+    ] {
+        if runs(name) {
+            bench_snapshotted(&mut c, &rt, name, policy, &mut records);
+        }
+    }
+    if runs("snapshot_1_5mb") {
+        bench_large(&mut c, &rt, &mut records);
+    }
     c.final_summary();
 
     for r in &records {
@@ -439,6 +473,9 @@ fn main() {
             r["round_trips"],
             r["refused"].as_str().unwrap_or_default(),
         );
+    }
+    if limited() {
+        return;
     }
     write_record(
         "store",

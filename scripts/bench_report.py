@@ -17,7 +17,6 @@ Standard library only; the SVG charts are written by hand.
 
 import argparse
 import datetime
-import html
 import json
 import os
 import pathlib
@@ -26,6 +25,8 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+import bench_upstream  # noqa: E402  (the comparison against upstream)
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -111,6 +112,9 @@ def command_output(args):
 # ---------------------------------------------------------------------------
 
 
+units = bench_upstream.units
+
+
 def fmt_ns(ns):
     if ns is None:
         return "n/a"
@@ -159,11 +163,8 @@ def table(headers, rows, align=None):
 # SVG charts, by hand
 # ---------------------------------------------------------------------------
 
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"]
-
-
-def esc(text):
-    return html.escape(str(text), quote=True)
+PALETTE = bench_upstream.PALETTE
+esc = bench_upstream.esc
 
 
 def hbar_chart(title, subtitle, categories, panels, path):
@@ -174,13 +175,7 @@ def hbar_chart(title, subtitle, categories, panels, path):
     row_h = max_series * bar_h + row_pad
     height = top + row_h * len(categories) + 56
     width = label_w + len(panels) * (panel_w + gap) + 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="10" y="22" font-size="15" font-weight="bold">{esc(title)}</text>',
-        f'<text x="10" y="40" fill="#555">{esc(subtitle)}</text>',
-    ]
+    parts = bench_upstream.svg_open(width, height, title, subtitle)
     for i, category in enumerate(categories):
         y = top + i * row_h + row_h / 2 + 4
         parts.append(f'<text x="{label_w - 8}" y="{y:.1f}" text-anchor="end">{esc(category)}</text>')
@@ -415,19 +410,23 @@ def summary(d):
     out = []
     snap = "snapshot_1_5mb"
     js, z3 = d.json_bytes(snap), d.stored(snap, "json+zstd-3")
+    # The store bench runs zstd at the default level only.
+    zj = next((c for c in d.codecs if c.startswith("json+zstd")
+               and ("store_persist_snapshot_1_5mb", c) in d.store), "json+zstd-3")
+    z3 = d.stored(snap, zj)
     pj = d.store.get(("store_persist_snapshot_1_5mb", "json"))
-    pz = d.store.get(("store_persist_snapshot_1_5mb", "json+zstd-3"))
+    pz = d.store.get(("store_persist_snapshot_1_5mb", zj))
     lj = d.store.get(("store_load_snapshot_1_5mb", "json"))
-    lz = d.store.get(("store_load_snapshot_1_5mb", "json+zstd-3"))
+    lz = d.store.get(("store_load_snapshot_1_5mb", zj))
     if js and z3:
-        line = (f"* **Bytes:** zstd level 3 stores the 1.5 MB snapshot in {z3 / 1000:,.0f} KB instead of "
+        line = (f"* **Bytes:** `{zj}` stores the 1.5 MB snapshot in {z3 / 1000:,.0f} KB instead of "
                 f"{js / 1000:,.0f} KB ({js / z3:.1f}× fewer bytes)")
         if pj and pz:
-            line += (f"; one item instead of {pj['items'] - 1} (a head and {pj['detail']['chunks']} "
-                     f"chunks), so a persist costs {pz['wcu']:,} WCU instead "
-                     f"of {pj['wcu']:,} ({pj['wcu'] / pz['wcu']:.1f}× less)")
+            line += (f"; one item instead of {pj['detail']['snapshot_items']} (a head and "
+                     f"{pj['detail']['chunks']} chunks), so a persist costs {units(pz['wcu'])} WCU instead "
+                     f"of {units(pj['wcu'])} ({pj['wcu'] / pz['wcu']:.1f}× less)")
         if lj and lz:
-            line += f" and a load {lz['rcu']} RCU instead of {lj['rcu']}"
+            line += f" and a load {units(lz['rcu'])} RCU instead of {units(lj['rcu'])}"
         out.append(line + ".")
     dec = d.t("zstd_stage_snapshot_1_5mb", "json+zstd-3", "decompress")
     plain_dec = d.t(f"decode_{snap}", "json")
@@ -443,10 +442,12 @@ def summary(d):
     c1 = d.store.get(("store_commit_1_event", "json"))
     c1m = d.store.get(("store_commit_1_event", "msgpack"))
     sj, sz = d.stored("small_event", "json"), d.stored("small_event", "json+zstd-3")
+    cu = d.store.get(("store_commit_1_event", "upstream"))
     if c1 and sj is not None:
         line = (f"* **Small events are unchanged:** under the 1 KB threshold they are never compressed "
-                f"({sj} B stored with or without zstd); a one-event commit writes a {c1['item_bytes']} B item "
-                f"for {c1['wcu']} WCU (a transaction doubles the 1 WCU)")
+                f"({sj} B stored with or without zstd); a one-event commit is one conditional `PutItem` of a "
+                f"{c1['item_bytes']} B item for {units(c1['wcu'])} WCU"
+                + (f" (upstream's one-item transaction: {units(cu['wcu'])} WCU)" if cu else ""))
         if c1m:
             line += (f"; MessagePack shrinks the item to {c1m['item_bytes']} B, which does not change "
                      "the WCU")
@@ -455,9 +456,9 @@ def summary(d):
     l1m = d.store.get(("store_load_1000_events", "msgpack"))
     if l1:
         line = (f"* **Replays:** loading 1,000 events reads {l1['item_bytes'] / 1000:,.0f} KB in one query "
-                f"page for {l1['rcu']} RCU")
+                f"page for {units(l1['rcu'])} RCU")
         if l1m:
-            line += f" ({l1m['rcu']} RCU with MessagePack)"
+            line += f" ({units(l1m['rcu'])} RCU with MessagePack)"
         out.append(line + ".")
     return "\n".join(out)
 
@@ -544,13 +545,13 @@ def store_tables(d):
             f"`{codec}`",
             fmt_ns(d.t("store_commit_1_event", codec)),
             fmt_bytes(c1 and c1["item_bytes"]),
-            c1["wcu"] if c1 else "n/a",
+            units(c1 and c1["wcu"]),
             fmt_ns(d.t("store_commit_10_events", codec)),
             fmt_bytes(c10 and c10["item_bytes"]),
-            c10["wcu"] if c10 else "n/a",
+            units(c10 and c10["wcu"]),
             fmt_ns(d.t("store_load_1000_events", codec)),
             fmt_bytes(l1k and l1k["item_bytes"]),
-            l1k["rcu"] if l1k else "n/a",
+            units(l1k and l1k["rcu"]),
         ])
     out.append("**Events** (item bytes are the DynamoDB item sizes of the events written or read):\n")
     out.append(table(
@@ -562,7 +563,7 @@ def store_tables(d):
     for codec in d.codecs:
         p = d.store.get(("store_persist_snapshot_1_5mb", codec))
         l = d.store.get(("store_load_snapshot_1_5mb", codec))
-        if not (p or l):
+        if not (p or l) or (p or l).get("refused"):
             continue
         det = (p or l)["detail"]
         rows.append([
@@ -571,12 +572,12 @@ def store_tables(d):
             f"{det['snapshot_items']} ({det['chunks']} chunks)" if det["chunks"] else "1",
             fmt_bytes(det["snapshot_item_bytes"]),
             fmt_ns(d.t("store_persist_snapshot_1_5mb", codec)),
-            p["wcu"] if p else "n/a",
+            units(p and p["wcu"]),
             fmt_ns(d.t("store_load_snapshot_1_5mb", codec)),
-            l["rcu"] if l else "n/a",
+            units(l and l["rcu"]),
         ])
-    out.append("\n**The 1.5 MB snapshot** (aggregate store; a persist is one transaction holding one "
-               "event and the snapshot's items):\n")
+    out.append("\n**The 1.5 MB aggregate** (aggregate store; a persist is one transaction holding one "
+               "event and the snapshot's items; upstream refuses to store it, see above):\n")
     out.append(table(
         ["codec", "stored payload", "snapshot items", "item bytes", "persist (median)", "WCU",
          "load (median)", "RCU"],
@@ -651,6 +652,7 @@ def main():
     docs = args.docs
     docs.mkdir(parents=True, exist_ok=True)
     made = charts(d, docs)
+    upstream_chart = bench_upstream.chart(d, docs / "bench-upstream.svg") if store_json else None
 
     m = machine()
     started = run.get("started")
@@ -704,6 +706,12 @@ def main():
         w("")
         w(summ)
         w("")
+    if store_json:
+        w(bench_upstream.section(d, fmt_ns, table, store_json.get("snapshot_every", 50),
+                                 store_json.get("after_snapshot", 30)))
+        if upstream_chart:
+            w(f"![{upstream_chart}]({upstream_chart})")
+            w("")
     w("## Targets")
     w("")
     w("Measured as ratios within this one run; goals, not test assertions. \"stages\" is the same ratio "
@@ -752,17 +760,19 @@ def main():
           "localhost), through `DynamoStore` (`EventStore::load_aggregate` and `EventStore::commit`). "
           "**The timings mostly measure dynoxide, SQLite and the HTTP round trips, not DynamoDB**; they show "
           "the client-side cost of each codec only where it dominates (the 1.5 MB snapshot). The capacity "
-          "units are the cost signal that transfers to real DynamoDB: they follow its billing rules exactly, "
-          "computed with `dynamo_es::size` from the items as stored.")
+          "units are the cost signal that transfers to real DynamoDB: the emulator's `ConsumedCapacity`, "
+          "metered as described above and checked against DynamoDB's published rules applied to the items "
+          "as stored (`dynamo_es::size`).")
         w("")
-        w("* Commits are one `TransactWriteItems` call: 1 WCU per started KB of each item, doubled in a "
-          "transaction. Each commit is timed alone, on a fresh aggregate (the empty load before it is not timed).")
+        w("* A one-event commit is one conditional `PutItem` (1 WCU per started KB); larger commits are one "
+          "`TransactWriteItems` call (1 WCU per started KB of each item, doubled in a transaction). Each "
+          "commit is timed alone, on a fresh aggregate (the empty load before it is not timed).")
         w("* Loading events is one strongly consistent `Query`: 1 RCU per started 4 KB of the *page's summed* "
           "item sizes (not per item).")
-        w("* A snapshot load is a `GetItem` of the head plus a `BatchGetItem` of its chunks (each item rounded "
-          "up to 4 KB on its own), then an empty `Query` for later events (1 RCU).")
-        w("* Event sizes come from `dynamo_es::item::event_to_item` and are checked against the items the "
-          "commit stored; snapshot sizes are measured by scanning the snapshot table after the run.")
+        w("* A snapshot load is a `GetItem` of the head and, concurrently, a `Query` of the newest events "
+          "(up to 4 in an aggregate store), then a `BatchGetItem` of the head's chunks, if any (each item "
+          "rounded up to 4 KB on its own).")
+        w("* Item sizes are measured by scanning the tables after the metered run.")
         w("")
         w(store_tables(d))
         w("")
@@ -781,7 +791,9 @@ def main():
     w("")
     out = docs / "BENCHMARKS.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out} and {', '.join(made) or 'no charts'}")
+    print(f"wrote {out} and {', '.join(made + [upstream_chart] if upstream_chart else made) or 'no charts'}")
+    if store_json:
+        print("headline:", bench_upstream.headline(d))
 
 
 if __name__ == "__main__":
