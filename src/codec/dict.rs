@@ -125,14 +125,7 @@ pub(crate) fn frame_dictionary_id(bytes: &[u8]) -> Option<u32> {
 /// bytes. The frame must declare its content size (every frame this crate
 /// writes does) and be the whole payload.
 pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> Result<Vec<u8>> {
-    let declared =
-        zstd_safe::get_frame_content_size(bytes).map_err(|_| corrupt("bad frame header"))?;
-    let frame_len = zstd_safe::find_frame_compressed_size(bytes).map_err(|code| {
-        corrupt(format!(
-            "truncated or invalid frame: {}",
-            zstd_safe::get_error_name(code)
-        ))
-    })?;
+    let (declared, frame_len) = super::zstd::frame_sizes(bytes)?;
     if frame_len != bytes.len() {
         return Err(corrupt("bytes after the dictionary frame"));
     }

@@ -39,12 +39,9 @@ pub(super) fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     })
 }
 
-/// Decompresses one zstd frame of at most `max` bytes of content.
-///
-/// A frame that declares its size (ours always do) is checked before any
-/// allocation and decoded into a buffer of exactly that size; a frame that
-/// does not, or several concatenated frames, are streamed with a hard cap.
-pub(super) fn decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>> {
+/// The content size the first frame of `bytes` declares (if it does), and
+/// that frame's length.
+pub(super) fn frame_sizes(bytes: &[u8]) -> Result<(Option<u64>, usize)> {
     let declared =
         zstd_safe::get_frame_content_size(bytes).map_err(|_| corrupt("bad frame header"))?;
     let frame_len = zstd_safe::find_frame_compressed_size(bytes).map_err(|code| {
@@ -53,6 +50,16 @@ pub(super) fn decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>> {
             zstd_safe::get_error_name(code)
         ))
     })?;
+    Ok((declared, frame_len))
+}
+
+/// Decompresses one zstd frame of at most `max` bytes of content.
+///
+/// A frame that declares its size (ours always do) is checked before any
+/// allocation and decoded into a buffer of exactly that size; a frame that
+/// does not, or several concatenated frames, are streamed with a hard cap.
+pub(super) fn decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>> {
+    let (declared, frame_len) = frame_sizes(bytes)?;
     let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
     match declared {
         Some(size) if size > max_u64 => Err(Error::DecodedTooLarge { size, max }),
