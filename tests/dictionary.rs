@@ -60,10 +60,7 @@ async fn dictionary_events_read_back_equal_on_every_read_path() {
     assert!(trained.savings.ratio() >= 2.5, "{}", trained.savings);
 
     // 50 fixture events never trained on, written with the dictionary.
-    let writer = db
-        .repository()
-        .with_codec(Codec::json())
-        .with_dictionary(Order::TYPE, trained.dictionary.clone());
+    let writer = writer::<Order>(&db, &trained.dictionary);
     let fixture = events(Order::TYPE, "fixture", 1, 50, 1_000_000);
     commit::<Order>(&writer, &fixture).await;
     let stored = items_of(&db, "Order:fixture").await;
@@ -149,10 +146,7 @@ async fn unknown_or_corrupt_dictionaries_are_typed_errors_naming_id_and_item() {
 
     // Events written with it into tables whose snapshots table lacks it.
     let db = common::tables().await;
-    let writer = db
-        .repository()
-        .with_codec(Codec::json())
-        .with_dictionary(Order::TYPE, trained.dictionary.clone());
+    let writer = writer::<Order>(&db, &trained.dictionary);
     commit::<Order>(&writer, &events(Order::TYPE, "x", 1, 3, 5)).await;
 
     let reader = db.repository();
@@ -338,10 +332,7 @@ async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
     let (db, arn) = projection_common::stream_tables().await;
     seed_training::<Order>(&db, 300, 40).await;
     let dictionary = trained::<Order>(&db).await.dictionary;
-    let writer = db
-        .repository()
-        .with_codec(Codec::json())
-        .with_dictionary(Order::TYPE, dictionary.clone());
+    let writer = writer::<Order>(&db, &dictionary);
     let fixture = events(Order::TYPE, "projected", 1, 20, 123_456);
     commit::<Order>(&writer, &fixture).await;
 

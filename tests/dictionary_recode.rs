@@ -144,6 +144,11 @@ async fn cli(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The report a `--json` run of the binary prints.
+async fn json_report(args: &[&str]) -> dynamo_es::recode::Report {
+    serde_json::from_str(&stdout(&cli(args).await)).unwrap()
+}
+
 fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -210,8 +215,7 @@ async fn cli_train_then_recode_then_report() {
         "--no-progress",
         "--json",
     ];
-    let report: dynamo_es::recode::Report =
-        serde_json::from_str(&stdout(&cli(&recode).await)).unwrap();
+    let report = json_report(&recode).await;
     assert_eq!(report.tables[0].counts.items_recoded, 600);
     assert_eq!(report.tables[1].counts.items_scanned, 0);
     let moved = by_key(&db, &db.events).await;
@@ -230,8 +234,7 @@ async fn cli_train_then_recode_then_report() {
         "--no-progress",
         "--json",
     ];
-    let report: dynamo_es::recode::Report =
-        serde_json::from_str(&stdout(&cli(&report_args).await)).unwrap();
+    let report = json_report(&report_args).await;
     let counts = &report.tables[0].counts;
     assert_eq!(
         (counts.items_recoded, counts.items_unreadable),
@@ -255,8 +258,7 @@ async fn cli_train_then_recode_then_report() {
         "--no-progress",
         "--json",
     ];
-    let report: dynamo_es::recode::Report =
-        serde_json::from_str(&stdout(&cli(&back).await)).unwrap();
+    let report = json_report(&back).await;
     assert_eq!(report.tables[0].counts.items_recoded, 600);
     assert_eq!(by_key(&db, &db.events).await, original);
 }

@@ -13,12 +13,6 @@ use dynamo_es::{Codec, DynamoEventRepository};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// An aggregate whose events are any JSON value.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Order {
-    pub applied: usize,
-}
-
 /// A fixture event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -40,52 +34,50 @@ impl DomainEvent for OrderEvent {
 #[error("refused")]
 pub struct Refused;
 
-impl Aggregate for Order {
-    const TYPE: &'static str = "Order";
-    type Command = ();
-    type Event = OrderEvent;
-    type Error = Refused;
-    type Services = ();
+/// An aggregate of type `$type` whose events are fixture events; it only
+/// counts them.
+macro_rules! fixture_aggregate {
+    ($name:ident, $type:literal) => {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        pub struct $name {
+            pub applied: usize,
+        }
 
-    async fn handle(
-        &mut self,
-        _: (),
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Refused> {
-        Err(Refused)
-    }
+        impl Aggregate for $name {
+            const TYPE: &'static str = $type;
+            type Command = ();
+            type Event = OrderEvent;
+            type Error = Refused;
+            type Services = ();
 
-    fn apply(&mut self, _: OrderEvent) {
-        self.applied += 1;
-    }
+            async fn handle(
+                &mut self,
+                _: (),
+                _: &(),
+                _: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Refused> {
+                Err(Refused)
+            }
+
+            fn apply(&mut self, _: OrderEvent) {
+                self.applied += 1;
+            }
+        }
+    };
 }
 
-/// The same shape under another aggregate type.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Payment {
-    pub applied: usize,
-}
+fixture_aggregate!(Order, "Order");
+fixture_aggregate!(Payment, "Payment");
 
-impl Aggregate for Payment {
-    const TYPE: &'static str = "Payment";
-    type Command = ();
-    type Event = OrderEvent;
-    type Error = Refused;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        _: (),
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Refused> {
-        Err(Refused)
-    }
-
-    fn apply(&mut self, _: OrderEvent) {
-        self.applied += 1;
-    }
+/// A repository on `db` writing plain JSON, and `A`'s events with
+/// `dictionary`.
+pub fn writer<A: Aggregate>(
+    db: &TestTables,
+    dictionary: &dynamo_es::dictionary::Dictionary,
+) -> DynamoEventRepository {
+    db.repository()
+        .with_codec(Codec::json())
+        .with_dictionary(A::TYPE, dictionary.clone())
 }
 
 /// Fixture event `seed` of `aggregate_type:id` at `sequence`.
