@@ -148,7 +148,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projectors_on_one_stream_apply_each_event_once() {
     let (db, arn, streams) = stream_tables().await;
-    let store = checkpoints(&db.client, Duration::from_secs(1)).await;
+    let store = checkpoints(&db.client, Duration::from_secs(3)).await;
     // One recorder for both: an event applied by both would show twice.
     let recorder = Recorder::default();
     let a = start(projector(

@@ -187,8 +187,8 @@ async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_dupli
     assert_eq!(recorder.redelivered(), 0);
     let requests = fake.iterator_requests();
     assert_eq!(requests[0].iterator_type, "TRIM_HORIZON");
-    // Renewed after each batch (records 1-3, 4-6, 7-9, 10), after the
-    // batch's checkpoint.
+    // Renewed after each batch (records 1-3, 4-6, 7-9, then 10 unless the
+    // stop came first), after the batch's checkpoint.
     let renewals: Vec<_> = requests[1..]
         .iter()
         .map(|r| (r.iterator_type.as_str(), r.sequence_number.as_deref()))
@@ -197,7 +197,8 @@ async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_dupli
         .iter()
         .map(|&i| ("AFTER_SEQUENCE_NUMBER", Some(pushed[i].as_str())))
         .collect();
-    assert_eq!(renewals, checkpoints);
+    assert!(renewals.len() >= 3, "{renewals:?}");
+    assert_eq!(renewals, checkpoints[..renewals.len()]);
     assert_eq!(by_shard(&store).await["s"].0.as_ref(), pushed.last());
 }
 
@@ -333,7 +334,7 @@ async fn at_most_max_shards_are_read_at_once() {
 
 #[tokio::test]
 async fn a_lease_is_taken_over_after_its_owner_stops_heartbeating() {
-    let lease = Duration::from_millis(400);
+    let lease = Duration::from_millis(800);
     let (fake, store) = setup(lease).await;
     fake.add_shard("s", None);
     push(&fake, "s", "a", 1..=4);

@@ -83,8 +83,8 @@ impl<A: Aggregate + 'static> Projector<A> {
     /// A projector of `stream_arn` (see [`stream_arn`]) that dispatches
     /// through `dispatcher` and keeps its checkpoints and leases in
     /// `checkpoints`. Defaults: a random owner id, batches of 1,000
-    /// records, idle backoff 100 ms to 2 s, a heartbeat every 5 s (keep it
-    /// well under the store's lease duration), shards discovered every 10 s,
+    /// records, idle backoff 100 ms to 2 s, a heartbeat every third of the
+    /// store's lease duration, shards discovered every 10 s,
     /// at most 64 shards, shards without checkpoint read from the trim
     /// horizon, a failed dispatch tried 5 times.
     pub fn new(
@@ -93,6 +93,7 @@ impl<A: Aggregate + 'static> Projector<A> {
         checkpoints: CheckpointStore,
         dispatcher: Dispatcher<A>,
     ) -> Self {
+        let heartbeat = checkpoints.lease_duration() / 3;
         Projector {
             streams,
             stream_arn: stream_arn.to_string(),
@@ -103,7 +104,7 @@ impl<A: Aggregate + 'static> Projector<A> {
                 batch_size: DEFAULT_BATCH_SIZE,
                 idle_min: Duration::from_millis(100),
                 idle_max: Duration::from_secs(2),
-                heartbeat: Duration::from_secs(5),
+                heartbeat,
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
@@ -135,7 +136,8 @@ impl<A: Aggregate + 'static> Projector<A> {
         self
     }
 
-    /// How often a held lease is renewed.
+    /// How often a held lease is renewed (keep it well under the store's
+    /// lease duration, or other projectors take the shards over).
     pub fn with_heartbeat(mut self, every: Duration) -> Self {
         self.settings.heartbeat = every;
         self

@@ -130,7 +130,8 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                 continue;
             }
             idle = self.settings.idle_min;
-            if !records.is_empty() && !self.process(lease, records).await? {
+            let read = started.elapsed();
+            if !records.is_empty() && !self.process(lease, records, read).await? {
                 return Ok(ReaderEnd::Stopped);
             }
             // Processing took a heartbeat's worth of work.
@@ -223,6 +224,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         &mut self,
         lease: &mut Lease,
         records: Vec<ChangeRecord>,
+        read: Duration,
     ) -> Result<bool, Error> {
         let Some((last, last_created)) = records
             .last()
@@ -234,6 +236,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             "dynamo_es.projection.batch",
             shard = %lease.shard.shard_id,
             records = records.len(),
+            read_ms = millis(read),
             skipped_before_rebuild = field::Empty,
             events = field::Empty,
             dispatch_ms = field::Empty,
