@@ -28,8 +28,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "tables" / "zstd_levels.md"
 SHAPES = {
     "ledger_snapshot": "ledger snapshot (`snapshot_1_5_mb()`), 1 item",
-    "article_snapshot": "article snapshot (`article_snapshot(300_000, SEED)`), document-like, 1 item",
-    "inventory_snapshot": "inventory snapshot (`inventory_snapshot(500_000, SEED)`), map-heavy, 1 item",
+    "article_snapshot": "article snapshot (`article_snapshot(300_000, {seed})`), document-like, 1 item",
+    "inventory_snapshot": "inventory snapshot (`inventory_snapshot(500_000, {seed})`), map-heavy, 1 item",
     "import_event_10_entries": "import event: `{\"Imported\": {\"entries\": [10 ledger entries]}}`, 1 item",
     "commit_10_small_events": "commit of 10 small events (`small_event(0..10)`), 10 items as stored (each under the 1 KB threshold)",
     "small_event_forced": "small event (`small_event(42)`) with compression forced (`with_min_compress_size(0)`)",
@@ -135,6 +135,7 @@ def main():
         json_dec_ns = median_ns(root, "decode", shape, "json")
         json_enc_ir = counts[("json", "encode")]
         json_dec_ir = counts[("json", "decode")]
+        title = title.replace("{seed}", f"0x{record['seed']:X}")
         lines += [
             f"### {title}",
             "",
