@@ -369,3 +369,44 @@ async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
         assert_eq!(&as_serialized(&envelope, &event.event_type), event);
     }
 }
+
+#[tokio::test]
+async fn a_dictionary_is_loaded_once_per_process_and_plain_reads_pay_nothing() {
+    let db = common::tables().await;
+    seed_training::<Order>(&db, 200, 61).await;
+    let dictionary = trained::<Order>(&db).await.dictionary;
+    commit::<Order>(
+        &writer::<Order>(&db, &dictionary),
+        &events(Order::TYPE, "d", 1, 5, 9),
+    )
+    .await;
+
+    let meter = dynamo_es::testing::costs::Meter::new();
+    let reader = dynamo_es::DynamoEventRepository::new(meter.client(&db.client))
+        .with_tables(&db.events, &db.snapshots);
+    // Plain events (with dictionary events elsewhere in the table): one
+    // query, nothing else.
+    let (read, costs) = meter.measure(reader.get_events::<Order>("train-3")).await;
+    assert_eq!(read.unwrap().len(), 10);
+    assert_eq!(costs.operations, ["Query"]);
+    // The first read of dictionary events loads the dictionary once.
+    let (read, costs) = meter.measure(reader.get_events::<Order>("d")).await;
+    assert_eq!(read.unwrap().len(), 5);
+    assert_eq!(costs.operations, ["Query", "GetItem"]);
+    // Then no clone of the repository loads it again, on any path.
+    let clone = reader.clone();
+    let (read, costs) = meter.measure(clone.get_events::<Order>("d")).await;
+    assert_eq!(read.unwrap().len(), 5);
+    assert_eq!(costs.operations, ["Query"]);
+    let (loaded, costs) = meter
+        .measure(
+            DynamoStore::<Order>::new(clone, dynamo_es::SnapshotPolicy::Never).load_aggregate("d"),
+        )
+        .await;
+    assert_eq!(loaded.unwrap().aggregate.applied, 5);
+    assert!(
+        costs.operations.iter().all(|op| op != "GetItem"),
+        "{:?}",
+        costs.operations
+    );
+}
