@@ -326,9 +326,12 @@ impl CheckpointStore {
                 return Err(crate::Error::from_sdk_on("UpdateItem", &self.table, err).into())
             }
         };
-        let key = self.key(&lease.shard.shard_id);
+        // The write is done: a response without the new counter (not sent by
+        // DynamoDB) must not fail it; the counter went up by one.
         let attributes = out.attributes.unwrap_or_default();
-        lease.counter = get_n(&attributes, &key, LEASE_COUNTER)?;
+        let key = self.key(&lease.shard.shard_id);
+        lease.counter = get_n(&attributes, &key, LEASE_COUNTER)
+            .unwrap_or_else(|_| lease.counter.saturating_add(1));
         Ok(())
     }
 }

@@ -193,9 +193,10 @@ impl<A: Aggregate + 'static> Rebuild<A> {
         self
     }
 
-    /// Reads pages of at most `items` items (DynamoDB's 1 MB pages without).
+    /// Reads pages of at most `items` items, at least 1 (DynamoDB's 1 MB
+    /// pages without).
     pub fn with_page_size(mut self, items: i32) -> Self {
-        self.page_size = Some(items);
+        self.page_size = Some(items.max(1));
         self
     }
 
