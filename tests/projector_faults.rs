@@ -467,3 +467,37 @@ async fn a_lost_lease_stops_work_on_the_shard_at_once_without_a_checkpoint() {
     assert_eq!(checkpoint, None, "no checkpoint after the lease was lost");
     assert_eq!(owner.as_deref(), Some("thief"));
 }
+
+#[tokio::test]
+async fn each_batch_has_a_span_with_its_shard_records_dispatch_time_and_lag() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=5);
+    let (logs, _guard) = common::capture(tracing::Level::INFO, true);
+    let recorder = Recorder::default();
+    let projector = projector(fake.client(), &fake.stream_arn(), store, &recorder, "p");
+    let running = start(projector.with_batch_size(3));
+    wait_until("every event is projected", WAIT, || {
+        recorder.distinct() == 5
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    let closed: Vec<String> = logs
+        .lines_with("dynamo_es.projection.batch{")
+        .into_iter()
+        .filter(|line| line.contains("dynamo_es::projection::reader: close"))
+        .collect();
+    assert_eq!(closed.len(), 2, "one span per batch: {closed:?}");
+    for (line, records) in closed.iter().zip([3, 2]) {
+        for field in [
+            "shard=s".to_string(),
+            format!("records={records}"),
+            format!("events={records}"),
+            "dispatch_ms=".into(),
+            "lag_ms=".into(),
+        ] {
+            assert!(line.contains(&field), "{field} in {line}");
+        }
+    }
+}
