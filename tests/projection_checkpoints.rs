@@ -409,3 +409,11 @@ async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
         json!({"S": "9"})
     );
 }
+
+#[tokio::test]
+async fn a_renew_answered_without_the_new_counter_still_counts_once() {
+    let (store, _) = canned(vec![held(None, 1), counter(2), Canned::written()], 1);
+    let mut lease = store.acquire(&shard("shard-1"), "a").await.unwrap().unwrap();
+    store.renew(&mut lease).await.unwrap();
+    assert_eq!(lease.counter(), 3);
+}
