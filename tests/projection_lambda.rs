@@ -276,3 +276,77 @@ async fn lambda_records_convert_as_the_projector_converts_them() {
         assert_eq!(comparable(from_lambda), comparable(from_stream));
     }
 }
+
+/// Every note of the account, concatenated: grows past the item limit.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Notes {
+    text: String,
+}
+
+impl View<Account> for Notes {
+    fn update(&mut self, event: &EventEnvelope<Account>) {
+        if let AccountEvent::Noted { text } = &event.payload {
+            self.text.push_str(text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_view_write_over_the_item_limit_names_its_record() {
+    let (db, arn) = stream_tables().await;
+    let cqrs = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    let [a, b, c] = [new_id(), new_id(), new_id()];
+    // b's two notes fit an event item each, but not one view item together.
+    let note = |i: usize| -> String {
+        (0..250_000u32)
+            .map(|j| char::from_digit((j * 7 + u32::try_from(i).unwrap()) % 36, 36).unwrap())
+            .collect()
+    };
+    cqrs.execute(&a, AccountCommand::note("short"))
+        .await
+        .unwrap();
+    cqrs.execute(&b, AccountCommand::note(note(1)))
+        .await
+        .unwrap();
+    cqrs.execute(&b, AccountCommand::note(note(2)))
+        .await
+        .unwrap();
+    cqrs.execute(&c, AccountCommand::note("short"))
+        .await
+        .unwrap();
+    let records = stream_records(&arn).await;
+    assert_eq!(records.len(), 4);
+
+    let views = db
+        .view_repository::<Notes, Account>()
+        .with_codec(Codec::json());
+    let dispatcher = Dispatcher::new(EventDecoder::new(Codec::default()))
+        .with_projection(ViewProjection::new(views.clone()));
+    let response = lambda::handle(&dispatcher, parse(lambda_event(&arn, &records))).await;
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier,
+        Some(sequence_number(&records[1]))
+    );
+    assert_eq!(views.load(&a).await.unwrap().unwrap().text, "short");
+    assert!(views.load(&b).await.unwrap().is_none());
+    assert!(views.load(&c).await.unwrap().is_none());
+
+    // The projection error says why: the view is over the item size limit.
+    let failure = dispatcher
+        .dispatch(
+            &records
+                .into_iter()
+                .map(|(shard, record)| ChangeRecord::from_stream(&shard, record).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.first_failed, 1);
+    assert!(
+        matches!(
+            &failure.error,
+            Error::Store(dynamo_es::Error::LimitExceeded { aggregate, .. }) if *aggregate == b
+        ),
+        "{failure}"
+    );
+}
