@@ -140,6 +140,18 @@
 //! whatever the codec: stored payloads describe their own format, and every
 //! codec encodes one data model exactly (see [`codec`]).
 //!
+//! ## Small events: zstd dictionaries
+//!
+//! A few hundred bytes of event JSON do not compress on their own. With the
+//! `compression` feature, a zstd dictionary trained on an aggregate type's
+//! own events (`dynamo-es dictionary train`, or `DictionaryStore::train`)
+//! stored 3.4× fewer payload bytes and cost half the read units of a replay
+//! on the crate's fixture events (`docs/BENCHMARKS.md`). Dictionaries live
+//! in reserved items of the snapshots table, are immutable, and are named by
+//! id in every payload's zstd frame, so readers fetch them by id (once per
+//! process) and a store that never trains one pays nothing. How to train,
+//! roll one out and retire it: the `dictionary` module.
+//!
 //! ## DynamoDB limits
 //!
 #![doc = include_str!("../docs/tables/limits.md")]
