@@ -17,6 +17,7 @@ use dynamo_es::testing::{client_for, endpoint};
 use dynamo_es::Codec;
 
 use common::{deposit_event, Account};
+use dynamo_es::projection::Projector;
 use projector_support::{checkpoints, projector, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,6 +27,33 @@ async fn setup(lease: Duration) -> (FakeStreams, CheckpointStore) {
     let fake = FakeStreams::start().await.unwrap();
     let store = checkpoints(&client_for(&endpoint().unwrap()), lease).await;
     (fake, store)
+}
+
+/// A projector on `fake` with checkpoints in `store`, as `owner`.
+fn on_fake(
+    fake: &FakeStreams,
+    store: &CheckpointStore,
+    recorder: &Recorder,
+    owner: &str,
+) -> Projector<Account> {
+    projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        recorder,
+        owner,
+    )
+}
+
+/// Runs `projector` until `recorder` applied `events` events, then stops it
+/// gracefully.
+async fn run_until(projector: Projector<Account>, recorder: &Recorder, events: usize) {
+    let running = start(projector);
+    wait_until("every event is projected", WAIT, || {
+        recorder.distinct() == events
+    })
+    .await;
+    running.stop().await.unwrap();
 }
 
 /// Appends deposits `sequences` of aggregate `id` to `shard`; returns
@@ -72,21 +100,12 @@ async fn children_are_read_only_after_their_parent_finished() {
     push(&fake, "grandchild", "a", 6..=7);
 
     let recorder = Recorder::default();
-    let running = start(
-        projector(
-            fake.client(),
-            &fake.stream_arn(),
-            store.clone(),
-            &recorder,
-            "p",
-        )
-        .with_batch_size(2),
-    );
-    wait_until("every event is projected", WAIT, || {
-        recorder.distinct() == 11
-    })
+    run_until(
+        on_fake(&fake, &store, &recorder, "p").with_batch_size(2),
+        &recorder,
+        11,
+    )
     .await;
-    running.stop().await.unwrap();
 
     // The recorder asserts each aggregate's events arrive in sequence order
     // with none missed: a child read before its parent would fail it.
@@ -120,13 +139,7 @@ async fn a_closed_shard_is_finished_and_retired_and_new_children_are_discovered(
     fake.add_shard("old", None);
     push(&fake, "old", "a", 1..=3);
     let recorder = Recorder::default();
-    let projector = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    );
+    let projector = on_fake(&fake, &store, &recorder, "p");
     let lag = projector.lag();
     let running = start(projector);
     wait_until("the open shard is read", WAIT, || recorder.distinct() == 3).await;
@@ -167,21 +180,12 @@ async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_dupli
     // next iterator of the page being dispatched.
     let expiring = fake.clone();
     let recorder = Recorder::with_hook(move |_| expiring.expire_iterators());
-    let running = start(
-        projector(
-            fake.client(),
-            &fake.stream_arn(),
-            store.clone(),
-            &recorder,
-            "p",
-        )
-        .with_batch_size(3),
-    );
-    wait_until("every event is projected", WAIT, || {
-        recorder.distinct() == 10
-    })
+    run_until(
+        on_fake(&fake, &store, &recorder, "p").with_batch_size(3),
+        &recorder,
+        10,
+    )
     .await;
-    running.stop().await.unwrap();
 
     assert_eq!(recorder.sequences("a"), (1..=10).collect::<Vec<_>>());
     assert_eq!(recorder.redelivered(), 0);
@@ -208,34 +212,17 @@ async fn records_trimmed_before_the_checkpoint_are_a_typed_error_that_says_to_re
     fake.add_shard("s", None);
     push(&fake, "s", "a", 1..=2);
     let recorder = Recorder::default();
-    let first = start(projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    ));
-    wait_until("the first events are projected", WAIT, || {
-        recorder.distinct() == 2
-    })
-    .await;
-    first.stop().await.unwrap();
+    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
     let checkpoint = by_shard(&store).await["s"].0.clone().unwrap();
 
     // The projection stays stopped past the retention: records after its
     // checkpoint are trimmed away.
     push(&fake, "s", "a", 3..=6);
     fake.trim("s", 4);
-    let err = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    )
-    .run(std::future::pending())
-    .await
-    .unwrap_err();
+    let err = on_fake(&fake, &store, &recorder, "p")
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
     let Error::Trimmed {
         shard_id,
         checkpoint: at,
@@ -266,17 +253,11 @@ async fn records_trimmed_while_reading_are_a_typed_error() {
     // Trimmed between two pages: the next GetRecords reads trimmed data.
     let trimming = fake.clone();
     let recorder = Recorder::with_hook(move |_| trimming.trim("s", 5));
-    let err = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    )
-    .with_batch_size(2)
-    .run(std::future::pending())
-    .await
-    .unwrap_err();
+    let err = on_fake(&fake, &store, &recorder, "p")
+        .with_batch_size(2)
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Trimmed { shard_id, .. } if shard_id == "s"),
         "{err:?}"
@@ -293,15 +274,7 @@ async fn every_page_of_the_stream_description_is_read() {
         push(&fake, shard, id, 1..=2);
     }
     let recorder = Recorder::default();
-    let running = start(projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    ));
-    wait_until("every shard is read", WAIT, || recorder.distinct() == 6).await;
-    running.stop().await.unwrap();
+    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 6).await;
     assert_eq!(by_shard(&store).await.len(), 3);
     assert!(fake.calls("DescribeStream") >= 3, "one call per page");
 }
@@ -314,16 +287,7 @@ async fn at_most_max_shards_are_read_at_once() {
         push(&fake, shard, shard, 1..=1);
     }
     let recorder = Recorder::default();
-    let running = start(
-        projector(
-            fake.client(),
-            &fake.stream_arn(),
-            store.clone(),
-            &recorder,
-            "p",
-        )
-        .with_max_shards(2),
-    );
+    let running = start(on_fake(&fake, &store, &recorder, "p").with_max_shards(2));
     wait_until("two shards are read", WAIT, || recorder.distinct() == 2).await;
     // Open shards are never finished: the third stays unread.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -339,25 +303,13 @@ async fn a_lease_is_taken_over_after_its_owner_stops_heartbeating() {
     fake.add_shard("s", None);
     push(&fake, "s", "a", 1..=4);
     let first = Recorder::default();
-    let holder = start(projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &first,
-        "holder",
-    ));
+    let holder = start(on_fake(&fake, &store, &first, "holder"));
     wait_until("the holder reads", WAIT, || first.distinct() == 4).await;
 
     // While the holder heartbeats, another projector gets nothing, however
     // long it waits (several lease durations).
     let second = Recorder::default();
-    let taker = start(projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &second,
-        "taker",
-    ));
+    let taker = start(on_fake(&fake, &store, &second, "taker"));
     push(&fake, "s", "a", 5..=6);
     wait_until("the holder reads more", WAIT, || first.distinct() == 6).await;
     tokio::time::sleep(lease * 3).await;
@@ -446,14 +398,7 @@ async fn a_lost_lease_stops_work_on_the_shard_at_once_without_a_checkpoint() {
             assert!(taken.is_some(), "the thief took the lease");
         }
     });
-    let projector = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        &recorder,
-        "p",
-    )
-    .with_batch_size(2);
+    let projector = on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
     let lag = projector.lag();
     let running = start(projector);
     wait_until("the projector lets the shard go", WAIT, || {
@@ -475,13 +420,8 @@ async fn each_batch_has_a_span_with_its_shard_records_dispatch_time_and_lag() {
     push(&fake, "s", "a", 1..=5);
     let (logs, _guard) = common::capture(tracing::Level::INFO, true);
     let recorder = Recorder::default();
-    let projector = projector(fake.client(), &fake.stream_arn(), store, &recorder, "p");
-    let running = start(projector.with_batch_size(3));
-    wait_until("every event is projected", WAIT, || {
-        recorder.distinct() == 5
-    })
-    .await;
-    running.stop().await.unwrap();
+    let projector = on_fake(&fake, &store, &recorder, "p").with_batch_size(3);
+    run_until(projector, &recorder, 5).await;
 
     let closed: Vec<String> = logs
         .lines_with("dynamo_es.projection.batch{")
