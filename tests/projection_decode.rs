@@ -382,3 +382,76 @@ async fn upcasters_apply_before_deserializing() {
     let loaded = store.load_events(&id).await.unwrap();
     assert_eq!(seen(loaded.into_iter().next().unwrap()), seen(event));
 }
+
+#[test]
+fn records_missing_what_every_record_has_are_invalid() {
+    use aws_sdk_dynamodbstreams::types::{
+        AttributeValue as StreamValue, OperationType, Record, StreamRecord,
+    };
+    let keys = HashMap::from([
+        (
+            "AggregateTypeAndId".to_string(),
+            StreamValue::S("Account:a".into()),
+        ),
+        (
+            "AggregateIdSequence".to_string(),
+            StreamValue::N("1".into()),
+        ),
+    ]);
+    let change = || {
+        StreamRecord::builder()
+            .sequence_number("000000000000000000101")
+            .set_keys(Some(keys.clone()))
+    };
+    let record = |name: Option<OperationType>, change: Option<StreamRecord>| {
+        Record::builder()
+            .event_id("e-1")
+            .set_event_name(name)
+            .set_dynamodb(change)
+            .build()
+    };
+    let valid = ChangeRecord::from_stream(
+        "shard-7",
+        record(Some(OperationType::Insert), Some(change().build())),
+    )
+    .unwrap();
+    assert_eq!(valid.keys[item::AGGREGATE_ID_SEQUENCE], n(1));
+    assert_eq!(valid.new_image, None);
+
+    let cases = [
+        (
+            record(Some(OperationType::Insert), None),
+            "e-1",
+            "no `dynamodb` part",
+        ),
+        (
+            record(
+                Some(OperationType::Insert),
+                Some(StreamRecord::builder().set_keys(Some(keys.clone())).build()),
+            ),
+            "e-1",
+            "no sequence number",
+        ),
+        (
+            record(None, Some(change().build())),
+            "000000000000000000101",
+            "unknown event name",
+        ),
+        (
+            record(
+                Some(OperationType::Insert),
+                Some(change().set_keys(None).build()),
+            ),
+            "000000000000000000101",
+            "no keys",
+        ),
+    ];
+    for (record, names, reason) in cases {
+        let err = ChangeRecord::from_stream("shard-7", record).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidRecord { .. }), "{text}");
+        for part in [names, "shard-7", reason] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+    }
+}

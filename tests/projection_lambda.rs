@@ -350,3 +350,23 @@ async fn a_view_write_over_the_item_limit_names_its_record() {
         "{failure}"
     );
 }
+
+#[tokio::test]
+async fn a_record_without_sequence_number_fails_the_whole_batch() {
+    let (db, arn, [a, _, _], records) = committed().await;
+    let mut event = lambda_event(&arn, &records);
+    event["Records"][4]["dynamodb"]
+        .as_object_mut()
+        .unwrap()
+        .remove("SequenceNumber");
+    let response = lambda::handle(&dispatcher(&db), parse(event)).await;
+    // No identifier to name: Lambda then retries the whole batch.
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, None);
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": null}]})
+    );
+    // What came before it was applied (and is skipped on the retry).
+    assert_eq!(applied(&db, &a).await, [1, 2]);
+}
