@@ -1,5 +1,9 @@
 //! [`DynamoViewRepository`]: cqrs-es's `ViewRepository` on DynamoDB, with
-//! optimistic versions.
+//! optimistic versions. **Invariant:** every write is conditional on the
+//! version read (on no item, for version 0), so a stale writer never
+//! overwrites a newer view; views written by
+//! [`ViewProjection`](crate::projection::ViewProjection) also carry
+//! [`LAST_SEQUENCE`], which reads return with the view.
 
 use std::marker::PhantomData;
 
