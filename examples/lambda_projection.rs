@@ -1,9 +1,10 @@
 //! An AWS Lambda handler keeping an exactly-once view up to date from the
 //! events table's DynamoDB Stream.
 //!
-//! Deploy it (for example with `cargo lambda build --release --example
-//! lambda_projection --features lambda`) with an event source mapping on the
-//! events table's stream: starting position `TRIM_HORIZON`, and
+//! Build it for a Lambda runtime (`cargo build --release --example
+//! lambda_projection --features lambda` for the function's target, or with
+//! cargo-lambda) and deploy it with an event source mapping on the events
+//! table's stream: starting position `TRIM_HORIZON`, and
 //! `FunctionResponseTypes: [ReportBatchItemFailures]` so a failed record is
 //! retried from where it failed. `VIEW_TABLE` names the view table (HASH
 //! `ViewId` S). The role needs `dynamodb:GetItem` and `dynamodb:PutItem` on
