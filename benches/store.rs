@@ -21,7 +21,12 @@
 //! all on every transaction, so on a shared emulator each commit would slow
 //! down the ones measured after it.
 //!
-//! Besides criterion's timings, a benchmarking run (`--bench`) meters one
+//! Each workload is timed by criterion, one implementation after the other,
+//! then in interleaved rounds (`common::interleave`): the ratios against
+//! upstream come from the interleaved medians, which the load drifting on a
+//! shared machine cannot skew.
+//!
+//! Besides the timings, a benchmarking run (`--bench`) meters one
 //! more run of each workload with `dynamo_es::testing::costs::Meter`
 //! (capacity units as the emulator reports them, sequential round trips),
 //! computes the units DynamoDB's published rules give for the items stored,
@@ -33,17 +38,19 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use common::interleave::{compare, Contender, Op};
 use common::workloads::{
     events, fresh_id, implementations, large_imports, Implementation, Setup, Store, AFTER_SNAPSHOT,
     SNAPSHOT_EVERY,
 };
 use common::{write_record, Sampling};
 use cqrs_es::Aggregate;
-use criterion::{BenchmarkId, Criterion};
+use criterion::Criterion;
 use dynamo_es::item::{aggregate_key, Item, AGGREGATE_TYPE_AND_ID, CHUNK_OF, PAYLOAD};
 use dynamo_es::size::{item_size, read_units, write_units, MAX_PAGE_SIZE};
 use dynamo_es::testing::aggregates::{Ledger, LedgerEvent};
@@ -58,6 +65,12 @@ const SLOW: Sampling = Sampling::flat(10, Duration::from_secs(1), Duration::from
 
 /// Sampling of the commits and the snapshotted loads.
 const FAST: Sampling = Sampling::auto(20, Duration::from_secs(1), Duration::from_secs(3));
+
+/// Interleaved rounds of the fast workloads.
+const ROUNDS: usize = 200;
+
+/// Interleaved rounds of the slow workloads.
+const SLOW_ROUNDS: usize = 30;
 
 /// For profiling: only the workloads whose name contains
 /// `$STORE_BENCH_WORKLOADS`, and only the implementations named in the
@@ -149,53 +162,46 @@ fn record(
     })
 }
 
-/// Times `load_aggregate` of `id` through `store`, checking it reached
+/// A timed `load_aggregate` of `id` through `store`, checking it reached
 /// sequence `expected`.
-fn bench_load(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rt: &Runtime,
-    setup: &Setup,
-    store: &Store,
-    id: &str,
-    expected: usize,
-) {
-    group.bench_function(
-        BenchmarkId::from_parameter(setup.implementation.name()),
-        |b| {
-            b.to_async(rt).iter(|| async move {
-                let context = store.load(id).await.unwrap();
-                assert_eq!(context.sequence(), expected);
-                context
-            });
-        },
-    );
+fn timed_load<'a>(store: &'a Store, id: &'a str, expected: usize) -> Op<'a> {
+    Box::new(move || {
+        Box::pin(async move {
+            let start = Instant::now();
+            let context = store.load(id).await.unwrap();
+            let elapsed = start.elapsed();
+            assert_eq!(context.sequence(), expected);
+            elapsed
+        })
+    })
 }
 
-/// Times `commit` of `make()`'s events after a load of `id()` (not timed).
-fn bench_commit_after_load(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rt: &Runtime,
-    setup: &Setup,
-    store: &Store,
-    id: impl Fn() -> String + Copy,
-    events_of: impl Fn() -> Vec<LedgerEvent> + Copy,
-) {
-    group.bench_function(
-        BenchmarkId::from_parameter(setup.implementation.name()),
-        |b| {
-            b.to_async(rt).iter_custom(|iters| async move {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iters {
-                    let context = store.load(&id()).await.unwrap();
-                    let events = events_of();
-                    let start = Instant::now();
-                    store.commit(events, context).await.unwrap();
-                    elapsed += start.elapsed();
-                }
-                elapsed
-            });
-        },
-    );
+/// A timed `commit` of `events_of()` after a load of `id()` (not timed).
+fn timed_commit<'a>(
+    store: &'a Store,
+    id: impl Fn() -> String + Copy + 'a,
+    events_of: impl Fn() -> Vec<LedgerEvent> + Copy + 'a,
+) -> Op<'a> {
+    Box::new(move || {
+        Box::pin(async move {
+            let context = store.load(&id()).await.unwrap();
+            let events = events_of();
+            let start = Instant::now();
+            store.commit(events, context).await.unwrap();
+            start.elapsed()
+        })
+    })
+}
+
+/// Adds each implementation's interleaved median to its record of
+/// `workload`.
+fn add_interleaved(records: &mut [Value], workload: &str, medians: &HashMap<String, f64>) {
+    for record in records.iter_mut().filter(|r| r["workload"] == workload) {
+        let name = record["implementation"].as_str().unwrap_or_default();
+        if let Some(&median) = medians.get(name) {
+            record["interleaved_median_ns"] = json!(median);
+        }
+    }
 }
 
 /// Commits of `count` events, each on a fresh aggregate.
@@ -205,19 +211,21 @@ fn bench_commit(c: &mut Criterion, rt: &Runtime, count: usize, records: &mut Vec
     } else {
         format!("store_commit_{count}_events")
     };
-    let mut group = c.benchmark_group(&name);
-    FAST.apply(&mut group);
-    for implementation in selected() {
-        let setup = setup(rt, implementation);
-        let store = setup.store(SnapshotPolicy::Never);
-        bench_commit_after_load(
-            &mut group,
-            rt,
-            &setup,
-            &store,
-            || fresh_id("cmt"),
-            || events(1000, count),
-        );
+    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
+    let stores: Vec<Store> = setups
+        .iter()
+        .map(|s| s.store(SnapshotPolicy::Never))
+        .collect();
+    let contenders: Vec<Contender> = setups
+        .iter()
+        .zip(&stores)
+        .map(|(setup, store)| Contender {
+            name: setup.implementation.name(),
+            op: timed_commit(store, || fresh_id("cmt"), move || events(1000, count)),
+        })
+        .collect();
+    let medians = compare(c, rt, &name, &FAST, ROUNDS, &contenders);
+    for setup in &setups {
         let (id, costs) = rt.block_on(setup.commit_costs(count));
         let sizes = rt.block_on(stored_event_sizes(
             &setup.tables.client,
@@ -232,45 +240,62 @@ fn bench_commit(c: &mut Criterion, rt: &Runtime, count: usize, records: &mut Vec
             .sum();
         records.push(record(
             &name,
-            &setup,
+            setup,
             &costs,
             &sizes,
             (Some(published), Some(0)),
             json!({ "events": count }),
         ));
     }
-    group.finish();
+    add_interleaved(records, &name, &medians);
 }
 
 /// Loads of an event store's aggregate of 1,000 events.
 fn bench_load_events(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
     const EVENTS: usize = 1000;
     let name = "store_load_1000_events";
-    let mut group = c.benchmark_group(name);
-    SLOW.apply(&mut group);
-    for implementation in selected() {
-        let setup = setup(rt, implementation);
-        let store = setup.store(SnapshotPolicy::Never);
-        let id = fresh_id("l1k");
-        rt.block_on(setup.seed(&store, &id, EVENTS));
-        bench_load(&mut group, rt, &setup, &store, &id, EVENTS);
-        let costs = rt.block_on(setup.load_costs(&store, &id, EVENTS));
+    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
+    let stores: Vec<Store> = setups
+        .iter()
+        .map(|s| s.store(SnapshotPolicy::Never))
+        .collect();
+    let ids: Vec<String> = setups
+        .iter()
+        .zip(&stores)
+        .map(|(setup, store)| {
+            let id = fresh_id("l1k");
+            rt.block_on(setup.seed(store, &id, EVENTS));
+            id
+        })
+        .collect();
+    let contenders: Vec<Contender> = setups
+        .iter()
+        .zip(&stores)
+        .zip(&ids)
+        .map(|((setup, store), id)| Contender {
+            name: setup.implementation.name(),
+            op: timed_load(store, id, EVENTS),
+        })
+        .collect();
+    let medians = compare(c, rt, name, &SLOW, SLOW_ROUNDS, &contenders);
+    for ((setup, store), id) in setups.iter().zip(&stores).zip(&ids) {
+        let costs = rt.block_on(setup.load_costs(store, id, EVENTS));
         let sizes = rt.block_on(stored_event_sizes(
             &setup.tables.client,
             &setup.tables.events,
-            &id,
+            id,
         ));
         let published = query_read_units(&sizes);
         records.push(record(
             name,
-            &setup,
+            setup,
             &costs,
             &sizes,
             (Some(0), Some(published)),
             json!({ "events": EVENTS }),
         ));
     }
-    group.finish();
+    add_interleaved(records, name, &medians);
 }
 
 /// Loads of an aggregate of 80 events committed 10 per command under
@@ -283,24 +308,35 @@ fn bench_snapshotted(
     records: &mut Vec<Value>,
 ) {
     const EVENTS: usize = SNAPSHOT_EVERY + AFTER_SNAPSHOT;
-    let mut group = c.benchmark_group(name);
-    FAST.apply(&mut group);
-    for implementation in selected() {
-        let setup = setup(rt, implementation);
-        let store = setup.store(policy);
-        let id = rt.block_on(setup.snapshotted(&store));
-        bench_load(&mut group, rt, &setup, &store, &id, EVENTS);
-        let costs = rt.block_on(setup.load_costs(&store, &id, EVENTS));
+    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
+    let stores: Vec<Store> = setups.iter().map(|s| s.store(policy)).collect();
+    let ids: Vec<String> = setups
+        .iter()
+        .zip(&stores)
+        .map(|(setup, store)| rt.block_on(setup.snapshotted(store)))
+        .collect();
+    let contenders: Vec<Contender> = setups
+        .iter()
+        .zip(&stores)
+        .zip(&ids)
+        .map(|((setup, store), id)| Contender {
+            name: setup.implementation.name(),
+            op: timed_load(store, id, EVENTS),
+        })
+        .collect();
+    let medians = compare(c, rt, name, &FAST, ROUNDS, &contenders);
+    for ((setup, store), id) in setups.iter().zip(&stores).zip(&ids) {
+        let costs = rt.block_on(setup.load_costs(store, id, EVENTS));
         records.push(record(
             name,
-            &setup,
+            setup,
             &costs,
             &[],
             (Some(0), None),
             json!({ "events": EVENTS, "policy": format!("{policy:?}") }),
         ));
     }
-    group.finish();
+    add_interleaved(records, name, &medians);
 }
 
 /// The snapshot items of the only aggregate in `setup`'s snapshot table:
@@ -365,30 +401,46 @@ fn bench_large(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
         }
     }
 
-    let name = "store_persist_snapshot_1_5mb";
-    let mut group = c.benchmark_group(name);
-    SLOW.apply(&mut group);
-    for (setup, id, store) in &ready {
-        let id = id.as_str();
-        bench_commit_after_load(
-            &mut group,
-            rt,
-            setup,
-            store,
-            || id.to_string(),
-            || events(7, 1),
-        );
-    }
-    group.finish();
-
-    let name = "store_load_snapshot_1_5mb";
-    let mut group = c.benchmark_group(name);
-    SLOW.apply(&mut group);
-    for (setup, id, store) in &ready {
-        let sequence = rt.block_on(store.load(id)).unwrap().sequence();
-        bench_load(&mut group, rt, setup, store, id, sequence);
-    }
-    group.finish();
+    let persists: Vec<Contender> = ready
+        .iter()
+        .map(|(setup, id, store)| {
+            let id = id.as_str();
+            Contender {
+                name: setup.implementation.name(),
+                op: timed_commit(store, move || id.to_string(), || events(7, 1)),
+            }
+        })
+        .collect();
+    let persisted = compare(
+        c,
+        rt,
+        "store_persist_snapshot_1_5mb",
+        &SLOW,
+        SLOW_ROUNDS,
+        &persists,
+    );
+    drop(persists);
+    let sequences: Vec<usize> = ready
+        .iter()
+        .map(|(_, id, store)| rt.block_on(store.load(id)).unwrap().sequence())
+        .collect();
+    let loads: Vec<Contender> = ready
+        .iter()
+        .zip(&sequences)
+        .map(|((setup, id, store), &sequence)| Contender {
+            name: setup.implementation.name(),
+            op: timed_load(store, id, sequence),
+        })
+        .collect();
+    let loaded = compare(
+        c,
+        rt,
+        "store_load_snapshot_1_5mb",
+        &SLOW,
+        SLOW_ROUNDS,
+        &loads,
+    );
+    drop(loads);
 
     for (setup, id, store) in &ready {
         let context = rt.block_on(store.load(id)).unwrap();
@@ -429,6 +481,8 @@ fn bench_large(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
             detail,
         ));
     }
+    add_interleaved(records, "store_persist_snapshot_1_5mb", &persisted);
+    add_interleaved(records, "store_load_snapshot_1_5mb", &loaded);
 }
 
 fn main() {

@@ -3,6 +3,7 @@
 //! `scripts/bench_report.py`, and the store workloads ([`workloads`]).
 #![allow(dead_code)]
 
+pub mod interleave;
 pub mod workloads;
 
 use std::path::PathBuf;
