@@ -7,19 +7,21 @@ mod projector_support;
 
 use std::time::Duration;
 
-use dynamo_es::projection::stream_arn;
+use cqrs_es::persist::ViewRepository;
+use cqrs_es::{EventStore, View};
+use dynamo_es::projection::{stream_arn, Dispatcher, ViewProjection};
 use dynamo_es::tables::enable_stream;
 use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{dynamodb, endpoint, TestTables};
 use dynamo_es::{DynamoStore, SnapshotPolicy};
 
-use common::{cqrs, deposit, replay, Account};
-use projector_support::{checkpoints, projector, start, wait_until, Recorder};
+use common::{cqrs, deposit, replay, Account, AccountView};
+use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const AGGREGATES: usize = 50;
 const COMMITS: usize = 1000;
 /// Commits of the abort and two-projector tests (fewer, to keep them fast).
-const SHORT: usize = 400;
+const SHORT: usize = 250;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Fresh tables with a stream on the events table, its ARN, and a Streams
@@ -69,12 +71,39 @@ async fn assert_views_equal_replay(db: &TestTables, recorder: &Recorder, ids: &[
     }
 }
 
+/// Dispatches to `recorder` and to an exactly-once [`ViewProjection`] of
+/// [`AccountView`]s in the view table.
+fn with_views(db: &TestTables, recorder: &Recorder) -> Dispatcher<Account> {
+    let views = ViewProjection::new(db.view_repository::<AccountView, Account>());
+    recording(recorder).with_projection(views)
+}
+
+/// Every aggregate's stored view equals its events replayed into a view.
+async fn assert_stored_views_equal_replay(db: &TestTables, ids: &[String]) {
+    let store = DynamoStore::<Account>::new_event_store(db.repository());
+    let views = db.view_repository::<AccountView, Account>();
+    for id in ids {
+        let mut replayed = AccountView::default();
+        for event in store.load_events(id).await.unwrap() {
+            replayed.update(&event);
+        }
+        let stored = views.load(id).await.unwrap();
+        assert_eq!(stored, Some(replayed), "stored view of {id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projector_runs() {
     let (db, arn, streams) = stream_tables().await;
     let store = checkpoints(&db.client, Duration::from_secs(2)).await;
     let recorder = Recorder::default();
-    let running = start(projector(streams, &arn, store.clone(), &recorder, "solo"));
+    let running = start(projector(
+        streams,
+        &arn,
+        store.clone(),
+        recording(&recorder),
+        "solo",
+    ));
     let ids = ids("live");
     commit_all(&db, &ids, 0..COMMITS).await;
     wait_until("every event is projected", WAIT, || {
@@ -117,8 +146,14 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
         }
     });
     let batch = 7;
-    let first =
-        projector(streams.clone(), &arn, store.clone(), &recorder, "first").with_batch_size(batch);
+    let first = projector(
+        streams.clone(),
+        &arn,
+        store.clone(),
+        with_views(&db, &recorder),
+        "first",
+    )
+    .with_batch_size(batch);
     let running = start(first);
     aborting.await.unwrap();
     running.task.abort();
@@ -127,7 +162,13 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
 
     // A restart (another owner id: the lease must expire first) resumes from
     // the checkpoint while commits go on.
-    let restarted = start(projector(streams, &arn, store, &recorder, "second"));
+    let restarted = start(projector(
+        streams,
+        &arn,
+        store,
+        with_views(&db, &recorder),
+        "second",
+    ));
     commit_all(&db, &ids, SHORT / 2..SHORT).await;
     wait_until("the restart catches up", WAIT, || {
         recorder.distinct() == SHORT
@@ -136,6 +177,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
     restarted.stop().await.unwrap();
 
     assert_views_equal_replay(&db, &recorder, &ids).await;
+    assert_stored_views_equal_replay(&db, &ids).await;
     // At-least-once: only the batch in flight at the abort came again.
     let redelivered = recorder.redelivered();
     assert!(
@@ -155,10 +197,16 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
         streams.clone(),
         &arn,
         store.clone(),
-        &recorder,
+        with_views(&db, &recorder),
         "a",
     ));
-    let b = start(projector(streams, &arn, store.clone(), &recorder, "b"));
+    let b = start(projector(
+        streams,
+        &arn,
+        store.clone(),
+        with_views(&db, &recorder),
+        "b",
+    ));
     let ids = ids("pair");
     commit_all(&db, &ids, 0..SHORT / 2).await;
     wait_until("the first half is projected", WAIT, || {
@@ -183,6 +231,7 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
     staying.stop().await.unwrap();
 
     assert_views_equal_replay(&db, &recorder, &ids).await;
+    assert_stored_views_equal_replay(&db, &ids).await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
     assert_eq!(recorder.delivered(), SHORT);
 }

@@ -18,7 +18,7 @@ use dynamo_es::Codec;
 
 use common::{deposit_event, Account};
 use dynamo_es::projection::Projector;
-use projector_support::{checkpoints, projector, start, wait_until, Recorder};
+use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -36,11 +36,12 @@ fn on_fake(
     recorder: &Recorder,
     owner: &str,
 ) -> Projector<Account> {
+    let dispatcher = recording(recorder);
     projector(
         fake.client(),
         &fake.stream_arn(),
         store.clone(),
-        recorder,
+        dispatcher,
         owner,
     )
 }

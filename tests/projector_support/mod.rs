@@ -138,18 +138,23 @@ pub async fn checkpoints(
     CheckpointStore::new(client.clone(), &table, "accounts").with_lease_duration(lease)
 }
 
-/// A projector of `arn` dispatching to `recorder`, as `owner`, with short
-/// backoffs, a heartbeat a quarter of the lease, and discovery every 50 ms.
+/// A dispatcher of `Account` events (default codec) to `recorder`.
+pub fn recording(recorder: &Recorder) -> Dispatcher<Account> {
+    Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(recorder.clone())
+}
+
+/// A projector of `arn` dispatching through `dispatcher`, as `owner`, with
+/// short backoffs, a heartbeat a quarter of the lease, and discovery every
+/// 50 ms.
 pub fn projector(
     streams: aws_sdk_dynamodbstreams::Client,
     arn: &str,
     store: CheckpointStore,
-    recorder: &Recorder,
+    dispatcher: Dispatcher<Account>,
     owner: &str,
 ) -> Projector<Account> {
     let heartbeat = store.lease_duration() / 4;
-    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
-        .with_projection(recorder.clone());
     Projector::new(streams, arn, store, dispatcher)
         .with_owner(owner)
         .with_idle_backoff(Duration::from_millis(5), Duration::from_millis(40))
