@@ -121,9 +121,11 @@ pub fn dictionary_key(id: u32) -> String {
 /// What every dictionary key starts with.
 pub const DICTIONARY_KEY_PREFIX: &str = "~dictionary/";
 
-/// True if `key` is a dictionary item's key.
+/// True if `key` is a dictionary item's key: the prefix and a decimal id,
+/// no `:` (an aggregate of type `~dictionary/1` has keys `~dictionary/1:…`).
 pub fn is_dictionary_key(key: &str) -> bool {
-    key.starts_with(DICTIONARY_KEY_PREFIX)
+    key.strip_prefix(DICTIONARY_KEY_PREFIX)
+        .is_some_and(|id| id.parse::<u32>().is_ok())
 }
 
 /// What is recorded about a dictionary besides its bytes.

@@ -200,6 +200,7 @@ impl DictionaryStore {
         let (items, _) = Pages::scan(scan, None).collect().await?;
         let mut infos = items
             .iter()
+            .filter(|item| super::is_dictionary_key(&crate::item::describe_key(item)))
             .map(|item| {
                 let key = crate::item::describe_key(item);
                 let id = get_n(item, &key, DICTIONARY_ID)?;

@@ -26,10 +26,12 @@ use crate::dictionary::{Dictionary, DictionaryCache, DictionaryStore};
 /// features, so recode skips dictionary items in any build.
 const DICTIONARY_KEY_PREFIX: &str = "~dictionary/";
 
-/// True for a dictionary item of a snapshots table: not a snapshot, never
-/// recoded.
+/// True for a dictionary item of a snapshots table (key: the prefix and a
+/// decimal id, so never an aggregate's `{type}:{id}`): not a snapshot,
+/// never recoded.
 pub(super) fn is_dictionary_item(item: &Item) -> bool {
-    matches!(item.get(AGGREGATE_TYPE_AND_ID), Some(AttributeValue::S(key)) if key.starts_with(DICTIONARY_KEY_PREFIX))
+    matches!(item.get(AGGREGATE_TYPE_AND_ID), Some(AttributeValue::S(key))
+        if key.strip_prefix(DICTIONARY_KEY_PREFIX).is_some_and(|id| id.parse::<u32>().is_ok()))
 }
 
 /// The dictionaries of a recode: where to fetch them, which are loaded,
@@ -134,5 +136,33 @@ impl Recoder {
             .retain(|d| d.aggregate_type() != dictionary.aggregate_type());
         self.dictionaries.writers.push(dictionary);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::s;
+
+    fn keyed(key: &str) -> Item {
+        Item::from([(AGGREGATE_TYPE_AND_ID.to_string(), s(key))])
+    }
+
+    #[test]
+    fn only_dictionary_keys_are_dictionary_items() {
+        assert!(is_dictionary_item(&keyed("~dictionary/40000")));
+        for key in [
+            "~dictionary/1:x",
+            "~dictionary/",
+            "Order:~dictionary/1",
+            "~chunk/T/1/0",
+        ] {
+            assert!(!is_dictionary_item(&keyed(key)), "{key}");
+        }
+        #[cfg(feature = "compression")]
+        assert_eq!(
+            DICTIONARY_KEY_PREFIX,
+            crate::dictionary::DICTIONARY_KEY_PREFIX
+        );
     }
 }
