@@ -34,6 +34,14 @@ pub const DEFAULT_VIEW_ATTEMPTS: u32 = 8;
 /// [`DEFAULT_VIEW_ATTEMPTS`] writes, or [`with_max_attempts`]), by then
 /// skipping what the other writer applied.
 ///
+/// Events must reach the view in aggregate order, as the dispatcher, the
+/// projector, Lambda and [`Rebuild`](super::Rebuild) deliver them: an event
+/// after a gap (its predecessor was skipped as undecodable, or the view
+/// started from the stream's middle) is applied with a warning, and the
+/// missing ones, being below [`LAST_SEQUENCE`] then, never will be. So
+/// never feed one view table from two sources at once (a rebuild beside a
+/// live reader on a new view): a rebuild hands over to the projector.
+///
 /// The view's table must be written only through `ViewProjection`s of the
 /// same view: a write through the plain
 /// [`ViewRepository`](cqrs_es::persist::ViewRepository) (a `GenericQuery`)
