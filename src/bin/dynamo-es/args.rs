@@ -278,7 +278,8 @@ mod tests {
             .contains("`msgpack` feature"));
         #[cfg(feature = "compression")]
         {
-            let codec = Codec::json().compressed(3);
+            // `zstd` without a level is the default level.
+            let codec = Codec::json().compressed(dynamo_es::codec::DEFAULT_COMPRESSION_LEVEL);
             assert_eq!(parse_codec(&codec.name()).unwrap(), codec);
             assert_eq!(parse_codec("json+zstd").unwrap(), codec);
             assert_eq!(
