@@ -288,15 +288,22 @@ pub fn plain_json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
 /// Reads an event item back, decoding its payloads in whatever format they
 /// are stored.
 pub fn item_to_event(item: &Item, codec: &Codec) -> Result<SerializedEvent> {
-    let key = describe_key(item);
+    // The key only names the item in an error: formatting it for every
+    // event read cost about 2% of a load of 1,000 events (callgrind), so
+    // it is built when a read fails, and the read is repeated with it.
+    read_event(item, codec, "").or_else(|_| read_event(item, codec, &describe_key(item)))
+}
+
+/// [`item_to_event`], naming the item `key` in errors.
+fn read_event(item: &Item, codec: &Codec, key: &str) -> Result<SerializedEvent> {
     Ok(SerializedEvent {
-        aggregate_id: get_s(item, &key, AGGREGATE_ID)?.to_string(),
-        sequence: get_n(item, &key, AGGREGATE_ID_SEQUENCE)?,
-        aggregate_type: get_s(item, &key, AGGREGATE_TYPE)?.to_string(),
-        event_type: get_s(item, &key, EVENT_TYPE)?.to_string(),
-        event_version: get_s(item, &key, EVENT_VERSION)?.to_string(),
-        payload: get_payload(item, &key, PAYLOAD, codec)?,
-        metadata: get_payload(item, &key, METADATA, codec)?,
+        aggregate_id: get_s(item, key, AGGREGATE_ID)?.to_string(),
+        sequence: get_n(item, key, AGGREGATE_ID_SEQUENCE)?,
+        aggregate_type: get_s(item, key, AGGREGATE_TYPE)?.to_string(),
+        event_type: get_s(item, key, EVENT_TYPE)?.to_string(),
+        event_version: get_s(item, key, EVENT_VERSION)?.to_string(),
+        payload: get_payload(item, key, PAYLOAD, codec)?,
+        metadata: get_payload(item, key, METADATA, codec)?,
     })
 }
 
