@@ -316,6 +316,16 @@ async fn a_dictionary_is_never_overwritten_and_collisions_get_new_ids() {
         Some(moved.id())
     );
     assert_eq!(codec.decode(&bytes).unwrap(), events[0].payload);
+    // A level set after the dictionary keeps it, and reads back.
+    let at_19 = Codec::json().with_dictionary(&moved).compressed(19);
+    assert_eq!(at_19.dictionary().map(|d| d.id()), Some(moved.id()));
+    let bytes_19 = at_19.encode(&events[0].payload).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_dict_id_from_frame(&bytes_19).map(|i| i.get()),
+        Some(moved.id())
+    );
+    assert_eq!(codec.decode(&bytes_19).unwrap(), events[0].payload);
+    assert!(at_19.is_native(&bytes_19) && !Codec::json().compressed(19).is_native(&bytes_19));
     // Decoding bounds still hold with a dictionary.
     let small = Codec::json()
         .with_dictionary(&moved)
