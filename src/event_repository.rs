@@ -132,11 +132,12 @@ impl DynamoEventRepository {
     ///
     /// The events of each aggregate still arrive in sequence order, none
     /// lost or repeated, but the aggregates interleave in another order
-    /// than a one-segment scan's. Each segment buffers up to a page (the
+    /// than a one-segment scan's. Up to `segments` pages (of the
     /// [streaming channel size](Self::with_streaming_channel_size) in items)
-    /// ahead of the consumer, and makes at least one request, however small
-    /// the table: more segments pay off on large tables with the read
-    /// capacity to serve them. The default, [`DEFAULT_SCAN_SEGMENTS`], is
+    /// wait ahead of the consumer, plus one being read per segment, and each
+    /// segment makes at least one request, however small the table: more
+    /// segments pay off on large tables with the read capacity to serve
+    /// them. The default, [`DEFAULT_SCAN_SEGMENTS`], is
     /// one segment: the requests upstream makes.
     ///
     /// ```

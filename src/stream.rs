@@ -153,8 +153,8 @@ pub(crate) type PagePrep = Option<
 >;
 
 /// Feeds a cqrs-es [`ReplayStream`] from `pages`, page by page: memory stays
-/// bounded by the channel size and one page (one page per segment, and one
-/// more being read, for a parallel scan). The first error (DynamoDB or a
+/// bounded by the channel size and one page (for a parallel scan, as many
+/// queued pages as segments, and one more being read per segment). The first error (DynamoDB or a
 /// bad item) is passed to the consumer and ends the stream; a consumer that
 /// hangs up ends the feed.
 ///

@@ -5,8 +5,8 @@
 //! that segment's paginator returned them; pages of different segments
 //! interleave in any order. The first error (from any segment) is returned
 //! once and ends the scan: the other segments are stopped and nothing
-//! follows it. Memory stays bounded: at most one page per segment waits in
-//! the merge, and one more per segment is being read.
+//! follows it. Memory stays bounded: at most as many pages as there are
+//! segments wait in the merge, and each segment reads at most one more.
 //!
 //! # Why the merge keeps per-aggregate order
 //!
@@ -86,7 +86,8 @@ impl fmt::Debug for ParallelScan {
 /// - With one segment the requests carry no `Segment`/`TotalSegments`: it is
 ///   the plain scan.
 /// - The segments are read by tasks on the current Tokio runtime, which must
-///   exist; they read ahead of the caller by at most two pages each.
+///   exist; ahead of the caller, at most `segments` pages wait, and each
+///   segment reads at most one more.
 pub(crate) fn parallel_scan(
     scan: ScanFluentBuilder,
     segments: u32,
@@ -94,7 +95,7 @@ pub(crate) fn parallel_scan(
 ) -> ParallelScan {
     let segments = segments.clamp(1, MAX_SCAN_SEGMENTS);
     let table = scan.get_table_name().clone().unwrap_or_default();
-    // One waiting page per segment: a reader blocks once its page is queued.
+    // As many waiting pages as segments: a reader blocks while it is full.
     let capacity = usize::try_from(segments).unwrap_or(usize::MAX);
     let (sender, pages) = mpsc::channel(capacity);
     let mut readers = JoinSet::new();
