@@ -28,6 +28,22 @@ fn corrupt(reason: impl fmt::Display) -> Error {
     }
 }
 
+/// Runs `work` with this thread's zstd context in `key`, made on first use.
+fn in_context<C: 'static, R>(
+    key: &'static std::thread::LocalKey<RefCell<Option<C>>>,
+    create: fn() -> Option<C>,
+    work: impl FnOnce(&mut C) -> Result<R>,
+) -> Result<R> {
+    key.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match slot.as_mut() {
+            Some(context) => context,
+            None => slot.insert(create().ok_or_else(|| corrupt("zstd could not make a context"))?),
+        };
+        work(context)
+    })
+}
+
 /// The dictionary a codec writes with, digested at the codec's level.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -57,14 +73,7 @@ impl Writer {
 
     /// Compresses `raw` with the dictionary, reusing this thread's context.
     pub(crate) fn compress(&self, raw: &[u8]) -> Result<Vec<u8>> {
-        CCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let cctx = match slot.as_mut() {
-                Some(cctx) => cctx,
-                None => slot.insert(
-                    CCtx::try_create().ok_or_else(|| corrupt("zstd could not make a context"))?,
-                ),
-            };
+        in_context(&CCTX, CCtx::try_create, |cctx| {
             let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw.len()));
             cctx.compress_using_cdict(&mut out, raw, self.encoder.cdict())
                 .map_err(|code| corrupt(zstd_safe::get_error_name(code)))?;
@@ -132,19 +141,8 @@ pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> R
     let Some(size) = declared else {
         return Err(corrupt("a dictionary frame without its content size"));
     };
-    let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
-    if size > max_u64 {
-        return Err(Error::DecodedTooLarge { size, max });
-    }
-    let capacity = usize::try_from(size).map_err(|_| Error::DecodedTooLarge { size, max })?;
-    DCTX.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let dctx = match slot.as_mut() {
-            Some(dctx) => dctx,
-            None => slot.insert(
-                DCtx::try_create().ok_or_else(|| corrupt("zstd could not make a context"))?,
-            ),
-        };
+    let capacity = super::zstd::capacity(size, max)?;
+    in_context(&DCTX, DCtx::try_create, |dctx| {
         let mut out = Vec::with_capacity(capacity);
         dctx.decompress_using_ddict(&mut out, bytes, dictionary.decoder())
             .map_err(|code| {
@@ -154,14 +152,7 @@ pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> R
                     zstd_safe::get_error_name(code)
                 ))
             })?;
-        if out.len() == capacity {
-            Ok(out)
-        } else {
-            Err(corrupt(format!(
-                "frame declared {capacity} bytes but held {}",
-                out.len()
-            )))
-        }
+        super::zstd::exactly(out, capacity)
     })
 }
 

@@ -53,6 +53,26 @@ pub(super) fn frame_sizes(bytes: &[u8]) -> Result<(Option<u64>, usize)> {
     Ok((declared, frame_len))
 }
 
+/// The buffer for a frame declaring `size` bytes, if that is at most `max`.
+pub(super) fn capacity(size: u64, max: usize) -> Result<usize> {
+    match usize::try_from(size) {
+        Ok(capacity) if capacity <= max => Ok(capacity),
+        _ => Err(Error::DecodedTooLarge { size, max }),
+    }
+}
+
+/// `out`, if it holds the `capacity` bytes its frame declared.
+pub(super) fn exactly(out: Vec<u8>, capacity: usize) -> Result<Vec<u8>> {
+    if out.len() == capacity {
+        Ok(out)
+    } else {
+        Err(corrupt(format!(
+            "frame declared {capacity} bytes but held {}",
+            out.len()
+        )))
+    }
+}
+
 /// Decompresses one zstd frame of at most `max` bytes of content.
 ///
 /// A frame that declares its size (ours always do) is checked before any
@@ -62,27 +82,21 @@ pub(super) fn decompress(bytes: &[u8], max: usize) -> Result<Vec<u8>> {
     let (declared, frame_len) = frame_sizes(bytes)?;
     let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
     match declared {
-        Some(size) if size > max_u64 => Err(Error::DecodedTooLarge { size, max }),
         Some(size) if frame_len == bytes.len() => {
-            let capacity =
-                usize::try_from(size).map_err(|_| Error::DecodedTooLarge { size, max })?;
+            let capacity = capacity(size, max)?;
             DECOMPRESSOR.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 let decompressor = match slot.as_mut() {
                     Some(decompressor) => decompressor,
                     None => slot.insert(Decompressor::new()?),
                 };
-                let out = decompressor.decompress(bytes, capacity).map_err(corrupt)?;
-                if out.len() == capacity {
-                    Ok(out)
-                } else {
-                    Err(corrupt(format!(
-                        "frame declared {capacity} bytes but held {}",
-                        out.len()
-                    )))
-                }
+                exactly(
+                    decompressor.decompress(bytes, capacity).map_err(corrupt)?,
+                    capacity,
+                )
             })
         }
+        Some(size) if size > max_u64 => Err(Error::DecodedTooLarge { size, max }),
         _ => {
             let decoder = zstd::stream::read::Decoder::with_buffer(bytes).map_err(corrupt)?;
             let mut out = Vec::new();
