@@ -125,6 +125,15 @@ async fn recode_onto_a_dictionary_then_back_to_plain_json_leaves_every_event_equ
     let report = blind.run(&[Table::events(&db.events)]).await.unwrap();
     assert_eq!(report.tables[0].counts.items_unreadable, 600);
     assert_eq!(count_with(&by_key(&db, &db.events).await, Some(id)), 600);
+
+    // To upstream: plain JSON, whatever dictionary it is given.
+    let upstream = Recoder::to_upstream(db.client.clone())
+        .with_dictionary_store(store)
+        .with_dictionary(dictionary);
+    assert_eq!(upstream.target_name(), "upstream");
+    let ran = upstream.run(&[Table::events(&db.events)]).await.unwrap();
+    assert_eq!(ran.tables[0].counts.items_recoded, 600);
+    assert_eq!(by_key(&db, &db.events).await, original);
 }
 
 /// Runs the built binary against the emulator.

@@ -54,6 +54,16 @@ impl Dictionaries {
         codec
     }
 
+    /// The same, writing with none (to upstream, which reads no
+    /// dictionary payload).
+    pub(super) fn readers_only(&self) -> Self {
+        Dictionaries {
+            #[cfg(feature = "compression")]
+            writers: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// How the target names the dictionaries it writes with: empty, or
     /// `+dictionary-ID(TYPE)` for each.
     pub(super) fn describe(&self) -> String {
@@ -126,7 +136,9 @@ impl Recoder {
     /// [`with_allow_growth`](super::RecodeOptions::with_allow_growth), in
     /// any case). A second dictionary for the same type replaces the
     /// first. To move events off a dictionary, recode without it (to plain
-    /// JSON: `Codec::json()` with `allow_growth`).
+    /// JSON: `Codec::json()` with `allow_growth`). A recoder
+    /// [`to_upstream`](Recoder::to_upstream) writes with none: upstream
+    /// reads no dictionary payload.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn with_dictionary(mut self, dictionary: Dictionary) -> Self {

@@ -108,7 +108,11 @@ impl TableRun {
             client: recoder.client.clone(),
             target: recoder.dictionaries.attach(recoder.target.clone()),
             upstream: recoder.upstream,
-            dictionaries: recoder.dictionaries.clone(),
+            dictionaries: if recoder.upstream {
+                recoder.dictionaries.readers_only()
+            } else {
+                recoder.dictionaries.clone()
+            },
             table: table.clone(),
             options: options.clone(),
             total_segments: state.settings.segments,
