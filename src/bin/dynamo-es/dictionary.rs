@@ -149,8 +149,13 @@ pub async fn execute(
             writeln!(
                 out,
                 "write with it: DynamoEventRepository::with_dictionary(\"{}\", store.get({}).await?), \
-                 or move existing events: dynamo-es recode --events-table {} --codec json --dictionary {}",
-                info.aggregate_type, info.id, args.events_table, info.id
+                 or move existing events: dynamo-es recode --events-table {} \
+                 --dictionaries-table {} --codec json --dictionary {}",
+                info.aggregate_type,
+                info.id,
+                args.events_table,
+                store.table(),
+                info.id
             )?;
         }
         DictionaryCommand::List(args) => {
