@@ -17,7 +17,8 @@ use dynamo_es::testing::{client_for, endpoint};
 use dynamo_es::Codec;
 
 use common::{deposit_event, Account};
-use dynamo_es::projection::Projector;
+use dynamo_es::item::event_to_item;
+use dynamo_es::projection::{Projector, Rebuild};
 use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -441,4 +442,47 @@ async fn each_batch_has_a_span_with_its_shard_records_dispatch_time_and_lag() {
             assert!(line.contains(&field), "{field} in {line}");
         }
     }
+}
+
+#[tokio::test]
+async fn records_created_before_a_rebuild_started_are_skipped_and_checkpointed() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    // A rebuild (of an empty events table) writes the start marker.
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    let rebuilt = Recorder::default();
+    Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        recording(&rebuilt),
+    )
+    .with_safety_margin(Duration::ZERO)
+    .run()
+    .await
+    .unwrap();
+    let start_after = store.start_after().await.unwrap().unwrap();
+
+    fake.add_shard("s", None);
+    let at = |sequence: usize, created: std::time::SystemTime| {
+        let (item, _) = event_to_item(
+            &deposit_event("Account", "a", sequence, 10),
+            &Codec::default(),
+        )
+        .unwrap();
+        fake.push_at("s", item, created).unwrap()
+    };
+    for sequence in 1..=3 {
+        at(sequence, start_after - Duration::from_secs(60));
+    }
+    at(4, start_after + Duration::from_secs(1));
+    let last = at(5, start_after + Duration::from_secs(2));
+
+    let recorder = Recorder::default();
+    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    assert_eq!(
+        recorder.sequences("a"),
+        [4, 5],
+        "the rebuild covered 1 to 3"
+    );
+    assert_eq!(by_shard(&store).await["s"].0, Some(last));
 }
