@@ -18,7 +18,7 @@ use dynamo_es::Codec;
 
 use common::{deposit_event, Account};
 use dynamo_es::item::event_to_item;
-use dynamo_es::projection::{Projector, Rebuild};
+use dynamo_es::projection::{Projector, Rebuild, StartPosition};
 use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -485,4 +485,27 @@ async fn records_created_before_a_rebuild_started_are_skipped_and_checkpointed()
         "the rebuild covered 1 to 3"
     );
     assert_eq!(by_shard(&store).await["s"].0, Some(last));
+}
+
+#[tokio::test]
+async fn a_shard_without_checkpoint_can_start_at_the_latest_record() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    let recorder = Recorder::default();
+    let projector = on_fake(&fake, &store, &recorder, "p").with_start(StartPosition::Latest);
+    let lag = projector.lag();
+    let running = start(projector);
+    wait_until("the shard is read", WAIT, || {
+        fake.calls("GetRecords") > 0 && lag.shards().iter().any(|s| s.owned)
+    })
+    .await;
+    push(&fake, "s", "a", 4..=5);
+    wait_until("the new events are projected", WAIT, || {
+        recorder.delivered() == 2
+    })
+    .await;
+    running.stop().await.unwrap();
+    assert_eq!(recorder.sequences("a"), [4, 5]);
+    assert_eq!(fake.iterator_requests()[0].iterator_type, "LATEST");
 }
