@@ -82,9 +82,10 @@ pub const DEFAULT_MAX_DECODED_SIZE: usize = 64 * 1024 * 1024;
 ///
 /// The rule: encoding within 3× the cost of plain JSON encoding, and
 /// storage at least 5× smaller than plain JSON, on the crate's fixtures.
-/// Levels 1 to 4 meet both on the ledger and inventory snapshots; level 1
-/// is the cheapest of them to encode and decode, and stores the ledger
-/// smaller than level 3 does. No level meets either rule on prose-heavy
+/// Levels 1 to 4 meet both on the ledger and inventory snapshots (encode
+/// cost counted in instructions, which repeat; wall time, noisier, runs
+/// higher for zstd); level 1 is the cheapest of them to encode and decode,
+/// and stores the ledger smaller than level 3 does. No level meets either rule on prose-heavy
 /// documents (the article fixture, about 3.5× smaller at every level):
 /// there a higher level buys at most a few percent of bytes for a much
 /// slower encode, so the default stays; choose
