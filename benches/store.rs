@@ -176,6 +176,25 @@ fn timed_load<'a>(store: &'a Store, id: &'a str, expected: usize) -> Op<'a> {
     })
 }
 
+/// Each implementation's timed load of its aggregate `ids[i]`, which
+/// reaches sequence `expected`.
+fn loads<'a>(
+    setups: &[Setup],
+    stores: &'a [Store],
+    ids: &'a [String],
+    expected: usize,
+) -> Vec<Contender<'a>> {
+    setups
+        .iter()
+        .zip(stores)
+        .zip(ids)
+        .map(|((setup, store), id)| Contender {
+            name: setup.implementation.name(),
+            op: timed_load(store, id, expected),
+        })
+        .collect()
+}
+
 /// A timed `commit` of `events_of()` after a load of `id()` (not timed).
 fn timed_commit<'a>(
     store: &'a Store,
@@ -268,15 +287,7 @@ fn bench_load_events(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) 
             id
         })
         .collect();
-    let contenders: Vec<Contender> = setups
-        .iter()
-        .zip(&stores)
-        .zip(&ids)
-        .map(|((setup, store), id)| Contender {
-            name: setup.implementation.name(),
-            op: timed_load(store, id, EVENTS),
-        })
-        .collect();
+    let contenders = loads(&setups, &stores, &ids, EVENTS);
     let medians = compare(c, rt, name, &SLOW, SLOW_ROUNDS, &contenders);
     for ((setup, store), id) in setups.iter().zip(&stores).zip(&ids) {
         let costs = rt.block_on(setup.load_costs(store, id, EVENTS));
@@ -315,15 +326,7 @@ fn bench_snapshotted(
         .zip(&stores)
         .map(|(setup, store)| rt.block_on(setup.snapshotted(store)))
         .collect();
-    let contenders: Vec<Contender> = setups
-        .iter()
-        .zip(&stores)
-        .zip(&ids)
-        .map(|((setup, store), id)| Contender {
-            name: setup.implementation.name(),
-            op: timed_load(store, id, EVENTS),
-        })
-        .collect();
+    let contenders = loads(&setups, &stores, &ids, EVENTS);
     let medians = compare(c, rt, name, &FAST, ROUNDS, &contenders);
     for ((setup, store), id) in setups.iter().zip(&stores).zip(&ids) {
         let costs = rt.block_on(setup.load_costs(store, id, EVENTS));
