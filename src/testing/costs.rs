@@ -15,7 +15,7 @@
 //! the hold: meter costs, never time them.
 //!
 //! ```
-//! # async fn demo() -> dynamo_es::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use cqrs_es::persist::PersistedEventRepository;
 //! use dynamo_es::testing::aggregates::BankAccount;
 //! use dynamo_es::testing::costs::Meter;
