@@ -1,6 +1,7 @@
 //! Test support: an embedded DynamoDB emulator, ready clients and tables,
-//! realistic data ([`fixtures`]), aggregates to test with ([`aggregates`])
-//! and faults to test against ([`faults`]).
+//! realistic data ([`fixtures`]), aggregates to test with ([`aggregates`]),
+//! faults to test against ([`faults`]) and a meter of what requests cost
+//! in capacity units and round trips ([`costs`]).
 //!
 //! [`dynamodb()`] gives a test its own freshly created tables on a DynamoDB
 //! API in one line. By default that API is [dynoxide], a DynamoDB emulator
