@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import sys
 
@@ -631,6 +632,37 @@ def charts(d, docs):
     return made
 
 
+LAST_SECTION = "Reading the numbers"
+
+
+def sections(text):
+    """The page's `## ` sections, in order, as (title, text) pairs; the text
+    before the first one is left out."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    return [(p.split("\n", 1)[0][3:].strip(), p) for p in parts if p.startswith("## ")]
+
+
+def keep_foreign_sections(page, old):
+    """`page` with every `## ` section of the `old` page that this script
+    does not write (other benchmarks' sections, written by their own
+    scripts or by hand): those that stood before "Reading the numbers" go
+    before it again, the others after it, in their order."""
+    ours = {title for title, _ in sections(page)}
+    before, after, seen_last = [], [], False
+    for title, text in sections(old):
+        if title == LAST_SECTION:
+            seen_last = True
+        elif title not in ours:
+            (after if seen_last else before).append(text.rstrip("\n") + "\n")
+    marker = f"## {LAST_SECTION}\n"
+    if before and marker in page:
+        head, tail = page.split(marker, 1)
+        page = head + "\n".join(before) + "\n" + marker + tail
+    if after:
+        page = page.rstrip("\n") + "\n\n" + "\n".join(after)
+    return page
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--criterion", type=pathlib.Path, default=None, help="criterion directory")
@@ -790,7 +822,10 @@ def main():
     w("* Capacity units and byte counts are exact and deterministic; they do not depend on the machine.")
     w("")
     out = docs / "BENCHMARKS.md"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page = "\n".join(lines) + "\n"
+    if out.exists():
+        page = keep_foreign_sections(page, out.read_text(encoding="utf-8"))
+    out.write_text(page, encoding="utf-8")
     print(f"wrote {out} and {', '.join(made + [upstream_chart] if upstream_chart else made) or 'no charts'}")
     if store_json:
         print("headline:", bench_upstream.headline(d))
