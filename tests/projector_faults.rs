@@ -18,7 +18,7 @@ use dynamo_es::Codec;
 
 use common::{deposit_event, Account};
 use dynamo_es::item::event_to_item;
-use dynamo_es::projection::{Projector, Rebuild, StartPosition};
+use dynamo_es::projection::{Dispatcher, Projection, Projector, Rebuild, StartPosition};
 use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -508,4 +508,82 @@ async fn a_shard_without_checkpoint_can_start_at_the_latest_record() {
     running.stop().await.unwrap();
     assert_eq!(recorder.sequences("a"), [4, 5]);
     assert_eq!(fake.iterator_requests()[0].iterator_type, "LATEST");
+}
+
+/// Fails its first `failures` calls, then passes events on to a recorder.
+struct Flaky {
+    failures: std::sync::atomic::AtomicUsize,
+    recorder: Recorder,
+}
+
+#[async_trait::async_trait]
+impl Projection<Account> for Flaky {
+    async fn project(
+        &self,
+        id: &str,
+        events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(Error::projection("the view table is unavailable"));
+        }
+        self.recorder.project(id, events).await
+    }
+}
+
+fn flaky(failures: usize, recorder: &Recorder) -> Dispatcher<Account> {
+    let decoder = dynamo_es::projection::EventDecoder::<Account>::new(Codec::default());
+    Dispatcher::new(decoder).with_projection(Flaky {
+        failures: failures.into(),
+        recorder: recorder.clone(),
+    })
+}
+
+#[tokio::test]
+async fn a_failed_dispatch_is_retried_from_the_first_event_not_applied() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    let recorder = Recorder::default();
+    let dispatcher = flaky(2, &recorder);
+    let projector = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        dispatcher,
+        "p",
+    );
+    run_until(projector.with_dispatch_attempts(3), &recorder, 3).await;
+    assert_eq!(recorder.sequences("a"), [1, 2, 3], "once each, in order");
+}
+
+#[tokio::test]
+async fn a_dispatch_that_keeps_failing_ends_the_run_without_a_checkpoint() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    let recorder = Recorder::default();
+    let dispatcher = flaky(usize::MAX, &recorder);
+    let err = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        dispatcher,
+        "p",
+    )
+    .with_dispatch_attempts(3)
+    .run(std::future::pending())
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Projection(_)), "{err:?}");
+    assert!(err.to_string().contains("unavailable"), "{err}");
+    assert_eq!(recorder.delivered(), 0);
+    let (checkpoint, _, owner) = by_shard(&store).await["s"].clone();
+    assert_eq!(
+        (checkpoint, owner),
+        (None, None),
+        "nothing checkpointed; released"
+    );
 }
