@@ -3,6 +3,15 @@
 //! losing a value, and [`EventDecoder`] reads an inserted event item exactly
 //! as the store reads it (same codec rules, same upcasters), so a projection
 //! sees the events a load would.
+//!
+//! Dictionary-compressed payloads (see [`crate::dictionary`]) decode too:
+//! a decoder given the dictionary store
+//! ([`EventDecoder::from_repository`], [`EventDecoder::with_dictionaries`])
+//! loads the dictionaries a batch's events reference before decoding them
+//! ([`EventDecoder::prefetch`]; the [`Dispatcher`](super::Dispatcher) does
+//! it for every batch), once per process, and makes no request for a batch
+//! that references none. A dictionary that cannot be loaded is
+//! [`Error::Decode`] naming the item key and the dictionary id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +24,13 @@ use cqrs_es::{Aggregate, EventEnvelope};
 
 use super::{ChangeKind, ChangeRecord, Error, Image};
 use crate::codec::Codec;
+#[cfg(feature = "compression")]
+use crate::dictionary::{DictionaryCache, DictionaryStore};
 use crate::item::{
     describe_key, item_to_event, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
     PAYLOAD,
 };
+use crate::DynamoEventRepository;
 
 /// Converts a DynamoDB Streams image (the `aws-sdk-dynamodbstreams`
 /// attribute type) to an [`Image`] (the `aws-sdk-dynamodb` type), value for
@@ -87,10 +99,27 @@ fn value_from_stream(value: StreamValue, path: &str) -> Result<AttributeValue, E
 ///     EventDecoder::new(Codec::default()).with_upcasters(vec![])
 /// }
 /// ```
+///
+/// Events written with a zstd dictionary need the dictionary store: build
+/// the decoder with [`EventDecoder::from_repository`] (the repository's
+/// codec, cache and snapshots table) or give it
+/// [`with_dictionaries`](EventDecoder::with_dictionaries).
 pub struct EventDecoder<A: Aggregate> {
     codec: Codec,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    /// Where the dictionaries payloads reference are loaded from.
+    #[cfg(feature = "compression")]
+    dictionaries: Option<DictionaryStore>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
+}
+
+/// The dictionaries a batch's events reference that could not be loaded
+/// (not stored, corrupt), with why, by id. Always empty without the
+/// `compression` feature.
+#[derive(Debug, Default)]
+pub(crate) struct Unloadable {
+    #[cfg(feature = "compression")]
+    by_id: HashMap<u32, crate::dictionary::Error>,
 }
 
 impl<A: Aggregate> Clone for EventDecoder<A> {
@@ -98,6 +127,8 @@ impl<A: Aggregate> Clone for EventDecoder<A> {
         EventDecoder {
             codec: self.codec.clone(),
             upcasters: Arc::clone(&self.upcasters),
+            #[cfg(feature = "compression")]
+            dictionaries: self.dictionaries.clone(),
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -105,22 +136,82 @@ impl<A: Aggregate> Clone for EventDecoder<A> {
 
 impl<A: Aggregate> std::fmt::Debug for EventDecoder<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventDecoder")
-            .field("aggregate_type", &A::TYPE)
+        let mut f = f.debug_struct("EventDecoder");
+        f.field("aggregate_type", &A::TYPE)
             .field("codec", &self.codec.name())
-            .field("upcasters", &self.upcasters.len())
-            .finish()
+            .field("upcasters", &self.upcasters.len());
+        #[cfg(feature = "compression")]
+        f.field(
+            "dictionaries",
+            &self.dictionaries.as_ref().map(DictionaryStore::table),
+        );
+        f.finish()
     }
 }
 
 impl<A: Aggregate> EventDecoder<A> {
-    /// A decoder for the events of `A`, without upcasters.
+    /// A decoder for the events of `A`, without upcasters. It loads no
+    /// dictionary: a dictionary payload decodes only if `codec`'s
+    /// dictionary cache already holds its dictionary (else
+    /// [`Error::Decode`] naming the item and the dictionary id).
     pub fn new(codec: Codec) -> Self {
         EventDecoder {
             codec,
             upcasters: Arc::new(Vec::new()),
+            #[cfg(feature = "compression")]
+            dictionaries: None,
             _aggregate: std::marker::PhantomData,
         }
+    }
+
+    /// A decoder reading as `repository` reads: its codec, and (with the
+    /// `compression` feature) its dictionary cache, loading dictionaries
+    /// from its snapshots table. No upcasters: give the store's with
+    /// [`with_upcasters`](Self::with_upcasters).
+    ///
+    /// ```
+    /// # use cqrs_es::Aggregate;
+    /// use dynamo_es::projection::{Dispatcher, EventDecoder};
+    /// use dynamo_es::DynamoEventRepository;
+    ///
+    /// fn dispatcher<A: Aggregate + 'static>(repository: &DynamoEventRepository) -> Dispatcher<A> {
+    ///     Dispatcher::new(EventDecoder::from_repository(repository))
+    /// }
+    /// ```
+    pub fn from_repository(repository: &DynamoEventRepository) -> Self {
+        let decoder = EventDecoder::new(repository.codec().clone());
+        #[cfg(feature = "compression")]
+        let decoder = decoder.with_dictionaries(repository.dictionary_store());
+        decoder
+    }
+
+    /// Loads the dictionaries payloads reference from `store` (the
+    /// snapshots table the events' writer stored them in), each once, into
+    /// the codec's dictionary cache (a new one if the codec has none).
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn with_dictionaries(self, store: DictionaryStore) -> Self {
+        let codec = match self.codec.dictionary_cache() {
+            Some(_) => self.codec,
+            None => self.codec.with_dictionary_cache(DictionaryCache::new()),
+        };
+        EventDecoder {
+            codec,
+            dictionaries: Some(store),
+            ..self
+        }
+    }
+
+    /// The store dictionaries are loaded from, if any.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionaries(&self) -> Option<&DictionaryStore> {
+        self.dictionaries.as_ref()
+    }
+
+    /// The codec events are decoded with.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     /// Upcasts events before they are deserialized, as
@@ -142,7 +233,107 @@ impl<A: Aggregate> EventDecoder<A> {
     /// [`Error::Decode`] naming the item key if an event item of `A` cannot
     /// be read, upcast or deserialized; [`Error::MissingImage`] if the
     /// stream does not carry new images.
+    ///
+    /// A payload compressed with a dictionary the codec's cache does not
+    /// hold is [`Error::Decode`] naming the dictionary id: call
+    /// [`prefetch`](Self::prefetch) on the batch first.
     pub fn decode(&self, record: &ChangeRecord) -> Result<Option<EventEnvelope<A>>, Error> {
+        let Some(image) = self.claim(record)? else {
+            return Ok(None);
+        };
+        let key = describe_key(image);
+        let event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
+            key: key.clone(),
+            source,
+        })?;
+        self.envelope(event)
+            .map(Some)
+            .map_err(|source| Error::Decode { key, source })
+    }
+
+    /// Loads every dictionary the events of `A` in `records` reference
+    /// and the cache does not hold yet, so that [`decode`](Self::decode)
+    /// finds them: one `GetItem` per dictionary and process, none if no
+    /// event references one (or without a dictionary store).
+    ///
+    /// [`Error::Decode`] naming the first record's item key and the
+    /// dictionary id if a referenced dictionary is not stored or corrupt;
+    /// [`Error::Store`] if reading it failed.
+    pub async fn prefetch(&self, records: &[ChangeRecord]) -> Result<(), Error> {
+        let unloadable = self.load_dictionaries(records).await?;
+        records
+            .iter()
+            .try_for_each(|record| self.check_loaded(record, &unloadable))
+    }
+
+    /// Loads the dictionaries `records` reference, as
+    /// [`prefetch`](Self::prefetch) does, and returns those that could not
+    /// be loaded instead of failing: the dispatcher applies its decode
+    /// error policy to each record referencing one. Fails only if reading
+    /// a dictionary failed (a DynamoDB error, to retry).
+    pub(crate) async fn load_dictionaries(
+        &self,
+        records: &[ChangeRecord],
+    ) -> Result<Unloadable, Error> {
+        #[allow(unused_mut)]
+        let mut unloadable = Unloadable::default();
+        #[cfg(feature = "compression")]
+        if let (Some(store), Some(cache)) = (&self.dictionaries, self.codec.dictionary_cache()) {
+            let mut wanted: Vec<u32> = Vec::new();
+            let images = records
+                .iter()
+                .filter_map(|record| self.claim(record).ok().flatten());
+            for (id, _) in images.flat_map(references) {
+                if cache.get(id).is_none() && !wanted.contains(&id) {
+                    wanted.push(id);
+                }
+            }
+            for id in wanted {
+                match cache.load(store, id).await {
+                    Ok(_) => {}
+                    Err(crate::Error::Dictionary(err)) => {
+                        unloadable.by_id.insert(id, *err);
+                    }
+                    Err(err) => return Err(Error::Store(err)),
+                }
+            }
+        }
+        let _ = records;
+        Ok(unloadable)
+    }
+
+    /// [`decode`](Self::decode), but a record whose event references a
+    /// dictionary in `unloadable` is [`Error::Decode`] naming the item key,
+    /// the attribute and why the dictionary could not be loaded.
+    pub(crate) fn decode_loaded(
+        &self,
+        record: &ChangeRecord,
+        unloadable: &Unloadable,
+    ) -> Result<Option<EventEnvelope<A>>, Error> {
+        self.check_loaded(record, unloadable)?;
+        self.decode(record)
+    }
+
+    fn check_loaded(&self, record: &ChangeRecord, unloadable: &Unloadable) -> Result<(), Error> {
+        #[cfg(feature = "compression")]
+        if !unloadable.by_id.is_empty() {
+            if let Ok(Some(image)) = self.claim(record) {
+                for (id, attribute) in references(image) {
+                    if let Some(err) = unloadable.by_id.get(&id) {
+                        let key = describe_key(image);
+                        let source = crate::Error::from(err.clone()).in_item(&key, attribute);
+                        return Err(Error::Decode { key, source });
+                    }
+                }
+            }
+        }
+        let _ = (record, unloadable);
+        Ok(())
+    }
+
+    /// The new image of `record` if it inserted an event item of `A`;
+    /// [`Error::MissingImage`] if such an insert carries no image.
+    fn claim<'r>(&self, record: &'r ChangeRecord) -> Result<Option<&'r Image>, Error> {
         if record.event_name != ChangeKind::Insert
             || !record.keys.contains_key(AGGREGATE_ID_SEQUENCE)
         {
@@ -162,17 +353,7 @@ impl<A: Aggregate> EventDecoder<A> {
             // A broken event item: claim it by its key, so it is reported.
             _ => key_of_type::<A>(image),
         };
-        if !of_type {
-            return Ok(None);
-        }
-        let key = describe_key(image);
-        let event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
-            key: key.clone(),
-            source,
-        })?;
-        self.envelope(event)
-            .map(Some)
-            .map_err(|source| Error::Decode { key, source })
+        Ok(of_type.then_some(image))
     }
 
     /// Upcasts and deserializes one stored event, as the store does.
@@ -188,6 +369,21 @@ impl<A: Aggregate> EventDecoder<A> {
         EventEnvelope::<A>::try_from(event)
             .map_err(|err| crate::Error::Serde(Box::new(err)).in_item(&key, PAYLOAD))
     }
+}
+
+/// The dictionaries (id, attribute) the payloads of event item `image`
+/// reference.
+#[cfg(feature = "compression")]
+fn references(image: &Image) -> Vec<(u32, &'static str)> {
+    [PAYLOAD, crate::item::METADATA]
+        .into_iter()
+        .filter_map(|attribute| match image.get(attribute) {
+            Some(AttributeValue::B(bytes)) => {
+                crate::codec::dict::frame_dictionary_id(bytes.as_ref()).map(|id| (id, attribute))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn describe_event(event: &SerializedEvent) -> String {

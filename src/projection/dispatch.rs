@@ -3,6 +3,15 @@
 //! nothing is reordered, so each aggregate's events arrive in sequence order.
 //! A failure reports the first record not known to be applied to every
 //! projection, and every record before it is.
+//!
+//! Before decoding a batch, the dispatcher loads the zstd dictionaries its
+//! events reference ([`EventDecoder::prefetch`]), so projections read
+//! dictionary-compressed events as every other read path does; a batch
+//! referencing none makes no request. A referenced dictionary that is not
+//! stored (or is corrupt) is a decode error of each record referencing it
+//! ([`Error::Decode`] naming the item key and the dictionary id), under the
+//! [`DecodeErrorPolicy`]; failing to read one (a DynamoDB error) fails the
+//! batch at its first record whatever the policy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +22,8 @@ use tracing::{field, Instrument};
 use super::{ChangeRecord, Error, EventDecoder, Projection, QueryProjection};
 
 /// What the dispatcher does with a record it cannot decode
-/// ([`Error::Decode`], [`Error::MissingImage`]).
+/// ([`Error::Decode`], [`Error::MissingImage`]), including one whose
+/// dictionary is not stored.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DecodeErrorPolicy {
@@ -67,6 +77,10 @@ impl std::error::Error for DispatchFailure {
 }
 
 /// Dispatches stream records, in order, to every projection.
+///
+/// Build the decoder with [`EventDecoder::from_repository`] (or give it
+/// [`with_dictionaries`](EventDecoder::with_dictionaries)) if events may be
+/// written with a zstd dictionary.
 ///
 /// ```
 /// # use cqrs_es::{Aggregate, Query};
@@ -200,13 +214,21 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
             records: records.len(),
             ..DispatchReport::default()
         };
+        let unloadable = self
+            .decoder
+            .load_dictionaries(records)
+            .await
+            .map_err(|error| DispatchFailure {
+                first_failed: 0,
+                error,
+            })?;
         let mut run: Option<Run<A>> = None;
         for (index, record) in records.iter().enumerate() {
             if let Some(created) = record.created {
                 let lag = now.duration_since(created).unwrap_or_default();
                 report.max_lag = Some(report.max_lag.map_or(lag, |max| max.max(lag)));
             }
-            let event = match self.decoder.decode(record) {
+            let event = match self.decoder.decode_loaded(record, &unloadable) {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(error) if self.policy == DecodeErrorPolicy::SkipAndReport => {
