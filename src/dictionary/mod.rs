@@ -31,6 +31,16 @@
 //! Each process loads a dictionary once (one `GetItem`) and keeps it in a
 //! [`DictionaryCache`], shared by every clone of the repository.
 //!
+//! Every read path reads dictionary payloads: loads and `get_events`,
+//! replay streams (`stream_events`, `stream_all_events`), `recode` and
+//! `report`, and projections: a
+//! [`Dispatcher`](crate::projection::Dispatcher) whose decoder comes from
+//! [`EventDecoder::from_repository`](crate::projection::EventDecoder::from_repository)
+//! (or was given
+//! [`with_dictionaries`](crate::projection::EventDecoder::with_dictionaries))
+//! prefetches the dictionaries of each batch of stream records before
+//! decoding it, for the projector, the Lambda adapter and a rebuild alike.
+//!
 //! # Train, roll out, retire
 //!
 //! 1. **Train** on existing events: `dynamo-es dictionary train
@@ -40,7 +50,9 @@
 //!    the saving measured on the 10% held out.
 //! 2. **Roll out readers first.** Every instance that reads the table must
 //!    run a version of this crate with the `compression` feature; readers
-//!    fetch dictionaries by id on their own, with no configuration.
+//!    fetch dictionaries by id on their own, with no configuration (a
+//!    projection's decoder needs the store: build it with
+//!    [`EventDecoder::from_repository`](crate::projection::EventDecoder::from_repository)).
 //!    Upstream `dynamo-es`, and this crate without `compression`, cannot
 //!    read dictionary payloads ([`crate::Error::FeatureDisabled`]).
 //! 3. **Write with it**:
