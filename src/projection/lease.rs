@@ -43,6 +43,7 @@ pub struct Lease {
     pub finished: bool,
     owner: String,
     counter: u64,
+    renewed: Instant,
 }
 
 impl Lease {
@@ -54,6 +55,15 @@ impl Lease {
     /// The lease counter as of this owner's last write.
     pub fn counter(&self) -> u64 {
         self.counter
+    }
+
+    /// When this owner's last successful write to the lease (acquire,
+    /// renew, checkpoint, finish) was *sent*, on this process's monotonic
+    /// clock. Another process takes the lease over no sooner than a lease
+    /// duration after that write landed, so by this owner's clock the lease
+    /// is certainly its own until `renewed_at() + lease duration`.
+    pub fn renewed_at(&self) -> Instant {
+        self.renewed
     }
 }
 
@@ -120,6 +130,7 @@ impl CheckpointStore {
                 .condition_expression("#counter = :seen AND #owner = :holder")
                 .expression_attribute_values(":holder", s(holder)),
         };
+        let sent = Instant::now();
         match update.send().await {
             Ok(_) => {}
             Err(err) if is_condition_failed(err.as_service_error()) => return Ok(None),
@@ -138,6 +149,7 @@ impl CheckpointStore {
             finished: current.finished,
             owner: owner.to_string(),
             counter: next,
+            renewed: sent,
         }))
     }
 
@@ -161,6 +173,7 @@ impl CheckpointStore {
         if let Some(parent) = &shard.parent_shard_id {
             item.insert(PARENT_SHARD_ID.to_string(), s(parent));
         }
+        let sent = Instant::now();
         let put = self
             .client
             .put_item()
@@ -177,6 +190,7 @@ impl CheckpointStore {
                 finished: false,
                 owner: owner.to_string(),
                 counter: 1,
+                renewed: sent,
             })),
             Err(err)
                 if matches!(
@@ -276,7 +290,9 @@ impl CheckpointStore {
     }
 
     /// An `UpdateItem` of the lease's item, conditional on `Owner` being the
-    /// lease's owner, that bumps the counter, sets `UpdatedAt`, and applies
+    /// lease's owner, that bumps the counter (atomically, `+ 1` in the
+    /// expression, so every owner write restarts a taker's expiry clock),
+    /// notes when it was sent, sets `UpdatedAt`, and applies
     /// `set` (more `, #name = :value` clauses with `values`) and `remove`
     /// (a ` REMOVE ...` clause). Names `#owner`, `#counter`, `#updated`,
     /// `#checkpoint`, `#created` and `#finished` are defined.
@@ -314,6 +330,7 @@ impl CheckpointStore {
         for (placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
+        let sent = Instant::now();
         let out = match update.update_expression(expression).send().await {
             Ok(out) => out,
             Err(err) if is_condition_failed(err.as_service_error()) => {
@@ -332,6 +349,7 @@ impl CheckpointStore {
         let key = self.key(&lease.shard.shard_id);
         lease.counter = get_n(&attributes, &key, LEASE_COUNTER)
             .unwrap_or_else(|_| lease.counter.saturating_add(1));
+        lease.renewed = sent;
         Ok(())
     }
 }

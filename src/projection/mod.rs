@@ -92,6 +92,7 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+mod heartbeat;
 mod lag;
 mod lease;
 mod projector;

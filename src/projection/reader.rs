@@ -2,9 +2,11 @@
 //! checkpoint, heartbeat, and the shard's end.
 //!
 //! **Invariant:** a batch's last sequence number is checkpointed only after
-//! the whole batch was dispatched (at-least-once); a lost lease stops the
-//! reader at once, without a checkpoint; only one batch per shard is in
-//! memory at a time.
+//! the whole batch was dispatched (at-least-once); the lease is renewed
+//! while the reader reads, waits and dispatches (see [`super::heartbeat`]),
+//! and a lost lease, or one not renewed within its duration, stops the
+//! reader at once, abandoning a dispatch in progress, without a checkpoint;
+//! only one batch per shard is in memory at a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +16,7 @@ use cqrs_es::Aggregate;
 use tokio::sync::watch;
 use tracing::{field, Instrument};
 
+use super::heartbeat::Heartbeat;
 use super::lag::{Batch, LagHandle};
 use super::{ChangeRecord, Dispatcher, Error};
 use super::{CheckpointStore, Lease};
@@ -94,27 +97,27 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     }
 
     async fn read(&mut self, lease: &mut Lease) -> Result<ReaderEnd, Error> {
-        let mut iterator = Some(self.iterator(lease).await?);
+        let mut beat = Heartbeat::new(&self.checkpoints, lease, self.settings.heartbeat);
+        let mut iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
         let mut idle = self.settings.idle_min;
-        let mut renewed = Instant::now();
         loop {
             if *self.stop.borrow() {
                 return Ok(ReaderEnd::Stopped);
             }
-            if renewed.elapsed() >= self.settings.heartbeat {
-                self.checkpoints.renew(lease).await?;
-                renewed = Instant::now();
-            }
+            beat.renew_if_due(&self.checkpoints, lease).await?;
             let Some(current) = iterator.take() else {
                 self.checkpoints.finish(lease).await?;
                 return Ok(ReaderEnd::Finished);
             };
             let started = Instant::now();
-            let page = self.get_records(lease, current).await?;
+            let shard = lease.clone();
+            let page = beat
+                .keep_alive(&self.checkpoints, lease, self.get_records(&shard, current))
+                .await??;
             let (records, next) = match page {
                 Page::Records(records, next) => (records, next),
                 Page::Expired => {
-                    iterator = Some(self.iterator(lease).await?);
+                    iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
                     continue;
                 }
             };
@@ -123,7 +126,8 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                 .polled(started.elapsed(), caught_up, &lease.shard.shard_id);
             iterator = next;
             if caught_up {
-                if self.idle(idle).await {
+                let waited = idle_for(&mut self.stop, idle);
+                if beat.keep_alive(&self.checkpoints, lease, waited).await? {
                     return Ok(ReaderEnd::Stopped);
                 }
                 idle = (idle * 2).min(self.settings.idle_max);
@@ -131,20 +135,21 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             }
             idle = self.settings.idle_min;
             let read = started.elapsed();
-            if !records.is_empty() && !self.process(lease, records, read).await? {
+            if !records.is_empty() && !self.process(lease, &mut beat, records, read).await? {
                 return Ok(ReaderEnd::Stopped);
             }
-            // Processing took a heartbeat's worth of work.
-            renewed = Instant::now();
         }
     }
 
-    /// Sleeps `idle` unless a stop is requested first (then `true`).
-    async fn idle(&mut self, idle: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(idle) => false,
-            changed = self.stop.changed() => changed.is_err() || *self.stop.borrow(),
-        }
+    /// [`iterator`](Self::iterator) under the heartbeat.
+    async fn renewing_iterator(
+        &self,
+        lease: &mut Lease,
+        beat: &mut Heartbeat,
+    ) -> Result<String, Error> {
+        let shard = lease.clone();
+        beat.keep_alive(&self.checkpoints, lease, self.iterator(&shard))
+            .await?
     }
 
     /// A shard iterator after the lease's checkpoint, or at the start
@@ -223,6 +228,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     async fn process(
         &mut self,
         lease: &mut Lease,
+        beat: &mut Heartbeat,
         records: Vec<ChangeRecord>,
         read: Duration,
     ) -> Result<bool, Error> {
@@ -255,7 +261,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         let records = self.after_rebuild(records, &span);
         let started = Instant::now();
         let dispatched = self
-            .dispatch(lease, &records, &mut batch)
+            .dispatch(lease, beat, &records, &mut batch)
             .instrument(span.clone())
             .await?;
         batch.dispatch = started.elapsed();
@@ -293,12 +299,14 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         records
     }
 
-    /// Dispatches `records`, retrying what failed (checkpointing what was
-    /// done first) up to the configured attempts; `false` if a stop was
-    /// requested meanwhile.
+    /// Dispatches `records` under the heartbeat, retrying what failed
+    /// (checkpointing what was done first) up to the configured attempts;
+    /// `false` if a stop was requested meanwhile. A lost lease abandons the
+    /// dispatch ([`Error::LeaseLost`]).
     async fn dispatch(
         &mut self,
         lease: &mut Lease,
+        beat: &mut Heartbeat,
         records: &[ChangeRecord],
         batch: &mut Batch,
     ) -> Result<bool, Error> {
@@ -307,7 +315,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         let mut delay = self.settings.idle_min;
         loop {
             let rest = records.get(from..).unwrap_or_default();
-            let failure = match self.dispatcher.dispatch(rest).await {
+            let dispatched = self.dispatcher.dispatch(rest);
+            let dispatched = beat.keep_alive(&self.checkpoints, lease, dispatched);
+            let failure = match dispatched.await? {
                 Ok(report) => {
                     batch.events += report.events as u64;
                     return Ok(true);
@@ -328,11 +338,20 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             }
             tracing::warn!(attempt, error = %failure.error, "dispatch failed; retrying from the first record not applied");
             attempt += 1;
-            if self.idle(delay).await {
+            let waited = idle_for(&mut self.stop, delay);
+            if beat.keep_alive(&self.checkpoints, lease, waited).await? {
                 return Ok(false);
             }
             delay = (delay * 2).min(self.settings.idle_max);
         }
+    }
+}
+
+/// Sleeps `idle` unless a stop is requested first (then `true`).
+async fn idle_for(stop: &mut watch::Receiver<bool>, idle: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(idle) => false,
+        changed = stop.changed() => changed.is_err() || *stop.borrow(),
     }
 }
 
