@@ -7,52 +7,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dictionary_support;
+mod projection_collect;
 mod projection_common;
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
-use cqrs_es::persist::SerializedEvent;
-use cqrs_es::{Aggregate, EventEnvelope};
+use cqrs_es::Aggregate;
 use dictionary_support::*;
 use dynamo_es::dictionary::Dictionary;
 use dynamo_es::item::describe_key;
 use dynamo_es::projection::{
-    ChangeRecord, CheckpointStore, DecodeErrorPolicy, Dispatcher, Error, EventDecoder, Projection,
-    Rebuild,
+    ChangeRecord, CheckpointStore, DecodeErrorPolicy, Dispatcher, Error, EventDecoder, Rebuild,
 };
 use dynamo_es::testing::costs::Meter;
 use dynamo_es::testing::{unique_name, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository};
+use projection_collect::Collected;
 use projection_common::{change_records, stream_tables};
-
-/// Every event projected, as serialized events, in the order received.
-#[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<SerializedEvent>>>);
-
-#[async_trait]
-impl Projection<Order> for Collected {
-    async fn project(&self, _: &str, events: &[EventEnvelope<Order>]) -> Result<(), Error> {
-        let mut collected = self.0.lock().unwrap();
-        for envelope in events {
-            let event_type = envelope.payload.0["event_type"].as_str().unwrap();
-            collected.push(as_serialized(envelope, event_type));
-        }
-        Ok(())
-    }
-}
-
-impl Collected {
-    /// The events of `aggregate_id` projected.
-    fn of(&self, aggregate_id: &str) -> Vec<SerializedEvent> {
-        let collected = self.0.lock().unwrap();
-        collected
-            .iter()
-            .filter(|e| e.aggregate_id == aggregate_id)
-            .cloned()
-            .collect()
-    }
-}
 
 /// A dictionary trained on `db`'s events (stored in its snapshots table).
 async fn dictionary(db: &TestTables, seed: u64) -> Dictionary {

@@ -6,6 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[cfg(feature = "compression")]
+mod dictionary_support;
+#[cfg(feature = "compression")]
+mod projection_collect;
 mod projection_common;
 
 use std::collections::HashMap;
@@ -369,4 +373,82 @@ async fn a_record_without_sequence_number_fails_the_whole_batch() {
     );
     // What came before it was applied (and is skipped on the retry).
     assert_eq!(applied(&db, &a).await, [1, 2]);
+}
+
+/// Dictionary-compressed events through the Lambda adapter.
+#[cfg(feature = "compression")]
+mod dictionaries {
+    use super::*;
+
+    use super::projection_collect::Collected;
+    use cqrs_es::Aggregate;
+    use dynamo_es::projection::DecodeErrorPolicy;
+
+    use super::dictionary_support::{commit, events, seed_training, trained, writer, Order};
+
+    #[tokio::test]
+    async fn dictionary_events_reach_a_projection_equal_through_the_lambda_adapter() {
+        let (db, arn) = stream_tables().await;
+        seed_training::<Order>(&db, 300, 11).await;
+        let dictionary = trained::<Order>(&db).await.dictionary;
+        let fixture = events(Order::TYPE, "lambda", 1, 12, 4_242);
+        commit::<Order>(&writer::<Order>(&db, &dictionary), &fixture).await;
+        let records = stream_records(&arn).await;
+
+        // A Lambda process: the repository's codec, its cache still empty.
+        let reader = db.repository();
+        let collected = Collected::default();
+        let dispatcher = Dispatcher::new(EventDecoder::<Order>::from_repository(&reader))
+            .with_projection(collected.clone());
+        let response = lambda::handle(&dispatcher, parse(lambda_event(&arn, &records))).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(collected.of("lambda"), fixture);
+        assert_eq!(reader.dictionary_cache().ids(), vec![dictionary.id()]);
+    }
+
+    #[tokio::test]
+    async fn a_dictionary_not_stored_is_the_lambda_batch_failure() {
+        // Trained and stored in other tables than those written to.
+        let source = dynamo_es::testing::dynamodb().await.unwrap();
+        seed_training::<Order>(&source, 300, 12).await;
+        let dictionary = trained::<Order>(&source).await.dictionary;
+        let (db, arn) = stream_tables().await;
+        let plain = db.repository().with_codec(Codec::json());
+        commit::<Order>(&plain, &events(Order::TYPE, "plain", 1, 2, 1)).await;
+        commit::<Order>(
+            &writer::<Order>(&db, &dictionary),
+            &events(Order::TYPE, "dict", 1, 2, 2),
+        )
+        .await;
+        let records = stream_records(&arn).await;
+        assert_eq!(records.len(), 4);
+
+        let collected = Collected::default();
+        let dispatcher = Dispatcher::new(EventDecoder::<Order>::from_repository(&db.repository()))
+            .with_projection(collected.clone());
+        // Stop: Lambda retries from the first dictionary event.
+        let response = lambda::handle(&dispatcher, parse(lambda_event(&arn, &records))).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(
+            response.batch_item_failures[0].item_identifier,
+            Some(sequence_number(&records[2]))
+        );
+        assert_eq!(collected.of("plain").len(), 2);
+        assert!(collected.of("dict").is_empty());
+
+        // SkipAndReport: the batch succeeds and the records are reported
+        // (the dispatcher's report; the adapter logs it).
+        let skipping = dispatcher.with_decode_error_policy(DecodeErrorPolicy::SkipAndReport);
+        let changes: Vec<ChangeRecord> = records
+            .iter()
+            .map(|(shard, record)| ChangeRecord::from_stream(shard, record.clone()).unwrap())
+            .collect();
+        let report = skipping.dispatch(&changes).await.unwrap();
+        assert_eq!(report.skipped.len(), 2);
+        assert!(report.skipped[0]
+            .to_string()
+            .contains(&format!("dictionary {} is not stored", dictionary.id())));
+        let response = lambda::handle(&skipping, parse(lambda_event(&arn, &records))).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
 }
