@@ -19,12 +19,6 @@ use dynamo_es::testing::faults::{losing_responses_to, Canned, Request, Rule, Scr
 use dynamo_es::{Codec, DynamoEventRepository, DEFAULT_SCAN_SEGMENTS};
 use serde_json::{json, Value};
 
-/// Held by every test that replays, so they run one at a time: the span
-/// test captures logs with a thread-local subscriber, and a replay on
-/// another test thread (whose default is no subscriber) can cache the
-/// replay's callsites as disabled under it.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const AGGREGATES: usize = 40;
 const EVENTS: usize = 30;
 
@@ -94,7 +88,6 @@ fn segment_of(request: &Request) -> Option<(u64, u64)> {
 
 #[tokio::test]
 async fn every_aggregate_arrives_once_and_in_order_for_1_2_4_7_segments() {
-    let _serial = SERIAL.lock().await;
     let (db, ids) = seeded().await;
     assert_eq!(db.repository().scan_segments(), DEFAULT_SCAN_SEGMENTS);
     for segments in [1u32, 2, 4, 7] {
@@ -134,7 +127,6 @@ async fn segments_are_clamped_to_dynamodb_range() {
 
 #[tokio::test]
 async fn the_span_counts_every_page_and_its_capacity() {
-    let _serial = SERIAL.lock().await;
     let (db, ids) = seeded().await;
     let (client, http) = losing_responses_to(&db.client, "Scan", 0);
     let repo = DynamoEventRepository::new(client)
@@ -202,7 +194,6 @@ fn after(request: &Request) -> usize {
 
 #[tokio::test]
 async fn an_error_of_one_segment_reaches_the_consumer_then_the_stream_ends() {
-    let _serial = SERIAL.lock().await;
     // Segment 0 has a page after every page; segment 1 fails at once
     // (a validation error, not retried); segment 2 is one page.
     let rules = (0..500).map(|_| -> Rule {
@@ -235,7 +226,6 @@ async fn an_error_of_one_segment_reaches_the_consumer_then_the_stream_ends() {
 
 #[tokio::test]
 async fn events_of_every_segment_before_the_end_are_delivered_in_order() {
-    let _serial = SERIAL.lock().await;
     // Segment 0 is 5 pages of one aggregate, segment 1 one page of another:
     // the stream yields all 6 events, the first aggregate's in order.
     let rules = (0..6).map(|_| -> Rule {

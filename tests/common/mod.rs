@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
@@ -24,6 +23,10 @@ use dynamo_es::testing::{dynamodb, scan_all, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+mod logs;
+#[allow(unused_imports)]
+pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
 
 /// A ledger-like aggregate whose state records exactly which events it saw,
 /// so a double-applied event always shows.
@@ -569,91 +572,4 @@ pub fn assert_failed(err: &PersistenceError, class: &str, operation: &str) {
         (Some((class, operation)), class != "Dynamo"),
         "{err:?}"
     );
-}
-
-// ---------------------------------------------------------------------------
-// Logs.
-// ---------------------------------------------------------------------------
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// The lines written so far that contain `needle`.
-    pub fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|line| line.contains(needle))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// Captures this thread's logs at `level` and above, spans included when
-/// `spans` (tests on a current-thread runtime capture everything the store
-/// does).
-pub fn capture(
-    level: tracing::Level,
-    spans: bool,
-) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let subscriber = format_into(&captured, spans).with_max_level(level).finish();
-    scoped(captured, subscriber)
-}
-
-/// What `tracing_subscriber::fmt().with_env_filter(filter)` prints on this
-/// thread, without span events.
-pub fn capture_filtered(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let subscriber = format_into(&captured, false)
-        .with_env_filter(filter)
-        .finish();
-    scoped(captured, subscriber)
-}
-
-/// Makes `subscriber` this thread's default, then recomputes every
-/// callsite's cached interest: a callsite another test thread registered
-/// while this subscriber was being installed may otherwise keep an interest
-/// computed without it, and this thread would miss its events.
-fn scoped(
-    captured: Captured,
-    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
-) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let guard = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
-    (captured, guard)
-}
-
-/// Plain-text log lines into `captured`, span events included when `spans`.
-fn format_into(
-    captured: &Captured,
-    spans: bool,
-) -> tracing_subscriber::fmt::SubscriberBuilder<
-    tracing_subscriber::fmt::format::DefaultFields,
-    tracing_subscriber::fmt::format::Format,
-    tracing_subscriber::filter::LevelFilter,
-    impl for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-> {
-    use tracing_subscriber::fmt::format::FmtSpan;
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_span_events(if spans { FmtSpan::FULL } else { FmtSpan::NONE })
-        .with_writer(move || writer.clone())
 }
