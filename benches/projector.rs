@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope};
 use dynamo_es::projection::{
@@ -145,42 +144,10 @@ fn projector(stream: &Stream, store: CheckpointStore, counter: &Counter) -> Proj
 
 /// Reads the whole stream with bare `GetRecords` calls; returns the records.
 async fn bare_read(stream: &Stream) -> usize {
-    let described = stream
-        .streams
-        .describe_stream()
-        .stream_arn(&stream.arn)
-        .send()
+    streams::read_all(&stream.streams, &stream.arn)
         .await
-        .unwrap();
-    let mut records = 0;
-    for shard in described.stream_description.unwrap().shards() {
-        let mut iterator = stream
-            .streams
-            .get_shard_iterator()
-            .stream_arn(&stream.arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(current) = iterator {
-            let page = stream
-                .streams
-                .get_records()
-                .shard_iterator(current)
-                .limit(1000)
-                .send()
-                .await
-                .unwrap();
-            if page.records().is_empty() {
-                break;
-            }
-            records += page.records().len();
-            iterator = page.next_shard_iterator;
-        }
-    }
-    records
+        .unwrap()
+        .len()
 }
 
 fn per_second(count: usize, took: Duration) -> String {

@@ -10,38 +10,18 @@
 mod common;
 mod projection_common;
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{KeyType, StreamSpecification, StreamViewType};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use common::create_raw;
 use cqrs_es::persist::PersistedEventRepository;
 use dynamo_es::tables::{
     create_checkpoint_table, create_event_tables_with, enable_stream, TableOptions,
 };
-use dynamo_es::testing::faults::{client_on, operation, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::faults::Canned;
 use dynamo_es::testing::{client_for, endpoint, unique_name, TestTables};
 use dynamo_es::{create_event_tables, Error};
+use projection_common::{canned, recorded_client};
 use serde_json::json;
-
-/// A client for the test endpoint and the operations it sent, in order.
-fn recorded_client() -> (Client, Arc<Mutex<Vec<String>>>) {
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let record = {
-        let sent = sent.clone();
-        move |request: &mut HttpRequest| sent.lock().unwrap().push(operation(request))
-    };
-    let client = client_for(&endpoint().unwrap());
-    let config = client
-        .config()
-        .to_builder()
-        .interceptor(MutateRequestInterceptor::new(record))
-        .build();
-    (Client::from_conf(config), sent)
-}
 
 /// The table's stream as (enabled, view type, latest stream ARN).
 async fn stream_of(client: &Client, table: &str) -> (bool, Option<String>, Option<String>) {
@@ -130,7 +110,7 @@ async fn new_events_table_gets_a_new_image_stream_and_a_second_call_only_describ
     create_event_tables_with(&client, &events, &snapshots, options.clone())
         .await
         .unwrap();
-    let ops = sent.lock().unwrap().clone();
+    let ops = sent.operations();
     assert!(ops.contains(&"CreateTable".to_string()), "{ops:?}");
     // Created with the stream: no UpdateTable.
     assert!(!ops.contains(&"UpdateTable".to_string()), "{ops:?}");
@@ -143,12 +123,12 @@ async fn new_events_table_gets_a_new_image_stream_and_a_second_call_only_describ
         "snapshots: no stream"
     );
 
-    sent.lock().unwrap().clear();
+    sent.clear();
     create_event_tables_with(&client, &events, &snapshots, options)
         .await
         .unwrap();
     assert_eq!(enable_stream(&client, &events).await.unwrap(), arn.unwrap());
-    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"; 4]);
+    assert_eq!(sent.operations(), ["DescribeTable"; 4]);
 }
 
 #[tokio::test]
@@ -220,7 +200,7 @@ async fn the_checkpoint_table_is_created_once_with_its_schema() {
     let (client, sent) = recorded_client();
     let table = unique_name("checkpoints");
     create_checkpoint_table(&client, &table).await.unwrap();
-    assert!(sent.lock().unwrap().contains(&"CreateTable".to_string()));
+    assert!(sent.operations().contains(&"CreateTable".to_string()));
     let out = client
         .describe_table()
         .table_name(&table)
@@ -241,9 +221,9 @@ async fn the_checkpoint_table_is_created_once_with_its_schema() {
         "S"
     );
 
-    sent.lock().unwrap().clear();
+    sent.clear();
     create_checkpoint_table(&client, &table).await.unwrap();
-    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"]);
+    assert_eq!(sent.operations(), ["DescribeTable"]);
 }
 
 #[tokio::test]
@@ -292,12 +272,6 @@ fn events_table(view_type: Option<&str>) -> Canned {
         table["LatestStreamArn"] = json!(ARN);
     }
     Canned::ok(json!({ "Table": table }))
-}
-
-fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
-    let http = Scripted::replying(responses);
-    let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
-    (client, http)
 }
 
 #[tokio::test]
@@ -421,7 +395,7 @@ async fn create_tables_sh_enables_the_stream_makes_the_checkpoint_table_and_refu
         enable_stream(&recorded, tables[0]).await.unwrap(),
         arn.unwrap()
     );
-    assert_eq!(*sent.lock().unwrap(), ["DescribeTable"; 2]);
+    assert_eq!(sent.operations(), ["DescribeTable"; 2]);
 
     let other = ["events", "snapshots", "checkpoints", "views"].map(unique_name);
     create_event_tables(&client, &other[0], &other[1])

@@ -7,18 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod projection_common;
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{KeyType, TableStatus};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use common::create_raw;
-use dynamo_es::testing::faults::{client_on, operation, short_timeouts, Canned, Scripted};
-use dynamo_es::testing::{client_for, endpoint, unique_name};
+use dynamo_es::testing::faults::Canned;
+use dynamo_es::testing::unique_name;
 use dynamo_es::{create_event_tables, create_view_table, Error};
+use projection_common::{canned, recorded_client};
 use serde_json::{json, Value};
 
 const EVENTS_SCHEMA: &str = "HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)";
@@ -32,34 +29,6 @@ const EVENTS_KEYS: &[(&str, &str, KeyType)] = &[
 ];
 /// The key of a snapshots table.
 const SNAPSHOTS_KEYS: &[(&str, &str, KeyType)] = &[("AggregateTypeAndId", "S", KeyType::Hash)];
-
-/// The operation of every request a client sent, in order.
-#[derive(Debug, Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
-
-impl Recorder {
-    fn operations(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-/// A client for the test endpoint that records what it sends.
-fn recorded_client() -> (Client, Recorder) {
-    let recorder = Recorder::default();
-    let sent = recorder.0.clone();
-    let record = move |request: &mut HttpRequest| sent.lock().unwrap().push(operation(request));
-    let client = client_for(&endpoint().unwrap());
-    let config = client
-        .config()
-        .to_builder()
-        .interceptor(MutateRequestInterceptor::new(record))
-        .build();
-    (Client::from_conf(config), recorder)
-}
 
 /// Names for the three tables of a test, unique to it.
 struct Names {
@@ -320,15 +289,6 @@ fn snapshots_table(name: &str, status: &str) -> Canned {
 
 fn view_table(name: &str, status: &str, kind: &str) -> Canned {
     table(name, status, &[("ViewId", kind, KeyType::Hash)])
-}
-
-/// A client answering with `responses` in order, without retries, and the
-/// script that records what it sent. A request past the last response
-/// fails.
-fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
-    let http = Scripted::replying(responses);
-    let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
-    (client, http)
 }
 
 #[tokio::test]

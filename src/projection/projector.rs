@@ -312,14 +312,8 @@ fn default_owner() -> String {
 /// [`tables::enable_stream`](crate::tables::enable_stream)); a missing table
 /// is [`crate::Error::Dynamo`].
 pub async fn stream_arn(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<String, Error> {
-    let described = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|err| crate::Error::from_sdk_on("DescribeTable", table, err))?;
-    let arn = match &described.table {
-        Some(description) => crate::tables::stream_arn_of(table, description)?,
+    let arn = match describe_table(client, table).await? {
+        Some(description) => crate::tables::stream_arn_of(table, &description)?,
         None => None,
     };
     match arn {
@@ -330,4 +324,18 @@ pub async fn stream_arn(client: &aws_sdk_dynamodb::Client, table: &str) -> Resul
             found: "none".to_string(),
         })),
     }
+}
+
+/// `table`'s description (`DescribeTable`; `None` if the answer has none).
+pub(super) async fn describe_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>, Error> {
+    let described = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|err| crate::Error::from_sdk_on("DescribeTable", table, err))?;
+    Ok(described.table)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::Client;
 
 use super::checkpoint::RebuildMarker;
+use super::projector::describe_table;
 use super::{CheckpointStore, Error, ShardCheckpoint};
 
 /// What a shard's [`ShardStatus::lag`] measures.
@@ -111,21 +112,14 @@ impl ProjectionStatus {
         client: &Client,
         events_table: &str,
     ) -> Result<Self, Error> {
-        let described = client
-            .describe_table()
-            .table_name(events_table)
-            .send()
-            .await
-            .map_err(|err| crate::Error::from_sdk_on("DescribeTable", events_table, err))?;
-        let stream_arn = described
-            .table()
+        let stream_arn = describe_table(client, events_table)
+            .await?
             .filter(|table| {
                 table
                     .stream_specification()
                     .is_some_and(|stream| stream.stream_enabled())
             })
-            .and_then(|table| table.latest_stream_arn())
-            .map(str::to_string);
+            .and_then(|table| table.latest_stream_arn);
         let mut status = Self::read(store).await?;
         for shard in &mut status.shards {
             shard.current_stream =

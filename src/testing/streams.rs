@@ -1,6 +1,8 @@
 //! A fake DynamoDB Streams endpoint, scripted by the test: several shards
 //! with parent/child lineage, closed shards, iterators that expire, data
-//! trimmed away, and shards that appear while a reader runs.
+//! trimmed away, and shards that appear while a reader runs; and a
+//! Streams client for an endpoint ([`client_for`]) and a bare reader of a
+//! whole stream ([`read_all`]).
 //!
 //! The emulator models one shard per table that never closes or trims, and
 //! its iterators never expire; this endpoint models the rest, and the real
@@ -34,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::config::retry::RetryConfig;
 use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use cqrs_es::persist::SerializedEvent;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -284,6 +287,67 @@ impl FakeStreams {
 /// ```
 pub fn client_for(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
     aws_sdk_dynamodbstreams::Client::from_conf(config_for(endpoint).build())
+}
+
+/// Every record of the stream `stream_arn`, shard by shard (in
+/// `DescribeStream`'s order, its first page), each from the trim horizon,
+/// with its shard id: bare `GetRecords` calls of up to 1,000 records. A
+/// shard is read until a page comes back empty (an open shard always
+/// returns a next iterator) or it has no next iterator (a closed one).
+///
+/// ```no_run
+/// # async fn demo(arn: &str) -> Result<(), aws_sdk_dynamodbstreams::Error> {
+/// use dynamo_es::testing::{endpoint, streams};
+///
+/// let client = streams::client_for(&endpoint().expect("emulator"));
+/// for (shard_id, record) in streams::read_all(&client, arn).await? {
+///     println!("{shard_id}: {:?}", record.event_name());
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn read_all(
+    client: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+) -> Result<Vec<(String, Record)>, aws_sdk_dynamodbstreams::Error> {
+    let described = client
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await?;
+    let shards = described
+        .stream_description
+        .map(|description| description.shards.unwrap_or_default())
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard_id in shards.into_iter().filter_map(|shard| shard.shard_id) {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(&shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await?
+            .shard_iterator;
+        while let Some(current) = iterator {
+            let page = client
+                .get_records()
+                .shard_iterator(current)
+                .limit(i32::try_from(MAX_RECORDS).unwrap_or(i32::MAX))
+                .send()
+                .await?;
+            let page_records = page.records.unwrap_or_default();
+            if page_records.is_empty() {
+                break;
+            }
+            records.extend(
+                page_records
+                    .into_iter()
+                    .map(|record| (shard_id.clone(), record)),
+            );
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok(records)
 }
 
 fn config_for(endpoint: &str) -> aws_sdk_dynamodbstreams::config::Builder {

@@ -1,12 +1,20 @@
-//! Shared by the projection tests: tables with a stream on the embedded
-//! emulator, and every record the stream holds, read with the real
-//! `aws-sdk-dynamodbstreams` client.
+//! Shared by the projection tests (and the table tests): tables with a
+//! stream on the embedded emulator, every record the stream holds, read with
+//! the real `aws-sdk-dynamodbstreams` client, and DynamoDB clients that
+//! record what they send or answer from canned responses.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodbstreams::types::Record;
+use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use dynamo_es::projection::ChangeRecord;
 use dynamo_es::tables::enable_stream;
-use dynamo_es::testing::{dynamodb, endpoint, TestTables};
+use dynamo_es::testing::faults::{client_on, operation, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::{client_for, dynamodb, endpoint, TestTables};
 
 /// Fresh tables whose events table has a `NEW_IMAGE` stream, and its ARN.
 pub async fn stream_tables() -> (TestTables, String) {
@@ -23,50 +31,9 @@ pub fn streams_client() -> aws_sdk_dynamodbstreams::Client {
 /// Every record of the stream `arn`, shard by shard, from the trim horizon,
 /// with its shard id.
 pub async fn stream_records(arn: &str) -> Vec<(String, Record)> {
-    let streams = streams_client();
-    let description = streams
-        .describe_stream()
-        .stream_arn(arn)
-        .send()
+    dynamo_es::testing::streams::read_all(&streams_client(), arn)
         .await
         .unwrap()
-        .stream_description
-        .unwrap();
-    let mut records = Vec::new();
-    for shard in description.shards() {
-        let shard_id = shard.shard_id().unwrap().to_string();
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(arn)
-            .shard_id(&shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(current) = iterator {
-            let page = streams
-                .get_records()
-                .shard_iterator(current)
-                .send()
-                .await
-                .unwrap();
-            let empty = page.records().is_empty();
-            records.extend(
-                page.records
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|record| (shard_id.clone(), record)),
-            );
-            // An open shard always returns a next iterator: stop at its end.
-            iterator = if empty {
-                None
-            } else {
-                page.next_shard_iterator
-            };
-        }
-    }
-    records
 }
 
 /// Every record of the stream `arn` as [`ChangeRecord`]s, in stream order.
@@ -76,4 +43,41 @@ pub async fn change_records(arn: &str) -> Vec<ChangeRecord> {
         .into_iter()
         .map(|(shard, record)| ChangeRecord::from_stream(&shard, record).unwrap())
         .collect()
+}
+
+/// The operation of every request a client sent, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Recorder {
+    pub fn operations(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// A client for the test endpoint that records what it sends.
+pub fn recorded_client() -> (Client, Recorder) {
+    let recorder = Recorder::default();
+    let sent = recorder.0.clone();
+    let record = move |request: &mut HttpRequest| sent.lock().unwrap().push(operation(request));
+    let client = client_for(&endpoint().unwrap());
+    let config = client
+        .config()
+        .to_builder()
+        .interceptor(MutateRequestInterceptor::new(record))
+        .build();
+    (Client::from_conf(config), recorder)
+}
+
+/// A client answering with `responses` in order, without retries, and the
+/// script that records what it sent. A request past the last response
+/// fails.
+pub fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
+    let http = Scripted::replying(responses);
+    let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
+    (client, http)
 }
