@@ -8,7 +8,6 @@
 mod common;
 mod projector_support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use dynamo_es::projection::{CheckpointStore, Error};
@@ -19,33 +18,10 @@ use dynamo_es::Codec;
 use common::{deposit_event, Account};
 use dynamo_es::item::event_to_item;
 use dynamo_es::projection::{Dispatcher, Projection, Projector, Rebuild, StartPosition};
-use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
+use projector_support::fake::{by_shard, on_fake, push, setup};
+use projector_support::{projector, recording, start, wait_until, Recorder};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A fake stream and a checkpoint store with leases of `lease`.
-async fn setup(lease: Duration) -> (FakeStreams, CheckpointStore) {
-    let fake = FakeStreams::start().await.unwrap();
-    let store = checkpoints(&client_for(&endpoint().unwrap()), lease).await;
-    (fake, store)
-}
-
-/// A projector on `fake` with checkpoints in `store`, as `owner`.
-fn on_fake(
-    fake: &FakeStreams,
-    store: &CheckpointStore,
-    recorder: &Recorder,
-    owner: &str,
-) -> Projector<Account> {
-    let dispatcher = recording(recorder);
-    projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        dispatcher,
-        owner,
-    )
-}
 
 /// Runs `projector` until `recorder` applied `events` events, then stops it
 /// gracefully.
@@ -56,33 +32,6 @@ async fn run_until(projector: Projector<Account>, recorder: &Recorder, events: u
     })
     .await;
     running.stop().await.unwrap();
-}
-
-/// Appends deposits `sequences` of aggregate `id` to `shard`; returns
-/// their stream sequence numbers.
-fn push(
-    fake: &FakeStreams,
-    shard: &str,
-    id: &str,
-    sequences: std::ops::RangeInclusive<usize>,
-) -> Vec<String> {
-    sequences
-        .map(|sequence| {
-            let event = deposit_event("Account", id, sequence, 10);
-            let pushed = fake.push_event(shard, &event, &Codec::default()).unwrap();
-            pushed.expect("the shard is open")
-        })
-        .collect()
-}
-
-/// The checkpoints by shard id: (checkpoint, finished, owner).
-async fn by_shard(
-    store: &CheckpointStore,
-) -> HashMap<String, (Option<String>, bool, Option<String>)> {
-    let list = store.list().await.unwrap();
-    list.into_iter()
-        .map(|c| (c.shard_id, (c.checkpoint, c.finished, c.owner)))
-        .collect()
 }
 
 #[tokio::test]

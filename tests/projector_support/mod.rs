@@ -18,6 +18,8 @@ use dynamo_es::Codec;
 
 use crate::common::Account;
 
+pub mod fake;
+
 /// A hook run before each `project` call with the number of calls so far.
 pub type Hook = Arc<dyn Fn(usize) + Send + Sync>;
 
