@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use common::{bytes, pretty_wide, rewrites, target, Account, AccountEvent, AccountView};
+use common::{bytes, cli_at, pretty_wide, rewrites, target, Account, AccountEvent, AccountView};
 use cqrs_es::EventStore;
 use dynamo_es::recode::Report;
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, unique_name, TestTables};
@@ -32,21 +32,6 @@ use dynamo_es::{Codec, DynamoStore};
 /// The bytes of every item in `table`, as DynamoDB sizes them.
 async fn table_bytes(client: &Client, table: &str) -> u64 {
     bytes(&scan_all(client, table).await.unwrap())
-}
-
-/// Runs the built binary with `args`, configured only through the
-/// environment, against `endpoint`.
-async fn run(args: &[String], endpoint: &str) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .await
-        .unwrap()
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -100,7 +85,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     let seeded = table_bytes(&db.client, &db.views).await;
 
     // A report writes nothing.
-    let out = run(&args(&["report", "--segments", "2"]), &endpoint).await;
+    let out = cli_at(&args(&["report", "--segments", "2"]), &endpoint).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report.complete);
@@ -145,7 +130,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         "--checkpoint",
         checkpoint_arg,
     ]);
-    let out = run(&recode, &endpoint).await;
+    let out = cli_at(&recode, &endpoint).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let done: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!done.tables[1].dry_run);
@@ -156,7 +141,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     std::fs::remove_file(&checkpoint).unwrap();
 
     // A second recode changes nothing.
-    let out = run(&args(&["recode", "--segments", "2"]), &endpoint).await;
+    let out = cli_at(&args(&["recode", "--segments", "2"]), &endpoint).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let again: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again.tables[1].counts.items_recoded, 0);
@@ -170,7 +155,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         args.extend(strings(extra));
         args
     };
-    let out = run(&views_only(&["--codec", "json"]), &endpoint).await;
+    let out = cli_at(&views_only(&["--codec", "json"]), &endpoint).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let back: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back.tables[0].counts.items_recoded, 0);
@@ -193,7 +178,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         .join(unique_name("cli-missing"))
         .join("recode.json");
     let missing_arg = missing.to_str().unwrap();
-    let out = run(
+    let out = cli_at(
         &views_only(&["--codec", "json", "--checkpoint", missing_arg]),
         &endpoint,
     )
@@ -205,7 +190,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         "{err}"
     );
     // A dry run keeps no checkpoint, and says so; a report takes none.
-    let out = run(
+    let out = cli_at(
         &views_only(&["--codec", "json", "--dry-run", "--checkpoint", missing_arg]),
         &endpoint,
     )
@@ -216,7 +201,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
         "{}",
         stderr(&out)
     );
-    let out = run(
+    let out = cli_at(
         &strings(&[
             "report",
             "--view-table",
@@ -233,7 +218,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     assert!(!missing.exists());
 
     // Without --json the report is a table.
-    let out = run(
+    let out = cli_at(
         &strings(&["report", "--view-table", &db.views, "--codec", "json"]),
         &endpoint,
     )
@@ -246,14 +231,14 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
     );
 
     // Bad arguments exit 2, an error 1.
-    let out = run(
+    let out = cli_at(
         &strings(&["report", "--view-table", &db.views, "--codec", "xml"]),
         &endpoint,
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown format `xml`"));
-    let out = run(&args(&["report"]), "http://127.0.0.1:1").await;
+    let out = cli_at(&args(&["report"]), "http://127.0.0.1:1").await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
 }
@@ -287,7 +272,7 @@ async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
         "upstream",
         "--json",
     ]);
-    let out = run(&args, &endpoint().unwrap()).await;
+    let out = cli_at(&args, &endpoint().unwrap()).await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -359,14 +344,8 @@ async fn an_endpoint_that_never_answers_fails_within_the_timeouts_naming_them() 
             "2",
         ]));
         let started = Instant::now();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
+        let child = common::cli_command()
             .args(&args)
-            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -9,31 +9,16 @@
 mod common;
 mod projection_common;
 
-use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use dynamo_es::projection::{CheckpointStore, Dispatcher, EventDecoder, Rebuild, ShardInfo};
 use dynamo_es::tables::create_checkpoint_table;
-use dynamo_es::testing::{endpoint, unique_name, TestTables};
+use dynamo_es::testing::{unique_name, TestTables};
 use dynamo_es::{Codec, SnapshotPolicy};
 use serde_json::Value;
 
-use common::{cqrs, deposit, Account};
+use common::{cli, cqrs, deposit, Account};
 use projection_common::stream_tables;
-
-/// Runs the built binary with `args` against the test endpoint.
-async fn run(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint().unwrap())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .await
-        .unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -107,7 +92,7 @@ async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
         &db.events,
     ];
 
-    let out = run(&[&base[..], &["--json"]].concat()).await;
+    let out = cli(&[&base[..], &["--json"]].concat()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["projection"], "balances");
@@ -146,7 +131,7 @@ async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
     assert_eq!(old["owner"], "b");
     assert_eq!(old["lag_source"], "update");
 
-    let out = run(&base).await;
+    let out = cli(&base).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     let lines: Vec<&str> = shown.lines().collect();
@@ -188,7 +173,7 @@ async fn an_unknown_projection_has_no_shards_and_says_so() {
     let (db, _) = stream_tables().await;
     let table = unique_name("checkpoints");
     create_checkpoint_table(&db.client, &table).await.unwrap();
-    let out = run(&[
+    let out = cli(&[
         "projections",
         "status",
         "--checkpoint-table",
@@ -209,7 +194,7 @@ async fn an_unknown_projection_has_no_shards_and_says_so() {
 #[tokio::test]
 async fn a_missing_table_exits_1_naming_it_and_bad_arguments_exit_2() {
     let missing = unique_name("missing");
-    let out = run(&[
+    let out = cli(&[
         "projections",
         "status",
         "--checkpoint-table",
@@ -225,7 +210,7 @@ async fn a_missing_table_exits_1_naming_it_and_bad_arguments_exit_2() {
         text(&out.stderr)
     );
 
-    let out = run(&["projections", "status", "--checkpoint-table", "T"]).await;
+    let out = cli(&["projections", "status", "--checkpoint-table", "T"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--projection"));
 }

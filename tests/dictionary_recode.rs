@@ -10,6 +10,8 @@ mod dictionary_support;
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "cli")]
+use common::cli;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::Aggregate;
 use dictionary_support::*;
@@ -136,28 +138,13 @@ async fn recode_onto_a_dictionary_then_back_to_plain_json_leaves_every_event_equ
     assert_eq!(by_key(&db, &db.events).await, original);
 }
 
-/// Runs the built binary against the emulator.
-async fn cli(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
-        .args(args)
-        .env(
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            dynamo_es::testing::endpoint().unwrap(),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .await
-        .unwrap()
-}
-
+#[cfg(feature = "cli")]
 /// The report a `--json` run of the binary prints.
 async fn json_report(args: &[&str]) -> dynamo_es::recode::Report {
     serde_json::from_str(&stdout(&cli(args).await)).unwrap()
 }
 
+#[cfg(feature = "cli")]
 fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),

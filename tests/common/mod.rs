@@ -24,7 +24,12 @@ use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+#[cfg(feature = "cli")]
+mod cli;
 mod logs;
+#[cfg(feature = "cli")]
+#[allow(unused_imports)]
+pub use cli::{cli, cli_at, cli_command};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
 
