@@ -136,8 +136,11 @@ impl<A: Aggregate + 'static> Projector<A> {
         self
     }
 
-    /// How often a held lease is renewed (keep it well under the store's
-    /// lease duration, or other projectors take the shards over).
+    /// How often a held lease is renewed, also while a batch is being
+    /// dispatched (at most half the store's lease duration: longer values
+    /// are cut to that). A reader whose lease went a whole lease duration
+    /// without a successful renewal abandons its dispatch and lets the
+    /// shard go, as another projector may take it over by then.
     pub fn with_heartbeat(mut self, every: Duration) -> Self {
         self.settings.heartbeat = every;
         self
