@@ -23,7 +23,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
-use criterion::{BenchmarkId, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use dynamo_es::dictionary::{self, DictionaryStore, TrainOptions};
 use dynamo_es::item::{event_to_item, item_to_event, Item, METADATA, PAYLOAD};
 use dynamo_es::size::item_size;
@@ -198,6 +199,17 @@ fn setup(rt: &tokio::runtime::Runtime, server: &EmbeddedDynamo) -> Setup {
     })
 }
 
+/// A group for per-event timings: 50 samples over 2 s after 0.5 s of
+/// warm-up.
+fn per_event_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = EmbeddedDynamo::start().unwrap();
@@ -205,11 +217,7 @@ fn main() {
     let json = Codec::json();
     let mut c = Criterion::default().without_plots().configure_from_args();
 
-    let mut group = c.benchmark_group("dictionary_decode_event");
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = per_event_group(&mut c, "dictionary_decode_event");
     group.bench_function(BenchmarkId::from_parameter("json"), |b| {
         b.iter(|| item_to_event(black_box(&setup.plain_item), &json).unwrap())
     });
@@ -218,11 +226,7 @@ fn main() {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("dictionary_encode_event");
-    group
-        .sample_size(50)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = per_event_group(&mut c, "dictionary_encode_event");
     for (name, codec) in [
         ("json", &json),
         ("json+dictionary (default level)", &setup.dict_codec),

@@ -108,6 +108,14 @@ fn setup(rt: &Runtime, implementation: Implementation) -> Setup {
     Setup::new(implementation, tables, Some(server))
 }
 
+/// Every [selected](selected) implementation on its own emulator, and its
+/// store under `policy`.
+fn setups_and_stores(rt: &Runtime, policy: SnapshotPolicy) -> (Vec<Setup>, Vec<Store>) {
+    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
+    let stores = setups.iter().map(|s| s.store(policy)).collect();
+    (setups, stores)
+}
+
 /// Strongly consistent RCU of a query returning `items`: each 1 MB page's
 /// summed size rounded up to 4 KB (a query returning nothing still costs 1).
 fn query_read_units(sizes: &[usize]) -> u64 {
@@ -230,11 +238,7 @@ fn bench_commit(c: &mut Criterion, rt: &Runtime, count: usize, records: &mut Vec
     } else {
         format!("store_commit_{count}_events")
     };
-    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
-    let stores: Vec<Store> = setups
-        .iter()
-        .map(|s| s.store(SnapshotPolicy::Never))
-        .collect();
+    let (setups, stores) = setups_and_stores(rt, SnapshotPolicy::Never);
     let contenders: Vec<Contender> = setups
         .iter()
         .zip(&stores)
@@ -273,11 +277,7 @@ fn bench_commit(c: &mut Criterion, rt: &Runtime, count: usize, records: &mut Vec
 fn bench_load_events(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
     const EVENTS: usize = 1000;
     let name = "store_load_1000_events";
-    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
-    let stores: Vec<Store> = setups
-        .iter()
-        .map(|s| s.store(SnapshotPolicy::Never))
-        .collect();
+    let (setups, stores) = setups_and_stores(rt, SnapshotPolicy::Never);
     let ids: Vec<String> = setups
         .iter()
         .zip(&stores)
@@ -319,8 +319,7 @@ fn bench_snapshotted(
     records: &mut Vec<Value>,
 ) {
     const EVENTS: usize = SNAPSHOT_EVERY + AFTER_SNAPSHOT;
-    let setups: Vec<Setup> = selected().into_iter().map(|i| setup(rt, i)).collect();
-    let stores: Vec<Store> = setups.iter().map(|s| s.store(policy)).collect();
+    let (setups, stores) = setups_and_stores(rt, policy);
     let ids: Vec<String> = setups
         .iter()
         .zip(&stores)

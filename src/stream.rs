@@ -17,7 +17,9 @@ use crate::item::Item;
 
 mod scan;
 
-pub(crate) use scan::{parallel_scan, ParallelScan, SegmentPage, MAX_SCAN_SEGMENTS};
+pub(crate) use scan::{
+    key_prefix_scan, parallel_scan, ParallelScan, SegmentPage, MAX_SCAN_SEGMENTS,
+};
 
 /// The pages of an operation with output `O` and error `E`.
 type PagesOf<O, E> =

@@ -17,21 +17,15 @@ use cqrs_es::persist::PersistedEventRepository;
 use dynamo_es::tables::{
     create_checkpoint_table, create_event_tables_with, enable_stream, TableOptions,
 };
-use dynamo_es::testing::faults::Canned;
+use dynamo_es::testing::faults::{Canned, Scripted};
 use dynamo_es::testing::{client_for, endpoint, unique_name, TestTables};
 use dynamo_es::{create_event_tables, Error};
-use projection_common::{canned, recorded_client};
+use projection_common::{canned, describe_table, recorded_client};
 use serde_json::json;
 
 /// The table's stream as (enabled, view type, latest stream ARN).
 async fn stream_of(client: &Client, table: &str) -> (bool, Option<String>, Option<String>) {
-    let out = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
-    let table = out.table().unwrap();
+    let table = describe_table(client, table).await;
     let specification = table.stream_specification();
     (
         specification.is_some_and(|s| s.stream_enabled()),
@@ -201,13 +195,7 @@ async fn the_checkpoint_table_is_created_once_with_its_schema() {
     let table = unique_name("checkpoints");
     create_checkpoint_table(&client, &table).await.unwrap();
     assert!(sent.operations().contains(&"CreateTable".to_string()));
-    let out = client
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
-    let description = out.table().unwrap();
+    let description = describe_table(&client, &table).await;
     let keys: Vec<_> = description
         .key_schema()
         .iter()
@@ -274,15 +262,22 @@ fn events_table(view_type: Option<&str>) -> Canned {
     Canned::ok(json!({ "Table": table }))
 }
 
+/// `enable_stream` racing another process that enables a `view_type`
+/// stream first: no stream, our `UpdateTable` refused while the table is
+/// UPDATING, then the other's stream.
+fn raced_by_another_process(view_type: &str) -> (Client, Scripted) {
+    canned(vec![
+        events_table(None),
+        Canned::dynamo_error("ResourceInUseException", json!({})),
+        events_table(Some(view_type)),
+    ])
+}
+
 #[tokio::test]
 async fn another_process_enabling_the_stream_first_is_not_an_error() {
     // Both saw no stream; the other's UpdateTable won, ours is refused
     // while the table is UPDATING, and its stream is the one we use.
-    let (client, http) = canned(vec![
-        events_table(None),
-        Canned::dynamo_error("ResourceInUseException", json!({})),
-        events_table(Some("NEW_IMAGE")),
-    ]);
+    let (client, http) = raced_by_another_process("NEW_IMAGE");
     assert_eq!(enable_stream(&client, "Events").await.unwrap(), ARN);
     assert_eq!(
         http.operations(),
@@ -292,11 +287,7 @@ async fn another_process_enabling_the_stream_first_is_not_an_error() {
 
 #[tokio::test]
 async fn another_process_enabling_a_keys_only_stream_first_is_refused() {
-    let (client, _) = canned(vec![
-        events_table(None),
-        Canned::dynamo_error("ResourceInUseException", json!({})),
-        events_table(Some("KEYS_ONLY")),
-    ]);
+    let (client, _) = raced_by_another_process("KEYS_ONLY");
     let err = enable_stream(&client, "Events").await.unwrap_err();
     assert_stream_error(&err, "Events", "KEYS_ONLY");
 }

@@ -15,7 +15,7 @@ use common::create_raw;
 use dynamo_es::testing::faults::Canned;
 use dynamo_es::testing::unique_name;
 use dynamo_es::{create_event_tables, create_view_table, Error};
-use projection_common::{canned, recorded_client};
+use projection_common::{canned, describe_table, recorded_client};
 use serde_json::{json, Value};
 
 const EVENTS_SCHEMA: &str = "HASH AggregateTypeAndId (S), RANGE AggregateIdSequence (N)";
@@ -56,13 +56,7 @@ async fn create_all(client: &Client, names: &Names) {
 
 /// The table's status and key schema as `HASH name (type), ...`.
 async fn described(client: &Client, table: &str) -> (TableStatus, String) {
-    let out = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
-    let table = out.table().unwrap();
+    let table = describe_table(client, table).await;
     let mut keys: Vec<String> = Vec::new();
     for wanted in [KeyType::Hash, KeyType::Range] {
         for key in table.key_schema() {

@@ -21,7 +21,7 @@ use super::train::{Candidate, Savings, TrainOptions, Trained, TrainingSample};
 use super::{dictionary_key, Dictionary, DictionaryInfo, Error as DictError};
 use crate::error::{Error, Result};
 use crate::item::{b, get_b, get_n, get_s, n, s, Item, AGGREGATE_TYPE_AND_ID};
-use crate::stream::Pages;
+use crate::stream::{key_prefix_scan, Pages};
 
 /// The smallest dictionary zstd trains (bytes).
 pub const MIN_DICTIONARY_SIZE: usize = 256;
@@ -189,14 +189,7 @@ impl DictionaryStore {
     /// Every stored dictionary, by id. A `Scan` of the whole table,
     /// filtered to dictionary items: meant for tools, not hot paths.
     pub async fn list(&self) -> Result<Vec<DictionaryInfo>> {
-        let scan = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#key, :prefix)")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-            .expression_attribute_values(":prefix", s(super::DICTIONARY_KEY_PREFIX));
+        let scan = key_prefix_scan(&self.client, &self.table, super::DICTIONARY_KEY_PREFIX);
         let (items, _) = Pages::scan(scan, None).collect().await?;
         let mut infos = items
             .iter()

@@ -26,8 +26,8 @@ use tokio::task::JoinSet;
 
 use super::checkpoint::{millis, time_of, RebuildMarker};
 use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
-use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
-use crate::stream::parallel_scan;
+use crate::item::{Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+use crate::stream::{key_prefix_scan, parallel_scan};
 
 /// The default [safety margin](Rebuild::with_safety_margin).
 pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(300);
@@ -271,15 +271,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
 
     /// Reads the scan and hands each page to its segment's worker.
     async fn scan_and_dispatch(&self, totals: &Arc<Totals>, started: Instant) -> Result<(), Error> {
-        let prefix = format!("{}:", A::TYPE);
-        let scan = self
-            .client
-            .scan()
-            .table_name(&self.events_table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#key, :prefix)")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-            .expression_attribute_values(":prefix", s(prefix))
+        let scan = key_prefix_scan(&self.client, &self.events_table, format!("{}:", A::TYPE))
             .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total);
         let mut pages = parallel_scan(scan, self.segments, self.page_size);
         let mut workers = JoinSet::new();

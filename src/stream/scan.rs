@@ -31,11 +31,13 @@
 use std::fmt;
 
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Page, Pages};
 use crate::error::{Error, Result};
+use crate::item::{s, AGGREGATE_TYPE_AND_ID};
 
 /// DynamoDB's largest `TotalSegments`.
 pub(crate) const MAX_SCAN_SEGMENTS: u32 = 1_000_000;
@@ -67,6 +69,23 @@ impl fmt::Debug for ParallelScan {
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
+}
+
+/// A consistent `Scan` of `table` keeping only the items whose partition
+/// key (`AggregateTypeAndId`) starts with `prefix`: one aggregate type's
+/// events (`"{type}:"`), or the dictionary items.
+pub(crate) fn key_prefix_scan(
+    client: &Client,
+    table: &str,
+    prefix: impl Into<String>,
+) -> ScanFluentBuilder {
+    client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .filter_expression("begins_with(#key, :prefix)")
+        .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
+        .expression_attribute_values(":prefix", s(prefix))
 }
 
 /// Reads `scan` as `segments` concurrent segments (clamped to 1 to

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::TableDescription;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodbstreams::types::Record;
 use aws_smithy_runtime::client::interceptors::MutateRequestInterceptor;
@@ -43,6 +44,18 @@ pub async fn change_records(arn: &str) -> Vec<ChangeRecord> {
         .into_iter()
         .map(|(shard, record)| ChangeRecord::from_stream(&shard, record).unwrap())
         .collect()
+}
+
+/// `table`'s description (`DescribeTable`), which must exist.
+pub async fn describe_table(client: &Client, table: &str) -> TableDescription {
+    client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
 }
 
 /// The operation of every request a client sent, in order.
