@@ -108,9 +108,12 @@ pub(crate) fn events_after(newest_first: &[usize], complete: bool, after: usize)
         .then(|| newest_first.iter().take_while(|&&s| s > after).count())
 }
 
-/// The sequence of an event item, naming the item on error.
+/// The sequence of an event item, naming the item on error (the key is
+/// formatted only then: for every item of the tail it cost more than
+/// reading the number).
 fn sequence(item: &Item) -> Result<usize> {
-    get_n(item, &describe_key(item), AGGREGATE_ID_SEQUENCE)
+    get_n(item, "", AGGREGATE_ID_SEQUENCE)
+        .or_else(|_| get_n(item, &describe_key(item), AGGREGATE_ID_SEQUENCE))
 }
 
 impl<A: Aggregate> DynamoStore<A> {
