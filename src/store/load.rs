@@ -61,6 +61,44 @@
 //! snapshot (base plus those events plus the commit's) is a true state, and
 //! the next commit's events start at `current_sequence + 1`: it succeeds or
 //! conflicts, never overwrites.
+//!
+//! **Why the tail is `n - 1` events for [`SnapshotPolicy::Every`]`(n)`.**
+//! `DynamoStore` writes snapshots at predictable sequences: a commit that
+//! reaches or passes a multiple of `n` snapshots at the last multiple it
+//! reaches. With no snapshot skipped, the stored snapshot is at
+//! `q = n * floor(p / n)` for the newest event `p`, so the load needs the
+//! `p mod n` newest events, anywhere from 0 to `n - 1` as the aggregate
+//! grows. But the limit is fixed before either read answers, when neither
+//! `p` nor `q` is known, and a key condition cannot say "after the last
+//! multiple of `n`" without `p` (no arithmetic in key conditions; a filter
+//! expression would not reduce the items read). With any limit `L < n - 1`,
+//! the loads with `p mod n > L` (about `(n - 1 - L) / n` of them) would not
+//! reach back to `q + 1` and would take the fallback: still correct, but two
+//! sequential round trips, which the concurrent read exists to avoid. Nor can
+//! `q` be assumed a multiple of `n` (skipped snapshots, a policy changed
+//! between deployments, snapshots written by `Always` or upstream): the
+//! reaching-back check above, not the policy, is what makes a load correct.
+//! So `n - 1` is the smallest limit that serves every load whose snapshot
+//! was not skipped in one round trip; it reads on average `(n - 1) / 2`
+//! events from before the snapshot, which are parsed by the SDK but never
+//! decoded. (Measured 2026-11-25 with callgrind: the `Every(50)` bench, 30
+//! events after the snapshot, reads 49 items where upstream's sequential
+//! load reads 30; the emulator and the SDK's parsing of the 19 extra items
+//! are about 1.4M of the 2.3M instructions between the two loads.)
+//!
+//! The one correct way found to read fewer in one round trip needs a lower
+//! bound on `q` before the reads: snapshots only move forward (above), so
+//! the sequence `q0` of the last trusted snapshot this process saw for the
+//! aggregate bounds every later one. A query of `#seq > q0`, newest first,
+//! with the same limit, would read `p - q0` items when they are fewer; if
+//! it saw every event after `q0` (no `LastEvaluatedKey`) and the `GetItem`
+//! saw a snapshot at `q >= q0`, it holds every event after `q`, and any
+//! other outcome (a stale or lost hint, a snapshot replaced by an
+//! untrusted one) is the fallback. It is not implemented: it needs a
+//! bounded per-aggregate cache in the store (memory, a lock on every load),
+//! helps only a process that loaded or committed the same aggregate before,
+//! and needs race tests of its own (a hint behind the stored snapshot, a
+//! hint above a snapshot that is no longer used).
 
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
