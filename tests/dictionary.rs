@@ -356,28 +356,30 @@ async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
         })
         .collect();
     assert_eq!(records.len(), 20);
-    // A reader process: the repository's codec, its cache still empty.
+    // A reader process: the repository's codec and dictionary store, its
+    // cache still empty.
     let reader = db.repository();
-    let decoder = dynamo_es::projection::EventDecoder::<Order>::new(reader.codec().clone());
+    let decoder = dynamo_es::projection::EventDecoder::<Order>::from_repository(&reader);
     let err = decoder.decode(&records[0]).unwrap_err();
     assert!(
         err.to_string()
-            .contains(&format!("dictionary {}", dictionary.id())),
+            .contains(&format!("dictionary {} is not loaded", dictionary.id())),
         "{err}"
     );
-    // What a projection reader calls before decoding a batch of records.
-    reader
-        .dictionary_cache()
-        .prefetch(
-            &reader.dictionary_store(),
-            records.iter().filter_map(|r| r.new_image.as_ref()),
-        )
-        .await
-        .unwrap();
+    // What the projections' dispatcher calls before decoding a batch.
+    decoder.prefetch(&records).await.unwrap();
+    assert_eq!(reader.dictionary_cache().ids(), vec![dictionary.id()]);
     for (record, event) in records.iter().zip(&fixture) {
         let envelope = decoder.decode(record).unwrap().unwrap();
         assert_eq!(&as_serialized(&envelope, &event.event_type), event);
     }
+    // The dispatcher does it itself, on a fresh reader.
+    let fresh = dynamo_es::projection::EventDecoder::<Order>::from_repository(&db.repository());
+    let report = dynamo_es::projection::Dispatcher::new(fresh)
+        .dispatch(&records)
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.skipped.len()), (20, 0));
 }
 
 #[tokio::test]

@@ -93,34 +93,6 @@ async fn dictionary_events_reach_a_projection_equal_through_the_dispatcher() {
     assert_eq!(explicit.of("projected-1"), first);
 }
 
-#[tokio::test]
-async fn the_decoder_prefetch_loads_what_a_batch_references() {
-    let (db, arn) = stream_tables().await;
-    let dictionary = dictionary(&db, 41).await;
-    let fixture = events(Order::TYPE, "prefetched", 1, 5, 77);
-    commit::<Order>(&writer::<Order>(&db, &dictionary), &fixture).await;
-    let records = change_records(&arn).await;
-    let records: Vec<ChangeRecord> = records_of(&records, "prefetched")
-        .into_iter()
-        .cloned()
-        .collect();
-
-    let decoder = EventDecoder::<Order>::from_repository(&db.repository());
-    // Not loaded yet: a typed error naming the dictionary.
-    let err = decoder.decode(&records[0]).unwrap_err();
-    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains(&format!("dictionary {} is not loaded", dictionary.id())),
-        "{err}"
-    );
-    decoder.prefetch(&records).await.unwrap();
-    for (record, event) in records.iter().zip(&fixture) {
-        let envelope = decoder.decode(record).unwrap().unwrap();
-        assert_eq!(&as_serialized(&envelope, &event.event_type), event);
-    }
-}
-
 /// Tables with a stream holding, in order: plain events of `plain-1`,
 /// 3 events of `dict` written with a dictionary the tables do not store,
 /// plain events of `plain-2`. Returns the records and the dictionary id.
