@@ -12,12 +12,13 @@ mod projection_common;
 
 use cqrs_es::Aggregate;
 use dictionary_support::*;
-use dynamo_es::dictionary::Dictionary;
+use dynamo_es::dictionary::{Dictionary, DictionaryStore};
 use dynamo_es::item::describe_key;
 use dynamo_es::projection::{
     ChangeRecord, CheckpointStore, DecodeErrorPolicy, Dispatcher, Error, EventDecoder, Rebuild,
 };
 use dynamo_es::testing::costs::Meter;
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{unique_name, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository};
 use projection_collect::Collected;
@@ -249,4 +250,39 @@ async fn a_rebuild_projects_dictionary_events_equal() {
     .unwrap();
     assert_eq!(report.progress.events, 300 + 25);
     assert_eq!(collected.of("rebuilt"), fixture);
+}
+
+#[tokio::test]
+async fn a_failed_dictionary_read_fails_the_batch_whatever_the_policy() {
+    let (db, arn) = stream_tables().await;
+    let dictionary = dictionary(&db, 45).await;
+    commit::<Order>(
+        &writer::<Order>(&db, &dictionary),
+        &events(Order::TYPE, "throttled", 1, 3, 8),
+    )
+    .await;
+    let records = change_records(&arn).await;
+
+    // The dictionary's GetItem is throttled on every attempt.
+    let http = Scripted::replying([Canned::throughput_exceeded(), Canned::throughput_exceeded()]);
+    let client = client_on(http.clone(), quick_retries(2), short_timeouts());
+    let decoder = EventDecoder::new(Codec::json())
+        .with_dictionaries(DictionaryStore::new(client, &db.snapshots));
+    let collected = Collected::default();
+    let failure = Dispatcher::new(decoder)
+        .with_projection(collected.clone())
+        .with_decode_error_policy(DecodeErrorPolicy::SkipAndReport)
+        .dispatch(&records)
+        .await
+        .unwrap_err();
+    // Not a decode error to skip: nothing is applied, the batch is retried.
+    assert_eq!(failure.first_failed, 0);
+    assert!(
+        matches!(failure.error, Error::Store(_)),
+        "{:?}",
+        failure.error
+    );
+    assert_eq!(http.operations(), ["GetItem"; 2]);
+    assert!(collected.of("throttled").is_empty());
+    assert!(collected.of("train-0").is_empty());
 }
