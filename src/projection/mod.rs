@@ -10,7 +10,9 @@
 //!   `aws-sdk-dynamodbstreams` [`Record`](aws_sdk_dynamodbstreams::types::Record)
 //!   ([`ChangeRecord::from_stream`]) or from a Lambda event.
 //! * [`EventDecoder`] decodes the inserts of event items of one aggregate
-//!   type, in any codec, with the store's upcasters; other records are
+//!   type, in any codec (dictionary-compressed payloads too: build it with
+//!   [`EventDecoder::from_repository`] so it loads the zstd dictionaries a
+//!   batch references), with the store's upcasters; other records are
 //!   skipped, and an event item that cannot be decoded is an
 //!   [`Error::Decode`] naming its key ([`DecodeErrorPolicy`] decides whether
 //!   the dispatch stops there or skips it).
@@ -49,7 +51,7 @@
 //!     stream_arn, CheckpointStore, Dispatcher, EventDecoder, Projector, ViewProjection,
 //! };
 //! use dynamo_es::tables::{create_checkpoint_table, create_event_tables_with, TableOptions};
-//! use dynamo_es::{create_view_table, Codec, DynamoViewRepository};
+//! use dynamo_es::{create_view_table, DynamoEventRepository, DynamoViewRepository};
 //!
 //! async fn project<A, V>(config: &aws_config::SdkConfig) -> Result<(), Box<dyn std::error::Error>>
 //! where
@@ -64,7 +66,9 @@
 //!     create_checkpoint_table(&client, "Checkpoints").await?;
 //!
 //!     let views = DynamoViewRepository::<V, A>::new("account_balances", client.clone());
-//!     let dispatcher = Dispatcher::new(EventDecoder::<A>::new(Codec::default()))
+//!     // Decodes as the repository reads (codec, zstd dictionaries).
+//!     let events = DynamoEventRepository::new(client.clone()).with_tables("Events", "Snapshots");
+//!     let dispatcher = Dispatcher::new(EventDecoder::<A>::from_repository(&events))
 //!         .with_projection(ViewProjection::new(views));
 //!     // Checkpoints and leases of the projection "account_balances".
 //!     let checkpoints = CheckpointStore::new(client.clone(), "Checkpoints", "account_balances");
