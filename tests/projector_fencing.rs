@@ -1,6 +1,7 @@
 //! The lease is kept while a batch's dispatch outlasts it: a competing
 //! projector never takes the shard over in the middle of a slow dispatch,
-//! and a renewal refused during one abandons it without a checkpoint.
+//! and a renewal refused during one, or a lease that cannot be renewed for
+//! its duration, abandons it without a checkpoint.
 //! On the fake DynamoDB Streams endpoint; checkpoints and leases on the
 //! embedded emulator.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -213,4 +214,46 @@ async fn a_renewal_refused_during_a_slow_dispatch_abandons_it_without_a_checkpoi
     assert_eq!(checkpoint, None, "nothing checkpointed");
     assert_eq!(owner.as_deref(), Some("thief"));
     running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_cannot_be_renewed_for_its_duration_abandons_the_dispatch() {
+    let (fake, store) = setup(Duration::from_secs(1)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    let recorder = Recorder::default();
+    let slow = Slow::new(Duration::from_secs(3600), &recorder);
+    let projector = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        slow.dispatcher(),
+        "p",
+    );
+    let run = tokio::spawn(projector.run(std::future::pending()));
+    wait_until("the slow dispatch started", WAIT, || {
+        slow.count(|c| &c.started) == 1
+    })
+    .await;
+    // Renewals now fail (not with LeaseLost: the table is gone). The reader
+    // may not know whether another process took its shard, so once a lease
+    // duration passed without a renewal it abandons the dispatch; the run
+    // ends with the error discovery met.
+    let client = client_for(&endpoint().unwrap());
+    client
+        .delete_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(WAIT, run).await;
+    let ended = ended.expect("the run ended").unwrap();
+    assert!(ended.is_err(), "{ended:?}");
+    assert_eq!(
+        slow.count(|c| &c.cancelled),
+        1,
+        "the dispatch was abandoned"
+    );
+    assert_eq!(slow.count(|c| &c.finished), 0);
+    assert_eq!(recorder.delivered(), 0);
 }
