@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
-use dynamo_es::projection::{CheckpointStore, Error, ShardInfo};
+use dynamo_es::projection::{CheckpointStore, Error, ShardCheckpoint, ShardInfo};
 use dynamo_es::tables::create_checkpoint_table;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{client_for, endpoint, unique_name};
@@ -43,6 +43,26 @@ fn shard(id: &str) -> ShardInfo {
     }
 }
 
+/// Two stores acquire `shard` at once, each as its owner: exactly one wins,
+/// and the stored item names the winner. The stored item.
+async fn exactly_one_wins(
+    (x, x_owner): (&CheckpointStore, &str),
+    (y, y_owner): (&CheckpointStore, &str),
+    shard: &ShardInfo,
+) -> ShardCheckpoint {
+    let (won_x, won_y) = tokio::join!(x.acquire(shard, x_owner), y.acquire(shard, y_owner));
+    let (won_x, won_y) = (won_x.unwrap(), won_y.unwrap());
+    assert!(
+        won_x.is_some() != won_y.is_some(),
+        "{}: {won_x:?} {won_y:?}",
+        shard.shard_id
+    );
+    let winner = won_x.or(won_y).unwrap();
+    let stored = x.get(&shard.shard_id).await.unwrap().unwrap();
+    assert_eq!(stored.owner.as_deref(), Some(winner.owner()));
+    stored
+}
+
 fn assert_lease_lost(err: Error, shard_id: &str, owner: &str) {
     match &err {
         Error::LeaseLost {
@@ -63,16 +83,7 @@ async fn two_owners_racing_for_new_shards_each_get_exactly_one_owner() {
     let a = store("race").await;
     let b = other_process(&a);
     for i in 0..20 {
-        let s = shard(&format!("shard-{i}"));
-        let (won_a, won_b) = tokio::join!(a.acquire(&s, "a"), b.acquire(&s, "b"));
-        let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
-        assert!(
-            won_a.is_some() != won_b.is_some(),
-            "shard {i}: {won_a:?} {won_b:?}"
-        );
-        let winner = if won_a.is_some() { "a" } else { "b" };
-        let stored = a.get(&s.shard_id).await.unwrap().unwrap();
-        assert_eq!(stored.owner.as_deref(), Some(winner));
+        let stored = exactly_one_wins((&a, "a"), (&b, "b"), &shard(&format!("shard-{i}"))).await;
         assert_eq!(stored.lease_counter, 1);
     }
 }
@@ -143,12 +154,7 @@ async fn two_takers_of_an_expired_lease_cannot_both_win() {
     assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
     assert_eq!(c.acquire(&s, "c").await.unwrap(), None);
     tokio::time::sleep(LEASE + LEASE / 2).await;
-    let (won_b, won_c) = tokio::join!(b.acquire(&s, "b"), c.acquire(&s, "c"));
-    let (won_b, won_c) = (won_b.unwrap(), won_c.unwrap());
-    assert!(won_b.is_some() != won_c.is_some(), "{won_b:?} {won_c:?}");
-    let winner = won_b.or(won_c).unwrap();
-    let stored = a.get("shard-1").await.unwrap().unwrap();
-    assert_eq!(stored.owner.as_deref(), Some(winner.owner()));
+    let stored = exactly_one_wins((&b, "b"), (&c, "c"), &s).await;
     assert_eq!(stored.lease_counter, 2);
 }
 
@@ -413,7 +419,11 @@ async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
 #[tokio::test]
 async fn a_renew_answered_without_the_new_counter_still_counts_once() {
     let (store, _) = canned(vec![held(None, 1), counter(2), Canned::written()], 1);
-    let mut lease = store.acquire(&shard("shard-1"), "a").await.unwrap().unwrap();
+    let mut lease = store
+        .acquire(&shard("shard-1"), "a")
+        .await
+        .unwrap()
+        .unwrap();
     store.renew(&mut lease).await.unwrap();
     assert_eq!(lease.counter(), 3);
 }

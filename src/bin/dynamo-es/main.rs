@@ -166,22 +166,10 @@ async fn main() -> ExitCode {
     });
     #[cfg(feature = "compression")]
     if let Command::Dictionary(args) = &cli.command {
-        return match dictionary::execute(args, client, &mut std::io::stdout()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code_of(dictionary::execute(args, client, &mut std::io::stdout()).await);
     }
     if let Command::Projections(args) = &cli.command {
-        return match projections::execute(args, client, &mut std::io::stdout()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code_of(projections::execute(args, client, &mut std::io::stdout()).await);
     }
     match execute(&cli.command, client, stop, &mut std::io::stdout()).await {
         Ok(report) => ExitCode::from(exit_code(&report)),
@@ -199,6 +187,18 @@ async fn main() -> ExitCode {
                     cli.limits()
                 );
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit code of a subcommand without a report: success, or failure with
+/// its error printed.
+fn exit_code_of(result: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }
