@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
-use dynamo_es::projection::{CheckpointStore, Error, ShardCheckpoint, ShardInfo};
+use dynamo_es::projection::{CheckpointStore, Error, Lease, ShardCheckpoint, ShardInfo};
 use dynamo_es::tables::create_checkpoint_table;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{client_for, endpoint, unique_name};
@@ -41,6 +41,16 @@ fn shard(id: &str) -> ShardInfo {
         shard_id: id.into(),
         parent_shard_id: None,
     }
+}
+
+/// A fresh store (named after `test`), another process's store on the same
+/// table, and `shard-1` leased by the first as owner `a`.
+async fn leased_by_a(test: &str) -> (CheckpointStore, CheckpointStore, ShardInfo, Lease) {
+    let a = store(test).await;
+    let b = other_process(&a);
+    let s = shard("shard-1");
+    let lease = a.acquire(&s, "a").await.unwrap().unwrap();
+    (a, b, s, lease)
 }
 
 /// Two stores acquire `shard` at once, each as its owner: exactly one wins,
@@ -90,10 +100,7 @@ async fn two_owners_racing_for_new_shards_each_get_exactly_one_owner() {
 
 #[tokio::test]
 async fn a_stopped_owner_is_taken_over_after_the_lease_and_its_writes_are_refused() {
-    let a = store("takeover").await;
-    let b = other_process(&a);
-    let s = shard("shard-1");
-    let mut lease_a = a.acquire(&s, "a").await.unwrap().unwrap();
+    let (a, b, s, mut lease_a) = leased_by_a("takeover").await;
     a.checkpoint(&mut lease_a, "100").await.unwrap();
 
     // b sees a live lease: it only notes the counter.
@@ -127,10 +134,7 @@ async fn a_stopped_owner_is_taken_over_after_the_lease_and_its_writes_are_refuse
 
 #[tokio::test]
 async fn a_renewing_owner_is_never_taken_over_however_long_it_lives() {
-    let a = store("live").await;
-    let b = other_process(&a);
-    let s = shard("shard-1");
-    let mut lease_a = a.acquire(&s, "a").await.unwrap().unwrap();
+    let (a, b, s, mut lease_a) = leased_by_a("live").await;
     for _ in 0..4 {
         assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
         // More than a lease passes between b's looks, but a renewed in
@@ -147,10 +151,8 @@ async fn a_renewing_owner_is_never_taken_over_however_long_it_lives() {
 
 #[tokio::test]
 async fn two_takers_of_an_expired_lease_cannot_both_win() {
-    let a = store("expired-race").await;
-    let (b, c) = (other_process(&a), other_process(&a));
-    let s = shard("shard-1");
-    a.acquire(&s, "a").await.unwrap().unwrap();
+    let (a, b, s, _) = leased_by_a("expired-race").await;
+    let c = other_process(&a);
     assert_eq!(b.acquire(&s, "b").await.unwrap(), None);
     assert_eq!(c.acquire(&s, "c").await.unwrap(), None);
     tokio::time::sleep(LEASE + LEASE / 2).await;
@@ -160,10 +162,7 @@ async fn two_takers_of_an_expired_lease_cannot_both_win() {
 
 #[tokio::test]
 async fn a_released_lease_is_free_at_once_and_keeps_its_checkpoint() {
-    let a = store("release").await;
-    let b = other_process(&a);
-    let s = shard("shard-1");
-    let mut lease = a.acquire(&s, "a").await.unwrap().unwrap();
+    let (a, b, s, mut lease) = leased_by_a("release").await;
     a.checkpoint(&mut lease, "7").await.unwrap();
     a.release(lease).await.unwrap();
     assert_eq!(a.get("shard-1").await.unwrap().unwrap().owner, None);
@@ -173,11 +172,8 @@ async fn a_released_lease_is_free_at_once_and_keeps_its_checkpoint() {
 
 #[tokio::test]
 async fn an_owner_restarting_with_its_id_takes_its_lease_back_at_once() {
-    let a = store("restart").await;
-    let s = shard("shard-1");
-    let mut lease = a.acquire(&s, "a").await.unwrap().unwrap();
+    let (a, restarted, s, mut lease) = leased_by_a("restart").await;
     a.checkpoint(&mut lease, "9").await.unwrap();
-    let restarted = other_process(&a);
     let lease = restarted.acquire(&s, "a").await.unwrap().expect("its own");
     assert_eq!(lease.checkpoint.as_deref(), Some("9"));
 }
