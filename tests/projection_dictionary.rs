@@ -21,7 +21,7 @@ use dynamo_es::testing::costs::Meter;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{unique_name, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository};
-use projection_collect::Collected;
+use projection_collect::{missing_dictionary, Collected};
 use projection_common::{change_records, stream_tables};
 
 /// A dictionary trained on `db`'s events (stored in its snapshots table).
@@ -94,30 +94,17 @@ async fn dictionary_events_reach_a_projection_equal_through_the_dispatcher() {
     assert_eq!(explicit.of("projected-1"), first);
 }
 
-/// Tables with a stream holding, in order: plain events of `plain-1`,
-/// 3 events of `dict` written with a dictionary the tables do not store,
-/// plain events of `plain-2`. Returns the records and the dictionary id.
-async fn missing_dictionary() -> (TestTables, Vec<ChangeRecord>, u32) {
-    // Trained and stored elsewhere.
-    let source = dynamo_es::testing::dynamodb().await.unwrap();
-    let dictionary = dictionary(&source, 7).await;
-    let (db, arn) = stream_tables().await;
-    let plain = db.repository().with_codec(Codec::json());
-    commit::<Order>(&plain, &events(Order::TYPE, "plain-1", 1, 2, 1)).await;
-    commit::<Order>(
-        &writer::<Order>(&db, &dictionary),
-        &events(Order::TYPE, "dict", 1, 3, 2),
-    )
-    .await;
-    commit::<Order>(&plain, &events(Order::TYPE, "plain-2", 1, 2, 3)).await;
+/// The stream of [`missing_dictionary`]'s tables, as change records.
+async fn missing_dictionary_records() -> (TestTables, Vec<ChangeRecord>, u32) {
+    let (db, arn, id) = missing_dictionary().await;
     let records = change_records(&arn).await;
     assert_eq!(records.len(), 7);
-    (db, records, dictionary.id())
+    (db, records, id)
 }
 
 #[tokio::test]
 async fn a_dictionary_not_stored_stops_the_batch_naming_the_id_and_item() {
-    let (db, records, id) = missing_dictionary().await;
+    let (db, records, id) = missing_dictionary_records().await;
     let collected = Collected::default();
     let failure = dispatcher(&db.repository(), &collected)
         .with_decode_error_policy(DecodeErrorPolicy::Stop)
@@ -154,7 +141,7 @@ fn metered(db: &TestTables, meter: &Meter) -> DynamoEventRepository {
 
 #[tokio::test]
 async fn a_dictionary_not_stored_is_reported_under_skip_and_report() {
-    let (db, records, id) = missing_dictionary().await;
+    let (db, records, id) = missing_dictionary_records().await;
     let meter = Meter::new();
     let reader = metered(&db, &meter);
     let collected = Collected::default();
