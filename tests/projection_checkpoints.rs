@@ -16,7 +16,7 @@ use dynamo_es::projection::{CheckpointStore, Error, Lease, ShardCheckpoint, Shar
 use dynamo_es::tables::create_checkpoint_table;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{client_for, endpoint, unique_name};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const LEASE: Duration = Duration::from_millis(200);
 
@@ -280,6 +280,18 @@ fn counter(value: u64) -> Canned {
     Canned::ok(json!({"Attributes": {"LeaseCounter": {"N": value.to_string()}}}))
 }
 
+/// A conditional write's request body: its condition, and the values it
+/// was sent with (by placeholder).
+fn assert_conditional_write(body: &Value, condition: &str, values: &[(&str, Value)]) {
+    assert_eq!(body["ConditionExpression"], condition);
+    for (placeholder, value) in values {
+        assert_eq!(
+            &body["ExpressionAttributeValues"][placeholder], value,
+            "{placeholder}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn losing_the_create_race_between_read_and_write_is_none() {
     let (store, http) = canned(vec![Canned::ok(json!({})), condition_failed()], 1);
@@ -293,18 +305,10 @@ async fn losing_the_create_race_between_read_and_write_is_none() {
 async fn a_free_lease_taken_by_another_between_read_and_write_is_none() {
     let (store, http) = canned(vec![held(None, 4), condition_failed()], 1);
     assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
-    let update = &http.requests()[1].body;
-    assert_eq!(
-        update["ConditionExpression"],
-        "#counter = :seen AND attribute_not_exists(#owner)"
-    );
-    assert_eq!(
-        update["ExpressionAttributeValues"][":seen"],
-        json!({"N": "4"})
-    );
-    assert_eq!(
-        update["ExpressionAttributeValues"][":next"],
-        json!({"N": "5"})
+    assert_conditional_write(
+        &http.requests()[1].body,
+        "#counter = :seen AND attribute_not_exists(#owner)",
+        &[(":seen", json!({"N": "4"})), (":next", json!({"N": "5"}))],
     );
 }
 
@@ -320,14 +324,10 @@ async fn an_expired_lease_renewed_just_before_the_takeover_is_none() {
     tokio::time::sleep(LEASE + LEASE / 2).await;
     assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
     assert_eq!(http.operations(), ["GetItem", "GetItem", "UpdateItem"]);
-    let update = &http.requests()[2].body;
-    assert_eq!(
-        update["ConditionExpression"],
-        "#counter = :seen AND #owner = :holder"
-    );
-    assert_eq!(
-        update["ExpressionAttributeValues"][":holder"],
-        json!({"S": "b"})
+    assert_conditional_write(
+        &http.requests()[2].body,
+        "#counter = :seen AND #owner = :holder",
+        &[(":holder", json!({"S": "b"}))],
     );
 }
 
@@ -404,11 +404,10 @@ async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
         "a",
     );
     assert_eq!(lease.checkpoint, None);
-    let update = &http.requests()[2].body;
-    assert_eq!(update["ConditionExpression"], "#owner = :owner");
-    assert_eq!(
-        update["ExpressionAttributeValues"][":checkpoint"],
-        json!({"S": "9"})
+    assert_conditional_write(
+        &http.requests()[2].body,
+        "#owner = :owner",
+        &[(":checkpoint", json!({"S": "9"}))],
     );
 }
 
