@@ -289,7 +289,10 @@ impl<A: Aggregate> EventDecoder<A> {
                 }
             }
             for id in wanted {
-                match cache.load(store, id).await {
+                // Boxed: the SDK's future is deep, and the dispatch future
+                // (in a Lambda handler's) would otherwise overflow the
+                // compiler's layout depth.
+                match Box::pin(cache.load(store, id)).await {
                     Ok(_) => {}
                     Err(crate::Error::Dictionary(err)) => {
                         unloadable.by_id.insert(id, *err);
