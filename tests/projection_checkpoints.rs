@@ -280,6 +280,15 @@ fn counter(value: u64) -> Canned {
     Canned::ok(json!({"Attributes": {"LeaseCounter": {"N": value.to_string()}}}))
 }
 
+/// `shard-1` acquired by owner `a` on a canned store.
+async fn acquired(store: &CheckpointStore) -> Lease {
+    store
+        .acquire(&shard("shard-1"), "a")
+        .await
+        .unwrap()
+        .expect("acquired")
+}
+
 /// A conditional write's request body: its condition, and the values it
 /// was sent with (by placeholder).
 fn assert_conditional_write(body: &Value, condition: &str, values: &[(&str, Value)]) {
@@ -344,11 +353,7 @@ async fn throttled_writes_are_retried_then_a_typed_error_naming_the_table() {
         ],
         3,
     );
-    let mut lease = store
-        .acquire(&shard("shard-1"), "a")
-        .await
-        .unwrap()
-        .unwrap();
+    let mut lease = acquired(&store).await;
     store.renew(&mut lease).await.unwrap();
     assert_eq!(lease.counter(), 3);
     assert_eq!(
@@ -372,11 +377,7 @@ async fn throttled_writes_are_retried_then_a_typed_error_naming_the_table() {
         ],
         2,
     );
-    let mut lease = store
-        .acquire(&shard("shard-1"), "a")
-        .await
-        .unwrap()
-        .unwrap();
+    let mut lease = acquired(&store).await;
     let err = store.checkpoint(&mut lease, "5").await.unwrap_err();
     match &err {
         Error::Store(dynamo_es::Error::Throttled {
@@ -393,11 +394,7 @@ async fn throttled_writes_are_retried_then_a_typed_error_naming_the_table() {
 #[tokio::test]
 async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
     let (store, http) = canned(vec![held(None, 1), counter(2), condition_failed()], 1);
-    let mut lease = store
-        .acquire(&shard("shard-1"), "a")
-        .await
-        .unwrap()
-        .unwrap();
+    let mut lease = acquired(&store).await;
     assert_lease_lost(
         store.checkpoint(&mut lease, "9").await.unwrap_err(),
         "shard-1",
@@ -414,11 +411,7 @@ async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
 #[tokio::test]
 async fn a_renew_answered_without_the_new_counter_still_counts_once() {
     let (store, _) = canned(vec![held(None, 1), counter(2), Canned::written()], 1);
-    let mut lease = store
-        .acquire(&shard("shard-1"), "a")
-        .await
-        .unwrap()
-        .unwrap();
+    let mut lease = acquired(&store).await;
     store.renew(&mut lease).await.unwrap();
     assert_eq!(lease.counter(), 3);
 }
