@@ -233,12 +233,14 @@ impl DynamoEventRepository {
             let pages = Pages::query(self.events_query(aggregate_type, aggregate_id, after), None);
             let (items, capacity) = pages.collect().await?;
             self.prefetch_dictionaries(&items).await?;
-            let events = items
-                .iter()
-                .map(|item| item_to_event(item, &self.codec))
-                .collect::<Result<Vec<_>>>()?;
             let span = tracing::Span::current();
             let stored = stored_bytes(&span, &items);
+            // Each item is dropped once decoded, so its memory serves the
+            // next one's decoding.
+            let events = items
+                .into_iter()
+                .map(|item| item_to_event(&item, &self.codec))
+                .collect::<Result<Vec<_>>>()?;
             span.record("items", events.len());
             span.record("stored_bytes", stored);
             span.record("consumed_capacity", capacity);
