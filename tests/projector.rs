@@ -126,7 +126,10 @@ async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_replay() {
     let (db, arn, streams) = stream_tables().await;
-    let store = checkpoints(&db.client, Duration::from_millis(600)).await;
+    // Long enough that a loaded machine still renews within it: a reader
+    // that cannot stops its shard (self-fencing), and the batch it was
+    // dispatching comes again.
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
     let ids = ids("abort");
     commit_all(&db, &ids, 0..SHORT / 2).await;
 
