@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use cqrs_es::EventEnvelope;
 use dynamo_es::projection::{
-    CheckpointStore, Dispatcher, Error, EventDecoder, Projection, ShardInfo,
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projection, Projector, ShardInfo,
 };
+use dynamo_es::testing::streams::FakeStreams;
 use dynamo_es::testing::{client_for, endpoint};
 use dynamo_es::Codec;
 
@@ -104,6 +105,33 @@ fn deliveries(recorders: &[&Recorder]) -> HashMap<(String, usize), usize> {
     counts
 }
 
+/// A fake stream with three events on shard "s", a checkpoint store with
+/// leases of `lease`, and a projector ("p") whose dispatch would take an
+/// hour, recording into the recorder returned.
+async fn endless(
+    lease: Duration,
+) -> (
+    FakeStreams,
+    CheckpointStore,
+    Recorder,
+    Slow,
+    Projector<Account>,
+) {
+    let (fake, store) = setup(lease).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    let recorder = Recorder::default();
+    let slow = Slow::new(Duration::from_secs(3600), &recorder);
+    let projector = projector(
+        fake.client(),
+        &fake.stream_arn(),
+        store.clone(),
+        slow.dispatcher(),
+        "p",
+    );
+    (fake, store, recorder, slow, projector)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatch_lasting_several_leases_keeps_its_shard_and_each_event_is_dispatched_once() {
     let lease = Duration::from_millis(800);
@@ -164,19 +192,7 @@ async fn a_dispatch_lasting_several_leases_keeps_its_shard_and_each_event_is_dis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_refused_during_a_slow_dispatch_abandons_it_without_a_checkpoint() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
-    // A dispatch that would take an hour.
-    let recorder = Recorder::default();
-    let slow = Slow::new(Duration::from_secs(3600), &recorder);
-    let projector = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        slow.dispatcher(),
-        "p",
-    );
+    let (fake, store, recorder, slow, projector) = endless(Duration::from_secs(2)).await;
     let lag = projector.lag();
     let running = start(projector);
     wait_until("the slow dispatch started", WAIT, || {
@@ -218,18 +234,7 @@ async fn a_renewal_refused_during_a_slow_dispatch_abandons_it_without_a_checkpoi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_cannot_be_renewed_for_its_duration_abandons_the_dispatch() {
-    let (fake, store) = setup(Duration::from_secs(1)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
-    let recorder = Recorder::default();
-    let slow = Slow::new(Duration::from_secs(3600), &recorder);
-    let projector = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        slow.dispatcher(),
-        "p",
-    );
+    let (_fake, store, recorder, slow, projector) = endless(Duration::from_secs(1)).await;
     let run = tokio::spawn(projector.run(std::future::pending()));
     wait_until("the slow dispatch started", WAIT, || {
         slow.count(|c| &c.started) == 1
