@@ -237,10 +237,7 @@ impl DynamoEventRepository {
             let stored = stored_bytes(&span, &items);
             // Each item is dropped once decoded, so its memory serves the
             // next one's decoding.
-            let events = items
-                .into_iter()
-                .map(|item| item_to_event(&item, &self.codec))
-                .collect::<Result<Vec<_>>>()?;
+            let events = self.decode_events(items)?;
             span.record("items", events.len());
             span.record("stored_bytes", stored);
             span.record("consumed_capacity", capacity);
@@ -314,14 +311,15 @@ impl DynamoEventRepository {
         .await
     }
 
-    /// Decodes event items, naming the item on error.
-    pub(crate) fn decode_events<'a>(
+    /// Decodes event items, naming the item on error; each item is dropped
+    /// once decoded.
+    pub(crate) fn decode_events(
         &self,
-        items: impl IntoIterator<Item = &'a Item>,
+        items: impl IntoIterator<Item = Item>,
     ) -> Result<Vec<SerializedEvent>> {
         items
             .into_iter()
-            .map(|item| item_to_event(item, &self.codec))
+            .map(|item| item_to_event(&item, &self.codec))
             .collect()
     }
 

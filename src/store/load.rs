@@ -230,14 +230,18 @@ impl<A: Aggregate> DynamoStore<A> {
             .snapshot
             .as_ref()
             .map(|_| context.current_sequence);
-        let Tail { items, complete } = tail?;
+        let Tail {
+            mut items,
+            complete,
+        } = tail?;
         let sequences = items.iter().map(sequence).collect::<Result<Vec<_>>>()?;
         let (context, replayed, tail) = match events_after(&sequences, complete, after.unwrap_or(0))
         {
             Some(count) => {
                 // Oldest first; the events at or before `after` are
                 // never decoded.
-                let events = self.repo.decode_events(items[..count].iter().rev())?;
+                items.truncate(count);
+                let events = self.repo.decode_events(items.into_iter().rev())?;
                 let (context, replayed) = self.apply(context, events)?;
                 (context, replayed, "covered")
             }
