@@ -7,8 +7,11 @@
 //! table's stream: starting position `TRIM_HORIZON`, and
 //! `FunctionResponseTypes: [ReportBatchItemFailures]` so a failed record is
 //! retried from where it failed. `VIEW_TABLE` names the view table (HASH
-//! `ViewId` S). The role needs `dynamodb:GetItem` and `dynamodb:PutItem` on
-//! it, and the stream read permissions Lambda's trigger requires
+//! `ViewId` S); `EVENTS_TABLE` and `SNAPSHOTS_TABLE` name the event store's
+//! tables (the decoder reads zstd dictionaries from the snapshots table if a
+//! payload references one). The role needs `dynamodb:GetItem` and
+//! `dynamodb:PutItem` on the view table, `dynamodb:GetItem` on the snapshots
+//! table, and the stream read permissions Lambda's trigger requires
 //! (`dynamodb:GetRecords`, `GetShardIterator`, `DescribeStream`,
 //! `ListStreams` on the stream).
 
@@ -18,7 +21,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, View};
 use dynamo_es::aws_sdk_dynamodb::Client;
 use dynamo_es::projection::{lambda, Dispatcher, EventDecoder, ViewProjection};
-use dynamo_es::{Codec, DynamoViewRepository};
+use dynamo_es::{DynamoEventRepository, DynamoViewRepository};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{Deserialize, Serialize};
 
@@ -91,9 +94,15 @@ impl View<Account> for BalanceView {
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = std::env::var("VIEW_TABLE").unwrap_or_else(|_| "account_balances".to_string());
-    let views = DynamoViewRepository::<BalanceView, Account>::new(&table, Client::new(&config));
+    let client = Client::new(&config);
+    let events = std::env::var("EVENTS_TABLE").unwrap_or_else(|_| "Events".to_string());
+    let snapshots = std::env::var("SNAPSHOTS_TABLE").unwrap_or_else(|_| "Snapshots".to_string());
+    // The decoder takes the repository's codec and its dictionary cache, so
+    // payloads written with a zstd dictionary decode too.
+    let repository = DynamoEventRepository::new(client.clone()).with_tables(&events, &snapshots);
+    let views = DynamoViewRepository::<BalanceView, Account>::new(&table, client);
     // Built once per container, reused by every invocation.
-    let dispatcher = Dispatcher::new(EventDecoder::new(Codec::default()))
+    let dispatcher = Dispatcher::new(EventDecoder::from_repository(&repository))
         .with_projection(ViewProjection::new(views));
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
