@@ -57,11 +57,13 @@ impl Dictionaries {
     /// The same, writing with none (to upstream, which reads no
     /// dictionary payload).
     pub(super) fn readers_only(&self) -> Self {
-        Dictionaries {
-            #[cfg(feature = "compression")]
+        #[cfg(feature = "compression")]
+        return Dictionaries {
             writers: Vec::new(),
             ..self.clone()
-        }
+        };
+        #[cfg(not(feature = "compression"))]
+        self.clone()
     }
 
     /// How the target names the dictionaries it writes with: empty, or
