@@ -101,6 +101,12 @@ async fn event_rewrites_are_priced_as_the_conditional_puts_recode_sends() {
     );
     if rewrites() {
         assert!(counts.items_recoded >= 8, "{counts:?}");
-        assert!(counts.wcu_per_rewrite_after < counts.wcu_per_rewrite_before);
+        // zstd shrinks the wide pretty-printed events below their KB units;
+        // MessagePack alone may keep the units it saves bytes within.
+        if cfg!(feature = "compression") {
+            assert!(counts.wcu_per_rewrite_after < counts.wcu_per_rewrite_before);
+        } else {
+            assert!(counts.wcu_per_rewrite_after <= counts.wcu_per_rewrite_before);
+        }
     }
 }
