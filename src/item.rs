@@ -61,6 +61,10 @@ pub const CURRENT_SNAPSHOT: &str = "CurrentSnapshot";
 pub const VIEW_ID: &str = "ViewId";
 /// The view's version, for optimistic locking.
 pub const VIEW_VERSION: &str = "ViewVersion";
+/// On a view item written by
+/// [`ViewProjection`](crate::projection::ViewProjection): the last aggregate
+/// sequence applied to the view (N).
+pub const LAST_SEQUENCE: &str = "LastSequence";
 /// On a chunked snapshot's head: how many chunk items hold the payload.
 pub const PAYLOAD_CHUNKS: &str = "PayloadChunks";
 /// On a chunked snapshot's head: the payload's total length in bytes.

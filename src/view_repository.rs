@@ -16,8 +16,7 @@ use tracing::{field, Instrument};
 
 use crate::codec::Codec;
 use crate::error::{in_span, Error, Limit, Result};
-use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
-use crate::projection::LAST_SEQUENCE;
+use crate::item::{b, get_b, get_n, n, s, Item, LAST_SEQUENCE, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::size::{item_size, MAX_ITEM_SIZE};
 
 /// A view repository on a DynamoDB table keyed by `ViewId`, compatible with

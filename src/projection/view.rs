@@ -14,9 +14,7 @@ use super::{Error, Projection};
 use crate::view_repository::StoredView;
 use crate::DynamoViewRepository;
 
-/// On a view item written by [`ViewProjection`]: the last aggregate
-/// sequence applied to the view (N).
-pub const LAST_SEQUENCE: &str = "LastSequence";
+pub use crate::item::LAST_SEQUENCE;
 
 /// How many times [`ViewProjection`] writes a view by default before
 /// reporting [`Error::ViewContention`].

@@ -7,13 +7,12 @@
 //! replaced atomically after every page (a temporary file, synced, then
 //! renamed), so it always holds a state of whole pages: a resumed run
 //! rescans nothing it counted and counts nothing twice. A table's stored
-//! progress is resumed only under the same [`Settings`], and only on the
+//! progress is resumed only under the same [`Settings`](super::Settings), and only on the
 //! same table: each table's [`TableIdentity`] (endpoint, region, ARN, table
 //! id, creation time) is recorded when it starts and checked on every
 //! later run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -24,41 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Error;
 use super::identity::TableIdentity;
+use super::settings::Settings;
 use super::stats::{usize_of_u32, Counts};
-use super::TableKind;
 
 /// The version of the checkpoint file format, the only one read. Versions
 /// 1 and 2 do not record which table their progress belongs to, so they are
 /// refused rather than trusted.
 const CHECKPOINT_VERSION: u32 = 3;
-
-/// The settings a table's recode was started with. A checkpoint stores
-/// them, and a run resuming from it must ask for the same.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Settings {
-    /// What the table holds.
-    pub kind: TableKind,
-    /// The target's name (a codec's name, or `upstream`).
-    pub codec: String,
-    /// True for a dry run.
-    pub dry_run: bool,
-    /// True if payloads may grow to reach the target format.
-    pub allow_growth: bool,
-    /// The number of scan segments.
-    #[serde(rename = "total_segments")]
-    pub segments: u32,
-}
-
-impl fmt::Display for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} with codec {}, dry run {}, allow growth {}, {} segments",
-            self.kind, self.codec, self.dry_run, self.allow_growth, self.segments
-        )
-    }
-}
 
 /// One table's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +310,7 @@ impl Checkpointer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::recode::TableKind;
 
     #[test]
     fn checkpoint_keys_round_trip_every_key_type() {

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use super::checkpoint::Settings;
+use super::settings::Settings;
 
 /// Why a recode run failed, for a reason of its own: its checkpoint file,
 /// a scan segment task, its own state. DynamoDB and codec failures are

@@ -129,16 +129,17 @@ mod rate_limit;
 mod report;
 mod rewrite;
 mod run;
+mod settings;
 mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::Settings;
 pub use error::Error;
 pub use options::{
     Progress, ProgressFn, RecodeOptions, StopHandle, DEFAULT_CONFLICT_RETRIES, DEFAULT_PAGE_SIZE,
 };
 pub use report::{Report, TableReport};
+pub use settings::Settings;
 pub use stats::Counts;
 
 use run::{Shared, TableRun};

@@ -293,7 +293,7 @@ fn ratio_cell(ratio: f64) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::super::checkpoint::Settings;
+    use super::super::settings::Settings;
     use super::*;
 
     fn report(table: &str, kind: TableKind, before: u64, after: u64) -> TableReport {

@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use aws_sdk_dynamodb::Client;
 use tracing::Instrument;
 
-use super::checkpoint::{
-    key_from_checkpoint, key_to_checkpoint, Checkpointer, SegmentState, Settings,
-};
+use super::checkpoint::{key_from_checkpoint, key_to_checkpoint, Checkpointer, SegmentState};
 use super::error::Error as RecodeError;
 use super::identity::TableIdentity;
 use super::rate_limit::RateLimiter;
+use super::settings::Settings;
 use super::stats::{Counts, Outcome};
 use super::{Progress, RecodeOptions, Recoder, Table, TableKind, TableReport};
 use crate::codec::Codec;
