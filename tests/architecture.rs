@@ -5,6 +5,8 @@
 //! `use` and inline `crate::` path is followed to the file that defines the
 //! name, so a facade's re-exports don't count as circles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "architecture/graph.rs"]
 mod graph;
 
