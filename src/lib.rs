@@ -231,6 +231,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod clients;
 pub mod codec;
 mod cqrs;
 #[cfg(feature = "compression")]
@@ -260,6 +261,7 @@ pub use aws_sdk_dynamodb;
 /// events table's stream with, re-exported for the same reason: build the
 /// [`Projector`](projection::Projector)'s client from it.
 pub use aws_sdk_dynamodbstreams;
+pub use clients::Clients;
 pub use codec::Codec;
 pub use cqrs::{dynamodb_aggregate_cqrs, dynamodb_cqrs, dynamodb_snapshot_cqrs, DynamoCqrs};
 pub use error::{BoxError, Error, Limit, Result};
