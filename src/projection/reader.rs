@@ -2,7 +2,13 @@
 //! checkpoint, heartbeat, and the shard's end.
 //!
 //! **Invariant:** a batch's last sequence number is checkpointed only after
-//! the whole batch was dispatched (at-least-once); the lease is renewed
+//! the whole batch was dispatched (at-least-once); a shard without a
+//! checkpoint opens where the [`Opening`] says (its first record, or the
+//! trim horizon for a root of the projection's origin), never at `LATEST`,
+//! and the only records ever passed over are a leading run of records
+//! created before the run's `start_after`, on a shard opened without a
+//! checkpoint; data trimmed before the reader got to it is
+//! [`Error::Trimmed`]; the lease is renewed
 //! while the reader reads, waits and dispatches (see [`super::heartbeat`]),
 //! and a lost lease, or one not renewed within its duration, stops the
 //! reader at once, abandoning a dispatch in progress, without a checkpoint;
@@ -18,17 +24,32 @@ use tracing::{field, Instrument};
 
 use super::heartbeat::Heartbeat;
 use super::lag::{Batch, LagHandle};
+use super::shards::Opening;
 use super::{ChangeRecord, Dispatcher, Error};
 use super::{CheckpointStore, Lease};
 
-/// Where a shard without a checkpoint starts.
+/// Where a new projection starts reading the stream.
+///
+/// It applies to the projection's first start: the projector records it,
+/// with the time and the shards it started from, in the checkpoint table,
+/// and every later start (of any projector of the projection) keeps it.
+/// Either way, a shard created later (a split, a rollover) is read from its
+/// first record once its parent was read to its end, and a shard reopened
+/// before its first checkpoint (after a restart, a takeover, an expired
+/// iterator) loses nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartPosition {
     /// At the oldest record the stream still holds (the last 24 hours).
     #[default]
     TrimHorizon,
-    /// After the newest record: only changes made from now on.
+    /// From the moment the projection first started: records created
+    /// before it are skipped, by their `ApproximateCreationDateTime`
+    /// (DynamoDB's clock, rounded down to the second) against the
+    /// projector's clock at its first start less 5 seconds. So records
+    /// written up to about 5 seconds before the start may be dispatched
+    /// too, and none written after it is skipped unless the projector's
+    /// clock ran more than 5 seconds ahead of DynamoDB's.
     Latest,
 }
 
@@ -41,7 +62,9 @@ pub(crate) struct ReaderSettings {
     pub heartbeat: Duration,
     pub start: StartPosition,
     pub dispatch_attempts: u32,
-    /// Records created before this are skipped (a rebuild covered them).
+    /// On a shard opened without a checkpoint, the leading records created
+    /// before this are skipped (a finished rebuild covered them, or the
+    /// projection started later with [`StartPosition::Latest`]).
     pub start_after: Option<SystemTime>,
 }
 
@@ -64,6 +87,11 @@ pub(crate) struct ShardReader<A: Aggregate> {
     pub settings: Arc<ReaderSettings>,
     pub lag: LagHandle,
     pub stop: watch::Receiver<bool>,
+    /// Where the shard starts if it has no checkpoint.
+    pub opening: Opening,
+    /// Still skipping the leading records created before
+    /// [`ReaderSettings::start_after`] (set by [`run`](Self::run)).
+    pub skipping: bool,
 }
 
 /// What one `GetRecords` call gave.
@@ -77,6 +105,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// stop is requested.
     pub async fn run(mut self, mut lease: Lease) -> Result<ReaderEnd, Error> {
         let shard_id = lease.shard.shard_id.clone();
+        self.skipping = lease.checkpoint.is_none() && self.settings.start_after.is_some();
         self.lag.owned(&shard_id, lease.checkpoint.as_deref());
         let end = self.read(&mut lease).await;
         let finished = matches!(end, Ok(ReaderEnd::Finished));
@@ -152,8 +181,8 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             .await?
     }
 
-    /// A shard iterator after the lease's checkpoint, or at the start
-    /// position if it has none.
+    /// A shard iterator after the lease's checkpoint, or where the shard
+    /// opens if it has none.
     async fn iterator(&self, lease: &Lease) -> Result<String, Error> {
         let shard = &lease.shard;
         let request = self
@@ -161,14 +190,25 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             .get_shard_iterator()
             .stream_arn(&shard.stream_arn)
             .shard_id(&shard.shard_id);
-        let request = match (&lease.checkpoint, self.settings.start) {
+        let request = match (&lease.checkpoint, &self.opening) {
             (Some(sequence), _) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(sequence),
-            (None, StartPosition::TrimHorizon) => {
+            (None, Opening::TrimHorizon) => {
                 request.shard_iterator_type(ShardIteratorType::TrimHorizon)
             }
-            (None, StartPosition::Latest) => request.shard_iterator_type(ShardIteratorType::Latest),
+            (None, Opening::First(Some(first))) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .sequence_number(first),
+            (None, Opening::First(None)) => {
+                return Err(Error::Streams {
+                    operation: "DescribeStream",
+                    target: shard.shard_id.clone(),
+                    message: "the shard has no StartingSequenceNumber: cannot read it \
+                              from its first record"
+                        .into(),
+                })
+            }
         };
         match request.send().await {
             Ok(answer) => answer.shard_iterator.ok_or_else(|| Error::Streams {
@@ -284,18 +324,28 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         Ok(true)
     }
 
-    /// Drops the records a rebuild already covered (created before its
-    /// start marker).
+    /// Drops the leading records created before the start marker, on a
+    /// shard opened without a checkpoint (a finished rebuild covered them,
+    /// or the projection started after them with
+    /// [`StartPosition::Latest`]); from the first record at or after it
+    /// (or of unknown time) on, nothing is skipped.
     fn after_rebuild(
-        &self,
+        &mut self,
         mut records: Vec<ChangeRecord>,
         span: &tracing::Span,
     ) -> Vec<ChangeRecord> {
-        if let Some(start_after) = self.settings.start_after {
-            let before = records.len();
-            records.retain(|r| r.created.is_none_or(|created| created >= start_after));
-            span.record("skipped_before_rebuild", before - records.len());
+        let Some(start_after) = self.settings.start_after.filter(|_| self.skipping) else {
+            return records;
+        };
+        let before = records
+            .iter()
+            .take_while(|r| r.created.is_some_and(|created| created < start_after))
+            .count();
+        if before < records.len() {
+            self.skipping = false;
         }
+        records.drain(..before);
+        span.record("skipped_before_rebuild", before);
         records
     }
 
