@@ -199,10 +199,11 @@ impl<A: Aggregate + 'static> Projector<A> {
     /// shards are held (default [`DEFAULT_ROTATION`]). At each discovery,
     /// as many of the shards held longest as shards are waiting finish
     /// their batch, checkpoint it and release their lease; shards that
-    /// never had a turn come first, then those whose turn is oldest. A
-    /// shard is thus read at least once every (waiting shards / max shards
-    /// + 1) rotation intervals: keep that well under the stream's 24-hour
-    /// retention, or raise the bound.
+    /// never had a turn come first, then those whose turn is oldest. So
+    /// each open shard gets a turn at least once every few rotation
+    /// intervals (about one more than the open shards divided by the
+    /// bound): keep that well under the stream's 24-hour retention, or
+    /// raise the bound.
     pub fn with_rotation(mut self, every: Duration) -> Self {
         self.rotation = every;
         self

@@ -221,6 +221,7 @@ pub(crate) async fn describe(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use aws_sdk_dynamodbstreams::types::SequenceNumberRange;
 
