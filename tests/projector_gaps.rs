@@ -108,6 +108,25 @@ async fn a_checkpointed_shard_no_longer_described_is_trimmed_not_skipped() {
 }
 
 #[tokio::test]
+async fn a_shard_that_leaves_the_stream_while_being_read_is_trimmed() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=4);
+    // The shard ages out of the stream while its first batch is dispatched.
+    let removing = fake.clone();
+    let recorder = Recorder::with_hook(move |_| removing.remove("s"));
+    let projector = on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
+    let err = run_to_end(projector, &recorder, 2).await;
+    let checkpoint = by_shard(&store).await["s"].0.clone().unwrap();
+    assert_eq!(
+        trimmed_shard(err.as_ref()),
+        Some(("s", checkpoint.as_str())),
+        "{err:?}"
+    );
+    assert_eq!(recorder.sequences("a"), [1, 2]);
+}
+
+#[tokio::test]
 async fn a_child_whose_first_records_were_trimmed_is_trimmed_not_read_from_the_horizon() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     fake.add_shard("p", None);

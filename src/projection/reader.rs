@@ -216,10 +216,11 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                 target: shard.shard_id.clone(),
                 message: "no iterator in the answer".into(),
             }),
+            // Trimmed data, or the whole shard aged out of the stream.
             Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_trimmed_data_access_exception()) =>
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_trimmed_data_access_exception() || e.is_resource_not_found_exception()
+                }) =>
             {
                 Err(trimmed(lease))
             }
@@ -248,7 +249,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                     tracing::debug!(shard = %shard_id, "shard iterator expired; renewing it from the checkpoint");
                     return Ok(Page::Expired);
                 }
-                if service.is_some_and(|e| e.is_trimmed_data_access_exception()) {
+                if service.is_some_and(|e| {
+                    e.is_trimmed_data_access_exception() || e.is_resource_not_found_exception()
+                }) {
                     return Err(trimmed(lease));
                 }
                 return Err(Error::from_streams("GetRecords", shard_id, err));

@@ -12,6 +12,12 @@
 //! shard whose parent is gone and was never read. A child of a finished
 //! parent opens at its first record ([`Opening::First`]), never at the
 //! trim horizon. Ready shards come oldest first.
+//!
+//! A root opened at the trim horizon cannot tell the records trimmed from
+//! it before the projection started from those trimmed after (while it
+//! waited for its first read); DynamoDB trims only records older than 24
+//! hours, so this matters only for a root left unread for a day after the
+//! projection's first start.
 
 use std::collections::{HashMap, HashSet};
 
