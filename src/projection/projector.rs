@@ -414,6 +414,9 @@ impl<A: Aggregate + 'static> Projector<A> {
             state.held.insert(node.shard_id.clone(), held);
         }
         self.rotate(state, waiting);
+        state
+            .turns
+            .retain(|shard_id, _| described.contains(shard_id));
         state.tree = described;
         Ok(())
     }

@@ -117,6 +117,11 @@ impl ShardTree {
         self.nodes.get(shard_id)
     }
 
+    /// Whether `shard_id` was described.
+    pub fn contains(&self, shard_id: &str) -> bool {
+        self.nodes.contains_key(shard_id)
+    }
+
     /// How many shards were described.
     pub fn len(&self) -> usize {
         self.order.len()
