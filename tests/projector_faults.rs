@@ -141,7 +141,8 @@ async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_dupli
     assert_eq!(recorder.sequences("a"), (1..=10).collect::<Vec<_>>());
     assert_eq!(recorder.redelivered(), 0);
     let requests = fake.iterator_requests();
-    assert_eq!(requests[0].iterator_type, "TRIM_HORIZON");
+    // A root of the projection's origin opens at its first record.
+    assert_eq!(requests[0].iterator_type, "AT_SEQUENCE_NUMBER");
     // Renewed after each batch (records 1-3, 4-6, 7-9, then 10 unless the
     // stop came first), after the batch's checkpoint.
     let renewals: Vec<_> = requests[1..]
@@ -463,9 +464,12 @@ async fn a_shard_without_checkpoint_can_start_at_the_latest_record() {
     .await;
     running.stop().await.unwrap();
     assert_eq!(recorder.sequences("a"), [4, 5]);
-    // From the trim horizon, skipping what came before the start: a
+    // From its first record, skipping what came before the start: a
     // reopened shard or a child loses nothing written since.
-    assert_eq!(fake.iterator_requests()[0].iterator_type, "TRIM_HORIZON");
+    assert_eq!(
+        fake.iterator_requests()[0].iterator_type,
+        "AT_SEQUENCE_NUMBER"
+    );
 }
 
 /// Fails its first `failures` calls, then passes events on to a recorder.

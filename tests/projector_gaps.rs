@@ -176,6 +176,34 @@ async fn a_shard_whose_parent_was_never_read_is_trimmed_not_read_from_the_horizo
 }
 
 #[tokio::test]
+async fn a_root_whose_records_were_trimmed_after_the_projection_started_is_trimmed() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("r", None);
+    push(&fake, "r", "a", 1..=2);
+    fake.add_shard("q", None);
+    // One shard at a time, no turns: "q" waits while "r" is read.
+    let recorder = Recorder::default();
+    let projector = on_fake(&fake, &store, &recorder, "p")
+        .with_max_shards(1)
+        .with_rotation(Duration::from_secs(3600));
+    run_until(projector, &recorder, 2).await;
+    assert_eq!(by_shard(&store).await.len(), 1, "q was never leased");
+
+    // "q" got records after the projection started, and its first one
+    // aged out before it was read.
+    push(&fake, "q", "b", 1..=3);
+    fake.trim("q", 1);
+    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    assert_eq!(
+        trimmed_shard(err.as_ref()),
+        Some(("q", "none")),
+        "{err:?}; delivered {:?}",
+        recorder.log()
+    );
+    assert!(recorder.sequences("b").is_empty(), "nothing after the gap");
+}
+
+#[tokio::test]
 async fn a_fresh_projection_starts_its_first_shards_at_the_trim_horizon() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     // Records before the horizon were never this projection's to read.

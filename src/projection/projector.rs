@@ -139,6 +139,7 @@ impl<A: Aggregate + 'static> Projector<A> {
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
+                root_horizon_before: std::time::SystemTime::UNIX_EPOCH,
             },
             max_shards: DEFAULT_MAX_SHARDS,
             discovery: Duration::from_secs(10),
@@ -289,6 +290,7 @@ impl<A: Aggregate + 'static> Projector<A> {
                             stop: stopping,
                             opening,
                             skipping: false,
+                            guarded: false,
                         };
                         let shard_id = lease.shard.shard_id.clone();
                         readers.spawn(async move { (shard_id, reader.run(lease).await) });
@@ -349,6 +351,7 @@ impl<A: Aggregate + 'static> Projector<A> {
             (None, StartPosition::Latest) => Some(origin.start_after),
             (None, _) => None,
         };
+        self.settings.root_horizon_before = self.settings.start_after.unwrap_or(origin.started_at);
         Ok(origin.roots_of(&self.stream_arn))
     }
 

@@ -3,12 +3,14 @@
 //!
 //! **Invariant:** a batch's last sequence number is checkpointed only after
 //! the whole batch was dispatched (at-least-once); a shard without a
-//! checkpoint opens where the [`Opening`] says (its first record, or the
-//! trim horizon for a root of the projection's origin), never at `LATEST`,
-//! and the only records ever passed over are a leading run of records
-//! created before the run's `start_after`, on a shard opened without a
-//! checkpoint; data trimmed before the reader got to it is
-//! [`Error::Trimmed`]; the lease is renewed
+//! checkpoint opens where the [`Opening`] says (its first record; for a
+//! root of the projection's origin whose first record is gone, the trim
+//! horizon, if the oldest record left predates `root_horizon_before`),
+//! never at `LATEST`; the only records ever passed over are a leading run
+//! of records created before the run's `start_after`, on a shard opened
+//! without a checkpoint; data trimmed before the reader got to it is
+//! [`Error::Trimmed`], raised before the batch after it is dispatched; the
+//! lease is renewed
 //! while the reader reads, waits and dispatches (see [`super::heartbeat`]),
 //! and a lost lease, or one not renewed within its duration, stops the
 //! reader at once, abandoning a dispatch in progress, without a checkpoint;
@@ -66,6 +68,11 @@ pub(crate) struct ReaderSettings {
     /// before this are skipped (a finished rebuild covered them, or the
     /// projection started later with [`StartPosition::Latest`]).
     pub start_after: Option<SystemTime>,
+    /// A root whose first record is gone is read from the trim horizon only
+    /// if the oldest record left was created at or before this (the
+    /// projection's start, or `start_after`): else records it wanted were
+    /// trimmed.
+    pub root_horizon_before: SystemTime,
 }
 
 /// How a reader ended without an error.
@@ -92,6 +99,10 @@ pub(crate) struct ShardReader<A: Aggregate> {
     /// Still skipping the leading records created before
     /// [`ReaderSettings::start_after`] (set by [`run`](Self::run)).
     pub skipping: bool,
+    /// Read from the trim horizon as a root whose first record is gone:
+    /// the first record read must be older than
+    /// [`ReaderSettings::root_horizon_before`].
+    pub guarded: bool,
 }
 
 /// What one `GetRecords` call gave.
@@ -127,7 +138,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
 
     async fn read(&mut self, lease: &mut Lease) -> Result<ReaderEnd, Error> {
         let mut beat = Heartbeat::new(&self.checkpoints, lease, self.settings.heartbeat);
-        let mut iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
+        let (first, guarded) = self.renewing_iterator(lease, &mut beat).await?;
+        self.guarded = guarded;
+        let mut iterator = Some(first);
         let mut idle = self.settings.idle_min;
         loop {
             if *self.stop.borrow() {
@@ -146,10 +159,23 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             let (records, next) = match page {
                 Page::Records(records, next) => (records, next),
                 Page::Expired => {
-                    iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
+                    let (renewed, guarded) = self.renewing_iterator(lease, &mut beat).await?;
+                    self.guarded = guarded;
+                    iterator = Some(renewed);
                     continue;
                 }
             };
+            if self.guarded {
+                let horizon = self.settings.root_horizon_before;
+                match records.first() {
+                    Some(first) if first.created.is_some_and(|c| c <= horizon) => {
+                        self.guarded = false;
+                    }
+                    // Records the projection wanted were trimmed first.
+                    Some(_) => return Err(trimmed(lease)),
+                    None => self.guarded = next.is_some(),
+                }
+            }
             let caught_up = records.is_empty() && next.is_some();
             self.lag
                 .polled(started.elapsed(), caught_up, &lease.shard.shard_id);
@@ -175,32 +201,56 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         &self,
         lease: &mut Lease,
         beat: &mut Heartbeat,
-    ) -> Result<String, Error> {
+    ) -> Result<(String, bool), Error> {
         let shard = lease.clone();
         beat.keep_alive(&self.checkpoints, lease, self.iterator(&shard))
             .await?
     }
 
     /// A shard iterator after the lease's checkpoint, or where the shard
-    /// opens if it has none.
-    async fn iterator(&self, lease: &Lease) -> Result<String, Error> {
+    /// opens if it has none; `true` if it is a root's trim horizon after
+    /// its first record was found trimmed (see [`Opening::Root`]).
+    async fn iterator(&self, lease: &Lease) -> Result<(String, bool), Error> {
+        let root = match (&lease.checkpoint, &self.opening) {
+            (None, Opening::Root(first)) => Some(first),
+            _ => None,
+        };
+        if let Some(first) = root {
+            let at = first
+                .as_ref()
+                .map(|first| Opening::First(Some(first.clone())));
+            let Some(at) = at else {
+                return Ok((self.iterator_at(lease, None).await?, true));
+            };
+            return match self.iterator_at(lease, Some(&at)).await {
+                Ok(iterator) => Ok((iterator, false)),
+                Err(Error::Trimmed { .. }) => Ok((self.iterator_at(lease, None).await?, true)),
+                Err(err) => Err(err),
+            };
+        }
+        Ok((self.iterator_at(lease, Some(&self.opening)).await?, false))
+    }
+
+    /// A shard iterator after the lease's checkpoint, else at `opening`
+    /// (`None`: the trim horizon).
+    async fn iterator_at(&self, lease: &Lease, opening: Option<&Opening>) -> Result<String, Error> {
         let shard = &lease.shard;
         let request = self
             .streams
             .get_shard_iterator()
             .stream_arn(&shard.stream_arn)
             .shard_id(&shard.shard_id);
-        let request = match (&lease.checkpoint, &self.opening) {
+        let request = match (&lease.checkpoint, opening) {
             (Some(sequence), _) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(sequence),
-            (None, Opening::TrimHorizon) => {
+            (None, None | Some(Opening::Root(_))) => {
                 request.shard_iterator_type(ShardIteratorType::TrimHorizon)
             }
-            (None, Opening::First(Some(first))) => request
+            (None, Some(Opening::First(Some(first)))) => request
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .sequence_number(first),
-            (None, Opening::First(None)) => {
+            (None, Some(Opening::First(None))) => {
                 return Err(Error::Streams {
                     operation: "DescribeStream",
                     target: shard.shard_id.clone(),

@@ -11,13 +11,9 @@
 //! unfinished checkpoint item whose shard is no longer described, or a
 //! shard whose parent is gone and was never read. A child of a finished
 //! parent opens at its first record ([`Opening::First`]), never at the
-//! trim horizon. Ready shards come oldest first.
-//!
-//! A root opened at the trim horizon cannot tell the records trimmed from
-//! it before the projection started from those trimmed after (while it
-//! waited for its first read); DynamoDB trims only records older than 24
-//! hours, so this matters only for a root left unread for a day after the
-//! projection's first start.
+//! trim horizon; a root opens at its first record, or at the trim horizon
+//! only if the oldest record left predates what the projection wants
+//! ([`Opening::Root`]). Ready shards come oldest first.
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,9 +59,12 @@ impl ShardNode {
 /// Where a shard without a checkpoint starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Opening {
-    /// At the trim horizon: a root of the projection's origin, whose
-    /// earlier records were never the projection's to read.
-    TrimHorizon,
+    /// A root of the projection's origin (its starting sequence number, if
+    /// described): at its first record if still there; else at the trim
+    /// horizon, provided the oldest record left was created before the
+    /// projection wanted records from (the records trimmed were never the
+    /// projection's to read), and [`Error::Trimmed`] otherwise.
+    Root(Option<String>),
     /// At its first record (`AT_SEQUENCE_NUMBER` of its starting sequence
     /// number, if described): its parent was read to its end, so a missing
     /// first record is a gap.
@@ -175,7 +174,9 @@ impl ShardTree {
                 // Its parent is read first.
                 Some(parent) if self.nodes.contains_key(parent) => continue,
                 // Never read (an unfinished item of it is a gap above).
-                _ if roots.contains(&node.shard_id) => Opening::TrimHorizon,
+                _ if roots.contains(&node.shard_id) => {
+                    Opening::Root(node.starting_sequence.clone())
+                }
                 // Leased before: it was ready then, as a child.
                 _ if items.contains_key(node.shard_id.as_str()) => first,
                 parent => {
@@ -311,7 +312,7 @@ mod tests {
         let first = |n: u32| Opening::First(Some(format!("{n:021}")));
         assert_eq!(openings, [first(111), first(112)]);
         let planned = tree.plan(&[], &roots(&["root"])).unwrap();
-        assert_eq!(planned[0].1, Opening::TrimHorizon);
+        assert_eq!(planned[0].1, Opening::Root(Some(format!("{:021}", 100))));
     }
 
     #[test]
