@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn roots_open_at_the_trim_horizon_and_children_at_their_first_record() {
+    fn roots_open_as_roots_and_children_at_their_first_record() {
         let tree = lineage();
         let planned = tree.plan(&finished(&["root"]), &roots(&["root"])).unwrap();
         let openings: Vec<_> = planned.iter().map(|(_, o)| o.clone()).collect();
