@@ -123,6 +123,14 @@ pub struct RebuildMarker {
 /// (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
 /// A shard id never contains `!`, so it cannot collide with a shard's key.
 ///
+/// One more, keyed `{projection}#!start`, records the projection's origin,
+/// written by the projector at its first start: `StreamArn`, `StartedAt`
+/// (N), `StartPosition` (S, `TRIM_HORIZON` or `LATEST`), `StartAfter` (N:
+/// with `LATEST`, records created before it are skipped), `Roots` (SS: the
+/// shards it started from, which alone open at the trim horizon),
+/// `OriginVersion` (N) and `UpdatedAt`. Deleting a projection's checkpoints
+/// deletes it too.
+///
 /// Clones share the lease observations (what [`acquire`](Self::acquire)
 /// saw of other owners' counters), so use clones of one store within a
 /// process.
@@ -249,14 +257,16 @@ impl CheckpointStore {
         Ok(out.item)
     }
 
-    /// Where a shard without a checkpoint starts after a rebuild: stream
-    /// records created before this time are skipped (their events were in
-    /// the rebuild's scan). `None` if the projection was never rebuilt: such
-    /// shards start at the trim horizon with nothing skipped.
+    /// Where a shard without a checkpoint starts after a finished rebuild:
+    /// stream records created before this time are skipped (their events
+    /// were in the rebuild's scan). `None` if the projection was never
+    /// rebuilt, or its last rebuild has not finished (a projector then
+    /// refuses to start: [`Error::RebuildUnfinished`]).
     pub async fn start_after(&self) -> Result<Option<SystemTime>, Error> {
         Ok(self
             .rebuild_marker()
             .await?
+            .filter(|marker| marker.finished_at.is_some())
             .map(|marker| marker.start_after))
     }
 

@@ -57,9 +57,14 @@ pub enum Error {
         /// What the service or the SDK said.
         message: String,
     },
-    /// The shard's records before the projection's checkpoint were trimmed
-    /// (DynamoDB Streams keeps records 24 hours): events were lost to this
-    /// projection, and only a rebuild from the events table recovers it.
+    /// Records the projection had not read were trimmed (DynamoDB Streams
+    /// keeps records 24 hours): those after its checkpoint in the shard, a
+    /// checkpointed shard that is no longer in the stream's description, a
+    /// child shard whose first records are gone, or a shard this projection
+    /// never read whose children are left (`checkpoint` is then `none`).
+    /// Events were lost to this projection, and only a rebuild from the
+    /// events table recovers it. The projector stops before dispatching
+    /// anything after the gap.
     #[error(
         "shard {shard_id} of {stream_arn}: records after checkpoint {checkpoint} were trimmed \
          (past the 24-hour stream retention) before this projection read them; \
@@ -73,6 +78,24 @@ pub enum Error {
         /// The last sequence number the projection processed (`none` if it
         /// had none).
         checkpoint: String,
+    },
+    /// The projection's last [`Rebuild`](super::Rebuild) started but never
+    /// finished (it is still running, or it failed): its start marker
+    /// would move the projector past records whose events the rebuild may
+    /// not have dispatched, so the projector does not start.
+    #[error(
+        "projection {projection} in checkpoint table {table}: its rebuild started at \
+         {started_at_ms} (Unix ms) has not finished (still running, or it failed); \
+         starting the projector would miss the events the rebuild did not dispatch: \
+         wait for it, or run the rebuild again to completion, then start the projector"
+    )]
+    RebuildUnfinished {
+        /// The projection's name.
+        projection: String,
+        /// The checkpoint table.
+        table: String,
+        /// When the rebuild started, Unix milliseconds.
+        started_at_ms: u64,
     },
     /// Another owner took the shard's lease (this one stopped renewing it
     /// in time): this process must stop processing the shard.

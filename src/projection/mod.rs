@@ -99,6 +99,7 @@ mod error;
 mod heartbeat;
 mod lag;
 mod lease;
+mod origin;
 mod projector;
 mod reader;
 mod rebuild;
@@ -118,7 +119,9 @@ pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatche
 pub use error::Error;
 pub use lag::{LagHandle, ProjectorStats, ShardLag};
 pub use lease::Lease;
-pub use projector::{stream_arn, Projector, DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARDS};
+pub use projector::{
+    stream_arn, Projector, DEFAULT_BATCH_SIZE, DEFAULT_MAX_SHARDS, DEFAULT_ROTATION,
+};
 pub use reader::StartPosition;
 pub use rebuild::{
     Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,

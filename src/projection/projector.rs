@@ -3,11 +3,17 @@
 //! projections.
 //!
 //! **Invariant:** this process reads a shard only while it holds the
-//! shard's lease, and only once the shard's parent is finished or gone;
-//! at most [`with_max_shards`](Projector::with_max_shards) shards are read
-//! at once, each with one batch in memory.
+//! shard's lease, and only once the shard's parent is finished (or the
+//! shard is a root of the projection's origin, see [`super::shards`]); a
+//! gap (records trimmed before the projection read them) ends the run with
+//! [`Error::Trimmed`] before anything after it is dispatched; at most
+//! [`with_max_shards`](Projector::with_max_shards) shards are read at
+//! once, each with one batch in memory, and when more are waiting, the
+//! shard held longest (at least the
+//! [rotation interval](Projector::with_rotation)) is checkpointed and
+//! released to give another its turn.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +25,8 @@ use tokio::time::Instant;
 
 use super::lag::LagHandle;
 use super::reader::{ReaderEnd, ReaderSettings, ShardReader, StartPosition};
-use super::shards::{describe, ShardTree};
-use super::{CheckpointStore, Lease, ShardInfo};
+use super::shards::{describe, Opening, ShardTree};
+use super::{CheckpointStore, Lease, ShardCheckpoint, ShardInfo};
 use super::{Dispatcher, Error};
 
 /// Reads a DynamoDB stream and dispatches its records to projections, with
@@ -58,7 +64,27 @@ pub struct Projector<A: Aggregate> {
     settings: ReaderSettings,
     max_shards: usize,
     discovery: Duration,
+    rotation: Duration,
     lag: LagHandle,
+}
+
+/// A shard this projector reads: its reader's stop switch, since when it
+/// holds it, and whether it was asked to give its turn up.
+struct Held {
+    stop: watch::Sender<bool>,
+    since: Instant,
+    yielding: bool,
+}
+
+/// What a run keeps between discoveries.
+#[derive(Default)]
+struct RunState {
+    held: HashMap<String, Held>,
+    /// When each shard last gave its turn up, for the order of turns.
+    turns: HashMap<String, Instant>,
+    /// The roots of the projection's origin on this stream.
+    roots: HashSet<String>,
+    tree: ShardTree,
 }
 
 impl<A: Aggregate> std::fmt::Debug for Projector<A> {
@@ -69,6 +95,7 @@ impl<A: Aggregate> std::fmt::Debug for Projector<A> {
             .field("settings", &self.settings)
             .field("max_shards", &self.max_shards)
             .field("discovery", &self.discovery)
+            .field("rotation", &self.rotation)
             .finish_non_exhaustive()
     }
 }
@@ -79,14 +106,18 @@ pub const DEFAULT_BATCH_SIZE: i32 = 1000;
 /// The default bound on shards one projector reads at once.
 pub const DEFAULT_MAX_SHARDS: usize = 64;
 
+/// The default [rotation interval](Projector::with_rotation).
+pub const DEFAULT_ROTATION: Duration = Duration::from_secs(30);
+
 impl<A: Aggregate + 'static> Projector<A> {
     /// A projector of `stream_arn` (see [`stream_arn`]) that dispatches
     /// through `dispatcher` and keeps its checkpoints and leases in
     /// `checkpoints`. Defaults: a random owner id, batches of 1,000
     /// records, idle backoff 100 ms to 2 s, a heartbeat every third of the
     /// store's lease duration, shards discovered every 10 s,
-    /// at most 64 shards, shards without checkpoint read from the trim
-    /// horizon, a failed dispatch tried 5 times.
+    /// at most 64 shards taking turns every 30 s when more are open, a new
+    /// projection started at the trim horizon, a failed dispatch tried 5
+    /// times.
     pub fn new(
         streams: aws_sdk_dynamodbstreams::Client,
         stream_arn: &str,
@@ -108,9 +139,11 @@ impl<A: Aggregate + 'static> Projector<A> {
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
+                root_horizon_before: std::time::SystemTime::UNIX_EPOCH,
             },
             max_shards: DEFAULT_MAX_SHARDS,
             discovery: Duration::from_secs(10),
+            rotation: DEFAULT_ROTATION,
             lag: LagHandle::default(),
         }
     }
@@ -154,13 +187,32 @@ impl<A: Aggregate + 'static> Projector<A> {
     }
 
     /// The most shards this projector reads at once (at least 1): with one
-    /// batch in flight per shard, this bounds its memory.
+    /// batch in flight per shard, this bounds its memory. When more shards
+    /// are ready and free, they take turns (see
+    /// [`with_rotation`](Self::with_rotation)).
     pub fn with_max_shards(mut self, shards: usize) -> Self {
         self.max_shards = shards.max(1);
         self
     }
 
-    /// Where a shard without a checkpoint starts (default the trim horizon).
+    /// How long a shard is read, at least, before it gives its turn to a
+    /// shard waiting because [`with_max_shards`](Self::with_max_shards)
+    /// shards are held (default [`DEFAULT_ROTATION`]). At each discovery,
+    /// as many of the shards held longest as shards are waiting finish
+    /// their batch, checkpoint it and release their lease; shards that
+    /// never had a turn come first, then those whose turn is oldest. So
+    /// each open shard gets a turn at least once every few rotation
+    /// intervals (about one more than the open shards divided by the
+    /// bound): keep that well under the stream's 24-hour retention, or
+    /// raise the bound.
+    pub fn with_rotation(mut self, every: Duration) -> Self {
+        self.rotation = every;
+        self
+    }
+
+    /// Where a new projection starts (default the trim horizon); see
+    /// [`StartPosition`]. It applies to the projection's first start, and
+    /// is kept for it in the checkpoint table.
     pub fn with_start(mut self, start: StartPosition) -> Self {
         self.settings.start = start;
         self
@@ -188,17 +240,19 @@ impl<A: Aggregate + 'static> Projector<A> {
     ///
     /// On shutdown, each reader finishes the batch it is dispatching,
     /// checkpoints it and releases its lease. A lost lease stops work on
-    /// that shard only. Errors that end the run: a trimmed shard
-    /// ([`Error::Trimmed`]: rebuild the projection), a dispatch that kept
-    /// failing, a Streams or checkpoint table error the SDK's retries did
-    /// not absorb. The other readers then stop gracefully too.
+    /// that shard only. Errors that end the run: a gap
+    /// ([`Error::Trimmed`]: records trimmed before the projection read
+    /// them; rebuild the projection), a rebuild that has not finished
+    /// ([`Error::RebuildUnfinished`], before anything is read), a dispatch
+    /// that kept failing, a Streams or checkpoint table error the SDK's
+    /// retries did not absorb. The other readers then stop gracefully too.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        self.settings.start_after = self.checkpoints.start_after().await?;
+        let mut state = RunState {
+            roots: self.start().await?,
+            ..RunState::default()
+        };
         let settings = Arc::new(self.settings.clone());
-        let (stop, stopping) = watch::channel(false);
         let mut readers: JoinSet<(String, Result<ReaderEnd, Error>)> = JoinSet::new();
-        let mut held: HashSet<String> = HashSet::new();
-        let mut tree = ShardTree::default();
         let mut next_discovery = Instant::now();
         tokio::pin!(shutdown);
         let outcome = loop {
@@ -209,10 +263,15 @@ impl<A: Aggregate + 'static> Projector<A> {
                         Ok(joined) => joined,
                         Err(panicked) => break Err(Error::projection(panicked)),
                     };
-                    held.remove(&shard_id);
+                    let yielded = state.held.remove(&shard_id).is_some_and(|h| h.yielding);
                     match end {
                         Ok(ReaderEnd::Finished) => {
                             tracing::info!(shard = %shard_id, "shard finished; looking for its children");
+                            next_discovery = Instant::now();
+                        }
+                        Ok(ReaderEnd::Stopped) if yielded => {
+                            tracing::info!(shard = %shard_id, "shard gave its turn to a waiting shard");
+                            state.turns.insert(shard_id, Instant::now());
                             next_discovery = Instant::now();
                         }
                         Ok(end) => tracing::info!(shard = %shard_id, ?end, "stopped reading shard"),
@@ -220,26 +279,33 @@ impl<A: Aggregate + 'static> Projector<A> {
                     }
                 }
                 () = tokio::time::sleep_until(next_discovery) => {
-                    let spawn = |lease: Lease, readers: &mut JoinSet<_>| {
+                    let spawn = |lease: Lease, opening: Opening, readers: &mut JoinSet<_>| {
+                        let (stop, stopping) = watch::channel(false);
                         let reader = ShardReader {
                             streams: self.streams.clone(),
                             checkpoints: self.checkpoints.clone(),
                             dispatcher: self.dispatcher.clone(),
                             settings: settings.clone(),
                             lag: self.lag.clone(),
-                            stop: stopping.clone(),
+                            stop: stopping,
+                            opening,
+                            skipping: false,
+                            guarded: false,
                         };
                         let shard_id = lease.shard.shard_id.clone();
                         readers.spawn(async move { (shard_id, reader.run(lease).await) });
+                        stop
                     };
-                    if let Err(err) = self.discover(&mut tree, &mut held, |lease| spawn(lease, &mut readers)).await {
+                    if let Err(err) = self.discover(&mut state, |lease, opening| spawn(lease, opening, &mut readers)).await {
                         break Err(err);
                     }
                     next_discovery = Instant::now() + self.discovery;
                 }
             }
         };
-        let _ = stop.send(true);
+        for held in state.held.values() {
+            let _ = held.stop.send(true);
+        }
         let mut outcome = outcome;
         while let Some(joined) = readers.join_next().await {
             let end = joined.map_err(Error::projection).and_then(|(_, end)| end);
@@ -250,30 +316,82 @@ impl<A: Aggregate + 'static> Projector<A> {
         outcome
     }
 
-    /// Describes the stream, then leases and starts every ready shard it can
-    /// (up to the bound), oldest first.
+    /// Before the first discovery: refuses an unfinished rebuild, records
+    /// or reads the projection's origin, and sets what shards opened
+    /// without a checkpoint skip. Returns the origin's roots on this stream.
+    async fn start(&mut self) -> Result<HashSet<String>, Error> {
+        let rebuild = self.checkpoints.rebuild_marker().await?;
+        if let Some(marker) = rebuild.as_ref().filter(|m| m.finished_at.is_none()) {
+            tracing::warn!(
+                projection = self.checkpoints.projection(),
+                "the projection's last rebuild has not finished; not starting"
+            );
+            return Err(Error::RebuildUnfinished {
+                projection: self.checkpoints.projection().to_string(),
+                table: self.checkpoints.table().to_string(),
+                started_at_ms: super::checkpoint::millis(marker.started_at),
+            });
+        }
+        let items = self.checkpoints.list().await?;
+        let tree = describe(&self.streams, &self.stream_arn).await?;
+        let origin = self
+            .checkpoints
+            .origin_for_run(
+                &self.stream_arn,
+                &tree,
+                &items,
+                self.settings.start,
+                rebuild.as_ref(),
+            )
+            .await?;
+        // A finished rebuild covered what came before its marker; without
+        // one, a projection started with `Latest` skips what came before it.
+        self.settings.start_after = match (&rebuild, origin.position) {
+            (Some(marker), _) => Some(marker.start_after),
+            (None, StartPosition::Latest) => Some(origin.start_after),
+            (None, _) => None,
+        };
+        self.settings.root_horizon_before = self.settings.start_after.unwrap_or(origin.started_at);
+        Ok(origin.roots_of(&self.stream_arn))
+    }
+
+    /// Reads the checkpoint items and describes the stream (in this order:
+    /// an item is only created for a shard described before, so each item
+    /// read is of a shard described earlier), stops at a gap, then leases
+    /// and starts every ready shard it can (up to the bound; shards that
+    /// never had a turn first, then oldest turn, then oldest shard), and
+    /// asks shards held long enough to give their turn to those waiting.
     async fn discover(
         &self,
-        tree: &mut ShardTree,
-        held: &mut HashSet<String>,
-        mut start: impl FnMut(Lease),
+        state: &mut RunState,
+        mut start: impl FnMut(Lease, Opening) -> watch::Sender<bool>,
     ) -> Result<(), Error> {
+        let items = self.checkpoints.list().await?;
         let described = describe(&self.streams, &self.stream_arn).await?;
-        let new = described.new_since(tree);
+        let new = described.new_since(&state.tree);
         if !new.is_empty() {
             tracing::info!(stream = %self.stream_arn, shards = ?new, "discovered shards");
         }
-        let checkpoints = self.checkpoints.list().await?;
-        let finished: HashSet<String> = checkpoints
-            .iter()
-            .filter(|c| c.finished)
-            .map(|c| c.shard_id.clone())
+        let ours: Vec<ShardCheckpoint> = items
+            .into_iter()
+            .filter(|c| c.stream_arn == self.stream_arn)
             .collect();
-        for node in described.ready(&finished) {
-            if held.len() >= self.max_shards {
-                break;
-            }
-            if held.contains(&node.shard_id) {
+        let mut ready = described
+            .plan(&ours, &state.roots)
+            .map_err(|gap| gap.into_error(&self.stream_arn))?;
+        ready.retain(|(node, _)| !state.held.contains_key(&node.shard_id));
+        ready.sort_by_key(|(node, _)| (state.turns.get(&node.shard_id).copied(), node.starting));
+        let owners: HashMap<&str, Option<&str>> = ours
+            .iter()
+            .map(|c| (c.shard_id.as_str(), c.owner.as_deref()))
+            .collect();
+        let mut waiting = 0;
+        for (node, opening) in ready {
+            let free = owners
+                .get(node.shard_id.as_str())
+                .is_none_or(|owner| owner.is_none_or(|owner| owner == self.owner));
+            if state.held.len() >= self.max_shards {
+                waiting += usize::from(free);
                 continue;
             }
             let info = ShardInfo {
@@ -290,11 +408,37 @@ impl<A: Aggregate + 'static> Projector<A> {
                 continue;
             }
             tracing::info!(shard = %node.shard_id, checkpoint = ?lease.checkpoint, owner = %self.owner, "leased shard");
-            held.insert(node.shard_id.clone());
-            start(lease);
+            let stop = start(lease, opening);
+            let held = Held {
+                stop,
+                since: Instant::now(),
+                yielding: false,
+            };
+            state.held.insert(node.shard_id.clone(), held);
         }
-        *tree = described;
+        self.rotate(state, waiting);
+        state
+            .turns
+            .retain(|shard_id, _| described.contains(shard_id));
+        state.tree = described;
         Ok(())
+    }
+
+    /// Asks up to `waiting` shards held at least the rotation interval,
+    /// longest first, to give their turn up.
+    fn rotate(&self, state: &mut RunState, waiting: usize) {
+        let asked = state.held.values().filter(|h| h.yielding).count();
+        let mut due: Vec<(&String, &mut Held)> = state
+            .held
+            .iter_mut()
+            .filter(|(_, h)| !h.yielding && h.since.elapsed() >= self.rotation)
+            .collect();
+        due.sort_by_key(|(_, h)| h.since);
+        for (shard_id, held) in due.into_iter().take(waiting.saturating_sub(asked)) {
+            tracing::debug!(shard = %shard_id, "asking the shard to give its turn up");
+            held.yielding = true;
+            let _ = held.stop.send(true);
+        }
     }
 }
 

@@ -2,7 +2,15 @@
 //! checkpoint, heartbeat, and the shard's end.
 //!
 //! **Invariant:** a batch's last sequence number is checkpointed only after
-//! the whole batch was dispatched (at-least-once); the lease is renewed
+//! the whole batch was dispatched (at-least-once); a shard without a
+//! checkpoint opens where the [`Opening`] says (its first record; for a
+//! root of the projection's origin whose first record is gone, the trim
+//! horizon, if the oldest record left predates `root_horizon_before`),
+//! never at `LATEST`; the only records ever passed over are a leading run
+//! of records created before the run's `start_after`, on a shard opened
+//! without a checkpoint; data trimmed before the reader got to it is
+//! [`Error::Trimmed`], raised before the batch after it is dispatched; the
+//! lease is renewed
 //! while the reader reads, waits and dispatches (see [`super::heartbeat`]),
 //! and a lost lease, or one not renewed within its duration, stops the
 //! reader at once, abandoning a dispatch in progress, without a checkpoint;
@@ -18,17 +26,32 @@ use tracing::{field, Instrument};
 
 use super::heartbeat::Heartbeat;
 use super::lag::{Batch, LagHandle};
+use super::shards::Opening;
 use super::{ChangeRecord, Dispatcher, Error};
 use super::{CheckpointStore, Lease};
 
-/// Where a shard without a checkpoint starts.
+/// Where a new projection starts reading the stream.
+///
+/// It applies to the projection's first start: the projector records it,
+/// with the time and the shards it started from, in the checkpoint table,
+/// and every later start (of any projector of the projection) keeps it.
+/// Either way, a shard created later (a split, a rollover) is read from its
+/// first record once its parent was read to its end, and a shard reopened
+/// before its first checkpoint (after a restart, a takeover, an expired
+/// iterator) loses nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartPosition {
     /// At the oldest record the stream still holds (the last 24 hours).
     #[default]
     TrimHorizon,
-    /// After the newest record: only changes made from now on.
+    /// From the moment the projection first started: records created
+    /// before it are skipped, by their `ApproximateCreationDateTime`
+    /// (DynamoDB's clock, rounded down to the second) against the
+    /// projector's clock at its first start less 5 seconds. So records
+    /// written up to about 5 seconds before the start may be dispatched
+    /// too, and none written after it is skipped unless the projector's
+    /// clock ran more than 5 seconds ahead of DynamoDB's.
     Latest,
 }
 
@@ -41,8 +64,15 @@ pub(crate) struct ReaderSettings {
     pub heartbeat: Duration,
     pub start: StartPosition,
     pub dispatch_attempts: u32,
-    /// Records created before this are skipped (a rebuild covered them).
+    /// On a shard opened without a checkpoint, the leading records created
+    /// before this are skipped (a finished rebuild covered them, or the
+    /// projection started later with [`StartPosition::Latest`]).
     pub start_after: Option<SystemTime>,
+    /// A root whose first record is gone is read from the trim horizon only
+    /// if the oldest record left was created at or before this (the
+    /// projection's start, or `start_after`): else records it wanted were
+    /// trimmed.
+    pub root_horizon_before: SystemTime,
 }
 
 /// How a reader ended without an error.
@@ -64,6 +94,15 @@ pub(crate) struct ShardReader<A: Aggregate> {
     pub settings: Arc<ReaderSettings>,
     pub lag: LagHandle,
     pub stop: watch::Receiver<bool>,
+    /// Where the shard starts if it has no checkpoint.
+    pub opening: Opening,
+    /// Still skipping the leading records created before
+    /// [`ReaderSettings::start_after`] (set by [`run`](Self::run)).
+    pub skipping: bool,
+    /// Read from the trim horizon as a root whose first record is gone:
+    /// the first record read must be older than
+    /// [`ReaderSettings::root_horizon_before`].
+    pub guarded: bool,
 }
 
 /// What one `GetRecords` call gave.
@@ -77,6 +116,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// stop is requested.
     pub async fn run(mut self, mut lease: Lease) -> Result<ReaderEnd, Error> {
         let shard_id = lease.shard.shard_id.clone();
+        self.skipping = lease.checkpoint.is_none() && self.settings.start_after.is_some();
         self.lag.owned(&shard_id, lease.checkpoint.as_deref());
         let end = self.read(&mut lease).await;
         let finished = matches!(end, Ok(ReaderEnd::Finished));
@@ -98,7 +138,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
 
     async fn read(&mut self, lease: &mut Lease) -> Result<ReaderEnd, Error> {
         let mut beat = Heartbeat::new(&self.checkpoints, lease, self.settings.heartbeat);
-        let mut iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
+        let (first, guarded) = self.renewing_iterator(lease, &mut beat).await?;
+        self.guarded = guarded;
+        let mut iterator = Some(first);
         let mut idle = self.settings.idle_min;
         loop {
             if *self.stop.borrow() {
@@ -117,10 +159,23 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             let (records, next) = match page {
                 Page::Records(records, next) => (records, next),
                 Page::Expired => {
-                    iterator = Some(self.renewing_iterator(lease, &mut beat).await?);
+                    let (renewed, guarded) = self.renewing_iterator(lease, &mut beat).await?;
+                    self.guarded = guarded;
+                    iterator = Some(renewed);
                     continue;
                 }
             };
+            if self.guarded {
+                let horizon = self.settings.root_horizon_before;
+                match records.first() {
+                    Some(first) if first.created.is_some_and(|c| c <= horizon) => {
+                        self.guarded = false;
+                    }
+                    // Records the projection wanted were trimmed first.
+                    Some(_) => return Err(trimmed(lease)),
+                    None => self.guarded = next.is_some(),
+                }
+            }
             let caught_up = records.is_empty() && next.is_some();
             self.lag
                 .polled(started.elapsed(), caught_up, &lease.shard.shard_id);
@@ -146,29 +201,64 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         &self,
         lease: &mut Lease,
         beat: &mut Heartbeat,
-    ) -> Result<String, Error> {
+    ) -> Result<(String, bool), Error> {
         let shard = lease.clone();
         beat.keep_alive(&self.checkpoints, lease, self.iterator(&shard))
             .await?
     }
 
-    /// A shard iterator after the lease's checkpoint, or at the start
-    /// position if it has none.
-    async fn iterator(&self, lease: &Lease) -> Result<String, Error> {
+    /// A shard iterator after the lease's checkpoint, or where the shard
+    /// opens if it has none; `true` if it is a root's trim horizon after
+    /// its first record was found trimmed (see [`Opening::Root`]).
+    async fn iterator(&self, lease: &Lease) -> Result<(String, bool), Error> {
+        let root = match (&lease.checkpoint, &self.opening) {
+            (None, Opening::Root(first)) => Some(first),
+            _ => None,
+        };
+        if let Some(first) = root {
+            let at = first
+                .as_ref()
+                .map(|first| Opening::First(Some(first.clone())));
+            let Some(at) = at else {
+                return Ok((self.iterator_at(lease, None).await?, true));
+            };
+            return match self.iterator_at(lease, Some(&at)).await {
+                Ok(iterator) => Ok((iterator, false)),
+                Err(Error::Trimmed { .. }) => Ok((self.iterator_at(lease, None).await?, true)),
+                Err(err) => Err(err),
+            };
+        }
+        Ok((self.iterator_at(lease, Some(&self.opening)).await?, false))
+    }
+
+    /// A shard iterator after the lease's checkpoint, else at `opening`
+    /// (`None`: the trim horizon).
+    async fn iterator_at(&self, lease: &Lease, opening: Option<&Opening>) -> Result<String, Error> {
         let shard = &lease.shard;
         let request = self
             .streams
             .get_shard_iterator()
             .stream_arn(&shard.stream_arn)
             .shard_id(&shard.shard_id);
-        let request = match (&lease.checkpoint, self.settings.start) {
+        let request = match (&lease.checkpoint, opening) {
             (Some(sequence), _) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(sequence),
-            (None, StartPosition::TrimHorizon) => {
+            (None, None | Some(Opening::Root(_))) => {
                 request.shard_iterator_type(ShardIteratorType::TrimHorizon)
             }
-            (None, StartPosition::Latest) => request.shard_iterator_type(ShardIteratorType::Latest),
+            (None, Some(Opening::First(Some(first)))) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .sequence_number(first),
+            (None, Some(Opening::First(None))) => {
+                return Err(Error::Streams {
+                    operation: "DescribeStream",
+                    target: shard.shard_id.clone(),
+                    message: "the shard has no StartingSequenceNumber: cannot read it \
+                              from its first record"
+                        .into(),
+                })
+            }
         };
         match request.send().await {
             Ok(answer) => answer.shard_iterator.ok_or_else(|| Error::Streams {
@@ -176,10 +266,11 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                 target: shard.shard_id.clone(),
                 message: "no iterator in the answer".into(),
             }),
+            // Trimmed data, or the whole shard aged out of the stream.
             Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_trimmed_data_access_exception()) =>
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_trimmed_data_access_exception() || e.is_resource_not_found_exception()
+                }) =>
             {
                 Err(trimmed(lease))
             }
@@ -208,7 +299,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                     tracing::debug!(shard = %shard_id, "shard iterator expired; renewing it from the checkpoint");
                     return Ok(Page::Expired);
                 }
-                if service.is_some_and(|e| e.is_trimmed_data_access_exception()) {
+                if service.is_some_and(|e| {
+                    e.is_trimmed_data_access_exception() || e.is_resource_not_found_exception()
+                }) {
                     return Err(trimmed(lease));
                 }
                 return Err(Error::from_streams("GetRecords", shard_id, err));
@@ -284,18 +377,28 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         Ok(true)
     }
 
-    /// Drops the records a rebuild already covered (created before its
-    /// start marker).
+    /// Drops the leading records created before the start marker, on a
+    /// shard opened without a checkpoint (a finished rebuild covered them,
+    /// or the projection started after them with
+    /// [`StartPosition::Latest`]); from the first record at or after it
+    /// (or of unknown time) on, nothing is skipped.
     fn after_rebuild(
-        &self,
+        &mut self,
         mut records: Vec<ChangeRecord>,
         span: &tracing::Span,
     ) -> Vec<ChangeRecord> {
-        if let Some(start_after) = self.settings.start_after {
-            let before = records.len();
-            records.retain(|r| r.created.is_none_or(|created| created >= start_after));
-            span.record("skipped_before_rebuild", before - records.len());
+        let Some(start_after) = self.settings.start_after.filter(|_| self.skipping) else {
+            return records;
+        };
+        let before = records
+            .iter()
+            .take_while(|r| r.created.is_some_and(|created| created < start_after))
+            .count();
+        if before < records.len() {
+            self.skipping = false;
         }
+        records.drain(..before);
+        span.record("skipped_before_rebuild", before);
         records
     }
 

@@ -1,16 +1,25 @@
 //! The shard tree of one stream: which shards exist (from every
-//! `DescribeStream` page), which are closed, and which are ready to read.
+//! `DescribeStream` page), which are closed, which are ready to read, and
+//! where a shard without a checkpoint starts.
 //!
 //! **Invariant:** a shard is ready only when it is not finished and its
-//! parent is either absent (no parent, or trimmed away: no longer in the
-//! stream's description) or finished, so a child's records are never read
-//! before all of its parent's. Ready shards come oldest first.
+//! parent is finished (described or not), so a child's records are never
+//! read before all of its parent's; a shard whose parent this projection
+//! never read is ready only if it is a root of the projection's origin (it
+//! was on the frontier of the stream when the projection started). Every
+//! other way to reach a shard skips records, and is a [`Gap`]: an
+//! unfinished checkpoint item whose shard is no longer described, or a
+//! shard whose parent is gone and was never read. A child of a finished
+//! parent opens at its first record ([`Opening::First`]), never at the
+//! trim horizon; a root opens at its first record, or at the trim horizon
+//! only if the oldest record left predates what the projection wants
+//! ([`Opening::Root`]). Ready shards come oldest first.
 
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodbstreams::types::Shard;
 
-use super::Error;
+use super::{Error, ShardCheckpoint};
 
 /// One shard of the stream, as `DescribeStream` described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +30,8 @@ pub(crate) struct ShardNode {
     pub parent_shard_id: Option<String>,
     /// Its first sequence number, as a number (0 if unknown), to order shards.
     pub starting: u128,
+    /// Its first sequence number, as described.
+    pub starting_sequence: Option<String>,
     /// Closed: the range has an ending sequence number; no record is added.
     pub closed: bool,
 }
@@ -29,15 +40,54 @@ impl ShardNode {
     /// The node of a described shard; `None` for a shard without an id.
     fn from_shard(shard: &Shard) -> Option<Self> {
         let range = shard.sequence_number_range();
+        let starting_sequence = range
+            .and_then(|r| r.starting_sequence_number())
+            .map(str::to_string);
         Some(ShardNode {
             shard_id: shard.shard_id()?.to_string(),
             parent_shard_id: shard.parent_shard_id().map(str::to_string),
-            starting: range
-                .and_then(|r| r.starting_sequence_number())
+            starting: starting_sequence
+                .as_deref()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
+            starting_sequence,
             closed: range.and_then(|r| r.ending_sequence_number()).is_some(),
         })
+    }
+}
+
+/// Where a shard without a checkpoint starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// A root of the projection's origin (its starting sequence number, if
+    /// described): at its first record if still there; else at the trim
+    /// horizon, provided the oldest record left was created before the
+    /// projection wanted records from (the records trimmed were never the
+    /// projection's to read), and [`Error::Trimmed`] otherwise.
+    Root(Option<String>),
+    /// At its first record (`AT_SEQUENCE_NUMBER` of its starting sequence
+    /// number, if described): its parent was read to its end, so a missing
+    /// first record is a gap.
+    First(Option<String>),
+}
+
+/// Records the projection never read and cannot read any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// The shard whose records are gone.
+    pub shard_id: String,
+    /// Its checkpoint, if the projection had one.
+    pub checkpoint: Option<String>,
+}
+
+impl Gap {
+    /// The gap as [`Error::Trimmed`].
+    pub fn into_error(self, stream_arn: &str) -> Error {
+        Error::Trimmed {
+            stream_arn: stream_arn.to_string(),
+            shard_id: self.shard_id,
+            checkpoint: self.checkpoint.unwrap_or_else(|| "none".into()),
+        }
     }
 }
 
@@ -66,26 +116,80 @@ impl ShardTree {
         self.nodes.get(shard_id)
     }
 
+    /// Whether `shard_id` was described.
+    pub fn contains(&self, shard_id: &str) -> bool {
+        self.nodes.contains_key(shard_id)
+    }
+
     /// How many shards were described.
     pub fn len(&self) -> usize {
         self.order.len()
     }
 
-    /// The shards that are not `finished` and whose parent is absent or
-    /// finished, oldest (lowest starting sequence number) first.
-    pub fn ready(&self, finished: &HashSet<String>) -> Vec<&ShardNode> {
-        let mut ready: Vec<&ShardNode> = self
-            .order
-            .iter()
-            .filter_map(|id| self.nodes.get(id))
-            .filter(|node| !finished.contains(&node.shard_id))
-            .filter(|node| match &node.parent_shard_id {
-                None => true,
-                Some(parent) => !self.nodes.contains_key(parent) || finished.contains(parent),
+    /// The shards whose parent is not described (or who have none): where a
+    /// projection starting now starts.
+    pub fn frontier(&self) -> HashSet<String> {
+        self.nodes
+            .values()
+            .filter(|node| {
+                node.parent_shard_id
+                    .as_ref()
+                    .is_none_or(|parent| !self.nodes.contains_key(parent))
             })
+            .map(|node| node.shard_id.clone())
+            .collect()
+    }
+
+    /// The shards ready to read, oldest (lowest starting sequence number)
+    /// first, each with where it starts if it has no checkpoint; or the
+    /// first gap. `items` are the projection's checkpoint items of this
+    /// stream, `roots` its origin's roots (see the module docs).
+    pub fn plan(
+        &self,
+        items: &[ShardCheckpoint],
+        roots: &HashSet<String>,
+    ) -> Result<Vec<(&ShardNode, Opening)>, Gap> {
+        let items: HashMap<&str, &ShardCheckpoint> =
+            items.iter().map(|c| (c.shard_id.as_str(), c)).collect();
+        let mut gone: Vec<&&ShardCheckpoint> = items
+            .values()
+            .filter(|c| !c.finished && !self.nodes.contains_key(&c.shard_id))
             .collect();
-        ready.sort_by_key(|node| node.starting);
-        ready
+        gone.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        if let Some(item) = gone.first() {
+            return Err(Gap {
+                shard_id: item.shard_id.clone(),
+                checkpoint: item.checkpoint.clone(),
+            });
+        }
+        let finished = |id: &str| items.get(id).is_some_and(|c| c.finished);
+        let mut ready = Vec::new();
+        for node in self.order.iter().filter_map(|id| self.nodes.get(id)) {
+            if finished(&node.shard_id) {
+                continue;
+            }
+            let first = Opening::First(node.starting_sequence.clone());
+            let opening = match &node.parent_shard_id {
+                Some(parent) if finished(parent) => first,
+                // Its parent is read first.
+                Some(parent) if self.nodes.contains_key(parent) => continue,
+                // Never read (an unfinished item of it is a gap above).
+                _ if roots.contains(&node.shard_id) => {
+                    Opening::Root(node.starting_sequence.clone())
+                }
+                // Leased before: it was ready then, as a child.
+                _ if items.contains_key(node.shard_id.as_str()) => first,
+                parent => {
+                    return Err(Gap {
+                        shard_id: parent.clone().unwrap_or_else(|| node.shard_id.clone()),
+                        checkpoint: None,
+                    })
+                }
+            };
+            ready.push((node, opening));
+        }
+        ready.sort_by_key(|(node, _)| node.starting);
+        Ok(ready)
     }
 
     /// The shards of `self` that `previous` did not have.
@@ -129,6 +233,7 @@ pub(crate) async fn describe(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use aws_sdk_dynamodbstreams::types::SequenceNumberRange;
 
@@ -144,12 +249,35 @@ mod tests {
             .build()
     }
 
-    fn ids<'a>(nodes: &[&'a ShardNode]) -> Vec<&'a str> {
-        nodes.iter().map(|n| n.shard_id.as_str()).collect()
+    fn ids(planned: &[(&ShardNode, Opening)]) -> Vec<String> {
+        planned.iter().map(|(n, _)| n.shard_id.clone()).collect()
     }
 
-    fn finished(ids: &[&str]) -> HashSet<String> {
+    fn item(id: &str, finished: bool, checkpoint: Option<&str>) -> ShardCheckpoint {
+        ShardCheckpoint {
+            stream_arn: "arn".into(),
+            shard_id: id.into(),
+            parent_shard_id: None,
+            checkpoint: checkpoint.map(str::to_string),
+            checkpoint_created: None,
+            finished,
+            owner: None,
+            lease_counter: 1,
+            updated_at: None,
+        }
+    }
+
+    fn finished(ids: &[&str]) -> Vec<ShardCheckpoint> {
+        ids.iter().map(|id| item(id, true, Some("1"))).collect()
+    }
+
+    fn roots(ids: &[&str]) -> HashSet<String> {
         ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    fn ready(tree: &ShardTree, done: &[&str]) -> Vec<String> {
+        let roots = tree.frontier();
+        ids(&tree.plan(&finished(done), &roots).unwrap())
     }
 
     /// root (closed) -> a (closed) -> {a1, a2}; root -> b (open).
@@ -170,25 +298,55 @@ mod tests {
     #[test]
     fn children_are_ready_only_after_their_parent_finished() {
         let tree = lineage();
-        assert_eq!(ids(&tree.ready(&finished(&[]))), ["root"]);
-        assert_eq!(ids(&tree.ready(&finished(&["root"]))), ["a", "b"]);
-        assert_eq!(
-            ids(&tree.ready(&finished(&["root", "a"]))),
-            ["b", "a1", "a2"]
-        );
-        assert!(tree
-            .ready(&finished(&["root", "a", "b", "a1", "a2"]))
-            .is_empty());
+        assert_eq!(ready(&tree, &[]), ["root"]);
+        assert_eq!(ready(&tree, &["root"]), ["a", "b"]);
+        assert_eq!(ready(&tree, &["root", "a"]), ["b", "a1", "a2"]);
+        assert!(ready(&tree, &["root", "a", "b", "a1", "a2"]).is_empty());
     }
 
     #[test]
-    fn a_parent_trimmed_away_does_not_hold_its_children_back() {
+    fn roots_open_as_roots_and_children_at_their_first_record() {
+        let tree = lineage();
+        let planned = tree.plan(&finished(&["root"]), &roots(&["root"])).unwrap();
+        let openings: Vec<_> = planned.iter().map(|(_, o)| o.clone()).collect();
+        let first = |n: u32| Opening::First(Some(format!("{n:021}")));
+        assert_eq!(openings, [first(111), first(112)]);
+        let planned = tree.plan(&[], &roots(&["root"])).unwrap();
+        assert_eq!(planned[0].1, Opening::Root(Some(format!("{:021}", 100))));
+    }
+
+    #[test]
+    fn a_parent_gone_is_done_if_finished_a_root_if_at_the_origin_else_a_gap() {
         let mut tree = ShardTree::default();
         tree.extend(&[
             shard("a", Some("gone"), 111, Some(120)),
             shard("a1", Some("a"), 121, None),
         ]);
-        assert_eq!(ids(&tree.ready(&finished(&[]))), ["a"]);
+        assert_eq!(tree.frontier(), roots(&["a"]));
+        // A fresh projection starts there.
+        assert_eq!(ids(&tree.plan(&[], &roots(&["a"])).unwrap()), ["a"]);
+        // Its parent was read to the end.
+        let planned = tree.plan(&finished(&["gone"]), &roots(&[])).unwrap();
+        assert_eq!(planned[0].1, Opening::First(Some(format!("{:021}", 111))));
+        // Never read: its records are lost to the projection.
+        let gap = tree.plan(&[], &roots(&[])).unwrap_err();
+        assert_eq!((gap.shard_id.as_str(), gap.checkpoint), ("gone", None));
+    }
+
+    #[test]
+    fn an_unfinished_item_whose_shard_is_no_longer_described_is_a_gap() {
+        let tree = lineage();
+        let mut items = finished(&["root"]);
+        items.push(item("old", false, Some("42")));
+        let gap = tree.plan(&items, &roots(&["root"])).unwrap_err();
+        assert_eq!(
+            (gap.shard_id.as_str(), gap.checkpoint.as_deref()),
+            ("old", Some("42"))
+        );
+        // Finished, it is simply done.
+        items.pop();
+        items.push(item("old", true, Some("42")));
+        assert!(tree.plan(&items, &roots(&["root"])).is_ok());
     }
 
     #[test]
@@ -198,7 +356,7 @@ mod tests {
             shard("late", None, 500, None),
             shard("early", None, 100, None),
         ]);
-        assert_eq!(ids(&tree.ready(&finished(&[]))), ["early", "late"]);
+        assert_eq!(ready(&tree, &[]), ["early", "late"]);
     }
 
     #[test]
