@@ -252,6 +252,39 @@ pub mod tables;
 pub mod testing;
 mod view_repository;
 
+/// The guide's chapters (`docs/guide/`) as doc tests: every Rust block in
+/// them compiles (and runs, unless marked `no_run`) under `cargo test --doc`
+/// with every feature, which the blocks between them use. Under other
+/// feature sets the chapters are not compiled at all.
+#[cfg(all(
+    doctest,
+    feature = "test-util",
+    feature = "msgpack",
+    feature = "compression",
+    feature = "cli",
+    feature = "lambda"
+))]
+mod guide {
+    #[doc = include_str!("../docs/guide/getting-started.md")]
+    pub struct GettingStarted;
+    #[doc = include_str!("../docs/guide/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../docs/guide/codecs-and-limits.md")]
+    pub struct CodecsAndLimits;
+    #[doc = include_str!("../docs/guide/snapshots.md")]
+    pub struct Snapshots;
+    #[doc = include_str!("../docs/guide/projections.md")]
+    pub struct Projections;
+    #[doc = include_str!("../docs/guide/recode-and-dictionaries.md")]
+    pub struct RecodeAndDictionaries;
+    #[doc = include_str!("../docs/guide/operations.md")]
+    pub struct Operations;
+    #[doc = include_str!("../docs/guide/upgrading.md")]
+    pub struct Upgrading;
+    #[doc = include_str!("../docs/guide/contributing.md")]
+    pub struct Contributing;
+}
+
 /// The AWS SDK for DynamoDB this crate is built on (the version it was
 /// compiled against), re-exported so an application builds its
 /// [`Client`](aws_sdk_dynamodb::Client) from the same version instead of

@@ -1,5 +1,6 @@
-//! The README's projector example is the one `cargo test --doc` compiles in
-//! the `projection` module docs, and the Projections table is the shared one.
+//! The guide's projector example (`docs/guide/projections.md`) is the one
+//! `cargo test --doc` compiles in the `projection` module docs, and the
+//! Projections table is the shared one.
 
 #![allow(clippy::expect_used)]
 
@@ -22,30 +23,31 @@ fn as_module_doc(code: &str) -> String {
 }
 
 #[test]
-fn the_readme_shows_the_compiled_projector_example_verbatim() {
-    let readme = read("README.md");
-    let section = readme
-        .split_once("## Projections\n")
-        .expect("README.md has a Projections section")
-        .1;
-    let example = section
-        .split_once("```rust\n")
-        .and_then(|(_, rest)| rest.split_once("```\n"))
-        .expect("the Projections section shows a rust example")
-        .0;
-    assert!(example.contains("Projector::new(") && example.contains("ViewProjection::new("));
+fn the_guide_shows_the_compiled_projector_example_verbatim() {
+    let chapter = read("docs/guide/projections.md");
+    let example = chapter
+        .split("```rust,no_run\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```\n").map(|(body, _)| body))
+        .find(|body| body.contains("Projector::new("))
+        .expect("docs/guide/projections.md shows a rust,no_run projector example");
+    assert!(example.contains("ViewProjection::new("));
     let compiled = format!("//! ```no_run\n{}//! ```\n", as_module_doc(example));
     assert!(
         read("src/projection/mod.rs").contains(&compiled),
-        "the README's projector example is not src/projection/mod.rs's no_run example verbatim"
+        "the guide's projector example is not src/projection/mod.rs's no_run example verbatim"
     );
 }
 
 #[test]
-fn the_projections_table_is_shared_by_the_readme_and_the_crate_docs() {
+fn the_projections_table_is_shared_by_the_guide_and_the_crate_docs() {
     let table = read("docs/tables/projections.md");
     let table = table.trim_end();
     assert!(table.starts_with("| | in-process queries | projector | AWS Lambda |"));
-    assert_eq!(read("README.md").matches(table).count(), 1);
+    assert_eq!(read("docs/guide/projections.md").matches(table).count(), 1);
+    assert!(
+        !read("README.md").contains(table),
+        "the README links the chapter instead"
+    );
     assert!(read("src/lib.rs").contains("docs/tables/projections.md\")]"));
 }

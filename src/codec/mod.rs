@@ -217,7 +217,7 @@ impl Default for Codec {
     /// ([`DynamoEventRepository::with_codec`](crate::DynamoEventRepository::with_codec),
     /// [`DynamoViewRepository::with_codec`](crate::DynamoViewRepository::with_codec));
     /// `cargo tree -e features -i dynamo-es` shows which crate enables which
-    /// feature. See the README's "Upgrading from upstream: rollout order".
+    /// feature. See `docs/guide/upgrading.md`, "Upgrading from upstream: rollout order".
     fn default() -> Self {
         #[cfg(feature = "msgpack")]
         let codec = Codec::msgpack();

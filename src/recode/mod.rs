@@ -67,7 +67,7 @@
 //! it cannot read or convert are counted in the [`Report`], never raised.
 //!
 //! A report, then the recode it predicts (this runs on the embedded
-//! emulator of [`crate::testing`]; the README shows the same code):
+//! emulator of [`crate::testing`]; the guide's recode chapter shows the same code):
 //!
 //! ```
 //! # #[cfg(feature = "compression")]

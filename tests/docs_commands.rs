@@ -1,0 +1,401 @@
+//! Every shell command the README and the guide show (their ```sh blocks)
+//! is one CI runs or this test checks:
+//!
+//! * `dynamo-es <subcommand> ...`: the subcommand exists and takes every
+//!   `--flag` shown, by the built binary's own `<subcommand> --help`;
+//! * `cargo ...`: a command `.ci/run` runs, or one named here and checked
+//!   (`cargo install` of this repository with features it has, the fuzz
+//!   targets `fuzz/Cargo.toml` declares);
+//! * anything else: a file that exists (`bash .ci/run`, `docker compose` with
+//!   `docker-compose.yml`), or a fuzzing step named here.
+//!
+//! A command no rule knows fails the test: add a rule (and a check) before
+//! documenting a new kind of command.
+#![cfg(feature = "cli")]
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    let path = root().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The README and every guide chapter.
+fn documents() -> Vec<String> {
+    let mut documents = vec!["README.md".to_string()];
+    let mut chapters: Vec<String> = std::fs::read_dir(root().join("docs/guide"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.ends_with(".md").then(|| format!("docs/guide/{name}"))
+        })
+        .collect();
+    chapters.sort();
+    documents.extend(chapters);
+    documents
+}
+
+/// One command of a ```sh block: where it is shown, the directory it runs
+/// in (after the block's `cd`s, relative to the crate root), its words.
+#[derive(Debug, Clone)]
+struct Shown {
+    document: String,
+    dir: PathBuf,
+    words: Vec<String>,
+}
+
+impl Shown {
+    fn text(&self) -> String {
+        self.words.join(" ")
+    }
+}
+
+/// The words of a shell line, with quotes removed and `[...]` (an optional
+/// part) unwrapped; a `#` starting a word begins a comment.
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, '#') if !started => break,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .map(|word| {
+            word.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .filter(|word| !word.is_empty())
+        .collect()
+}
+
+/// The words of a command line, without its `VAR=value` prefixes.
+fn command_words(line: &str) -> Vec<String> {
+    let mut words = words(line);
+    let assignments = words
+        .iter()
+        .take_while(|word| word.contains('=') && !word.starts_with('-'))
+        .count();
+    words.drain(..assignments);
+    words
+}
+
+/// Every command of every ```sh block of `document`: continuation lines
+/// joined, comments and `VAR=value` prefixes dropped, `cd` followed.
+fn commands_of(document: &str) -> Vec<Shown> {
+    let mut shown = Vec::new();
+    let mut in_sh = false;
+    let mut dir = PathBuf::new();
+    let mut pending = String::new();
+    for line in read(document).lines() {
+        if let Some(info) = line.strip_prefix("```") {
+            in_sh = !in_sh && info.trim() == "sh";
+            dir = PathBuf::new();
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        if let Some(start) = line.strip_suffix('\\') {
+            pending.push_str(start);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        let words = command_words(&std::mem::take(&mut pending));
+        match words.first().map(String::as_str) {
+            None => {}
+            Some("cd") => {
+                let to = dir.join(&words[1]);
+                assert!(
+                    root().join(&to).is_dir(),
+                    "{document}: `cd {}`: no such directory",
+                    to.display()
+                );
+                dir = to;
+            }
+            Some(_) => shown.push(Shown {
+                document: document.to_string(),
+                dir: dir.clone(),
+                words,
+            }),
+        }
+    }
+    shown
+}
+
+fn all_commands() -> Vec<Shown> {
+    documents().iter().flat_map(|d| commands_of(d)).collect()
+}
+
+/// The quoted strings of a shell line (`"a" "b c"` -> `a`, `b c`).
+fn quoted(line: &str) -> Vec<String> {
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cargo commands `.ci/run` runs, loops over feature sets expanded.
+fn ci_cargo_commands() -> Vec<String> {
+    let ci = read(".ci/run");
+    let mut known = Vec::new();
+    let mut loop_values: Vec<String> = Vec::new();
+    for line in ci.lines().map(str::trim) {
+        if let Some(rest) = line
+            .strip_prefix("DEMO_CMD=")
+            .or_else(|| line.strip_prefix("TEST_CMD="))
+        {
+            known.push(rest.trim_matches('\'').to_string());
+        } else if let Some(rest) = line.strip_prefix("for features in ") {
+            loop_values = quoted(rest.split(';').next().unwrap_or_default());
+        } else if line == "done" {
+            loop_values.clear();
+        } else if line.starts_with("cargo ") && line.contains("$features") {
+            for features in &loop_values {
+                known.push(words(&line.replace("$features", features)).join(" "));
+            }
+        } else if line.starts_with("cargo ") {
+            known.push(words(line).join(" "));
+        }
+    }
+    assert!(
+        known.contains(&"cargo test --all-features".to_string())
+            && known.contains(&"cargo test --features msgpack".to_string()),
+        ".ci/run was read: {known:?}"
+    );
+    known
+}
+
+/// The `[[bin]]` names of `fuzz/Cargo.toml`: the fuzz targets.
+fn fuzz_targets() -> Vec<String> {
+    read("fuzz/Cargo.toml")
+        .split("[[bin]]")
+        .skip(1)
+        .filter_map(|bin| {
+            let name = bin.lines().find_map(|l| l.trim().strip_prefix("name = "))?;
+            Some(name.trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+/// The `[features]` of this crate's manifest.
+fn features() -> Vec<String> {
+    let manifest = read("Cargo.toml");
+    let section = manifest
+        .split_once("[features]\n")
+        .unwrap()
+        .1
+        .split_once("\n[")
+        .unwrap()
+        .0;
+    section
+        .lines()
+        .filter_map(|line| line.split_once(" = ").map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+/// Why `command` is not a known, checked command, if it is not.
+fn check(command: &Shown, ci: &[String]) -> Result<(), String> {
+    let w: Vec<&str> = command.words.iter().map(String::as_str).collect();
+    let in_fuzz = command.dir == Path::new("fuzz");
+    let fuzz_target = |name: &str| {
+        if fuzz_targets().iter().any(|t| t == name) {
+            Ok(())
+        } else {
+            Err(format!("{name} is not a fuzz target of fuzz/Cargo.toml"))
+        }
+    };
+    match w.as_slice() {
+        ["dynamo-es", ..] => check_cli(&command.words[1..]),
+        ["cargo", "install", "--git", url, "dynamo-es", "--features", list] => {
+            let repository = format!("repository = \"{url}\"");
+            if !read("Cargo.toml").contains(&repository) {
+                return Err(format!("{url} is not this crate's repository"));
+            }
+            let known = features();
+            match list.split(',').find(|f| !known.iter().any(|k| k == f)) {
+                Some(unknown) => Err(format!("no feature {unknown}")),
+                None if !list.split(',').any(|f| f == "cli") => {
+                    Err("the binary needs feature cli".into())
+                }
+                None => Ok(()),
+            }
+        }
+        ["cargo", "install", "cargo-fuzz"] if !in_fuzz => Ok(()),
+        ["cargo", "+nightly", "fuzz", "run" | "tmin", target, ..] if in_fuzz => fuzz_target(target),
+        ["cargo", "build", "--release", "--bins", "--target", "x86_64-unknown-linux-gnu"]
+            if in_fuzz =>
+        {
+            Ok(())
+        }
+        ["cargo", ..] if command.dir.as_os_str().is_empty() => {
+            if ci.contains(&command.text()) {
+                Ok(())
+            } else {
+                Err("a cargo command .ci/run does not run".into())
+            }
+        }
+        ["bash", script] if command.dir.as_os_str().is_empty() => {
+            if root().join(script).is_file() {
+                Ok(())
+            } else {
+                Err(format!("no script {script}"))
+            }
+        }
+        ["docker", "compose", "up", "-d", "--wait"] | ["docker", "compose", "down"] => {
+            if root().join("docker-compose.yml").is_file() {
+                Ok(())
+            } else {
+                Err("no docker-compose.yml".into())
+            }
+        }
+        ["mkdir", "-p", dirs @ ..] if in_fuzz => {
+            match dirs
+                .iter()
+                .find(|d| !d.starts_with("corpus/") && !d.starts_with("artifacts/"))
+            {
+                Some(other) => Err(format!("mkdir {other}: not a fuzzing directory")),
+                None => Ok(()),
+            }
+        }
+        [binary, ..]
+            if in_fuzz && binary.starts_with("target/x86_64-unknown-linux-gnu/release/") =>
+        {
+            fuzz_target(binary.rsplit('/').next().unwrap_or_default())
+        }
+        _ => Err("no rule checks this command".into()),
+    }
+}
+
+/// Whether `dynamo-es <args>` names a subcommand that exists and takes
+/// every `--flag` of `args`, by the binary's `--help`.
+fn check_cli(args: &[String]) -> Result<(), String> {
+    let path: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .take_while(|word| !word.starts_with('-'))
+        .collect();
+    if path.first() == Some(&"dictionary") && !cfg!(feature = "compression") {
+        // Only a build with `compression` has the subcommand.
+        return Ok(());
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
+        .args(&path)
+        .arg("--help")
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+        .output()
+        .map_err(|err| format!("running dynamo-es: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`dynamo-es {} --help` failed: {}",
+            path.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in args.iter().filter(|word| word.starts_with("--")) {
+        let flag = flag.split('=').next().unwrap_or_default();
+        let taken = help.match_indices(flag).any(|(at, _)| {
+            help[at + flag.len()..]
+                .chars()
+                .next()
+                .is_none_or(|next| !(next.is_alphanumeric() || next == '-' || next == '_'))
+        });
+        if !taken {
+            return Err(format!("`dynamo-es {}` has no flag {flag}", path.join(" ")));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_shell_command_shown_is_run_in_ci_or_checked() {
+    let ci = ci_cargo_commands();
+    let commands = all_commands();
+    let failures: Vec<String> = commands
+        .iter()
+        .filter_map(|command| {
+            check(command, &ci)
+                .err()
+                .map(|why| format!("{}: `{}`: {why}", command.document, command.text()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The blocks were read: the two fresh-machine commands, and the CLI's.
+    let texts: Vec<String> = commands.iter().map(Shown::text).collect();
+    for expected in [
+        "cargo run --all-features --example demo",
+        "cargo test --all-features",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == expected),
+            "{expected} in {texts:?}"
+        );
+    }
+    for subcommand in ["report", "recode", "projections status", "dictionary train"] {
+        let shown = format!("dynamo-es {subcommand} ");
+        assert!(
+            texts.iter().any(|t| t.starts_with(&shown)),
+            "no {shown}... in {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
+    let ci = ci_cargo_commands();
+    let shown = |line: &str| Shown {
+        document: "test".into(),
+        dir: PathBuf::new(),
+        words: command_words(line),
+    };
+    for wrong in [
+        "dynamo-es report --events-table Events --no-such-flag",
+        "dynamo-es repport --events-table Events",
+        "dynamo-es projections status --checkpoint-table Checkpoints --projection p --events",
+        "cargo test --all-features --release",
+        "cargo install dynamo-es --features cli,compression",
+        "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es --features cli,zstd",
+        "rm -rf target",
+    ] {
+        assert!(check(&shown(wrong), &ci).is_err(), "{wrong} passed");
+    }
+    for right in [
+        "dynamo-es report --events-table Events --snapshots-table Snapshots --codec json",
+        "AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 cargo test --all-features",
+        "cargo test --features compression # a comment",
+    ] {
+        assert_eq!(check(&shown(right), &ci), Ok(()), "{right}");
+    }
+}
