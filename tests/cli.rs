@@ -632,3 +632,76 @@ async fn hints_speak_in_flags_and_environment_variables() {
     assert!(!err.contains("dynamo_es::create_event_tables"), "{err}");
     assert_each_cause_once(&err);
 }
+
+/// Puts a view with this stored payload.
+async fn put_view(db: &TestTables, id: &str, payload: Vec<u8>) {
+    db.client
+        .put_item()
+        .table_name(&db.views)
+        .item("ViewId", AttributeValue::S(id.into()))
+        .item("ViewVersion", AttributeValue::N("1".into()))
+        .item("Payload", AttributeValue::B(Blob::new(payload)))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Issue 23, point 13: a report says why items were left as they are:
+/// under the compression threshold (small views stay plain), or not
+/// smaller with the target (compressed harder than the target would).
+#[cfg(feature = "compression")]
+#[tokio::test]
+async fn a_report_says_why_items_were_skipped() {
+    let db = dynamodb().await.unwrap();
+    for k in 0..3 {
+        put_view(
+            &db,
+            &format!("small-{k}"),
+            format!("{{\"n\":{k}}}").into_bytes(),
+        )
+        .await;
+    }
+    // Varied text, which zstd's level 19 packs tighter than its level 1.
+    let mut seed = 7u64;
+    let words: Vec<String> = (0..4000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            format!("w{}", (seed >> 33) % 5000)
+        })
+        .collect();
+    let big = serde_json::json!({ "words": words });
+    let tight = Codec::json().compressed(19).encode(&big).unwrap();
+    for k in 0..2 {
+        put_view(&db, &format!("tight-{k}"), tight.clone()).await;
+    }
+    let args = strings(&[
+        "report",
+        "--view-table",
+        &db.views,
+        "--codec",
+        "json+zstd-1",
+    ]);
+    let mut json_args = args.clone();
+    json_args.push("--json".into());
+    let out = common::cli(&json_args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let views = &value["tables"][0];
+    assert_eq!(views["items_skipped"], 5, "{views}");
+    assert_eq!(views["items_under_threshold"], 3, "{views}");
+    assert_eq!(views["items_not_smaller"], 2, "{views}");
+
+    let out = common::cli(&args).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row: {text}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(row("under compression threshold"), "3", "{text}");
+    assert_eq!(row("not smaller"), "2", "{text}");
+}
