@@ -15,6 +15,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[cfg(feature = "compression")]
+mod dictionary_support;
 
 use std::collections::HashMap;
 use std::process::{Output, Stdio};
@@ -704,4 +706,79 @@ async fn a_report_says_why_items_were_skipped() {
     };
     assert_eq!(row("under compression threshold"), "3", "{text}");
     assert_eq!(row("not smaller"), "2", "{text}");
+}
+
+/// Issue 23, point 14: `dictionary train` refuses to store a dictionary
+/// trained on a small sample (unless `--allow-small-sample`), prints the
+/// held-out count beside the ratio, stores nothing with `--dry-run`, lists
+/// the aggregate types found when the one asked for has none, and `list`
+/// prints dates.
+#[cfg(feature = "compression")]
+#[tokio::test]
+async fn dictionary_train_guards_small_samples_and_dry_runs() {
+    use dictionary_support::{seed_training, Order};
+    let db = dynamodb().await.unwrap();
+    seed_training::<Order>(&db, 60, 21).await;
+    let train = |extra: &[&str]| {
+        let mut args = strings(&[
+            "dictionary",
+            "train",
+            "--events-table",
+            &db.events,
+            "--snapshots-table",
+            &db.snapshots,
+            "--sample",
+            "60",
+            "--size",
+            "1024",
+        ]);
+        args.extend(strings(extra));
+        args
+    };
+    let list = || strings(&["dictionary", "list", "--snapshots-table", &db.snapshots]);
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = common::cli(&train(&["--aggregate-type", "Order"])).await;
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(
+        err.contains("--allow-small-sample")
+            && err.contains("60 events of Order (6 of them held out)"),
+        "{err}"
+    );
+    assert!(text.contains("measured on 6 held-out events"), "{text}");
+    assert!(stdout(&common::cli(&list()).await).contains("0 dictionaries"));
+
+    let out = common::cli(&train(&["--aggregate-type", "Order", "--dry-run"])).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("dry run, nothing stored"), "{text}");
+    assert!(stdout(&common::cli(&list()).await).contains("0 dictionaries"));
+
+    let out = common::cli(&train(&[
+        "--aggregate-type",
+        "Order",
+        "--allow-small-sample",
+    ]))
+    .await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.starts_with("stored dictionary "), "{text}");
+    let listed = stdout(&common::cli(&list()).await);
+    assert!(
+        listed.contains("1 dictionaries") && listed.contains("held out"),
+        "{listed}"
+    );
+    let row = listed.lines().nth(1).unwrap();
+    let date = row.split_whitespace().nth(3).unwrap();
+    assert!(
+        date.len() == 20 && date.as_bytes()[10] == b'T' && date.ends_with('Z'),
+        "an RFC 3339 date: {row}"
+    );
+    assert_eq!(row.split_whitespace().last(), Some("6"), "held out: {row}");
+
+    let out = common::cli(&train(&["--aggregate-type", "Cart"])).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Order (60)"), "{err}");
 }
