@@ -782,3 +782,55 @@ async fn dictionary_train_guards_small_samples_and_dry_runs() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Order (60)"), "{err}");
 }
+
+/// Issue 23, point 7: a missing checkpoint table points at the scripts
+/// that create it (the AWS CLI or CloudFormation), not at a Rust call.
+#[tokio::test]
+async fn a_missing_checkpoint_table_points_at_the_table_scripts() {
+    let missing = unique_name("cli-missing-checkpoints");
+    let args = strings(&[
+        "projections",
+        "status",
+        "--checkpoint-table",
+        &missing,
+        "--projection",
+        "summary",
+    ]);
+    let out = common::cli(&args).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&missing)
+            && err.contains("db/create_tables.sh")
+            && err.contains("Checkpoints"),
+        "{err}"
+    );
+    assert!(!err.contains("dynamo_es::create_"), "{err}");
+    assert_each_cause_once(&err);
+}
+
+/// Issue 23, points 1 and 15: without `compression`, `dynamo-es dictionary`
+/// and a zstd codec say which feature they need and print the install
+/// command that works.
+#[cfg(not(feature = "compression"))]
+#[tokio::test]
+async fn without_compression_dictionary_and_zstd_name_the_feature_and_the_install_command() {
+    let out = common::cli(&["dictionary", "train", "--events-table", "E"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`compression` feature"), "{err}");
+    assert!(
+        err.contains("cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es"),
+        "{err}"
+    );
+    assert!(!err.contains("unrecognized subcommand"), "{err}");
+
+    let out = common::cli(&["report", "--view-table", "V", "--codec", "json+zstd-3"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`compression` feature")
+            && err.contains("cargo install --git https://github.com/dynamo-es/dynamo-es"),
+        "{err}"
+    );
+}

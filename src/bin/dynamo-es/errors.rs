@@ -88,7 +88,7 @@ pub fn for_the_cli(text: &str) -> String {
         repository (the AWS CLI: Events, Snapshots, Checkpoints and view tables) or its \
         db/dynamo_db.yaml (CloudFormation), and check --region/AWS_REGION and \
         --endpoint-url/AWS_ENDPOINT_URL_DYNAMODB";
-    let replacements: [(&str, &str); 5] = [
+    let replacements: [(&str, &str); 4] = [
         (
             ", or call `.region(...)` on the SDK config",
             ", or pass --region REGION",
@@ -104,11 +104,6 @@ pub fn for_the_cli(text: &str) -> String {
         (
             "check AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB and the SDK config's endpoint settings",
             "check --region/AWS_REGION and --endpoint-url/AWS_ENDPOINT_URL_DYNAMODB",
-        ),
-        (
-            "create_checkpoint_table creates it",
-            "db/create_tables.sh of the dynamo-es repository creates it (the AWS CLI), or \
-             db/dynamo_db.yaml (CloudFormation)",
         ),
     ];
     let mut text = text.to_string();
