@@ -636,6 +636,7 @@ async fn hints_speak_in_flags_and_environment_variables() {
 }
 
 /// Puts a view with this stored payload.
+#[cfg(feature = "compression")]
 async fn put_view(db: &TestTables, id: &str, payload: Vec<u8>) {
     db.client
         .put_item()

@@ -113,12 +113,16 @@ enum Kept {
 impl Kept {
     /// Why `old`, which `target` stores as it is, is kept.
     fn of(old: &[u8], target: &Codec) -> Kept {
-        let compresses = target.compression_level().is_some() || target.dictionary().is_some();
+        #[cfg(feature = "compression")]
+        let dictionary = target.dictionary().is_some();
+        #[cfg(not(feature = "compression"))]
+        let dictionary = false;
+        let compresses = target.compression_level().is_some() || dictionary;
         let plain = !matches!(
             crate::codec::Encoding::detect(old),
             Ok(crate::codec::Encoding::Zstd)
         );
-        match (compresses && plain, target.dictionary().is_none()) {
+        match (compresses && plain, !dictionary) {
             (true, true) if old.len() < target.min_compress_size() => Kept::UnderThreshold,
             (true, _) => Kept::NotSmaller,
             (false, _) => Kept::Same,

@@ -177,7 +177,8 @@ async fn execute(
 /// 0: done; 3: stopped before the end (resumable); 4: some items could
 /// not be decoded and were left as they are; 5: some items could not be
 /// converted exactly (or, to `upstream`, made upstream-readable) and were
-/// left as they are. (1 is an error, 2 a usage error.)
+/// left as they are. (1 is an error, 2 a usage error: bad arguments, or a
+/// table passed in the wrong role.)
 fn exit_code(report: &Report) -> u8 {
     if !report.complete {
         3
