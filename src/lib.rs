@@ -96,7 +96,19 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async fn main() -> std::process::ExitCode {
+//!     match run().await {
+//!         Ok(()) => std::process::ExitCode::SUCCESS,
+//!         Err(err) => {
+//!             // Display: what failed, on which table, and the fix (`?` out of
+//!             // main would print the Debug form, many times longer).
+//!             eprintln!("error: {err}");
+//!             std::process::ExitCode::FAILURE
+//!         }
+//!     }
+//! }
+//!
+//! async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Region, credentials and endpoint from the usual places: the environment
 //!     // (AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 for DynamoDB Local),
 //!     // ~/.aws, SSO or an instance role.
@@ -105,11 +117,13 @@
 //!
 //!     // Checks the key schemas of existing tables, creates missing ones, waits for ACTIVE.
 //!     create_event_tables(&client, "Events", "Snapshots").await?;
+//!     println!("tables Events and Snapshots are ready");
 //!
 //!     // A snapshot every 50 events; no queries; no services.
 //!     let cqrs: DynamoCqrs<Account> = dynamodb_snapshot_cqrs(client, vec![], 50, ());
 //!     cqrs.execute("account-17", AccountCommand::Deposit { amount: 100 })
 //!         .await?;
+//!     println!("deposited 100 into account-17: one Deposited event stored in Events");
 //!     Ok(())
 //! }
 //! ```

@@ -15,6 +15,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[cfg(feature = "compression")]
+mod dictionary_support;
 
 use std::collections::HashMap;
 use std::process::{Output, Stdio};
@@ -380,5 +382,456 @@ async fn an_endpoint_that_never_answers_fails_within_the_timeouts_naming_them() 
     assert!(
         !std::path::Path::new(&checkpoint).exists(),
         "no checkpoint is written for a table that could not be described"
+    );
+}
+
+/// An HTTP server that answers every request with `response` (status line,
+/// headers and body), for as long as the test runs.
+async fn fixed_http_server(response: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                // One answer per request read (requests here fit one read).
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 || socket.write_all(response.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The `caused by:` lines each say something the lines before them did not.
+fn assert_each_cause_once(err: &str) {
+    let lines: Vec<&str> = err.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(cause) = line.trim_start().strip_prefix("caused by: ") else {
+            continue;
+        };
+        assert!(
+            !lines[..i].iter().any(|earlier| earlier.contains(cause)),
+            "cause repeated: {cause:?} in\n{err}"
+        );
+    }
+}
+
+/// Issue 23, points 1 and 15: `--help` says what the tool does (all its
+/// commands) and how to install it from the repository, since the
+/// crates.io package of that name is upstream's library without a binary;
+/// a bad `--codec` lists `upstream` too.
+#[tokio::test]
+async fn help_names_every_command_and_the_install_command_that_works() {
+    let out = common::cli(&["--help"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es")
+            && help.contains("cargo install --path ."),
+        "{help}"
+    );
+    assert!(!help.contains("cargo install dynamo-es "), "{help}");
+    let about = help.lines().next().unwrap();
+    assert!(
+        about.contains("dictionar") && about.contains("projections"),
+        "{about}"
+    );
+    assert!(help.contains("AWS_ENDPOINT_URL_DYNAMODB"), "{help}");
+
+    let out = common::cli(&["report", "--view-table", "V", "--codec", "xml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`upstream`"), "{}", stderr(&out));
+}
+
+/// Issue 23, point 8: a table passed in the wrong role is refused before an
+/// item is read (no warning per item), naming the role it looks like.
+#[tokio::test]
+async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
+    let db = dynamodb().await.unwrap();
+    let store =
+        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    for id in ["role-1", "role-2", "role-3"] {
+        let context = store.load_aggregate(id).await.unwrap();
+        let events = vec![AccountEvent::Noted { text: id.into() }];
+        store.commit(events, context, HashMap::new()).await.unwrap();
+    }
+    let cases = [
+        (
+            "--view-table",
+            &db.events,
+            "it looks like an events table (--events-table)",
+        ),
+        (
+            "--events-table",
+            &db.snapshots,
+            "it looks like a snapshots table (--snapshots-table)",
+        ),
+        (
+            "--snapshots-table",
+            &db.views,
+            "it looks like a view table (--view-table)",
+        ),
+    ];
+    for (flag, table, looks_like) in cases {
+        let out = common::cli(&strings(&["report", flag, table, "--codec", "json"])).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {table}: {err}");
+        assert!(
+            err.contains(looks_like) && err.contains(table.as_str()),
+            "{err}"
+        );
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "one line, no warning per item: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Issue 23, point 9: an endpoint that is not DynamoDB (a web server
+/// answering HTML) and a refused connection are named with the endpoint
+/// and, when there was an answer, its HTTP status; each cause is printed
+/// once.
+#[tokio::test]
+async fn network_errors_name_the_endpoint_and_status_and_each_cause_once() {
+    let html = fixed_http_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 13\r\n\r\n<html></html>",
+    )
+    .await;
+    let args = strings(&[
+        "report",
+        "--view-table",
+        "V",
+        "--codec",
+        "json",
+        "--max-attempts",
+        "1",
+    ]);
+    let out = cli_at(&args, &html).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&html) && err.contains("HTTP 200"), "{err}");
+    assert_each_cause_once(&err);
+
+    let out = cli_at(&args, "http://127.0.0.1:1").await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("http://127.0.0.1:1"), "{err}");
+    assert_each_cause_once(&err);
+}
+
+/// The binary with no credentials anywhere but instance metadata, which
+/// answers `imds` (as some proxies and containers do).
+fn without_credentials(imds: &str) -> tokio::process::Command {
+    let mut command = common::cli_command();
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("RUST_LOG")
+        .env("AWS_CONFIG_FILE", "/nonexistent/dynamo-es-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/dynamo-es-test/credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint().unwrap());
+    command
+}
+
+/// Issue 23, point 10: instance metadata answering 403 means no
+/// credentials: a configuration error with the usual fix, not "could not
+/// reach DynamoDB"; the SDK's own warnings stay off stderr without `-v`.
+#[tokio::test]
+async fn missing_credentials_are_a_configuration_error_without_sdk_noise() {
+    let imds = fixed_http_server("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+    let args = [
+        "report",
+        "--view-table",
+        "V",
+        "--codec",
+        "json",
+        "--max-attempts",
+        "1",
+    ];
+    let out = without_credentials(&imds)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("could not reach DynamoDB"), "{err}");
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID") && err.contains("AWS_PROFILE"),
+        "the usual fix: {err}"
+    );
+    assert!(!err.contains(".credentials_provider("), "{err}");
+    assert!(
+        !err.contains("aws_config"),
+        "no SDK warnings without -v: {err}"
+    );
+    assert_each_cause_once(&err);
+
+    let out = without_credentials(&imds)
+        .args(args)
+        .arg("-v")
+        .output()
+        .await
+        .unwrap();
+    assert!(stderr(&out).contains("aws_config"), "{}", stderr(&out));
+}
+
+/// Issue 23, point 7: the hints speak in flags and environment variables:
+/// a missing region asks for --region or AWS_REGION, a missing table for
+/// the scripts that create tables, not for Rust calls.
+#[tokio::test]
+async fn hints_speak_in_flags_and_environment_variables() {
+    let out = common::cli_command()
+        .args(["report", "--view-table", "V", "--codec", "json"])
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", "/nonexistent/dynamo-es-test/config")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint().unwrap())
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--region") && err.contains("AWS_REGION"),
+        "{err}"
+    );
+    assert!(!err.contains(".region("), "{err}");
+
+    let missing = unique_name("cli-missing-table");
+    let out = common::cli(&strings(&[
+        "report",
+        "--view-table",
+        &missing,
+        "--codec",
+        "json",
+    ]))
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("db/create_tables.sh"),
+        "{err}"
+    );
+    assert!(!err.contains("dynamo_es::create_event_tables"), "{err}");
+    assert_each_cause_once(&err);
+}
+
+/// Puts a view with this stored payload.
+#[cfg(feature = "compression")]
+async fn put_view(db: &TestTables, id: &str, payload: Vec<u8>) {
+    db.client
+        .put_item()
+        .table_name(&db.views)
+        .item("ViewId", AttributeValue::S(id.into()))
+        .item("ViewVersion", AttributeValue::N("1".into()))
+        .item("Payload", AttributeValue::B(Blob::new(payload)))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Issue 23, point 13: a report says why items were left as they are:
+/// under the compression threshold (small views stay plain), or not
+/// smaller with the target (compressed harder than the target would).
+#[cfg(feature = "compression")]
+#[tokio::test]
+async fn a_report_says_why_items_were_skipped() {
+    let db = dynamodb().await.unwrap();
+    for k in 0..3 {
+        put_view(
+            &db,
+            &format!("small-{k}"),
+            format!("{{\"n\":{k}}}").into_bytes(),
+        )
+        .await;
+    }
+    // Varied text, which zstd's level 19 packs tighter than its level 1.
+    let mut seed = 7u64;
+    let words: Vec<String> = (0..4000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            format!("w{}", (seed >> 33) % 5000)
+        })
+        .collect();
+    let big = serde_json::json!({ "words": words });
+    let tight = Codec::json().compressed(19).encode(&big).unwrap();
+    for k in 0..2 {
+        put_view(&db, &format!("tight-{k}"), tight.clone()).await;
+    }
+    let args = strings(&[
+        "report",
+        "--view-table",
+        &db.views,
+        "--codec",
+        "json+zstd-1",
+    ]);
+    let mut json_args = args.clone();
+    json_args.push("--json".into());
+    let out = common::cli(&json_args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let views = &value["tables"][0];
+    assert_eq!(views["items_skipped"], 5, "{views}");
+    assert_eq!(views["items_under_threshold"], 3, "{views}");
+    assert_eq!(views["items_not_smaller"], 2, "{views}");
+
+    let out = common::cli(&args).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row: {text}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(row("under compression threshold"), "3", "{text}");
+    assert_eq!(row("not smaller"), "2", "{text}");
+}
+
+/// Issue 23, point 14: `dictionary train` refuses to store a dictionary
+/// trained on a small sample (unless `--allow-small-sample`), prints the
+/// held-out count beside the ratio, stores nothing with `--dry-run`, lists
+/// the aggregate types found when the one asked for has none, and `list`
+/// prints dates.
+#[cfg(feature = "compression")]
+#[tokio::test]
+async fn dictionary_train_guards_small_samples_and_dry_runs() {
+    use dictionary_support::{seed_training, Order};
+    let db = dynamodb().await.unwrap();
+    seed_training::<Order>(&db, 60, 21).await;
+    let train = |extra: &[&str]| {
+        let mut args = strings(&[
+            "dictionary",
+            "train",
+            "--events-table",
+            &db.events,
+            "--snapshots-table",
+            &db.snapshots,
+            "--sample",
+            "60",
+            "--size",
+            "1024",
+        ]);
+        args.extend(strings(extra));
+        args
+    };
+    let list = || strings(&["dictionary", "list", "--snapshots-table", &db.snapshots]);
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = common::cli(&train(&["--aggregate-type", "Order"])).await;
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(
+        err.contains("--allow-small-sample")
+            && err.contains("60 events of Order (6 of them held out)"),
+        "{err}"
+    );
+    assert!(text.contains("measured on 6 held-out events"), "{text}");
+    assert!(stdout(&common::cli(&list()).await).contains("0 dictionaries"));
+
+    let out = common::cli(&train(&["--aggregate-type", "Order", "--dry-run"])).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("dry run, nothing stored"), "{text}");
+    assert!(stdout(&common::cli(&list()).await).contains("0 dictionaries"));
+
+    let out = common::cli(&train(&[
+        "--aggregate-type",
+        "Order",
+        "--allow-small-sample",
+    ]))
+    .await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.starts_with("stored dictionary "), "{text}");
+    let listed = stdout(&common::cli(&list()).await);
+    assert!(
+        listed.contains("1 dictionaries") && listed.contains("held out"),
+        "{listed}"
+    );
+    let row = listed.lines().nth(1).unwrap();
+    let date = row.split_whitespace().nth(3).unwrap();
+    assert!(
+        date.len() == 20 && date.as_bytes()[10] == b'T' && date.ends_with('Z'),
+        "an RFC 3339 date: {row}"
+    );
+    assert_eq!(row.split_whitespace().last(), Some("6"), "held out: {row}");
+
+    let out = common::cli(&train(&["--aggregate-type", "Cart"])).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Order (60)"), "{err}");
+}
+
+/// Issue 23, point 7: a missing checkpoint table points at the scripts
+/// that create it (the AWS CLI or CloudFormation), not at a Rust call.
+#[tokio::test]
+async fn a_missing_checkpoint_table_points_at_the_table_scripts() {
+    let missing = unique_name("cli-missing-checkpoints");
+    let args = strings(&[
+        "projections",
+        "status",
+        "--checkpoint-table",
+        &missing,
+        "--projection",
+        "summary",
+    ]);
+    let out = common::cli(&args).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&missing)
+            && err.contains("db/create_tables.sh")
+            && err.contains("Checkpoints"),
+        "{err}"
+    );
+    assert!(!err.contains("dynamo_es::create_"), "{err}");
+    assert_each_cause_once(&err);
+}
+
+/// Issue 23, points 1 and 15: without `compression`, `dynamo-es dictionary`
+/// and a zstd codec say which feature they need and print the install
+/// command that works.
+#[cfg(not(feature = "compression"))]
+#[tokio::test]
+async fn without_compression_dictionary_and_zstd_name_the_feature_and_the_install_command() {
+    let out = common::cli(&["dictionary", "train", "--events-table", "E"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`compression` feature"), "{err}");
+    assert!(
+        err.contains("cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es"),
+        "{err}"
+    );
+    assert!(!err.contains("unrecognized subcommand"), "{err}");
+
+    let out = common::cli(&["report", "--view-table", "V", "--codec", "json+zstd-3"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`compression` feature")
+            && err.contains("cargo install --git https://github.com/dynamo-es/dynamo-es"),
+        "{err}"
     );
 }

@@ -367,3 +367,21 @@ fn anchors_are_githubs() {
         "moving-existing-tables-to-another-codec-dynamo-es-report--recode"
     );
 }
+
+/// Issue 23, point 16: the quick start says what it did, and prints an
+/// error with `Display` (`?` out of `main` prints the `Debug` form, a long
+/// dump around the one useful sentence).
+#[test]
+fn the_quick_start_says_what_happened_and_prints_errors_with_display() {
+    let program = quick_start_block("no_run");
+    assert!(
+        program.contains("async fn main() -> std::process::ExitCode"),
+        "main does not return a Result, whose error would print with Debug"
+    );
+    assert!(program.contains("eprintln!(\"error: {err}\")"));
+    let says = program
+        .lines()
+        .filter(|line| line.trim_start().starts_with("println!(\""))
+        .count();
+    assert!(says >= 2, "each step says what happened");
+}

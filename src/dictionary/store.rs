@@ -80,14 +80,29 @@ impl DictionaryStore {
         aggregate_type: &str,
         options: TrainOptions,
     ) -> Result<Trained> {
-        let events = super::train::sample(self, events_table, aggregate_type, &options).await?;
-        let candidate = super::train::train(aggregate_type, events_table, &events, &options)?;
+        let candidate = self
+            .candidate(events_table, aggregate_type, &options)
+            .await?;
         let savings = candidate.savings();
         let dictionary = self.put(candidate).await?;
         Ok(Trained {
             dictionary,
             savings,
         })
+    }
+
+    /// Samples events of `aggregate_type` from `events_table` and trains a
+    /// dictionary on them, storing nothing: inspect its
+    /// [`sample`](Candidate::sample) and [`savings`](Candidate::savings),
+    /// then store it with [`put`](Self::put) (or drop it: a dry run).
+    pub async fn candidate(
+        &self,
+        events_table: &str,
+        aggregate_type: &str,
+        options: &TrainOptions,
+    ) -> Result<Candidate> {
+        let events = super::train::sample(self, events_table, aggregate_type, options).await?;
+        super::train::train(aggregate_type, events_table, &events, options)
     }
 
     /// Stores a trained dictionary, never overwriting one: if its id is

@@ -144,15 +144,17 @@ impl fmt::Display for Report {
         }
         let dry_run = self.tables.iter().any(|t| t.dry_run);
         type Cell = fn(&TableReport) -> String;
-        let rows: [(&str, Cell); 18] = [
+        let rows: [(&str, Cell); 20] = [
             ("kind", |t| t.kind.name().to_string()),
             ("items", |t| thousands(t.counts.items_scanned)),
             (if dry_run { "to recode" } else { "recoded" }, |t| {
                 thousands(t.counts.items_recoded)
             }),
-            ("skipped: not smaller", |t| {
-                thousands(t.counts.items_skipped)
+            ("skipped", |t| thousands(t.counts.items_skipped)),
+            ("  under compression threshold", |t| {
+                thousands(t.counts.items_under_threshold)
             }),
+            ("  not smaller", |t| thousands(t.counts.items_not_smaller)),
             ("  in another format", |t| {
                 thousands(t.counts.items_other_format)
             }),

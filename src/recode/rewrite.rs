@@ -87,13 +87,57 @@ const VIEW: OneItem = OneItem {
 /// What becomes of one payload.
 enum Transcoded {
     /// Kept: the target stores it exactly so, or it is in the target's
-    /// format and the target would not shrink it.
-    Keep,
+    /// format and the target would not shrink it; [`Kept`] says which.
+    Keep(Kept),
     /// Rewritten as these bytes.
     Rewrite(Vec<u8>),
     /// Kept: not in the target's format, but the target would not shrink
     /// it (and growth is not allowed).
     OtherFormat,
+}
+
+/// Why a payload in the target's format is kept, in the order an item of
+/// several payloads reports them (the largest wins): all under the
+/// compression threshold, else already as the target writes it, else one
+/// the target would not shrink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kept {
+    /// Stored plain because it is under the target's compression threshold.
+    UnderThreshold,
+    /// Stored exactly as the target writes it (already recoded).
+    Same,
+    /// The target's encoding of it would not be smaller.
+    NotSmaller,
+}
+
+impl Kept {
+    /// Why `old`, which `target` stores as it is, is kept.
+    fn of(old: &[u8], target: &Codec) -> Kept {
+        #[cfg(feature = "compression")]
+        let dictionary = target.dictionary().is_some();
+        #[cfg(not(feature = "compression"))]
+        let dictionary = false;
+        let compresses = target.compression_level().is_some() || dictionary;
+        let plain = !matches!(
+            crate::codec::Encoding::detect(old),
+            Ok(crate::codec::Encoding::Zstd)
+        );
+        match (compresses && plain, !dictionary) {
+            (true, true) if old.len() < target.min_compress_size() => Kept::UnderThreshold,
+            (true, _) => Kept::NotSmaller,
+            (false, _) => Kept::Same,
+        }
+    }
+
+    /// The item's outcome when every payload is kept, the largest reason
+    /// being this one.
+    fn outcome(self) -> Outcome {
+        match self {
+            Kept::UnderThreshold => Outcome::UnderThreshold,
+            Kept::Same => Outcome::Skipped,
+            Kept::NotSmaller => Outcome::NotSmaller,
+        }
+    }
 }
 
 /// One attempt at an item.
@@ -159,11 +203,11 @@ impl TableRun {
     fn transcode(&self, old: &[u8], target: &Codec) -> Result<Transcoded> {
         let new = target.reencode(old)?;
         Ok(if new == old {
-            Transcoded::Keep
+            Transcoded::Keep(Kept::of(old, target))
         } else if self.upstream || new.len() < old.len() {
             Transcoded::Rewrite(new)
         } else if target.is_native(old) {
-            Transcoded::Keep
+            Transcoded::Keep(Kept::NotSmaller)
         } else if self.options.allow_growth {
             Transcoded::Rewrite(new)
         } else {
@@ -193,6 +237,7 @@ impl TableRun {
         let mut new_item = item.clone();
         let mut changed = false;
         let mut other_format = false;
+        let mut kept = None;
         for &name in how.payloads {
             let old = match get_b(item, &key, name) {
                 Ok(old) => old,
@@ -203,7 +248,7 @@ impl TableRun {
                     new_item.insert(name.to_string(), b(new));
                     changed = true;
                 }
-                Ok(Transcoded::Keep) => {}
+                Ok(Transcoded::Keep(why)) => kept = kept.max(Some(why)),
                 Ok(Transcoded::OtherFormat) => other_format = true,
                 Err(err) => return failed(&key, before, name, err),
             }
@@ -212,7 +257,7 @@ impl TableRun {
             let outcome = if other_format {
                 Outcome::OtherFormat
             } else {
-                Outcome::Skipped
+                kept.map_or(Outcome::Skipped, Kept::outcome)
             };
             return Ok(left(before, outcome));
         }
@@ -288,10 +333,10 @@ impl TableRun {
         let new = match self.transcode(&stored.payload, &self.target) {
             Ok(Transcoded::Rewrite(new)) => new,
             // Plain JSON already, but chunked: upstream reads one item only.
-            Ok(Transcoded::Keep) if self.upstream && !stored.chunk_sizes.is_empty() => {
+            Ok(Transcoded::Keep(_)) if self.upstream && !stored.chunk_sizes.is_empty() => {
                 stored.payload
             }
-            Ok(Transcoded::Keep) => return Ok(left(before, Outcome::Skipped)),
+            Ok(Transcoded::Keep(why)) => return Ok(left(before, why.outcome())),
             Ok(Transcoded::OtherFormat) => return Ok(left(before, Outcome::OtherFormat)),
             Err(err) => return failed(&key, before, PAYLOAD, err),
         };

@@ -33,6 +33,14 @@ pub struct Counts {
     /// Items left as they are: already in the target format, not shrunk by
     /// it, or too large for it.
     pub items_skipped: u64,
+    /// Of the items skipped, those stored plain because their payloads are
+    /// under the target's compression threshold
+    /// ([`DEFAULT_MIN_COMPRESS_SIZE`](crate::codec::DEFAULT_MIN_COMPRESS_SIZE),
+    /// 1 KB): compression leaves them as they are.
+    pub items_under_threshold: u64,
+    /// Of the items skipped, those the target would store no smaller
+    /// (compressing them does not pay, or the target's format is larger).
+    pub items_not_smaller: u64,
     /// Of the items skipped, those not in the target's format that it would
     /// not shrink (moving from compressed payloads back to plain JSON, for
     /// example): [`RecodeOptions::with_allow_growth`](super::RecodeOptions::with_allow_growth)
@@ -92,6 +100,8 @@ impl Counts {
         self.items_scanned += other.items_scanned;
         self.items_recoded += other.items_recoded;
         self.items_skipped += other.items_skipped;
+        self.items_under_threshold += other.items_under_threshold;
+        self.items_not_smaller += other.items_not_smaller;
         self.items_other_format += other.items_other_format;
         self.conflicts_skipped += other.conflicts_skipped;
         self.items_unreadable += other.items_unreadable;
@@ -133,6 +143,14 @@ impl Counts {
         match item.outcome {
             Outcome::Recoded => self.items_recoded += 1,
             Outcome::Skipped => self.items_skipped += 1,
+            Outcome::UnderThreshold => {
+                self.items_skipped += 1;
+                self.items_under_threshold += 1;
+            }
+            Outcome::NotSmaller => {
+                self.items_skipped += 1;
+                self.items_not_smaller += 1;
+            }
             Outcome::OtherFormat => {
                 self.items_skipped += 1;
                 self.items_other_format += 1;
@@ -196,8 +214,13 @@ impl Layout {
 pub(super) enum Outcome {
     /// Rewritten (or, in a dry run, it would be).
     Recoded,
-    /// Left as it is: the target would not shrink it, or cannot store it.
+    /// Left as it is: already stored as the target stores it, or too large
+    /// for the target.
     Skipped,
+    /// Left as it is: under the target's compression threshold.
+    UnderThreshold,
+    /// Left as it is: the target would not store it smaller.
+    NotSmaller,
     /// Left as it is: not in the target's format, but the target would not
     /// shrink it (and growth is not allowed).
     OtherFormat,

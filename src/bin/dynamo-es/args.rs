@@ -1,7 +1,7 @@
 //! The command line: the clap types for `report` and `recode`, the tables
 //! they name, the `--codec` target (`upstream`, or a codec name parsed by
-//! the library as [`Codec::name`] prints it), and the client's timeouts and
-//! attempts.
+//! the library as [`Codec::name`] prints it), the client's timeouts and
+//! attempts, and [`INSTALL`], the one install command every hint prints.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,25 @@ use dynamo_es::codec::ParseCodecError;
 use dynamo_es::recode::Table;
 use dynamo_es::Codec;
 
-/// Measure and move DynamoDB event, snapshot and view tables of cqrs-es
-/// (upstream dynamo-es or this crate) to another payload codec.
+/// How to install this tool with every feature a hint can ask for: the
+/// crates.io package named `dynamo-es` is upstream's library, which has no
+/// binary, so the tool is installed from the repository (or a checkout).
+pub const INSTALL: &str = "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es \
+    --features cli,compression,msgpack (from a checkout: cargo install --path . --features \
+    cli,compression,msgpack)";
+
+/// Tools for the DynamoDB tables of cqrs-es (upstream dynamo-es or this
+/// crate): report what another payload codec would save, recode tables to
+/// it, train zstd dictionaries (`dictionary`, feature `compression`), and
+/// inspect projections (`projections`).
 #[derive(Debug, Parser)]
-#[command(name = "dynamo-es", version)]
+#[command(name = "dynamo-es", version, after_long_help = after_long_help())]
 pub struct Cli {
+    /// Also print what the AWS SDK logs (credentials, endpoints, retries):
+    /// warnings with -v, debug lines with -vv. Without it only this tool's
+    /// own warnings are printed. RUST_LOG, when set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// AWS region (default: AWS_REGION, then the profile, as the AWS CLI).
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
@@ -44,6 +58,16 @@ pub struct Cli {
     pub max_attempts: u32,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The end of `--help`: the environment, and how to install the tool.
+fn after_long_help() -> String {
+    format!(
+        "Configuration, as the AWS CLI: region from --region, AWS_REGION or the profile; \
+         credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE \
+         (~/.aws/config, ~/.aws/credentials); endpoint from --endpoint-url, \
+         AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL.\n\nInstall: {INSTALL}"
+    )
 }
 
 impl Cli {
@@ -119,6 +143,23 @@ pub enum Command {
     Dictionary(crate::dictionary::DictionaryArgs),
     /// Inspect projections fed from the events table's stream.
     Projections(crate::projections::ProjectionsArgs),
+    /// Without the `compression` feature: `dictionary` needs it, and says so.
+    #[cfg(not(feature = "compression"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Dictionary {
+        /// Whatever followed, ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+}
+
+/// What `dynamo-es dictionary` says in a build without `compression`.
+#[cfg(not(feature = "compression"))]
+pub fn dictionary_needs_compression() -> String {
+    format!(
+        "`dynamo-es dictionary` needs dynamo-es built with the `compression` feature; \
+         install it with: {INSTALL}"
+    )
 }
 
 impl Command {
@@ -130,6 +171,8 @@ impl Command {
             Command::Recode(recode) => Some((&recode.run, recode.dry_run)),
             #[cfg(feature = "compression")]
             Command::Dictionary(_) => None,
+            #[cfg(not(feature = "compression"))]
+            Command::Dictionary { .. } => None,
             Command::Projections(_) => None,
         }
     }
@@ -230,17 +273,18 @@ pub enum Target {
 /// Parses `upstream`, or a codec name as [`Codec::name`] prints it.
 fn parse_target(name: &str) -> Result<Target, String> {
     if name == "upstream" {
-        Ok(Target::Upstream)
-    } else {
-        parse_codec(name).map(Target::Codec)
+        return Ok(Target::Upstream);
     }
+    parse_codec(name).map(Target::Codec).map_err(|err| {
+        format!("{err}; or `upstream` (plain JSON, one item per snapshot, as upstream dynamo-es 0.5.0 reads)")
+    })
 }
 
 /// Parses a codec name as [`Codec::name`] prints it.
 fn parse_codec(name: &str) -> Result<Codec, String> {
     name.parse::<Codec>().map_err(|err| match err {
         ParseCodecError::FeatureDisabled { feature, .. } => {
-            format!("{err} (cargo install dynamo-es --features cli,{feature})")
+            format!("{err}: {INSTALL} (the `{feature}` feature is included)")
         }
         err => err.to_string(),
     })

@@ -6,14 +6,18 @@
 //! against concurrent writers, resumable from a checkpoint. See
 //! [`dynamo_es::recode`] for what exactly is read and written. The modules:
 //! `args` the command line, `progress` the progress bars, `output`
-//! what a run prints, `projections` `dynamo-es projections status`.
+//! what a run prints, `errors` how an error is printed, `roles` the check
+//! of each table's key schema against its role, `projections`
+//! `dynamo-es projections status`.
 
 mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
+mod errors;
 mod output;
 mod progress;
 mod projections;
+mod roles;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,13 +30,54 @@ use clap::Parser;
 use dynamo_es::recode::{RecodeOptions, Recoder, Report, StopHandle};
 
 use crate::args::{Cli, Command, Target, Timeout};
+use crate::errors::Wire;
 use crate::progress::Bars;
+
+/// The SDK's crates, whose own warnings (a credentials provider that found
+/// nothing, a retry) are printed only with `-v`: the error the tool prints
+/// says what went wrong, in its own terms.
+const SDK_CRATES: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_credential_types",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_smithy_types",
+    "aws_sdk_dynamodb",
+    "aws_sdk_dynamodbstreams",
+    "aws_sdk_sso",
+    "aws_sdk_ssooidc",
+    "aws_sdk_sts",
+    "hyper",
+    "hyper_util",
+];
+
+/// The log filter: RUST_LOG if set; else warnings of the tool and the
+/// library, the SDK's only with `-v`, debug lines with `-vv`.
+fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        return filter;
+    }
+    let directives = match verbose {
+        0 => std::iter::once("warn".to_string())
+            .chain(SDK_CRATES.iter().map(|c| format!("{c}=error")))
+            .collect::<Vec<_>>()
+            .join(","),
+        1 => "info".to_string(),
+        _ => "debug".to_string(),
+    };
+    tracing_subscriber::EnvFilter::new(directives)
+}
 
 /// The client, configured like the AWS CLI: credentials, region and
 /// endpoint from the environment and profile, overridden by the flags; the
 /// timeouts and attempts of the flags (with their defaults), so a
 /// DynamoDB that never answers fails the run instead of holding it.
-async fn client(cli: &Cli) -> Client {
+/// `wire` records where each request went and the status of its answer.
+async fn client(cli: &Cli, wire: &Wire) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts(cli))
         .retry_config(RetryConfig::standard().with_max_attempts(cli.max_attempts));
@@ -42,7 +87,10 @@ async fn client(cli: &Cli) -> Client {
     if let Some(endpoint_url) = &cli.endpoint_url {
         loader = loader.endpoint_url(endpoint_url);
     }
-    Client::new(&loader.load().await)
+    let config = aws_sdk_dynamodb::config::Builder::from(&loader.load().await)
+        .interceptor(wire.clone())
+        .build();
+    Client::from_conf(config)
 }
 
 /// The SDK timeouts of the flags; a zero one is disabled.
@@ -89,6 +137,7 @@ async fn execute(
     };
     let checkpoint = command.checkpoint();
     let tables = args.tables();
+    roles::check(&client, &tables).await?;
     let bars = Arc::new(Bars::new(!args.no_progress, &client, &tables).await);
     let mut options = RecodeOptions::default()
         .with_segments(args.segments)
@@ -128,7 +177,8 @@ async fn execute(
 /// 0: done; 3: stopped before the end (resumable); 4: some items could
 /// not be decoded and were left as they are; 5: some items could not be
 /// converted exactly (or, to `upstream`, made upstream-readable) and were
-/// left as they are. (1 is an error, 2 a usage error.)
+/// left as they are. (1 is an error, 2 a usage error: bad arguments, or a
+/// table passed in the wrong role.)
 fn exit_code(report: &Report) -> u8 {
     if !report.complete {
         3
@@ -143,16 +193,19 @@ fn exit_code(report: &Report) -> u8 {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter(cli.verbose))
         .try_init();
-    let cli = Cli::parse();
-    let client = client(&cli).await;
+    #[cfg(not(feature = "compression"))]
+    if let Command::Dictionary { .. } = &cli.command {
+        eprintln!("error: {}", args::dictionary_needs_compression());
+        return ExitCode::from(2);
+    }
+    let wire = Wire::default();
+    let client = client(&cli, &wire).await;
     let stop = StopHandle::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -166,19 +219,22 @@ async fn main() -> ExitCode {
     });
     #[cfg(feature = "compression")]
     if let Command::Dictionary(args) = &cli.command {
-        return exit_code_of(dictionary::execute(args, client, &mut std::io::stdout()).await);
+        let result = dictionary::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
     }
     if let Command::Projections(args) = &cli.command {
-        return exit_code_of(projections::execute(args, client, &mut std::io::stdout()).await);
+        let result = projections::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
     }
     match execute(&cli.command, client, stop, &mut std::io::stdout()).await {
         Ok(report) => ExitCode::from(exit_code(&report)),
-        Err(err) => {
+        Err(err) if err.is::<roles::WrongRole>() => {
             eprintln!("error: {err}");
-            let mut source = err.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            for line in errors::lines(err.as_ref(), &wire) {
+                eprintln!("{line}");
             }
             if timed_out(err.as_ref()) {
                 eprintln!(
@@ -194,11 +250,13 @@ async fn main() -> ExitCode {
 
 /// The exit code of a subcommand without a report: success, or failure with
 /// its error printed.
-fn exit_code_of(result: Result<(), impl std::fmt::Display>) -> ExitCode {
+fn exit_code_of(result: Result<(), Box<dyn std::error::Error>>, wire: &Wire) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            for line in errors::lines(err.as_ref(), wire) {
+                eprintln!("{line}");
+            }
             ExitCode::FAILURE
         }
     }
