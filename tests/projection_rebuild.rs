@@ -251,3 +251,148 @@ async fn a_rebuild_of_an_empty_table_reports_nothing_and_still_marks_the_handove
         report.start_after
     );
 }
+
+/// A projection that fails on one event, and counts the events it is given
+/// after it failed.
+#[derive(Clone)]
+struct FailAt {
+    id: String,
+    sequence: usize,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    after: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for FailAt {
+    async fn project(
+        &self,
+        id: &str,
+        events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        if self.failed.load(Ordering::SeqCst) {
+            self.after
+                .fetch_add(u64::try_from(events.len()).unwrap(), Ordering::SeqCst);
+            return Ok(());
+        }
+        if id == self.id && events.iter().any(|e| e.sequence == self.sequence) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(Error::projection(format!("{id} {} refused", self.sequence)));
+        }
+        Ok(())
+    }
+}
+
+/// The events of segment `segment` of 2 of the Account scan, in scan order:
+/// (aggregate id, sequence).
+async fn segment_of(db: &TestTables, segment: i32) -> Vec<(String, usize)> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = db
+            .client
+            .scan()
+            .table_name(&db.events)
+            .consistent_read(true)
+            .segment(segment)
+            .total_segments(2)
+            .filter_expression("begins_with(AggregateTypeAndId, :prefix)")
+            .expression_attribute_values(
+                ":prefix",
+                dynamo_es::aws_sdk_dynamodb::types::AttributeValue::S("Account:".into()),
+            )
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let key = item["AggregateTypeAndId"].as_s().unwrap();
+            let sequence = item["AggregateIdSequence"].as_n().unwrap();
+            items.push((
+                key.strip_prefix("Account:").unwrap().to_string(),
+                sequence.parse().unwrap(),
+            ));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// Persists deposits `sequences` of `id` directly, 20 per commit.
+async fn persist(db: &TestTables, id: &str, sequences: std::ops::RangeInclusive<usize>) {
+    let events: Vec<_> = sequences
+        .map(|sequence| common::deposit_event("Account", id, sequence, 1))
+        .collect();
+    for chunk in events.chunks(20) {
+        db.repository()
+            .persist::<Account>(chunk, None)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_first_failing_segment_stops_the_others_before_their_next_page() {
+    let (db, _) = stream_tables().await;
+    // Small aggregates spread over both segments, then one long aggregate
+    // in segment 1: segment 1 has many more pages than segment 0.
+    for i in 0..10 {
+        persist(&db, &format!("small-{i}"), 1..=1).await;
+    }
+    let (long, _) = segment_of(&db, 1)
+        .await
+        .first()
+        .cloned()
+        .expect("segment 1 has events");
+    persist(&db, &long, 2..=81).await;
+    let first_segment = segment_of(&db, 0).await;
+    let later_segment = segment_of(&db, 1).await;
+    // Segment 0 is one page (fewer items than a page holds: no next page),
+    // segment 1 is 9.
+    const PAGE: usize = 10;
+    assert!(first_segment.len() < PAGE, "{first_segment:?}");
+    assert!(later_segment.len() > 8 * PAGE, "{later_segment:?}");
+    // The projection fails on segment 0's last event: after it, segment 0
+    // has no page left, segment 1 still has most of its pages.
+    let (id, sequence) = first_segment.last().cloned().expect("segment 0 has events");
+
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let failing = FailAt {
+        id: id.clone(),
+        sequence,
+        failed: Arc::default(),
+        after: Arc::default(),
+    };
+    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(failing.clone());
+    let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .with_segments(2)
+        .with_page_size(i32::try_from(PAGE).unwrap())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("{id} {sequence} refused")),
+        "{err}"
+    );
+    assert!(failing.failed.load(Ordering::SeqCst));
+    // At most the page segment 1 was dispatching when segment 0 failed.
+    let after = failing.after.load(Ordering::SeqCst);
+    assert!(
+        after <= PAGE as u64,
+        "{after} events dispatched after the failure"
+    );
+    // The failure is recorded in the marker, which stays unfinished.
+    let marker = store.rebuild_marker().await.unwrap().unwrap();
+    assert!(!marker.is_finished());
+    assert!(marker.failed_at.is_some());
+    assert!(
+        marker
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{marker:?}"
+    );
+}

@@ -102,6 +102,7 @@ mod lease;
 mod projector;
 mod reader;
 mod rebuild;
+mod reset;
 mod shards;
 mod status;
 mod view;
@@ -123,6 +124,7 @@ pub use reader::StartPosition;
 pub use rebuild::{
     Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,
 };
+pub use reset::Reset;
 pub use status::{LagSource, ProjectionStatus, ShardStatus};
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
