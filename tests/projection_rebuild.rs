@@ -396,3 +396,93 @@ async fn the_first_failing_segment_stops_the_others_before_their_next_page() {
         "{marker:?}"
     );
 }
+
+/// Commits deposits `sequences` of `id` to the events table and appends
+/// their records to shard `shard` of the fake stream, created at `created`.
+async fn commit_and_stream(
+    db: &TestTables,
+    fake: &dynamo_es::testing::streams::FakeStreams,
+    shard: &str,
+    id: &str,
+    sequences: std::ops::RangeInclusive<usize>,
+    created: std::time::SystemTime,
+) {
+    for sequence in sequences {
+        let event = common::deposit_event("Account", id, sequence, 10);
+        db.repository()
+            .persist::<Account>(std::slice::from_ref(&event), None)
+            .await
+            .unwrap();
+        let (item, _) = dynamo_es::item::event_to_item(&event, &Codec::default()).unwrap();
+        fake.push_at(shard, item, created)
+            .expect("the shard is open");
+    }
+}
+
+/// Runs `projector` until `recorder` applied `events` events, or until it
+/// stops, which must not happen: panics with its error.
+async fn run_until_applied(projector: Projector<Account>, recorder: &Recorder, events: usize) {
+    let running = start(projector);
+    wait_until(
+        "every event is applied or the projector stopped",
+        Duration::from_secs(20),
+        || recorder.distinct() == events || running.task.is_finished(),
+    )
+    .await;
+    assert!(
+        !running.task.is_finished(),
+        "the projector stopped: {:?}",
+        running.stop().await
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_documented_recovery_from_trimmed_ends_with_a_live_projector() {
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    let (fake, store) = projector_support::fake::setup(Duration::from_secs(2)).await;
+    let recorder = Recorder::default();
+    let projector =
+        || projector_support::fake::on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fake.add_shard("s", None);
+    commit_and_stream(&db, &fake, "s", "a", 1..=2, long_ago).await;
+    run_until_applied(projector(), &recorder, 2).await;
+
+    // The projector is down past the retention: the records after its
+    // checkpoint are trimmed away, and it stops with Trimmed.
+    commit_and_stream(&db, &fake, "s", "a", 3..=6, long_ago).await;
+    fake.trim("s", 4);
+    let err = projector().run(std::future::pending()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Trimmed { shard_id, .. } if shard_id == "s"),
+        "{err:?}"
+    );
+
+    // The README's recovery, literally: rebuild on the same checkpoint
+    // store, then restart the projector.
+    let report = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        projector_support::recording(&recorder),
+    )
+    .with_safety_margin(MARGIN)
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(report.progress.events, 6);
+    assert_eq!(report.superseded, ["s"]);
+    assert_eq!(store.get("s").await.unwrap(), None, "superseded");
+    assert_eq!(recorder.distinct(), 6);
+    // Commits after the rebuild reach the restarted projector.
+    commit_and_stream(&db, &fake, "s", "a", 7..=8, std::time::SystemTime::now()).await;
+    run_until_applied(projector(), &recorder, 8).await;
+    // Before the gap, the rebuild, and after it; the trimmed records the
+    // rebuild covered were skipped.
+    assert_eq!(recorder.sequences("a"), [1, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorder.gaps(), 0);
+    // It checkpointed past the rebuild.
+    let checkpoint = store.get("s").await.unwrap().unwrap();
+    assert!(checkpoint.checkpoint.is_some(), "{checkpoint:?}");
+}
