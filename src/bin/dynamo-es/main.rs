@@ -6,7 +6,7 @@
 //! against concurrent writers, resumable from a checkpoint. See
 //! [`dynamo_es::recode`] for what exactly is read and written. The modules:
 //! `args` the command line, `progress` the progress bars, `output`
-//! what a run prints, `projections` `dynamo-es projections status`.
+//! what a run prints, `projections` `dynamo-es projections status` and `reset`.
 
 mod args;
 #[cfg(feature = "compression")]
@@ -28,11 +28,11 @@ use dynamo_es::recode::{RecodeOptions, Recoder, Report, StopHandle};
 use crate::args::{Cli, Command, Target, Timeout};
 use crate::progress::Bars;
 
-/// The client, configured like the AWS CLI: credentials, region and
+/// The SDK configuration of the clients, like the AWS CLI's: credentials, region and
 /// endpoint from the environment and profile, overridden by the flags; the
 /// timeouts and attempts of the flags (with their defaults), so a
 /// DynamoDB that never answers fails the run instead of holding it.
-async fn client(cli: &Cli) -> Client {
+async fn sdk_config(cli: &Cli) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts(cli))
         .retry_config(RetryConfig::standard().with_max_attempts(cli.max_attempts));
@@ -42,7 +42,23 @@ async fn client(cli: &Cli) -> Client {
     if let Some(endpoint_url) = &cli.endpoint_url {
         loader = loader.endpoint_url(endpoint_url);
     }
-    Client::new(&loader.load().await)
+    loader.load().await
+}
+
+/// The DynamoDB Streams client: its own endpoint if
+/// `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` sets one, else DynamoDB's when one
+/// is given (a local emulator serves both), else AWS.
+fn streams_client(cli: &Cli, config: &aws_config::SdkConfig) -> aws_sdk_dynamodbstreams::Client {
+    let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(config);
+    let own = std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB_STREAMS").is_some();
+    let dynamodb = cli
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok());
+    if let (false, Some(url)) = (own, dynamodb) {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
 }
 
 /// The SDK timeouts of the flags; a zero one is disabled.
@@ -152,7 +168,8 @@ async fn main() -> ExitCode {
         )
         .try_init();
     let cli = Cli::parse();
-    let client = client(&cli).await;
+    let config = sdk_config(&cli).await;
+    let client = Client::new(&config);
     let stop = StopHandle::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -169,7 +186,10 @@ async fn main() -> ExitCode {
         return exit_code_of(dictionary::execute(args, client, &mut std::io::stdout()).await);
     }
     if let Command::Projections(args) = &cli.command {
-        return exit_code_of(projections::execute(args, client, &mut std::io::stdout()).await);
+        let streams = streams_client(&cli, &config);
+        return exit_code_of(
+            projections::execute(args, client, streams, &mut std::io::stdout()).await,
+        );
     }
     match execute(&cli.command, client, stop, &mut std::io::stdout()).await {
         Ok(report) => ExitCode::from(exit_code(&report)),
