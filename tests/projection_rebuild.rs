@@ -486,3 +486,141 @@ async fn the_documented_recovery_from_trimmed_ends_with_a_live_projector() {
     let checkpoint = store.get("s").await.unwrap().unwrap();
     assert!(checkpoint.checkpoint.is_some(), "{checkpoint:?}");
 }
+
+/// A projection that, on its first call, moves shard `moved`'s checkpoint
+/// and renews shard `idle`'s lease without progress, as live projectors
+/// would during the rebuild.
+struct DuringRebuild {
+    store: CheckpointStore,
+    leases:
+        tokio::sync::Mutex<Option<(dynamo_es::projection::Lease, dynamo_es::projection::Lease)>>,
+}
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for DuringRebuild {
+    async fn project(
+        &self,
+        _id: &str,
+        _events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        if let Some((mut moved, mut idle)) = self.leases.lock().await.take() {
+            self.store.checkpoint(&mut moved, "300").await?;
+            self.store.renew(&mut idle).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
+    let (db, _) = stream_tables().await;
+    commit(&db, &ids("superseding")[..2], 1).await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let shard = |id: &str| dynamo_es::projection::ShardInfo {
+        stream_arn: "arn:stream".into(),
+        shard_id: id.into(),
+        parent_shard_id: None,
+    };
+    // Before the rebuild: a finished shard, one a live projector will move
+    // on, one whose live owner makes no progress, one never checkpointed.
+    let mut done = store.acquire(&shard("done"), "x").await.unwrap().unwrap();
+    store.checkpoint(&mut done, "100").await.unwrap();
+    store.finish(&mut done).await.unwrap();
+    store.release(done).await.unwrap();
+    let mut moved = store.acquire(&shard("moved"), "y").await.unwrap().unwrap();
+    store.checkpoint(&mut moved, "200").await.unwrap();
+    let mut idle = store.acquire(&shard("idle"), "z").await.unwrap().unwrap();
+    store.checkpoint(&mut idle, "250").await.unwrap();
+    store.acquire(&shard("fresh"), "w").await.unwrap().unwrap();
+
+    let during = DuringRebuild {
+        store: store.clone(),
+        leases: tokio::sync::Mutex::new(Some((moved.clone(), idle.clone()))),
+    };
+    let dispatcher =
+        Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(during);
+    let report = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.progress.events, 2);
+    let mut superseded = report.superseded.clone();
+    superseded.sort();
+    assert_eq!(superseded, ["done", "fresh", "idle"]);
+    let left: Vec<_> = store.list().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (left[0].shard_id.as_str(), left[0].checkpoint.as_deref()),
+        ("moved", Some("300")),
+        "the checkpoint moved during the rebuild is kept"
+    );
+    // The idle owner is fenced: its next write finds no lease.
+    let mut idle = idle;
+    let err = store.renew(&mut idle).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert_eq!(
+        store.get("idle").await.unwrap(),
+        None,
+        "the write created nothing"
+    );
+    assert!(store.rebuild_marker().await.unwrap().unwrap().is_finished());
+}
+
+#[tokio::test]
+async fn the_status_lists_every_shard_of_the_stream_and_those_it_no_longer_lists() {
+    let (fake, store) = projector_support::fake::setup(Duration::from_secs(2)).await;
+    fake.add_shard("parent", None);
+    fake.add_shard("child", Some("parent"));
+    fake.close("parent");
+    fake.add_shard("aged-out", None);
+    let info = |id: &str, parent: Option<&str>| dynamo_es::projection::ShardInfo {
+        stream_arn: fake.stream_arn(),
+        shard_id: id.into(),
+        parent_shard_id: parent.map(str::to_string),
+    };
+    let mut lease = store
+        .acquire(&info("parent", None), "p")
+        .await
+        .unwrap()
+        .unwrap();
+    store.checkpoint(&mut lease, "101").await.unwrap();
+    let mut lease = store
+        .acquire(&info("aged-out", None), "p")
+        .await
+        .unwrap()
+        .unwrap();
+    store.checkpoint(&mut lease, "102").await.unwrap();
+    fake.close("aged-out");
+    fake.remove("aged-out");
+
+    let status = dynamo_es::projection::ProjectionStatus::read_for_stream(
+        &store,
+        &fake.client(),
+        &fake.stream_arn(),
+    )
+    .await
+    .unwrap();
+    let shards: Vec<_> = status
+        .shards
+        .iter()
+        .map(|s| {
+            (
+                s.shard_id.as_str(),
+                s.parent_shard_id.as_deref(),
+                s.checkpoint.as_ref().and_then(|c| c.checkpoint.as_deref()),
+                s.described,
+                s.closed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shards,
+        [
+            ("aged-out", None, Some("102"), Some(false), None),
+            ("child", Some("parent"), None, Some(true), Some(false)),
+            ("parent", None, Some("101"), Some(true), Some(true)),
+        ]
+    );
+    assert!(status.shards[1].checkpoint.is_none());
+    assert_eq!(status.stream_arn, Some(fake.stream_arn()));
+}
