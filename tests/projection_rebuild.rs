@@ -555,7 +555,6 @@ async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
         "the checkpoint moved during the rebuild is kept"
     );
     // The idle owner is fenced: its next write finds no lease.
-    let mut idle = idle;
     let err = store.renew(&mut idle).await.unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
     assert_eq!(
