@@ -34,7 +34,8 @@ pub struct Reset {
 
 impl CheckpointStore {
     /// Deletes every item of the projection: each shard's checkpoint and
-    /// lease, and the rebuild marker. Afterwards the projection is as if no
+    /// lease, the rebuild marker, and the projection's origin item
+    /// (`{projection}#!start`) if there is one. Afterwards the projection is as if no
     /// projector ever ran: a projector started then reads every shard from
     /// its [start position](super::Projector::with_start), so with the
     /// default trim horizon it sees only the last 24 hours of the stream.
@@ -60,6 +61,10 @@ impl CheckpointStore {
         if rebuild.is_some() {
             self.delete(&self.rebuild_key(), None).await?;
         }
+        // The projection's origin, where projectors record it (absent
+        // otherwise: deleting nothing is harmless).
+        self.delete(&format!("{}#!start", self.projection()), None)
+            .await?;
         tracing::info!(
             projection = self.projection(),
             table = self.table(),
