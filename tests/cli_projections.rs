@@ -1,8 +1,11 @@
-//! `dynamo-es projections status` end to end: the built binary against the
-//! embedded emulator, configured only through the environment. It shows
-//! each shard's checkpoint, owner, finished flag and lag (with its source),
-//! the last rebuild, and flags checkpoints of a replaced stream; JSON with
-//! `--json`; a missing table exits 1 naming it, bad arguments exit 2.
+//! `dynamo-es projections status` and `reset` end to end: the built binary
+//! against the embedded emulator, configured only through the environment.
+//! It shows each shard's checkpoint, owner, finished flag and lag (with its
+//! source), every shard of the stream (those without a checkpoint too), the
+//! last rebuild (finished or not), and flags checkpoints of shards the
+//! stream no longer lists or of a replaced stream; JSON with `--json`; a
+//! missing table exits 1 naming it, bad arguments exit 2. `reset` deletes
+//! nothing without `--yes`.
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,14 +30,25 @@ fn text(bytes: &[u8]) -> String {
 /// How long before the status the checkpointed record was created.
 const RECORD_AGE: Duration = Duration::from_secs(5);
 
-/// A projection `balances` with three shards: one in progress on the
-/// current stream (owned by `a`, checkpoint 100 on a record `RECORD_AGE`
-/// old), its finished parent, and one of an older stream (no checkpoint);
-/// and a finished rebuild of 3 events.
+/// A projection `balances` with a finished rebuild of 3 events, then three
+/// checkpointed shards: one in progress on the current stream (owned by
+/// `a`, checkpoint 100 on a record `RECORD_AGE` old), its finished parent,
+/// and one of an older stream (no checkpoint). None of the three is a shard
+/// the emulator's stream describes; its one shard has no checkpoint.
 async fn projection(db: &TestTables, arn: &str) -> String {
     let table = unique_name("checkpoints");
     create_checkpoint_table(&db.client, &table).await.unwrap();
     let store = CheckpointStore::new(db.client.clone(), &table, "balances");
+    // First: a finished rebuild supersedes the checkpoints older than it.
+    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    for amount in 1..=3 {
+        deposit(&framework, "cli-projection", amount).await;
+    }
+    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()));
+    Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .run()
+        .await
+        .unwrap();
     let shard = |id: &str, parent: Option<&str>, stream: &str| ShardInfo {
         stream_arn: stream.to_string(),
         shard_id: id.to_string(),
@@ -63,16 +77,6 @@ async fn projection(db: &TestTables, arn: &str) -> String {
         .acquire(&shard("shard-0", None, &old), "b")
         .await
         .unwrap()
-        .unwrap();
-
-    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
-    for amount in 1..=3 {
-        deposit(&framework, "cli-projection", amount).await;
-    }
-    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()));
-    Rebuild::new(db.client.clone(), &db.events, store, dispatcher)
-        .run()
-        .await
         .unwrap();
     table
 }
@@ -104,8 +108,17 @@ async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
         .iter()
         .map(|s| s["shard_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["shard-0", "shard-1", "shard-2"]);
-    let (old, parent, child) = (&shards[0], &shards[1], &shards[2]);
+    // The stream's own shard, without a checkpoint, is listed too.
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids[..3], ["shard-0", "shard-1", "shard-2"]);
+    let (old, parent, child, unread) = (&shards[0], &shards[1], &shards[2], &shards[3]);
+    assert_eq!(unread["has_checkpoint_item"], false);
+    assert_eq!(unread["checkpoint"], Value::Null);
+    assert_eq!(unread["described"], true);
+    assert!(unread["closed"].is_boolean(), "{unread}");
+    assert_eq!(unread["current_stream"], true);
+    // A checkpointed shard of this stream that the stream does not list.
+    assert_eq!(child["described"], false);
 
     assert_eq!(child["checkpoint"], "100");
     assert_eq!(child["owner"], "a");
@@ -151,7 +164,8 @@ async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
             "OWNER",
             "FINISHED",
             "LAG",
-            "UPDATED"
+            "UPDATED",
+            "STREAM"
         ]
     );
     let row = |id: &str| -> Vec<String> {
@@ -163,9 +177,133 @@ async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
     assert_eq!(child[6], "(record)");
     assert_eq!(row("shard-1")[..6], ["shard-1", "-", "90", "-", "yes", "-"]);
     assert_eq!(row("shard-0")[..2], ["shard-0", "(old"]);
+    assert_eq!(child.last().map(String::as_str), Some("gone"));
+    let stream_shard = row(ids[3]);
+    assert_eq!(
+        stream_shard[..7],
+        [ids[3], "-", "(none)", "-", "-", "-", "-"]
+    );
+    assert!(["open", "closed"].contains(&stream_shard[7].as_str()));
     let notes = text(&out.stderr);
     assert!(notes.contains("1 shard(s) belong to a stream"), "{notes}");
     assert!(notes.contains(&db.events), "{notes}");
+    assert!(
+        notes.contains("1 shard(s) of the stream have no checkpoint"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("no longer lists shard(s) shard-2") && notes.contains("rebuild"),
+        "{notes}"
+    );
+}
+
+/// A projection that fails on every event.
+struct Refuse;
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for Refuse {
+    async fn project(
+        &self,
+        id: &str,
+        _events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), dynamo_es::projection::Error> {
+        Err(dynamo_es::projection::Error::projection(format!(
+            "{id} refused"
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
+    let (db, _) = stream_tables().await;
+    let table = unique_name("checkpoints");
+    create_checkpoint_table(&db.client, &table).await.unwrap();
+    let store = CheckpointStore::new(db.client.clone(), &table, "failing");
+    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    deposit(&framework, "refused-1", 5).await;
+    let dispatcher =
+        Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(Refuse);
+    Rebuild::new(db.client.clone(), &db.events, store, dispatcher)
+        .run()
+        .await
+        .unwrap_err();
+    let base = [
+        "projections",
+        "status",
+        "--checkpoint-table",
+        &table,
+        "--projection",
+        "failing",
+    ];
+
+    let out = cli(&[&base[..], &["--json"]].concat()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["rebuild"]["state"], "failed");
+    assert_eq!(status["rebuild"]["finished_at_ms"], Value::Null);
+    let error = status["rebuild"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("refused-1 refused"), "{status}");
+
+    let out = cli(&base).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let rebuild = shown.lines().nth(1).unwrap();
+    assert!(
+        rebuild.starts_with("rebuild: started ") && rebuild.contains(", FAILED "),
+        "{shown}"
+    );
+    assert!(rebuild.contains("refused-1 refused"), "{shown}");
+    let notes = text(&out.stderr);
+    assert!(
+        notes.contains("the last rebuild of failing did not finish")
+            && notes.contains("run the rebuild again"),
+        "{notes}"
+    );
+}
+
+#[tokio::test]
+async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
+    let (db, arn) = stream_tables().await;
+    let table = projection(&db, &arn).await;
+    let store = CheckpointStore::new(db.client.clone(), &table, "balances");
+    let other = CheckpointStore::new(db.client.clone(), &table, "other");
+    let shard = ShardInfo {
+        stream_arn: arn.clone(),
+        shard_id: "shard-1".into(),
+        parent_shard_id: None,
+    };
+    other.acquire(&shard, "c").await.unwrap().unwrap();
+    let base = [
+        "projections",
+        "reset",
+        "--checkpoint-table",
+        &table,
+        "--projection",
+        "balances",
+    ];
+
+    let out = cli(&base).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    assert_eq!(store.list().await.unwrap().len(), 3, "nothing deleted");
+
+    let out = cli(&[&base[..], &["--yes"]].concat()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("deleted 3 shard checkpoint(s) and the rebuild marker"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Leases were held on two of them (shard-2 by a, shard-0 by b).
+    let notes = text(&out.stderr);
+    assert!(
+        notes.contains("shard-2 (a)") && notes.contains("shard-0 (b)"),
+        "{notes}"
+    );
+    assert_eq!(store.list().await.unwrap(), []);
+    assert_eq!(store.rebuild_marker().await.unwrap(), None);
+    // Another projection in the same table is untouched.
+    assert_eq!(other.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

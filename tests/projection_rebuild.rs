@@ -251,3 +251,375 @@ async fn a_rebuild_of_an_empty_table_reports_nothing_and_still_marks_the_handove
         report.start_after
     );
 }
+
+/// A projection that fails on one event, and counts the events it is given
+/// after it failed.
+#[derive(Clone)]
+struct FailAt {
+    id: String,
+    sequence: usize,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    after: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for FailAt {
+    async fn project(
+        &self,
+        id: &str,
+        events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        if self.failed.load(Ordering::SeqCst) {
+            self.after
+                .fetch_add(u64::try_from(events.len()).unwrap(), Ordering::SeqCst);
+            return Ok(());
+        }
+        if id == self.id && events.iter().any(|e| e.sequence == self.sequence) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(Error::projection(format!("{id} {} refused", self.sequence)));
+        }
+        Ok(())
+    }
+}
+
+/// The events of segment `segment` of 2 of the Account scan, in scan order:
+/// (aggregate id, sequence).
+async fn segment_of(db: &TestTables, segment: i32) -> Vec<(String, usize)> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = db
+            .client
+            .scan()
+            .table_name(&db.events)
+            .consistent_read(true)
+            .segment(segment)
+            .total_segments(2)
+            .filter_expression("begins_with(AggregateTypeAndId, :prefix)")
+            .expression_attribute_values(
+                ":prefix",
+                dynamo_es::aws_sdk_dynamodb::types::AttributeValue::S("Account:".into()),
+            )
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let key = item["AggregateTypeAndId"].as_s().unwrap();
+            let sequence = item["AggregateIdSequence"].as_n().unwrap();
+            items.push((
+                key.strip_prefix("Account:").unwrap().to_string(),
+                sequence.parse().unwrap(),
+            ));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// Persists deposits `sequences` of `id` directly, 20 per commit.
+async fn persist(db: &TestTables, id: &str, sequences: std::ops::RangeInclusive<usize>) {
+    let events: Vec<_> = sequences
+        .map(|sequence| common::deposit_event("Account", id, sequence, 1))
+        .collect();
+    for chunk in events.chunks(20) {
+        db.repository()
+            .persist::<Account>(chunk, None)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_first_failing_segment_stops_the_others_before_their_next_page() {
+    let (db, _) = stream_tables().await;
+    // Small aggregates spread over both segments, then one long aggregate
+    // in segment 1: segment 1 has many more pages than segment 0.
+    for i in 0..10 {
+        persist(&db, &format!("small-{i}"), 1..=1).await;
+    }
+    let (long, _) = segment_of(&db, 1)
+        .await
+        .first()
+        .cloned()
+        .expect("segment 1 has events");
+    persist(&db, &long, 2..=81).await;
+    let first_segment = segment_of(&db, 0).await;
+    let later_segment = segment_of(&db, 1).await;
+    // Segment 0 is one page (fewer items than a page holds: no next page),
+    // segment 1 is 9.
+    const PAGE: usize = 10;
+    assert!(first_segment.len() < PAGE, "{first_segment:?}");
+    assert!(later_segment.len() > 8 * PAGE, "{later_segment:?}");
+    // The projection fails on segment 0's last event: after it, segment 0
+    // has no page left, segment 1 still has most of its pages.
+    let (id, sequence) = first_segment.last().cloned().expect("segment 0 has events");
+
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let failing = FailAt {
+        id: id.clone(),
+        sequence,
+        failed: Arc::default(),
+        after: Arc::default(),
+    };
+    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(failing.clone());
+    let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .with_segments(2)
+        .with_page_size(i32::try_from(PAGE).unwrap())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("{id} {sequence} refused")),
+        "{err}"
+    );
+    assert!(failing.failed.load(Ordering::SeqCst));
+    // At most the page segment 1 was dispatching when segment 0 failed.
+    let after = failing.after.load(Ordering::SeqCst);
+    assert!(
+        after <= PAGE as u64,
+        "{after} events dispatched after the failure"
+    );
+    // The failure is recorded in the marker, which stays unfinished.
+    let marker = store.rebuild_marker().await.unwrap().unwrap();
+    assert!(!marker.is_finished());
+    assert!(marker.failed_at.is_some());
+    assert!(
+        marker
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{marker:?}"
+    );
+}
+
+/// Commits deposits `sequences` of `id` to the events table and appends
+/// their records to shard `shard` of the fake stream, created at `created`.
+async fn commit_and_stream(
+    db: &TestTables,
+    fake: &dynamo_es::testing::streams::FakeStreams,
+    shard: &str,
+    id: &str,
+    sequences: std::ops::RangeInclusive<usize>,
+    created: std::time::SystemTime,
+) {
+    for sequence in sequences {
+        let event = common::deposit_event("Account", id, sequence, 10);
+        db.repository()
+            .persist::<Account>(std::slice::from_ref(&event), None)
+            .await
+            .unwrap();
+        let (item, _) = dynamo_es::item::event_to_item(&event, &Codec::default()).unwrap();
+        fake.push_at(shard, item, created)
+            .expect("the shard is open");
+    }
+}
+
+/// Runs `projector` until `recorder` applied `events` events, or until it
+/// stops, which must not happen: panics with its error.
+async fn run_until_applied(projector: Projector<Account>, recorder: &Recorder, events: usize) {
+    let running = start(projector);
+    wait_until(
+        "every event is applied or the projector stopped",
+        Duration::from_secs(20),
+        || recorder.distinct() == events || running.task.is_finished(),
+    )
+    .await;
+    assert!(
+        !running.task.is_finished(),
+        "the projector stopped: {:?}",
+        running.stop().await
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_documented_recovery_from_trimmed_ends_with_a_live_projector() {
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    let (fake, store) = projector_support::fake::setup(Duration::from_secs(2)).await;
+    let recorder = Recorder::default();
+    let projector =
+        || projector_support::fake::on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fake.add_shard("s", None);
+    commit_and_stream(&db, &fake, "s", "a", 1..=2, long_ago).await;
+    run_until_applied(projector(), &recorder, 2).await;
+
+    // The projector is down past the retention: the records after its
+    // checkpoint are trimmed away, and it stops with Trimmed.
+    commit_and_stream(&db, &fake, "s", "a", 3..=6, long_ago).await;
+    fake.trim("s", 4);
+    let err = projector().run(std::future::pending()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Trimmed { shard_id, .. } if shard_id == "s"),
+        "{err:?}"
+    );
+
+    // The README's recovery, literally: rebuild on the same checkpoint
+    // store, then restart the projector.
+    let report = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        projector_support::recording(&recorder),
+    )
+    .with_safety_margin(MARGIN)
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(report.progress.events, 6);
+    assert_eq!(report.superseded, ["s"]);
+    assert_eq!(store.get("s").await.unwrap(), None, "superseded");
+    assert_eq!(recorder.distinct(), 6);
+    // Commits after the rebuild reach the restarted projector.
+    commit_and_stream(&db, &fake, "s", "a", 7..=8, std::time::SystemTime::now()).await;
+    run_until_applied(projector(), &recorder, 8).await;
+    // Before the gap, the rebuild, and after it; the trimmed records the
+    // rebuild covered were skipped.
+    assert_eq!(recorder.sequences("a"), [1, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorder.gaps(), 0);
+    // It checkpointed past the rebuild.
+    let checkpoint = store.get("s").await.unwrap().unwrap();
+    assert!(checkpoint.checkpoint.is_some(), "{checkpoint:?}");
+}
+
+/// A projection that, on its first call, moves shard `moved`'s checkpoint
+/// and renews shard `idle`'s lease without progress, as live projectors
+/// would during the rebuild.
+struct DuringRebuild {
+    store: CheckpointStore,
+    leases:
+        tokio::sync::Mutex<Option<(dynamo_es::projection::Lease, dynamo_es::projection::Lease)>>,
+}
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for DuringRebuild {
+    async fn project(
+        &self,
+        _id: &str,
+        _events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        if let Some((mut moved, mut idle)) = self.leases.lock().await.take() {
+            self.store.checkpoint(&mut moved, "300").await?;
+            self.store.renew(&mut idle).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
+    let (db, _) = stream_tables().await;
+    commit(&db, &ids("superseding")[..2], 1).await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let shard = |id: &str| dynamo_es::projection::ShardInfo {
+        stream_arn: "arn:stream".into(),
+        shard_id: id.into(),
+        parent_shard_id: None,
+    };
+    // Before the rebuild: a finished shard, one a live projector will move
+    // on, one whose live owner makes no progress, one never checkpointed.
+    let mut done = store.acquire(&shard("done"), "x").await.unwrap().unwrap();
+    store.checkpoint(&mut done, "100").await.unwrap();
+    store.finish(&mut done).await.unwrap();
+    store.release(done).await.unwrap();
+    let mut moved = store.acquire(&shard("moved"), "y").await.unwrap().unwrap();
+    store.checkpoint(&mut moved, "200").await.unwrap();
+    let mut idle = store.acquire(&shard("idle"), "z").await.unwrap().unwrap();
+    store.checkpoint(&mut idle, "250").await.unwrap();
+    store.acquire(&shard("fresh"), "w").await.unwrap().unwrap();
+
+    let during = DuringRebuild {
+        store: store.clone(),
+        leases: tokio::sync::Mutex::new(Some((moved.clone(), idle.clone()))),
+    };
+    let dispatcher =
+        Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(during);
+    let report = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.progress.events, 2);
+    let mut superseded = report.superseded.clone();
+    superseded.sort();
+    assert_eq!(superseded, ["done", "fresh", "idle"]);
+    let left: Vec<_> = store.list().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (left[0].shard_id.as_str(), left[0].checkpoint.as_deref()),
+        ("moved", Some("300")),
+        "the checkpoint moved during the rebuild is kept"
+    );
+    // The idle owner is fenced: its next write finds no lease.
+    let err = store.renew(&mut idle).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert_eq!(
+        store.get("idle").await.unwrap(),
+        None,
+        "the write created nothing"
+    );
+    assert!(store.rebuild_marker().await.unwrap().unwrap().is_finished());
+}
+
+#[tokio::test]
+async fn the_status_lists_every_shard_of_the_stream_and_those_it_no_longer_lists() {
+    let (fake, store) = projector_support::fake::setup(Duration::from_secs(2)).await;
+    fake.add_shard("parent", None);
+    fake.add_shard("child", Some("parent"));
+    fake.close("parent");
+    fake.add_shard("aged-out", None);
+    let info = |id: &str, parent: Option<&str>| dynamo_es::projection::ShardInfo {
+        stream_arn: fake.stream_arn(),
+        shard_id: id.into(),
+        parent_shard_id: parent.map(str::to_string),
+    };
+    let mut lease = store
+        .acquire(&info("parent", None), "p")
+        .await
+        .unwrap()
+        .unwrap();
+    store.checkpoint(&mut lease, "101").await.unwrap();
+    let mut lease = store
+        .acquire(&info("aged-out", None), "p")
+        .await
+        .unwrap()
+        .unwrap();
+    store.checkpoint(&mut lease, "102").await.unwrap();
+    fake.close("aged-out");
+    fake.remove("aged-out");
+
+    let status = dynamo_es::projection::ProjectionStatus::read_for_stream(
+        &store,
+        &fake.client(),
+        &fake.stream_arn(),
+    )
+    .await
+    .unwrap();
+    let shards: Vec<_> = status
+        .shards
+        .iter()
+        .map(|s| {
+            (
+                s.shard_id.as_str(),
+                s.parent_shard_id.as_deref(),
+                s.checkpoint.as_ref().and_then(|c| c.checkpoint.as_deref()),
+                s.described,
+                s.closed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shards,
+        [
+            ("aged-out", None, Some("102"), Some(false), None),
+            ("child", Some("parent"), None, Some(true), Some(false)),
+            ("parent", None, Some("101"), Some(true), Some(true)),
+        ]
+    );
+    assert!(status.shards[1].checkpoint.is_none());
+    assert_eq!(status.stream_arn, Some(fake.stream_arn()));
+}

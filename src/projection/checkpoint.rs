@@ -38,6 +38,8 @@ const REBUILD_STARTED_AT: &str = "RebuildStartedAt";
 const START_AFTER: &str = "StartAfter";
 const REBUILD_FINISHED_AT: &str = "RebuildFinishedAt";
 const REBUILD_EVENTS: &str = "RebuildEvents";
+const REBUILD_FAILED_AT: &str = "RebuildFailedAt";
+const REBUILD_ERROR: &str = "RebuildError";
 
 /// The default [lease duration](CheckpointStore::with_lease_duration).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
@@ -88,11 +90,26 @@ pub struct RebuildMarker {
     /// T0 minus the safety margin: shards without a checkpoint skip stream
     /// records created before this.
     pub start_after: SystemTime,
-    /// When the scan's events were all dispatched (`None` while running, or
-    /// if it failed).
+    /// When the scan's events were all dispatched and the checkpoints
+    /// that predate the rebuild were superseded (`None` while running, or
+    /// if it failed or was stopped). Projectors honour only a finished
+    /// rebuild.
     pub finished_at: Option<SystemTime>,
     /// How many events the rebuild dispatched.
     pub events: u64,
+    /// When the rebuild stopped on an error, if it could record it (a
+    /// process killed mid-rebuild records nothing: its marker stays
+    /// unfinished, without a failure).
+    pub failed_at: Option<SystemTime>,
+    /// That error, as displayed.
+    pub error: Option<String>,
+}
+
+impl RebuildMarker {
+    /// The rebuild finished: projectors may skip what it covered.
+    pub fn is_finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
 }
 
 /// Checkpoints and leases of one projection in a checkpoint table.
@@ -120,7 +137,9 @@ pub struct RebuildMarker {
 /// last [`Rebuild`](super::Rebuild): `Projection`, `RebuildStartedAt` (N, T0),
 /// `StartAfter` (N, T0 minus the safety margin: a shard without a
 /// checkpoint skips stream records created before it), `RebuildFinishedAt`
-/// (N, once done), `RebuildEvents` (N, events dispatched) and `UpdatedAt`.
+/// (N, once done), `RebuildEvents` (N, events dispatched),
+/// `RebuildFailedAt` (N) and `RebuildError` (S, the error) if it stopped on
+/// an error, and `UpdatedAt`.
 /// A shard id never contains `!`, so it cannot collide with a shard's key.
 ///
 /// One more, keyed `{projection}#!start`, records the projection's origin,
@@ -206,7 +225,7 @@ impl CheckpointStore {
         format!("{}#{shard_id}", self.projection)
     }
 
-    fn rebuild_key(&self) -> String {
+    pub(super) fn rebuild_key(&self) -> String {
         format!("{}#!rebuild", self.projection)
     }
 
@@ -281,6 +300,11 @@ impl CheckpointStore {
             start_after: time_of(get_n(&item, &key, START_AFTER)?),
             finished_at: optional_time(&item, &key, REBUILD_FINISHED_AT)?,
             events: optional_n(&item, &key, REBUILD_EVENTS)?.unwrap_or_default(),
+            failed_at: optional_time(&item, &key, REBUILD_FAILED_AT)?,
+            error: match item.get(REBUILD_ERROR) {
+                None => None,
+                Some(_) => Some(get_s(&item, &key, REBUILD_ERROR)?.to_string()),
+            },
         }))
     }
 
@@ -297,6 +321,12 @@ impl CheckpointStore {
         ]);
         if let Some(finished) = marker.finished_at {
             item.insert(REBUILD_FINISHED_AT.to_string(), n(millis(finished)));
+        }
+        if let Some(failed) = marker.failed_at {
+            item.insert(REBUILD_FAILED_AT.to_string(), n(millis(failed)));
+        }
+        if let Some(error) = &marker.error {
+            item.insert(REBUILD_ERROR.to_string(), s(error));
         }
         self.client
             .put_item()

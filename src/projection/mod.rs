@@ -103,6 +103,7 @@ mod origin;
 mod projector;
 mod reader;
 mod rebuild;
+mod reset;
 mod shards;
 mod status;
 mod view;
@@ -126,6 +127,7 @@ pub use reader::StartPosition;
 pub use rebuild::{
     Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,
 };
+pub use reset::Reset;
 pub use status::{LagSource, ProjectionStatus, ShardStatus};
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 

@@ -15,7 +15,7 @@
 //! each aggregate's events in order.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use super::checkpoint::{millis, time_of, RebuildMarker};
 use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
 use crate::item::{Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
-use crate::stream::{key_prefix_scan, parallel_scan};
+use crate::stream::{key_prefix_scan, parallel_scan, ParallelScan};
 
 /// The default [safety margin](Rebuild::with_safety_margin).
 pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(300);
@@ -65,6 +65,9 @@ pub struct RebuildReport {
     /// Decode errors skipped (with
     /// [`DecodeErrorPolicy::SkipAndReport`](super::DecodeErrorPolicy)).
     pub skipped: Vec<String>,
+    /// The shards whose checkpoints predated the rebuild and were deleted:
+    /// projectors read them again from the marker.
+    pub superseded: Vec<String>,
 }
 
 type ProgressFn = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
@@ -97,10 +100,23 @@ type ProgressFn = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
 /// (exactly-once) skips them, other (at-least-once) projections see them
 /// again.
 ///
-/// The projection's existing checkpoints are kept: to rebuild a view from
-/// scratch, give it a new projection name (or delete its checkpoint items)
-/// and an empty view table. A failed rebuild can be run again: exactly-once
-/// views skip what they already applied.
+/// A finished rebuild supersedes the projection's checkpoints that predate
+/// it: once every page is dispatched, it deletes each shard item whose
+/// checkpoint and finished flag are still what they were before the marker
+/// was written (a conditional delete; see [`RebuildReport::superseded`]).
+/// So a projection stopped with [`Error::Trimmed`](super::Error::Trimmed)
+/// recovers by running the rebuild on the same [`CheckpointStore`] and
+/// restarting its projectors: the trimmed shards restart from the marker.
+/// A checkpoint a live projector moved during the rebuild is kept (it read
+/// on without a gap). A live owner of a superseded shard is fenced: its
+/// next write fails with [`Error::LeaseLost`](super::Error::LeaseLost) and
+/// it stops reading the shard; restart projectors after a rebuild, as they
+/// read the marker when they start.
+///
+/// To rebuild a view from scratch, empty the view table first (or give the
+/// projection a new name). A failed rebuild records its error in the marker
+/// and supersedes nothing; run it again: exactly-once views skip what they
+/// already applied.
 ///
 /// ```no_run
 /// # use cqrs_es::Aggregate;
@@ -150,6 +166,9 @@ struct Totals {
     events: AtomicU64,
     capacity: Mutex<f64>,
     skipped: Mutex<Vec<String>>,
+    /// Set by the first failure (a worker's, or the scan's): no segment
+    /// starts another page once it is set.
+    failed: AtomicBool,
 }
 
 impl Totals {
@@ -221,10 +240,16 @@ impl<A: Aggregate + 'static> Rebuild<A> {
     }
 
     /// Runs the rebuild; see the [type docs](Self). The start marker is
-    /// written first and updated with the totals at the end. The first
-    /// error (a scan, a decode under
-    /// [`DecodeErrorPolicy::Stop`](super::DecodeErrorPolicy), a projection)
-    /// stops every segment and is returned.
+    /// written first; at the end the checkpoints that predate it are
+    /// superseded and the marker is marked finished with the totals.
+    ///
+    /// The first error (a scan, a decode under
+    /// [`DecodeErrorPolicy::Stop`](super::DecodeErrorPolicy), a projection,
+    /// a checkpoint table write) stops every segment: none starts another
+    /// page, a page being dispatched finishes. It is recorded in the marker
+    /// (which stays unfinished, so projectors skip nothing on its account,
+    /// and `projections status` shows it) and returned. Nothing is
+    /// superseded then: run the rebuild again.
     pub async fn run(self) -> Result<RebuildReport, Error> {
         let started = Instant::now();
         // Whole milliseconds, as stored; rounding down only widens the overlap.
@@ -237,7 +262,12 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             start_after,
             finished_at: None,
             events: 0,
+            failed_at: None,
+            error: None,
         };
+        // The shards as they were before the marker: those whose progress
+        // is still the same after the scan are superseded by the rebuild.
+        let before = self.checkpoints.list().await?;
         self.checkpoints.put_rebuild_marker(&marker).await?;
         tracing::info!(
             projection = self.checkpoints.projection(),
@@ -247,7 +277,26 @@ impl<A: Aggregate + 'static> Rebuild<A> {
         );
 
         let totals = Arc::new(Totals::default());
-        self.scan_and_dispatch(&totals, started).await?;
+        let dispatched = match self.scan_and_dispatch(&totals, started).await {
+            Ok(()) => self.checkpoints.supersede(&before).await,
+            Err(err) => Err(err),
+        };
+        let superseded = match dispatched {
+            Ok(superseded) => superseded,
+            Err(err) => {
+                marker.events = totals.progress(started).events;
+                marker.failed_at = Some(SystemTime::now());
+                marker.error = Some(err.to_string());
+                if let Err(unrecorded) = self.checkpoints.put_rebuild_marker(&marker).await {
+                    tracing::warn!(
+                        projection = self.checkpoints.projection(),
+                        error = %unrecorded,
+                        "the rebuild's failure could not be recorded in its marker"
+                    );
+                }
+                return Err(err);
+            }
+        };
 
         let progress = totals.progress(started);
         marker.finished_at = Some(SystemTime::now());
@@ -257,6 +306,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             projection = self.checkpoints.projection(),
             events = progress.events,
             items = progress.items,
+            superseded = superseded.len(),
             elapsed_ms = u64::try_from(progress.elapsed.as_millis()).unwrap_or(u64::MAX),
             "rebuild finished; start the projector"
         );
@@ -266,6 +316,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             start_after,
             progress,
             skipped,
+            superseded,
         })
     }
 
@@ -289,39 +340,19 @@ impl<A: Aggregate + 'static> Rebuild<A> {
                 started,
             ));
         }
-        let mut failure = None;
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(page) => page,
-                Err(err) => {
-                    failure = Some(Error::Store(err));
-                    break;
-                }
-            };
-            *lock(&totals.capacity) += page.page.consumed_capacity;
-            let queue = usize::try_from(page.segment)
-                .ok()
-                .and_then(|index| queues.get(index));
-            // A closed queue: its worker stopped on an error, joined below.
-            let sent = match queue {
-                Some(queue) => queue.send(page.page.items).await.is_ok(),
-                None => false,
-            };
-            if !sent {
-                break;
-            }
+        let failure = feed(&mut pages, &queues, &mut workers, totals).await;
+        // Whatever ended the feed, no segment starts another page after a
+        // failure; without one, the workers drain their queues and end.
+        if failure.is_some() {
+            totals.failed.store(true, Ordering::SeqCst);
         }
         drop(queues);
         drop(pages);
+        let mut failure = failure;
         while let Some(joined) = workers.join_next().await {
-            let result = joined.unwrap_or_else(|err| {
-                Err(Error::projection(format!(
-                    "a rebuild worker stopped: {err}"
-                )))
-            });
-            if let (Err(err), None) = (result, &failure) {
+            if let (Err(err), None) = (worker_result(joined), &failure) {
+                totals.failed.store(true, Ordering::SeqCst);
                 failure = Some(err);
-                workers.abort_all();
             }
         }
         match failure {
@@ -329,6 +360,68 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             None => Ok(()),
         }
     }
+}
+
+/// Hands each scanned page to its segment's worker until the scan ends
+/// or fails, or a worker fails (watched while waiting for a page and
+/// while a full queue waits for its worker): returns the first error.
+async fn feed(
+    pages: &mut ParallelScan,
+    queues: &[mpsc::Sender<Vec<Item>>],
+    workers: &mut JoinSet<Result<(), Error>>,
+    totals: &Totals,
+) -> Option<Error> {
+    loop {
+        let page = tokio::select! {
+            biased;
+            Some(joined) = workers.join_next() => match worker_result(joined) {
+                // A worker ends early only when stopped by another's
+                // failure, which is joined too.
+                Ok(()) => continue,
+                Err(err) => return Some(err),
+            },
+            page = pages.next() => page,
+        };
+        let page = match page {
+            None => return None,
+            Some(Ok(page)) => page,
+            Some(Err(err)) => return Some(Error::Store(err)),
+        };
+        if totals.failed.load(Ordering::SeqCst) {
+            // A worker failed: the join above returns its error next.
+            continue;
+        }
+        *lock(&totals.capacity) += page.page.consumed_capacity;
+        let Some(queue) = usize::try_from(page.segment)
+            .ok()
+            .and_then(|index| queues.get(index))
+        else {
+            return Some(Error::projection(format!(
+                "the scan returned a page of segment {} of {}",
+                page.segment,
+                queues.len()
+            )));
+        };
+        // A closed queue (its worker ended on an error, joined next) or a
+        // worker's failure drops the page: the rebuild fails anyway.
+        let _sent = tokio::select! {
+            biased;
+            Some(joined) = workers.join_next() => match worker_result(joined) {
+                Ok(()) => continue,
+                Err(err) => return Some(err),
+            },
+            sent = queue.send(page.page.items) => sent.is_ok(),
+        };
+    }
+}
+
+/// A worker's result; a worker that panicked or was cancelled is an error.
+fn worker_result(joined: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    joined.unwrap_or_else(|err| {
+        Err(Error::projection(format!(
+            "a rebuild worker stopped: {err}"
+        )))
+    })
 }
 
 /// Dispatches the pages of one segment, in order.
@@ -342,14 +435,22 @@ async fn dispatch_segment<A: Aggregate + 'static>(
 ) -> Result<(), Error> {
     let shard_id = format!("rebuild-segment-{segment}");
     while let Some(items) = pages.recv().await {
+        if totals.failed.load(Ordering::SeqCst) {
+            // Another segment failed: no page is started after that.
+            return Ok(());
+        }
         let records: Vec<ChangeRecord> = items
             .into_iter()
             .map(|item| record_of(&shard_id, item))
             .collect();
-        let report = dispatcher
-            .dispatch(&records)
-            .await
-            .map_err(|failure| failure.error)?;
+        let report = match dispatcher.dispatch(&records).await {
+            Ok(report) => report,
+            Err(failure) => {
+                // Before this worker ends, so no other starts a page after it.
+                totals.failed.store(true, Ordering::SeqCst);
+                return Err(failure.error);
+            }
+        };
         totals.pages.fetch_add(1, Ordering::Relaxed);
         totals
             .items

@@ -1,10 +1,13 @@
 //! [`ProjectionStatus`]: what the checkpoint table says about a projection,
-//! per shard (checkpoint, owner, finished, lag) and its last rebuild, as
-//! `dynamo-es projections status` prints it.
+//! per shard (checkpoint, owner, finished, lag) and its last rebuild, and,
+//! read with the stream, every shard of the stream, with a checkpoint or
+//! not, as `dynamo-es projections status` prints it.
 //!
 //! **Invariant:** a status is read only (a `Scan` and a `GetItem` of the
-//! checkpoint table, and `DescribeTable` of the events table if named), and
-//! every figure in it says where it comes from: the lag of a shard is
+//! checkpoint table, `DescribeTable` of the events table and
+//! `DescribeStream` of its stream if named), and every shard the stream
+//! describes or the checkpoint table holds is listed once; every figure in
+//! it says where it comes from: the lag of a shard is
 //! [`LagSource::Record`] (the age of the last checkpointed record) when the
 //! projector recorded that record's creation time, else
 //! [`LagSource::Update`] (the time since its checkpoint item was written).
@@ -34,12 +37,30 @@ pub enum LagSource {
     Update,
 }
 
-/// One shard of a projection's status.
+/// One shard of a projection's status: a shard with a checkpoint item, or
+/// one the stream describes, or both.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardStatus {
-    /// The checkpoint item.
-    pub checkpoint: ShardCheckpoint,
+    /// The shard's id.
+    pub shard_id: String,
+    /// Its parent shard, per its checkpoint item or the stream.
+    pub parent_shard_id: Option<String>,
+    /// The checkpoint item; `None` for a shard of the stream that no
+    /// projector has leased yet (it will start at the projector's start
+    /// position, skipping what a finished rebuild covered).
+    pub checkpoint: Option<ShardCheckpoint>,
+    /// The stream's description lists the shard (`None` when the status
+    /// was read without the stream). `Some(false)` for a checkpoint of the
+    /// current stream means the shard aged out of it (closed more than 24
+    /// hours ago): unless it is finished, the records after its checkpoint
+    /// are gone, the projector stops with
+    /// [`Error::Trimmed`](super::Error::Trimmed), and the projection must
+    /// be rebuilt.
+    pub described: Option<bool>,
+    /// The shard is closed (no record is added), per the stream's
+    /// description; `None` when not described.
+    pub closed: Option<bool>,
     /// How far behind the shard is, `None` for a finished shard (nothing
     /// left) or when no time is known; see [`lag_source`](Self::lag_source).
     pub lag: Option<Duration>,
@@ -52,17 +73,31 @@ pub struct ShardStatus {
     pub current_stream: Option<bool>,
 }
 
+/// A shard as `DescribeStream` described it.
+struct Described {
+    shard_id: String,
+    parent_shard_id: Option<String>,
+    closed: bool,
+}
+
 /// A projection's checkpoints, owners and lag, read from the checkpoint
 /// table.
 ///
 /// ```no_run
-/// # async fn demo(client: dynamo_es::aws_sdk_dynamodb::Client) -> Result<(), dynamo_es::projection::Error> {
+/// # async fn demo(
+/// #     client: dynamo_es::aws_sdk_dynamodb::Client,
+/// #     streams: aws_sdk_dynamodbstreams::Client,
+/// # ) -> Result<(), dynamo_es::projection::Error> {
 /// use dynamo_es::projection::{CheckpointStore, ProjectionStatus};
 ///
 /// let store = CheckpointStore::new(client.clone(), "Checkpoints", "balances");
-/// let status = ProjectionStatus::read_for_table(&store, &client, "Events").await?;
+/// let status = ProjectionStatus::read_for_table(&store, &client, &streams, "Events").await?;
 /// for shard in &status.shards {
-///     println!("{} at {:?}, lag {:?}", shard.checkpoint.shard_id, shard.checkpoint.checkpoint, shard.lag);
+///     let checkpoint = shard.checkpoint.as_ref().and_then(|c| c.checkpoint.as_deref());
+///     println!("{} at {checkpoint:?}, lag {:?}", shard.shard_id, shard.lag);
+/// }
+/// if status.rebuild.as_ref().is_some_and(|r| !r.is_finished()) {
+///     println!("the last rebuild is running, or failed: run it again");
 /// }
 /// # Ok(()) }
 /// ```
@@ -75,8 +110,8 @@ pub struct ProjectionStatus {
     pub checkpoint_table: String,
     /// The events table's current stream, when read with it.
     pub stream_arn: Option<String>,
-    /// Every shard with a checkpoint item, by shard id. A shard appears once
-    /// a projector first leased it.
+    /// Every shard with a checkpoint item and, when read with the stream,
+    /// every shard the stream describes, by shard id.
     pub shards: Vec<ShardStatus>,
     /// The last rebuild, if any.
     pub rebuild: Option<RebuildMarker>,
@@ -97,19 +132,22 @@ impl ProjectionStatus {
             stream_arn: None,
             shards: shards
                 .into_iter()
-                .map(|checkpoint| ShardStatus::of(checkpoint, read_at, None))
+                .map(|checkpoint| ShardStatus::of(checkpoint, read_at))
                 .collect(),
             rebuild,
             read_at,
         })
     }
 
-    /// [`read`](Self::read), and marks which shards belong to
-    /// `events_table`'s current stream (its `LatestStreamArn`, read with
-    /// `DescribeTable`; a table without a stream has none).
+    /// [`read`](Self::read), then every shard of `events_table`'s current
+    /// stream (its `LatestStreamArn`, read with `DescribeTable`) as
+    /// [`read_for_stream`](Self::read_for_stream) lists them. A table
+    /// without a stream has no shards to add: only its checkpoints are
+    /// listed, each marked as not of the current stream.
     pub async fn read_for_table(
         store: &CheckpointStore,
         client: &Client,
+        streams: &aws_sdk_dynamodbstreams::Client,
         events_table: &str,
     ) -> Result<Self, Error> {
         let stream_arn = describe_table(client, events_table)
@@ -120,12 +158,61 @@ impl ProjectionStatus {
                     .is_some_and(|stream| stream.stream_enabled())
             })
             .and_then(|table| table.latest_stream_arn);
+        match stream_arn {
+            Some(arn) => Self::read_for_stream(store, streams, &arn).await,
+            None => {
+                let mut status = Self::read(store).await?;
+                for shard in &mut status.shards {
+                    shard.current_stream = Some(false);
+                }
+                Ok(status)
+            }
+        }
+    }
+
+    /// [`read`](Self::read), and every shard of the stream `stream_arn`
+    /// (every `DescribeStream` page): shards without a checkpoint are
+    /// listed with none, and each shard says whether the stream describes
+    /// it and whether its checkpoint belongs to this stream.
+    pub async fn read_for_stream(
+        store: &CheckpointStore,
+        streams: &aws_sdk_dynamodbstreams::Client,
+        stream_arn: &str,
+    ) -> Result<Self, Error> {
+        let described = describe_stream(streams, stream_arn).await?;
         let mut status = Self::read(store).await?;
         for shard in &mut status.shards {
-            shard.current_stream =
-                Some(stream_arn.as_deref() == Some(shard.checkpoint.stream_arn.as_str()));
+            let current = shard
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| c.stream_arn == stream_arn);
+            shard.current_stream = Some(current);
+            let listed = described
+                .iter()
+                .find(|d| current && d.shard_id == shard.shard_id);
+            shard.described = Some(listed.is_some());
+            shard.closed = listed.map(|d| d.closed);
         }
-        status.stream_arn = stream_arn;
+        for shard in described {
+            let known = status
+                .shards
+                .iter()
+                .any(|s| s.shard_id == shard.shard_id && s.current_stream == Some(true));
+            if !known {
+                status.shards.push(ShardStatus {
+                    shard_id: shard.shard_id,
+                    parent_shard_id: shard.parent_shard_id,
+                    checkpoint: None,
+                    described: Some(true),
+                    closed: Some(shard.closed),
+                    lag: None,
+                    lag_source: None,
+                    current_stream: Some(true),
+                });
+            }
+        }
+        status.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        status.stream_arn = Some(stream_arn.to_string());
         Ok(status)
     }
 
@@ -136,7 +223,7 @@ impl ProjectionStatus {
 }
 
 impl ShardStatus {
-    fn of(checkpoint: ShardCheckpoint, now: SystemTime, current_stream: Option<bool>) -> Self {
+    fn of(checkpoint: ShardCheckpoint, now: SystemTime) -> Self {
         let (lag, lag_source) = if checkpoint.finished {
             (None, None)
         } else if let Some(created) = checkpoint.checkpoint_created {
@@ -147,10 +234,56 @@ impl ShardStatus {
             (None, None)
         };
         ShardStatus {
-            checkpoint,
+            shard_id: checkpoint.shard_id.clone(),
+            parent_shard_id: checkpoint.parent_shard_id.clone(),
+            checkpoint: Some(checkpoint),
+            described: None,
+            closed: None,
             lag,
             lag_source,
-            current_stream,
+            current_stream: None,
+        }
+    }
+}
+
+/// Every shard of `stream_arn`, following `LastEvaluatedShardId` through
+/// all `DescribeStream` pages.
+async fn describe_stream(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+) -> Result<Vec<Described>, Error> {
+    let mut shards: Vec<Described> = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = streams
+            .describe_stream()
+            .stream_arn(stream_arn)
+            .set_exclusive_start_shard_id(start.take())
+            .send()
+            .await
+            .map_err(|err| Error::from_streams("DescribeStream", stream_arn, err))?;
+        let Some(description) = page.stream_description else {
+            return Ok(shards);
+        };
+        let known = shards.len();
+        for shard in description.shards() {
+            let Some(id) = shard.shard_id() else { continue };
+            if shards.iter().any(|s| s.shard_id == id) {
+                continue;
+            }
+            shards.push(Described {
+                shard_id: id.to_string(),
+                parent_shard_id: shard.parent_shard_id().map(str::to_string),
+                closed: shard
+                    .sequence_number_range()
+                    .and_then(|range| range.ending_sequence_number())
+                    .is_some(),
+            });
+        }
+        match description.last_evaluated_shard_id {
+            // A page of shards already seen would loop forever.
+            Some(last) if shards.len() > known => start = Some(last),
+            _ => return Ok(shards),
         }
     }
 }

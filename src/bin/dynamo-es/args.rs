@@ -35,7 +35,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// DynamoDB endpoint URL (default: AWS_ENDPOINT_URL_DYNAMODB, then
-    /// AWS_ENDPOINT_URL, then AWS itself).
+    /// AWS_ENDPOINT_URL, then AWS itself). `projections status` reads the
+    /// stream there too (as DynamoDB Local serves both), unless
+    /// AWS_ENDPOINT_URL_DYNAMODB_STREAMS is set.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Give up connecting to DynamoDB after this long. A DURATION is a

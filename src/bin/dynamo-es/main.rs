@@ -8,7 +8,7 @@
 //! `args` the command line, `progress` the progress bars, `output`
 //! what a run prints, `errors` how an error is printed, `roles` the check
 //! of each table's key schema against its role, `projections`
-//! `dynamo-es projections status`.
+//! `dynamo-es projections status` and `reset`.
 
 mod args;
 #[cfg(feature = "compression")]
@@ -72,12 +72,11 @@ fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(directives)
 }
 
-/// The client, configured like the AWS CLI: credentials, region and
-/// endpoint from the environment and profile, overridden by the flags; the
-/// timeouts and attempts of the flags (with their defaults), so a
-/// DynamoDB that never answers fails the run instead of holding it.
-/// `wire` records where each request went and the status of its answer.
-async fn client(cli: &Cli, wire: &Wire) -> Client {
+/// The SDK configuration of the clients, like the AWS CLI's: credentials,
+/// region and endpoint from the environment and profile, overridden by the
+/// flags; the timeouts and attempts of the flags (with their defaults), so
+/// a DynamoDB that never answers fails the run instead of holding it.
+async fn sdk_config(cli: &Cli) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts(cli))
         .retry_config(RetryConfig::standard().with_max_attempts(cli.max_attempts));
@@ -87,7 +86,13 @@ async fn client(cli: &Cli, wire: &Wire) -> Client {
     if let Some(endpoint_url) = &cli.endpoint_url {
         loader = loader.endpoint_url(endpoint_url);
     }
-    let config = aws_sdk_dynamodb::config::Builder::from(&loader.load().await)
+    loader.load().await
+}
+
+/// The DynamoDB client of `config`; `wire` records where each request went
+/// and the status of its answer.
+fn client(config: &aws_config::SdkConfig, wire: &Wire) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(config)
         .interceptor(wire.clone())
         .build();
     Client::from_conf(config)
@@ -205,7 +210,8 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let wire = Wire::default();
-    let client = client(&cli, &wire).await;
+    let config = sdk_config(&cli).await;
+    let client = client(&config, &wire);
     let stop = StopHandle::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -223,7 +229,9 @@ async fn main() -> ExitCode {
         return exit_code_of(result, &wire);
     }
     if let Command::Projections(args) = &cli.command {
-        let result = projections::execute(args, client, &mut std::io::stdout()).await;
+        // Streams on DynamoDB's endpoint unless it has one of its own.
+        let streams = dynamo_es::Clients::from_config(&config).streams;
+        let result = projections::execute(args, client, streams, &mut std::io::stdout()).await;
         return exit_code_of(result, &wire);
     }
     match execute(&cli.command, client, stop, &mut std::io::stdout()).await {

@@ -1,19 +1,24 @@
 //! `dynamo-es projections status`: a projection's per-shard checkpoints,
-//! owners, finished shards and lag, and its last rebuild, read from the
-//! checkpoint table (see [`dynamo_es::projection::ProjectionStatus`]).
+//! owners, finished shards and lag, every shard of the stream, and its last
+//! rebuild, read from the checkpoint table and the stream (see
+//! [`dynamo_es::projection::ProjectionStatus`]); `dynamo-es projections
+//! reset`: deletes them ([`CheckpointStore::reset`]).
 //!
-//! **Invariant:** it only reads (a `Scan` and a `GetItem` of the checkpoint
-//! table, `DescribeTable` of the events table if named), and prints every
-//! lag with what it measures: `record` (the age of the last checkpointed
-//! stream record) or `update` (the time since the checkpoint item was last
-//! written, when no record time is known).
+//! **Invariant:** `status` only reads (a `Scan` and a `GetItem` of the
+//! checkpoint table, `DescribeTable` of the events table and
+//! `DescribeStream` of its stream if named), and prints every lag with what
+//! it measures: `record` (the age of the last checkpointed stream record)
+//! or `update` (the time since the checkpoint item was last written, when
+//! no record time is known). `reset` deletes nothing without `--yes`.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Subcommand};
-use dynamo_es::projection::{CheckpointStore, LagSource, ProjectionStatus, ShardStatus};
+use dynamo_es::projection::{
+    CheckpointStore, LagSource, ProjectionStatus, RebuildMarker, ShardStatus,
+};
 use serde_json::{json, Value};
 
 /// `dynamo-es projections`.
@@ -30,8 +35,29 @@ pub enum ProjectionsCommand {
     /// lag, and its last rebuild. LAG is the age of the last checkpointed
     /// stream record (`record`), or, when the projector did not record it,
     /// the time since the shard's checkpoint item was last written
-    /// (`update`); finished shards have none.
+    /// (`update`); finished shards have none. With --events-table, every
+    /// shard of its stream is listed, a shard no projector has read yet
+    /// with CHECKPOINT `(none)`.
     Status(StatusArgs),
+    /// Delete every checkpoint, lease and the rebuild marker of a
+    /// projection: it is then as if it never ran. Stop its projectors
+    /// first. Not needed after `Trimmed`: a finished rebuild supersedes the
+    /// old checkpoints itself.
+    Reset(ResetArgs),
+}
+
+/// `dynamo-es projections reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The checkpoint table (HASH LeaseKey).
+    #[arg(long, value_name = "TABLE")]
+    pub checkpoint_table: String,
+    /// The projection's name, as given to its CheckpointStore.
+    #[arg(long, value_name = "NAME")]
+    pub projection: String,
+    /// Confirms the deletion (without it, nothing is deleted).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `dynamo-es projections status`.
@@ -43,8 +69,9 @@ pub struct StatusArgs {
     /// The projection's name, as given to its CheckpointStore.
     #[arg(long, value_name = "NAME")]
     pub projection: String,
-    /// The events table: shows its current stream and flags checkpoints of
-    /// a stream it no longer has.
+    /// The events table: lists every shard of its current stream, and flags
+    /// checkpoints of shards the stream no longer lists or of a stream it no
+    /// longer has.
     #[arg(long, value_name = "TABLE")]
     pub events_table: Option<String>,
     /// Print JSON instead of a table.
@@ -56,12 +83,68 @@ pub struct StatusArgs {
 pub async fn execute(
     args: &ProjectionsArgs,
     client: Client,
+    streams: aws_sdk_dynamodbstreams::Client,
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let ProjectionsCommand::Status(args) = &args.command;
+    match &args.command {
+        ProjectionsCommand::Status(args) => status(args, client, &streams, out).await,
+        ProjectionsCommand::Reset(args) => reset(args, client, out).await,
+    }
+}
+
+/// `dynamo-es projections reset`.
+async fn reset(
+    args: &ResetArgs,
+    client: Client,
+    out: &mut dyn Write,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !args.yes {
+        return Err(format!(
+            "projections reset deletes every checkpoint, lease and the rebuild marker of \
+             projection {} in {}; stop its projectors, then run it again with --yes",
+            args.projection, args.checkpoint_table
+        )
+        .into());
+    }
+    let store = CheckpointStore::new(client, &args.checkpoint_table, &args.projection);
+    let reset = store.reset().await?;
+    writeln!(
+        out,
+        "deleted {} shard checkpoint(s){} of projection {} in {}",
+        reset.shards.len(),
+        if reset.rebuild.is_some() {
+            " and the rebuild marker"
+        } else {
+            ""
+        },
+        args.projection,
+        args.checkpoint_table
+    )?;
+    let held: Vec<String> = reset
+        .shards
+        .iter()
+        .filter_map(|shard| Some(format!("{} ({})", shard.shard_id, shard.owner.as_ref()?)))
+        .collect();
+    if !held.is_empty() {
+        eprintln!(
+            "warning: leases were held on {}: if those projectors still run, they stop reading \
+             these shards (lease lost); restart them",
+            held.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `dynamo-es projections status`.
+async fn status(
+    args: &StatusArgs,
+    client: Client,
+    streams: &aws_sdk_dynamodbstreams::Client,
+    out: &mut dyn Write,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = CheckpointStore::new(client.clone(), &args.checkpoint_table, &args.projection);
     let status = match &args.events_table {
-        Some(events) => ProjectionStatus::read_for_table(&store, &client, events).await?,
+        Some(events) => ProjectionStatus::read_for_table(&store, &client, streams, events).await?,
         None => ProjectionStatus::read(&store).await?,
     };
     if args.json {
@@ -79,10 +162,51 @@ pub async fn execute(
 /// Warnings an operator should act on.
 fn notes(status: &ProjectionStatus, events_table: Option<&str>) -> Vec<String> {
     let mut notes = Vec::new();
-    if status.shards.is_empty() {
+    if status.shards.iter().all(|shard| shard.checkpoint.is_none()) {
         notes.push(format!(
             "note: no checkpoints for projection {} in {}: no projector has leased a shard of it yet",
             status.projection, status.checkpoint_table
+        ));
+    }
+    if let Some(marker) = status.rebuild.as_ref().filter(|m| !m.is_finished()) {
+        notes.push(format!(
+            "warning: the last rebuild of {} did not finish ({}): projectors skip nothing on its \
+             account and its checkpoints are not superseded; run the rebuild again",
+            status.projection,
+            match &marker.error {
+                Some(error) => format!("it failed: {error}"),
+                None => "it is running, or was stopped".to_string(),
+            }
+        ));
+    }
+    let unread = status
+        .shards
+        .iter()
+        .filter(|shard| shard.checkpoint.is_none())
+        .count();
+    if unread > 0 && unread < status.shards.len() {
+        notes.push(format!(
+            "note: {unread} shard(s) of the stream have no checkpoint (CHECKPOINT (none)): no \
+             projector has read them yet"
+        ));
+    }
+    let gone: Vec<&str> = status
+        .shards
+        .iter()
+        .filter(|shard| {
+            shard.described == Some(false)
+                && shard.current_stream == Some(true)
+                && !shard.checkpoint.as_ref().is_some_and(|c| c.finished)
+        })
+        .map(|shard| shard.shard_id.as_str())
+        .collect();
+    if !gone.is_empty() {
+        notes.push(format!(
+            "warning: the stream no longer lists shard(s) {} (closed and past the 24-hour \
+             retention) though they are not finished: the records after their checkpoints are \
+             gone and the projector stops with Trimmed; rebuild the projection on this checkpoint \
+             table, then restart its projectors",
+            gone.join(", ")
         ));
     }
     let stale = status
@@ -99,6 +223,29 @@ fn notes(status: &ProjectionStatus, events_table: Option<&str>) -> Vec<String> {
     notes
 }
 
+/// The rebuild line of the table.
+fn rebuild_line(marker: &RebuildMarker, now: SystemTime) -> String {
+    let started = format!(
+        "rebuild: started {} ago, skips stream records created before {} ago",
+        age(now, marker.started_at),
+        age(now, marker.start_after)
+    );
+    match (marker.finished_at, marker.failed_at, &marker.error) {
+        (Some(at), _, _) => format!(
+            "{started}, finished {} ago, {} events",
+            age(now, at),
+            marker.events
+        ),
+        (None, Some(at), error) => format!(
+            "{started}, FAILED {} ago after {} events: {}",
+            age(now, at),
+            marker.events,
+            error.as_deref().unwrap_or("unknown error")
+        ),
+        (None, None, _) => format!("{started}, NOT FINISHED (running, or stopped)"),
+    }
+}
+
 fn print_table(status: &ProjectionStatus, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
@@ -111,18 +258,7 @@ fn print_table(status: &ProjectionStatus, out: &mut dyn Write) -> std::io::Resul
     let now = status.read_at;
     match &status.rebuild {
         None => writeln!(out, "rebuild: none")?,
-        Some(marker) => {
-            let finished = marker.finished_at.map_or_else(
-                || "not finished".to_string(),
-                |at| format!("finished {} ago, {} events", age(now, at), marker.events),
-            );
-            writeln!(
-                out,
-                "rebuild: started {} ago, skips stream records created before {} ago, {finished}",
-                age(now, marker.started_at),
-                age(now, marker.start_after)
-            )?;
-        }
+        Some(marker) => writeln!(out, "{}", rebuild_line(marker, now))?,
     }
     let header = [
         "SHARD",
@@ -132,8 +268,9 @@ fn print_table(status: &ProjectionStatus, out: &mut dyn Write) -> std::io::Resul
         "FINISHED",
         "LAG",
         "UPDATED",
+        "STREAM",
     ];
-    let rows: Vec<[String; 7]> = status.shards.iter().map(|shard| row(shard, now)).collect();
+    let rows: Vec<[String; 8]> = status.shards.iter().map(|shard| row(shard, now)).collect();
     let mut widths = header.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -156,27 +293,46 @@ fn print_table(status: &ProjectionStatus, out: &mut dyn Write) -> std::io::Resul
     Ok(())
 }
 
-fn row(shard: &ShardStatus, now: SystemTime) -> [String; 7] {
-    let checkpoint = &shard.checkpoint;
+fn row(shard: &ShardStatus, now: SystemTime) -> [String; 8] {
     let or_dash = |value: Option<&str>| value.unwrap_or("-").to_string();
     let stale = if shard.current_stream == Some(false) {
         " (old stream)"
     } else {
         ""
     };
+    let stream = match (shard.described, shard.closed) {
+        (Some(true), Some(true)) => "closed",
+        (Some(true), _) => "open",
+        (Some(false), _) if shard.current_stream == Some(true) => "gone",
+        _ => "-",
+    };
+    let lag = match (shard.lag, shard.lag_source) {
+        (Some(lag), Some(source)) => format!("{} ({})", duration(lag), source_name(source)),
+        _ => "-".to_string(),
+    };
+    let Some(checkpoint) = &shard.checkpoint else {
+        return [
+            shard.shard_id.clone(),
+            or_dash(shard.parent_shard_id.as_deref()),
+            "(none)".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+            lag,
+            "-".to_string(),
+            stream.to_string(),
+        ];
+    };
     [
-        format!("{}{stale}", checkpoint.shard_id),
-        or_dash(checkpoint.parent_shard_id.as_deref()),
+        format!("{}{stale}", shard.shard_id),
+        or_dash(shard.parent_shard_id.as_deref()),
         or_dash(checkpoint.checkpoint.as_deref()),
         or_dash(checkpoint.owner.as_deref()),
         if checkpoint.finished { "yes" } else { "no" }.to_string(),
-        match (shard.lag, shard.lag_source) {
-            (Some(lag), Some(source)) => format!("{} ({})", duration(lag), source_name(source)),
-            _ => "-".to_string(),
-        },
+        lag,
         checkpoint
             .updated_at
             .map_or_else(|| "-".to_string(), |at| format!("{} ago", age(now, at))),
+        stream.to_string(),
     ]
 }
 
@@ -193,28 +349,39 @@ fn to_json(status: &ProjectionStatus) -> Value {
         .shards
         .iter()
         .map(|shard| {
-            let c = &shard.checkpoint;
+            let c = shard.checkpoint.as_ref();
             json!({
-                "shard_id": c.shard_id,
-                "parent_shard_id": c.parent_shard_id,
-                "stream_arn": c.stream_arn,
-                "checkpoint": c.checkpoint,
-                "owner": c.owner,
-                "finished": c.finished,
-                "lease_counter": c.lease_counter,
+                "shard_id": shard.shard_id,
+                "parent_shard_id": shard.parent_shard_id,
+                "has_checkpoint_item": c.is_some(),
+                "stream_arn": c.map(|c| &c.stream_arn).or(status.stream_arn.as_ref()),
+                "checkpoint": c.and_then(|c| c.checkpoint.as_ref()),
+                "owner": c.and_then(|c| c.owner.as_ref()),
+                "finished": c.map(|c| c.finished),
+                "lease_counter": c.map(|c| c.lease_counter),
                 "lag_ms": shard.lag.map(millis_of),
                 "lag_source": shard.lag_source.map(source_name),
-                "updated_at_ms": c.updated_at.map(unix_millis),
-                "checkpoint_created_ms": c.checkpoint_created.map(unix_millis),
+                "updated_at_ms": c.and_then(|c| c.updated_at).map(unix_millis),
+                "checkpoint_created_ms": c.and_then(|c| c.checkpoint_created).map(unix_millis),
                 "current_stream": shard.current_stream,
+                "described": shard.described,
+                "closed": shard.closed,
             })
         })
         .collect();
     let rebuild = status.rebuild.as_ref().map(|marker| {
+        let state = match (marker.is_finished(), marker.failed_at.is_some()) {
+            (true, _) => "finished",
+            (false, true) => "failed",
+            (false, false) => "running_or_stopped",
+        };
         json!({
+            "state": state,
             "started_at_ms": unix_millis(marker.started_at),
             "start_after_ms": unix_millis(marker.start_after),
             "finished_at_ms": marker.finished_at.map(unix_millis),
+            "failed_at_ms": marker.failed_at.map(unix_millis),
+            "error": marker.error,
             "events": marker.events,
         })
     });
