@@ -169,6 +169,8 @@ pub struct Dictionary {
 
 struct Inner {
     info: DictionaryInfo,
+    /// The table it is stored in: its id is unique there only.
+    table: String,
     bytes: Vec<u8>,
     decoder: DDict<'static>,
     encoder: CDict<'static>,
@@ -179,6 +181,7 @@ impl fmt::Debug for Dictionary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dictionary")
             .field("info", &self.inner.info)
+            .field("table", &self.inner.table)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +220,7 @@ impl Dictionary {
         Ok(Dictionary {
             inner: Arc::new(Inner {
                 info,
+                table: table.to_string(),
                 bytes,
                 decoder,
                 encoder,
@@ -228,6 +232,13 @@ impl Dictionary {
     /// Its id.
     pub fn id(&self) -> u32 {
         self.inner.info.id
+    }
+
+    /// The table it is stored in (where it was stored or loaded from).
+    /// Its id names it in that table only: another table may hold another
+    /// dictionary of the same id.
+    pub fn table(&self) -> &str {
+        &self.inner.table
     }
 
     /// The aggregate type it was trained for.
