@@ -53,6 +53,12 @@ impl DynamoEventRepository {
     /// written with it. Every read of this repository reads dictionary
     /// payloads of any type, fetching each dictionary by id once.
     ///
+    /// `dictionary` must be stored in this repository's snapshots table
+    /// (from a [`DictionaryStore`] on it, as
+    /// [`dictionary_store`](Self::dictionary_store) gives): every reader,
+    /// this one included, decodes a payload with the dictionary of that
+    /// table and of the id its frame names.
+    ///
     /// Roll out readers before writers: see [`crate::dictionary`].
     ///
     /// ```
