@@ -24,7 +24,7 @@ use common::{Account, AccountCommand};
 
 /// A priced event whose currency is `CHF` or `EUR`.
 fn priced(id: &str, sequence: usize, seed: u64) -> SerializedEvent {
-    let currency = if seed % 2 == 0 { "CHF" } else { "EUR" };
+    let currency = if seed.is_multiple_of(2) { "CHF" } else { "EUR" };
     SerializedEvent::new(
         id.to_string(),
         sequence,
@@ -113,7 +113,7 @@ async fn a_payload_never_decodes_with_another_tables_dictionary_of_the_same_id()
     let chf = priced("x", 1, 0);
     assert_eq!(chf.payload["currency"], "CHF");
     for (db, dictionary) in [(&a, &dict_a), (&b, &dict_b)] {
-        commit::<Order>(&writer::<Order>(db, dictionary), &[chf.clone()]).await;
+        commit::<Order>(&writer::<Order>(db, dictionary), std::slice::from_ref(&chf)).await;
     }
     let frame_a = common::items_by_key(&a.client, &a.events)
         .await

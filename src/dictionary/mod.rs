@@ -316,7 +316,7 @@ mod tests {
                     "Order".into(),
                     "Priced".into(),
                     "1".into(),
-                    serde_json::json!({"amount": n * 7 % 1000, "currency": if n % 2 == 0 { "CHF" } else { "EUR" }, "account": format!("acct-{}", n % 13)}),
+                    serde_json::json!({"amount": n * 7 % 1000, "currency": if n.is_multiple_of(2) { "CHF" } else { "EUR" }, "account": format!("acct-{}", n % 13)}),
                     serde_json::json!({}),
                 )
             })
