@@ -333,7 +333,7 @@ impl Error {
             use crate::dictionary::Error as D;
             return matches!(
                 **err,
-                D::NotFound { .. } | D::NotLoaded { .. } | D::Corrupt { .. }
+                D::NotFound { .. } | D::NotLoaded { .. } | D::Corrupt { .. } | D::Mismatch { .. }
             );
         }
         matches!(

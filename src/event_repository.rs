@@ -101,17 +101,20 @@ impl DynamoEventRepository {
             snapshot_table: DEFAULT_SNAPSHOT_TABLE.to_string(),
             stream_channel_size: DEFAULT_STREAMING_CHANNEL_SIZE,
             scan_segments: DEFAULT_SCAN_SEGMENTS,
-            codec: dictionaries.attach(Codec::default()),
+            codec: dictionaries.attach(Codec::default(), DEFAULT_SNAPSHOT_TABLE),
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
             dictionaries,
         }
     }
 
-    /// Uses the given event and snapshot tables.
+    /// Uses the given event and snapshot tables. Reads decode dictionary
+    /// payloads with the dictionaries of `snapshot_table` only (the cache
+    /// stays shared with the clones on other tables, keyed by table).
     pub fn with_tables(self, event_table: &str, snapshot_table: &str) -> Self {
         DynamoEventRepository {
             event_table: event_table.to_string(),
             snapshot_table: snapshot_table.to_string(),
+            codec: self.dictionaries.attach(self.codec, snapshot_table),
             ..self
         }
     }
@@ -163,7 +166,7 @@ impl DynamoEventRepository {
     /// Writes payloads with `codec`. Reads accept every format regardless.
     pub fn with_codec(self, codec: Codec) -> Self {
         DynamoEventRepository {
-            codec: self.dictionaries.attach(codec),
+            codec: self.dictionaries.attach(codec, &self.snapshot_table),
             ..self
         }
     }
@@ -448,11 +451,15 @@ impl PersistedEventRepository for DynamoEventRepository {
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self.read_snapshot(A::TYPE, aggregate_id).await? {
             None => Ok(None),
-            Some(loaded) => Ok(Some(loaded.into_serialized(
-                A::TYPE,
-                aggregate_id,
-                &self.codec,
-            )?)),
+            Some(loaded) => {
+                self.prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
+                    .await?;
+                Ok(Some(loaded.into_serialized(
+                    A::TYPE,
+                    aggregate_id,
+                    &self.codec,
+                )?))
+            }
         }
     }
 

@@ -2,16 +2,21 @@
 //! [`crate::dictionary`].
 //!
 //! **Invariant:** a frame written here records its dictionary's id in the
-//! `Dictionary_ID` field of its header and its content size, so it is read
-//! back by that id alone, and the decompression bound is checked against
-//! the declared size before anything is allocated. A frame that names a
-//! dictionary is only ever decoded with the dictionary of that id: one the
-//! reader has not loaded is [`dictionary::Error::NotLoaded`], never garbage.
+//! `Dictionary_ID` field of its header, its content size and zstd's
+//! content checksum, so it is read back by that id alone, the
+//! decompression bound is checked against the declared size before
+//! anything is allocated, and a decode with another dictionary of the same
+//! id (another table's) is [`dictionary::Error::Mismatch`], never another
+//! value. A frame that names a dictionary is only ever decoded with the
+//! dictionary of that id in the reader's table (see [`Readers`]): one the
+//! reader has not loaded is [`dictionary::Error::NotLoaded`], never
+//! garbage. Frames written before checksums (by earlier versions) carry
+//! none: what protects them is that table and id, as the cache keys them.
 
 use std::cell::RefCell;
 use std::fmt;
 
-use zstd::zstd_safe::{self, CCtx, DCtx};
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, ResetDirective};
 
 use crate::dictionary::{self, Dictionary, DictionaryCache, EncoderAt};
 use crate::error::{Error, Result};
@@ -71,12 +76,25 @@ impl Writer {
         }
     }
 
-    /// Compresses `raw` with the dictionary, reusing this thread's context.
+    /// Compresses `raw` with the dictionary, reusing this thread's
+    /// context: one frame with its content size and content checksum.
     pub(crate) fn compress(&self, raw: &[u8]) -> Result<Vec<u8>> {
         in_context(&CCTX, CCtx::try_create, |cctx| {
+            let zstd = |code| corrupt(zstd_safe::get_error_name(code));
+            // Whatever a failed call left behind goes; the context never
+            // keeps a reference to the dictionary past this call.
+            cctx.reset(ResetDirective::SessionAndParameters)
+                .map_err(zstd)?;
+            cctx.set_parameter(CParameter::ChecksumFlag(true))
+                .map_err(zstd)?;
+            cctx.ref_cdict(self.encoder.cdict()).map_err(zstd)?;
             let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw.len()));
-            cctx.compress_using_cdict(&mut out, raw, self.encoder.cdict())
-                .map_err(|code| corrupt(zstd_safe::get_error_name(code)))?;
+            let compressed = cctx.compress2(&mut out, raw).map_err(zstd);
+            let released = cctx
+                .reset(ResetDirective::SessionAndParameters)
+                .map_err(zstd);
+            compressed?;
+            released?;
             Ok(out)
         })
     }
@@ -99,15 +117,23 @@ impl PartialEq for Writer {
 
 impl Eq for Writer {}
 
-/// Where a codec finds the dictionaries of the frames it reads. It does
-/// not make a codec another codec: any two compare equal.
+/// Where a codec finds the dictionaries of the frames it reads: a cache,
+/// and the table whose dictionaries its payloads name. It does not make a
+/// codec another codec: any two compare equal.
 #[derive(Clone, Default)]
-pub(crate) struct Readers(pub(crate) Option<DictionaryCache>);
+pub(crate) struct Readers(pub(crate) Option<(DictionaryCache, String)>);
+
+impl Readers {
+    /// The table whose dictionaries are read, if any.
+    pub(crate) fn table(&self) -> Option<&str> {
+        self.0.as_ref().map(|(_, table)| table.as_str())
+    }
+}
 
 impl fmt::Debug for Readers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Some(cache) => write!(f, "{cache:?}"),
+            Some((cache, table)) => write!(f, "{cache:?} for table {table}"),
             None => f.write_str("no dictionary cache"),
         }
     }
@@ -120,6 +146,11 @@ impl PartialEq for Readers {
 }
 
 impl Eq for Readers {}
+
+/// zstd's error for a frame whose content does not match its checksum
+/// (zstd returns `-code` as a `size_t`).
+const CHECKSUM_WRONG: usize =
+    0usize.wrapping_sub(zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_checksum_wrong as usize);
 
 /// The dictionary id a stored zstd frame names, if it names one.
 pub(crate) fn frame_dictionary_id(bytes: &[u8]) -> Option<u32> {
@@ -146,6 +177,13 @@ pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> R
         let mut out = Vec::with_capacity(capacity);
         dctx.decompress_using_ddict(&mut out, bytes, dictionary.decoder())
             .map_err(|code| {
+                if code == CHECKSUM_WRONG {
+                    return dictionary::Error::Mismatch {
+                        id: dictionary.id(),
+                        table: dictionary.table().to_string(),
+                    }
+                    .into();
+                }
                 corrupt(format!(
                     "dictionary {}: {}",
                     dictionary.id(),
@@ -156,14 +194,19 @@ pub(crate) fn decompress(bytes: &[u8], dictionary: &Dictionary, max: usize) -> R
     })
 }
 
-/// The dictionary `id`: the writer's, or one `readers` loaded.
+/// The dictionary `id`: the writer's (if the codec reads no table's
+/// dictionaries, or the writer's is that table's), or the one `readers`
+/// loaded for their table.
 pub(crate) fn find(id: u32, writer: Option<&Writer>, readers: &Readers) -> Result<Dictionary> {
-    if let Some(writer) = writer.filter(|w| w.dictionary.id() == id) {
+    let table = readers.table();
+    if let Some(writer) = writer.filter(|w| {
+        w.dictionary.id() == id && table.is_none_or(|table| table == w.dictionary.table())
+    }) {
         return Ok(writer.dictionary.clone());
     }
     readers
         .0
         .as_ref()
-        .and_then(|cache| cache.get(id))
+        .and_then(|(cache, table)| cache.get(table, id))
         .ok_or_else(|| dictionary::Error::NotLoaded { id }.into())
 }

@@ -314,17 +314,25 @@ impl Codec {
         self.dictionary.as_ref().map(|writer| &writer.dictionary)
     }
 
-    /// Decodes frames that name a dictionary with the dictionaries `cache`
-    /// holds (besides this codec's own). Load them into it first with
+    /// Decodes frames that name a dictionary with the dictionaries of
+    /// `table` (where they are stored: the snapshots table of the event
+    /// store) that `cache` holds, besides this codec's own if it is that
+    /// table's. Load them into it first with
     /// [`DictionaryCache::prefetch`](crate::dictionary::DictionaryCache::prefetch);
     /// a frame naming one it does not hold is
     /// [`dictionary::Error::NotLoaded`](crate::dictionary::Error::NotLoaded).
-    /// The cache does not change what is written, nor codec equality.
+    /// Dictionary ids are unique per table only: a codec never decodes with
+    /// another table's dictionary of the same id. The cache does not change
+    /// what is written, nor codec equality.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub fn with_dictionary_cache(self, cache: crate::dictionary::DictionaryCache) -> Self {
+    pub fn with_dictionary_cache(
+        self,
+        cache: crate::dictionary::DictionaryCache,
+        table: &str,
+    ) -> Self {
         Codec {
-            readers: dict::Readers(Some(cache)),
+            readers: dict::Readers(Some((cache, table.to_string()))),
             ..self
         }
     }
@@ -333,7 +341,15 @@ impl Codec {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn dictionary_cache(&self) -> Option<&crate::dictionary::DictionaryCache> {
-        self.readers.0.as_ref()
+        self.readers.0.as_ref().map(|(cache, _)| cache)
+    }
+
+    /// The table whose dictionaries decoding looks for in the
+    /// [cache](Self::dictionary_cache), if any.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub fn dictionary_table(&self) -> Option<&str> {
+        self.readers.table()
     }
 
     /// Sets the size below which payloads are not compressed (default 1 KB).

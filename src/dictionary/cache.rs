@@ -1,12 +1,16 @@
 //! [`DictionaryCache`]: each dictionary loaded once per process.
 //!
 //! **Invariant:** a cache only ever holds dictionaries read from storage
-//! (or just stored), each under its own id, and never forgets one: a
-//! dictionary is immutable, so what was loaded stays right. Concurrent
-//! loads of one id make one `GetItem`. Loading is async and decoding is
-//! sync, so readers [`prefetch`](DictionaryCache::prefetch) the ids a page
-//! of items references before decoding it; a page that references none
-//! costs no read.
+//! (or just stored), each under its table and its id (ids are unique per
+//! table only: two tenants' tables may each hold a dictionary of the same
+//! id), and never forgets one: a dictionary is immutable, so what was
+//! loaded stays right. A lookup names the table, so a payload is never
+//! decoded with another table's dictionary of its id. Concurrent loads of
+//! one id make one `GetItem`; a load that fails leaves nothing behind (the
+//! next read tries again), so failed ids cost no memory. Loading is async
+//! and decoding is sync, so readers [`prefetch`](DictionaryCache::prefetch)
+//! the ids a page of items references before decoding it; a page that
+//! references none costs no read.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,25 +25,29 @@ use crate::item::{describe_key, Item, METADATA, PAYLOAD};
 
 type Slot = Arc<OnceCell<Dictionary>>;
 
-/// Dictionaries loaded by id, shared by every clone (and by the codecs
-/// given it with [`Codec::with_dictionary_cache`](crate::Codec::with_dictionary_cache)).
+/// Slots by table, then by id.
+type Slots = HashMap<String, HashMap<u32, Slot>>;
+
+/// Dictionaries loaded by table and id, shared by every clone (and by the
+/// codecs given it with
+/// [`Codec::with_dictionary_cache`](crate::Codec::with_dictionary_cache)).
 ///
 /// ```
 /// use dynamo_es::dictionary::DictionaryCache;
 ///
 /// let cache = DictionaryCache::new();
-/// assert!(cache.get(32_768).is_none());
+/// assert!(cache.get("Snapshots", 32_768).is_none());
 /// assert_eq!(cache.len(), 0);
 /// ```
 #[derive(Clone, Default)]
 pub struct DictionaryCache {
-    slots: Arc<Mutex<HashMap<u32, Slot>>>,
+    slots: Arc<Mutex<Slots>>,
 }
 
 impl fmt::Debug for DictionaryCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DictionaryCache")
-            .field("loaded", &self.ids())
+            .field("loaded", &self.loaded())
             .finish()
     }
 }
@@ -50,32 +58,77 @@ impl DictionaryCache {
         DictionaryCache::default()
     }
 
-    fn slot(&self, id: u32) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.entry(id).or_default().clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The dictionary `id`, if loaded.
-    pub fn get(&self, id: u32) -> Option<Dictionary> {
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.get(&id).and_then(|slot| slot.get().cloned())
+    fn slot(&self, table: &str, id: u32) -> Slot {
+        let mut slots = self.lock();
+        match slots.get_mut(table) {
+            Some(ids) => ids.entry(id).or_default().clone(),
+            None => slots
+                .entry(table.to_string())
+                .or_default()
+                .entry(id)
+                .or_default()
+                .clone(),
+        }
     }
 
-    /// The ids of the loaded dictionaries, ascending.
-    pub fn ids(&self) -> Vec<u32> {
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut ids: Vec<u32> = slots
+    /// Forgets `slot` (of `table` and `id`) if it is still empty and no
+    /// other load holds it: a load that failed leaves nothing behind.
+    fn forget_if_empty(&self, table: &str, id: u32, slot: Slot) {
+        let mut slots = self.lock();
+        let Some(ids) = slots.get_mut(table) else {
+            return;
+        };
+        let ours = ids.get(&id).is_some_and(|held| Arc::ptr_eq(held, &slot));
+        // Two holders: the map and `slot`. Another load in flight holds a
+        // third, and removes it itself if it fails too.
+        if ours && !slot.initialized() && Arc::strong_count(&slot) == 2 {
+            ids.remove(&id);
+            if ids.is_empty() {
+                slots.remove(table);
+            }
+        }
+    }
+
+    /// The dictionary `id` of `table`, if loaded.
+    pub fn get(&self, table: &str, id: u32) -> Option<Dictionary> {
+        let slots = self.lock();
+        slots
+            .get(table)
+            .and_then(|ids| ids.get(&id))
+            .and_then(|slot| slot.get().cloned())
+    }
+
+    /// The tables and ids of the loaded dictionaries, ascending.
+    pub fn loaded(&self) -> Vec<(String, u32)> {
+        let slots = self.lock();
+        let mut loaded: Vec<(String, u32)> = slots
             .iter()
-            .filter(|(_, slot)| slot.initialized())
-            .map(|(id, _)| *id)
+            .flat_map(|(table, ids)| {
+                ids.iter()
+                    .filter(|(_, slot)| slot.initialized())
+                    .map(move |(id, _)| (table.clone(), *id))
+            })
             .collect();
+        loaded.sort_unstable();
+        loaded
+    }
+
+    /// The ids of the loaded dictionaries, of every table, ascending and
+    /// without repeats.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.loaded().into_iter().map(|(_, id)| id).collect();
         ids.sort_unstable();
+        ids.dedup();
         ids
     }
 
-    /// How many dictionaries are loaded.
+    /// How many dictionaries are loaded (of every table).
     pub fn len(&self) -> usize {
-        self.ids().len()
+        self.loaded().len()
     }
 
     /// True if none is loaded.
@@ -83,23 +136,57 @@ impl DictionaryCache {
         self.len() == 0
     }
 
-    /// Keeps `dictionary` (one from a [`DictionaryStore`]).
+    /// Keeps `dictionary` (one from a [`DictionaryStore`]), under its
+    /// table and id.
     pub fn insert(&self, dictionary: Dictionary) {
-        // A slot already set holds the same dictionary: ids are unique.
-        let _ = self.slot(dictionary.id()).set(dictionary);
+        // A slot already set holds the same dictionary: ids are unique in
+        // a table.
+        let _ = self
+            .slot(dictionary.table(), dictionary.id())
+            .set(dictionary);
     }
 
-    /// The dictionary `id`, loaded from `store` on first use.
+    /// The dictionary `id` of `store`'s table, loaded from `store` on first
+    /// use. A load that fails is not remembered: the next one reads again.
     pub async fn load(&self, store: &DictionaryStore, id: u32) -> Result<Dictionary> {
-        let slot = self.slot(id);
-        let dictionary = slot.get_or_try_init(|| store.get(id)).await?;
-        Ok(dictionary.clone())
+        let slot = self.slot(store.table(), id);
+        match slot.get_or_try_init(|| store.get(id)).await {
+            Ok(dictionary) => Ok(dictionary.clone()),
+            Err(err) => {
+                self.forget_if_empty(store.table(), id, slot);
+                Err(err)
+            }
+        }
+    }
+
+    /// Loads the dictionary the stored payload `bytes` (attribute
+    /// `attribute` of the item `key`) references, if it references one the
+    /// cache does not hold: what a read of one payload (a snapshot) calls
+    /// before decoding it. Errors as [`prefetch`](Self::prefetch).
+    pub(crate) async fn prefetch_payload(
+        &self,
+        store: &DictionaryStore,
+        bytes: &[u8],
+        key: impl FnOnce() -> String,
+        attribute: &'static str,
+    ) -> Result<()> {
+        let Some(id) = frame_dictionary_id(bytes) else {
+            return Ok(());
+        };
+        if self.get(store.table(), id).is_some() {
+            return Ok(());
+        }
+        match self.load(store, id).await {
+            Ok(_) => Ok(()),
+            Err(err @ crate::Error::Dictionary(_)) => Err(err.in_item(&key(), attribute)),
+            Err(err) => Err(err),
+        }
     }
 
     /// Loads every dictionary that the `Payload` and `Metadata` attributes
-    /// of `items` reference and the cache does not hold yet, so that
-    /// decoding them (sync) finds them. Items that reference none cost
-    /// nothing.
+    /// of `items` reference and the cache does not hold yet for `store`'s
+    /// table, so that decoding them (sync) finds them. Items that
+    /// reference none cost nothing.
     ///
     /// A dictionary that is not stored, or is corrupt, is
     /// [`crate::Error::Item`] naming the first item key and attribute
@@ -117,7 +204,9 @@ impl DictionaryCache {
                     continue;
                 };
                 if let Some(id) = frame_dictionary_id(bytes.as_ref()) {
-                    if self.get(id).is_none() && !wanted.iter().any(|(w, _, _)| *w == id) {
+                    if self.get(store.table(), id).is_none()
+                        && !wanted.iter().any(|(w, _, _)| *w == id)
+                    {
                         wanted.push((id, item, attribute));
                     }
                 }
@@ -133,5 +222,34 @@ impl DictionaryCache {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    impl DictionaryCache {
+        /// Slots held, loaded or not.
+        fn slot_count(&self) -> usize {
+            self.lock().values().map(HashMap::len).sum()
+        }
+    }
+
+    #[tokio::test]
+    async fn ids_that_fail_to_load_leave_no_slot_behind() {
+        let db = crate::testing::dynamodb().await.unwrap();
+        let store = DictionaryStore::new(db.client.clone(), &db.snapshots);
+        let cache = DictionaryCache::new();
+        for id in 32_768..32_868 {
+            let err = cache.load(&store, id).await.unwrap_err();
+            assert!(err.is_data_error(), "{err}");
+        }
+        // A table that does not exist: a DynamoDB error, no slot either.
+        let missing = DictionaryStore::new(db.client.clone(), "no-such-table");
+        assert!(cache.load(&missing, 32_768).await.is_err());
+        assert_eq!(cache.slot_count(), 0);
+        assert!(cache.is_empty());
     }
 }

@@ -28,6 +28,17 @@ pub enum Error {
         /// The dictionary id the payload's frame header names.
         id: u32,
     },
+    /// A payload naming dictionary `id` does not decode with this table's
+    /// dictionary `id`: its zstd content checksum does not match. It was
+    /// written with another table's dictionary of the same id (ids are
+    /// unique per table only), or it is damaged. Nothing was decoded.
+    #[error("a payload naming zstd dictionary {id} does not match dictionary {id} of table {table} (content checksum differs): it was written with another table's dictionary {id}, or is damaged; read it through a repository on the tables it was written to (with_tables), or with the dictionaries table it was written with")]
+    Mismatch {
+        /// The dictionary id the payload's frame header names.
+        id: u32,
+        /// The table whose dictionary `id` was tried.
+        table: String,
+    },
     /// A stored dictionary item is damaged: an attribute missing or of the
     /// wrong type, bytes not hashing to the stored hash, a header naming
     /// another id, or bytes zstd refuses.

@@ -8,13 +8,20 @@
 //! figures. Queries bill the summed item sizes of a page, so that saving
 //! carries into read units as well as storage.
 //!
-//! **Invariant:** a dictionary is immutable and identified by its 32-bit
-//! id, which zstd writes in the header of the dictionary and in the
-//! `Dictionary_ID` field of every frame compressed with it. A stored
-//! payload therefore says which dictionary it needs, and a reader fetches
-//! that dictionary by id ([`DictionaryCache::prefetch`]) before decoding it.
-//! A dictionary item is written once, by a conditional put, and never
-//! overwritten; two dictionaries never share an id.
+//! **Invariant:** a dictionary is immutable and identified, in the table
+//! that stores it, by its 32-bit id, which zstd writes in the header of the
+//! dictionary and in the `Dictionary_ID` field of every frame compressed
+//! with it. A stored payload therefore says which dictionary it needs, and
+//! a reader fetches that dictionary by id from the table it reads
+//! ([`DictionaryCache::prefetch`]) before decoding it. A dictionary item is
+//! written once, by a conditional put, and never overwritten; two
+//! dictionaries of one table never share an id, but two tables may each
+//! hold one of the same id: the cache is keyed by table and id, and every
+//! frame written with a dictionary carries zstd's content checksum, so a
+//! payload decoded with another table's dictionary is
+//! [`Error::Mismatch`], never another value. (Frames written before
+//! checksums, by earlier versions, have only the table and id key to
+//! protect them.)
 //!
 //! # Storage
 //!
@@ -29,9 +36,12 @@
 //! names one.
 //!
 //! Each process loads a dictionary once (one `GetItem`) and keeps it in a
-//! [`DictionaryCache`], shared by every clone of the repository.
+//! [`DictionaryCache`], under its table and id, shared by every clone of
+//! the repository. A load that fails is not kept: the next read tries
+//! again.
 //!
 //! Every read path reads dictionary payloads: loads and `get_events`,
+//! snapshots (`get_snapshot`, `DynamoStore`'s load),
 //! replay streams (`stream_events`, `stream_all_events`), `recode` and
 //! `report`, and projections: a
 //! [`Dispatcher`](crate::projection::Dispatcher) whose decoder comes from
@@ -169,6 +179,8 @@ pub struct Dictionary {
 
 struct Inner {
     info: DictionaryInfo,
+    /// The table it is stored in: its id is unique there only.
+    table: String,
     bytes: Vec<u8>,
     decoder: DDict<'static>,
     encoder: CDict<'static>,
@@ -179,6 +191,7 @@ impl fmt::Debug for Dictionary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dictionary")
             .field("info", &self.inner.info)
+            .field("table", &self.inner.table)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +230,7 @@ impl Dictionary {
         Ok(Dictionary {
             inner: Arc::new(Inner {
                 info,
+                table: table.to_string(),
                 bytes,
                 decoder,
                 encoder,
@@ -228,6 +242,13 @@ impl Dictionary {
     /// Its id.
     pub fn id(&self) -> u32 {
         self.inner.info.id
+    }
+
+    /// The table it is stored in (where it was stored or loaded from).
+    /// Its id names it in that table only: another table may hold another
+    /// dictionary of the same id.
+    pub fn table(&self) -> &str {
+        &self.inner.table
     }
 
     /// The aggregate type it was trained for.
@@ -282,7 +303,59 @@ impl EncoderAt {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A dictionary trained on 200 small events, as table `T` stores it.
+    fn dictionary() -> Dictionary {
+        let events: Vec<_> = (0..200u64)
+            .map(|n| {
+                cqrs_es::persist::SerializedEvent::new(
+                    format!("a{}", n % 20),
+                    usize::try_from(n).unwrap() + 1,
+                    "Order".into(),
+                    "Priced".into(),
+                    "1".into(),
+                    serde_json::json!({"amount": n * 7 % 1000, "currency": if n.is_multiple_of(2) { "CHF" } else { "EUR" }, "account": format!("acct-{}", n % 13)}),
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        let options = TrainOptions::default().with_size(4096);
+        let candidate = train("Order", "Events", &events, &options).unwrap();
+        let info = DictionaryInfo {
+            id: store::header_id(&candidate.bytes),
+            aggregate_type: candidate.aggregate_type.clone(),
+            trained_at: 0,
+            size: candidate.bytes.len(),
+            sample: candidate.sample.clone(),
+        };
+        Dictionary::prepare(info, candidate.bytes, "T").unwrap()
+    }
+
+    #[test]
+    fn frames_carry_a_checksum_and_frames_without_one_still_read() {
+        use zstd::zstd_safe::CCtx;
+        let dictionary = dictionary();
+        let value = serde_json::json!({"amount": 42, "currency": "CHF", "account": "acct-3"});
+        let raw = serde_json::to_vec(&value).unwrap();
+        let codec = crate::Codec::json().with_dictionary(&dictionary);
+        let frame = codec.encode(&value).unwrap();
+        // As earlier versions wrote them: no checksum.
+        let mut old = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+        CCtx::create()
+            .compress_using_cdict(&mut old, &raw, &dictionary.inner.encoder)
+            .unwrap();
+        // The checksum flag (bit 2 of the frame header descriptor), and
+        // its 4 bytes: the only difference.
+        assert_eq!(frame[4] & 0b100, 0b100);
+        assert_eq!(old[4] & 0b100, 0);
+        assert_eq!(frame.len(), old.len() + 4);
+        assert_eq!(frame[5..frame.len() - 4], old[5..]);
+        for bytes in [&frame, &old] {
+            assert_eq!(codec.decode(bytes).unwrap(), value);
+        }
+    }
 
     #[test]
     fn dictionary_keys_never_look_like_aggregate_or_chunk_keys() {

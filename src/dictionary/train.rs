@@ -298,7 +298,7 @@ pub(super) async fn sample(
     let page_size = i32::try_from(options.sample.min(1000)).unwrap_or(1000);
     let mut pages = stream::parallel_scan(scan, options.segments, Some(page_size));
     let cache = DictionaryCache::new();
-    let codec = Codec::json().with_dictionary_cache(cache.clone());
+    let codec = Codec::json().with_dictionary_cache(cache.clone(), store.table());
     let mut events = Vec::with_capacity(options.sample);
     while events.len() < options.sample {
         let Some(page) = pages.next().await else {

@@ -3,9 +3,14 @@
 //!
 //! **Invariant:** every read path prefetches the dictionaries the items it
 //! read reference before decoding them (one `GetItem` per dictionary and
-//! process, none for items that reference none), and the repository's
-//! codec reads through the same cache, shared by every clone. A type
-//! without a dictionary is written exactly as without this module.
+//! process, none for items that reference none), snapshot reads included,
+//! and the repository's codec reads through the same cache, shared by
+//! every clone, looking up the dictionaries of the repository's own
+//! snapshots table only (a clone on other tables, [`with_tables`], looks
+//! up that clone's). A type without a dictionary is written exactly as
+//! without this module.
+//!
+//! [`with_tables`]: DynamoEventRepository::with_tables
 
 use std::borrow::Cow;
 
@@ -22,7 +27,7 @@ use crate::dictionary::{Dictionary, DictionaryCache, DictionaryStore};
 /// The dictionaries of one repository (and its clones).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Dictionaries {
-    /// Every dictionary loaded, by id.
+    /// Every dictionary loaded, by table and id.
     #[cfg(feature = "compression")]
     cache: DictionaryCache,
     /// The dictionary each aggregate type is written with.
@@ -31,10 +36,12 @@ pub(crate) struct Dictionaries {
 }
 
 impl Dictionaries {
-    /// `codec`, reading through this cache.
-    pub(crate) fn attach(&self, codec: Codec) -> Codec {
+    /// `codec`, reading the dictionaries of `table` (the snapshots table)
+    /// through this cache.
+    pub(crate) fn attach(&self, codec: Codec, table: &str) -> Codec {
         #[cfg(feature = "compression")]
-        let codec = codec.with_dictionary_cache(self.cache.clone());
+        let codec = codec.with_dictionary_cache(self.cache.clone(), table);
+        let _ = table;
         codec
     }
 }
@@ -45,6 +52,12 @@ impl DynamoEventRepository {
     /// written with the [codec](Self::with_codec) alone. Snapshots are not
     /// written with it. Every read of this repository reads dictionary
     /// payloads of any type, fetching each dictionary by id once.
+    ///
+    /// `dictionary` must be stored in this repository's snapshots table
+    /// (from a [`DictionaryStore`] on it, as
+    /// [`dictionary_store`](Self::dictionary_store) gives): every reader,
+    /// this one included, decodes a payload with the dictionary of that
+    /// table and of the id its frame names.
     ///
     /// Roll out readers before writers: see [`crate::dictionary`].
     ///
@@ -106,6 +119,29 @@ impl DynamoEventRepository {
         }
         let _ = aggregate_type;
         Cow::Borrowed(&self.codec)
+    }
+
+    /// Loads the dictionary a snapshot's stored payload references, before
+    /// it is decoded: [`crate::Error::Item`] naming the snapshot's key if
+    /// it is not stored or is corrupt.
+    pub(crate) async fn prefetch_snapshot_dictionary(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        #[cfg(feature = "compression")]
+        self.dictionaries
+            .cache
+            .prefetch_payload(
+                &self.dictionary_store(),
+                payload,
+                || crate::item::aggregate_key(aggregate_type, aggregate_id),
+                crate::item::PAYLOAD,
+            )
+            .await?;
+        let _ = (aggregate_type, aggregate_id, payload);
+        Ok(())
     }
 
     /// Loads the dictionaries `items` reference, before they are decoded.

@@ -191,10 +191,14 @@ impl<A: Aggregate> EventDecoder<A> {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn with_dictionaries(self, store: DictionaryStore) -> Self {
-        let codec = match self.codec.dictionary_cache() {
-            Some(_) => self.codec,
-            None => self.codec.with_dictionary_cache(DictionaryCache::new()),
-        };
+        // The codec's cache if it has one (a repository's, shared by its
+        // clones), reading the dictionaries of `store`'s table.
+        let cache = self
+            .codec
+            .dictionary_cache()
+            .cloned()
+            .unwrap_or_else(DictionaryCache::new);
+        let codec = self.codec.with_dictionary_cache(cache, store.table());
         EventDecoder {
             codec,
             dictionaries: Some(store),
@@ -284,7 +288,7 @@ impl<A: Aggregate> EventDecoder<A> {
                 .iter()
                 .filter_map(|record| self.claim(record).ok().flatten());
             for (id, _) in images.flat_map(references) {
-                if cache.get(id).is_none() && !wanted.contains(&id) {
+                if cache.get(store.table(), id).is_none() && !wanted.contains(&id) {
                     wanted.push(id);
                 }
             }

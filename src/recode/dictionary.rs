@@ -47,11 +47,44 @@ pub(super) struct Dictionaries {
 }
 
 impl Dictionaries {
-    /// `codec`, reading dictionary frames through this cache.
+    /// `codec`, reading dictionary frames through this cache: the
+    /// dictionaries of the store's table (or, without a store, of the
+    /// table the writers' dictionaries come from).
     pub(super) fn attach(&self, codec: Codec) -> Codec {
         #[cfg(feature = "compression")]
-        let codec = codec.with_dictionary_cache(self.cache.clone());
+        {
+            let table = self
+                .store
+                .as_ref()
+                .map(DictionaryStore::table)
+                .or_else(|| self.writers.first().map(Dictionary::table));
+            if let Some(table) = table {
+                return codec.with_dictionary_cache(self.cache.clone(), table);
+            }
+        }
         codec
+    }
+
+    /// Loads the dictionary the stored payload `bytes` of the item `key`
+    /// (a snapshot's joined chunks) references, as [`prefetch`](Self::prefetch)
+    /// does for an item's attributes.
+    pub(super) async fn prefetch_payload(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        #[cfg(feature = "compression")]
+        if let Some(store) = &self.store {
+            let loaded = self
+                .cache
+                .prefetch_payload(store, bytes, || key.to_string(), crate::item::PAYLOAD)
+                .await;
+            match loaded {
+                Ok(()) => {}
+                Err(err) if err.is_data_error() => {
+                    tracing::warn!(error = %err, "dictionary cannot be loaded");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let _ = (key, bytes);
+        Ok(())
     }
 
     /// The same, writing with none (to upstream, which reads no

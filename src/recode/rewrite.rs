@@ -324,6 +324,13 @@ impl TableRun {
             Err(err) => return Err(err),
         };
         let before = Layout::of(TableKind::Snapshots, head_size, &stored.chunk_sizes);
+        if !stored.chunk_sizes.is_empty() {
+            // A chunked payload's frame header is in its first chunk, which
+            // the head's prefetch did not see.
+            self.dictionaries
+                .prefetch_payload(&key, &stored.payload)
+                .await?;
+        }
         let sequence = get_n::<usize>(head, &key, CURRENT_SEQUENCE)
             .and_then(|sequence| Ok((sequence, get_n::<usize>(head, &key, CURRENT_SNAPSHOT)?)));
         let (current_sequence, current_snapshot) = match sequence {

@@ -205,7 +205,20 @@ impl<A: Aggregate> DynamoStore<A> {
                 );
                 snapshot = "untrusted";
             } else {
-                match self.repo.codec().decode_deserialize::<A>(&loaded.payload) {
+                // The dictionary its payload names, if any and not yet
+                // loaded by this process. One that is not stored (or is
+                // corrupt) makes the snapshot unreadable, as any payload
+                // that does not decode; a failed read is an error.
+                let decoded = match self
+                    .repo
+                    .prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
+                    .await
+                {
+                    Err(err) if !err.is_data_error() => return Err(err),
+                    Err(err) => Err(err),
+                    Ok(()) => self.repo.codec().decode_deserialize::<A>(&loaded.payload),
+                };
+                match decoded {
                     Ok(aggregate) => {
                         context.aggregate = aggregate;
                         context.current_sequence = loaded.current_sequence;

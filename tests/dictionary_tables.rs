@@ -1,0 +1,282 @@
+//! zstd dictionaries belong to their table: a payload is only ever decoded
+//! with the dictionary of its own table's id (never with another table's
+//! dictionary of the same id, which would decode it to another value),
+//! and every snapshot read path fetches the dictionaries it needs, so a
+//! fresh process reads snapshots written with a dictionary.
+#![cfg(feature = "compression")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod dictionary_support;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
+use cqrs_es::{Aggregate, CqrsFramework, EventStore};
+use dictionary_support::*;
+use dynamo_es::dictionary::{self, DictionaryStore, TrainOptions};
+use dynamo_es::item::{aggregate_key, b, s, Item, PAYLOAD};
+use dynamo_es::testing::costs::Meter;
+use dynamo_es::testing::TestTables;
+use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
+use serde_json::{json, Value};
+
+use common::{Account, AccountCommand};
+
+/// A priced event whose currency is `CHF` or `EUR`.
+fn priced(id: &str, sequence: usize, seed: u64) -> SerializedEvent {
+    let currency = if seed.is_multiple_of(2) { "CHF" } else { "EUR" };
+    SerializedEvent::new(
+        id.to_string(),
+        sequence,
+        Order::TYPE.to_string(),
+        "Priced".to_string(),
+        "1.0".to_string(),
+        json!({
+            "event_type": "Priced",
+            "amount": seed * 7 % 1000,
+            "currency": currency,
+            "account": format!("acct-{}", seed % 13),
+        }),
+        json!({"user": format!("user-{}", seed % 5)}),
+    )
+}
+
+/// `bytes` with every `"CHF"` and `"EUR"` swapped: a valid dictionary of
+/// the same id and size that decodes a frame of the original to another
+/// value.
+fn swap_currencies(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let mut swapped = 0;
+    let mut i = 0;
+    while i + 5 <= out.len() {
+        let window = &out[i..i + 5];
+        let other: Option<&[u8; 5]> = match window {
+            b"\"CHF\"" => Some(b"\"EUR\""),
+            b"\"EUR\"" => Some(b"\"CHF\""),
+            _ => None,
+        };
+        if let Some(other) = other {
+            out[i..i + 5].copy_from_slice(other);
+            swapped += 1;
+            i += 5;
+        } else {
+            i += 1;
+        }
+    }
+    assert!(swapped > 0, "the dictionary holds no currency code");
+    out
+}
+
+/// Stores in `to`'s snapshots table a dictionary with the id of `from`'s
+/// dictionary `id`, its currency codes swapped (hash recomputed: a whole,
+/// valid item).
+async fn store_swapped(from: &TestTables, to: &TestTables, id: u32) {
+    let mut item: Item = common::items_by_key(&from.client, &from.snapshots)
+        .await
+        .remove(&dictionary::dictionary_key(id))
+        .unwrap();
+    let Some(AttributeValue::B(bytes)) = item.get("DictionaryBytes") else {
+        panic!("no dictionary bytes");
+    };
+    let swapped = swap_currencies(bytes.as_ref());
+    item.insert(
+        "DictionaryHash".into(),
+        s(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&swapped))),
+    );
+    item.insert("DictionaryBytes".into(), b(swapped));
+    common::put(to, &to.snapshots, item).await;
+}
+
+#[tokio::test]
+async fn a_payload_never_decodes_with_another_tables_dictionary_of_the_same_id() {
+    // Two tenants' tables, each with a dictionary of the same id: the
+    // same content but for two currency codes swapped.
+    let a = common::tables().await;
+    let b = common::tables().await;
+    let sample: Vec<_> = (0..300).map(|n| priced("t", n + 1, n as u64)).collect();
+    let options = TrainOptions::default().with_size(4096);
+    let candidate = dictionary::train(Order::TYPE, &a.events, &sample, &options).unwrap();
+    let dict_a = DictionaryStore::new(a.client.clone(), &a.snapshots)
+        .put(candidate)
+        .await
+        .unwrap();
+    let id = dict_a.id();
+    store_swapped(&a, &b, id).await;
+    let dict_b = DictionaryStore::new(b.client.clone(), &b.snapshots)
+        .get(id)
+        .await
+        .unwrap();
+    assert_eq!(dict_b.id(), id);
+    assert_ne!(dict_b.bytes(), dict_a.bytes());
+
+    // Each tenant stores a CHF event with its own table's dictionary.
+    let chf = priced("x", 1, 0);
+    assert_eq!(chf.payload["currency"], "CHF");
+    for (db, dictionary) in [(&a, &dict_a), (&b, &dict_b)] {
+        commit::<Order>(&writer::<Order>(db, dictionary), std::slice::from_ref(&chf)).await;
+    }
+    let frame_a = common::items_by_key(&a.client, &a.events)
+        .await
+        .remove(&format!("{}#1", aggregate_key(Order::TYPE, "x")))
+        .unwrap();
+    assert_eq!(frame_dictionary(&frame_a, PAYLOAD), Some(id));
+
+    // One process, one repository and its clones for both tenants: each
+    // reads its own value, whichever table's dictionary it loaded first.
+    let reader = DynamoEventRepository::new(a.client.clone()).with_tables(&b.events, &b.snapshots);
+    let read_b = reader.get_events::<Order>("x").await.unwrap();
+    assert_eq!(read_b[0].payload, chf.payload);
+    let on_a = reader.clone().with_tables(&a.events, &a.snapshots);
+    let read_a = on_a.get_events::<Order>("x").await.unwrap();
+    assert_eq!(read_a[0].payload["currency"], "CHF", "tenant a's event");
+    assert_eq!(read_a[0].payload, chf.payload);
+
+    // A repository writing with tenant a's dictionary, moved onto tenant
+    // b's tables, reads b's event with b's dictionary.
+    let moved = writer::<Order>(&a, &dict_a).with_tables(&b.events, &b.snapshots);
+    let read = moved.get_events::<Order>("x").await.unwrap();
+    assert_eq!(read[0].payload, chf.payload);
+    let streamed =
+        common::drain::<Order>(&mut moved.stream_events::<Order>("x").await.unwrap()).await;
+    assert_eq!((streamed.0, streamed.1.is_none()), (1, true));
+
+    // A frame decoded with the wrong dictionary of its id, by hand: a
+    // typed error, never another value.
+    let Some(AttributeValue::B(bytes)) = frame_a.get(PAYLOAD) else {
+        panic!("no payload");
+    };
+    let wrong = Codec::json().with_dictionary(&dict_b);
+    match wrong.decode(bytes.as_ref()) {
+        Ok(value) => panic!("decoded with another table's dictionary to {value}"),
+        Err(Error::Dictionary(err)) => {
+            assert!(
+                matches!(*err, dictionary::Error::Mismatch { id: i, ref table } if i == id && *table == b.snapshots),
+                "{err}"
+            );
+        }
+        Err(other) => panic!("not a dictionary error: {other}"),
+    }
+    // And with the right one, the value.
+    let right: Value = Codec::json()
+        .with_dictionary(&dict_a)
+        .decode(bytes.as_ref())
+        .unwrap();
+    assert_eq!(right, chf.payload);
+}
+
+/// A repository on `db` writing every payload (events and snapshots) with
+/// `dictionary`.
+fn dictionary_codec_repo(
+    db: &TestTables,
+    dictionary: &dynamo_es::dictionary::Dictionary,
+) -> DynamoEventRepository {
+    db.repository()
+        .with_codec(Codec::json().with_dictionary(dictionary))
+}
+
+/// The snapshot item of `Account:id`, which must exist.
+async fn snapshot_item(db: &TestTables, id: &str) -> Item {
+    common::items_by_key(&db.client, &db.snapshots)
+        .await
+        .remove(&aggregate_key(Account::TYPE, id))
+        .expect("a snapshot")
+}
+
+/// A note long enough that every snapshot holding it compresses.
+fn long_note() -> String {
+    "CHF 100 to account 7, ".repeat(20)
+}
+
+/// Tables holding a trained `Order` dictionary.
+async fn tables_with_dictionary(seed: u64) -> (TestTables, dynamo_es::dictionary::Dictionary) {
+    let db = common::tables().await;
+    seed_training::<Order>(&db, 200, seed).await;
+    let dictionary = trained::<Order>(&db).await.dictionary;
+    (db, dictionary)
+}
+
+#[tokio::test]
+async fn a_fresh_persisted_event_store_reads_snapshots_written_with_a_dictionary() {
+    let (db, dictionary) = tables_with_dictionary(77).await;
+    // cqrs-es's PersistedEventStore, snapshotting every command.
+    let writer = dictionary_codec_repo(&db, &dictionary);
+    let cqrs = CqrsFramework::new(
+        PersistedEventStore::<_, Account>::new_snapshot_store(writer.clone(), 1),
+        vec![],
+        (),
+    );
+    cqrs.execute("p", AccountCommand::note(long_note()))
+        .await
+        .unwrap();
+    cqrs.execute("p", AccountCommand::deposit(1, 9))
+        .await
+        .unwrap();
+    let head = snapshot_item(&db, "p").await;
+    assert_eq!(frame_dictionary(&head, PAYLOAD), Some(dictionary.id()));
+    // A fresh process: a new client and repository, no dictionary given.
+    let meter = Meter::new();
+    let fresh =
+        DynamoEventRepository::new(meter.client(&db.client)).with_tables(&db.events, &db.snapshots);
+    let snapshot = fresh.get_snapshot::<Account>("p").await.unwrap().unwrap();
+    assert_eq!(snapshot.current_sequence, 10);
+    let store = PersistedEventStore::<_, Account>::new_snapshot_store(fresh.clone(), 1);
+    let (loaded, costs) = meter.measure(store.load_aggregate("p")).await;
+    // The state the writer's process loads (cqrs-es 0.5 builds its
+    // snapshots applying events twice: compare with the same store).
+    let same_process = PersistedEventStore::<_, Account>::new_snapshot_store(writer, 1)
+        .load_aggregate("p")
+        .await
+        .unwrap();
+    assert_eq!(loaded.unwrap().aggregate, same_process.aggregate);
+    // The snapshot, then the events after it: the dictionary is cached.
+    assert_eq!(
+        costs.operations,
+        ["GetItem", "Query"],
+        "{:?}",
+        costs.operations
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_dynamo_store_uses_snapshots_written_with_a_dictionary() {
+    let (db, dictionary) = tables_with_dictionary(78).await;
+    let expected = Account {
+        total: 9,
+        applied: 10,
+        notes: vec![long_note()],
+    };
+    // DynamoStore, snapshotting every commit.
+    let cqrs = common::cqrs::<Account>(
+        dictionary_codec_repo(&db, &dictionary),
+        SnapshotPolicy::Always,
+    );
+    cqrs.execute("d", AccountCommand::note(long_note()))
+        .await
+        .unwrap();
+    cqrs.execute("d", AccountCommand::deposit(1, 9))
+        .await
+        .unwrap();
+    let head = snapshot_item(&db, "d").await;
+    assert_eq!(frame_dictionary(&head, PAYLOAD), Some(dictionary.id()));
+    let meter = Meter::new();
+    let fresh =
+        DynamoEventRepository::new(meter.client(&db.client)).with_tables(&db.events, &db.snapshots);
+    let store = DynamoStore::<Account>::new(fresh, SnapshotPolicy::Always);
+    let (loaded, costs) = meter.measure(store.load_aggregate("d")).await;
+    assert_eq!(loaded.unwrap().aggregate, expected);
+    // The snapshot (and its dictionary, once) beside the newest events,
+    // which cover what follows it: no replay of all ten events (a second
+    // query).
+    let queries = costs.operations.iter().filter(|op| *op == "Query").count();
+    assert_eq!(queries, 1, "{:?}", costs.operations);
+    assert_eq!(
+        costs
+            .operations
+            .iter()
+            .filter(|op| *op == "GetItem")
+            .count(),
+        2,
+        "{:?}",
+        costs.operations
+    );
+}
