@@ -149,8 +149,13 @@ impl DynamoEventRepository {
             }
             Some(PutItemError::TransactionConflictException(_)) => Err(self.conflict(key)),
             // Throttling or a server error after a lost attempt does not
-            // tell whether that attempt was applied.
-            _ if lost => Err(self.unknown(err, "no retry could tell")),
+            // tell whether that attempt was applied (a client that cannot
+            // send at all stays a configuration error).
+            _ if lost => Err(outcome::unknown(Error::from_sdk_on(
+                PUT_ITEM,
+                &self.event_table,
+                err,
+            ))),
             _ => Err(Error::from_sdk_on(PUT_ITEM, &self.event_table, err)),
         }
     }
