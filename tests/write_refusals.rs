@@ -330,3 +330,28 @@ mod decoded_size {
         }
     }
 }
+
+/// Every path through 127 levels, on a thread with 1 MiB of stack (half a
+/// runtime worker's): each level of nesting costs little stack, so the
+/// deepest payload a writer accepts is read inside deep async call chains
+/// too, without overflowing.
+#[test]
+fn the_deepest_payload_takes_little_stack_on_every_path() {
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let deepest = nested(127);
+            for codec in codecs() {
+                let bytes = codec.encode(&deepest).unwrap();
+                assert_eq!(codec.encode_serialize(&deepest).unwrap(), bytes);
+                assert_eq!(codec.decode(&bytes).unwrap(), deepest);
+                assert_eq!(codec.decode_deserialize::<Value>(&bytes).unwrap(), deepest);
+                for target in codecs() {
+                    target.reencode(&bytes).unwrap();
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
