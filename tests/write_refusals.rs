@@ -181,6 +181,9 @@ fn nesting_every_reader_refuses_is_refused_at_write_time() {
     }
 }
 
+/// The events of one commit, and the snapshot `persist` is given with them.
+type Commit = (Vec<SerializedEvent>, Option<(String, Value, usize)>);
+
 /// A `Deposited` event of `id` at `sequence` whose metadata is `metadata`.
 fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> SerializedEvent {
     SerializedEvent {
@@ -199,7 +202,7 @@ async fn an_event_nested_too_deep_is_refused_and_its_aggregate_stays_loadable() 
             .await
             .unwrap();
         // A single put, a transaction, a transaction with a snapshot.
-        let commits: [(Vec<SerializedEvent>, Option<(String, Value, usize)>); 3] = [
+        let commits: [Commit; 3] = [
             (vec![event_with_metadata(&id, 2, nested(128))], None),
             (
                 vec![
@@ -267,7 +270,7 @@ mod decoded_size {
             repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
                 .await
                 .unwrap();
-            let commits: [(Vec<SerializedEvent>, Option<(String, Value, usize)>); 3] = [
+            let commits: [Commit; 3] = [
                 (vec![note_event(&id, 2, 5_000)], None),
                 (
                     vec![

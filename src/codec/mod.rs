@@ -32,6 +32,12 @@
 //! own type instead), or an integer beyond 128 bits. Non-finite floats are
 //! written as `null`, as `serde_json` writes them, by every codec.
 //!
+//! What the write path accepts, every read path reads: a value a reader
+//! would refuse or misread (a map holding a key twice, nesting of
+//! [`MAX_DEPTH`] levels, more than [`Codec::max_decoded_size`] once
+//! decoded) is [`Error::Refused`] when written, and stored bytes holding a
+//! key twice are [`Error::Corrupt`] on every read path.
+//!
 //! ## MessagePack, as stored
 //!
 #![doc = include_str!("../../docs/tables/msgpack.md")]
