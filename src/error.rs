@@ -7,6 +7,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use cqrs_es::persist::PersistenceError;
 use cqrs_es::AggregateError;
 
+use crate::outcome::is_throttling;
+
 /// A boxed error from a lower layer (the AWS SDK, serde, zstd).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -278,6 +280,11 @@ pub enum Error {
         /// What could not be held.
         reason: String,
     },
+    /// A payload was refused before anything was sent, because a reader
+    /// would refuse or misread it (a duplicate map key, nesting too deep, a
+    /// decoded size over the codec's limit). See [`crate::codec::Refused`].
+    #[error(transparent)]
+    Refused(Box<crate::codec::Refused>),
     /// A payload decodes to more bytes than the codec allows.
     #[error("payload decodes to {size} bytes, over the limit of {max}")]
     DecodedTooLarge {
@@ -730,35 +737,6 @@ fn debug_name(err: &dyn std::error::Error) -> String {
     let mut name = Name(String::new());
     let _ = fmt::write(&mut name, format_args!("{err:?}"));
     name.0
-}
-
-/// True when DynamoDB cancelled a transaction only because items were
-/// throttled (no failed condition, no conflicting transaction), so sending
-/// the same transaction again may succeed.
-pub(crate) fn cancelled_by_throttling(
-    cancel: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
-) -> bool {
-    let reasons = cancel.cancellation_reasons();
-    !reasons.iter().any(|reason| {
-        matches!(
-            reason.code(),
-            Some("ConditionalCheckFailed") | Some("TransactionConflict")
-        )
-    }) && reasons.iter().any(|reason| is_throttling(reason.code()))
-}
-
-fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingError"
-                | "ThrottlingException"
-                | "ProvisionedThroughputExceeded"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-                | "ThrottlingReasonException"
-        )
-    )
 }
 
 impl From<serde_json::Error> for Error {

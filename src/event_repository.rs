@@ -480,7 +480,8 @@ impl PersistedEventRepository for DynamoEventRepository {
         let snapshot = match snapshot_update {
             None => None,
             Some((_, payload, current_snapshot)) => {
-                let encoded = self.encode_snapshot(&payload)?;
+                let key = aggregate_key(&first.aggregate_type, &first.aggregate_id);
+                let encoded = self.encode_snapshot(&key, &payload)?;
                 Some(SnapshotUpdate {
                     payload: encoded.payload,
                     plain_len: encoded.plain_len,

@@ -245,8 +245,16 @@ impl std::ops::AddAssign for PayloadBytes {
 #[doc(hidden)]
 /// Builds the item for one event, encoding payload and metadata with `codec`.
 pub fn event_to_item(event: &SerializedEvent, codec: &Codec) -> Result<(Item, PayloadBytes)> {
-    let payload = codec.encode(&event.payload)?;
-    let metadata = codec.encode(&event.metadata)?;
+    let name = |attribute: &'static str| {
+        let key = aggregate_key(&event.aggregate_type, &event.aggregate_id);
+        move || format!("event {} ({attribute}) of {key}", event.sequence)
+    };
+    let payload = codec
+        .encode(&event.payload)
+        .map_err(|err| err.naming_payload(name("payload")))?;
+    let metadata = codec
+        .encode(&event.metadata)
+        .map_err(|err| err.naming_payload(name("metadata")))?;
     let plain = plain_json_len(&event.payload) + plain_json_len(&event.metadata);
     let bytes = PayloadBytes {
         plain,

@@ -254,6 +254,7 @@ pub mod dictionary;
 mod error;
 mod event_repository;
 pub mod item;
+mod outcome;
 pub mod projection;
 pub mod recode;
 pub mod size;

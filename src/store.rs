@@ -308,7 +308,8 @@ impl<A: Aggregate> DynamoStore<A> {
                 self.repo.codec(),
                 events.get(..in_snapshot).unwrap_or(&events),
             )?;
-            let encoded = self.repo.encode_snapshot(&state)?;
+            let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
+            let encoded = self.repo.encode_snapshot(&key, &state)?;
             Some(SnapshotUpdate {
                 payload: encoded.payload,
                 plain_len: encoded.plain_len,

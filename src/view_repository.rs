@@ -17,6 +17,7 @@ use tracing::{field, Instrument};
 use crate::codec::Codec;
 use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{b, get_b, get_n, n, s, Item, LAST_SEQUENCE, PAYLOAD, VIEW_ID, VIEW_VERSION};
+use crate::outcome::Attempts;
 use crate::size::{item_size, MAX_ITEM_SIZE};
 
 /// A view repository on a DynamoDB table keyed by `ViewId`, compatible with
@@ -179,7 +180,10 @@ where
             error = field::Empty,
         );
         let result = async {
-            let payload = self.codec.encode_serialize(view)?;
+            let payload = self
+                .codec
+                .encode_serialize(view)
+                .map_err(|err| err.naming_payload(|| format!("view {view_id}")))?;
             let stored_bytes = payload.len();
             tracing::Span::current().record("stored_bytes", stored_bytes);
             let mut item = Item::from([
@@ -213,7 +217,16 @@ where
                     .condition_expression("ViewVersion = :expected")
                     .expression_attribute_values(":expected", n(context.version))
             };
-            match request.send().await {
+            let attempts = Attempts::default();
+            let result = request
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default()
+                        .interceptor(attempts.interceptor()),
+                )
+                .send()
+                .await;
+            match result {
                 Ok(out) => {
                     let units = out
                         .consumed_capacity()
@@ -234,13 +247,16 @@ where
                     if matches!(
                         err.as_service_error(),
                         Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) {
+                    ) && !attempts.lost()
+                    {
                         Err(Error::Conflict {
                             key: view_id.clone(),
                             table: self.table.clone(),
                         })
                     } else {
-                        Err(Error::from_sdk_on("PutItem", &self.table, err))
+                        // After a lost attempt, a failed version condition
+                        // may be that attempt's own write: unknown.
+                        Err(attempts.classify(Error::from_sdk_on("PutItem", &self.table, err)))
                     }
                 }
             }

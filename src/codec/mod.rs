@@ -32,6 +32,12 @@
 //! own type instead), or an integer beyond 128 bits. Non-finite floats are
 //! written as `null`, as `serde_json` writes them, by every codec.
 //!
+//! What the write path accepts, every read path reads: a value a reader
+//! would refuse or misread (a map holding a key twice, nesting of
+//! [`MAX_DEPTH`] levels, more than [`Codec::max_decoded_size`] once
+//! decoded) is [`Error::Refused`] when written, and stored bytes holding a
+//! key twice are [`Error::Corrupt`] on every read path.
+//!
 //! ## MessagePack, as stored
 //!
 #![doc = include_str!("../../docs/tables/msgpack.md")]
@@ -59,8 +65,11 @@ mod model_ser;
 #[cfg(feature = "msgpack")]
 pub(crate) mod msgpack;
 mod name;
+mod refusal;
 #[cfg(feature = "compression")]
 mod zstd;
+
+pub use refusal::{Cause, Refused, MAX_DEPTH};
 
 /// The tag byte that starts every tagged (non-JSON, non-zstd) payload.
 /// It is never valid in UTF-8, so it never starts a JSON document.
@@ -362,7 +371,9 @@ impl Codec {
 
     /// Sets the largest payload `decode` will produce (default 64 MiB). A
     /// zstd frame that declares or yields more is rejected before it is
-    /// allocated.
+    /// allocated. Writes refuse a payload larger than this once decoded
+    /// ([`Cause::DecodedTooLarge`]), so what this codec writes it reads back:
+    /// give every writer and reader of a table the same limit.
     pub fn with_max_decoded_size(self, bytes: usize) -> Self {
         Codec {
             max_decoded_size: bytes,
@@ -399,29 +410,70 @@ impl Codec {
     }
 
     /// Encodes a JSON value.
+    ///
+    /// A value every reader would refuse is [`Error::Refused`], and nothing
+    /// is returned: nesting of [`MAX_DEPTH`] levels, or a payload larger than
+    /// [`max_decoded_size`](Self::max_decoded_size) once decoded.
     pub fn encode(&self, value: &Value) -> Result<Vec<u8>> {
-        match self.format {
-            Format::Json => self.encode_serialize(value),
+        let raw = match self.format {
+            Format::Json => json::encode_value(value)?,
             #[cfg(feature = "msgpack")]
-            Format::MessagePack => self.maybe_compress(msgpack::encode_value(value)?),
-        }
+            Format::MessagePack => msgpack::encode_value(value)?,
+        };
+        self.check_decoded_size(raw.len())?;
+        self.maybe_compress(raw)
     }
 
     /// Encodes any serializable value (no intermediate `serde_json::Value`).
+    ///
+    /// A value every reader would refuse or misread is [`Error::Refused`]:
+    /// a map holding a key twice (a `#[serde(flatten)]` field over a map
+    /// with a key named like another field), nesting of [`MAX_DEPTH`]
+    /// levels, or a payload larger than
+    /// [`max_decoded_size`](Self::max_decoded_size) once decoded.
     pub fn encode_serialize<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        let (payload, decoded_len) = self.encode_serialize_sized(value)?;
+        self.check_decoded_size(decoded_len)?;
+        Ok(payload)
+    }
+
+    /// [`encode_serialize`](Self::encode_serialize) without the decoded
+    /// size check, with the decoded size: the stored payload, and its size
+    /// once decoded (what a reader's decompression produces).
+    pub(crate) fn encode_serialize_sized<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<(Vec<u8>, usize)> {
         let raw = match self.format {
             Format::Json => json::encode(value)?,
             #[cfg(feature = "msgpack")]
             Format::MessagePack => msgpack::encode(value)?,
         };
-        self.maybe_compress(raw)
+        let decoded_len = raw.len();
+        Ok((self.maybe_compress(raw)?, decoded_len))
+    }
+
+    /// Refuses a payload of `decoded_len` bytes once decoded if it is over
+    /// [`max_decoded_size`](Self::max_decoded_size): the reader would
+    /// refuse it (a zstd frame), and a snapshot of that size is never
+    /// written either.
+    pub(crate) fn check_decoded_size(&self, decoded_len: usize) -> Result<()> {
+        if decoded_len > self.max_decoded_size {
+            Err(Cause::DecodedTooLarge {
+                size: decoded_len,
+                max: self.max_decoded_size,
+            }
+            .into())
+        } else {
+            Ok(())
+        }
     }
 
     /// `value` serialized in this codec's format, never compressed.
     #[cfg(feature = "compression")]
     pub(crate) fn serialize_plain(&self, value: &Value) -> Result<Vec<u8>> {
         match self.format {
-            Format::Json => json::encode(value),
+            Format::Json => json::encode_value(value),
             #[cfg(feature = "msgpack")]
             Format::MessagePack => msgpack::encode_value(value),
         }
@@ -465,7 +517,7 @@ impl Codec {
     pub fn decode(&self, bytes: &[u8]) -> Result<Value> {
         self.with_plain(bytes, |encoding, plain| match encoding {
             Encoding::Json => {
-                let value = json::decode(plain)?;
+                let value = json::decode_value(plain)?;
                 model::check_value_is_exact(plain, &value)?;
                 Ok(value)
             }
@@ -598,6 +650,7 @@ impl Codec {
         } else {
             self.convert_format(encoding, &plain)?
         };
+        self.check_decoded_size(serialized.len())?;
         let stored = self.maybe_compress(serialized.clone())?;
         if stored != serialized && self.unwrap_compression(&stored)?.1.as_ref() != serialized {
             return Err(model::inexact(

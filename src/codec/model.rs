@@ -6,8 +6,9 @@
 //! integer keys has decimal string keys, a `Vec<u8>` is an array of
 //! numbers). [`Model`] holds such a value exactly: integers keep every digit
 //! up to 128 bits (where `serde_json::Value` keeps 64), floats keep their
-//! bits (`-0.0` included), and maps keep their entries in stored order,
-//! duplicates included.
+//! bits (`-0.0` included), and maps keep their entries in stored order. A
+//! map never holds a key twice: readers refuse such bytes and writers
+//! refuse to produce them (see [`super::refusal`]).
 //!
 //! **Invariant:** JSON text and MessagePack (tag `0xC1 0x02`) are two
 //! spellings of one `Model`. Converting between them never changes the
@@ -22,9 +23,13 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Nesting deeper than this is refused, as `serde_json` refuses it: readers
-/// recurse once per level, and hostile input must not exhaust the stack.
-pub(crate) const MAX_DEPTH: usize = 128;
+/// Arrays and maps nested this many levels deep (or deeper) are refused:
+/// `serde_json` refuses them when it reads (its recursion limit), and so do
+/// this crate's own readers, which recurse once per level and must not let
+/// hostile input exhaust the stack. Writers refuse them too
+/// ([`Cause::TooDeep`](super::Cause::TooDeep)), so every payload written is
+/// read back: at most `MAX_DEPTH - 1` (127) levels.
+pub const MAX_DEPTH: usize = 128;
 
 /// One value of the data model, borrowing strings from the input where it can.
 #[derive(Debug, Clone)]
@@ -233,15 +238,19 @@ impl<'a> JsonParser<'a> {
             Some(b'"') => Ok(Model::Str(self.string()?)),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'[') => Ok(Model::Array(self.sequence(b']', depth, |p, d| p.value(d))?)),
-            Some(b'{') => Ok(Model::Map(self.sequence(b'}', depth, |p, d| {
-                p.skip_whitespace();
-                if p.peek() != Some(b'"') {
-                    return Err(corrupt(format!("expected a key at byte {}", p.pos)));
-                }
-                let key = p.string()?;
-                p.expect(b':')?;
-                Ok((key, p.value(d)?))
-            })?)),
+            Some(b'{') => {
+                let entries = self.sequence(b'}', depth, |p, d| {
+                    p.skip_whitespace();
+                    if p.peek() != Some(b'"') {
+                        return Err(corrupt(format!("expected a key at byte {}", p.pos)));
+                    }
+                    let key = p.string()?;
+                    p.expect(b':')?;
+                    Ok((key, p.value(d)?))
+                })?;
+                check_keys(&entries, |key| repeated_key("json", key))?;
+                Ok(Model::Map(entries))
+            }
             Some(_) => Err(corrupt(format!("unexpected byte at {}", self.pos))),
             None => Err(corrupt("unexpected end of input")),
         }
@@ -392,6 +401,28 @@ impl<'a> JsonParser<'a> {
                 .map(Model::UInt)
                 .map_err(|_| inexact("json", format!("integer {text} is beyond 128 bits")))
         }
+    }
+}
+
+/// Refuses a map holding a key twice, with `error` of that key (a reader's
+/// [`Error::Corrupt`], a writer's refusal): which value is meant cannot be
+/// told, and readers differ (`serde_json` keeps the last one in a `Value`,
+/// refuses it in a struct).
+pub(crate) fn check_keys<V>(
+    entries: &[(Cow<'_, str>, V)],
+    error: impl FnOnce(&str) -> Error,
+) -> Result<()> {
+    match super::refusal::duplicate_key(entries, |(key, _)| key.as_ref()) {
+        Some(key) => Err(error(key)),
+        None => Ok(()),
+    }
+}
+
+/// A reader's error for a map holding `key` twice.
+pub(crate) fn repeated_key(format: &'static str, key: &str) -> Error {
+    Error::Corrupt {
+        format,
+        reason: format!("a map holds the key {key:?} twice"),
     }
 }
 

@@ -23,6 +23,7 @@ use tracing::{field, Instrument};
 use super::{log_codec_once, single_put, DynamoEventRepository};
 use crate::error::{Error, Limit, Result};
 use crate::item::{aggregate_key, event_to_item, PayloadBytes};
+use crate::outcome::Attempts;
 use crate::size::{
     MAX_ITEM_SIZE, MAX_PARTITION_KEY_SIZE, MAX_TRANSACTION_ITEMS, MAX_TRANSACTION_SIZE,
 };
@@ -262,7 +263,8 @@ impl DynamoEventRepository {
         span.record("plain_bytes", all_bytes.plain);
         span.record("stored_bytes", all_bytes.stored);
         span.record("operation", TRANSACT_WRITE_ITEMS);
-        match self.send(key, with_snapshot, first, last).await {
+        let attempts = Attempts::default();
+        match self.send(key, with_snapshot, first, last, &attempts).await {
             Ok(capacity) => {
                 span.record("consumed_capacity", capacity);
                 Ok(Committed {
@@ -273,7 +275,9 @@ impl DynamoEventRepository {
                     operation: TRANSACT_WRITE_ITEMS,
                 })
             }
-            Err(err) if is_validation_error(&err) => {
+            // A refusal of the whole request, unless an earlier attempt may
+            // have been applied: then the events must not be sent again alone.
+            Err(err) if is_validation_error(&err) && !attempts.lost() => {
                 // Nothing was written. Some DynamoDB-compatible servers
                 // count transaction size more strictly than DynamoDB:
                 // commit the events alone.
@@ -293,7 +297,9 @@ impl DynamoEventRepository {
                 self.commit_events_alone(key, writes, bytes, first, last, "skipped")
                     .await
             }
-            Err(err) => Err(Error::from_transact_on(&self.commit_tables(), key, err)),
+            Err(err) => {
+                Err(attempts.classify(Error::from_transact_on(&self.commit_tables(), key, err)))
+            }
         }
     }
 
@@ -409,22 +415,20 @@ impl DynamoEventRepository {
     /// Encodes a snapshot payload for [`commit`](Self::commit), measuring its
     /// decoded size always and its plain JSON size only when tracing wants
     /// it.
+    ///
+    /// A state no reader could read back (a map holding a key twice, nesting
+    /// too deep) is [`Error::Refused`] naming the snapshot of `key`; one over
+    /// the codec's `max_decoded_size` is encoded, and left out of the commit
+    /// by [`commit`](Self::commit).
     pub(crate) fn encode_snapshot<T: serde::Serialize>(
         &self,
+        key: &str,
         state: &T,
     ) -> Result<EncodedSnapshot> {
-        let payload = self.codec.encode_serialize(state)?;
-        let decoded_len = match decoded_len(&payload) {
-            Some(len) => len,
-            // A zstd frame that does not declare its size (this crate's
-            // always do): measure the uncompressed encoding.
-            None => self
-                .codec
-                .clone()
-                .with_min_compress_size(usize::MAX)
-                .encode_serialize(state)?
-                .len(),
-        };
+        let (payload, decoded_len) = self
+            .codec
+            .encode_serialize_sized(state)
+            .map_err(|err| err.naming_payload(|| format!("snapshot of {key}")))?;
         let plain_len = if tracing::enabled!(tracing::Level::INFO) {
             if self.codec.compression_level().is_none()
                 && self.codec.format() == crate::codec::Format::Json
@@ -464,30 +468,6 @@ fn is_validation_error(err: &SdkError<TransactWriteItemsError>) -> bool {
     err.as_service_error()
         .and_then(|service| service.code())
         .is_some_and(|code| code == "ValidationException")
-}
-
-/// The size `payload` decodes to: a zstd frame's declared content size, or
-/// the payload's own length when it is not compressed. `None` for a frame
-/// that does not declare its size.
-fn decoded_len(payload: &[u8]) -> Option<usize> {
-    if payload.starts_with(&crate::codec::ZSTD_MAGIC) {
-        frame_content_size(payload)
-    } else {
-        Some(payload.len())
-    }
-}
-
-#[cfg(feature = "compression")]
-fn frame_content_size(frame: &[u8]) -> Option<usize> {
-    match zstd::zstd_safe::get_frame_content_size(frame) {
-        Ok(Some(size)) => Some(usize::try_from(size).unwrap_or(usize::MAX)),
-        _ => None,
-    }
-}
-
-#[cfg(not(feature = "compression"))]
-fn frame_content_size(_frame: &[u8]) -> Option<usize> {
-    None
 }
 
 /// Rejects a plan that breaks an item, count or size limit.

@@ -21,11 +21,9 @@
 //! attempt's outcome is unknown (no answer, a cut-off answer or a 5xx) and
 //! the outcome still cannot be read (the server returned no item with the
 //! failed condition and the key reads empty, or every retry met a
-//! conflicting transaction), the error is [`Error::Connection`]: never a
-//! false success, never a false conflict.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+//! conflicting transaction, throttling or a server error), the error is
+//! [`Error::Connection`]: never a false success, a false conflict or a false
+//! refusal (see [`crate::outcome`]).
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -47,6 +45,7 @@ use super::transact::nonce;
 use super::DynamoEventRepository;
 use crate::error::{sdk_message, Error, Result};
 use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, COMMIT_ID};
+use crate::outcome::{self, Attempts};
 use crate::size::MAX_ITEM_SIZE;
 use crate::snapshot::PlannedWrite;
 
@@ -109,6 +108,7 @@ impl DynamoEventRepository {
             .config_override(
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(RetryConflictAfterLoss(attempts.clone()))
+                    .interceptor(attempts.interceptor())
                     .interceptor(AttemptLog(attempts.clone())),
             )
             .send()
@@ -148,6 +148,14 @@ impl DynamoEventRepository {
                 Err(self.unknown(err, "every retry met a conflicting transaction"))
             }
             Some(PutItemError::TransactionConflictException(_)) => Err(self.conflict(key)),
+            // Throttling or a server error after a lost attempt does not
+            // tell whether that attempt was applied (a client that cannot
+            // send at all stays a configuration error).
+            _ if lost => Err(outcome::unknown(Error::from_sdk_on(
+                PUT_ITEM,
+                &self.event_table,
+                err,
+            ))),
             _ => Err(Error::from_sdk_on(PUT_ITEM, &self.event_table, err)),
         }
     }
@@ -172,7 +180,9 @@ impl DynamoEventRepository {
             .expression_attribute_names("#id", COMMIT_ID)
             .send()
             .await
-            .map_err(|read| Error::from_sdk_on("GetItem", &self.event_table, read))?;
+            .map_err(|read| {
+                outcome::unknown(Error::from_sdk_on("GetItem", &self.event_table, read))
+            })?;
         match out.item {
             Some(stored) if carries(&stored, id) => {
                 self.applied_earlier(key);
@@ -216,35 +226,6 @@ impl DynamoEventRepository {
     }
 }
 
-/// What the attempts of one single put have seen, shared by its retry
-/// classifier and its interceptor.
-#[derive(Debug, Clone, Default)]
-struct Attempts(Arc<AtomicBool>);
-
-impl Attempts {
-    /// True once an attempt ended without a definite answer, so it may have
-    /// been applied.
-    fn lost(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// True if the attempt in `ctx` ended without a definite answer: no
-/// response, a response that could not be read, or a server error (5xx).
-/// A 4xx service error (a failed condition, throttling, a conflicting
-/// transaction) means the put was not applied.
-fn outcome_unknown(ctx: &InterceptorContext) -> bool {
-    match ctx.output_or_error() {
-        Some(Err(error)) => match error.as_operation_error() {
-            Some(_) => ctx
-                .response()
-                .is_none_or(|response| response.status().is_server_error()),
-            None => true,
-        },
-        _ => false,
-    }
-}
-
 /// True if the attempt in `ctx` met a `TransactionConflictException`.
 fn transaction_conflict(ctx: &InterceptorContext) -> bool {
     matches!(
@@ -258,9 +239,8 @@ fn transaction_conflict(ctx: &InterceptorContext) -> bool {
     )
 }
 
-/// Records, after each attempt, whether its outcome is unknown, and logs
-/// the retries [`RetryConflictAfterLoss`] asks for. It runs before the
-/// retry classifiers of the same attempt.
+/// Logs the retries [`RetryConflictAfterLoss`] asks for. (Whether an
+/// attempt's outcome is unknown is recorded by [`Attempts::interceptor`].)
 #[derive(Debug)]
 struct AttemptLog(Attempts);
 
@@ -289,9 +269,6 @@ impl Intercept for AttemptLog {
                 max_attempts,
                 "a conflicting transaction after a lost response; {what}"
             );
-        }
-        if outcome_unknown(ctx) {
-            self.0 .0.store(true, Ordering::SeqCst);
         }
         Ok(())
     }

@@ -10,7 +10,10 @@
 //! instead of failing its own conditions), and a different writer's identical
 //! commit is never taken for it. A transaction cancelled only by throttling,
 //! or still in progress, is retried with that token; one cancelled by a
-//! failed condition or a conflicting transaction is a conflict, never retried.
+//! failed condition or a conflicting transaction is a conflict, never retried
+//! (after a lost attempt too: the token makes a retry of an applied
+//! transaction succeed). Any other error after a lost attempt is
+//! [`Error::Connection`], the outcome unknown ([`crate::outcome`]).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::commit::check_limits;
 use super::DynamoEventRepository;
 use crate::error::{Error, Result};
+use crate::outcome::Attempts;
 use crate::snapshot::PlannedWrite;
 
 impl DynamoEventRepository {
@@ -47,19 +51,22 @@ impl DynamoEventRepository {
     ) -> Result<f64> {
         check_limits(key, &writes)?;
         let items: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.write).collect();
-        self.send(key, items, first, last)
+        let attempts = Attempts::default();
+        self.send(key, items, first, last, &attempts)
             .await
-            .map_err(|err| Error::from_transact_on(&self.event_table, key, err))
+            .map_err(|err| attempts.classify(Error::from_transact_on(&self.event_table, key, err)))
     }
 
     /// Sends a transaction with an idempotency token, returning the SDK's
-    /// error as it is. An empty transaction sends nothing.
+    /// error as it is; `attempts` records whether an attempt got no definite
+    /// answer (see [`crate::outcome`]). An empty transaction sends nothing.
     pub(super) async fn send(
         &self,
         key: &str,
         items: Vec<TransactWriteItem>,
         first: usize,
         last: usize,
+        attempts: &Attempts,
     ) -> std::result::Result<f64, SdkError<TransactWriteItemsError>> {
         if items.is_empty() {
             return Ok(0.0);
@@ -74,6 +81,7 @@ impl DynamoEventRepository {
             .config_override(
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(ThrottledCancellation)
+                    .interceptor(attempts.interceptor())
                     .interceptor(RetryLog),
             )
             .send()
@@ -111,7 +119,7 @@ impl ClassifyRetry for ThrottledCancellation {
             .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
         {
             Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                if crate::error::cancelled_by_throttling(cancel) =>
+                if crate::outcome::cancelled_by_throttling(cancel) =>
             {
                 RetryAction::throttling_error()
             }
@@ -157,7 +165,7 @@ impl Intercept for RetryLog {
             .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
         {
             Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                if crate::error::cancelled_by_throttling(cancel) =>
+                if crate::outcome::cancelled_by_throttling(cancel) =>
             {
                 "the transaction was cancelled only because items were throttled"
             }

@@ -28,6 +28,7 @@ use crate::item::{
     AGGREGATE_TYPE_AND_ID, CURRENT_SEQUENCE, CURRENT_SNAPSHOT, METADATA, PAYLOAD, PAYLOAD_CHUNKS,
     PAYLOAD_HASH, PAYLOAD_SIZE, VIEW_VERSION,
 };
+use crate::outcome::Attempts;
 use crate::size::item_size;
 use crate::snapshot::{self, SnapshotSpec};
 
@@ -267,10 +268,15 @@ impl TableRun {
         }
         let (condition, values) = condition_as_read(item, how.condition);
         let put = self.client.put_item().table_name(&self.table.name);
+        let attempts = Attempts::default();
         let result = put
             .set_item(Some(new_item))
             .condition_expression(condition)
             .set_expression_attribute_values(Some(values.into_iter().collect()))
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default().interceptor(attempts.interceptor()),
+            )
             .send()
             .await;
         match result {
@@ -283,7 +289,9 @@ impl TableRun {
             {
                 Ok(Attempt::Changed(before))
             }
-            Err(err) => Err(Error::from_sdk_on("PutItem", &self.table.name, err)),
+            Err(err) => {
+                Err(attempts.classify(Error::from_sdk_on("PutItem", &self.table.name, err)))
+            }
         }
     }
 
@@ -399,14 +407,21 @@ impl TableRun {
             return Ok(Attempt::Done(stats));
         }
         let items: Vec<TransactWriteItem> = writes.into_iter().map(|w| w.write).collect();
+        let attempts = Attempts::default();
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .client_request_token(request_token(&key, current_sequence, current_snapshot))
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default().interceptor(attempts.interceptor()),
+            )
             .send()
             .await;
-        match result.map_err(|err| Error::from_transact_on(&self.table.name, &key, err)) {
+        match result
+            .map_err(|err| attempts.classify(Error::from_transact_on(&self.table.name, &key, err)))
+        {
             Ok(_) => Ok(Attempt::Done(stats)),
             Err(Error::Conflict { .. }) => Ok(Attempt::Changed(before)),
             Err(err) => Err(err),

@@ -29,8 +29,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::Model;
+use super::model::{check_keys, Model, MAX_DEPTH};
 use super::model_ser;
+use super::refusal::Cause;
 use super::{TAG, TAG_MSGPACK};
 use crate::error::{Error, Result};
 
@@ -60,7 +61,7 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         Ok(model) => {
             let mut out = Vec::with_capacity(256);
             out.extend_from_slice(&[TAG, TAG_MSGPACK]);
-            write(&model, &mut out)?;
+            write(&model, &mut out, 0)?;
             Ok(out)
         }
         Err(model_ser::Unsupported) => encode_via_json(value),
@@ -72,7 +73,7 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 pub(super) fn encode_value(value: &Value) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&[TAG, TAG_MSGPACK]);
-    if write_value(value, &mut out)? {
+    if write_value(value, &mut out, 0)? {
         Ok(out)
     } else {
         encode_via_json(value)
@@ -82,7 +83,10 @@ pub(super) fn encode_value(value: &Value) -> Result<Vec<u8>> {
 /// Writes `value`; `false` for a number that is none of `u64`, `i64` and
 /// finite `f64` (possible only with serde_json's `arbitrary_precision`),
 /// which the JSON-text path then spells exactly.
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<bool> {
+///
+/// `depth` is the number of arrays and maps around `value`: nesting every
+/// reader refuses is [`Cause::TooDeep`].
+fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<bool> {
     match value {
         Value::Null => encode::write_nil(out).map_err(write_error)?,
         Value::Bool(b) => encode::write_bool(out, *b).map_err(write_error)?,
@@ -102,18 +106,20 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<bool> {
         }
         Value::String(s) => encode::write_str(out, s).map_err(write_error)?,
         Value::Array(items) => {
+            let depth = nested(depth)?;
             encode::write_array_len(out, len_u32(items.len())?).map_err(write_error)?;
             for item in items {
-                if !write_value(item, out)? {
+                if !write_value(item, out, depth)? {
                     return Ok(false);
                 }
             }
         }
         Value::Object(map) => {
+            let depth = nested(depth)?;
             encode::write_map_len(out, len_u32(map.len())?).map_err(write_error)?;
             for (key, value) in map {
                 encode::write_str(out, key).map_err(write_error)?;
-                if !write_value(value, out)? {
+                if !write_value(value, out, depth)? {
                     return Ok(false);
                 }
             }
@@ -122,10 +128,11 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<bool> {
     Ok(true)
 }
 
-/// Encodes through JSON text: `serde_json::to_vec`, then spelled in
-/// MessagePack. The reference path, exact by construction.
+/// Encodes through JSON text: `serde_json::to_vec` (refusing what JSON's
+/// writer refuses), then spelled in MessagePack. The reference path, exact
+/// by construction.
 pub(crate) fn encode_via_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(value)?;
+    let json = super::json::encode(value)?;
     from_json(&json)
 }
 
@@ -134,7 +141,7 @@ pub(super) fn from_json(json: &[u8]) -> Result<Vec<u8>> {
     let model = Model::from_json(json)?;
     let mut out = Vec::with_capacity(json.len() + 2);
     out.extend_from_slice(&[TAG, TAG_MSGPACK]);
-    write(&model, &mut out)?;
+    write(&model, &mut out, 0)?;
     Ok(out)
 }
 
@@ -175,7 +182,19 @@ fn write_ext_int(out: &mut Vec<u8>, kind: i8, bytes: [u8; 16]) -> Result<()> {
     Ok(())
 }
 
-fn write(model: &Model<'_>, out: &mut Vec<u8>) -> Result<()> {
+/// The depth of a value inside one more array or map, or [`Cause::TooDeep`]
+/// if every reader would refuse that nesting.
+fn nested(depth: usize) -> Result<usize> {
+    if depth + 1 >= MAX_DEPTH {
+        Err(Cause::TooDeep { max: MAX_DEPTH }.into())
+    } else {
+        Ok(depth + 1)
+    }
+}
+
+/// Writes `model`, inside `depth` arrays and maps, refusing what every
+/// reader would refuse: nesting too deep, a map holding a key twice.
+fn write(model: &Model<'_>, out: &mut Vec<u8>, depth: usize) -> Result<()> {
     match model {
         Model::Null => encode::write_nil(out).map_err(write_error)?,
         Model::Bool(b) => encode::write_bool(out, *b).map_err(write_error)?,
@@ -194,16 +213,24 @@ fn write(model: &Model<'_>, out: &mut Vec<u8>) -> Result<()> {
         Model::Float(f) => encode::write_f64(out, *f).map_err(write_error)?,
         Model::Str(s) => encode::write_str(out, s).map_err(write_error)?,
         Model::Array(items) => {
+            let depth = nested(depth)?;
             encode::write_array_len(out, len_u32(items.len())?).map_err(write_error)?;
             for item in items {
-                write(item, out)?;
+                write(item, out, depth)?;
             }
         }
         Model::Map(entries) => {
+            let depth = nested(depth)?;
+            check_keys(entries, |key| {
+                Cause::DuplicateKey {
+                    key: format!("{key:?}"),
+                }
+                .into()
+            })?;
             encode::write_map_len(out, len_u32(entries.len())?).map_err(write_error)?;
             for (key, value) in entries {
                 encode::write_str(out, key).map_err(write_error)?;
-                write(value, out)?;
+                write(value, out, depth)?;
             }
         }
     }

@@ -4,8 +4,9 @@
 //! **Invariant:** one reader, bounds-checked on every byte, builds either
 //! output through [`Build`], so both read exactly the same values and refuse
 //! exactly the same bytes: anything outside the data model (binary data,
-//! unknown extensions, non-string map keys, non-finite floats, nesting of
-//! 128 levels, a declared length longer than the bytes left) is
+//! unknown extensions, non-string map keys, a map holding a key twice,
+//! non-finite floats, nesting of 128 levels, a declared length longer than
+//! the bytes left) is
 //! [`Error::Corrupt`]; an integer a `Value` cannot hold is [`Error::Inexact`].
 
 use std::borrow::Cow;
@@ -14,7 +15,7 @@ use rmp::Marker;
 use serde_json::Value;
 
 use super::{corrupt, EXT_I128, EXT_U128};
-use crate::codec::model::{inexact, Model, MAX_DEPTH};
+use crate::codec::model::{check_keys, inexact, repeated_key, Model, MAX_DEPTH};
 use crate::error::Result;
 
 /// What a reader builds: the data model, or a `serde_json::Value`.
@@ -99,7 +100,7 @@ impl<'a> Build<'a> for Value {
     fn array(items: Vec<Self>) -> Self {
         Value::Array(items)
     }
-    /// Duplicate keys keep the last value, as `serde_json` does.
+    /// Keys are unique: the reader refuses a map holding one twice.
     fn map(entries: Vec<(Cow<'a, str>, Self)>) -> Self {
         Value::Object(
             entries
@@ -192,8 +193,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// One value, recursing into arrays and maps. Scalars are read by
+    /// [`scalar`](Self::scalar), out of line, so that each level of nesting
+    /// costs little stack (unoptimized builds give every arm of a large
+    /// match its own slots): 127 levels read on a thread's default stack.
     fn value<B: Build<'a>>(&mut self, depth: usize) -> Result<B> {
         let marker = Marker::from_u8(self.array::<1>()?[0]);
+        match marker {
+            Marker::FixArray(len) => self.items(usize::from(len), depth),
+            Marker::Array16 | Marker::Array32 => {
+                let len = self.len(if marker == Marker::Array16 { 2 } else { 4 })?;
+                self.items(len, depth)
+            }
+            Marker::FixMap(len) => self.entries(usize::from(len), depth),
+            Marker::Map16 | Marker::Map32 => {
+                let len = self.len(if marker == Marker::Map16 { 2 } else { 4 })?;
+                self.entries(len, depth)
+            }
+            scalar => self.scalar(scalar),
+        }
+    }
+
+    /// A value that is neither an array nor a map, whose marker was read.
+    #[inline(never)]
+    fn scalar<B: Build<'a>>(&mut self, marker: Marker) -> Result<B> {
         if let Some(len) = self.str_len(marker)? {
             return Ok(B::str(self.str(len)?));
         }
@@ -213,16 +236,6 @@ impl<'a> Reader<'a> {
             Marker::I64 => B::int(i128::from(i64::from_be_bytes(self.array()?)))?,
             Marker::F32 => B::float(finite(f64::from(f32::from_be_bytes(self.array()?)))?),
             Marker::F64 => B::float(finite(f64::from_be_bytes(self.array()?))?),
-            Marker::FixArray(len) => self.items(usize::from(len), depth)?,
-            Marker::Array16 | Marker::Array32 => {
-                let len = self.len(if marker == Marker::Array16 { 2 } else { 4 })?;
-                self.items(len, depth)?
-            }
-            Marker::FixMap(len) => self.entries(usize::from(len), depth)?,
-            Marker::Map16 | Marker::Map32 => {
-                let len = self.len(if marker == Marker::Map16 { 2 } else { 4 })?;
-                self.entries(len, depth)?
-            }
             Marker::FixExt16 => {
                 let kind = i8::from_be_bytes(self.array()?);
                 let bytes = self.array::<16>()?;
@@ -262,6 +275,7 @@ impl<'a> Reader<'a> {
             let key = self.str(key_len)?;
             entries.push((key, self.value(depth)?));
         }
+        check_keys(&entries, |key| repeated_key("msgpack", key))?;
         Ok(B::map(entries))
     }
 }

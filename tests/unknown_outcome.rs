@@ -1,0 +1,240 @@
+//! An unknown outcome is never reported as a refusal: a write whose attempt
+//! got no definite answer (no response, or a server error) and whose
+//! retries could not tell whether it was applied (more server errors,
+//! throttling) ends as `Error::Connection`, on every write path: a commit's
+//! single `PutItem`, its `TransactWriteItems` (with or without a snapshot),
+//! and a view's `PutItem`. A clean refusal on the first attempt stays what
+//! it is (a conflict, throttling).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use cqrs_es::persist::{PersistedEventRepository, ViewContext, ViewRepository};
+use cqrs_es::Aggregate;
+use dynamo_es::testing::faults::{
+    client_on, quick_retries, short_timeouts, Canned, Scripted, Step,
+};
+use dynamo_es::{DynamoViewRepository, Error, SnapshotPolicy};
+use serde_json::json;
+
+fn internal_error() -> Canned {
+    Canned::new(
+        500,
+        json!({"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "canned"}),
+    )
+}
+
+fn throttled_cancellation() -> Canned {
+    Canned::transaction_cancelled(&["ThrottlingError", "None"])
+}
+
+fn script(steps: impl IntoIterator<Item = Step>) -> Scripted {
+    Scripted::new(steps)
+}
+
+fn respond(canned: Canned) -> Step {
+    Step::Respond(canned)
+}
+
+/// Asserts `err` reports an unknown outcome of `operation`.
+#[track_caller]
+fn assert_unknown(err: &cqrs_es::persist::PersistenceError, operation: &str) {
+    assert_failed(err, "Connection", operation);
+    assert!(err.to_string().contains("unknown"), "{err}");
+}
+
+async fn one_event(http: &Scripted) -> Result<(), cqrs_es::persist::PersistenceError> {
+    json_repo_on(http, 3)
+        .persist::<Account>(&[deposit_event(Account::TYPE, "acct-1", 1, 5)], None)
+        .await
+}
+
+async fn two_events(http: &Scripted) -> Result<(), cqrs_es::persist::PersistenceError> {
+    json_repo_on(http, 3)
+        .persist::<Account>(
+            &[
+                deposit_event(Account::TYPE, "acct-1", 1, 5),
+                deposit_event(Account::TYPE, "acct-1", 2, 5),
+            ],
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_put_item_answered_only_by_server_errors_has_an_unknown_outcome() {
+    let http = script((0..3).map(|_| respond(internal_error())));
+    let err = one_event(&http).await.unwrap_err();
+    assert_unknown(&err, "PutItem");
+    assert_eq!(http.operations(), ["PutItem"; 3]);
+}
+
+#[tokio::test]
+async fn a_lost_put_item_then_throttling_has_an_unknown_outcome() {
+    let http = script([
+        Step::Lost,
+        respond(Canned::throughput_exceeded()),
+        respond(Canned::throughput_exceeded()),
+    ]);
+    let err = one_event(&http).await.unwrap_err();
+    assert_unknown(&err, "PutItem");
+}
+
+#[tokio::test]
+async fn a_clean_refusal_on_the_first_attempt_stays_a_refusal() {
+    // A failed condition on another writer's item: a conflict, through the
+    // framework an aggregate conflict.
+    let http = script([
+        respond(Canned::empty_query()),
+        respond(Canned::dynamo_error(
+            "ConditionalCheckFailedException",
+            json!({}),
+        )),
+    ]);
+    let err = failed_deposit(
+        &cqrs::<Account>(json_repo_on(&http, 3), SnapshotPolicy::Never),
+        "acct-1",
+    )
+    .await;
+    assert_eq!(err.kind(), "AggregateConflict", "{err:?}");
+    // Throttled on every attempt, none lost: throttling.
+    let http = script((0..3).map(|_| respond(Canned::throughput_exceeded())));
+    assert_failed(&one_event(&http).await.unwrap_err(), "Throttled", "PutItem");
+    let http = script((0..3).map(|_| respond(throttled_cancellation())));
+    let err = two_events(&http).await.unwrap_err();
+    assert_failed(&err, "Throttled", "TransactWriteItems");
+}
+
+#[tokio::test]
+async fn a_transaction_answered_only_by_server_errors_has_an_unknown_outcome() {
+    let http = script((0..3).map(|_| respond(internal_error())));
+    let err = two_events(&http).await.unwrap_err();
+    assert_unknown(&err, "TransactWriteItems");
+    assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
+}
+
+#[tokio::test]
+async fn a_lost_transaction_then_throttling_has_an_unknown_outcome() {
+    let http = script([
+        Step::Lost,
+        respond(throttled_cancellation()),
+        respond(throttled_cancellation()),
+    ]);
+    let err = two_events(&http).await.unwrap_err();
+    assert_unknown(&err, "TransactWriteItems");
+
+    // The same token makes a retry of an applied transaction succeed: a
+    // failed condition after a lost attempt is still a conflict.
+    let http = script([
+        Step::Lost,
+        respond(Canned::transaction_cancelled(&[
+            "ConditionalCheckFailed",
+            "None",
+        ])),
+    ]);
+    let err = two_events(&http).await.unwrap_err();
+    assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
+}
+
+#[tokio::test]
+async fn a_commit_with_its_snapshot_answered_only_by_server_errors_has_an_unknown_outcome() {
+    let http = script((0..3).map(|_| respond(internal_error())));
+    let err = json_repo_on(&http, 3)
+        .persist::<Account>(
+            &[deposit_event(Account::TYPE, "acct-1", 1, 5)],
+            Some((
+                "acct-1".to_string(),
+                json!({"total": 5, "applied": 1, "notes": []}),
+                1,
+            )),
+        )
+        .await
+        .unwrap_err();
+    assert_unknown(&err, "TransactWriteItems");
+    assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
+
+    // A validation error after a lost attempt: not retried without the
+    // snapshot (the lost attempt may have stored the events).
+    let http = script([
+        Step::Lost,
+        respond(Canned::validation_error("Transaction request is too large")),
+    ]);
+    let err = json_repo_on(&http, 3)
+        .persist::<Account>(
+            &[deposit_event(Account::TYPE, "acct-1", 1, 5)],
+            Some((
+                "acct-1".to_string(),
+                json!({"total": 5, "applied": 1, "notes": []}),
+                1,
+            )),
+        )
+        .await
+        .unwrap_err();
+    assert_unknown(&err, "TransactWriteItems");
+    assert_eq!(http.operations(), ["TransactWriteItems"; 2]);
+}
+
+fn views_on(http: &Scripted) -> DynamoViewRepository<AccountView, Account> {
+    let client = client_on(http.clone(), quick_retries(3), short_timeouts());
+    DynamoViewRepository::<AccountView, Account>::new("views", client)
+}
+
+#[tokio::test]
+async fn a_view_write_without_a_definite_answer_has_an_unknown_outcome() {
+    let context = || ViewContext::new("v1".to_string(), 0);
+    let http = script((0..3).map(|_| respond(internal_error())));
+    let err = views_on(&http)
+        .update_view(AccountView::default(), context())
+        .await
+        .unwrap_err();
+    assert_unknown(&err, "PutItem");
+
+    let http = script([
+        Step::Lost,
+        respond(Canned::throughput_exceeded()),
+        respond(Canned::throughput_exceeded()),
+    ]);
+    let err = views_on(&http)
+        .update_view(AccountView::default(), context())
+        .await
+        .unwrap_err();
+    assert_unknown(&err, "PutItem");
+
+    // The version condition failing after a lost attempt may be that
+    // attempt's own write.
+    let http = script([
+        Step::Lost,
+        respond(Canned::dynamo_error(
+            "ConditionalCheckFailedException",
+            json!({}),
+        )),
+    ]);
+    let err = views_on(&http)
+        .update_view(AccountView::default(), context())
+        .await
+        .unwrap_err();
+    assert_unknown(&err, "PutItem");
+
+    // Failing on the first attempt: a conflict.
+    let http = script([respond(Canned::dynamo_error(
+        "ConditionalCheckFailedException",
+        json!({}),
+    ))]);
+    let err = views_on(&http)
+        .update_view(AccountView::default(), context())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
+    assert!(!matches!(
+        typed_or_none(&err),
+        Some(Error::Connection { .. })
+    ));
+}
+
+fn typed_or_none(err: &cqrs_es::persist::PersistenceError) -> Option<&Error> {
+    match err {
+        cqrs_es::persist::PersistenceError::OptimisticLockError => None,
+        other => Some(typed(other)),
+    }
+}

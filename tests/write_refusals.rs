@@ -1,0 +1,360 @@
+//! What the write path accepts, every read path reads; anything else is
+//! refused at write time, naming the payload, the cause and the fix:
+//!
+//! * a map holding a key twice (a `#[serde(flatten)]` field over a map with
+//!   a key named like a field) is refused by every codec's writer, and
+//!   stored bytes holding one are an error on every reader, never a value
+//!   other than the one written;
+//! * nesting of `MAX_DEPTH` (128) levels is refused at write time, and 127
+//!   levels read back on every path;
+//! * a payload over the codec's `max_decoded_size` is refused on every
+//!   commit path (single put, transaction, with a snapshot) and for views.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
+use cqrs_es::{Aggregate, EventEnvelope, View};
+use dynamo_es::{Codec, Error};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Every codec this build can write, compressing even small payloads.
+fn codecs() -> Vec<Codec> {
+    Codec::available()
+        .into_iter()
+        .map(|codec| codec.with_min_compress_size(0))
+        .collect()
+}
+
+/// Asserts that `err` is a write-time refusal mentioning every one of `parts`.
+#[track_caller]
+fn assert_refused(err: &Error, parts: &[&str]) {
+    assert!(matches!(err, Error::Refused(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("was not written"), "{text}");
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 8: duplicate keys.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Payment {
+    amount: i64,
+    #[serde(flatten)]
+    extra: BTreeMap<String, i64>,
+}
+
+/// `amount: 1`, with an extra entry named `amount` too: serde writes the
+/// key twice.
+fn ambiguous() -> Payment {
+    Payment {
+        amount: 1,
+        extra: BTreeMap::from([("amount".to_string(), 2)]),
+    }
+}
+
+#[test]
+fn every_codec_refuses_to_write_a_map_with_a_key_twice() {
+    for codec in codecs() {
+        let err = codec.encode_serialize(&ambiguous()).unwrap_err();
+        assert_refused(&err, &["\"amount\"", "twice", "flatten"]);
+        // Without the collision it is written and read back.
+        let fine = Payment {
+            amount: 1,
+            extra: BTreeMap::from([("fee".to_string(), 2)]),
+        };
+        let bytes = codec.encode_serialize(&fine).unwrap();
+        assert_eq!(codec.decode_deserialize::<Payment>(&bytes).unwrap(), fine);
+    }
+}
+
+/// `{"amount": 1, "amount": 2}` in each stored format.
+fn stored_with_a_key_twice() -> Vec<(&'static str, Vec<u8>)> {
+    #[allow(unused_mut)]
+    let mut stored = vec![("json", br#"{"amount":1,"amount":2}"#.to_vec())];
+    #[cfg(feature = "msgpack")]
+    {
+        let mut bytes = vec![0xC1, 0x02, 0x82];
+        for value in [1u8, 2] {
+            bytes.push(0xa6);
+            bytes.extend_from_slice(b"amount");
+            bytes.push(value);
+        }
+        stored.push(("msgpack", bytes));
+    }
+    stored
+}
+
+#[test]
+fn stored_bytes_with_a_key_twice_are_an_error_on_every_read_path() {
+    for (format, bytes) in stored_with_a_key_twice() {
+        for codec in codecs() {
+            let label = format!("{format} read by {}", codec.name());
+            let value = codec.decode(&bytes);
+            assert!(value.is_err(), "{label}: {value:?}");
+            assert!(value.unwrap_err().is_data_error(), "{label}");
+            let typed = codec.decode_deserialize::<Payment>(&bytes);
+            assert!(typed.is_err(), "{label}: {typed:?}");
+            let reencoded = codec.reencode(&bytes);
+            assert!(reencoded.is_err(), "{label}: {reencoded:?}");
+        }
+        #[cfg(feature = "msgpack")]
+        if format == "msgpack" {
+            let map = Codec::msgpack().decode_deserialize::<BTreeMap<String, i64>>(&bytes);
+            assert!(map.is_err(), "{map:?}");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct LedgerView {
+    last: Payment,
+}
+
+impl View<Account> for LedgerView {
+    fn update(&mut self, _event: &EventEnvelope<Account>) {}
+}
+
+#[tokio::test]
+async fn a_view_with_a_key_twice_is_refused_naming_the_view() {
+    let db = tables().await;
+    for codec in codecs() {
+        let views = db
+            .view_repository::<LedgerView, Account>()
+            .with_codec(codec.clone());
+        let view = LedgerView { last: ambiguous() };
+        let err = views
+            .update_view(view, ViewContext::new("v1".to_string(), 0))
+            .await
+            .unwrap_err();
+        assert_refused(typed(&err), &["view v1", "twice"]);
+        assert!(
+            views.load("v1").await.unwrap().is_none(),
+            "{}",
+            codec.name()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 10: nesting.
+// ---------------------------------------------------------------------------
+
+/// `levels` arrays, one inside the other, around `1`.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!([inner]))
+}
+
+#[test]
+fn nesting_every_reader_refuses_is_refused_at_write_time() {
+    assert_eq!(dynamo_es::codec::MAX_DEPTH, 128);
+    for codec in codecs() {
+        let deepest = nested(127);
+        for bytes in [
+            codec.encode(&deepest).unwrap(),
+            codec.encode_serialize(&deepest).unwrap(),
+        ] {
+            assert_eq!(codec.decode(&bytes).unwrap(), deepest, "{}", codec.name());
+            assert_eq!(codec.decode_deserialize::<Value>(&bytes).unwrap(), deepest);
+            for target in codecs() {
+                let moved = target.reencode(&bytes).unwrap();
+                assert_eq!(target.decode(&moved).unwrap(), deepest);
+            }
+        }
+        let too_deep = nested(128);
+        assert_refused(&codec.encode(&too_deep).unwrap_err(), &["128 levels"]);
+        assert_refused(&codec.encode_serialize(&too_deep).unwrap_err(), &["128"]);
+        // In a map as well.
+        let mut map = json!({"k": 1});
+        for _ in 0..127 {
+            map = json!({ "k": map });
+        }
+        assert_refused(&codec.encode(&map).unwrap_err(), &["128"]);
+    }
+}
+
+/// The events of one commit, and the snapshot `persist` is given with them.
+type Commit = (Vec<SerializedEvent>, Option<(String, Value, usize)>);
+
+/// A `Deposited` event of `id` at `sequence` whose metadata is `metadata`.
+fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> SerializedEvent {
+    SerializedEvent {
+        metadata,
+        ..deposit_event(Account::TYPE, id, sequence, 1)
+    }
+}
+
+#[tokio::test]
+async fn an_event_nested_too_deep_is_refused_and_its_aggregate_stays_loadable() {
+    let db = tables().await;
+    for codec in codecs() {
+        let repo = db.repository().with_codec(codec.clone());
+        let id = new_id();
+        repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
+            .await
+            .unwrap();
+        // A single put, a transaction, a transaction with a snapshot.
+        let commits: [Commit; 3] = [
+            (vec![event_with_metadata(&id, 2, nested(128))], None),
+            (
+                vec![
+                    deposit_event(Account::TYPE, &id, 2, 1),
+                    event_with_metadata(&id, 3, nested(200)),
+                ],
+                None,
+            ),
+            (
+                vec![event_with_metadata(&id, 2, nested(128))],
+                Some((
+                    id.clone(),
+                    json!({"total": 2, "applied": 2, "notes": []}),
+                    1,
+                )),
+            ),
+        ];
+        for (events, snapshot) in commits {
+            let err = repo
+                .persist::<Account>(&events, snapshot)
+                .await
+                .unwrap_err();
+            let sequence = events.last().unwrap().sequence;
+            assert_refused(
+                typed(&err),
+                &[&format!("event {sequence}"), &id, "128 levels"],
+            );
+        }
+        let stored = repo.get_events::<Account>(&id).await.unwrap();
+        assert_eq!(stored.len(), 1, "{}", codec.name());
+        // 127 levels are committed and read back.
+        let deepest = event_with_metadata(&id, 2, nested(127));
+        repo.persist::<Account>(std::slice::from_ref(&deepest), None)
+            .await
+            .unwrap();
+        let stored = repo.get_events::<Account>(&id).await.unwrap();
+        assert_eq!(stored[1].metadata, deepest.metadata);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 9: the decoded size cap.
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "compression")]
+mod decoded_size {
+    use super::*;
+
+    /// A codec that compresses (so readers check the cap) with a cap of
+    /// 2,000 bytes.
+    fn capped() -> Vec<Codec> {
+        codecs()
+            .into_iter()
+            .filter(|codec| codec.compression_level().is_some())
+            .map(|codec| codec.with_max_decoded_size(2_000))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_event_over_max_decoded_size_is_refused_on_every_commit_path() {
+        let db = tables().await;
+        for codec in capped() {
+            let repo = db.repository().with_codec(codec.clone());
+            let id = new_id();
+            repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
+                .await
+                .unwrap();
+            let commits: [Commit; 3] = [
+                (vec![note_event(&id, 2, 5_000)], None),
+                (
+                    vec![
+                        deposit_event(Account::TYPE, &id, 2, 1),
+                        note_event(&id, 3, 5_000),
+                    ],
+                    None,
+                ),
+                (
+                    vec![note_event(&id, 2, 5_000)],
+                    Some((
+                        id.clone(),
+                        json!({"total": 1, "applied": 2, "notes": []}),
+                        1,
+                    )),
+                ),
+            ];
+            for (events, snapshot) in commits {
+                let err = repo
+                    .persist::<Account>(&events, snapshot)
+                    .await
+                    .unwrap_err();
+                let sequence = events.last().unwrap().sequence;
+                assert_refused(
+                    typed(&err),
+                    &[
+                        &format!("event {sequence}"),
+                        &id,
+                        "max_decoded_size of 2000",
+                        "with_max_decoded_size",
+                    ],
+                );
+            }
+            // Nothing was stored, and every command on the aggregate works.
+            let stored = repo.get_events::<Account>(&id).await.unwrap();
+            assert_eq!(stored.len(), 1, "{}", codec.name());
+            repo.persist::<Account>(&[note_event(&id, 2, 500)], None)
+                .await
+                .unwrap();
+            assert_eq!(repo.get_events::<Account>(&id).await.unwrap().len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_view_over_max_decoded_size_is_refused() {
+        let db = tables().await;
+        for codec in capped() {
+            let views = db
+                .view_repository::<LedgerView, Account>()
+                .with_codec(codec.clone());
+            let extra = (0..400).map(|i| (format!("fee-{i:04}"), i)).collect();
+            let view = LedgerView {
+                last: Payment { amount: 1, extra },
+            };
+            let err = views
+                .update_view(view, ViewContext::new("v2".to_string(), 0))
+                .await
+                .unwrap_err();
+            assert_refused(typed(&err), &["view v2", "max_decoded_size"]);
+        }
+    }
+}
+
+/// Every path through 127 levels, on a thread with 1 MiB of stack (half a
+/// runtime worker's): each level of nesting costs little stack, so the
+/// deepest payload a writer accepts is read inside deep async call chains
+/// too, without overflowing.
+#[test]
+fn the_deepest_payload_takes_little_stack_on_every_path() {
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let deepest = nested(127);
+            for codec in codecs() {
+                let bytes = codec.encode(&deepest).unwrap();
+                assert_eq!(codec.encode_serialize(&deepest).unwrap(), bytes);
+                assert_eq!(codec.decode(&bytes).unwrap(), deepest);
+                assert_eq!(codec.decode_deserialize::<Value>(&bytes).unwrap(), deepest);
+                for target in codecs() {
+                    target.reencode(&bytes).unwrap();
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
