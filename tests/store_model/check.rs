@@ -3,10 +3,13 @@
 //! snapshot, and the projection decoder on each item as a stream record
 //! carries it.
 //!
-//! **Invariant:** a read returns exactly what the model holds; a read
-//! error is a failure, except a typed dictionary error where two tables
-//! hold different dictionaries under one id (a wrong dictionary must give
-//! a typed error or the right value, never another value).
+//! **Invariant:** a read returns exactly what the model holds, and a read
+//! error is a failure. Tables holding different dictionaries under one id
+//! are no exception: each table's payloads were written with that table's
+//! own dictionary, so a reader keyed by table and id never meets a wrong
+//! one (a wrong dictionary may give a typed error, never another value;
+//! here, where none is wrong, it must give the value). A failure says
+//! whether the error was a typed dictionary error.
 
 use std::error::Error as StdError;
 
@@ -65,10 +68,17 @@ pub fn is_dictionary_error(err: &(dyn StdError + 'static)) -> bool {
 
 /// The verdict on a read error on `path`.
 fn read_error(config: &Config, path: &str, err: &(dyn StdError + 'static)) -> Result<(), String> {
-    if config.collide && is_dictionary_error(err) {
-        return Ok(());
-    }
-    Err(format!("{path}: read failed: {err}"))
+    let kind = if is_dictionary_error(err) {
+        " (a typed dictionary error"
+    } else {
+        " (not a typed dictionary error"
+    };
+    let collide = if config.collide {
+        ", with different dictionaries under one id in several tables)"
+    } else {
+        ")"
+    };
+    Err(format!("{path}: read failed: {err}{kind}{collide}"))
 }
 
 /// The raw event items of `Model:id` in `table`, in order.

@@ -40,15 +40,6 @@ pub enum Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan(pub Vec<Attempt>);
 
-impl Plan {
-    /// True if some attempt of the plan applies the write.
-    pub fn applies(&self) -> bool {
-        self.0
-            .iter()
-            .any(|a| matches!(a, Attempt::AppliedLost | Attempt::AppliedServerError))
-    }
-}
-
 /// The shared switch of a [`Faulty`] client.
 #[derive(Debug, Clone, Default)]
 pub struct Switch {
