@@ -114,9 +114,19 @@ fn server_error() -> Canned {
     )
 }
 
+/// Requests sent through every [`Faulty`] client of the process, by
+/// operation (for the run's summary).
+pub static REQUESTS: Mutex<std::collections::BTreeMap<String, u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let op = operation(&request);
+        *REQUESTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(op.clone())
+            .or_default() += 1;
         let write = op == "PutItem" || op == "TransactWriteItems";
         let attempt = if write { self.switch.next() } else { None };
         match attempt {

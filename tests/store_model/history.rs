@@ -159,10 +159,10 @@ impl History {
         let mut rng = Rng::new(seed);
         let config = config(&mut rng);
         let mut steps = Vec::new();
-        for index in 0..rng.between(5, 11) {
+        for index in 0..rng.between(4, 10) {
             let roll = rng.below(100);
             let step = match roll {
-                0..=69 => {
+                0..=71 => {
                     let carrier = match config.store {
                         StoreMode::Dynamo(_) if rng.chance(80) => Carrier::Typed,
                         _ => Carrier::Value,
@@ -195,8 +195,8 @@ impl History {
                         fault: fault(&mut rng),
                     }
                 }
-                70..=77 => Step::Restart,
-                78..=90 => Step::Check(if rng.chance(50) {
+                72..=81 => Step::Restart,
+                82..=92 => Step::Check(if rng.chance(50) {
                     Role::Writer
                 } else {
                     Role::Reader

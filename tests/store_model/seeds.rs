@@ -58,6 +58,12 @@ pub async fn run_seeds(seeds: &[u64]) {
         failures.len(),
         started.elapsed()
     );
+    println!(
+        "requests: {:?}",
+        super::faults::REQUESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    );
     if failures.is_empty() {
         return;
     }
