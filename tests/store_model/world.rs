@@ -64,6 +64,7 @@ impl Config {
     }
 
     /// Whether dictionaries are in play.
+    #[cfg_attr(not(feature = "compression"), allow(dead_code))]
     pub fn dictionaries(&self) -> bool {
         self.dict != DictMode::None
     }
@@ -74,6 +75,7 @@ impl Config {
 pub struct TablePair {
     pub events: String,
     pub snapshots: String,
+    #[cfg_attr(not(feature = "compression"), allow(dead_code))]
     pub dictionary: Option<u32>,
 }
 
