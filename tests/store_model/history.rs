@@ -96,7 +96,9 @@ fn config(rng: &mut Rng) -> Config {
     let codecs = Codec::available();
     let codec = rng.pick(&codecs).clone();
     let compression = cfg!(feature = "compression");
-    let cap = (compression && rng.chance(35)).then(|| rng.between(2048, 8192));
+    // A cap only limits compressed payloads: only with a compressing codec.
+    let compressing = codec.compression_level().is_some();
+    let cap = (compressing && rng.chance(35)).then(|| rng.between(2048, 8192));
     let cap = cap.filter(|_| !payloads::without("cap"));
     let dict = match rng.below(100) {
         _ if !compression => DictMode::None,
@@ -454,10 +456,12 @@ impl Runner<'_> {
 
     async fn recode(&mut self, table: usize, target: &Codec) -> Result<(), String> {
         let pair = &self.pairs[table];
-        for (codec, label) in [
-            (target.clone(), "to target"),
-            (self.config.base_codec(), "back"),
-        ] {
+        // The recoder writes with the cap the application reads with.
+        let target = match self.config.cap {
+            Some(cap) => target.clone().with_max_decoded_size(cap),
+            None => target.clone(),
+        };
+        for (codec, label) in [(target, "to target"), (self.config.base_codec(), "back")] {
             let recoder = Recoder::new(self.writer.client.clone(), codec.clone())
                 .with_options(RecodeOptions::default().with_allow_growth(true));
             #[cfg(feature = "compression")]
