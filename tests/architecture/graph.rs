@@ -14,7 +14,8 @@
 //!
 //! Test code is not part of the library's layering: files declared as
 //! `mod tests`, and everything from a `#[cfg(test)]` line to the end of a
-//! file, are left out.
+//! file (`#[cfg(test)]` or `#[cfg(all(test, ...))]` at the start of a
+//! line), are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,9 @@ fn code_of(text: &str) -> String {
     let mut code = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
+        // `#[cfg(test)]`, `#[cfg(all(test, feature = "..."))]`: the test
+        // module that ends a file.
+        if line.starts_with("#[cfg(") && (line.contains("(test)") || line.contains("(test,")) {
             break;
         }
         if trimmed.starts_with("//") {
