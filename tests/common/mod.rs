@@ -163,6 +163,15 @@ impl View<Account> for AccountView {
     }
 }
 
+/// Every codec this build can write, compressing even small payloads so the
+/// zstd paths are exercised too.
+pub fn codecs() -> Vec<Codec> {
+    Codec::available()
+        .into_iter()
+        .map(|codec| codec.with_min_compress_size(0))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Recode.
 // ---------------------------------------------------------------------------
