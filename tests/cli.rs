@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use common::{bytes, cli_at, pretty_wide, rewrites, target, Account, AccountEvent, AccountView};
+use common::{
+    bytes, cli_at, pretty_wide, projections_args, rewrites, target, Account, AccountEvent,
+    AccountView,
+};
 use cqrs_es::EventStore;
 use dynamo_es::recode::Report;
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, unique_name, TestTables};
@@ -42,6 +45,25 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An aggregate store on `db` writing plain JSON.
+fn json_store(db: &TestTables) -> DynamoStore<Account> {
+    DynamoStore::new_aggregate_store(db.repository().with_codec(Codec::json()))
+}
+
+/// Commits one `Noted` event of each of `texts` to `id`.
+async fn commit_notes(
+    store: &DynamoStore<Account>,
+    id: &str,
+    texts: impl IntoIterator<Item = String>,
+) {
+    let context = store.load_aggregate(id).await.unwrap();
+    let events = texts
+        .into_iter()
+        .map(|text| AccountEvent::Noted { text })
+        .collect();
+    store.commit(events, context, HashMap::new()).await.unwrap();
 }
 
 /// Six views of pretty-printed JSON: every target but plain JSON shrinks
@@ -250,18 +272,11 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
 #[tokio::test]
 async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
     let db = dynamodb().await.unwrap();
-    let store =
-        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    let store = json_store(&db);
     // Over 400 KB of state: chunked. A small one beside it is upstream's.
     for (id, notes) in [("cli-big", 2), ("cli-small", 1)] {
         let len = if notes == 2 { 250_000 } else { 100 };
-        let events = (0..notes)
-            .map(|k| AccountEvent::Noted {
-                text: format!("{k}").repeat(len),
-            })
-            .collect();
-        let context = store.load_aggregate(id).await.unwrap();
-        store.commit(events, context, HashMap::new()).await.unwrap();
+        commit_notes(&store, id, (0..notes).map(|k| format!("{k}").repeat(len))).await;
     }
 
     let args = strings(&[
@@ -453,12 +468,9 @@ async fn help_names_every_command_and_the_install_command_that_works() {
 #[tokio::test]
 async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
     let db = dynamodb().await.unwrap();
-    let store =
-        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    let store = json_store(&db);
     for id in ["role-1", "role-2", "role-3"] {
-        let context = store.load_aggregate(id).await.unwrap();
-        let events = vec![AccountEvent::Noted { text: id.into() }];
-        store.commit(events, context, HashMap::new()).await.unwrap();
+        commit_notes(&store, id, [id.to_string()]).await;
     }
     let cases = [
         (
@@ -789,15 +801,7 @@ async fn dictionary_train_guards_small_samples_and_dry_runs() {
 #[tokio::test]
 async fn a_missing_checkpoint_table_points_at_the_table_scripts() {
     let missing = unique_name("cli-missing-checkpoints");
-    let args = strings(&[
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &missing,
-        "--projection",
-        "summary",
-    ]);
-    let out = common::cli(&args).await;
+    let out = common::cli(&projections_args("status", &missing, "summary")).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

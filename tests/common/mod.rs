@@ -29,7 +29,7 @@ mod cli;
 mod logs;
 #[cfg(feature = "cli")]
 #[allow(unused_imports)]
-pub use cli::{cli, cli_at, cli_command};
+pub use cli::{cli, cli_at, cli_command, projections_args};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
 
