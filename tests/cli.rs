@@ -47,9 +47,11 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// An aggregate store on `db` writing plain JSON.
-fn json_store(db: &TestTables) -> DynamoStore<Account> {
-    DynamoStore::new_aggregate_store(db.repository().with_codec(Codec::json()))
+/// Fresh tables, and an aggregate store on them writing plain JSON.
+async fn json_store() -> (TestTables, DynamoStore<Account>) {
+    let db = dynamodb().await.unwrap();
+    let store = DynamoStore::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    (db, store)
 }
 
 /// Commits one `Noted` event of each of `texts` to `id`.
@@ -271,8 +273,7 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
 /// plain JSON where it is, exits 5 and names its key.
 #[tokio::test]
 async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
-    let db = dynamodb().await.unwrap();
-    let store = json_store(&db);
+    let (db, store) = json_store().await;
     // Over 400 KB of state: chunked. A small one beside it is upstream's.
     for (id, notes) in [("cli-big", 2), ("cli-small", 1)] {
         let len = if notes == 2 { 250_000 } else { 100 };
@@ -467,8 +468,7 @@ async fn help_names_every_command_and_the_install_command_that_works() {
 /// item is read (no warning per item), naming the role it looks like.
 #[tokio::test]
 async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
-    let db = dynamodb().await.unwrap();
-    let store = json_store(&db);
+    let (db, store) = json_store().await;
     for id in ["role-1", "role-2", "role-3"] {
         commit_notes(&store, id, [id.to_string()]).await;
     }
@@ -506,6 +506,17 @@ async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
     }
 }
 
+/// A report of the view table `V` that makes one attempt per request.
+const ONE_ATTEMPT_REPORT: [&str; 7] = [
+    "report",
+    "--view-table",
+    "V",
+    "--codec",
+    "json",
+    "--max-attempts",
+    "1",
+];
+
 /// Issue 23, point 9: an endpoint that is not DynamoDB (a web server
 /// answering HTML) and a refused connection are named with the endpoint
 /// and, when there was an answer, its HTTP status; each cause is printed
@@ -516,15 +527,7 @@ async fn network_errors_name_the_endpoint_and_status_and_each_cause_once() {
         "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 13\r\n\r\n<html></html>",
     )
     .await;
-    let args = strings(&[
-        "report",
-        "--view-table",
-        "V",
-        "--codec",
-        "json",
-        "--max-attempts",
-        "1",
-    ]);
+    let args = ONE_ATTEMPT_REPORT;
     let out = cli_at(&args, &html).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -568,15 +571,7 @@ fn without_credentials(imds: &str) -> tokio::process::Command {
 #[tokio::test]
 async fn missing_credentials_are_a_configuration_error_without_sdk_noise() {
     let imds = fixed_http_server("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
-    let args = [
-        "report",
-        "--view-table",
-        "V",
-        "--codec",
-        "json",
-        "--max-attempts",
-        "1",
-    ];
+    let args = ONE_ATTEMPT_REPORT;
     let out = without_credentials(&imds)
         .args(args)
         .output()
