@@ -116,24 +116,41 @@ impl View<Account> for LedgerView {
     fn update(&mut self, _event: &EventEnvelope<Account>) {}
 }
 
+/// Asserts that writing `view` as `view_id` with `codec` is refused,
+/// naming the view and every one of `parts`, and stores nothing.
+async fn assert_view_refused(
+    db: &TestTables,
+    codec: &Codec,
+    view_id: &str,
+    view: LedgerView,
+    parts: &[&str],
+) {
+    let views = db
+        .view_repository::<LedgerView, Account>()
+        .with_codec(codec.clone());
+    let err = views
+        .update_view(view, ViewContext::new(view_id.to_string(), 0))
+        .await
+        .unwrap_err();
+    let named = format!("view {view_id}");
+    let parts: Vec<&str> = [named.as_str()]
+        .into_iter()
+        .chain(parts.iter().copied())
+        .collect();
+    assert_refused(typed(&err), &parts);
+    assert!(
+        views.load(view_id).await.unwrap().is_none(),
+        "{}",
+        codec.name()
+    );
+}
+
 #[tokio::test]
 async fn a_view_with_a_key_twice_is_refused_naming_the_view() {
     let db = tables().await;
     for codec in codecs() {
-        let views = db
-            .view_repository::<LedgerView, Account>()
-            .with_codec(codec.clone());
         let view = LedgerView { last: ambiguous() };
-        let err = views
-            .update_view(view, ViewContext::new("v1".to_string(), 0))
-            .await
-            .unwrap_err();
-        assert_refused(typed(&err), &["view v1", "twice"]);
-        assert!(
-            views.load("v1").await.unwrap().is_none(),
-            "{}",
-            codec.name()
-        );
+        assert_view_refused(&db, &codec, "v1", view, &["twice"]).await;
     }
 }
 
@@ -301,18 +318,11 @@ mod decoded_size {
     async fn a_view_over_max_decoded_size_is_refused() {
         let db = tables().await;
         for codec in capped() {
-            let views = db
-                .view_repository::<LedgerView, Account>()
-                .with_codec(codec.clone());
             let extra = (0..400).map(|i| (format!("fee-{i:04}"), i)).collect();
             let view = LedgerView {
                 last: Payment { amount: 1, extra },
             };
-            let err = views
-                .update_view(view, ViewContext::new("v2".to_string(), 0))
-                .await
-                .unwrap_err();
-            assert_refused(typed(&err), &["view v2", "max_decoded_size"]);
+            assert_view_refused(&db, &codec, "v2", view, &["max_decoded_size"]).await;
         }
     }
 }
