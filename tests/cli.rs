@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use common::{bytes, cli_at, pretty_wide, rewrites, target, Account, AccountEvent, AccountView};
+use common::{
+    bytes, cli_at, pretty_wide, projections_args, rewrites, target, Account, AccountEvent,
+    AccountView,
+};
 use cqrs_es::EventStore;
 use dynamo_es::recode::Report;
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, unique_name, TestTables};
@@ -42,6 +45,27 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fresh tables, and an aggregate store on them writing plain JSON.
+async fn json_store() -> (TestTables, DynamoStore<Account>) {
+    let db = dynamodb().await.unwrap();
+    let store = DynamoStore::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    (db, store)
+}
+
+/// Commits one `Noted` event of each of `texts` to `id`.
+async fn commit_notes(
+    store: &DynamoStore<Account>,
+    id: &str,
+    texts: impl IntoIterator<Item = String>,
+) {
+    let context = store.load_aggregate(id).await.unwrap();
+    let events = texts
+        .into_iter()
+        .map(|text| AccountEvent::Noted { text })
+        .collect();
+    store.commit(events, context, HashMap::new()).await.unwrap();
 }
 
 /// Six views of pretty-printed JSON: every target but plain JSON shrinks
@@ -249,19 +273,11 @@ async fn the_cli_reports_and_recodes_through_aws_config() {
 /// plain JSON where it is, exits 5 and names its key.
 #[tokio::test]
 async fn upstream_leaves_a_chunked_snapshot_and_exits_5_naming_it() {
-    let db = dynamodb().await.unwrap();
-    let store =
-        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    let (db, store) = json_store().await;
     // Over 400 KB of state: chunked. A small one beside it is upstream's.
     for (id, notes) in [("cli-big", 2), ("cli-small", 1)] {
         let len = if notes == 2 { 250_000 } else { 100 };
-        let events = (0..notes)
-            .map(|k| AccountEvent::Noted {
-                text: format!("{k}").repeat(len),
-            })
-            .collect();
-        let context = store.load_aggregate(id).await.unwrap();
-        store.commit(events, context, HashMap::new()).await.unwrap();
+        commit_notes(&store, id, (0..notes).map(|k| format!("{k}").repeat(len))).await;
     }
 
     let args = strings(&[
@@ -452,13 +468,9 @@ async fn help_names_every_command_and_the_install_command_that_works() {
 /// item is read (no warning per item), naming the role it looks like.
 #[tokio::test]
 async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
-    let db = dynamodb().await.unwrap();
-    let store =
-        DynamoStore::<Account>::new_aggregate_store(db.repository().with_codec(Codec::json()));
+    let (db, store) = json_store().await;
     for id in ["role-1", "role-2", "role-3"] {
-        let context = store.load_aggregate(id).await.unwrap();
-        let events = vec![AccountEvent::Noted { text: id.into() }];
-        store.commit(events, context, HashMap::new()).await.unwrap();
+        commit_notes(&store, id, [id.to_string()]).await;
     }
     let cases = [
         (
@@ -494,6 +506,17 @@ async fn a_table_in_the_wrong_role_is_refused_naming_the_role_it_looks_like() {
     }
 }
 
+/// A report of the view table `V` that makes one attempt per request.
+const ONE_ATTEMPT_REPORT: [&str; 7] = [
+    "report",
+    "--view-table",
+    "V",
+    "--codec",
+    "json",
+    "--max-attempts",
+    "1",
+];
+
 /// Issue 23, point 9: an endpoint that is not DynamoDB (a web server
 /// answering HTML) and a refused connection are named with the endpoint
 /// and, when there was an answer, its HTTP status; each cause is printed
@@ -504,15 +527,7 @@ async fn network_errors_name_the_endpoint_and_status_and_each_cause_once() {
         "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 13\r\n\r\n<html></html>",
     )
     .await;
-    let args = strings(&[
-        "report",
-        "--view-table",
-        "V",
-        "--codec",
-        "json",
-        "--max-attempts",
-        "1",
-    ]);
+    let args = ONE_ATTEMPT_REPORT;
     let out = cli_at(&args, &html).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -556,15 +571,7 @@ fn without_credentials(imds: &str) -> tokio::process::Command {
 #[tokio::test]
 async fn missing_credentials_are_a_configuration_error_without_sdk_noise() {
     let imds = fixed_http_server("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
-    let args = [
-        "report",
-        "--view-table",
-        "V",
-        "--codec",
-        "json",
-        "--max-attempts",
-        "1",
-    ];
+    let args = ONE_ATTEMPT_REPORT;
     let out = without_credentials(&imds)
         .args(args)
         .output()
@@ -789,15 +796,7 @@ async fn dictionary_train_guards_small_samples_and_dry_runs() {
 #[tokio::test]
 async fn a_missing_checkpoint_table_points_at_the_table_scripts() {
     let missing = unique_name("cli-missing-checkpoints");
-    let args = strings(&[
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &missing,
-        "--projection",
-        "summary",
-    ]);
-    let out = common::cli(&args).await;
+    let out = common::cli(&projections_args("status", &missing, "summary")).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -20,11 +20,18 @@ use dynamo_es::testing::{unique_name, TestTables};
 use dynamo_es::{Codec, SnapshotPolicy};
 use serde_json::Value;
 
-use common::{cli, cqrs, deposit, Account};
+use common::{cli, cqrs, deposit, projections_args, Account};
 use projection_common::stream_tables;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A new checkpoint table.
+async fn checkpoint_table(db: &TestTables) -> String {
+    let table = unique_name("checkpoints");
+    create_checkpoint_table(&db.client, &table).await.unwrap();
+    table
 }
 
 /// How long before the status the checkpointed record was created.
@@ -36,8 +43,7 @@ const RECORD_AGE: Duration = Duration::from_secs(5);
 /// and one of an older stream (no checkpoint). None of the three is a shard
 /// the emulator's stream describes; its one shard has no checkpoint.
 async fn projection(db: &TestTables, arn: &str) -> String {
-    let table = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &table).await.unwrap();
+    let table = checkpoint_table(db).await;
     let store = CheckpointStore::new(db.client.clone(), &table, "balances");
     // First: a finished rebuild supersedes the checkpoints older than it.
     let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
@@ -85,16 +91,8 @@ async fn projection(db: &TestTables, arn: &str) -> String {
 async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
     let (db, arn) = stream_tables().await;
     let table = projection(&db, &arn).await;
-    let base = [
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &table,
-        "--projection",
-        "balances",
-        "--events-table",
-        &db.events,
-    ];
+    let mut base = projections_args("status", &table, "balances");
+    base.extend(["--events-table", &db.events]);
 
     let out = cli(&[&base[..], &["--json"]].concat()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -216,8 +214,7 @@ impl dynamo_es::projection::Projection<Account> for Refuse {
 #[tokio::test]
 async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
     let (db, _) = stream_tables().await;
-    let table = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &table).await.unwrap();
+    let table = checkpoint_table(&db).await;
     let store = CheckpointStore::new(db.client.clone(), &table, "failing");
     let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
     deposit(&framework, "refused-1", 5).await;
@@ -227,14 +224,7 @@ async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
         .run()
         .await
         .unwrap_err();
-    let base = [
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &table,
-        "--projection",
-        "failing",
-    ];
+    let base = projections_args("status", &table, "failing");
 
     let out = cli(&[&base[..], &["--json"]].concat()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -273,14 +263,7 @@ async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
         parent_shard_id: None,
     };
     other.acquire(&shard, "c").await.unwrap().unwrap();
-    let base = [
-        "projections",
-        "reset",
-        "--checkpoint-table",
-        &table,
-        "--projection",
-        "balances",
-    ];
+    let base = projections_args("reset", &table, "balances");
 
     let out = cli(&base).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -309,18 +292,10 @@ async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
 #[tokio::test]
 async fn an_unknown_projection_has_no_shards_and_says_so() {
     let (db, _) = stream_tables().await;
-    let table = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &table).await.unwrap();
-    let out = cli(&[
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &table,
-        "--projection",
-        "nobody",
-        "--json",
-    ])
-    .await;
+    let table = checkpoint_table(&db).await;
+    let mut args = projections_args("status", &table, "nobody");
+    args.push("--json");
+    let out = cli(&args).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["shards"], Value::Array(vec![]));
@@ -332,15 +307,7 @@ async fn an_unknown_projection_has_no_shards_and_says_so() {
 #[tokio::test]
 async fn a_missing_table_exits_1_naming_it_and_bad_arguments_exit_2() {
     let missing = unique_name("missing");
-    let out = cli(&[
-        "projections",
-        "status",
-        "--checkpoint-table",
-        &missing,
-        "--projection",
-        "p",
-    ])
-    .await;
+    let out = cli(&projections_args("status", &missing, "p")).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains(&missing),

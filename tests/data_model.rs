@@ -4,23 +4,17 @@
 //! with the forms that used to differ between paths.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use common::codecs;
 use dynamo_es::{Codec, Error};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-
-/// Every codec this build can write, compressing even small payloads so the
-/// zstd paths are exercised too.
-fn codecs() -> Vec<Codec> {
-    Codec::available()
-        .into_iter()
-        .map(|codec| codec.with_min_compress_size(0))
-        .collect()
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Kind {

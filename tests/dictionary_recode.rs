@@ -155,6 +155,16 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The arguments of `dynamo-es <verb>` of the events table `events` with
+/// the `json` codec and `options`, printing JSON without progress.
+#[cfg(feature = "cli")]
+fn to_json<'a>(verb: &'a str, events: &'a str, options: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![verb, "--events-table", events, "--codec", "json"];
+    args.extend_from_slice(options);
+    args.extend(["--no-progress", "--json"]);
+    args
+}
+
 #[cfg(feature = "cli")]
 #[tokio::test]
 async fn cli_train_then_recode_then_report() {
@@ -198,38 +208,22 @@ async fn cli_train_then_recode_then_report() {
     assert_eq!(stored.info().size, 8192);
 
     let id_arg = id.to_string();
-    let recode = [
+    let recode = to_json(
         "recode",
-        "--events-table",
         events,
-        "--snapshots-table",
-        snapshots,
-        "--codec",
-        "json",
-        "--dictionary",
-        &id_arg,
-        "--no-progress",
-        "--json",
-    ];
+        &["--snapshots-table", snapshots, "--dictionary", &id_arg],
+    );
     let report = json_report(&recode).await;
     assert_eq!(report.tables[0].counts.items_recoded, 600);
     assert_eq!(report.tables[1].counts.items_scanned, 0);
     let moved = by_key(&db, &db.events).await;
     assert_eq!(count_with(&moved, Some(id)), 600);
 
-    let report_args = [
+    let report_args = to_json(
         "report",
-        "--events-table",
         events,
-        "--codec",
-        "json",
-        "--dictionaries-table",
-        snapshots,
-        "--dictionary",
-        &id_arg,
-        "--no-progress",
-        "--json",
-    ];
+        &["--dictionaries-table", snapshots, "--dictionary", &id_arg],
+    );
     let report = json_report(&report_args).await;
     let counts = &report.tables[0].counts;
     assert_eq!(
@@ -242,18 +236,11 @@ async fn cli_train_then_recode_then_report() {
     let reader = db.repository();
     let read = reader.get_events::<Order>("train-3").await.unwrap();
     assert_eq!(read.len(), 10);
-    let back = [
+    let back = to_json(
         "recode",
-        "--events-table",
         events,
-        "--codec",
-        "json",
-        "--dictionaries-table",
-        snapshots,
-        "--allow-growth",
-        "--no-progress",
-        "--json",
-    ];
+        &["--dictionaries-table", snapshots, "--allow-growth"],
+    );
     let report = json_report(&back).await;
     assert_eq!(report.tables[0].counts.items_recoded, 600);
     assert_eq!(by_key(&db, &db.events).await, original);

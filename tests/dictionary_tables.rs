@@ -195,6 +195,30 @@ async fn tables_with_dictionary(seed: u64) -> (TestTables, dynamo_es::dictionary
     (db, dictionary)
 }
 
+/// Runs a long note, then nine deposits, on `id` through `cqrs`, and
+/// asserts the snapshot of `id` is framed with `dictionary`.
+async fn note_then_nine_deposits<ES: EventStore<Account>>(
+    cqrs: &CqrsFramework<Account, ES>,
+    db: &TestTables,
+    id: &str,
+    dictionary: &dynamo_es::dictionary::Dictionary,
+) {
+    cqrs.execute(id, AccountCommand::note(long_note()))
+        .await
+        .unwrap();
+    cqrs.execute(id, AccountCommand::deposit(1, 9))
+        .await
+        .unwrap();
+    let head = snapshot_item(db, id).await;
+    assert_eq!(frame_dictionary(&head, PAYLOAD), Some(dictionary.id()));
+}
+
+/// A fresh process's repository on `db`: a new client metered by `meter`,
+/// no dictionary given.
+fn fresh_repository(meter: &Meter, db: &TestTables) -> DynamoEventRepository {
+    DynamoEventRepository::new(meter.client(&db.client)).with_tables(&db.events, &db.snapshots)
+}
+
 #[tokio::test]
 async fn a_fresh_persisted_event_store_reads_snapshots_written_with_a_dictionary() {
     let (db, dictionary) = tables_with_dictionary(77).await;
@@ -205,18 +229,10 @@ async fn a_fresh_persisted_event_store_reads_snapshots_written_with_a_dictionary
         vec![],
         (),
     );
-    cqrs.execute("p", AccountCommand::note(long_note()))
-        .await
-        .unwrap();
-    cqrs.execute("p", AccountCommand::deposit(1, 9))
-        .await
-        .unwrap();
-    let head = snapshot_item(&db, "p").await;
-    assert_eq!(frame_dictionary(&head, PAYLOAD), Some(dictionary.id()));
+    note_then_nine_deposits(&cqrs, &db, "p", &dictionary).await;
     // A fresh process: a new client and repository, no dictionary given.
     let meter = Meter::new();
-    let fresh =
-        DynamoEventRepository::new(meter.client(&db.client)).with_tables(&db.events, &db.snapshots);
+    let fresh = fresh_repository(&meter, &db);
     let snapshot = fresh.get_snapshot::<Account>("p").await.unwrap().unwrap();
     assert_eq!(snapshot.current_sequence, 10);
     let store = PersistedEventStore::<_, Account>::new_snapshot_store(fresh.clone(), 1);
@@ -250,18 +266,9 @@ async fn a_fresh_dynamo_store_uses_snapshots_written_with_a_dictionary() {
         dictionary_codec_repo(&db, &dictionary),
         SnapshotPolicy::Always,
     );
-    cqrs.execute("d", AccountCommand::note(long_note()))
-        .await
-        .unwrap();
-    cqrs.execute("d", AccountCommand::deposit(1, 9))
-        .await
-        .unwrap();
-    let head = snapshot_item(&db, "d").await;
-    assert_eq!(frame_dictionary(&head, PAYLOAD), Some(dictionary.id()));
+    note_then_nine_deposits(&cqrs, &db, "d", &dictionary).await;
     let meter = Meter::new();
-    let fresh =
-        DynamoEventRepository::new(meter.client(&db.client)).with_tables(&db.events, &db.snapshots);
-    let store = DynamoStore::<Account>::new(fresh, SnapshotPolicy::Always);
+    let store = DynamoStore::<Account>::new(fresh_repository(&meter, &db), SnapshotPolicy::Always);
     let (loaded, costs) = meter.measure(store.load_aggregate("d")).await;
     assert_eq!(loaded.unwrap().aggregate, expected);
     // The snapshot (and its dictionary, once) beside the newest events,

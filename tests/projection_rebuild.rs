@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use cqrs_es::persist::{PersistedEventRepository, ViewRepository};
 use dynamo_es::projection::{
-    CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Rebuild, ViewProjection,
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projection, Projector, Rebuild,
+    ViewProjection,
 };
 use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{endpoint, TestTables};
@@ -50,14 +51,18 @@ async fn commit(db: &TestTables, ids: &[String], per_id: usize) {
     }
 }
 
+/// A dispatcher decoding `Account` events for `projection` alone.
+fn dispatching_to(projection: impl Projection<Account> + 'static) -> Dispatcher<Account> {
+    Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(projection)
+}
+
 /// A dispatcher feeding the exactly-once view and `recorder` (which logs
 /// every delivery, duplicates included).
 fn dispatcher(db: &TestTables, recorder: &Recorder) -> Dispatcher<Account> {
-    Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
-        .with_projection(ViewProjection::new(
-            db.view_repository::<AccountView, Account>(),
-        ))
-        .with_projection(recorder.clone())
+    dispatching_to(ViewProjection::new(
+        db.view_repository::<AccountView, Account>(),
+    ))
+    .with_projection(recorder.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +163,7 @@ async fn a_rebuild_during_commits_handed_to_the_projector_applies_each_event_onc
 struct FailOn(&'static str);
 
 #[async_trait::async_trait]
-impl dynamo_es::projection::Projection<Account> for FailOn {
+impl Projection<Account> for FailOn {
     async fn project(
         &self,
         id: &str,
@@ -177,8 +182,7 @@ async fn a_failing_projection_stops_the_rebuild_with_its_error_and_no_finish_mar
     let ids = ids("failing");
     commit(&db, &ids, 2).await;
     let store = checkpoints(&db.client, Duration::from_secs(2)).await;
-    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
-        .with_projection(FailOn("failing-3"));
+    let dispatcher = dispatching_to(FailOn("failing-3"));
     let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
         .with_segments(2)
         .run()
@@ -263,7 +267,7 @@ struct FailAt {
 }
 
 #[async_trait::async_trait]
-impl dynamo_es::projection::Projection<Account> for FailAt {
+impl Projection<Account> for FailAt {
     async fn project(
         &self,
         id: &str,
@@ -364,8 +368,7 @@ async fn the_first_failing_segment_stops_the_others_before_their_next_page() {
         failed: Arc::default(),
         after: Arc::default(),
     };
-    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
-        .with_projection(failing.clone());
+    let dispatcher = dispatching_to(failing.clone());
     let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
         .with_segments(2)
         .with_page_size(i32::try_from(PAGE).unwrap())
@@ -497,7 +500,7 @@ struct DuringRebuild {
 }
 
 #[async_trait::async_trait]
-impl dynamo_es::projection::Projection<Account> for DuringRebuild {
+impl Projection<Account> for DuringRebuild {
     async fn project(
         &self,
         _id: &str,
@@ -537,8 +540,7 @@ async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
         store: store.clone(),
         leases: tokio::sync::Mutex::new(Some((moved.clone(), idle.clone()))),
     };
-    let dispatcher =
-        Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(during);
+    let dispatcher = dispatching_to(during);
     let report = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
         .run()
         .await

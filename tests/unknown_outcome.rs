@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use cqrs_es::persist::{PersistedEventRepository, ViewContext, ViewRepository};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ViewContext, ViewRepository};
 use cqrs_es::Aggregate;
 use dynamo_es::testing::faults::{
     client_on, quick_retries, short_timeouts, Canned, Scripted, Step,
@@ -37,20 +37,47 @@ fn respond(canned: Canned) -> Step {
     Step::Respond(canned)
 }
 
+/// Three server errors: one for each attempt.
+fn three_server_errors() -> Scripted {
+    script((0..3).map(|_| respond(internal_error())))
+}
+
+/// A lost attempt, then throttling on both retries.
+fn lost_then_throttled() -> Scripted {
+    script([
+        Step::Lost,
+        respond(Canned::throughput_exceeded()),
+        respond(Canned::throughput_exceeded()),
+    ])
+}
+
 /// Asserts `err` reports an unknown outcome of `operation`.
 #[track_caller]
-fn assert_unknown(err: &cqrs_es::persist::PersistenceError, operation: &str) {
+fn assert_unknown(err: &PersistenceError, operation: &str) {
     assert_failed(err, "Connection", operation);
     assert!(err.to_string().contains("unknown"), "{err}");
 }
 
-async fn one_event(http: &Scripted) -> Result<(), cqrs_es::persist::PersistenceError> {
+async fn one_event(http: &Scripted) -> Result<(), PersistenceError> {
     json_repo_on(http, 3)
         .persist::<Account>(&[deposit_event(Account::TYPE, "acct-1", 1, 5)], None)
         .await
 }
 
-async fn two_events(http: &Scripted) -> Result<(), cqrs_es::persist::PersistenceError> {
+async fn one_event_with_a_snapshot(http: &Scripted) -> Result<(), PersistenceError> {
+    json_repo_on(http, 3)
+        .persist::<Account>(
+            &[deposit_event(Account::TYPE, "acct-1", 1, 5)],
+            Some((
+                "acct-1".to_string(),
+                json!({"total": 5, "applied": 1, "notes": []}),
+                1,
+            )),
+        )
+        .await
+}
+
+async fn two_events(http: &Scripted) -> Result<(), PersistenceError> {
     json_repo_on(http, 3)
         .persist::<Account>(
             &[
@@ -64,7 +91,7 @@ async fn two_events(http: &Scripted) -> Result<(), cqrs_es::persist::Persistence
 
 #[tokio::test]
 async fn a_put_item_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = script((0..3).map(|_| respond(internal_error())));
+    let http = three_server_errors();
     let err = one_event(&http).await.unwrap_err();
     assert_unknown(&err, "PutItem");
     assert_eq!(http.operations(), ["PutItem"; 3]);
@@ -72,11 +99,7 @@ async fn a_put_item_answered_only_by_server_errors_has_an_unknown_outcome() {
 
 #[tokio::test]
 async fn a_lost_put_item_then_throttling_has_an_unknown_outcome() {
-    let http = script([
-        Step::Lost,
-        respond(Canned::throughput_exceeded()),
-        respond(Canned::throughput_exceeded()),
-    ]);
+    let http = lost_then_throttled();
     let err = one_event(&http).await.unwrap_err();
     assert_unknown(&err, "PutItem");
 }
@@ -87,10 +110,7 @@ async fn a_clean_refusal_on_the_first_attempt_stays_a_refusal() {
     // framework an aggregate conflict.
     let http = script([
         respond(Canned::empty_query()),
-        respond(Canned::dynamo_error(
-            "ConditionalCheckFailedException",
-            json!({}),
-        )),
+        respond(conditional_check_failed()),
     ]);
     let err = failed_deposit(
         &cqrs::<Account>(json_repo_on(&http, 3), SnapshotPolicy::Never),
@@ -108,7 +128,7 @@ async fn a_clean_refusal_on_the_first_attempt_stays_a_refusal() {
 
 #[tokio::test]
 async fn a_transaction_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = script((0..3).map(|_| respond(internal_error())));
+    let http = three_server_errors();
     let err = two_events(&http).await.unwrap_err();
     assert_unknown(&err, "TransactWriteItems");
     assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
@@ -139,18 +159,8 @@ async fn a_lost_transaction_then_throttling_has_an_unknown_outcome() {
 
 #[tokio::test]
 async fn a_commit_with_its_snapshot_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = script((0..3).map(|_| respond(internal_error())));
-    let err = json_repo_on(&http, 3)
-        .persist::<Account>(
-            &[deposit_event(Account::TYPE, "acct-1", 1, 5)],
-            Some((
-                "acct-1".to_string(),
-                json!({"total": 5, "applied": 1, "notes": []}),
-                1,
-            )),
-        )
-        .await
-        .unwrap_err();
+    let http = three_server_errors();
+    let err = one_event_with_a_snapshot(&http).await.unwrap_err();
     assert_unknown(&err, "TransactWriteItems");
     assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
 
@@ -160,71 +170,45 @@ async fn a_commit_with_its_snapshot_answered_only_by_server_errors_has_an_unknow
         Step::Lost,
         respond(Canned::validation_error("Transaction request is too large")),
     ]);
-    let err = json_repo_on(&http, 3)
-        .persist::<Account>(
-            &[deposit_event(Account::TYPE, "acct-1", 1, 5)],
-            Some((
-                "acct-1".to_string(),
-                json!({"total": 5, "applied": 1, "notes": []}),
-                1,
-            )),
-        )
-        .await
-        .unwrap_err();
+    let err = one_event_with_a_snapshot(&http).await.unwrap_err();
     assert_unknown(&err, "TransactWriteItems");
     assert_eq!(http.operations(), ["TransactWriteItems"; 2]);
 }
 
-fn views_on(http: &Scripted) -> DynamoViewRepository<AccountView, Account> {
+/// Writes a default view `v1` on a view repository only `http` answers.
+async fn write_view(http: &Scripted) -> Result<(), PersistenceError> {
     let client = client_on(http.clone(), quick_retries(3), short_timeouts());
     DynamoViewRepository::<AccountView, Account>::new("views", client)
+        .update_view(
+            AccountView::default(),
+            ViewContext::new("v1".to_string(), 0),
+        )
+        .await
+}
+
+fn conditional_check_failed() -> Canned {
+    Canned::dynamo_error("ConditionalCheckFailedException", json!({}))
 }
 
 #[tokio::test]
 async fn a_view_write_without_a_definite_answer_has_an_unknown_outcome() {
-    let context = || ViewContext::new("v1".to_string(), 0);
-    let http = script((0..3).map(|_| respond(internal_error())));
-    let err = views_on(&http)
-        .update_view(AccountView::default(), context())
-        .await
-        .unwrap_err();
+    let http = three_server_errors();
+    let err = write_view(&http).await.unwrap_err();
     assert_unknown(&err, "PutItem");
 
-    let http = script([
-        Step::Lost,
-        respond(Canned::throughput_exceeded()),
-        respond(Canned::throughput_exceeded()),
-    ]);
-    let err = views_on(&http)
-        .update_view(AccountView::default(), context())
-        .await
-        .unwrap_err();
+    let http = lost_then_throttled();
+    let err = write_view(&http).await.unwrap_err();
     assert_unknown(&err, "PutItem");
 
     // The version condition failing after a lost attempt may be that
     // attempt's own write.
-    let http = script([
-        Step::Lost,
-        respond(Canned::dynamo_error(
-            "ConditionalCheckFailedException",
-            json!({}),
-        )),
-    ]);
-    let err = views_on(&http)
-        .update_view(AccountView::default(), context())
-        .await
-        .unwrap_err();
+    let http = script([Step::Lost, respond(conditional_check_failed())]);
+    let err = write_view(&http).await.unwrap_err();
     assert_unknown(&err, "PutItem");
 
     // Failing on the first attempt: a conflict.
-    let http = script([respond(Canned::dynamo_error(
-        "ConditionalCheckFailedException",
-        json!({}),
-    ))]);
-    let err = views_on(&http)
-        .update_view(AccountView::default(), context())
-        .await
-        .unwrap_err();
+    let http = script([respond(conditional_check_failed())]);
+    let err = write_view(&http).await.unwrap_err();
     assert_eq!(err.kind(), "OptimisticLockError", "{err:?}");
     assert!(!matches!(
         typed_or_none(&err),
@@ -232,9 +216,9 @@ async fn a_view_write_without_a_definite_answer_has_an_unknown_outcome() {
     ));
 }
 
-fn typed_or_none(err: &cqrs_es::persist::PersistenceError) -> Option<&Error> {
+fn typed_or_none(err: &PersistenceError) -> Option<&Error> {
     match err {
-        cqrs_es::persist::PersistenceError::OptimisticLockError => None,
+        PersistenceError::OptimisticLockError => None,
         other => Some(typed(other)),
     }
 }

@@ -18,17 +18,10 @@ use std::collections::BTreeMap;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
 use cqrs_es::{Aggregate, EventEnvelope, View};
-use dynamo_es::{Codec, Error};
+use dynamo_es::testing::TestTables;
+use dynamo_es::{Codec, DynamoEventRepository, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-/// Every codec this build can write, compressing even small payloads.
-fn codecs() -> Vec<Codec> {
-    Codec::available()
-        .into_iter()
-        .map(|codec| codec.with_min_compress_size(0))
-        .collect()
-}
 
 /// Asserts that `err` is a write-time refusal mentioning every one of `parts`.
 #[track_caller]
@@ -123,24 +116,41 @@ impl View<Account> for LedgerView {
     fn update(&mut self, _event: &EventEnvelope<Account>) {}
 }
 
+/// Asserts that writing `view` as `view_id` with `codec` is refused,
+/// naming the view and every one of `parts`, and stores nothing.
+async fn assert_view_refused(
+    db: &TestTables,
+    codec: &Codec,
+    view_id: &str,
+    view: LedgerView,
+    parts: &[&str],
+) {
+    let views = db
+        .view_repository::<LedgerView, Account>()
+        .with_codec(codec.clone());
+    let err = views
+        .update_view(view, ViewContext::new(view_id.to_string(), 0))
+        .await
+        .unwrap_err();
+    let named = format!("view {view_id}");
+    let parts: Vec<&str> = [named.as_str()]
+        .into_iter()
+        .chain(parts.iter().copied())
+        .collect();
+    assert_refused(typed(&err), &parts);
+    assert!(
+        views.load(view_id).await.unwrap().is_none(),
+        "{}",
+        codec.name()
+    );
+}
+
 #[tokio::test]
 async fn a_view_with_a_key_twice_is_refused_naming_the_view() {
     let db = tables().await;
     for codec in codecs() {
-        let views = db
-            .view_repository::<LedgerView, Account>()
-            .with_codec(codec.clone());
         let view = LedgerView { last: ambiguous() };
-        let err = views
-            .update_view(view, ViewContext::new("v1".to_string(), 0))
-            .await
-            .unwrap_err();
-        assert_refused(typed(&err), &["view v1", "twice"]);
-        assert!(
-            views.load("v1").await.unwrap().is_none(),
-            "{}",
-            codec.name()
-        );
+        assert_view_refused(&db, &codec, "v1", view, &["twice"]).await;
     }
 }
 
@@ -184,6 +194,57 @@ fn nesting_every_reader_refuses_is_refused_at_write_time() {
 /// The events of one commit, and the snapshot `persist` is given with them.
 type Commit = (Vec<SerializedEvent>, Option<(String, Value, usize)>);
 
+/// A repository writing `codec`, and a new aggregate with its first event
+/// committed.
+async fn one_committed_event(db: &TestTables, codec: &Codec) -> (DynamoEventRepository, String) {
+    let repo = db.repository().with_codec(codec.clone());
+    let id = new_id();
+    repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
+        .await
+        .unwrap();
+    (repo, id)
+}
+
+/// Every commit path after event 1 of `id`, each ending in a refused event:
+/// a single put of `second`, a transaction of a fine event 2 and `third`, and
+/// `second` in a transaction with a snapshot whose state is `snapshot`.
+fn commit_paths(
+    id: &str,
+    second: SerializedEvent,
+    third: SerializedEvent,
+    snapshot: Value,
+) -> [Commit; 3] {
+    [
+        (vec![second.clone()], None),
+        (vec![deposit_event(Account::TYPE, id, 2, 1), third], None),
+        (vec![second], Some((id.to_string(), snapshot, 1))),
+    ]
+}
+
+/// Asserts each of `commits` is refused, naming its last event, `id` and
+/// every one of `parts`, and that `id` still holds only its first event.
+async fn assert_every_commit_refused(
+    repo: &DynamoEventRepository,
+    id: &str,
+    commits: [Commit; 3],
+    parts: &[&str],
+) {
+    for (events, snapshot) in commits {
+        let err = repo
+            .persist::<Account>(&events, snapshot)
+            .await
+            .unwrap_err();
+        let event = format!("event {}", events.last().unwrap().sequence);
+        let named: Vec<&str> = [event.as_str(), id]
+            .into_iter()
+            .chain(parts.iter().copied())
+            .collect();
+        assert_refused(typed(&err), &named);
+    }
+    let stored = repo.get_events::<Account>(id).await.unwrap();
+    assert_eq!(stored.len(), 1, "{id}");
+}
+
 /// A `Deposited` event of `id` at `sequence` whose metadata is `metadata`.
 fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> SerializedEvent {
     SerializedEvent {
@@ -196,43 +257,14 @@ fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> Serialized
 async fn an_event_nested_too_deep_is_refused_and_its_aggregate_stays_loadable() {
     let db = tables().await;
     for codec in codecs() {
-        let repo = db.repository().with_codec(codec.clone());
-        let id = new_id();
-        repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
-            .await
-            .unwrap();
-        // A single put, a transaction, a transaction with a snapshot.
-        let commits: [Commit; 3] = [
-            (vec![event_with_metadata(&id, 2, nested(128))], None),
-            (
-                vec![
-                    deposit_event(Account::TYPE, &id, 2, 1),
-                    event_with_metadata(&id, 3, nested(200)),
-                ],
-                None,
-            ),
-            (
-                vec![event_with_metadata(&id, 2, nested(128))],
-                Some((
-                    id.clone(),
-                    json!({"total": 2, "applied": 2, "notes": []}),
-                    1,
-                )),
-            ),
-        ];
-        for (events, snapshot) in commits {
-            let err = repo
-                .persist::<Account>(&events, snapshot)
-                .await
-                .unwrap_err();
-            let sequence = events.last().unwrap().sequence;
-            assert_refused(
-                typed(&err),
-                &[&format!("event {sequence}"), &id, "128 levels"],
-            );
-        }
-        let stored = repo.get_events::<Account>(&id).await.unwrap();
-        assert_eq!(stored.len(), 1, "{}", codec.name());
+        let (repo, id) = one_committed_event(&db, &codec).await;
+        let commits = commit_paths(
+            &id,
+            event_with_metadata(&id, 2, nested(128)),
+            event_with_metadata(&id, 3, nested(200)),
+            json!({"total": 2, "applied": 2, "notes": []}),
+        );
+        assert_every_commit_refused(&repo, &id, commits, &["128 levels"]).await;
         // 127 levels are committed and read back.
         let deepest = event_with_metadata(&id, 2, nested(127));
         repo.persist::<Account>(std::slice::from_ref(&deepest), None)
@@ -265,48 +297,16 @@ mod decoded_size {
     async fn an_event_over_max_decoded_size_is_refused_on_every_commit_path() {
         let db = tables().await;
         for codec in capped() {
-            let repo = db.repository().with_codec(codec.clone());
-            let id = new_id();
-            repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
-                .await
-                .unwrap();
-            let commits: [Commit; 3] = [
-                (vec![note_event(&id, 2, 5_000)], None),
-                (
-                    vec![
-                        deposit_event(Account::TYPE, &id, 2, 1),
-                        note_event(&id, 3, 5_000),
-                    ],
-                    None,
-                ),
-                (
-                    vec![note_event(&id, 2, 5_000)],
-                    Some((
-                        id.clone(),
-                        json!({"total": 1, "applied": 2, "notes": []}),
-                        1,
-                    )),
-                ),
-            ];
-            for (events, snapshot) in commits {
-                let err = repo
-                    .persist::<Account>(&events, snapshot)
-                    .await
-                    .unwrap_err();
-                let sequence = events.last().unwrap().sequence;
-                assert_refused(
-                    typed(&err),
-                    &[
-                        &format!("event {sequence}"),
-                        &id,
-                        "max_decoded_size of 2000",
-                        "with_max_decoded_size",
-                    ],
-                );
-            }
-            // Nothing was stored, and every command on the aggregate works.
-            let stored = repo.get_events::<Account>(&id).await.unwrap();
-            assert_eq!(stored.len(), 1, "{}", codec.name());
+            let (repo, id) = one_committed_event(&db, &codec).await;
+            let commits = commit_paths(
+                &id,
+                note_event(&id, 2, 5_000),
+                note_event(&id, 3, 5_000),
+                json!({"total": 1, "applied": 2, "notes": []}),
+            );
+            let parts = ["max_decoded_size of 2000", "with_max_decoded_size"];
+            assert_every_commit_refused(&repo, &id, commits, &parts).await;
+            // Every command on the aggregate still works.
             repo.persist::<Account>(&[note_event(&id, 2, 500)], None)
                 .await
                 .unwrap();
@@ -318,18 +318,11 @@ mod decoded_size {
     async fn a_view_over_max_decoded_size_is_refused() {
         let db = tables().await;
         for codec in capped() {
-            let views = db
-                .view_repository::<LedgerView, Account>()
-                .with_codec(codec.clone());
             let extra = (0..400).map(|i| (format!("fee-{i:04}"), i)).collect();
             let view = LedgerView {
                 last: Payment { amount: 1, extra },
             };
-            let err = views
-                .update_view(view, ViewContext::new("v2".to_string(), 0))
-                .await
-                .unwrap_err();
-            assert_refused(typed(&err), &["view v2", "max_decoded_size"]);
+            assert_view_refused(&db, &codec, "v2", view, &["max_decoded_size"]).await;
         }
     }
 }

@@ -38,3 +38,16 @@ pub async fn cli_at(args: &[impl AsRef<OsStr>], endpoint: &str) -> Output {
 pub async fn cli(args: &[impl AsRef<OsStr>]) -> Output {
     cli_at(args, &dynamo_es::testing::endpoint().unwrap()).await
 }
+
+/// The arguments of `dynamo-es projections <verb>` for `projection` in the
+/// checkpoint table `table`; add more with `extend`.
+pub fn projections_args<'a>(verb: &'a str, table: &'a str, projection: &'a str) -> Vec<&'a str> {
+    vec![
+        "projections",
+        verb,
+        "--checkpoint-table",
+        table,
+        "--projection",
+        projection,
+    ]
+}

@@ -29,7 +29,7 @@ mod cli;
 mod logs;
 #[cfg(feature = "cli")]
 #[allow(unused_imports)]
-pub use cli::{cli, cli_at, cli_command};
+pub use cli::{cli, cli_at, cli_command, projections_args};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
 
@@ -161,6 +161,15 @@ impl View<Account> for AccountView {
             self.total += amount;
         }
     }
+}
+
+/// Every codec this build can write, compressing even small payloads so the
+/// zstd paths are exercised too.
+pub fn codecs() -> Vec<Codec> {
+    Codec::available()
+        .into_iter()
+        .map(|codec| codec.with_min_compress_size(0))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
