@@ -13,8 +13,8 @@
 //! depends on the file that defines it.
 //!
 //! Test code is not part of the library's layering: files declared as
-//! `mod tests`, and everything from a `#[cfg(test)]` line to the end of a
-//! file, are left out.
+//! `mod tests`, and everything from a `#[cfg(test)]` (or
+//! `#[cfg(all(test, ...))]`) line to the end of a file, are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,9 @@ fn code_of(text: &str) -> String {
     let mut code = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
+        // Test code: `#[cfg(test)]`, or tests that also need a feature
+        // (`#[cfg(all(test, feature = "test-util"))]`).
+        if trimmed.starts_with("#[cfg(test)]") || trimmed.starts_with("#[cfg(all(test,") {
             break;
         }
         if trimmed.starts_with("//") {
