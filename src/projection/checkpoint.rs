@@ -13,13 +13,13 @@
 //! The schema is documented at [`CheckpointStore`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::lease::Observations;
+use super::observed::Observed;
 use super::Error;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
@@ -180,7 +180,7 @@ pub struct CheckpointStore {
     pub(super) table: String,
     pub(super) projection: String,
     pub(super) lease_duration: Duration,
-    pub(super) observed: Arc<Mutex<Observations>>,
+    pub(super) observed: Arc<Observed>,
 }
 
 impl CheckpointStore {

@@ -99,6 +99,7 @@ mod error;
 mod heartbeat;
 mod lag;
 mod lease;
+mod observed;
 mod origin;
 mod projector;
 mod reader;
