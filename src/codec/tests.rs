@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use super::encoding::{TAG, TAG_MSGPACK, ZSTD_MAGIC};
 use super::*;
 
 /// Every codec this build can write, at several zstd levels, compressing
