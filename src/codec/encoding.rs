@@ -19,7 +19,7 @@ pub(crate) const TAG_MSGPACK_COMPACT: u8 = 0x01;
 /// The zstd frame magic number, as stored (little endian).
 pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
-/// The serialization format a [`Codec`] writes.
+/// The serialization format a [`Codec`](super::Codec) writes.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {

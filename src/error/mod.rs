@@ -31,7 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Every error this crate returns.
 ///
-/// It converts into [`PersistenceError`] and [`AggregateError`], so it can
+/// It converts into [`PersistenceError`](cqrs_es::persist::PersistenceError) and
+/// [`AggregateError`](cqrs_es::AggregateError), so it can
 /// flow through cqrs-es unchanged; the original is kept as the boxed source
 /// and can be recovered with `downcast_ref::<dynamo_es::Error>()`.
 #[non_exhaustive]
