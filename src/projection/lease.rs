@@ -22,10 +22,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tokio::time::Instant;
 
-use super::checkpoint::{
-    millis, now_millis, CheckpointStore, ShardCheckpoint, ShardInfo, CHECKPOINT,
-    CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER, PARENT_SHARD_ID, PROJECTION, SHARD_ID,
-    STREAM_ARN, UPDATED_AT,
+use super::checkpoint::{CheckpointStore, ShardCheckpoint, ShardInfo};
+use super::fields::{
+    millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER,
+    PARENT_SHARD_ID, PROJECTION, SHARD_ID, STREAM_ARN, UPDATED_AT,
 };
 use super::Error;
 use crate::item::{get_n, n, s, Item};

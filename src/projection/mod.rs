@@ -96,6 +96,7 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+mod fields;
 mod heartbeat;
 mod lag;
 mod lease;
