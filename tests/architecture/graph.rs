@@ -13,8 +13,9 @@
 //! depends on the file that defines it.
 //!
 //! Test code is not part of the library's layering: files declared as
-//! `mod tests`, and everything from a `#[cfg(test)]` (or
-//! `#[cfg(all(test, ...))]`) line to the end of a file, are left out.
+//! `mod tests`, and everything from a `#[cfg(test)]` line to the end of a
+//! file (`#[cfg(test)]` or `#[cfg(all(test, ...))]` at the start of a
+//! line), are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,9 +59,9 @@ fn code_of(text: &str) -> String {
     let mut code = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        // Test code: `#[cfg(test)]`, or tests that also need a feature
-        // (`#[cfg(all(test, feature = "test-util"))]`).
-        if trimmed.starts_with("#[cfg(test)]") || trimmed.starts_with("#[cfg(all(test,") {
+        // `#[cfg(test)]`, `#[cfg(all(test, feature = "..."))]`: the test
+        // module that ends a file.
+        if line.starts_with("#[cfg(") && (line.contains("(test)") || line.contains("(test,")) {
             break;
         }
         if trimmed.starts_with("//") {
