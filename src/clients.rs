@@ -51,8 +51,9 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Both clients from `config` (see the [module](self) for which
-    /// endpoint the Streams client uses).
+    /// Both clients from `config`. The Streams client uses, in this order:
+    /// the endpoint set on `config` itself, the Streams endpoint from the
+    /// environment or profile, and otherwise DynamoDB's (logged at info).
     pub fn from_config(config: &SdkConfig) -> Self {
         let dynamodb_endpoint = endpoint_of(config, DYNAMODB);
         let own_streams_endpoint = endpoint_of(config, DYNAMODB_STREAMS);

@@ -4,7 +4,9 @@
 //! write path lives in submodules: `commit` (a commit and its snapshot
 //! planned against DynamoDB's limits), `transact` (a transaction with an
 //! idempotency token) and `single_put` (a lone event as a conditional
-//! `PutItem` carrying a commit id).
+//! `PutItem` carrying a commit id). What those share sits below them:
+//! `limits` (the checks against DynamoDB's limits) and `token` (the nonce
+//! and the transaction's request token).
 //!
 //! **Invariant:** every read is strongly consistent and says how much it
 //! covers: [`read_events`](DynamoEventRepository::read_events) follows
@@ -16,7 +18,9 @@
 
 mod commit;
 mod dictionaries;
+mod limits;
 mod single_put;
+mod token;
 mod transact;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
@@ -37,8 +41,9 @@ use crate::item::{
 use crate::snapshot::{self, LoadedSnapshot};
 use crate::stream::{self, Pages};
 
-pub(crate) use commit::{check_limits, SnapshotUpdate};
-pub(crate) use transact::request_token;
+pub(crate) use commit::SnapshotUpdate;
+pub(crate) use limits::check_limits;
+pub(crate) use token::request_token;
 
 /// The newest events of an aggregate, as [`read_tail`] returns them.
 ///

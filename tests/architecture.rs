@@ -62,10 +62,10 @@ const KNOWN_REPOSITORY_IMPORTS: &[&str] = &[];
 
 /// How many import circles there are today; issue 22 brings it down to one,
 /// through the crate error. Lower it as circles are broken.
-const KNOWN_CIRCLES: usize = 3;
+const KNOWN_CIRCLES: usize = 1;
 
 /// Library files over 600 lines today, to be split by issue 22.
-const KNOWN_LONG_FILES: &[&str] = &["src/codec/mod.rs", "src/error.rs", "src/testing/streams.rs"];
+const KNOWN_LONG_FILES: &[&str] = &[];
 
 /// Fails on `found` beyond the known ones, and on known ones no longer found.
 fn check_against_known(rule: &str, found: &[String], known: &[&str]) {

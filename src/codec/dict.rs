@@ -154,7 +154,7 @@ const CHECKSUM_WRONG: usize =
 
 /// The dictionary id a stored zstd frame names, if it names one.
 pub(crate) fn frame_dictionary_id(bytes: &[u8]) -> Option<u32> {
-    if bytes.starts_with(&super::ZSTD_MAGIC) {
+    if bytes.starts_with(&super::encoding::ZSTD_MAGIC) {
         zstd_safe::get_dict_id_from_frame(bytes).map(|id| id.get())
     } else {
         None

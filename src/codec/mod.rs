@@ -58,6 +58,7 @@ pub use name::{ParseCodecError, MAX_COMPRESSION_LEVEL, MIN_COMPRESSION_LEVEL};
 
 #[cfg(feature = "compression")]
 pub(crate) mod dict;
+mod encoding;
 mod json;
 mod model;
 #[cfg(feature = "msgpack")]
@@ -65,22 +66,13 @@ mod model_ser;
 #[cfg(feature = "msgpack")]
 pub(crate) mod msgpack;
 mod name;
+mod reencode;
 mod refusal;
 #[cfg(feature = "compression")]
 mod zstd;
 
+pub use encoding::{Encoding, Format};
 pub use refusal::{Cause, Refused, MAX_DEPTH};
-
-/// The tag byte that starts every tagged (non-JSON, non-zstd) payload.
-/// It is never valid in UTF-8, so it never starts a JSON document.
-pub(crate) const TAG: u8 = 0xC1;
-/// The tag that follows [`TAG`] for MessagePack of the data model.
-pub(crate) const TAG_MSGPACK: u8 = 0x02;
-/// The tag that follows [`TAG`] for MessagePack in rmp-serde's compact forms,
-/// as dynamo-es 0.5 wrote it. Read, never written.
-pub(crate) const TAG_MSGPACK_COMPACT: u8 = 0x01;
-/// The zstd frame magic number, as stored (little endian).
-pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Payloads smaller than this are not compressed by default (bytes).
 pub const DEFAULT_MIN_COMPRESS_SIZE: usize = 1024;
@@ -104,82 +96,6 @@ pub const DEFAULT_MAX_DECODED_SIZE: usize = 64 * 1024 * 1024;
 ///
 #[doc = include_str!("../../docs/tables/zstd_levels.md")]
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
-
-/// The serialization format a [`Codec`] writes.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// JSON (serde_json). Stable name `json`.
-    Json,
-    /// MessagePack of the data model (tag `0xC1 0x02`). Stable name `msgpack`.
-    #[cfg(feature = "msgpack")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
-    MessagePack,
-}
-
-impl Format {
-    /// The stable name of the format.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            #[cfg(feature = "msgpack")]
-            Format::MessagePack => "msgpack",
-        }
-    }
-}
-
-/// The outermost layer of stored bytes, as recognised from the bytes alone.
-///
-/// Unlike [`Format`], every variant exists whatever features are enabled, so
-/// a build without `msgpack` or `compression` can still tell what it is
-/// looking at (and name the feature it needs).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encoding {
-    /// Plain JSON bytes, as upstream `dynamo-es` writes them.
-    Json,
-    /// MessagePack of the data model (tag `0xC1 0x02`).
-    MessagePack,
-    /// MessagePack in rmp-serde's compact forms (tag `0xC1 0x01`), as
-    /// dynamo-es 0.5 wrote typed values: readable into their types only.
-    CompactMessagePack,
-    /// A zstd frame around JSON or tagged MessagePack.
-    Zstd,
-}
-
-impl Encoding {
-    /// Recognises the outermost layer of `bytes`.
-    pub fn detect(bytes: &[u8]) -> Result<Self> {
-        match bytes {
-            [] => Err(Error::Corrupt {
-                format: "json",
-                reason: "empty payload".into(),
-            }),
-            [TAG, TAG_MSGPACK, ..] => Ok(Encoding::MessagePack),
-            [TAG, TAG_MSGPACK_COMPACT, ..] => Ok(Encoding::CompactMessagePack),
-            [TAG, other, ..] => Err(Error::Corrupt {
-                format: "tagged",
-                reason: format!("unknown format tag 0x{other:02x}"),
-            }),
-            [TAG] => Err(Error::Corrupt {
-                format: "tagged",
-                reason: "payload is a lone tag byte".into(),
-            }),
-            [a, b, c, d, ..] if [*a, *b, *c, *d] == ZSTD_MAGIC => Ok(Encoding::Zstd),
-            _ => Ok(Encoding::Json),
-        }
-    }
-
-    /// The stable name of the encoding.
-    pub fn name(self) -> &'static str {
-        match self {
-            Encoding::Json => "json",
-            Encoding::MessagePack => "msgpack",
-            Encoding::CompactMessagePack => "msgpack-compact",
-            Encoding::Zstd => "zstd",
-        }
-    }
-}
 
 /// Chooses how payloads are written, and decodes whatever is stored.
 ///
@@ -591,133 +507,10 @@ impl Codec {
             encoding => Ok((encoding, Cow::Borrowed(bytes))),
         }
     }
-
-    /// True if this codec writes serialized bytes of `encoding`.
-    fn writes(&self, encoding: Encoding) -> bool {
-        match (self.format, encoding) {
-            (Format::Json, Encoding::Json) => true,
-            #[cfg(feature = "msgpack")]
-            (Format::MessagePack, Encoding::MessagePack) => true,
-            _ => false,
-        }
-    }
-
-    /// True if `bytes` are already stored the way this codec would store
-    /// them: same format, compressed or not as this codec would choose.
-    pub fn is_native(&self, bytes: &[u8]) -> bool {
-        let Ok(encoding) = Encoding::detect(bytes) else {
-            return false;
-        };
-        match encoding {
-            Encoding::Zstd if self.compresses_like(bytes) => self
-                .unwrap_compression(bytes)
-                .is_ok_and(|(inner, _)| self.writes(inner)),
-            Encoding::Zstd => false,
-            plain => self.writes(plain),
-        }
-    }
-
-    /// The same stored value, re-encoded the way this codec stores it.
-    ///
-    /// Exact by construction, and checked:
-    ///
-    /// * when only compression changes (`json` and `json+zstd-N`, or
-    ///   `msgpack` and `msgpack+zstd-N`), the serialized bytes are kept as
-    ///   they are and only (de)compressed; nothing is re-serialized;
-    /// * when the format changes (JSON and MessagePack), the payload is read
-    ///   into the exact data model, written in the new format, read back,
-    ///   and compared with the original, integer digit for digit and float
-    ///   bit for bit.
-    ///
-    /// A payload that cannot be shown to be the same value in the target is
-    /// [`Error::Inexact`]: an integer `-0` or one beyond 128 bits in JSON,
-    /// or a legacy compact MessagePack payload (its forms depend on the
-    /// Rust type that wrote it, so only the application can convert it: read
-    /// it into its type and write it again). A corrupt payload is the same
-    /// error as decoding it.
-    pub fn reencode(&self, bytes: &[u8]) -> Result<Vec<u8>> {
-        let (encoding, plain) = self.unwrap_compression(bytes)?;
-        let same_family = match (self.format, encoding) {
-            (Format::Json, Encoding::Json) => true,
-            #[cfg(feature = "msgpack")]
-            (Format::MessagePack, Encoding::MessagePack | Encoding::CompactMessagePack) => true,
-            _ => false,
-        };
-        let serialized = if same_family {
-            // Fails on corrupt bytes rather than carrying them along.
-            self.check_readable(encoding, &plain)?;
-            plain.into_owned()
-        } else {
-            self.convert_format(encoding, &plain)?
-        };
-        self.check_decoded_size(serialized.len())?;
-        let stored = self.maybe_compress(serialized.clone())?;
-        if stored != serialized && self.unwrap_compression(&stored)?.1.as_ref() != serialized {
-            return Err(model::inexact(
-                "zstd",
-                "the compressed payload does not decompress to the same bytes",
-            ));
-        }
-        Ok(stored)
-    }
-
-    /// Decodes `plain` once, to refuse corrupt payloads.
-    fn check_readable(&self, encoding: Encoding, plain: &[u8]) -> Result<()> {
-        match encoding {
-            Encoding::Json => model::Model::from_json(plain).map(drop),
-            #[cfg(feature = "msgpack")]
-            Encoding::MessagePack => msgpack::to_model(plain).map(drop),
-            _ => decode_plain::<serde::de::IgnoredAny>(encoding, plain).map(drop),
-        }
-    }
-
-    /// Writes `plain` (of `encoding`) in this codec's format, exactly.
-    fn convert_format(&self, encoding: Encoding, plain: &[u8]) -> Result<Vec<u8>> {
-        let source = match encoding {
-            Encoding::Json => model::Model::from_json(plain)?,
-            #[cfg(feature = "msgpack")]
-            Encoding::MessagePack => msgpack::to_model(plain)?,
-            Encoding::CompactMessagePack => {
-                return Err(model::inexact(
-                    "msgpack-compact",
-                    "legacy compact MessagePack has type-specific forms; \
-                     read it into its type and write it again to convert it",
-                ))
-            }
-            other => {
-                return Err(match decode_plain::<serde::de::IgnoredAny>(other, plain) {
-                    Err(err) => err,
-                    Ok(_) => model::inexact(other.name(), "no exact conversion"),
-                })
-            }
-        };
-        let converted = match self.format {
-            Format::Json => source.to_json()?,
-            #[cfg(feature = "msgpack")]
-            Format::MessagePack => {
-                let json = source.to_json()?;
-                msgpack::from_json(&json)?
-            }
-        };
-        let again = match self.format {
-            Format::Json => model::Model::from_json(&converted)?,
-            #[cfg(feature = "msgpack")]
-            Format::MessagePack => msgpack::to_model(&converted)?,
-        };
-        if again == source {
-            Ok(converted)
-        } else {
-            Err(model::inexact(
-                self.format.name(),
-                format!(
-                    "the {} form does not read back as the same value",
-                    self.format.name()
-                ),
-            ))
-        }
-    }
 }
 
+/// Reads serialized bytes (`bytes`, of `encoding`, not compressed) into a
+/// `T`.
 fn decode_plain<T: DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result<T> {
     match encoding {
         Encoding::Json => json::decode(bytes),

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use super::encoding::{TAG, ZSTD_MAGIC};
 use super::*;
 
 /// Every codec this build can write, at several zstd levels, compressing
@@ -122,7 +123,9 @@ fn corrupt_and_foreign_payloads_give_typed_errors() {
 #[cfg(not(feature = "msgpack"))]
 #[test]
 fn msgpack_without_feature_names_the_feature() {
-    let err = Codec::json().decode(&[TAG, TAG_MSGPACK, 0x80]).unwrap_err();
+    let err = Codec::json()
+        .decode(&[TAG, super::encoding::TAG_MSGPACK, 0x80])
+        .unwrap_err();
     assert!(
         matches!(
             err,

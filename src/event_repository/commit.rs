@@ -20,13 +20,11 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use cqrs_es::persist::SerializedEvent;
 use tracing::{field, Instrument};
 
+use super::limits::{check_key, check_limits, check_limits_of};
 use super::{log_codec_once, single_put, DynamoEventRepository};
-use crate::error::{Error, Limit, Result};
+use crate::error::{Error, Result};
 use crate::item::{aggregate_key, event_to_item, PayloadBytes};
 use crate::outcome::Attempts;
-use crate::size::{
-    MAX_ITEM_SIZE, MAX_PARTITION_KEY_SIZE, MAX_TRANSACTION_ITEMS, MAX_TRANSACTION_SIZE,
-};
 use crate::snapshot::{self, PlannedWrite, SnapshotSpec};
 
 /// A snapshot to write with a commit.
@@ -182,15 +180,7 @@ impl DynamoEventRepository {
         events: &[SerializedEvent],
         snapshot: Option<SnapshotUpdate>,
     ) -> Result<Committed> {
-        if key.len() > MAX_PARTITION_KEY_SIZE {
-            return Err(Error::LimitExceeded {
-                aggregate: key.to_string(),
-                subject: "aggregate key".into(),
-                limit: Limit::PartitionKeySize,
-                size: key.len(),
-                max: MAX_PARTITION_KEY_SIZE,
-            });
-        }
+        check_key(key)?;
         let mut writes = Vec::with_capacity(events.len() + 1);
         let mut bytes = PayloadBytes::default();
         let codec = self.codec_for(aggregate_type);
@@ -468,46 +458,4 @@ fn is_validation_error(err: &SdkError<TransactWriteItemsError>) -> bool {
     err.as_service_error()
         .and_then(|service| service.code())
         .is_some_and(|code| code == "ValidationException")
-}
-
-/// Rejects a plan that breaks an item, count or size limit.
-pub(crate) fn check_limits(aggregate: &str, writes: &[PlannedWrite]) -> Result<()> {
-    check_limits_of(aggregate, writes.iter())
-}
-
-/// [`check_limits`] over writes from several lists.
-fn check_limits_of<'a>(
-    aggregate: &str,
-    writes: impl Iterator<Item = &'a PlannedWrite> + Clone,
-) -> Result<()> {
-    if let Some(write) = writes.clone().find(|w| w.size > MAX_ITEM_SIZE) {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: write.subject.clone(),
-            limit: Limit::ItemSize,
-            size: write.size,
-            max: MAX_ITEM_SIZE,
-        });
-    }
-    let count = writes.clone().count();
-    if count > MAX_TRANSACTION_ITEMS {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: "transaction".into(),
-            limit: Limit::TransactionItems,
-            size: count,
-            max: MAX_TRANSACTION_ITEMS,
-        });
-    }
-    let total: usize = writes.map(|w| w.size).sum();
-    if total > MAX_TRANSACTION_SIZE {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: "transaction".into(),
-            limit: Limit::TransactionSize,
-            size: total,
-            max: MAX_TRANSACTION_SIZE,
-        });
-    }
-    Ok(())
 }

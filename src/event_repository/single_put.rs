@@ -41,7 +41,7 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::http::Response;
 
-use super::transact::nonce;
+use super::token::nonce;
 use super::DynamoEventRepository;
 use crate::error::{sdk_message, Error, Result};
 use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, COMMIT_ID};

@@ -15,9 +15,6 @@
 //! transaction succeed). Any other error after a lost attempt is
 //! [`Error::Connection`], the outcome unknown ([`crate::outcome`]).
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::SdkError;
@@ -30,9 +27,9 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
-use xxhash_rust::xxh3::Xxh3;
 
-use super::commit::check_limits;
+use super::limits::check_limits;
+use super::token::request_token;
 use super::DynamoEventRepository;
 use crate::error::{Error, Result};
 use crate::outcome::Attempts;
@@ -191,38 +188,4 @@ impl Intercept for RetryLog {
         }
         Ok(())
     }
-}
-
-/// A `ClientRequestToken` for one commit: a hash of the aggregate and the
-/// sequence range it writes, plus a nonce unique to this call.
-///
-/// The SDK re-sends the same token on its own retries, so a retry after a
-/// lost response is recognised by DynamoDB as the same transaction and
-/// succeeds instead of failing its own conditions. The nonce keeps two
-/// different writers that happen to produce identical commits from being
-/// mistaken for one another (which would acknowledge a command that was
-/// never stored).
-pub(crate) fn request_token(key: &str, first: usize, last: usize) -> String {
-    let mut hasher = Xxh3::new();
-    hasher.update(key.as_bytes());
-    hasher.update(&first.to_le_bytes());
-    hasher.update(&last.to_le_bytes());
-    let range = hasher.digest();
-    format!("{range:016x}{:016x}", nonce())
-}
-
-/// 64 bits no other call in any process is expected to produce: a hasher
-/// of a fresh std `RandomState` (randomly keyed per thread, a new key per
-/// instance) over a process-wide counter and the time in nanoseconds.
-pub(crate) fn nonce() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut nonce = std::collections::hash_map::RandomState::new().build_hasher();
-    nonce.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    nonce.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    nonce.finish()
 }

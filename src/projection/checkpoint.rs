@@ -13,33 +13,21 @@
 //! The schema is documented at [`CheckpointStore`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::lease::Observations;
+use super::fields::{
+    millis, now_millis, time_of, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER,
+    PARENT_SHARD_ID, PROJECTION, REBUILD_ERROR, REBUILD_EVENTS, REBUILD_FAILED_AT,
+    REBUILD_FINISHED_AT, REBUILD_STARTED_AT, SHARD_ID, START_AFTER, STREAM_ARN, UPDATED_AT,
+};
+use super::observed::Observed;
 use super::Error;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
-
-pub(super) const PROJECTION: &str = "Projection";
-pub(super) const STREAM_ARN: &str = "StreamArn";
-pub(super) const SHARD_ID: &str = "ShardId";
-pub(super) const PARENT_SHARD_ID: &str = "ParentShardId";
-pub(super) const CHECKPOINT: &str = "Checkpoint";
-pub(super) const CHECKPOINT_CREATED_AT: &str = "CheckpointCreatedAt";
-pub(super) const FINISHED: &str = "Finished";
-pub(super) const OWNER: &str = "Owner";
-pub(super) const LEASE_COUNTER: &str = "LeaseCounter";
-pub(super) const UPDATED_AT: &str = "UpdatedAt";
-const REBUILD_STARTED_AT: &str = "RebuildStartedAt";
-const START_AFTER: &str = "StartAfter";
-const REBUILD_FINISHED_AT: &str = "RebuildFinishedAt";
-const REBUILD_EVENTS: &str = "RebuildEvents";
-const REBUILD_FAILED_AT: &str = "RebuildFailedAt";
-const REBUILD_ERROR: &str = "RebuildError";
 
 /// The default [lease duration](CheckpointStore::with_lease_duration).
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
@@ -180,7 +168,7 @@ pub struct CheckpointStore {
     pub(super) table: String,
     pub(super) projection: String,
     pub(super) lease_duration: Duration,
-    pub(super) observed: Arc<Mutex<Observations>>,
+    pub(super) observed: Arc<Observed>,
 }
 
 impl CheckpointStore {
@@ -388,33 +376,9 @@ fn optional_time(item: &Item, key: &str, name: &'static str) -> Result<Option<Sy
     Ok(optional_n(item, key, name)?.map(time_of))
 }
 
-/// The time `millis` milliseconds after the Unix epoch.
-pub(super) fn time_of(millis: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(millis)
-}
-
-/// `time` as Unix milliseconds (0 before the epoch, saturating far after).
-pub(super) fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
-}
-
-/// Now, as Unix milliseconds.
-pub(super) fn now_millis() -> u64 {
-    millis(SystemTime::now())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_round_trip_in_milliseconds() {
-        let time = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
-        assert_eq!(time_of(millis(time)), time);
-        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
-    }
 
     #[test]
     fn a_shard_item_reads_back_and_a_bad_one_names_its_key() {

@@ -22,10 +22,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tokio::time::Instant;
 
-use super::checkpoint::{
-    millis, now_millis, CheckpointStore, ShardCheckpoint, ShardInfo, CHECKPOINT,
-    CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER, PARENT_SHARD_ID, PROJECTION, SHARD_ID,
-    STREAM_ARN, UPDATED_AT,
+use super::checkpoint::{CheckpointStore, ShardCheckpoint, ShardInfo};
+use super::fields::{
+    millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER,
+    PARENT_SHARD_ID, PROJECTION, SHARD_ID, STREAM_ARN, UPDATED_AT,
 };
 use super::Error;
 use crate::item::{get_n, n, s, Item};
@@ -67,17 +67,6 @@ impl Lease {
     }
 }
 
-/// What this process saw of leases held by others: per item key, the owner
-/// and counter last read and since when (monotonic) they have not changed.
-pub(super) type Observations = HashMap<String, Observation>;
-
-#[derive(Debug, Clone)]
-pub(super) struct Observation {
-    owner: String,
-    counter: u64,
-    since: Instant,
-}
-
 impl CheckpointStore {
     /// Takes the lease of `shard` for `owner` if it is free, released,
     /// already `owner`'s, or expired, and returns it with the shard's
@@ -103,7 +92,10 @@ impl CheckpointStore {
         let free = match holder {
             None => true,
             Some(holder) if holder == owner => true,
-            Some(holder) => self.expired(&key, holder, current.lease_counter),
+            Some(holder) => {
+                self.observed
+                    .expired(&key, holder, current.lease_counter, self.lease_duration)
+            }
         };
         if !free {
             return Ok(None);
@@ -138,7 +130,7 @@ impl CheckpointStore {
                 return Err(crate::Error::from_sdk_on("UpdateItem", &self.table, err).into())
             }
         }
-        self.forget(&key);
+        self.observed.forget(&key);
         Ok(Some(Lease {
             shard: ShardInfo {
                 stream_arn: current.stream_arn,
@@ -202,38 +194,6 @@ impl CheckpointStore {
             }
             Err(err) => Err(crate::Error::from_sdk_on("PutItem", &self.table, err).into()),
         }
-    }
-
-    /// True if `holder`'s lease on `key` has had `counter` for a whole lease
-    /// duration of this process's monotonic clock; otherwise notes what was
-    /// seen (the clock restarts whenever the owner or counter changes).
-    fn expired(&self, key: &str, holder: &str, counter: u64) -> bool {
-        let mut observed = self
-            .observed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        match observed.get(key) {
-            Some(seen) if seen.owner == holder && seen.counter == counter => {
-                now.duration_since(seen.since) >= self.lease_duration
-            }
-            _ => {
-                let seen = Observation {
-                    owner: holder.to_string(),
-                    counter,
-                    since: now,
-                };
-                observed.insert(key.to_string(), seen);
-                false
-            }
-        }
-    }
-
-    fn forget(&self, key: &str) {
-        self.observed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
     }
 
     /// Heartbeat: bumps the lease counter, conditionally on `lease`'s owner

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::checkpoint::{millis, now_millis, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
+use super::fields::{millis, now_millis, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
 use super::shards::ShardTree;
 use super::{CheckpointStore, Error, RebuildMarker, ShardCheckpoint, StartPosition};
 use crate::item::{get_n, get_s, n, s, Item};

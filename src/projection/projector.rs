@@ -329,7 +329,7 @@ impl<A: Aggregate + 'static> Projector<A> {
             return Err(Error::RebuildUnfinished {
                 projection: self.checkpoints.projection().to_string(),
                 table: self.checkpoints.table().to_string(),
-                started_at_ms: super::checkpoint::millis(marker.started_at),
+                started_at_ms: super::fields::millis(marker.started_at),
             });
         }
         let items = self.checkpoints.list().await?;

@@ -24,7 +24,8 @@ use cqrs_es::Aggregate;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::checkpoint::{millis, time_of, RebuildMarker};
+use super::checkpoint::RebuildMarker;
+use super::fields::{millis, time_of};
 use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
 use crate::item::{Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 use crate::stream::{key_prefix_scan, parallel_scan, ParallelScan};

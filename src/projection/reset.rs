@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::checkpoint::{RebuildMarker, CHECKPOINT, FINISHED};
+use super::checkpoint::RebuildMarker;
+use super::fields::{CHECKPOINT, FINISHED};
 use super::{CheckpointStore, Error, ShardCheckpoint};
 use crate::item::s;
 use crate::tables::LEASE_KEY;

@@ -33,7 +33,10 @@ pub(in crate::codec) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// typed values (tests of old data only).
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![crate::codec::TAG, crate::codec::TAG_MSGPACK_COMPACT];
+    let mut out = vec![
+        crate::codec::encoding::TAG,
+        crate::codec::encoding::TAG_MSGPACK_COMPACT,
+    ];
     let mut serializer = rmp_serde::Serializer::new(&mut out).with_struct_map();
     value
         .serialize(&mut serializer)

@@ -29,10 +29,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::encoding::{TAG, TAG_MSGPACK};
 use super::model::{check_keys, Model, MAX_DEPTH};
 use super::model_ser;
 use super::refusal::Cause;
-use super::{TAG, TAG_MSGPACK};
 use crate::error::{Error, Result};
 
 /// Extension type of an integer above `u64::MAX`.

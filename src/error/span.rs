@@ -1,0 +1,36 @@
+//! Recording a failure on the current tracing span: the error goes on the
+//! span's `error` field and is logged at debug level, never louder (the
+//! caller, who gets the error back, decides how loud it is).
+
+use super::{Error, Result};
+
+impl Error {
+    /// Records this error on the current span's `error` field and logs it
+    /// at debug level as the failure of `what` (the error itself is returned
+    /// to the caller, who decides how loud it is). A lost optimistic-lock
+    /// race is logged as a conflict.
+    pub(crate) fn record_in_span(&self, what: &'static str) {
+        tracing::Span::current().record("error", tracing::field::display(self));
+        match self {
+            Error::Conflict { key, table } => tracing::debug!(
+                %key,
+                %table,
+                "{what}: conflict, another writer committed first; nothing was written"
+            ),
+            _ => tracing::debug!(error = %self, "{what} failed"),
+        }
+    }
+}
+
+/// Runs `operation`; if it fails, records the error on the current span and
+/// logs it ([`Error::record_in_span`]).
+pub(crate) async fn in_span<T>(
+    what: &'static str,
+    operation: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = operation.await;
+    if let Err(err) = &result {
+        err.record_in_span(what);
+    }
+    result
+}
