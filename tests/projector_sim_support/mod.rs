@@ -11,9 +11,19 @@
 //! stopped with a typed error before the first event it would have skipped;
 //! the exactly-once view equals the replay of the events.
 //!
+//! Determinism: the schedule, every change to the world (commits, splits,
+//! retention) and every trigger (the event a crash, an expiry or a failed
+//! dispatch fires on) come from the seed, and each step runs to a
+//! deterministic condition (see [`runs`]). What the seed does not fix is
+//! how the projector's concurrent shard readers interleave, and when a
+//! throttle or lost response lands among their requests; a failure found
+//! once reproduces with its seed in practice (the regression seeds in
+//! `tests/projector_sim.rs` do, run after run).
+//!
 //! Each history runs on a runtime of its own (so nothing of it outlives
-//! it), several at a time on threads; a failing seed prints itself and the
-//! command that re-runs it.
+//! it), several at a time on threads, with a fake Streams endpoint, a
+//! projection name and tables of its own on the one emulator of the test
+//! process; a failing seed prints itself and the command that re-runs it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod flaky;
