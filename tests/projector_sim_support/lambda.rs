@@ -62,7 +62,9 @@ impl Mapping {
                 .collect();
             let mut progressed = false;
             for shard in &ready {
-                progressed |= self.read_shard(&client, &arn, shard, dispatcher).await?;
+                progressed |= self
+                    .read_shard(&client, &arn, shard, world.batch_size, dispatcher)
+                    .await?;
             }
             if !progressed {
                 return Ok(());
@@ -77,6 +79,7 @@ impl Mapping {
         client: &aws_sdk_dynamodbstreams::Client,
         arn: &str,
         shard: &str,
+        batch_size: i32,
         dispatcher: &Dispatcher<Account>,
     ) -> Result<bool, String> {
         let mut failures = 0;
@@ -97,7 +100,7 @@ impl Mapping {
                 let page = client
                     .get_records()
                     .shard_iterator(current)
-                    .limit(world_batch(shard))
+                    .limit(batch_size)
                     .send()
                     .await
                     .map_err(|e| format!("GetRecords {shard}: {e:?}"))?;
@@ -145,11 +148,6 @@ impl Mapping {
             return Ok(true);
         }
     }
-}
-
-/// Lambda's batch size for the history (a shard-independent small number).
-fn world_batch(_shard: &str) -> i32 {
-    3
 }
 
 /// A stream attribute value in Lambda's JSON shape.

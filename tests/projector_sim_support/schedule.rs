@@ -83,7 +83,7 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule of `seed`.
     pub fn generate(seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0x5EED_0F_5111);
+        let mut rng = Rng::new(seed ^ 0x005E_ED0F_5111);
         let consumer = if rng.below(100) < 15 {
             Consumer::Lambda
         } else {
