@@ -45,6 +45,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::item::{event_to_item, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 use crate::Codec;
 
+mod caught_up;
+
 /// The stream ARN the fake serves unless told otherwise.
 pub const FAKE_STREAM_ARN: &str =
     "arn:aws:dynamodb:us-east-1:000000000000:table/fake-events/stream/2026-01-01T00:00:00.000";
@@ -98,6 +100,9 @@ struct Model {
     page_size: usize,
     calls: HashMap<String, usize>,
     iterator_requests: Vec<IteratorRequest>,
+    /// Per shard: `GetRecords` answers with no record and a next iterator
+    /// (the reader was at the shard's end). See [`caught_up`].
+    caught_up: HashMap<String, usize>,
 }
 
 /// A fake DynamoDB Streams endpoint on `127.0.0.1`, serving one stream from
@@ -138,6 +143,7 @@ impl FakeStreams {
             page_size: 100,
             calls: HashMap::new(),
             iterator_requests: Vec::new(),
+            caught_up: HashMap::new(),
         }));
         let serving = model.clone();
         tokio::spawn(async move {
@@ -439,7 +445,12 @@ impl Model {
                 field("ShardIteratorType").unwrap_or_default(),
                 field("SequenceNumber"),
             ),
-            "GetRecords" => self.records(&field("ShardIterator").unwrap_or_default(), limit),
+            "GetRecords" => {
+                let iterator = field("ShardIterator").unwrap_or_default();
+                let answer = self.records(&iterator, limit);
+                self.note_caught_up(&iterator, &answer);
+                answer
+            }
             _ => fault("UnknownOperationException", operation),
         }
     }
