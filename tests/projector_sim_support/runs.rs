@@ -489,7 +489,7 @@ impl Sim {
 /// rebuild is unfinished (named by its `Debug` form: the variant is newer
 /// than some of the code this simulation runs against).
 fn rebuild_unfinished(err: &Error) -> bool {
-    format!("{err:?}").starts_with("RebuildUnfinished")
+    matches!(err, Error::RebuildUnfinished { .. })
 }
 
 /// Errors whose documented remedy is a rebuild run to completion, then the
