@@ -44,6 +44,9 @@ pub struct Lease {
     owner: String,
     counter: u64,
     renewed: Instant,
+    /// This acquire created the shard's item: no projector of the
+    /// projection had leased the shard before.
+    created: bool,
 }
 
 impl Lease {
@@ -64,6 +67,13 @@ impl Lease {
     /// is certainly its own until `renewed_at() + lease duration`.
     pub fn renewed_at(&self) -> Instant {
         self.renewed
+    }
+
+    /// Whether this lease created the shard's item, so the shard is opened
+    /// for the first time by the projection (not reopened after another
+    /// reader stopped before its first checkpoint).
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 }
 
@@ -150,6 +160,7 @@ impl CheckpointStore {
             owner: owner.to_string(),
             counter: next,
             renewed: sent,
+            created: false,
         }))
     }
 
@@ -191,6 +202,7 @@ impl CheckpointStore {
                 owner: owner.to_string(),
                 counter: 1,
                 renewed: sent,
+                created: true,
             })),
             Err(err)
                 if matches!(
