@@ -230,6 +230,26 @@ async fn a_root_reopened_before_its_first_checkpoint_after_a_trim_is_trimmed() {
 }
 
 #[tokio::test]
+async fn a_root_opened_at_the_trim_horizon_and_reopened_before_its_first_checkpoint_resumes_there()
+{
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    // Aged out before the projection started: never its to read.
+    fake.trim("s", 1);
+    // Killed while it dispatches its first batch, read from the trim
+    // horizon: no checkpoint, but the shard's item says where it started.
+    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
+    let err = run_to_end(on_fake(&fake, &store, &killed, "p"), &killed, 0).await;
+    assert!(err.is_some(), "the run ended with the kill");
+    assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint");
+
+    let recorder = Recorder::default();
+    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    assert_eq!(recorder.sequences("a"), [2, 3]);
+}
+
+#[tokio::test]
 async fn after_a_finished_rebuild_a_child_whose_trimmed_records_it_covered_is_read_on() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     let db = dynamo_es::testing::dynamodb().await.unwrap();

@@ -30,6 +30,7 @@ pub(super) const SHARD_ID: &str = "ShardId";
 pub(super) const PARENT_SHARD_ID: &str = "ParentShardId";
 pub(super) const CHECKPOINT: &str = "Checkpoint";
 pub(super) const CHECKPOINT_CREATED_AT: &str = "CheckpointCreatedAt";
+pub(super) const OPENED_AT: &str = "OpenedAt";
 pub(super) const FINISHED: &str = "Finished";
 pub(super) const OWNER: &str = "Owner";
 pub(super) const LEASE_COUNTER: &str = "LeaseCounter";
@@ -128,6 +129,7 @@ impl RebuildMarker {
 /// | `ParentShardId` | S | its parent shard, if it has one |
 /// | `Checkpoint` | S | the sequence number of the last record processed; absent before the first |
 /// | `CheckpointCreatedAt` | N | that record's `ApproximateCreationDateTime`, Unix milliseconds, if known |
+/// | `OpenedAt` | S | before the first checkpoint, the first record read when the shard was opened at the trim horizon (its first records were gone): a reader reopening the shard resumes there |
 /// | `Finished` | BOOL | the shard is closed and all its records were processed: its children may start |
 /// | `Owner` | S | the process holding the lease; absent when released |
 /// | `LeaseCounter` | N | bumped by every write of the owner (heartbeat, checkpoint, ...) |

@@ -38,7 +38,8 @@ use super::{CheckpointStore, Lease};
 /// Either way, a shard created later (a split, a rollover) is read from its
 /// first record once its parent was read to its end, and a shard reopened
 /// before its first checkpoint (after a restart, a takeover, an expired
-/// iterator) loses nothing.
+/// iterator) loses nothing: if records it may have been given were trimmed
+/// meanwhile, the projector stops with [`Error::Trimmed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartPosition {
@@ -109,6 +110,12 @@ pub(crate) struct ShardReader<A: Aggregate> {
     pub first_open: bool,
 }
 
+/// The first record read from a shard opened at the trim horizon is
+/// recorded (`OpenedAt`) before it is dispatched.
+fn opened_at_horizon(lease: &Lease, guard: Option<SystemTime>) -> bool {
+    guard.is_some() && lease.checkpoint.is_none() && lease.opened_at().is_none()
+}
+
 /// What one `GetRecords` call gave.
 enum Page {
     Records(Vec<ChangeRecord>, Option<String>),
@@ -170,6 +177,15 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                     continue;
                 }
             };
+            if let (true, Some(first)) = (opened_at_horizon(lease, self.guard), records.first()) {
+                if first
+                    .created
+                    .is_some_and(|c| self.guard.is_some_and(|h| c < h))
+                {
+                    let first = first.sequence_number.clone();
+                    self.checkpoints.mark_opened(lease, &first).await?;
+                }
+            }
             if let Some(horizon) = self.guard {
                 match records.first() {
                     // Every record trimmed was created before it: none
@@ -218,7 +234,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     }
 
     /// A shard iterator after the lease's checkpoint, or where the shard
-    /// opens if it has none: at its first record; if that is gone, at the
+    /// opens if it has none: at its first record (or, if a reader opened it
+    /// at the trim horizon before, at the first record that reader read,
+    /// its `OpenedAt`); if that is gone, at the
     /// trim horizon with the [`horizon`](Self::horizon) the first record
     /// read must predate (returned), or [`Error::Trimmed`] if no record
     /// trimmed from it could be one the projection does not want.
@@ -228,8 +246,13 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             (None, Opening::First(first @ Some(_))) => (first, false),
             _ => return Ok((self.iterator_at(lease, Some(&self.opening)).await?, None)),
         };
+        // Where a reader opening it at the trim horizon started, if one did.
+        let first = lease
+            .opened_at()
+            .map(str::to_string)
+            .or_else(|| first.clone());
         if let Some(first) = first {
-            let at = Opening::First(Some(first.clone()));
+            let at = Opening::First(Some(first));
             match self.iterator_at(lease, Some(&at)).await {
                 Ok(iterator) => return Ok((iterator, None)),
                 Err(Error::Trimmed { .. }) => {}
@@ -250,8 +273,8 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// (records trimmed before the projection started were never its to
     /// read). `None` otherwise: the projection wanted every record of a
     /// child whose parent it read, and of a root a reader opened before (it
-    /// stopped before its first checkpoint, and may have started before
-    /// the records now trimmed were).
+    /// stopped before its first checkpoint, and may have been given the
+    /// records now trimmed).
     fn horizon(&self, root: bool) -> Option<SystemTime> {
         match self.settings.start_after {
             Some(start_after) => Some(start_after),
