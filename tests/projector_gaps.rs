@@ -204,6 +204,99 @@ async fn a_root_whose_records_were_trimmed_after_the_projection_started_is_trimm
 }
 
 #[tokio::test]
+async fn a_root_reopened_before_its_first_checkpoint_after_a_trim_is_trimmed() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    // Killed while it dispatches its first batch: the shard has an item,
+    // and no checkpoint.
+    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
+    let err = run_to_end(on_fake(&fake, &store, &killed, "p"), &killed, 0).await;
+    assert!(err.is_some(), "the run ended with the kill");
+    assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint");
+
+    // While it was down, the first record (one it was given, created
+    // before the projection started) aged out.
+    fake.trim("s", 1);
+    let recorder = Recorder::default();
+    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 0).await;
+    assert_eq!(
+        trimmed_shard(err.as_ref()),
+        Some(("s", "none")),
+        "{err:?}; delivered {:?}",
+        recorder.log()
+    );
+    assert_eq!(recorder.delivered(), 0, "nothing after the gap");
+}
+
+#[tokio::test]
+async fn a_root_opened_at_the_trim_horizon_and_reopened_before_its_first_checkpoint_resumes_there()
+{
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    fake.add_shard("s", None);
+    push(&fake, "s", "a", 1..=3);
+    // Aged out before the projection started: never its to read.
+    fake.trim("s", 1);
+    // Killed while it dispatches its first batch, read from the trim
+    // horizon: no checkpoint, but the shard's item says where it started.
+    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
+    let err = run_to_end(on_fake(&fake, &store, &killed, "p"), &killed, 0).await;
+    assert!(err.is_some(), "the run ended with the kill");
+    assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint");
+
+    let recorder = Recorder::default();
+    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    assert_eq!(recorder.sequences("a"), [2, 3]);
+}
+
+#[tokio::test]
+async fn after_a_finished_rebuild_a_child_whose_trimmed_records_it_covered_is_read_on() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    let events: Vec<_> = (1..=4)
+        .map(|sequence| deposit_event("Account", "a", sequence, 10))
+        .collect();
+    db.repository()
+        .persist::<Account>(&events, None)
+        .await
+        .unwrap();
+    // On the stream: 1..=2 on a parent, 3..=4 on its child, whose first
+    // record aged out before anyone read it.
+    fake.add_shard("p", None);
+    push(&fake, "p", "a", 1..=2);
+    fake.add_shard("c", Some("p"));
+    fake.close("p");
+    push(&fake, "c", "a", 3..=4);
+    fake.trim("c", 1);
+    // The stream's records predate the rebuild's start (whole milliseconds).
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let recorder = Recorder::default();
+    Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        recording(&recorder),
+    )
+    .with_safety_margin(Duration::ZERO)
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4], "the rebuild's scan");
+
+    // The record trimmed was in the scan: the projector reads on.
+    push_at(
+        &fake,
+        "c",
+        "a",
+        5,
+        SystemTime::now() + Duration::from_secs(1),
+    );
+    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 4).await;
+    assert!(err.is_none(), "{err:?}; delivered {:?}", recorder.log());
+    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
 async fn a_fresh_projection_starts_its_first_shards_at_the_trim_horizon() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     // Records before the horizon were never this projection's to read.

@@ -116,6 +116,7 @@ impl RebuildMarker {
 /// | `ParentShardId` | S | its parent shard, if it has one |
 /// | `Checkpoint` | S | the sequence number of the last record processed; absent before the first |
 /// | `CheckpointCreatedAt` | N | that record's `ApproximateCreationDateTime`, Unix milliseconds, if known |
+/// | `OpenedAt` | S | before the first checkpoint, the first record read when the shard was opened at the trim horizon (its first records were gone): a reader reopening the shard resumes there |
 /// | `Finished` | BOOL | the shard is closed and all its records were processed: its children may start |
 /// | `Owner` | S | the process holding the lease; absent when released |
 /// | `LeaseCounter` | N | bumped by every write of the owner (heartbeat, checkpoint, ...) |

@@ -16,6 +16,7 @@ pub(super) const SHARD_ID: &str = "ShardId";
 pub(super) const PARENT_SHARD_ID: &str = "ParentShardId";
 pub(super) const CHECKPOINT: &str = "Checkpoint";
 pub(super) const CHECKPOINT_CREATED_AT: &str = "CheckpointCreatedAt";
+pub(super) const OPENED_AT: &str = "OpenedAt";
 pub(super) const FINISHED: &str = "Finished";
 pub(super) const OWNER: &str = "Owner";
 pub(super) const LEASE_COUNTER: &str = "LeaseCounter";

@@ -24,11 +24,11 @@ use tokio::time::Instant;
 
 use super::checkpoint::{CheckpointStore, ShardCheckpoint, ShardInfo};
 use super::fields::{
-    millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER,
-    PARENT_SHARD_ID, PROJECTION, SHARD_ID, STREAM_ARN, UPDATED_AT,
+    millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OPENED_AT,
+    OWNER, PARENT_SHARD_ID, PROJECTION, SHARD_ID, STREAM_ARN, UPDATED_AT,
 };
 use super::Error;
-use crate::item::{get_n, n, s, Item};
+use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
 
 /// A shard's lease, held by this process.
@@ -44,6 +44,12 @@ pub struct Lease {
     owner: String,
     counter: u64,
     renewed: Instant,
+    /// This acquire created the shard's item: no projector of the
+    /// projection had leased the shard before.
+    created: bool,
+    /// Before the first checkpoint, where a reader that opened the shard at
+    /// the trim horizon started (the item's `OpenedAt`).
+    opened_at: Option<String>,
 }
 
 impl Lease {
@@ -64,6 +70,19 @@ impl Lease {
     /// is certainly its own until `renewed_at() + lease duration`.
     pub fn renewed_at(&self) -> Instant {
         self.renewed
+    }
+
+    /// Whether this lease created the shard's item, so the shard is opened
+    /// for the first time by the projection (not reopened after another
+    /// reader stopped before its first checkpoint).
+    pub(crate) fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The first record a reader read after opening the shard at the trim
+    /// horizon, before any checkpoint (see [`CheckpointStore::mark_opened`]).
+    pub(crate) fn opened_at(&self) -> Option<&str> {
+        self.opened_at.as_deref()
     }
 }
 
@@ -88,6 +107,10 @@ impl CheckpointStore {
             return self.create(shard, owner, &key).await;
         };
         let current = ShardCheckpoint::from_item(&item)?;
+        let opened_at = match item.get(OPENED_AT) {
+            None => None,
+            Some(_) => Some(get_s(&item, &key, OPENED_AT)?.to_string()),
+        };
         let holder = current.owner.as_deref();
         let free = match holder {
             None => true,
@@ -142,6 +165,8 @@ impl CheckpointStore {
             owner: owner.to_string(),
             counter: next,
             renewed: sent,
+            created: false,
+            opened_at,
         }))
     }
 
@@ -183,6 +208,8 @@ impl CheckpointStore {
                 owner: owner.to_string(),
                 counter: 1,
                 renewed: sent,
+                created: true,
+                opened_at: None,
             })),
             Err(err)
                 if matches!(
@@ -232,6 +259,23 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Records where a reader that opened the lease's shard at the trim
+    /// horizon started (`OpenedAt`, the first record it read), before it
+    /// dispatches anything: a reader reopening the shard before the first
+    /// checkpoint resumes there, and stops with [`Error::Trimmed`] if that
+    /// record is gone. Conditional on still owning it.
+    pub(crate) async fn mark_opened(
+        &self,
+        lease: &mut Lease,
+        sequence_number: &str,
+    ) -> Result<(), Error> {
+        let values = vec![(":opened", s(sequence_number))];
+        self.owned_update(lease, ", #opened = :opened", values, "")
+            .await?;
+        lease.opened_at = Some(sequence_number.to_string());
+        Ok(())
+    }
+
     /// Marks the lease's shard finished (closed, and all its records
     /// processed): its children may start. Conditional on still owning it.
     pub async fn finish(&self, lease: &mut Lease) -> Result<(), Error> {
@@ -255,7 +299,7 @@ impl CheckpointStore {
     /// notes when it was sent, sets `UpdatedAt`, and applies
     /// `set` (more `, #name = :value` clauses with `values`) and `remove`
     /// (a ` REMOVE ...` clause). Names `#owner`, `#counter`, `#updated`,
-    /// `#checkpoint`, `#created` and `#finished` are defined.
+    /// `#checkpoint`, `#created`, `#finished` and `#opened` are defined.
     async fn owned_update(
         &self,
         lease: &mut Lease,
@@ -271,6 +315,7 @@ impl CheckpointStore {
             ("#checkpoint", CHECKPOINT),
             ("#created", CHECKPOINT_CREATED_AT),
             ("#finished", FINISHED),
+            ("#opened", OPENED_AT),
         ];
         let mut update = self
             .client

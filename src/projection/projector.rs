@@ -139,7 +139,7 @@ impl<A: Aggregate + 'static> Projector<A> {
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
-                root_horizon_before: std::time::SystemTime::UNIX_EPOCH,
+                origin_started_at: std::time::SystemTime::UNIX_EPOCH,
             },
             max_shards: DEFAULT_MAX_SHARDS,
             discovery: Duration::from_secs(10),
@@ -290,7 +290,8 @@ impl<A: Aggregate + 'static> Projector<A> {
                             stop: stopping,
                             opening,
                             skipping: false,
-                            guarded: false,
+                            guard: None,
+                            first_open: false,
                         };
                         let shard_id = lease.shard.shard_id.clone();
                         readers.spawn(async move { (shard_id, reader.run(lease).await) });
@@ -351,7 +352,7 @@ impl<A: Aggregate + 'static> Projector<A> {
             (None, StartPosition::Latest) => Some(origin.start_after),
             (None, _) => None,
         };
-        self.settings.root_horizon_before = self.settings.start_after.unwrap_or(origin.started_at);
+        self.settings.origin_started_at = origin.started_at;
         Ok(origin.roots_of(&self.stream_arn))
     }
 

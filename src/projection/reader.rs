@@ -3,10 +3,10 @@
 //!
 //! **Invariant:** a batch's last sequence number is checkpointed only after
 //! the whole batch was dispatched (at-least-once); a shard without a
-//! checkpoint opens where the [`Opening`] says (its first record; for a
-//! root of the projection's origin whose first record is gone, the trim
-//! horizon, if the oldest record left predates `root_horizon_before`),
-//! never at `LATEST`; the only records ever passed over are a leading run
+//! checkpoint opens at its first record or, if that is gone, at the trim
+//! horizon only if the oldest record left predates the point from which
+//! the projection wants the shard's records (see `ShardReader::horizon`;
+//! else [`Error::Trimmed`]), never at `LATEST`; the only records ever passed over are a leading run
 //! of records created before the run's `start_after`, on a shard opened
 //! without a checkpoint; data trimmed before the reader got to it is
 //! [`Error::Trimmed`], raised before the batch after it is dispatched; the
@@ -38,7 +38,8 @@ use super::{CheckpointStore, Lease};
 /// Either way, a shard created later (a split, a rollover) is read from its
 /// first record once its parent was read to its end, and a shard reopened
 /// before its first checkpoint (after a restart, a takeover, an expired
-/// iterator) loses nothing.
+/// iterator) loses nothing: if records it may have been given were trimmed
+/// meanwhile, the projector stops with [`Error::Trimmed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartPosition {
@@ -68,11 +69,11 @@ pub(crate) struct ReaderSettings {
     /// before this are skipped (a finished rebuild covered them, or the
     /// projection started later with [`StartPosition::Latest`]).
     pub start_after: Option<SystemTime>,
-    /// A root whose first record is gone is read from the trim horizon only
-    /// if the oldest record left was created at or before this (the
-    /// projection's start, or `start_after`): else records it wanted were
-    /// trimmed.
-    pub root_horizon_before: SystemTime,
+    /// When the projection's origin started: a root opened for the first
+    /// time (see [`Lease::created`]) whose first record is gone is read
+    /// from the trim horizon only if the oldest record left was created
+    /// before this (without a `start_after`).
+    pub origin_started_at: SystemTime,
 }
 
 /// How a reader ended without an error.
@@ -99,10 +100,20 @@ pub(crate) struct ShardReader<A: Aggregate> {
     /// Still skipping the leading records created before
     /// [`ReaderSettings::start_after`] (set by [`run`](Self::run)).
     pub skipping: bool,
-    /// Read from the trim horizon as a root whose first record is gone:
-    /// the first record read must be older than
-    /// [`ReaderSettings::root_horizon_before`].
-    pub guarded: bool,
+    /// Read from the trim horizon because the shard's first record is
+    /// gone: the first record read must have been created before this (see
+    /// [`horizon`](Self::horizon)), else records the projection wanted were
+    /// trimmed.
+    pub guard: Option<SystemTime>,
+    /// The shard is opened for the first time by the projection (this
+    /// reader's lease created its item) and no record was read from it yet.
+    pub first_open: bool,
+}
+
+/// The first record read from a shard opened at the trim horizon is
+/// recorded (`OpenedAt`) before it is dispatched.
+fn opened_at_horizon(lease: &Lease, guard: Option<SystemTime>) -> bool {
+    guard.is_some() && lease.checkpoint.is_none() && lease.opened_at().is_none()
 }
 
 /// What one `GetRecords` call gave.
@@ -117,6 +128,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     pub async fn run(mut self, mut lease: Lease) -> Result<ReaderEnd, Error> {
         let shard_id = lease.shard.shard_id.clone();
         self.skipping = lease.checkpoint.is_none() && self.settings.start_after.is_some();
+        self.first_open = lease.created();
         self.lag.owned(&shard_id, lease.checkpoint.as_deref());
         let end = self.read(&mut lease).await;
         let finished = matches!(end, Ok(ReaderEnd::Finished));
@@ -138,8 +150,8 @@ impl<A: Aggregate + 'static> ShardReader<A> {
 
     async fn read(&mut self, lease: &mut Lease) -> Result<ReaderEnd, Error> {
         let mut beat = Heartbeat::new(&self.checkpoints, lease, self.settings.heartbeat);
-        let (first, guarded) = self.renewing_iterator(lease, &mut beat).await?;
-        self.guarded = guarded;
+        let (first, guard) = self.renewing_iterator(lease, &mut beat).await?;
+        self.guard = guard;
         let mut iterator = Some(first);
         let mut idle = self.settings.idle_min;
         loop {
@@ -159,23 +171,37 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             let (records, next) = match page {
                 Page::Records(records, next) => (records, next),
                 Page::Expired => {
-                    let (renewed, guarded) = self.renewing_iterator(lease, &mut beat).await?;
-                    self.guarded = guarded;
+                    let (renewed, guard) = self.renewing_iterator(lease, &mut beat).await?;
+                    self.guard = guard;
                     iterator = Some(renewed);
                     continue;
                 }
             };
-            if self.guarded {
-                let horizon = self.settings.root_horizon_before;
+            if let (true, Some(first)) = (opened_at_horizon(lease, self.guard), records.first()) {
+                if first
+                    .created
+                    .is_some_and(|c| self.guard.is_some_and(|h| c < h))
+                {
+                    let first = first.sequence_number.clone();
+                    self.checkpoints.mark_opened(lease, &first).await?;
+                }
+            }
+            if let Some(horizon) = self.guard {
                 match records.first() {
-                    Some(first) if first.created.is_some_and(|c| c <= horizon) => {
-                        self.guarded = false;
+                    // Every record trimmed was created before it: none
+                    // was the projection's to read.
+                    Some(first) if first.created.is_some_and(|c| c < horizon) => {
+                        self.guard = None;
                     }
                     // Records the projection wanted were trimmed first.
                     Some(_) => return Err(trimmed(lease)),
-                    None => self.guarded = next.is_some(),
+                    None if next.is_none() => self.guard = None,
+                    None => {}
                 }
             }
+            // Reopened from here on (after an expired iterator), the shard
+            // may have lost records this reader was given.
+            self.first_open &= records.is_empty();
             let caught_up = records.is_empty() && next.is_some();
             self.lag
                 .polled(started.elapsed(), caught_up, &lease.shard.shard_id);
@@ -201,34 +227,60 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         &self,
         lease: &mut Lease,
         beat: &mut Heartbeat,
-    ) -> Result<(String, bool), Error> {
+    ) -> Result<(String, Option<SystemTime>), Error> {
         let shard = lease.clone();
         beat.keep_alive(&self.checkpoints, lease, self.iterator(&shard))
             .await?
     }
 
     /// A shard iterator after the lease's checkpoint, or where the shard
-    /// opens if it has none; `true` if it is a root's trim horizon after
-    /// its first record was found trimmed (see [`Opening::Root`]).
-    async fn iterator(&self, lease: &Lease) -> Result<(String, bool), Error> {
-        let root = match (&lease.checkpoint, &self.opening) {
-            (None, Opening::Root(first)) => Some(first),
-            _ => None,
+    /// opens if it has none: at its first record (or, if a reader opened it
+    /// at the trim horizon before, at the first record that reader read,
+    /// its `OpenedAt`); if that is gone, at the
+    /// trim horizon with the [`horizon`](Self::horizon) the first record
+    /// read must predate (returned), or [`Error::Trimmed`] if no record
+    /// trimmed from it could be one the projection does not want.
+    async fn iterator(&self, lease: &Lease) -> Result<(String, Option<SystemTime>), Error> {
+        let (first, root) = match (&lease.checkpoint, &self.opening) {
+            (None, Opening::Root(first)) => (first, true),
+            (None, Opening::First(first @ Some(_))) => (first, false),
+            _ => return Ok((self.iterator_at(lease, Some(&self.opening)).await?, None)),
         };
-        if let Some(first) = root {
-            let at = first
-                .as_ref()
-                .map(|first| Opening::First(Some(first.clone())));
-            let Some(at) = at else {
-                return Ok((self.iterator_at(lease, None).await?, true));
-            };
-            return match self.iterator_at(lease, Some(&at)).await {
-                Ok(iterator) => Ok((iterator, false)),
-                Err(Error::Trimmed { .. }) => Ok((self.iterator_at(lease, None).await?, true)),
-                Err(err) => Err(err),
-            };
+        // Where a reader opening it at the trim horizon started, if one did.
+        let first = lease
+            .opened_at()
+            .map(str::to_string)
+            .or_else(|| first.clone());
+        if let Some(first) = first {
+            let at = Opening::First(Some(first));
+            match self.iterator_at(lease, Some(&at)).await {
+                Ok(iterator) => return Ok((iterator, None)),
+                Err(Error::Trimmed { .. }) => {}
+                Err(err) => return Err(err),
+            }
         }
-        Ok((self.iterator_at(lease, Some(&self.opening)).await?, false))
+        let Some(horizon) = self.horizon(root) else {
+            return Err(trimmed(lease));
+        };
+        Ok((self.iterator_at(lease, None).await?, Some(horizon)))
+    }
+
+    /// Before when the records trimmed from the start of a shard opened
+    /// without a checkpoint were all created, at most, for none of them to
+    /// be one the projection wants: the finished rebuild's `start_after`
+    /// (its scan covered them) or a `Latest` projection's (it skips them);
+    /// else, for a root opened for the first time, the origin's start
+    /// (records trimmed before the projection started were never its to
+    /// read). `None` otherwise: the projection wanted every record of a
+    /// child whose parent it read, and of a root a reader opened before (it
+    /// stopped before its first checkpoint, and may have been given the
+    /// records now trimmed).
+    fn horizon(&self, root: bool) -> Option<SystemTime> {
+        match self.settings.start_after {
+            Some(start_after) => Some(start_after),
+            None if root && self.first_open => Some(self.settings.origin_started_at),
+            None => None,
+        }
     }
 
     /// A shard iterator after the lease's checkpoint, else at `opening`

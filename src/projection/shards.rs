@@ -10,10 +10,11 @@
 //! other way to reach a shard skips records, and is a [`Gap`]: an
 //! unfinished checkpoint item whose shard is no longer described, or a
 //! shard whose parent is gone and was never read. A child of a finished
-//! parent opens at its first record ([`Opening::First`]), never at the
-//! trim horizon; a root opens at its first record, or at the trim horizon
-//! only if the oldest record left predates what the projection wants
-//! ([`Opening::Root`]). Ready shards come oldest first.
+//! parent ([`Opening::First`]) and a root ([`Opening::Root`]) open at
+//! their first record, or at the trim horizon only if the oldest record
+//! left predates the point from which the projection wants the shard's
+//! records (see the [reader](super::reader)). Ready shards come oldest
+//! first.
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,12 +63,16 @@ pub(crate) enum Opening {
     /// A root of the projection's origin (its starting sequence number, if
     /// described): at its first record if still there; else at the trim
     /// horizon, provided the oldest record left was created before the
-    /// projection wanted records from (the records trimmed were never the
+    /// projection wanted records from (a finished rebuild's or a `Latest`
+    /// projection's `start_after`, or the origin's start if the shard is
+    /// opened for the first time: the records trimmed were never the
     /// projection's to read), and [`Error::Trimmed`] otherwise.
     Root(Option<String>),
     /// At its first record (`AT_SEQUENCE_NUMBER` of its starting sequence
     /// number, if described): its parent was read to its end, so a missing
-    /// first record is a gap.
+    /// first record is a gap, unless every record trimmed predates a
+    /// finished rebuild's or a `Latest` projection's `start_after` (then at
+    /// the trim horizon, as a root).
     First(Option<String>),
 }
 

@@ -39,6 +39,7 @@ use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use cqrs_es::persist::SerializedEvent;
 use tokio::net::TcpListener;
 
+mod caught_up;
 mod model;
 mod server;
 
@@ -76,6 +77,7 @@ impl FakeStreams {
             page_size: 100,
             calls: HashMap::new(),
             iterator_requests: Vec::new(),
+            caught_up: HashMap::new(),
         }));
         let serving = model.clone();
         tokio::spawn(async move {

@@ -59,6 +59,9 @@ pub(super) struct Model {
     pub(super) page_size: usize,
     pub(super) calls: HashMap<String, usize>,
     pub(super) iterator_requests: Vec<IteratorRequest>,
+    /// Per shard: `GetRecords` answers with no record and a next iterator
+    /// (the reader was at the shard's end). See [`super::caught_up`].
+    pub(super) caught_up: HashMap<String, usize>,
 }
 
 pub(super) fn format_sequence(sequence: u128) -> String {

@@ -16,7 +16,7 @@ use super::model::{format_sequence, FakeRecord, FakeShard, IteratorRequest, Mode
 use crate::item::{Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 
 /// What one request is answered with: a status and a JSON body.
-type Answer = (u16, Value);
+pub(super) type Answer = (u16, Value);
 
 fn fault(kind: &str, message: impl Into<String>) -> Answer {
     let message: String = message.into();
@@ -107,7 +107,12 @@ impl Model {
                 field("ShardIteratorType").unwrap_or_default(),
                 field("SequenceNumber"),
             ),
-            "GetRecords" => self.records(&field("ShardIterator").unwrap_or_default(), limit),
+            "GetRecords" => {
+                let iterator = field("ShardIterator").unwrap_or_default();
+                let answer = self.records(&iterator, limit);
+                self.note_caught_up(&iterator, &answer);
+                answer
+            }
             _ => fault("UnknownOperationException", operation),
         }
     }
