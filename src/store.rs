@@ -330,6 +330,11 @@ impl<A: Aggregate> DynamoStore<A> {
                 metadata: metadata.clone(),
             })
             .collect();
+        let key = format!("{}:{}", A::TYPE, context.aggregate_id);
+        let name = |envelope: &EventEnvelope<A>, attribute: &'static str| {
+            let (sequence, key) = (envelope.sequence, key.clone());
+            move || format!("event {sequence} ({attribute}) of {key}")
+        };
         let serialized = envelopes
             .iter()
             .map(|envelope| {
@@ -339,8 +344,10 @@ impl<A: Aggregate> DynamoStore<A> {
                     aggregate_type: A::TYPE.to_string(),
                     event_type: envelope.payload.event_type(),
                     event_version: envelope.payload.event_version(),
-                    payload: serde_json::to_value(&envelope.payload)?,
-                    metadata: serde_json::to_value(&envelope.metadata)?,
+                    payload: crate::codec::to_value(&envelope.payload)
+                        .map_err(|err| err.naming_payload(name(envelope, "payload")))?,
+                    metadata: crate::codec::to_value(&envelope.metadata)
+                        .map_err(|err| err.naming_payload(name(envelope, "metadata")))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

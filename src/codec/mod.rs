@@ -530,6 +530,16 @@ fn decode_plain<T: DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result
     }
 }
 
+/// `serde_json::to_value`, refusing what it would silently change: a map
+/// holding a key twice (`to_value` keeps the last value, as serde writes a
+/// `#[serde(flatten)]` field over a map holding a key named like a field)
+/// and nesting every reader refuses ([`Error::Refused`], payload unnamed).
+/// The typed write path of [`DynamoStore`](crate::DynamoStore) builds its
+/// events' values with it, so what it commits is what the event holds.
+pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    json::decode_value(&json::encode(value)?)
+}
+
 /// The DynamoDB size of a stored payload attribute's value: binary values
 /// count their raw length.
 pub fn stored_size(bytes: &[u8]) -> usize {
