@@ -166,12 +166,28 @@ fn quoted(line: &str) -> Vec<String> {
         .collect()
 }
 
+/// `line` without the environment assignments before its command
+/// (`SIM_SEEDS=24 cargo test` -> `cargo test`); other lines as they are.
+fn without_environment(line: &str) -> &str {
+    let mut rest = line;
+    while let Some((word, tail)) = rest.split_once(' ') {
+        let is_assignment = word.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        });
+        if !is_assignment || !tail.trim_start().starts_with("cargo ") && !tail.contains('=') {
+            break;
+        }
+        rest = tail.trim_start();
+    }
+    rest
+}
+
 /// The cargo commands `.ci/run` runs, loops over feature sets expanded.
 fn ci_cargo_commands() -> Vec<String> {
     let ci = read(".ci/run");
     let mut known = Vec::new();
     let mut loop_values: Vec<String> = Vec::new();
-    for line in ci.lines().map(str::trim) {
+    for line in ci.lines().map(str::trim).map(without_environment) {
         if let Some(rest) = line
             .strip_prefix("DEMO_CMD=")
             .or_else(|| line.strip_prefix("TEST_CMD="))
