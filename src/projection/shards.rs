@@ -121,6 +121,11 @@ impl ShardTree {
         self.nodes.get(shard_id)
     }
 
+    /// Every described shard, in the order described.
+    pub fn nodes(&self) -> impl Iterator<Item = &ShardNode> {
+        self.order.iter().filter_map(|id| self.nodes.get(id))
+    }
+
     /// Whether `shard_id` was described.
     pub fn contains(&self, shard_id: &str) -> bool {
         self.nodes.contains_key(shard_id)

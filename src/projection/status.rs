@@ -252,40 +252,15 @@ async fn describe_stream(
     streams: &aws_sdk_dynamodbstreams::Client,
     stream_arn: &str,
 ) -> Result<Vec<Described>, Error> {
-    let mut shards: Vec<Described> = Vec::new();
-    let mut start: Option<String> = None;
-    loop {
-        let page = streams
-            .describe_stream()
-            .stream_arn(stream_arn)
-            .set_exclusive_start_shard_id(start.take())
-            .send()
-            .await
-            .map_err(|err| Error::from_streams("DescribeStream", stream_arn, err))?;
-        let Some(description) = page.stream_description else {
-            return Ok(shards);
-        };
-        let known = shards.len();
-        for shard in description.shards() {
-            let Some(id) = shard.shard_id() else { continue };
-            if shards.iter().any(|s| s.shard_id == id) {
-                continue;
-            }
-            shards.push(Described {
-                shard_id: id.to_string(),
-                parent_shard_id: shard.parent_shard_id().map(str::to_string),
-                closed: shard
-                    .sequence_number_range()
-                    .and_then(|range| range.ending_sequence_number())
-                    .is_some(),
-            });
-        }
-        match description.last_evaluated_shard_id {
-            // A page of shards already seen would loop forever.
-            Some(last) if shards.len() > known => start = Some(last),
-            _ => return Ok(shards),
-        }
-    }
+    let tree = super::shards::describe(streams, stream_arn).await?;
+    Ok(tree
+        .nodes()
+        .map(|node| Described {
+            shard_id: node.shard_id.clone(),
+            parent_shard_id: node.parent_shard_id.clone(),
+            closed: node.closed,
+        })
+        .collect())
 }
 
 /// `now - then`, zero if `then` is in the future (another machine's clock).
