@@ -129,3 +129,27 @@ fn regression_merge_a_superseded_checkpoint_then_a_trim_is_not_a_gap() {
 fn regression_merge_a_shard_started_before_its_first_checkpoint_keeps_its_start() {
     passes(98);
 }
+
+// Seeds of the long run (`SIM_SEEDS=600 SIM_FIRST_SEED=1000`) on main after
+// the merge, each with its failure there.
+
+/// A finished rebuild, then a rollover, commits to the new child and a trim
+/// of all of them: the child's first record was gone, the trim horizon gave
+/// no record to date the trimmed ones, and the reader took the empty shard
+/// as nothing lost. On main: "final drain: MISSED: the consumer caught up
+/// without dispatching a0 events 1..=1 (1@shard-c0 (trimmed)) and reported
+/// no error".
+#[test]
+fn regression_long_a_child_trimmed_empty_after_a_rebuild_is_trimmed() {
+    passes(1093);
+}
+
+/// `Latest`: a split, commits to both children, then trims of every record
+/// of both; opened at the trim horizon after the parent, the empty children
+/// were taken as read. On main: "step 8 Crash {..}: MISSED: the consumer
+/// caught up without dispatching a2 events 2..=2 (2@shard-c0 (trimmed)) and
+/// reported no error".
+#[test]
+fn regression_long_children_trimmed_empty_under_latest_are_trimmed() {
+    passes(1144);
+}

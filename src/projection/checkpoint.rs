@@ -21,8 +21,9 @@ use aws_sdk_dynamodb::Client;
 
 use super::fields::{
     millis, now_millis, time_of, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OWNER,
-    PARENT_SHARD_ID, PROJECTION, REBUILD_ERROR, REBUILD_EVENTS, REBUILD_FAILED_AT,
-    REBUILD_FINISHED_AT, REBUILD_STARTED_AT, SHARD_ID, START_AFTER, STREAM_ARN, UPDATED_AT,
+    PARENT_SHARD_ID, PROJECTION, REBUILD_CLOSED_SHARDS, REBUILD_ERROR, REBUILD_EVENTS,
+    REBUILD_FAILED_AT, REBUILD_FINISHED_AT, REBUILD_STARTED_AT, REBUILD_STREAM, SHARD_ID,
+    START_AFTER, STREAM_ARN, UPDATED_AT,
 };
 use super::observed::Observed;
 use super::Error;
@@ -91,6 +92,14 @@ pub struct RebuildMarker {
     pub failed_at: Option<SystemTime>,
     /// That error, as displayed.
     pub error: Option<String>,
+    /// The stream the rebuild described before its marker (see
+    /// [`Rebuild::with_stream`](super::Rebuild::with_stream)), if it did.
+    pub stream_arn: Option<String>,
+    /// The shards of that stream that were closed then, sorted: each holds
+    /// only events the scan covered, so a projector may find every record
+    /// of one trimmed and lose nothing. Empty if the stream was not
+    /// described.
+    pub closed_shards: Vec<String>,
 }
 
 impl RebuildMarker {
@@ -294,6 +303,18 @@ impl CheckpointStore {
                 None => None,
                 Some(_) => Some(get_s(&item, &key, REBUILD_ERROR)?.to_string()),
             },
+            stream_arn: match item.get(REBUILD_STREAM) {
+                None => None,
+                Some(_) => Some(get_s(&item, &key, REBUILD_STREAM)?.to_string()),
+            },
+            closed_shards: {
+                let mut ids: Vec<String> =
+                    super::fields::string_set(&item, &key, REBUILD_CLOSED_SHARDS)?
+                        .into_iter()
+                        .collect();
+                ids.sort();
+                ids
+            },
         }))
     }
 
@@ -316,6 +337,15 @@ impl CheckpointStore {
         }
         if let Some(error) = &marker.error {
             item.insert(REBUILD_ERROR.to_string(), s(error));
+        }
+        if let Some(stream_arn) = &marker.stream_arn {
+            item.insert(REBUILD_STREAM.to_string(), s(stream_arn));
+        }
+        if !marker.closed_shards.is_empty() {
+            item.insert(
+                REBUILD_CLOSED_SHARDS.to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::Ss(marker.closed_shards.clone()),
+            );
         }
         self.client
             .put_item()

@@ -6,7 +6,12 @@
 //! clock, and only ever shown or compared with times of the same writer;
 //! a time before the epoch is stored as 0.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::item::Item;
 
 // The attributes of a shard's item (and of a rebuild marker); the schema
 // is documented at `CheckpointStore`.
@@ -27,6 +32,10 @@ pub(super) const REBUILD_FINISHED_AT: &str = "RebuildFinishedAt";
 pub(super) const REBUILD_EVENTS: &str = "RebuildEvents";
 pub(super) const REBUILD_FAILED_AT: &str = "RebuildFailedAt";
 pub(super) const REBUILD_ERROR: &str = "RebuildError";
+/// The shards closed when a rebuild started (a string set).
+pub(super) const REBUILD_CLOSED_SHARDS: &str = "RebuildClosedShards";
+/// The stream a rebuild described before its marker.
+pub(super) const REBUILD_STREAM: &str = "RebuildStream";
 
 /// The time `millis` milliseconds after the Unix epoch.
 pub(super) fn time_of(millis: u64) -> SystemTime {
@@ -54,5 +63,24 @@ mod tests {
         let time = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
         assert_eq!(time_of(millis(time)), time);
         assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+}
+
+/// The string set `name` of `item` (empty if absent; DynamoDB stores no
+/// empty set).
+pub(super) fn string_set(
+    item: &Item,
+    key: &str,
+    name: &'static str,
+) -> Result<HashSet<String>, super::Error> {
+    match item.get(name) {
+        None => Ok(HashSet::new()),
+        Some(AttributeValue::Ss(ids)) => Ok(ids.iter().cloned().collect()),
+        Some(_) => Err(crate::Error::InvalidAttribute {
+            key: key.to_string(),
+            attribute: name,
+            expected: "a string set",
+        }
+        .into()),
     }
 }

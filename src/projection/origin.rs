@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::fields::{millis, now_millis, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
+use super::fields::{millis, now_millis, string_set, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
 use super::shards::ShardTree;
 use super::{CheckpointStore, Error, RebuildMarker, ShardCheckpoint, StartPosition};
 use crate::item::{get_n, get_s, n, s, Item};
@@ -31,6 +31,7 @@ const STARTED_AT: &str = "StartedAt";
 const START_AFTER: &str = "StartAfter";
 const START_POSITION: &str = "StartPosition";
 const ROOTS: &str = "Roots";
+const CLOSED: &str = "Closed";
 const VERSION: &str = "OriginVersion";
 
 /// How long before its first start a projection started with
@@ -53,6 +54,9 @@ pub(crate) struct Origin {
     pub stream_arn: String,
     /// The shards it started from: those whose parent was not described.
     pub roots: HashSet<String>,
+    /// The shards that were closed when it first started (described before
+    /// `started_at` was taken): they hold only records created before it.
+    pub closed: HashSet<String>,
     version: u64,
 }
 
@@ -91,24 +95,15 @@ impl CheckpointStore {
                 .into())
             }
         };
-        let roots = match item.get(ROOTS) {
-            None => HashSet::new(),
-            Some(AttributeValue::Ss(roots)) => roots.iter().cloned().collect(),
-            Some(_) => {
-                return Err(crate::Error::InvalidAttribute {
-                    key,
-                    attribute: ROOTS,
-                    expected: "a string set",
-                }
-                .into())
-            }
-        };
+        let roots = string_set(&item, &key, ROOTS)?;
+        let closed = string_set(&item, &key, CLOSED)?;
         Ok(Some(Origin {
             started_at: time_of(get_n(&item, &key, STARTED_AT)?),
             start_after: time_of(get_n(&item, &key, START_AFTER)?),
             position,
             stream_arn: get_s(&item, &key, STREAM_ARN)?.to_string(),
             roots,
+            closed,
             version: get_n(&item, &key, VERSION)?,
         }))
     }
@@ -143,6 +138,8 @@ impl CheckpointStore {
                 return Ok(origin.clone());
             }
             // No progress depends on it: the roots are the stream's now.
+            // The shards closed when it started stay those (a shard closed
+            // since may hold records created after its start).
             Some(origin) if !rebuilt_since(origin) => Origin {
                 stream_arn: stream_arn.to_string(),
                 roots: tree.frontier(),
@@ -155,6 +152,8 @@ impl CheckpointStore {
                 position,
                 stream_arn: stream_arn.to_string(),
                 roots: tree.frontier(),
+                // `tree` was described before `now` was taken.
+                closed: tree.closed(),
                 version: previous.as_ref().map_or(1, |o| o.version + 1),
             },
         };
@@ -194,10 +193,12 @@ impl CheckpointStore {
             (VERSION.to_string(), n(origin.version)),
             (UPDATED_AT.to_string(), n(now_millis())),
         ]);
-        if !origin.roots.is_empty() {
-            let mut roots: Vec<String> = origin.roots.iter().cloned().collect();
-            roots.sort();
-            item.insert(ROOTS.to_string(), AttributeValue::Ss(roots));
+        for (name, set) in [(ROOTS, &origin.roots), (CLOSED, &origin.closed)] {
+            if !set.is_empty() {
+                let mut ids: Vec<String> = set.iter().cloned().collect();
+                ids.sort();
+                item.insert(name.to_string(), AttributeValue::Ss(ids));
+            }
         }
         let put = self
             .client

@@ -139,7 +139,9 @@ impl<A: Aggregate + 'static> Projector<A> {
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
+                closed_before_start_after: HashSet::new(),
                 origin_started_at: std::time::SystemTime::UNIX_EPOCH,
+                closed_before_origin: HashSet::new(),
             },
             max_shards: DEFAULT_MAX_SHARDS,
             discovery: Duration::from_secs(10),
@@ -347,12 +349,18 @@ impl<A: Aggregate + 'static> Projector<A> {
             .await?;
         // A finished rebuild covered what came before its marker; without
         // one, a projection started with `Latest` skips what came before it.
-        self.settings.start_after = match (&rebuild, origin.position) {
-            (Some(marker), _) => Some(marker.start_after),
-            (None, StartPosition::Latest) => Some(origin.start_after),
-            (None, _) => None,
+        let (start_after, closed) = match (&rebuild, origin.position) {
+            (Some(marker), _) => (
+                Some(marker.start_after),
+                marker.closed_shards.iter().cloned().collect(),
+            ),
+            (None, StartPosition::Latest) => (Some(origin.start_after), origin.closed.clone()),
+            (None, _) => (None, HashSet::new()),
         };
+        self.settings.start_after = start_after;
+        self.settings.closed_before_start_after = closed;
         self.settings.origin_started_at = origin.started_at;
+        self.settings.closed_before_origin = origin.closed.clone();
         Ok(origin.roots_of(&self.stream_arn))
     }
 

@@ -16,6 +16,7 @@
 //! reader at once, abandoning a dispatch in progress, without a checkpoint;
 //! only one batch per shard is in memory at a time.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -69,11 +70,30 @@ pub(crate) struct ReaderSettings {
     /// before this are skipped (a finished rebuild covered them, or the
     /// projection started later with [`StartPosition::Latest`]).
     pub start_after: Option<SystemTime>,
+    /// The shards that were closed when `start_after` was set (described
+    /// by the finished rebuild before its marker, or by the first start of
+    /// a `Latest` projection): each holds only records created before it,
+    /// so one whose every record was trimmed lost nothing wanted.
+    pub closed_before_start_after: HashSet<String>,
     /// When the projection's origin started: a root opened for the first
     /// time (see [`Lease::created`]) whose first record is gone is read
     /// from the trim horizon only if the oldest record left was created
     /// before this (without a `start_after`).
     pub origin_started_at: SystemTime,
+    /// The shards that were closed when the origin started.
+    pub closed_before_origin: HashSet<String>,
+}
+
+/// What the first record read from a shard opened at the trim horizon must
+/// show for the records trimmed before it to be ones the projection does
+/// not want (see [`ShardReader::horizon`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Guard {
+    /// The first record left must have been created before this.
+    pub before: SystemTime,
+    /// The shard was closed by then: all its records predate `before`, so
+    /// it may have no record left at all.
+    pub closed_then: bool,
 }
 
 /// How a reader ended without an error.
@@ -101,10 +121,11 @@ pub(crate) struct ShardReader<A: Aggregate> {
     /// [`ReaderSettings::start_after`] (set by [`run`](Self::run)).
     pub skipping: bool,
     /// Read from the trim horizon because the shard's first record is
-    /// gone: the first record read must have been created before this (see
-    /// [`horizon`](Self::horizon)), else records the projection wanted were
+    /// gone: the first record read must have been created before the
+    /// guard's time (see [`horizon`](Self::horizon)), or the shard must
+    /// have been closed then, else records the projection wanted were
     /// trimmed.
-    pub guard: Option<SystemTime>,
+    pub guard: Option<Guard>,
     /// The shard is opened for the first time by the projection (this
     /// reader's lease created its item) and no record was read from it yet.
     pub first_open: bool,
@@ -112,7 +133,7 @@ pub(crate) struct ShardReader<A: Aggregate> {
 
 /// The first record read from a shard opened at the trim horizon is
 /// recorded (`OpenedAt`) before it is dispatched.
-fn opened_at_horizon(lease: &Lease, guard: Option<SystemTime>) -> bool {
+fn opened_at_horizon(lease: &Lease, guard: Option<Guard>) -> bool {
     guard.is_some() && lease.checkpoint.is_none() && lease.opened_at().is_none()
 }
 
@@ -180,23 +201,36 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             if let (true, Some(first)) = (opened_at_horizon(lease, self.guard), records.first()) {
                 if first
                     .created
-                    .is_some_and(|c| self.guard.is_some_and(|h| c < h))
+                    .is_some_and(|c| self.guard.is_some_and(|g| c < g.before))
                 {
                     let first = first.sequence_number.clone();
                     self.checkpoints.mark_opened(lease, &first).await?;
                 }
             }
-            if let Some(horizon) = self.guard {
+            if let Some(guard) = self.guard {
                 match records.first() {
                     // Every record trimmed was created before it: none
                     // was the projection's to read.
-                    Some(first) if first.created.is_some_and(|c| c < horizon) => {
+                    Some(first) if first.created.is_some_and(|c| c < guard.before) => {
                         self.guard = None;
                     }
                     // Records the projection wanted were trimmed first.
                     Some(_) => return Err(trimmed(lease)),
-                    None if next.is_none() => self.guard = None,
-                    None => {}
+                    // Closed before the projection wanted its records: an
+                    // empty page (all trimmed, or a stretch without
+                    // records before the first one left) loses nothing.
+                    None if guard.closed_then => {
+                        if next.is_none() {
+                            self.guard = None;
+                        }
+                    }
+                    // Nothing left to show when the trimmed records were
+                    // created: they may be ones the projection wanted (a
+                    // shard that closed, or still takes records, after that
+                    // point). DynamoDB keeps records 24 hours and closes a
+                    // shard within hours, so this is a shard whose records
+                    // the projection wanted and retention took.
+                    None => return Err(trimmed(lease)),
                 }
             }
             // Reopened from here on (after an expired iterator), the shard
@@ -227,7 +261,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         &self,
         lease: &mut Lease,
         beat: &mut Heartbeat,
-    ) -> Result<(String, Option<SystemTime>), Error> {
+    ) -> Result<(String, Option<Guard>), Error> {
         let shard = lease.clone();
         beat.keep_alive(&self.checkpoints, lease, self.iterator(&shard))
             .await?
@@ -240,7 +274,7 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// trim horizon with the [`horizon`](Self::horizon) the first record
     /// read must predate (returned), or [`Error::Trimmed`] if no record
     /// trimmed from it could be one the projection does not want.
-    async fn iterator(&self, lease: &Lease) -> Result<(String, Option<SystemTime>), Error> {
+    async fn iterator(&self, lease: &Lease) -> Result<(String, Option<Guard>), Error> {
         let (first, root) = match (&lease.checkpoint, &self.opening) {
             (None, Opening::Root(first)) => (first, true),
             (None, Opening::First(first @ Some(_))) => (first, false),
@@ -259,10 +293,10 @@ impl<A: Aggregate + 'static> ShardReader<A> {
                 Err(err) => return Err(err),
             }
         }
-        let Some(horizon) = self.horizon(root) else {
+        let Some(guard) = self.horizon(root, &lease.shard.shard_id) else {
             return Err(trimmed(lease));
         };
-        Ok((self.iterator_at(lease, None).await?, Some(horizon)))
+        Ok((self.iterator_at(lease, None).await?, Some(guard)))
     }
 
     /// Before when the records trimmed from the start of a shard opened
@@ -274,11 +308,20 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// read). `None` otherwise: the projection wanted every record of a
     /// child whose parent it read, and of a root a reader opened before (it
     /// stopped before its first checkpoint, and may have been given the
-    /// records now trimmed).
-    fn horizon(&self, root: bool) -> Option<SystemTime> {
-        match self.settings.start_after {
-            Some(start_after) => Some(start_after),
-            None if root && self.first_open => Some(self.settings.origin_started_at),
+    /// records now trimmed). The guard also says whether `shard_id` was
+    /// closed at that point (then its records all predate it, and it may
+    /// have none left).
+    fn horizon(&self, root: bool, shard_id: &str) -> Option<Guard> {
+        let settings = &self.settings;
+        match settings.start_after {
+            Some(start_after) => Some(Guard {
+                before: start_after,
+                closed_then: settings.closed_before_start_after.contains(shard_id),
+            }),
+            None if root && self.first_open => Some(Guard {
+                before: settings.origin_started_at,
+                closed_then: settings.closed_before_origin.contains(shard_id),
+            }),
             None => None,
         }
     }

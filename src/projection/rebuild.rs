@@ -145,6 +145,7 @@ pub struct Rebuild<A: Aggregate> {
     page_size: Option<i32>,
     safety_margin: Duration,
     progress: Option<ProgressFn>,
+    stream: Option<(aws_sdk_dynamodbstreams::Client, String)>,
 }
 
 impl<A: Aggregate> fmt::Debug for Rebuild<A> {
@@ -203,6 +204,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             page_size: None,
             safety_margin: DEFAULT_SAFETY_MARGIN,
             progress: None,
+            stream: None,
         }
     }
 
@@ -230,6 +232,23 @@ impl<A: Aggregate + 'static> Rebuild<A> {
         self
     }
 
+    /// Describes `stream_arn` (the events table's stream, see
+    /// [`stream_arn`](super::stream_arn)) before the marker is written, and
+    /// records in it which shards were closed then. A projector that finds
+    /// every record of such a shard trimmed knows the scan covered them;
+    /// without this it cannot tell them from records written after the
+    /// marker, and stops with [`Error::Trimmed`](super::Error::Trimmed).
+    /// Use it when recovering from `Trimmed`: one `DescribeStream` call per
+    /// 100 shards.
+    pub fn with_stream(
+        mut self,
+        streams: aws_sdk_dynamodbstreams::Client,
+        stream_arn: &str,
+    ) -> Self {
+        self.stream = Some((streams, stream_arn.to_string()));
+        self
+    }
+
     /// Calls `progress` after every dispatched page (from the segment
     /// workers: keep it quick).
     pub fn with_progress(
@@ -253,6 +272,20 @@ impl<A: Aggregate + 'static> Rebuild<A> {
     /// superseded then: run the rebuild again.
     pub async fn run(self) -> Result<RebuildReport, Error> {
         let started = Instant::now();
+        // Described before T0: a shard closed then holds only records
+        // created before T0, whose events the scan reads.
+        let (stream_arn, closed_shards) = match &self.stream {
+            Some((streams, stream_arn)) => {
+                let mut closed: Vec<String> = super::shards::describe(streams, stream_arn)
+                    .await?
+                    .closed()
+                    .into_iter()
+                    .collect();
+                closed.sort();
+                (Some(stream_arn.clone()), closed)
+            }
+            None => (None, Vec::new()),
+        };
         // Whole milliseconds, as stored; rounding down only widens the overlap.
         let started_at = time_of(millis(SystemTime::now()));
         let start_after = started_at
@@ -265,6 +298,8 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             events: 0,
             failed_at: None,
             error: None,
+            stream_arn,
+            closed_shards,
         };
         // The shards as they were before the marker: those whose progress
         // is still the same after the scan are superseded by the rebuild.

@@ -150,6 +150,16 @@ impl ShardTree {
             .collect()
     }
 
+    /// The shards described as closed (an ending sequence number): every
+    /// record of one was created before it was described.
+    pub fn closed(&self) -> HashSet<String> {
+        self.nodes
+            .values()
+            .filter(|node| node.closed)
+            .map(|node| node.shard_id.clone())
+            .collect()
+    }
+
     /// The shards ready to read, oldest (lowest starting sequence number)
     /// first, each with where it starts if it has no checkpoint; or the
     /// first gap. `items` are the projection's checkpoint items of this

@@ -379,6 +379,10 @@ impl Sim {
             self.plain_store(),
             dispatcher,
         )
+        .with_stream(
+            self.world.streams(&Faults::default(), 0),
+            &self.world.fake.stream_arn(),
+        )
         .with_segments(2)
         .with_page_size(3)
         .with_safety_margin(Duration::ZERO)
@@ -417,6 +421,15 @@ impl Sim {
                         return;
                     }
                     let ended = self.run(&Faults::default(), &owners, None).await;
+                    if let Ended::Failed(err @ Error::Trimmed { shard_id, .. }) = &ended {
+                        if self.world.open_shard_trimmed(shard_id) {
+                            // Unprovable (see `open_shard_trimmed`): the
+                            // stop is what is asked of it.
+                            self.observer
+                                .label(format!("recovery stopped on a trimmed open shard: {err}"));
+                            return;
+                        }
+                    }
                     if let Ended::Failed(err) = &ended {
                         self.observer.violate(format!(
                             "after a finished Rebuild the projector still stopped: {err}"

@@ -280,6 +280,17 @@ impl World {
         }
     }
 
+    /// Whether retention trimmed a record of `shard_id`, still open.
+    /// DynamoDB closes a shard within hours and keeps records 24 hours, so
+    /// it never does; when this world did, nothing on the stream shows
+    /// whether the records were ones the projection wanted, and a
+    /// projector stays stopped with `Trimmed` even after a rebuild.
+    pub fn open_shard_trimmed(&self, shard_id: &str) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.id == shard_id && s.open && !s.removed && s.trimmed > 0)
+    }
+
     /// Whether retention removed anything yet (a `Trimmed` error needs it).
     pub fn retention_acted(&self) -> bool {
         self.trimmed_before > 0 || self.shards.iter().any(|s| s.removed)
