@@ -5,8 +5,9 @@
 //! the whole batch was dispatched (at-least-once); a shard without a
 //! checkpoint opens at its first record or, if that is gone, at the trim
 //! horizon only if the oldest record left predates the point from which
-//! the projection wants the shard's records (see `ShardReader::horizon`;
-//! else [`Error::Trimmed`]), never at `LATEST`; the only records ever passed over are a leading run
+//! the projection wants the shard's records, or none is left and the shard
+//! was closed at that point (see `ShardReader::horizon`; else
+//! [`Error::Trimmed`]), never at `LATEST`; the only records ever passed over are a leading run
 //! of records created before the run's `start_after`, on a shard opened
 //! without a checkpoint; data trimmed before the reader got to it is
 //! [`Error::Trimmed`], raised before the batch after it is dispatched; the

@@ -123,12 +123,15 @@ type ProgressFn = Arc<dyn Fn(RebuildProgress) + Send + Sync>;
 /// # use cqrs_es::Aggregate;
 /// # async fn demo<A: Aggregate + 'static>(
 /// #     client: dynamo_es::aws_sdk_dynamodb::Client,
+/// #     streams: dynamo_es::aws_sdk_dynamodbstreams::Client,
 /// #     dispatcher: dynamo_es::projection::Dispatcher<A>,
 /// # ) -> Result<(), dynamo_es::projection::Error> {
 /// use dynamo_es::projection::{CheckpointStore, Rebuild};
 ///
 /// let checkpoints = CheckpointStore::new(client.clone(), "Checkpoints", "balances-v2");
+/// let stream = dynamo_es::projection::stream_arn(&client, "Events").await?;
 /// let report = Rebuild::new(client, "Events", checkpoints, dispatcher)
+///     .with_stream(streams, &stream)
 ///     .with_segments(8)
 ///     .with_progress(|p| eprintln!("{} events dispatched", p.events))
 ///     .run()
