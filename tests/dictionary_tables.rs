@@ -287,3 +287,44 @@ async fn a_fresh_dynamo_store_uses_snapshots_written_with_a_dictionary() {
         costs.operations
     );
 }
+
+/// Dictionaries kept by the caller, not by a `DictionaryCache`: the codec
+/// decodes with whatever `DictionarySource` it is handed.
+#[derive(Debug)]
+struct Held(Vec<dynamo_es::dictionary::Dictionary>, String);
+
+impl dynamo_es::codec::DictionarySource for Held {
+    fn table(&self) -> &str {
+        &self.1
+    }
+
+    fn dictionary(&self, id: u32) -> Option<dynamo_es::dictionary::Dictionary> {
+        self.0.iter().find(|d| d.id() == id).cloned()
+    }
+}
+
+#[tokio::test]
+async fn a_codec_decodes_with_the_dictionaries_it_is_handed_and_reads_no_table() {
+    let (db, dictionary) = tables_with_dictionary(5).await;
+    let value = json!({"amount": 42, "currency": "CHF", "account": "acct-3", "note": long_note()});
+    let frame = Codec::json()
+        .with_dictionary(&dictionary)
+        .encode(&value)
+        .unwrap();
+
+    // Handed the dictionary of its table: decodes, with no request made.
+    let reader =
+        Codec::json().with_dictionaries(Held(vec![dictionary.clone()], db.snapshots.clone()));
+    assert_eq!(reader.dictionary_table(), Some(db.snapshots.as_str()));
+    assert_eq!(reader.decode(&frame).unwrap(), value);
+
+    // Handed none: not loaded, never another value.
+    let empty = Codec::json().with_dictionaries(Held(Vec::new(), db.snapshots.clone()));
+    match empty.decode(&frame) {
+        Err(Error::Dictionary(err)) => assert!(
+            matches!(*err, dictionary::Error::NotLoaded { id } if id == dictionary.id()),
+            "{err}"
+        ),
+        other => panic!("expected NotLoaded, got {other:?}"),
+    }
+}

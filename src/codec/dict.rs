@@ -1,5 +1,8 @@
-//! zstd with a trained dictionary: the codec's side of
-//! [`crate::dictionary`].
+//! zstd with a trained dictionary: compression with a codec's own
+//! [`Dictionary`], decompression with the one a frame names, found in the
+//! codec's own or in the [`DictionarySource`] its caller handed it. The
+//! codec never fetches a dictionary: [`crate::dictionary`] does, and hands
+//! them down.
 //!
 //! **Invariant:** a frame written here records its dictionary's id in the
 //! `Dictionary_ID` field of its header, its content size and zstd's
@@ -15,10 +18,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, ResetDirective};
 
-use crate::dictionary::{self, Dictionary, DictionaryCache, EncoderAt};
+use super::dictionary::{Dictionary, EncoderAt};
+use crate::error::dictionary;
 use crate::error::{Error, Result};
 
 thread_local! {
@@ -117,24 +122,39 @@ impl PartialEq for Writer {
 
 impl Eq for Writer {}
 
-/// Where a codec finds the dictionaries of the frames it reads: a cache,
-/// and the table whose dictionaries its payloads name. It does not make a
+/// Where a codec finds the dictionaries that the frames it reads name:
+/// those of one table (or other scope), by id, at hand before decoding
+/// (decoding is synchronous). [`TableDictionaries`](crate::dictionary::TableDictionaries),
+/// a [`DictionaryCache`](crate::dictionary::DictionaryCache) for one table,
+/// is one; implement it to hand a codec dictionaries kept elsewhere.
+pub trait DictionarySource: Send + Sync + fmt::Debug {
+    /// The table (or other scope) whose dictionaries these are: a
+    /// dictionary id is unique there only.
+    fn table(&self) -> &str;
+
+    /// The dictionary `id` of that table, if it is at hand. `None` makes
+    /// the decode [`dictionary::Error::NotLoaded`]: load what a batch of
+    /// payloads names before decoding it.
+    fn dictionary(&self, id: u32) -> Option<Dictionary>;
+}
+
+/// The [`DictionarySource`] a codec reads with, if any. It does not make a
 /// codec another codec: any two compare equal.
 #[derive(Clone, Default)]
-pub(crate) struct Readers(pub(crate) Option<(DictionaryCache, String)>);
+pub(crate) struct Readers(pub(crate) Option<Arc<dyn DictionarySource>>);
 
 impl Readers {
     /// The table whose dictionaries are read, if any.
     pub(crate) fn table(&self) -> Option<&str> {
-        self.0.as_ref().map(|(_, table)| table.as_str())
+        self.0.as_ref().map(|source| source.table())
     }
 }
 
 impl fmt::Debug for Readers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Some((cache, table)) => write!(f, "{cache:?} for table {table}"),
-            None => f.write_str("no dictionary cache"),
+            Some(source) => write!(f, "{source:?}"),
+            None => f.write_str("no dictionary source"),
         }
     }
 }
@@ -207,6 +227,6 @@ pub(crate) fn find(id: u32, writer: Option<&Writer>, readers: &Readers) -> Resul
     readers
         .0
         .as_ref()
-        .and_then(|(cache, table)| cache.get(table, id))
+        .and_then(|source| source.dictionary(id))
         .ok_or_else(|| dictionary::Error::NotLoaded { id }.into())
 }

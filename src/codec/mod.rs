@@ -58,6 +58,11 @@ pub use name::{ParseCodecError, MAX_COMPRESSION_LEVEL, MIN_COMPRESSION_LEVEL};
 
 #[cfg(feature = "compression")]
 pub(crate) mod dict;
+#[cfg(feature = "compression")]
+pub(crate) mod dictionary;
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+pub use dict::DictionarySource;
 mod encoding;
 mod json;
 mod model;
@@ -214,7 +219,7 @@ impl Codec {
     /// [`DynamoEventRepository::with_dictionary`](crate::DynamoEventRepository::with_dictionary).
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub fn with_dictionary(self, dictionary: &crate::dictionary::Dictionary) -> Self {
+    pub fn with_dictionary(self, dictionary: &dictionary::Dictionary) -> Self {
         let level = self.compression.unwrap_or(DEFAULT_COMPRESSION_LEVEL);
         Codec {
             dictionary: Some(dict::Writer::new(dictionary, level)),
@@ -235,42 +240,32 @@ impl Codec {
     /// The dictionary payloads are compressed with, if any.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub fn dictionary(&self) -> Option<&crate::dictionary::Dictionary> {
+    pub fn dictionary(&self) -> Option<&dictionary::Dictionary> {
         self.dictionary.as_ref().map(|writer| &writer.dictionary)
     }
 
-    /// Decodes frames that name a dictionary with the dictionaries of
-    /// `table` (where they are stored: the snapshots table of the event
-    /// store) that `cache` holds, besides this codec's own if it is that
-    /// table's. Load them into it first with
-    /// [`DictionaryCache::prefetch`](crate::dictionary::DictionaryCache::prefetch);
-    /// a frame naming one it does not hold is
+    /// Decodes frames that name a dictionary with those `source` holds
+    /// (the dictionaries of one table: for an event store, its snapshots
+    /// table), besides this codec's own if it is that table's. For a
+    /// [`DictionaryCache`](crate::dictionary::DictionaryCache), pass
+    /// `cache.for_table("Snapshots")` and load what a page names into the
+    /// cache first ([`DictionaryCache::prefetch`](crate::dictionary::DictionaryCache::prefetch));
+    /// a frame naming one the source does not hold is
     /// [`dictionary::Error::NotLoaded`](crate::dictionary::Error::NotLoaded).
     /// Dictionary ids are unique per table only: a codec never decodes with
-    /// another table's dictionary of the same id. The cache does not change
-    /// what is written, nor codec equality.
+    /// another table's dictionary of the same id. The source does not
+    /// change what is written, nor codec equality.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub fn with_dictionary_cache(
-        self,
-        cache: crate::dictionary::DictionaryCache,
-        table: &str,
-    ) -> Self {
+    pub fn with_dictionaries(self, source: impl DictionarySource + 'static) -> Self {
         Codec {
-            readers: dict::Readers(Some((cache, table.to_string()))),
+            readers: dict::Readers(Some(std::sync::Arc::new(source))),
             ..self
         }
     }
 
-    /// The dictionary cache decoding looks in, if any.
-    #[cfg(feature = "compression")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub fn dictionary_cache(&self) -> Option<&crate::dictionary::DictionaryCache> {
-        self.readers.0.as_ref().map(|(cache, _)| cache)
-    }
-
-    /// The table whose dictionaries decoding looks for in the
-    /// [cache](Self::dictionary_cache), if any.
+    /// The table whose dictionaries decoding looks for in its
+    /// [source](Self::with_dictionaries), if any.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn dictionary_table(&self) -> Option<&str> {

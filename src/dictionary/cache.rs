@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use super::{Dictionary, DictionaryStore};
 use crate::codec::dict::frame_dictionary_id;
+use crate::codec::DictionarySource;
 use crate::error::Result;
 use crate::item::{describe_key, Item, METADATA, PAYLOAD};
 
@@ -30,7 +31,7 @@ type Slots = HashMap<String, HashMap<u32, Slot>>;
 
 /// Dictionaries loaded by table and id, shared by every clone (and by the
 /// codecs given it with
-/// [`Codec::with_dictionary_cache`](crate::Codec::with_dictionary_cache)).
+/// [`Codec::with_dictionaries`](crate::Codec::with_dictionaries) with [`DictionaryCache::for_table`]).
 ///
 /// ```
 /// use dynamo_es::dictionary::DictionaryCache;
@@ -56,6 +57,16 @@ impl DictionaryCache {
     /// An empty cache.
     pub fn new() -> Self {
         DictionaryCache::default()
+    }
+
+    /// The dictionaries of `table` this cache holds, as a codec reads them
+    /// ([`Codec::with_dictionaries`](crate::Codec::with_dictionaries)):
+    /// shares the cache, so what is loaded into it later is seen.
+    pub fn for_table(&self, table: &str) -> TableDictionaries {
+        TableDictionaries {
+            cache: self.clone(),
+            table: table.to_string(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -222,6 +233,37 @@ impl DictionaryCache {
             }
         }
         Ok(())
+    }
+}
+
+/// The dictionaries of one table in a [`DictionaryCache`]: what a codec
+/// decodes with ([`DictionaryCache::for_table`]).
+#[derive(Clone)]
+pub struct TableDictionaries {
+    cache: DictionaryCache,
+    table: String,
+}
+
+impl TableDictionaries {
+    /// The cache they are held in.
+    pub fn cache(&self) -> &DictionaryCache {
+        &self.cache
+    }
+}
+
+impl fmt::Debug for TableDictionaries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} for table {}", self.cache, self.table)
+    }
+}
+
+impl DictionarySource for TableDictionaries {
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn dictionary(&self, id: u32) -> Option<Dictionary> {
+        self.cache.get(&self.table, id)
     }
 }
 

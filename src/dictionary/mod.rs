@@ -111,25 +111,17 @@
 //! ```
 
 mod cache;
-mod error;
 mod store;
 mod train;
 
-use std::fmt;
-use std::sync::Arc;
-
-use zstd::zstd_safe::{CDict, DDict};
-
-pub use cache::DictionaryCache;
-pub use error::Error;
-pub use store::{DictionaryStore, MAX_DICTIONARY_SIZE, MIN_DICTIONARY_SIZE};
+pub use crate::codec::dictionary::{Dictionary, DictionaryInfo, Savings, TrainingSample};
+pub use crate::error::dictionary::Error;
+pub use cache::{DictionaryCache, TableDictionaries};
+pub use store::{Candidate, DictionaryStore, Trained, MAX_DICTIONARY_SIZE, MIN_DICTIONARY_SIZE};
 pub use train::{
-    train, Candidate, Savings, TrainOptions, Trained, TrainingSample, DEFAULT_DICTIONARY_SIZE,
-    DEFAULT_SAMPLE_EVENTS, DEFAULT_SAMPLE_SEGMENTS, HELD_OUT_EVERY, MIN_SAMPLE_EVENTS,
+    train, TrainOptions, DEFAULT_DICTIONARY_SIZE, DEFAULT_SAMPLE_EVENTS, DEFAULT_SAMPLE_SEGMENTS,
+    HELD_OUT_EVERY, MIN_SAMPLE_EVENTS,
 };
-
-/// The first bytes of a zstd dictionary (magic number, little endian).
-const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
 
 /// The key of dictionary `id` in the snapshots table: `~dictionary/{id}`.
 ///
@@ -148,157 +140,6 @@ pub const DICTIONARY_KEY_PREFIX: &str = "~dictionary/";
 pub fn is_dictionary_key(key: &str) -> bool {
     key.strip_prefix(DICTIONARY_KEY_PREFIX)
         .is_some_and(|id| id.parse::<u32>().is_ok())
-}
-
-/// What is recorded about a dictionary besides its bytes.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DictionaryInfo {
-    /// The id zstd writes in the frames compressed with it.
-    pub id: u32,
-    /// The aggregate type it was trained for.
-    pub aggregate_type: String,
-    /// When it was trained, in seconds since the Unix epoch.
-    pub trained_at: u64,
-    /// The size of the dictionary, in bytes.
-    pub size: usize,
-    /// What it was trained on, and what it saved on the held-out events.
-    pub sample: TrainingSample,
-}
-
-/// A zstd dictionary as stored, digested for compression and
-/// decompression. Cheap to clone (shared).
-///
-/// Only [`DictionaryStore`] hands them out (after storing one, or loading
-/// it), so every payload written with a `Dictionary` can be read back by
-/// its id.
-#[derive(Clone)]
-pub struct Dictionary {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    info: DictionaryInfo,
-    /// The table it is stored in: its id is unique there only.
-    table: String,
-    bytes: Vec<u8>,
-    decoder: DDict<'static>,
-    encoder: CDict<'static>,
-    level: i32,
-}
-
-impl fmt::Debug for Dictionary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dictionary")
-            .field("info", &self.inner.info)
-            .field("table", &self.inner.table)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PartialEq for Dictionary {
-    /// Ids are unique per table: same id, same dictionary.
-    fn eq(&self, other: &Self) -> bool {
-        self.id() == other.id() && self.inner.bytes == other.inner.bytes
-    }
-}
-
-impl Eq for Dictionary {}
-
-impl Dictionary {
-    /// Digests `bytes`, checking that they are a zstd dictionary whose
-    /// header carries `info.id`.
-    fn prepare(info: DictionaryInfo, bytes: Vec<u8>, table: &str) -> Result<Self, Error> {
-        let corrupt = |reason: &str| Error::Corrupt {
-            id: info.id,
-            table: table.to_string(),
-            reason: reason.to_string(),
-        };
-        if !bytes.starts_with(&DICTIONARY_MAGIC) {
-            return Err(corrupt("not a zstd dictionary (bad magic number)"));
-        }
-        let header_id = zstd::zstd_safe::get_dict_id_from_dict(&bytes).map(|id| id.get());
-        if header_id != Some(info.id) {
-            return Err(corrupt(&format!(
-                "its header names dictionary {}",
-                header_id.unwrap_or(0)
-            )));
-        }
-        let level = crate::codec::DEFAULT_COMPRESSION_LEVEL;
-        let decoder = DDict::try_create(&bytes).ok_or_else(|| corrupt("zstd refuses it"))?;
-        let encoder = CDict::try_create(&bytes, level).ok_or_else(|| corrupt("zstd refuses it"))?;
-        Ok(Dictionary {
-            inner: Arc::new(Inner {
-                info,
-                table: table.to_string(),
-                bytes,
-                decoder,
-                encoder,
-                level,
-            }),
-        })
-    }
-
-    /// Its id.
-    pub fn id(&self) -> u32 {
-        self.inner.info.id
-    }
-
-    /// The table it is stored in (where it was stored or loaded from).
-    /// Its id names it in that table only: another table may hold another
-    /// dictionary of the same id.
-    pub fn table(&self) -> &str {
-        &self.inner.table
-    }
-
-    /// The aggregate type it was trained for.
-    pub fn aggregate_type(&self) -> &str {
-        &self.inner.info.aggregate_type
-    }
-
-    /// What is recorded about it.
-    pub fn info(&self) -> &DictionaryInfo {
-        &self.inner.info
-    }
-
-    /// The dictionary bytes, as zstd's trainer wrote them (with the id
-    /// set).
-    pub fn bytes(&self) -> &[u8] {
-        &self.inner.bytes
-    }
-
-    pub(crate) fn decoder(&self) -> &DDict<'static> {
-        &self.inner.decoder
-    }
-
-    /// The digested dictionary for compressing at `level`: the one made
-    /// when it was loaded, or a new one at another level (`None` if zstd
-    /// refuses to make it, which it does not for bytes it digested once).
-    pub(crate) fn encoder_at(&self, level: i32) -> Option<EncoderAt> {
-        if level == self.inner.level {
-            Some(EncoderAt::Shared(self.clone()))
-        } else {
-            CDict::try_create(&self.inner.bytes, level).map(|cdict| EncoderAt::Own(Arc::new(cdict)))
-        }
-    }
-}
-
-/// A digested compression dictionary at some level.
-#[derive(Clone)]
-pub(crate) enum EncoderAt {
-    /// The dictionary's own, at the default level.
-    Shared(Dictionary),
-    /// One made for another level.
-    Own(Arc<CDict<'static>>),
-}
-
-impl EncoderAt {
-    pub(crate) fn cdict(&self) -> &CDict<'static> {
-        match self {
-            EncoderAt::Shared(dictionary) => &dictionary.inner.encoder,
-            EncoderAt::Own(cdict) => cdict,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -343,8 +184,11 @@ mod tests {
         let frame = codec.encode(&value).unwrap();
         // As earlier versions wrote them: no checksum.
         let mut old = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+        let encoder = dictionary
+            .encoder_at(crate::codec::DEFAULT_COMPRESSION_LEVEL)
+            .unwrap();
         CCtx::create()
-            .compress_using_cdict(&mut old, &raw, &dictionary.inner.encoder)
+            .compress_using_cdict(&mut old, &raw, encoder.cdict())
             .unwrap();
         // The checksum flag (bit 2 of the frame header descriptor), and
         // its 4 bytes: the only difference.

@@ -17,8 +17,8 @@
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::Client;
 
-use super::train::{Candidate, Savings, TrainOptions, Trained, TrainingSample};
 use super::{dictionary_key, Dictionary, DictionaryInfo, Error as DictError};
+use super::{Savings, TrainingSample};
 use crate::error::{Error, Result};
 use crate::item::{b, get_b, get_n, get_s, n, s, Item, AGGREGATE_TYPE_AND_ID};
 use crate::stream::{key_prefix_scan, Pages};
@@ -52,6 +52,42 @@ pub struct DictionaryStore {
     table: String,
 }
 
+/// A trained dictionary not stored yet: store it with
+/// [`DictionaryStore::put`] to write with it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub(super) bytes: Vec<u8>,
+    pub(super) aggregate_type: String,
+    pub(super) sample: TrainingSample,
+}
+
+impl Candidate {
+    /// The saving measured on the held-out events.
+    pub fn savings(&self) -> Savings {
+        self.sample.held_out
+    }
+
+    /// The dictionary's size in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// What it was trained on.
+    pub fn sample(&self) -> &TrainingSample {
+        &self.sample
+    }
+}
+
+/// A stored dictionary and the saving it made on the held-out events.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The stored dictionary.
+    pub dictionary: Dictionary,
+    /// The saving measured on the held-out events.
+    pub savings: Savings,
+}
+
 impl DictionaryStore {
     /// Dictionaries in `table` (the snapshots table of the event store).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -69,40 +105,6 @@ impl DictionaryStore {
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// Samples events of `aggregate_type` from `events_table`, trains a
-    /// dictionary on them, stores it, and returns it with the saving it
-    /// made on the held-out events. See [`TrainOptions`].
-    pub async fn train(
-        &self,
-        events_table: &str,
-        aggregate_type: &str,
-        options: TrainOptions,
-    ) -> Result<Trained> {
-        let candidate = self
-            .candidate(events_table, aggregate_type, &options)
-            .await?;
-        let savings = candidate.savings();
-        let dictionary = self.put(candidate).await?;
-        Ok(Trained {
-            dictionary,
-            savings,
-        })
-    }
-
-    /// Samples events of `aggregate_type` from `events_table` and trains a
-    /// dictionary on them, storing nothing: inspect its
-    /// [`sample`](Candidate::sample) and [`savings`](Candidate::savings),
-    /// then store it with [`put`](Self::put) (or drop it: a dry run).
-    pub async fn candidate(
-        &self,
-        events_table: &str,
-        aggregate_type: &str,
-        options: &TrainOptions,
-    ) -> Result<Candidate> {
-        let events = super::train::sample(self, events_table, aggregate_type, options).await?;
-        super::train::train(aggregate_type, events_table, &events, options)
     }
 
     /// Stores a trained dictionary, never overwriting one: if its id is

@@ -6,12 +6,13 @@
 //! ([`event_to_item`](crate::item::event_to_item)), so it is what new
 //! events of the same kind will save.
 
-use std::fmt;
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use cqrs_es::persist::SerializedEvent;
 
-use super::{Dictionary, DictionaryCache, DictionaryInfo, DictionaryStore, Error as DictError};
+use super::{
+    Candidate, Dictionary, DictionaryCache, DictionaryInfo, DictionaryStore, Error as DictError,
+    Savings, Trained, TrainingSample,
+};
 use super::{MAX_DICTIONARY_SIZE, MIN_DICTIONARY_SIZE};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -112,95 +113,6 @@ impl TrainOptions {
     }
 }
 
-/// Event payload and metadata bytes as plain JSON and as stored with a
-/// dictionary.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Savings {
-    /// Events measured.
-    pub events: usize,
-    /// Their payloads and metadata as plain JSON, in bytes.
-    pub plain_bytes: usize,
-    /// The same, as stored with the dictionary.
-    pub stored_bytes: usize,
-}
-
-impl Savings {
-    /// How many times fewer bytes are stored (plain / stored; 1 when
-    /// nothing was measured).
-    pub fn ratio(&self) -> f64 {
-        if self.stored_bytes == 0 {
-            return 1.0;
-        }
-        let plain = u32::try_from(self.plain_bytes).map_or(f64::from(u32::MAX), f64::from);
-        let stored = u32::try_from(self.stored_bytes).map_or(f64::from(u32::MAX), f64::from);
-        plain / stored
-    }
-}
-
-impl fmt::Display for Savings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} held-out events: {} bytes as plain JSON, {} bytes with the dictionary ({:.2}x fewer)",
-            self.events,
-            self.plain_bytes,
-            self.stored_bytes,
-            self.ratio()
-        )
-    }
-}
-
-/// What a dictionary was trained on.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrainingSample {
-    /// Where the events came from (the events table).
-    pub table: String,
-    /// Events trained on (held-out ones not included).
-    pub events: usize,
-    /// Their serialized payload and metadata bytes.
-    pub bytes: usize,
-    /// The saving measured on the held-out events.
-    pub held_out: Savings,
-}
-
-/// A trained dictionary not stored yet: store it with
-/// [`DictionaryStore::put`] to write with it.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub(super) bytes: Vec<u8>,
-    pub(super) aggregate_type: String,
-    pub(super) sample: TrainingSample,
-}
-
-impl Candidate {
-    /// The saving measured on the held-out events.
-    pub fn savings(&self) -> Savings {
-        self.sample.held_out
-    }
-
-    /// The dictionary's size in bytes.
-    pub fn size(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// What it was trained on.
-    pub fn sample(&self) -> &TrainingSample {
-        &self.sample
-    }
-}
-
-/// A stored dictionary and the saving it made on the held-out events.
-#[non_exhaustive]
-#[derive(Debug, Clone)]
-pub struct Trained {
-    /// The stored dictionary.
-    pub dictionary: Dictionary,
-    /// The saving measured on the held-out events.
-    pub savings: Savings,
-}
-
 /// Trains a dictionary for `aggregate_type` on `events` (their payloads
 /// and metadata, serialized in the format of the options' codec), holding
 /// one event in [`HELD_OUT_EVERY`] out to measure the saving. `source`
@@ -277,11 +189,47 @@ pub fn train(
     })
 }
 
+impl DictionaryStore {
+    /// Samples events of `aggregate_type` from `events_table`, trains a
+    /// dictionary on them, stores it, and returns it with the saving it
+    /// made on the held-out events. See [`TrainOptions`].
+    pub async fn train(
+        &self,
+        events_table: &str,
+        aggregate_type: &str,
+        options: TrainOptions,
+    ) -> Result<Trained> {
+        let candidate = self
+            .candidate(events_table, aggregate_type, &options)
+            .await?;
+        let savings = candidate.savings();
+        let dictionary = self.put(candidate).await?;
+        Ok(Trained {
+            dictionary,
+            savings,
+        })
+    }
+
+    /// Samples events of `aggregate_type` from `events_table` and trains a
+    /// dictionary on them, storing nothing: inspect its
+    /// [`sample`](Candidate::sample) and [`savings`](Candidate::savings),
+    /// then store it with [`put`](Self::put) (or drop it: a dry run).
+    pub async fn candidate(
+        &self,
+        events_table: &str,
+        aggregate_type: &str,
+        options: &TrainOptions,
+    ) -> Result<Candidate> {
+        let events = sample(self, events_table, aggregate_type, options).await?;
+        train(aggregate_type, events_table, &events, options)
+    }
+}
+
 /// Up to `options.sample()` events of `aggregate_type` from
 /// `events_table`, read with a parallel scan (stopped once enough were
 /// read), decoded whatever their format (dictionaries resolved through
 /// `store`).
-pub(super) async fn sample(
+async fn sample(
     store: &DictionaryStore,
     events_table: &str,
     aggregate_type: &str,
@@ -298,7 +246,7 @@ pub(super) async fn sample(
     let page_size = i32::try_from(options.sample.min(1000)).unwrap_or(1000);
     let mut pages = stream::parallel_scan(scan, options.segments, Some(page_size));
     let cache = DictionaryCache::new();
-    let codec = Codec::json().with_dictionary_cache(cache.clone(), store.table());
+    let codec = Codec::json().with_dictionaries(cache.for_table(store.table()));
     let mut events = Vec::with_capacity(options.sample);
     while events.len() < options.sample {
         let Some(page) = pages.next().await else {

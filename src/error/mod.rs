@@ -16,6 +16,8 @@
 use std::fmt;
 
 mod classify;
+#[cfg(feature = "compression")]
+pub(crate) mod dictionary;
 mod limit;
 mod message;
 mod misconfiguration;
@@ -295,7 +297,7 @@ pub enum Error {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     #[error(transparent)]
-    Dictionary(Box<crate::dictionary::Error>),
+    Dictionary(Box<dictionary::Error>),
 }
 
 /// The crate's result type.
@@ -320,7 +322,7 @@ impl Error {
     pub fn is_data_error(&self) -> bool {
         #[cfg(feature = "compression")]
         if let Error::Dictionary(err) = self {
-            use crate::dictionary::Error as D;
+            use dictionary::Error as D;
             return matches!(
                 **err,
                 D::NotFound { .. } | D::NotLoaded { .. } | D::Corrupt { .. } | D::Mismatch { .. }

@@ -40,7 +40,7 @@ impl Dictionaries {
     /// through this cache.
     pub(crate) fn attach(&self, codec: Codec, table: &str) -> Codec {
         #[cfg(feature = "compression")]
-        let codec = codec.with_dictionary_cache(self.cache.clone(), table);
+        let codec = codec.with_dictionaries(self.cache.for_table(table));
         let _ = table;
         codec
     }

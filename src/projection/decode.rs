@@ -109,7 +109,7 @@ pub struct EventDecoder<A: Aggregate> {
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
     /// Where the dictionaries payloads reference are loaded from.
     #[cfg(feature = "compression")]
-    dictionaries: Option<DictionaryStore>,
+    dictionaries: Option<(DictionaryStore, DictionaryCache)>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -143,7 +143,7 @@ impl<A: Aggregate> std::fmt::Debug for EventDecoder<A> {
         #[cfg(feature = "compression")]
         f.field(
             "dictionaries",
-            &self.dictionaries.as_ref().map(DictionaryStore::table),
+            &self.dictionaries.as_ref().map(|(store, _)| store.table()),
         );
         f.finish()
     }
@@ -152,7 +152,7 @@ impl<A: Aggregate> std::fmt::Debug for EventDecoder<A> {
 impl<A: Aggregate> EventDecoder<A> {
     /// A decoder for the events of `A`, without upcasters. It loads no
     /// dictionary: a dictionary payload decodes only if `codec`'s
-    /// dictionary cache already holds its dictionary (else
+    /// dictionary source already holds its dictionary (else
     /// [`Error::Decode`] naming the item and the dictionary id).
     pub fn new(codec: Codec) -> Self {
         EventDecoder {
@@ -181,27 +181,31 @@ impl<A: Aggregate> EventDecoder<A> {
     pub fn from_repository(repository: &DynamoEventRepository) -> Self {
         let decoder = EventDecoder::new(repository.codec().clone());
         #[cfg(feature = "compression")]
-        let decoder = decoder.with_dictionaries(repository.dictionary_store());
+        // The repository's cache, shared by its clones.
+        let decoder = decoder.loading(
+            repository.dictionary_store(),
+            repository.dictionary_cache().clone(),
+        );
         decoder
     }
 
     /// Loads the dictionaries payloads reference from `store` (the
     /// snapshots table the events' writer stored them in), each once, into
-    /// the codec's dictionary cache (a new one if the codec has none).
+    /// a dictionary cache of this decoder's (shared by its clones), which
+    /// its codec decodes with.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn with_dictionaries(self, store: DictionaryStore) -> Self {
-        // The codec's cache if it has one (a repository's, shared by its
-        // clones), reading the dictionaries of `store`'s table.
-        let cache = self
-            .codec
-            .dictionary_cache()
-            .cloned()
-            .unwrap_or_else(DictionaryCache::new);
-        let codec = self.codec.with_dictionary_cache(cache, store.table());
+        self.loading(store, DictionaryCache::new())
+    }
+
+    /// Loads dictionaries from `store` into `cache`, and decodes with them.
+    #[cfg(feature = "compression")]
+    fn loading(self, store: DictionaryStore, cache: DictionaryCache) -> Self {
+        let codec = self.codec.with_dictionaries(cache.for_table(store.table()));
         EventDecoder {
             codec,
-            dictionaries: Some(store),
+            dictionaries: Some((store, cache)),
             ..self
         }
     }
@@ -210,7 +214,7 @@ impl<A: Aggregate> EventDecoder<A> {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub fn dictionaries(&self) -> Option<&DictionaryStore> {
-        self.dictionaries.as_ref()
+        self.dictionaries.as_ref().map(|(store, _)| store)
     }
 
     /// The codec events are decoded with.
@@ -282,7 +286,7 @@ impl<A: Aggregate> EventDecoder<A> {
         #[allow(unused_mut)]
         let mut unloadable = Unloadable::default();
         #[cfg(feature = "compression")]
-        if let (Some(store), Some(cache)) = (&self.dictionaries, self.codec.dictionary_cache()) {
+        if let Some((store, cache)) = &self.dictionaries {
             let mut wanted: Vec<u32> = Vec::new();
             let images = records
                 .iter()

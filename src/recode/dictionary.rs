@@ -59,7 +59,7 @@ impl Dictionaries {
                 .map(DictionaryStore::table)
                 .or_else(|| self.writers.first().map(Dictionary::table));
             if let Some(table) = table {
-                return codec.with_dictionary_cache(self.cache.clone(), table);
+                return codec.with_dictionaries(self.cache.for_table(table));
             }
         }
         codec

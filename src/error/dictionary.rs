@@ -22,7 +22,7 @@ pub enum Error {
     /// A payload references a dictionary this reader has not loaded: the
     /// codec has no dictionary cache, or the cache was not asked to load
     /// the dictionaries of the items before they were decoded
-    /// ([`DictionaryCache::prefetch`](super::DictionaryCache::prefetch)).
+    /// ([`DictionaryCache::prefetch`](crate::dictionary::DictionaryCache::prefetch)).
     #[error("zstd dictionary {id} is not loaded; prefetch it from its table before decoding")]
     NotLoaded {
         /// The dictionary id the payload's frame header names.
