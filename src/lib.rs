@@ -265,6 +265,7 @@ pub mod tables;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod utc;
 mod view_repository;
 
 /// The guide's chapters (`docs/guide/`) as doc tests: every Rust block in

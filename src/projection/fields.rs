@@ -54,17 +54,6 @@ pub(super) fn now_millis() -> u64 {
     millis(SystemTime::now())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_round_trip_in_milliseconds() {
-        let time = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
-        assert_eq!(time_of(millis(time)), time);
-        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
-    }
-}
 
 /// The string set `name` of `item` (empty if absent; DynamoDB stores no
 /// empty set).
@@ -82,5 +71,17 @@ pub(super) fn string_set(
             expected: "a string set",
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_in_milliseconds() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        assert_eq!(time_of(millis(time)), time);
+        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 }
