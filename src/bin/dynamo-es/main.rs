@@ -8,12 +8,13 @@
 //! `args` the command line, `progress` the progress bars, `output`
 //! what a run prints, `errors` how an error is printed, `roles` the check
 //! of each table's key schema against its role, `projections`
-//! `dynamo-es projections status` and `reset`.
+//! `dynamo-es projections status` and `reset`, `local` `dynamo-es local`.
 
 mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
+mod local;
 mod output;
 mod progress;
 mod projections;
@@ -208,6 +209,22 @@ async fn main() -> ExitCode {
     if let Command::Dictionary { .. } = &cli.command {
         eprintln!("error: {}", args::dictionary_needs_compression());
         return ExitCode::from(2);
+    }
+    #[cfg(not(feature = "test-util"))]
+    if let Command::Local { .. } = &cli.command {
+        eprintln!("error: {}", local::local_needs_test_util());
+        return ExitCode::from(2);
+    }
+    // The emulator needs no AWS configuration, and handles its own signals.
+    #[cfg(feature = "test-util")]
+    if let Command::Local(args) = &cli.command {
+        return match local::execute(args, &mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let wire = Wire::default();
     let config = sdk_config(&cli).await;
