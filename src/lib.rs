@@ -110,7 +110,7 @@
 //!
 //! async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Region, credentials and endpoint from the usual places: the environment
-//!     // (AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 for DynamoDB Local),
+//!     // (`dynamo-es local` prints what to export to run against it on your machine),
 //!     // ~/.aws, SSO or an instance role.
 //!     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
 //!     let client = Client::new(&config);

@@ -54,7 +54,6 @@ pub(super) fn now_millis() -> u64 {
     millis(SystemTime::now())
 }
 
-
 /// The string set `name` of `item` (empty if absent; DynamoDB stores no
 /// empty set).
 pub(super) fn string_set(

@@ -36,8 +36,11 @@ use crate::progress::Bars;
 
 /// The SDK's crates, whose own warnings (a credentials provider that found
 /// nothing, a retry) are printed only with `-v`: the error the tool prints
-/// says what went wrong, in its own terms.
+/// says what went wrong, in its own terms. And the emulator `dynamo-es
+/// local` runs, which warns of every error it answers (a table looked up
+/// before it is created, a conditional write refused): its clients see them.
 const SDK_CRATES: &[&str] = &[
+    "dynoxide",
     "aws_config",
     "aws_runtime",
     "aws_sigv4",
