@@ -1,38 +1,53 @@
-//! An AWS Lambda handler keeping an exactly-once view up to date from the
+//! An AWS Lambda function keeping an exactly-once view up to date from the
 //! events table's DynamoDB Stream.
 //!
-//! Build it for a Lambda runtime (`cargo build --release --example
-//! lambda_projection --features lambda` for the function's target, or with
-//! cargo-lambda) and deploy it with an event source mapping on the events
-//! table's stream: starting position `TRIM_HORIZON`, and
-//! `FunctionResponseTypes: [ReportBatchItemFailures]` so a failed record is
-//! retried from where it failed. `VIEW_TABLE` names the view table (HASH
-//! `ViewId` S); `EVENTS_TABLE` and `SNAPSHOTS_TABLE` name the event store's
-//! tables (the decoder reads zstd dictionaries from the snapshots table if a
-//! payload references one). The role needs `dynamodb:GetItem` and
-//! `dynamodb:PutItem` on the view table, `dynamodb:GetItem` on the snapshots
-//! table, and the stream read permissions Lambda's trigger requires
-//! (`dynamodb:GetRecords`, `GetShardIterator`, `DescribeStream`,
-//! `ListStreams` on the stream).
+//! Its dependencies are the quick start's (`cqrs-es`, `aws-config`, `tokio`
+//! with `macros` and `rt-multi-thread`, `serde`) and `dynamo-es` with the
+//! `lambda` feature: the Lambda types and runtime come re-exported from
+//! `dynamo_es::projection::lambda`.
+//!
+//! Build the `bootstrap` for Lambda's `provided.al2023` runtime with
+//! `cargo lambda build --release --arm64 --example lambda_projection
+//! --features lambda` (it lands in `target/lambda/lambda_projection/`), and
+//! deploy it with `db/lambda_projection.yaml` (AWS SAM): the function, its
+//! event source mapping on the events table's stream (`TRIM_HORIZON`,
+//! `FunctionResponseTypes: [ReportBatchItemFailures]`, bounded retries,
+//! failed batches to an SQS queue) and a least-privilege role. `main`
+//! registers [`lambda::handler`] (through [`lambda::run`]) with this
+//! example's [`dispatcher`]: `tests/lambda_example.rs` invokes exactly
+//! that on a recorded stream event.
+//!
+//! `VIEW_TABLE` names the view table (HASH `ViewId` S, default
+//! `account_balances`); `EVENTS_TABLE` and `SNAPSHOTS_TABLE` name the event
+//! store's tables (default `Events` and `Snapshots`; the decoder reads zstd
+//! dictionaries from the snapshots table if a payload references one). The
+//! role needs `dynamodb:GetItem` and `dynamodb:PutItem` on the view table,
+//! `dynamodb:GetItem` on the snapshots table, and the stream read
+//! permissions of the trigger (`dynamodb:DescribeStream`,
+//! `GetShardIterator`, `GetRecords`, `ListStreams` on the stream).
 
-use aws_lambda_events::event::dynamodb::Event;
-use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, View};
 use dynamo_es::aws_sdk_dynamodb::Client;
 use dynamo_es::projection::{lambda, Dispatcher, EventDecoder, ViewProjection};
 use dynamo_es::{DynamoEventRepository, DynamoViewRepository};
-use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{Deserialize, Serialize};
 
+/// An account: its balance.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
+pub struct Account {
+    /// The balance.
+    pub balance: i64,
 }
 
+/// What happened to an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum AccountEvent {
-    Deposited { amount: i64 },
+pub enum AccountEvent {
+    /// Money came in.
+    Deposited {
+        /// How much.
+        amount: i64,
+    },
 }
 
 impl DomainEvent for AccountEvent {
@@ -44,9 +59,17 @@ impl DomainEvent for AccountEvent {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct AccountError(String);
+/// Why a command was refused.
+#[derive(Debug)]
+pub struct AccountError(String);
+
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AccountError {}
 
 impl Aggregate for Account {
     const TYPE: &'static str = "Account";
@@ -61,6 +84,9 @@ impl Aggregate for Account {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), AccountError> {
+        if amount <= 0 {
+            return Err(AccountError("deposit a positive amount".to_string()));
+        }
         sink.write(AccountEvent::Deposited { amount }, self).await;
         Ok(())
     }
@@ -74,9 +100,11 @@ impl Aggregate for Account {
 
 /// One view per account: its balance and how many deposits it saw.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct BalanceView {
-    balance: i64,
-    deposits: usize,
+pub struct BalanceView {
+    /// The balance.
+    pub balance: i64,
+    /// How many deposits were applied.
+    pub deposits: usize,
 }
 
 impl View<Account> for BalanceView {
@@ -90,24 +118,33 @@ impl View<Account> for BalanceView {
     }
 }
 
+/// The function's dispatcher: `Account` events, decoded as the event
+/// store on `events` and `snapshots` reads them (codec, zstd
+/// dictionaries), applied exactly once to the [`BalanceView`]s in `views`.
+pub fn dispatcher(
+    client: Client,
+    events: &str,
+    snapshots: &str,
+    views: &str,
+) -> Dispatcher<Account> {
+    let repository = DynamoEventRepository::new(client.clone()).with_tables(events, snapshots);
+    let views = DynamoViewRepository::<BalanceView, Account>::new(views, client);
+    Dispatcher::new(EventDecoder::from_repository(&repository))
+        .with_projection(ViewProjection::new(views))
+}
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> Result<(), lambda::RuntimeError> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let table = std::env::var("VIEW_TABLE").unwrap_or_else(|_| "account_balances".to_string());
-    let client = Client::new(&config);
-    let events = std::env::var("EVENTS_TABLE").unwrap_or_else(|_| "Events".to_string());
-    let snapshots = std::env::var("SNAPSHOTS_TABLE").unwrap_or_else(|_| "Snapshots".to_string());
-    // The decoder takes the repository's codec and its dictionary cache, so
-    // payloads written with a zstd dictionary decode too.
-    let repository = DynamoEventRepository::new(client.clone()).with_tables(&events, &snapshots);
-    let views = DynamoViewRepository::<BalanceView, Account>::new(&table, client);
+    let table = |variable: &str, default: &str| {
+        std::env::var(variable).unwrap_or_else(|_| default.to_string())
+    };
     // Built once per container, reused by every invocation.
-    let dispatcher = Dispatcher::new(EventDecoder::from_repository(&repository))
-        .with_projection(ViewProjection::new(views));
-    let dispatcher = &dispatcher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        let response: DynamoDbEventResponse = lambda::handle(dispatcher, event.payload).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+    let dispatcher = dispatcher(
+        Client::new(&config),
+        &table("EVENTS_TABLE", "Events"),
+        &table("SNAPSHOTS_TABLE", "Snapshots"),
+        &table("VIEW_TABLE", "account_balances"),
+    );
+    lambda::run(dispatcher).await
 }

@@ -110,7 +110,7 @@
 //!
 //! async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Region, credentials and endpoint from the usual places: the environment
-//!     // (AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 for DynamoDB Local),
+//!     // (`dynamo-es local` prints what to export to run against it on your machine),
 //!     // ~/.aws, SSO or an instance role.
 //!     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
 //!     let client = Client::new(&config);
@@ -265,6 +265,7 @@ pub mod tables;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+mod utc;
 mod view_repository;
 
 /// The guide's chapters (`docs/guide/`) as doc tests: every Rust block in

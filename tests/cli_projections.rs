@@ -3,7 +3,8 @@
 //! It shows each shard's checkpoint, owner, finished flag and lag (with its
 //! source), every shard of the stream (those without a checkpoint too), the
 //! last rebuild (finished or not), and flags checkpoints of shards the
-//! stream no longer lists or of a replaced stream; JSON with `--json`; a
+//! stream no longer lists or of a replaced stream, and says how to enable
+//! the stream of a table without one; JSON with `--json`; a
 //! missing table exits 1 naming it, bad arguments exit 2. `reset` deletes
 //! nothing without `--yes`.
 #![cfg(feature = "cli")]
@@ -287,6 +288,65 @@ async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
     assert_eq!(store.rebuild_marker().await.unwrap(), None);
     // Another projection in the same table is untouched.
     assert_eq!(other.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_table_without_a_stream_says_how_to_enable_one_not_to_rebuild() {
+    // Checkpoints of the stream of one events table, and status asked about
+    // another table that has no stream (the snapshots table, say).
+    let (db, arn) = stream_tables().await;
+    let table = projection(&db, &arn).await;
+    let mut base = projections_args("status", &table, "balances");
+    base.extend(["--events-table", &db.snapshots]);
+
+    let out = cli(&[&base[..], &["--json"]].concat()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["stream_enabled"], false);
+    assert_eq!(status["stream_arn"], Value::Null);
+
+    let notes = text(&out.stderr);
+    let enable = format!(
+        "aws dynamodb update-table --table-name {} --stream-specification \
+         StreamEnabled=true,StreamViewType=NEW_IMAGE",
+        db.snapshots
+    );
+    assert!(
+        notes.contains(&format!("table {} has no stream enabled", db.snapshots)),
+        "{notes}"
+    );
+    assert!(notes.contains(&enable), "{notes}");
+    assert!(
+        notes.contains("dynamo_es::tables::enable_stream"),
+        "{notes}"
+    );
+    // The checkpoints name the table they were read from.
+    assert!(
+        notes.contains(&format!("pass --events-table {}", db.events)),
+        "{notes}"
+    );
+    assert!(!notes.contains("replaced"), "{notes}");
+    assert!(!notes.contains("rebuild"), "{notes}");
+
+    // With the events table itself, status says nothing of the kind.
+    let mut right = projections_args("status", &table, "balances");
+    right.extend(["--events-table", &db.events, "--json"]);
+    let out = cli(&right).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["stream_enabled"], true);
+    assert!(!text(&out.stderr).contains("no stream enabled"));
+
+    // A projection with no checkpoints yet gets the same advice, without a
+    // table to point at.
+    let empty = checkpoint_table(&db).await;
+    let mut fresh = projections_args("status", &empty, "new");
+    fresh.extend(["--events-table", &db.snapshots]);
+    let out = cli(&fresh).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let notes = text(&out.stderr);
+    assert!(notes.contains(&enable), "{notes}");
+    assert!(!notes.contains("pass --events-table"), "{notes}");
 }
 
 #[tokio::test]

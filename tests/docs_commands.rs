@@ -6,6 +6,10 @@
 //! * `cargo ...`: a command `.ci/run` runs, or one named here and checked
 //!   (`cargo install` of this repository with features it has, the fuzz
 //!   targets `fuzz/Cargo.toml` declares);
+//! * `cargo lambda build --example NAME --features LIST`: an example of the
+//!   manifest whose required features LIST has;
+//! * `sam deploy` / `sam local invoke`: a SAM template that exists, the
+//!   parameters and the function it declares, an event file that exists;
 //! * anything else: a file that exists (`bash .ci/run`, `docker compose` with
 //!   `docker-compose.yml`), or a fuzzing step named here.
 //!
@@ -275,6 +279,9 @@ fn check(command: &Shown, ci: &[String]) -> Result<(), String> {
         {
             Ok(())
         }
+        ["cargo", "lambda", "build", flags @ ..] if command.dir.as_os_str().is_empty() => {
+            check_lambda_build(flags)
+        }
         ["cargo", ..] if command.dir.as_os_str().is_empty() => {
             if ci.contains(&command.text()) {
                 Ok(())
@@ -288,6 +295,12 @@ fn check(command: &Shown, ci: &[String]) -> Result<(), String> {
             } else {
                 Err(format!("no script {script}"))
             }
+        }
+        ["sam", "deploy", flags @ ..] if command.dir.as_os_str().is_empty() => {
+            check_sam(None, flags)
+        }
+        ["sam", "local", "invoke", function, flags @ ..] if command.dir.as_os_str().is_empty() => {
+            check_sam(Some(function), flags)
         }
         ["docker", "compose", "up", "-d", "--wait"] | ["docker", "compose", "down"] => {
             if root().join("docker-compose.yml").is_file() {
@@ -314,6 +327,106 @@ fn check(command: &Shown, ci: &[String]) -> Result<(), String> {
     }
 }
 
+/// The value after `flag` in `flags`, if given.
+fn flag_value<'a>(flags: &[&'a str], flag: &str) -> Option<&'a str> {
+    let at = flags.iter().position(|f| *f == flag)?;
+    flags.get(at + 1).copied()
+}
+
+/// Whether every `--flag` of `flags` is one of `known`.
+fn known_flags(flags: &[&str], known: &[&str]) -> Result<(), String> {
+    match flags
+        .iter()
+        .find(|f| f.starts_with("--") && !known.contains(f))
+    {
+        Some(unknown) => Err(format!("{unknown} is not a flag this check knows")),
+        None => Ok(()),
+    }
+}
+
+/// `cargo lambda build ... --example NAME --features LIST`: the manifest
+/// declares example NAME, and LIST has every feature it requires.
+fn check_lambda_build(flags: &[&str]) -> Result<(), String> {
+    known_flags(
+        flags,
+        &[
+            "--release",
+            "--arm64",
+            "--x86-64",
+            "--example",
+            "--features",
+        ],
+    )?;
+    let example = flag_value(flags, "--example").ok_or("no --example")?;
+    let manifest = read("Cargo.toml");
+    let declared = manifest
+        .split("[[example]]")
+        .skip(1)
+        .find(|section| section.contains(&format!("name = \"{example}\"")))
+        .ok_or_else(|| format!("Cargo.toml declares no example {example}"))?;
+    let features: Vec<&str> = flag_value(flags, "--features")
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    let required = declared
+        .lines()
+        .find_map(|line| line.strip_prefix("required-features = "))
+        .unwrap_or("[]");
+    let missing: Vec<&str> = required
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|f| f.trim().trim_matches('"'))
+        .filter(|f| !f.is_empty() && !features.contains(f))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("example {example} requires features {missing:?}"))
+    }
+}
+
+/// `sam deploy` / `sam local invoke FUNCTION`: `--template-file` is a SAM
+/// template of this repository declaring FUNCTION and every parameter of
+/// `--parameter-overrides`, and `--event` a file that exists.
+fn check_sam(function: Option<&str>, flags: &[&str]) -> Result<(), String> {
+    known_flags(
+        flags,
+        &[
+            "--template-file",
+            "--stack-name",
+            "--resolve-s3",
+            "--capabilities",
+            "--parameter-overrides",
+            "--event",
+        ],
+    )?;
+    let path = flag_value(flags, "--template-file").ok_or("no --template-file")?;
+    let template = std::fs::read_to_string(root().join(path))
+        .map_err(|err| format!("template {path}: {err}"))?;
+    if !template.contains("Transform: AWS::Serverless-2016-10-31") {
+        return Err(format!("{path} is not a SAM template"));
+    }
+    let declares = |name: &str| template.contains(&format!("\n  {name}:\n"));
+    if let Some(function) = function.filter(|f| !declares(f)) {
+        return Err(format!("{path} declares no {function}"));
+    }
+    if let Some(overrides) = flag_value(flags, "--parameter-overrides") {
+        for name in overrides
+            .split(' ')
+            .filter_map(|p| p.split_once('='))
+            .map(|(n, _)| n)
+        {
+            if !declares(name) {
+                return Err(format!("{path} has no parameter {name}"));
+            }
+        }
+    }
+    match flag_value(flags, "--event") {
+        Some(event) if !root().join(event).is_file() => Err(format!("no event file {event}")),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `dynamo-es <args>` names a subcommand that exists and takes
 /// every `--flag` of `args`, by the binary's `--help`.
 fn check_cli(args: &[String]) -> Result<(), String> {
@@ -324,6 +437,10 @@ fn check_cli(args: &[String]) -> Result<(), String> {
         .collect();
     if path.first() == Some(&"dictionary") && !cfg!(feature = "compression") {
         // Only a build with `compression` has the subcommand.
+        return Ok(());
+    }
+    if path.first() == Some(&"local") && !cfg!(feature = "test-util") {
+        // Only a build with `test-util` has the subcommand.
         return Ok(());
     }
     let output = Command::new(env!("CARGO_BIN_EXE_dynamo-es"))
@@ -379,7 +496,13 @@ fn every_shell_command_shown_is_run_in_ci_or_checked() {
             "{expected} in {texts:?}"
         );
     }
-    for subcommand in ["report", "recode", "projections status", "dictionary train"] {
+    for subcommand in [
+        "report",
+        "recode",
+        "projections status",
+        "dictionary train",
+        "local",
+    ] {
         let shown = format!("dynamo-es {subcommand} ");
         assert!(
             texts.iter().any(|t| t.starts_with(&shown)),
@@ -404,6 +527,14 @@ fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
         "cargo install dynamo-es --features cli,compression",
         "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es --features cli,zstd",
         "rm -rf target",
+        "dynamo-es local --no-such-flag",
+        "cargo lambda build --release --example no_such_example --features lambda",
+        "cargo lambda build --release --arm64 --example lambda_projection",
+        "sam local invoke NoSuchFunction --template-file db/lambda_projection.yaml",
+        "sam deploy --template-file db/dynamo_db.yaml --stack-name s",
+        "sam deploy --template-file db/lambda_projection.yaml --parameter-overrides Nope=1",
+        "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
+         --event tests/fixtures/missing.json",
     ] {
         assert!(check(&shown(wrong), &ci).is_err(), "{wrong} passed");
     }
@@ -411,6 +542,10 @@ fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
         "dynamo-es report --events-table Events --snapshots-table Snapshots --codec json",
         "AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 cargo test --all-features",
         "cargo test --features compression # a comment",
+        "dynamo-es local --port 0 --db local.sqlite --create-tables",
+        "cargo lambda build --release --arm64 --example lambda_projection --features lambda",
+        "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
+         --event tests/fixtures/lambda_stream_event.json",
     ] {
         assert_eq!(check(&shown(right), &ci), Ok(()), "{right}");
     }

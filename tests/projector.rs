@@ -1,5 +1,6 @@
 //! The projector on the embedded emulator's stream: commits while it runs,
-//! an abrupt stop and a restart, two projectors on one stream.
+//! an abrupt stop and a restart (which says whose lease it waits for, and
+//! until when), two projectors on one stream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -237,6 +238,85 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
     assert_stored_views_equal_replay(&db, &ids).await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
     assert_eq!(recorder.delivered(), SHORT);
+}
+
+/// On one thread, so the capture sees every task's logs.
+#[tokio::test]
+async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_over() {
+    let (db, arn, streams) = stream_tables().await;
+    let lease = Duration::from_secs(2);
+    let store = checkpoints(&db.client, lease).await;
+    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    let recorder = Recorder::default();
+    let first = start(projector(
+        streams.clone(),
+        &arn,
+        store.clone(),
+        recording(&recorder),
+        "first",
+    ));
+    deposit(&framework, "stalled-1", 5).await;
+    wait_until("the first projector projects", WAIT, || {
+        recorder.distinct() == 1
+    })
+    .await;
+    // It dies holding the lease: nobody renews it any more.
+    first.task.abort();
+    assert!(first.task.await.unwrap_err().is_cancelled());
+    let shard = store.list().await.unwrap()[0].clone();
+    assert_eq!(shard.owner.as_deref(), Some("first"));
+
+    let (logs, _guard) = common::capture(tracing::Level::INFO, false);
+    let restarted = std::time::Instant::now();
+    let second = start(projector(
+        streams,
+        &arn,
+        store.clone(),
+        recording(&recorder),
+        "second",
+    ));
+    deposit(&framework, "stalled-1", 7).await;
+    wait_until("the restart takes the shard over", WAIT, || {
+        recorder.distinct() == 2
+    })
+    .await;
+    second.stop().await.unwrap();
+
+    // Polled every 50 ms for two seconds, it said so once: which shard, who
+    // holds it, when that owner last renewed, when the takeover will be.
+    let stalled = logs.lines_with("not renewing");
+    assert_eq!(stalled.len(), 1, "once per wait: {stalled:#?}");
+    let line = &stalled[0];
+    assert!(line.contains(" INFO "), "{line}");
+    for field in [
+        format!("shard={}", shard.shard_id),
+        "holder=first".to_string(),
+        "last_renewed=20".to_string(),
+        "by its clock".to_string(),
+        "takeover_at=20".to_string(),
+        "lease_duration=2.0s".to_string(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    // Past half the lease, with the rest of it to go.
+    let seconds = |name: &str| -> f64 {
+        let value = line.split(&format!(" {name}=")).nth(1).unwrap();
+        value.split('s').next().unwrap().parse().unwrap()
+    };
+    let (unchanged, remaining) = (seconds("unchanged_for"), seconds("takeover_in"));
+    assert!((1.0..2.0).contains(&unchanged), "{line}");
+    assert!((unchanged + remaining - 2.0).abs() < 0.11, "{line}");
+    // Then it took the shard over, after the whole lease duration.
+    let text = logs.text();
+    let announced = text.find("not renewing").unwrap();
+    let leased = text.find("leased shard").expect("the takeover is logged");
+    assert!(announced < leased, "{text}");
+    assert!(text[leased..]
+        .lines()
+        .next()
+        .unwrap()
+        .contains("owner=second"));
+    assert!(restarted.elapsed() >= lease);
 }
 
 #[tokio::test]

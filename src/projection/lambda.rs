@@ -6,11 +6,51 @@
 //! The event source mapping must have `ReportBatchItemFailures` among its
 //! `FunctionResponseTypes`: without it Lambda ignores the response and
 //! retries (or, on success, drops) the whole batch.
+//!
+//! A deployed function's `main` builds its [`Dispatcher`] once per
+//! container and hands it to [`run`], which serves every invocation with
+//! [`handler`]; the types of their signatures ([`Event`],
+//! [`DynamoDbEventResponse`], [`LambdaEvent`], [`RuntimeError`]) are
+//! re-exported here, and so are the [`aws_lambda_events`] and
+//! [`lambda_runtime`] crates, so a function needs no dependency of its own
+//! on either:
+//!
+//! ```no_run
+//! use cqrs_es::{Aggregate, View};
+//! use dynamo_es::aws_sdk_dynamodb::Client;
+//! use dynamo_es::projection::{lambda, Dispatcher, EventDecoder, ViewProjection};
+//! use dynamo_es::{DynamoEventRepository, DynamoViewRepository};
+//!
+//! // The body of `main` (`#[tokio::main]`) for your aggregate and view.
+//! async fn serve<A: Aggregate + 'static, V: View<A> + 'static>() -> Result<(), lambda::RuntimeError> {
+//!     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+//!     let client = Client::new(&config);
+//!     let events = DynamoEventRepository::new(client.clone()).with_tables("Events", "Snapshots");
+//!     let views = DynamoViewRepository::<V, A>::new("account_balances", client);
+//!     let dispatcher = Dispatcher::new(EventDecoder::<A>::from_repository(&events))
+//!         .with_projection(ViewProjection::new(views));
+//!     lambda::run(dispatcher).await
+//! }
+//! ```
 
+use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+/// The event types' crate, at the version this adapter is built on.
+pub use aws_lambda_events;
+/// The Lambda DynamoDB stream event (`aws_lambda_events`), and one of its
+/// records.
+pub use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+/// The partial batch response (`batchItemFailures`) and one of its entries.
+pub use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+/// The Lambda runtime's crate, at the version [`run`] uses.
+pub use lambda_runtime;
+/// The error type of the Lambda runtime (`lambda_runtime::Error`).
+pub use lambda_runtime::Error as RuntimeError;
+/// One invocation as the Lambda runtime hands it over: the payload and its
+/// [`Context`] (request id, deadline, function ARN).
+pub use lambda_runtime::{Context, LambdaEvent};
+
 use cqrs_es::Aggregate;
 
 use super::{ChangeKind, ChangeRecord, Dispatcher, Error, Image};
@@ -65,11 +105,10 @@ pub fn change_record(record: EventRecord) -> Result<ChangeRecord, Error> {
 /// number fails the whole batch (an entry without an identifier).
 ///
 /// ```no_run
-/// use aws_lambda_events::event::dynamodb::Event;
-/// use aws_lambda_events::event::streams::DynamoDbEventResponse;
-/// use dynamo_es::projection::{lambda, Dispatcher};
+/// use dynamo_es::projection::lambda::{self, DynamoDbEventResponse, Event};
+/// use dynamo_es::projection::Dispatcher;
 ///
-/// async fn handler<A: cqrs_es::Aggregate + 'static>(
+/// async fn on_batch<A: cqrs_es::Aggregate + 'static>(
 ///     dispatcher: &Dispatcher<A>,
 ///     event: Event,
 /// ) -> DynamoDbEventResponse {
@@ -117,4 +156,44 @@ pub async fn handle<A: Aggregate + 'static>(
         response.batch_item_failures.push(failure);
     }
     response
+}
+
+/// One invocation: the function [`run`] registers with the Lambda runtime.
+/// Dispatches the stream event with [`handle`] and returns its partial
+/// batch response. It never fails (the error type is [`Infallible`]): a
+/// record not applied is named in `batchItemFailures`, and Lambda retries
+/// from it.
+///
+/// Call it directly to invoke the function locally, with a recorded event:
+///
+/// ```no_run
+/// # async fn demo<A: cqrs_es::Aggregate + 'static>(
+/// #     dispatcher: dynamo_es::projection::Dispatcher<A>,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use dynamo_es::projection::lambda::{self, Context, Event, LambdaEvent};
+///
+/// let recorded = std::fs::read_to_string("tests/fixtures/lambda_stream_event.json")?;
+/// let event: Event = serde_json::from_str(&recorded)?;
+/// let response = lambda::handler(&dispatcher, LambdaEvent::new(event, Context::default())).await?;
+/// assert!(response.batch_item_failures.is_empty());
+/// # Ok(()) }
+/// ```
+pub async fn handler<A: Aggregate + 'static>(
+    dispatcher: &Dispatcher<A>,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Infallible> {
+    Ok(handle(dispatcher, event.payload).await)
+}
+
+/// Runs the function: the Lambda runtime's loop, which answers every
+/// invocation with [`handler`] on `dispatcher` (built once, reused by
+/// every invocation of the container), until the runtime stops it.
+/// Returns the runtime's error if it cannot reach the Lambda Runtime API
+/// (outside Lambda, for example: `AWS_LAMBDA_RUNTIME_API` unset).
+pub async fn run<A: Aggregate + 'static>(dispatcher: Dispatcher<A>) -> Result<(), RuntimeError> {
+    let dispatcher = &dispatcher;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<Event>| handler(dispatcher, event),
+    ))
+    .await
 }

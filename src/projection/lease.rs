@@ -15,7 +15,7 @@
 //! it back at once, as after a restart.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -27,9 +27,11 @@ use super::fields::{
     millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OPENED_AT,
     OWNER, PARENT_SHARD_ID, PROJECTION, SHARD_ID, STREAM_ARN, UPDATED_AT,
 };
+use super::observed::{Seen, Waiting};
 use super::Error;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
+use crate::utc::rfc3339_millis;
 
 /// A shard's lease, held by this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,10 @@ impl CheckpointStore {
     /// `None`); a call a lease duration later that reads the same counter
     /// takes the lease, conditionally on that counter. So call it
     /// periodically, for example every few seconds, for shards you want.
+    /// The first call that finds the counter unchanged for more than half
+    /// the lease duration (longer than a live owner goes between renewals)
+    /// logs it at `info`, once per wait: the shard, its holder, when the
+    /// holder last renewed (by its clock), and when the takeover will be.
     ///
     /// A finished shard is leased like any other, with
     /// [`Lease::finished`] set: nothing is left to do but release it.
@@ -112,16 +118,18 @@ impl CheckpointStore {
             Some(_) => Some(get_s(&item, &key, OPENED_AT)?.to_string()),
         };
         let holder = current.owner.as_deref();
-        let free = match holder {
-            None => true,
-            Some(holder) if holder == owner => true,
-            Some(holder) => {
-                self.observed
-                    .expired(&key, holder, current.lease_counter, self.lease_duration)
+        if let Some(holder) = holder.filter(|holder| *holder != owner) {
+            let seen =
+                (self.observed).expired(&key, holder, current.lease_counter, self.lease_duration);
+            match seen {
+                Seen::Expired => {}
+                Seen::Waiting(waiting) => {
+                    if waiting.announce {
+                        announce_stalled(&current, holder, waiting, self.lease_duration);
+                    }
+                    return Ok(None);
+                }
             }
-        };
-        if !free {
-            return Ok(None);
         }
         let next = current.lease_counter.saturating_add(1);
         let mut update = self
@@ -357,6 +365,34 @@ impl CheckpointStore {
         lease.renewed = sent;
         Ok(())
     }
+}
+
+/// Logs (at `info`) that `holder` has stopped renewing `current`'s lease
+/// and when this process will take it over, so a restarted projector does
+/// not wait in silence.
+fn announce_stalled(current: &ShardCheckpoint, holder: &str, waiting: Waiting, lease: Duration) {
+    let last_renewed = current.updated_at.map_or_else(
+        || "unknown".to_string(),
+        |at| format!("{} by its clock", rfc3339_millis(at)),
+    );
+    let takeover_at = rfc3339_millis(SystemTime::now() + waiting.takeover_in);
+    tracing::info!(
+        shard = %current.shard_id,
+        holder = %holder,
+        last_renewed = %last_renewed,
+        unchanged_for = %seconds(waiting.unchanged_for),
+        takeover_in = %seconds(waiting.takeover_in),
+        takeover_at = %takeover_at,
+        lease_duration = %seconds(lease),
+        "the shard's lease is held by another owner that is not renewing it; taking the shard \
+         over once the lease has gone unrenewed for its whole duration, unless the holder \
+         renews it first"
+    );
+}
+
+/// `12.3s`.
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
 }
 
 fn is_condition_failed(err: Option<&UpdateItemError>) -> bool {

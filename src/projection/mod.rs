@@ -19,7 +19,7 @@
 //! * [`Dispatcher`] hands the events, in stream order, to every
 //!   [`Projection`] (any cqrs-es `Query` through [`QueryProjection`]).
 //! * [`Projector`] reads every shard with checkpoints and leases in a
-//!   [`CheckpointStore`]; `lambda::handle` (feature `lambda`) serves a
+//!   [`CheckpointStore`]; `lambda::run` (feature `lambda`) serves a
 //!   Lambda trigger instead; [`Rebuild`] replays the events table into a
 //!   projection and hands it to the projector with no gap.
 //!

@@ -110,6 +110,13 @@ pub struct ProjectionStatus {
     pub checkpoint_table: String,
     /// The events table's current stream, when read with it.
     pub stream_arn: Option<String>,
+    /// Whether the events table has a stream enabled, when read with it
+    /// ([`read_for_table`](Self::read_for_table)); `None` otherwise.
+    /// `Some(false)`: no projector can read that table's events. Either it
+    /// is the events table and needs a stream
+    /// ([`tables::enable_stream`](crate::tables::enable_stream)), or it is
+    /// not the events table the projection reads.
+    pub stream_enabled: Option<bool>,
     /// Every shard with a checkpoint item and, when read with the stream,
     /// every shard the stream describes, by shard id.
     pub shards: Vec<ShardStatus>,
@@ -130,6 +137,7 @@ impl ProjectionStatus {
             projection: store.projection().to_string(),
             checkpoint_table: store.table().to_string(),
             stream_arn: None,
+            stream_enabled: None,
             shards: shards
                 .into_iter()
                 .map(|checkpoint| ShardStatus::of(checkpoint, read_at))
@@ -143,7 +151,8 @@ impl ProjectionStatus {
     /// stream (its `LatestStreamArn`, read with `DescribeTable`) as
     /// [`read_for_stream`](Self::read_for_stream) lists them. A table
     /// without a stream has no shards to add: only its checkpoints are
-    /// listed, each marked as not of the current stream.
+    /// listed, each marked as not of the current stream, and
+    /// [`stream_enabled`](Self::stream_enabled) is `Some(false)`.
     pub async fn read_for_table(
         store: &CheckpointStore,
         client: &Client,
@@ -158,16 +167,18 @@ impl ProjectionStatus {
                     .is_some_and(|stream| stream.stream_enabled())
             })
             .and_then(|table| table.latest_stream_arn);
-        match stream_arn {
-            Some(arn) => Self::read_for_stream(store, streams, &arn).await,
+        let mut status = match &stream_arn {
+            Some(arn) => Self::read_for_stream(store, streams, arn).await?,
             None => {
                 let mut status = Self::read(store).await?;
                 for shard in &mut status.shards {
                     shard.current_stream = Some(false);
                 }
-                Ok(status)
+                status
             }
-        }
+        };
+        status.stream_enabled = Some(stream_arn.is_some());
+        Ok(status)
     }
 
     /// [`read`](Self::read), and every shard of the stream `stream_arn`

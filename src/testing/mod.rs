@@ -1,7 +1,8 @@
 //! Test support: an embedded DynamoDB emulator, ready clients and tables,
 //! realistic data ([`fixtures`]), aggregates to test with ([`aggregates`]),
-//! faults to test against ([`faults`]) and a meter of what requests cost
-//! in capacity units and round trips ([`costs`]).
+//! faults to test against ([`faults`]), a meter of what requests cost
+//! in capacity units and round trips ([`costs`]), and the emulator served
+//! to other processes on a port ([`local`], behind `dynamo-es local`).
 //!
 //! [`dynamodb()`] gives a test its own freshly created tables on a DynamoDB
 //! API in one line. By default that API is [dynoxide], a DynamoDB emulator
@@ -46,6 +47,7 @@ pub mod aggregates;
 pub mod costs;
 pub mod faults;
 pub mod fixtures;
+pub mod local;
 pub mod streams;
 
 /// The environment variable that points tests at another DynamoDB endpoint.
@@ -81,15 +83,30 @@ impl EmbeddedDynamo {
     /// example the address a stopped emulator had.
     pub fn start_on(path: Option<&Path>, bind: &str) -> Result<Self> {
         let db = match path {
-            None => dynoxide::Database::memory().map_err(io_error)?,
+            None => dynoxide::Database::memory().map_err(|err| {
+                io_error(format!("opening the emulator's in-memory database: {err}"))
+            })?,
             Some(path) => {
-                let path = path
-                    .to_str()
-                    .ok_or_else(|| io_error("database path is not UTF-8"))?;
-                dynoxide::Database::new(path).map_err(io_error)?
+                let shown = path.display();
+                let name = path.to_str().ok_or_else(|| {
+                    io_error(format!(
+                        "the emulator's database path {shown} is not UTF-8: choose another"
+                    ))
+                })?;
+                dynoxide::Database::new(name).map_err(|err| {
+                    io_error(format!(
+                        "opening the emulator's SQLite database {shown}: {err} (is it a \
+                         dynoxide database, and its directory writable?)"
+                    ))
+                })?
             }
         };
-        let listener = std::net::TcpListener::bind(bind)?;
+        let listener = std::net::TcpListener::bind(bind).map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("binding the DynamoDB emulator to {bind}: {err}"),
+            )
+        })?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -16,13 +16,14 @@ use dynamo_es::Codec;
 /// crates.io package named `dynamo-es` is upstream's library, which has no
 /// binary, so the tool is installed from the repository (or a checkout).
 pub const INSTALL: &str = "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es \
-    --features cli,compression,msgpack (from a checkout: cargo install --path . --features \
-    cli,compression,msgpack)";
+    --features cli,compression,msgpack,test-util (from a checkout: cargo install --path . \
+    --features cli,compression,msgpack,test-util)";
 
 /// Tools for the DynamoDB tables of cqrs-es (upstream dynamo-es or this
 /// crate): report what another payload codec would save, recode tables to
-/// it, train zstd dictionaries (`dictionary`, feature `compression`), and
-/// inspect projections (`projections`).
+/// it, train zstd dictionaries (`dictionary`, feature `compression`),
+/// inspect projections (`projections`), and run a local DynamoDB (`local`,
+/// feature `test-util`).
 #[derive(Debug, Parser)]
 #[command(name = "dynamo-es", version, after_long_help = after_long_help())]
 pub struct Cli {
@@ -145,6 +146,19 @@ pub enum Command {
     Dictionary(crate::dictionary::DictionaryArgs),
     /// Inspect projections fed from the events table's stream.
     Projections(crate::projections::ProjectionsArgs),
+    /// Run a local DynamoDB (the embedded dynoxide emulator, DynamoDB and
+    /// DynamoDB Streams on one endpoint) until Ctrl-C, and print the
+    /// environment variables that point the AWS SDKs at it.
+    #[cfg(feature = "test-util")]
+    Local(crate::local::LocalArgs),
+    /// Without the `test-util` feature: `local` needs it, and says so.
+    #[cfg(not(feature = "test-util"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Local {
+        /// Whatever followed, ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
     /// Without the `compression` feature: `dictionary` needs it, and says so.
     #[cfg(not(feature = "compression"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -176,6 +190,10 @@ impl Command {
             #[cfg(not(feature = "compression"))]
             Command::Dictionary { .. } => None,
             Command::Projections(_) => None,
+            #[cfg(feature = "test-util")]
+            Command::Local(_) => None,
+            #[cfg(not(feature = "test-util"))]
+            Command::Local { .. } => None,
         }
     }
 

@@ -8,12 +8,13 @@
 //! `args` the command line, `progress` the progress bars, `output`
 //! what a run prints, `errors` how an error is printed, `roles` the check
 //! of each table's key schema against its role, `projections`
-//! `dynamo-es projections status` and `reset`.
+//! `dynamo-es projections status` and `reset`, `local` `dynamo-es local`.
 
 mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
+mod local;
 mod output;
 mod progress;
 mod projections;
@@ -35,8 +36,11 @@ use crate::progress::Bars;
 
 /// The SDK's crates, whose own warnings (a credentials provider that found
 /// nothing, a retry) are printed only with `-v`: the error the tool prints
-/// says what went wrong, in its own terms.
+/// says what went wrong, in its own terms. And the emulator `dynamo-es
+/// local` runs, which warns of every error it answers (a table looked up
+/// before it is created, a conditional write refused): its clients see them.
 const SDK_CRATES: &[&str] = &[
+    "dynoxide",
     "aws_config",
     "aws_runtime",
     "aws_sigv4",
@@ -208,6 +212,22 @@ async fn main() -> ExitCode {
     if let Command::Dictionary { .. } = &cli.command {
         eprintln!("error: {}", args::dictionary_needs_compression());
         return ExitCode::from(2);
+    }
+    #[cfg(not(feature = "test-util"))]
+    if let Command::Local { .. } = &cli.command {
+        eprintln!("error: {}", local::local_needs_test_util());
+        return ExitCode::from(2);
+    }
+    // The emulator needs no AWS configuration, and handles its own signals.
+    #[cfg(feature = "test-util")]
+    if let Command::Local(args) = &cli.command {
+        return match local::execute(args, &mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let wire = Wire::default();
     let config = sdk_config(&cli).await;

@@ -71,7 +71,8 @@ pub struct StatusArgs {
     pub projection: String,
     /// The events table: lists every shard of its current stream, and flags
     /// checkpoints of shards the stream no longer lists or of a stream it no
-    /// longer has.
+    /// longer has. A table without a stream is flagged with how to enable
+    /// one (or which table the checkpoints were read from).
     #[arg(long, value_name = "TABLE")]
     pub events_table: Option<String>,
     /// Print JSON instead of a table.
@@ -209,6 +210,10 @@ fn notes(status: &ProjectionStatus, events_table: Option<&str>) -> Vec<String> {
             gone.join(", ")
         ));
     }
+    if let (Some(false), Some(table)) = (status.stream_enabled, events_table) {
+        notes.push(no_stream(status, table));
+        return notes;
+    }
     let stale = status
         .shards
         .iter()
@@ -221,6 +226,44 @@ fn notes(status: &ProjectionStatus, events_table: Option<&str>) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// What `--events-table` naming a table without a stream says: how to
+/// enable one, or which table the checkpoints were read from.
+fn no_stream(status: &ProjectionStatus, table: &str) -> String {
+    let mut note = format!(
+        "warning: table {table} has no stream enabled, so no projector can read its events. If \
+         {table} is the events table, enable a NEW_IMAGE stream: aws dynamodb update-table \
+         --table-name {table} --stream-specification StreamEnabled=true,StreamViewType=NEW_IMAGE \
+         (or, from Rust, dynamo_es::tables::enable_stream, or create_event_tables_with with \
+         TableOptions::default().with_stream(true)); if it is not, --events-table names the \
+         wrong table"
+    );
+    let mut read_from: Vec<&str> = status
+        .shards
+        .iter()
+        .filter_map(|shard| table_of_stream(&shard.checkpoint.as_ref()?.stream_arn))
+        .filter(|other| *other != table)
+        .collect();
+    read_from.sort_unstable();
+    read_from.dedup();
+    if !read_from.is_empty() {
+        note.push_str(&format!(
+            ": the checkpoints of projection {} are of the stream of {}; pass --events-table {}",
+            status.projection,
+            read_from.join(", "),
+            read_from.join(" or --events-table ")
+        ));
+    }
+    note
+}
+
+/// The table a stream ARN (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`)
+/// belongs to.
+fn table_of_stream(arn: &str) -> Option<&str> {
+    let (_, rest) = arn.split_once(":table/")?;
+    let (table, _) = rest.split_once("/stream/")?;
+    (!table.is_empty()).then_some(table)
 }
 
 /// The rebuild line of the table.
@@ -389,6 +432,7 @@ fn to_json(status: &ProjectionStatus) -> Value {
         "projection": status.projection,
         "checkpoint_table": status.checkpoint_table,
         "stream_arn": status.stream_arn,
+        "stream_enabled": status.stream_enabled,
         "read_at_ms": unix_millis(status.read_at),
         "max_lag_ms": status.max_lag().map(millis_of),
         "rebuild": rebuild,
@@ -429,6 +473,18 @@ fn duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_arn_names_its_table() {
+        let arn =
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/Events/stream/2026-01-01T00:00:00.000";
+        assert_eq!(table_of_stream(arn), Some("Events"));
+        assert_eq!(
+            table_of_stream("arn:aws:dynamodb:eu-west-1:1:table/Events"),
+            None
+        );
+        assert_eq!(table_of_stream("not an arn"), None);
+    }
 
     #[test]
     fn durations_read_at_a_glance() {
