@@ -120,30 +120,43 @@ impl Aggregate for Account {
     }
 }
 
-/// A second aggregate type, sharing the tables.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Other {
-    pub count: usize,
-}
+/// An aggregate `$name` of type `$type` that only counts the `$event`s
+/// it applies (in its field `$count`); its one command, `()`, emits
+/// nothing and is answered with `$handled`.
+macro_rules! counting_aggregate {
+    ($name:ident, $type:literal, $event:ty, $error:ty, $count:ident, $handled:expr) => {
+        #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            pub $count: usize,
+        }
 
-impl Aggregate for Other {
-    const TYPE: &'static str = "Other";
-    type Command = ();
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        _: (),
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), AccountError> {
-        Ok(())
-    }
-    fn apply(&mut self, _event: Self::Event) {
-        self.count += 1;
-    }
+        impl cqrs_es::Aggregate for $name {
+            const TYPE: &'static str = $type;
+            type Command = ();
+            type Event = $event;
+            type Error = $error;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                _: (),
+                _: &(),
+                _: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), $error> {
+                $handled
+            }
+
+            fn apply(&mut self, _: $event) {
+                self.$count += 1;
+            }
+        }
+    };
 }
+#[allow(unused_imports)]
+pub(crate) use counting_aggregate;
+
+// A second aggregate type, sharing the tables.
+counting_aggregate!(Other, "Other", AccountEvent, AccountError, count, Ok(()));
 
 /// A view counting deposits.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
