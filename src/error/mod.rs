@@ -24,6 +24,7 @@ mod misconfiguration;
 mod persistence;
 mod span;
 
+pub(crate) use classify::or_refused;
 pub use limit::Limit;
 pub(crate) use message::sdk_message;
 pub(crate) use span::{aggregate_span, in_span};
