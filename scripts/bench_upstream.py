@@ -53,6 +53,11 @@ def row(d, workload, name):
     return d.store.get((workload, name))
 
 
+def against(d, workload, name):
+    """The rows of `name` and of upstream for `workload` (either may be None)."""
+    return row(d, workload, name), row(d, workload, UPSTREAM)
+
+
 def median(d, workload, name):
     """Criterion's median."""
     return d.t(workload, name)
@@ -146,7 +151,7 @@ def goals(d):
         return text if ok is False else ""
 
     for name in ours(d):
-        c1, u1 = row(d, "store_commit_1_event", name), row(d, "store_commit_1_event", UPSTREAM)
+        c1, u1 = against(d, "store_commit_1_event", name)
         if c1 and u1:
             x = ratio(c1["wcu"], u1["wcu"])
             rows.append(("one-event commit: WCU / upstream's", name,
@@ -155,7 +160,7 @@ def goals(d):
             x = time_ratio(d, "store_commit_1_event", name)
             rows.append(("one-event commit: time / upstream's", name, fmt_ratio(x), "≤ 1.0×",
                          verdict(None if x is None else x <= 1.0), ""))
-        s, us = row(d, "store_load_snapshot_every_50", name), row(d, "store_load_snapshot_every_50", UPSTREAM)
+        s, us = against(d, "store_load_snapshot_every_50", name)
         if s and us:
             rows.append(("snapshotted load (every 50): sequential round trips", name,
                          f"{s['round_trips']} (upstream {us['round_trips']})", "1 instead of 2",
@@ -179,8 +184,7 @@ def headline(d):
         return ""
     c = ratio(row(d, "store_commit_1_event", name)["wcu"], row(d, "store_commit_1_event", UPSTREAM)["wcu"])
     tc = time_ratio(d, "store_commit_1_event", name)
-    s = row(d, "store_load_snapshot_every_50", name)
-    us = row(d, "store_load_snapshot_every_50", UPSTREAM)
+    s, us = against(d, "store_load_snapshot_every_50", name)
     ts = time_ratio(d, "store_load_snapshot_every_50", name)
     tl = time_ratio(d, "store_load_1000_events", name)
     big = row(d, "store_persist_snapshot_1_5mb", UPSTREAM)
@@ -322,25 +326,28 @@ def section(d, fmt_ns, table, snapshot_every, after_snapshot):
     w("")
     w("### What the units show")
     w("")
-    every = row(d, "store_load_snapshot_every_50", "json")
-    up_every = row(d, "store_load_snapshot_every_50", UPSTREAM)
-    if every and up_every:
-        w(f"* A snapshotted load here reads more than upstream's ({units(every['rcu'])} RCU against "
-          f"{units(up_every['rcu'])} with `json` under `Every({snapshot_every})`): its tail query runs "
-          f"before the snapshot's sequence is known, so it reads the newest `n − 1` events "
-          f"({snapshot_every - 1}), not only the {after_snapshot} after the snapshot, and it reads them "
-          "strongly consistent. Upstream's query for the events after its snapshot is eventually "
-          "consistent (half the units, and it may miss the newest events), and it reads its snapshot "
-          "with a query of the snapshot table.")
-    always = row(d, "store_load_snapshot_always", "json")
-    up_always = row(d, "store_load_snapshot_always", UPSTREAM)
-    if always and up_always:
-        w(f"* In an aggregate store both sides load in one round trip; upstream reads only its snapshot "
-          f"({units(up_always['rcu'])} RCU), this crate also reads the newest 4 events with it "
-          f"({units(always['rcu'])} RCU with `json`), so that a snapshot behind the events (skipped, "
-          "or raced by a commit) still loads in one round trip and is never silently stale. Those 4 "
-          "events cost as much as they weigh: after large events (the 1.5 MB ledger's imports, ~250 KB "
-          "each) they are the larger part of the load's units.")
+    # What the units of a `json` load show against upstream's, where both ran.
+    notes = [
+        ("store_load_snapshot_every_50", lambda here, up: (
+            f"* A snapshotted load here reads more than upstream's ({units(here['rcu'])} RCU against "
+            f"{units(up['rcu'])} with `json` under `Every({snapshot_every})`): its tail query runs "
+            f"before the snapshot's sequence is known, so it reads the newest `n − 1` events "
+            f"({snapshot_every - 1}), not only the {after_snapshot} after the snapshot, and it reads them "
+            "strongly consistent. Upstream's query for the events after its snapshot is eventually "
+            "consistent (half the units, and it may miss the newest events), and it reads its snapshot "
+            "with a query of the snapshot table.")),
+        ("store_load_snapshot_always", lambda here, up: (
+            f"* In an aggregate store both sides load in one round trip; upstream reads only its snapshot "
+            f"({units(up['rcu'])} RCU), this crate also reads the newest 4 events with it "
+            f"({units(here['rcu'])} RCU with `json`), so that a snapshot behind the events (skipped, "
+            "or raced by a commit) still loads in one round trip and is never silently stale. Those 4 "
+            "events cost as much as they weigh: after large events (the 1.5 MB ledger's imports, ~250 KB "
+            "each) they are the larger part of the load's units.")),
+    ]
+    for workload, note in notes:
+        here, up = against(d, workload, "json")
+        if here and up:
+            w(note(here, up))
     diffs = published_check(d)
     if diffs:
         w("* The emulator's units differ from DynamoDB's published rules applied to the stored items in: "

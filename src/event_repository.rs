@@ -30,10 +30,10 @@ use cqrs_es::persist::{
 };
 use cqrs_es::Aggregate;
 use serde_json::Value;
-use tracing::{field, Instrument};
+use tracing::{field, Instrument, Level};
 
 use crate::codec::Codec;
-use crate::error::{in_span, Error, Result};
+use crate::error::{aggregate_span, in_span, Error, Result};
 use crate::item::{
     aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
@@ -226,16 +226,16 @@ impl DynamoEventRepository {
         aggregate_id: &str,
         after: Option<usize>,
     ) -> Result<Vec<SerializedEvent>> {
-        let span = tracing::debug_span!(
+        let span = aggregate_span!(
+            Level::DEBUG,
             "dynamo_es.read_events",
-            table = %self.event_table,
+            self.event_table,
             aggregate_type,
             aggregate_id,
             after = after.map(field::display),
             items = field::Empty,
             stored_bytes = field::Empty,
-            consumed_capacity = field::Empty,
-            error = field::Empty,
+            consumed_capacity = field::Empty
         );
         in_span("reading events", async {
             let pages = Pages::query(self.events_query(aggregate_type, aggregate_id, after), None);
@@ -270,17 +270,17 @@ impl DynamoEventRepository {
         aggregate_id: &str,
         limit: i32,
     ) -> Result<Tail> {
-        let span = tracing::debug_span!(
+        let span = aggregate_span!(
+            Level::DEBUG,
             "dynamo_es.read_tail",
-            table = %self.event_table,
+            self.event_table,
             aggregate_type,
             aggregate_id,
             limit,
             items = field::Empty,
             complete = field::Empty,
             stored_bytes = field::Empty,
-            consumed_capacity = field::Empty,
-            error = field::Empty,
+            consumed_capacity = field::Empty
         );
         in_span("reading the newest events", async {
             let out = self
@@ -337,14 +337,14 @@ impl DynamoEventRepository {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<LoadedSnapshot>> {
-        let span = tracing::debug_span!(
+        let span = aggregate_span!(
+            Level::DEBUG,
             "dynamo_es.read_snapshot",
-            table = %self.snapshot_table,
+            self.snapshot_table,
             aggregate_type,
             aggregate_id,
             chunks = field::Empty,
-            stored_bytes = field::Empty,
-            error = field::Empty,
+            stored_bytes = field::Empty
         );
         in_span("reading the snapshot", async {
             let loaded = snapshot::read(
@@ -513,15 +513,15 @@ impl PersistedEventRepository for DynamoEventRepository {
         aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
         let query = self.events_query(A::TYPE, aggregate_id, None);
-        let span = tracing::info_span!(
+        let span = aggregate_span!(
+            Level::INFO,
             "dynamo_es.stream_events",
-            table = %self.event_table,
-            aggregate_type = A::TYPE,
+            self.event_table,
+            A::TYPE,
             aggregate_id,
             events = field::Empty,
             pages = field::Empty,
-            consumed_capacity = field::Empty,
-            error = field::Empty,
+            consumed_capacity = field::Empty
         );
         Ok(self.replay(Pages::query(query, Some(self.page_size())), None, span))
     }

@@ -245,6 +245,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod attempt;
 mod clients;
 pub mod codec;
 mod cqrs;

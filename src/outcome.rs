@@ -16,11 +16,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::client::interceptors::context::{
-    FinalizerInterceptorContextRef, InterceptorContext,
-};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 
+use crate::attempt::{AfterAttempt, AfterEachAttempt, AttemptNumber};
 use crate::error::Error;
 
 /// What the attempts of one request have seen: shared by the interceptor
@@ -37,8 +35,8 @@ impl Attempts {
     }
 
     /// Records, after each attempt, whether its outcome is unknown.
-    pub(crate) fn interceptor(&self) -> LostAttempts {
-        LostAttempts(self.clone())
+    pub(crate) fn interceptor(&self) -> AfterEachAttempt<LostAttempts> {
+        AfterEachAttempt(LostAttempts(self.clone()))
     }
 
     /// `err`, the final error of the request, as it must be reported: an
@@ -104,21 +102,13 @@ pub(crate) fn outcome_unknown(ctx: &InterceptorContext) -> bool {
 #[derive(Debug)]
 pub(crate) struct LostAttempts(Attempts);
 
-impl Intercept for LostAttempts {
-    fn name(&self) -> &'static str {
-        "dynamo-es: lost attempts"
-    }
+impl AfterAttempt for LostAttempts {
+    const NAME: &'static str = "dynamo-es: lost attempts";
 
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if outcome_unknown(context.inner()) {
+    fn after_attempt(&self, ctx: &InterceptorContext, _: AttemptNumber) {
+        if outcome_unknown(ctx) {
             self.0 .0.store(true, Ordering::SeqCst);
         }
-        Ok(())
     }
 }
 

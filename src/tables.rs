@@ -56,7 +56,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{or_refused, Error, Result};
 use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
 
 /// How long the functions of this module wait for a table to become ACTIVE
@@ -366,20 +366,14 @@ async fn ensure_table(client: &Client, table: &str, schema: &Schema, stream: boo
 
 /// The table's description, or `None` if it does not exist.
 async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(out) => Ok(Some(out.table().cloned().unwrap_or_else(|| {
-            TableDescription::builder().table_name(table).build()
-        }))),
-        Err(err)
-            if matches!(
-                err.as_service_error(),
-                Some(DescribeTableError::ResourceNotFoundException(_))
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(Error::from_sdk_on("DescribeTable", table, err)),
-    }
+    let described = client.describe_table().table_name(table).send().await;
+    let refused = DescribeTableError::is_resource_not_found_exception;
+    let described = or_refused(described, "DescribeTable", table, refused)?;
+    Ok(described.map(|out| {
+        out.table()
+            .cloned()
+            .unwrap_or_else(|| TableDescription::builder().table_name(table).build())
+    }))
 }
 
 fn check_schema(table: &str, expected: &Schema, description: &TableDescription) -> Result<()> {
@@ -425,18 +419,9 @@ async fn create_table(client: &Client, table: &str, schema: &Schema, stream: boo
                     .build()?,
             );
     }
-    match request.send().await {
-        Ok(_) => Ok(()),
-        Err(err)
-            if matches!(
-                err.as_service_error(),
-                Some(CreateTableError::ResourceInUseException(_))
-            ) =>
-        {
-            Ok(())
-        }
-        Err(err) => Err(Error::from_sdk_on("CreateTable", table, err)),
-    }
+    // A table that already exists is left as it is.
+    let refused = CreateTableError::is_resource_in_use_exception;
+    or_refused(request.send().await, "CreateTable", table, refused).map(drop)
 }
 
 /// Waits until `table` is ACTIVE. A table that does not exist is an error

@@ -15,17 +15,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
 use common::*;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
-use dynamo_es::testing::faults::operation;
+use dynamo_es::testing::faults::{operation, Interpose, Interposed, Next};
 use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, SnapshotPolicy};
 use tokio::sync::{watch, Notify};
@@ -45,18 +40,10 @@ fn repo_through(db: &TestTables, http: impl HttpClient + 'static) -> DynamoEvent
         .with_codec(Codec::json())
 }
 
-fn plain_http() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new().build_http()
-}
-
 /// Holds each request until a second one arrives, or for [`HOLD`]: the
 /// requests let through together form a round, and every request is logged
 /// with its round.
-#[derive(Debug, Clone)]
-struct Gate {
-    inner: SharedHttpClient,
-    state: Arc<GateState>,
-}
+type Gate = Interposed<GateState>;
 
 #[derive(Debug)]
 struct GateState {
@@ -66,21 +53,19 @@ struct GateState {
     log: Mutex<Vec<(usize, String)>>,
 }
 
-impl Gate {
-    fn new() -> Self {
-        Gate {
-            inner: plain_http(),
-            state: Arc::new(GateState {
-                round: Mutex::new((0, 0)),
-                opened: watch::channel(0).0,
-                log: Mutex::default(),
-            }),
-        }
-    }
+/// A gate in front of a plain HTTP client.
+fn new_gate() -> Gate {
+    Interposed::plain(GateState {
+        round: Mutex::new((0, 0)),
+        opened: watch::channel(0).0,
+        log: Mutex::default(),
+    })
+}
 
+impl GateState {
     /// The operations of each round, in order, and forgets them.
     fn rounds(&self) -> Vec<Vec<String>> {
-        let log = std::mem::take(&mut *self.state.log.lock().unwrap());
+        let log = std::mem::take(&mut *self.log.lock().unwrap());
         let mut rounds: Vec<(usize, Vec<String>)> = Vec::new();
         for (round, op) in log {
             match rounds.last_mut() {
@@ -96,9 +81,7 @@ impl Gate {
             })
             .collect()
     }
-}
 
-impl GateState {
     /// Closes `round` if it is still the open one.
     fn close(&self, round: usize) {
         let mut open = self.round.lock().unwrap();
@@ -109,29 +92,9 @@ impl GateState {
     }
 }
 
-#[derive(Debug)]
-struct GateConnector {
-    inner: SharedHttpConnector,
-    state: Arc<GateState>,
-}
-
-impl HttpClient for Gate {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        GateConnector {
-            inner: self.inner.http_connector(settings, components),
-            state: self.state.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for GateConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let state = self.state.clone();
+impl Interpose for GateState {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
+        let state = self;
         let round = {
             let mut open = state.round.lock().unwrap();
             let round = open.0;
@@ -142,7 +105,7 @@ impl HttpConnector for GateConnector {
         if state.round.lock().unwrap().1 >= 2 {
             state.close(round);
         }
-        let inner = self.inner.clone();
+        let next = next.clone();
         HttpConnectorFuture::new(async move {
             let mut opened = state.opened.subscribe();
             // A bool: the watch guard must not live across the request.
@@ -152,33 +115,31 @@ impl HttpConnector for GateConnector {
             if !joined {
                 state.close(round);
             }
-            inner.call(request).await
+            next.call(request).await
         })
     }
 }
 
 /// Holds the first request of one operation until released, and signals
 /// each answered request of any other operation.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct HoldFirst {
-    inner: SharedHttpClient,
     operation: &'static str,
-    held: Arc<Mutex<bool>>,
-    release: Arc<Notify>,
-    answered: Arc<Notify>,
-    log: Arc<Mutex<Vec<String>>>,
+    held: Mutex<bool>,
+    release: Notify,
+    answered: Notify,
+    log: Mutex<Vec<String>>,
 }
 
 impl HoldFirst {
-    fn new(operation: &'static str) -> Self {
-        HoldFirst {
-            inner: plain_http(),
+    fn new(operation: &'static str) -> Interposed<Self> {
+        Interposed::plain(HoldFirst {
             operation,
-            held: Arc::default(),
-            release: Arc::default(),
-            answered: Arc::default(),
-            log: Arc::default(),
-        }
+            held: Mutex::default(),
+            release: Notify::new(),
+            answered: Notify::new(),
+            log: Mutex::default(),
+        })
     }
 
     fn operations(&self) -> Vec<String> {
@@ -186,41 +147,20 @@ impl HoldFirst {
     }
 }
 
-#[derive(Debug)]
-struct HoldConnector {
-    inner: SharedHttpConnector,
-    client: HoldFirst,
-}
-
-impl HttpClient for HoldFirst {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        HoldConnector {
-            inner: self.inner.http_connector(settings, components),
-            client: self.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for HoldConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+impl Interpose for HoldFirst {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
         let op = operation(&request);
-        self.client.log.lock().unwrap().push(op.clone());
-        let hold = op == self.client.operation
-            && !std::mem::replace(&mut *self.client.held.lock().unwrap(), true);
-        let client = self.client.clone();
-        let response = self.inner.call(request);
+        self.log.lock().unwrap().push(op.clone());
+        let hold =
+            op == self.operation && !std::mem::replace(&mut *self.held.lock().unwrap(), true);
+        let response = next.call(request);
         HttpConnectorFuture::new(async move {
             if hold {
-                client.release.notified().await;
+                self.release.notified().await;
             }
             let response = response.await;
             if !hold {
-                client.answered.notify_one();
+                self.answered.notify_one();
             }
             response
         })
@@ -286,7 +226,7 @@ async fn a_snapshotted_load_is_one_round_trip() {
     ] {
         let id = new_id();
         deposits(&repo, policy, &id, commands).await;
-        let gate = Gate::new();
+        let gate = new_gate();
         let store = DynamoStore::<Account>::new(repo_through(&db, gate.clone()), policy);
         let loaded = store.load_aggregate(&id).await.unwrap();
         assert_eq!(
@@ -302,7 +242,7 @@ async fn a_snapshotted_load_is_one_round_trip() {
     // No snapshot yet: the same single round, and every event.
     let id = new_id();
     deposits(&repo, SnapshotPolicy::Every(5), &id, 3).await;
-    let gate = Gate::new();
+    let gate = new_gate();
     let store =
         DynamoStore::<Account>::new(repo_through(&db, gate.clone()), SnapshotPolicy::Every(5));
     let loaded = store.load_aggregate(&id).await.unwrap();
@@ -313,7 +253,7 @@ async fn a_snapshotted_load_is_one_round_trip() {
     );
 
     // An event store keeps its single query.
-    let gate = Gate::new();
+    let gate = new_gate();
     let store = DynamoStore::<Account>::new_event_store(repo_through(&db, gate.clone()));
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(gate.rounds(), [ops(&["Query"])]);
@@ -330,7 +270,7 @@ async fn a_chunked_snapshot_reads_its_chunks_while_the_events_arrive() {
             .await
             .unwrap();
     }
-    let gate = Gate::new();
+    let gate = new_gate();
     let store = DynamoStore::<Account>::new_aggregate_store(repo_through(&db, gate.clone()));
     let loaded = store.load_aggregate(&id).await.unwrap();
     // Two rounds where there were three (head, chunks, events).
@@ -355,7 +295,7 @@ async fn a_snapshot_older_than_the_tail_falls_back_to_a_second_query() {
                 .await
                 .unwrap();
         }
-        let gate = Gate::new();
+        let gate = new_gate();
         let store = DynamoStore::<Account>::new(repo_through(&db, gate.clone()), policy);
         let loaded = store.load_aggregate(&id).await.unwrap();
         assert_eq!(
@@ -390,7 +330,7 @@ async fn an_untrusted_snapshot_replays_from_the_tail_when_it_holds_every_event()
             .persist::<Account>(&stored, Some((id.clone(), wrong, 1)))
             .await
             .unwrap();
-        let gate = Gate::new();
+        let gate = new_gate();
         let store = DynamoStore::<Account>::new_aggregate_store(repo_through(&db, gate.clone()));
         let loaded = store.load_aggregate(&id).await.unwrap();
         assert_eq!(gate.rounds().len(), rounds, "{events} events");
@@ -411,7 +351,7 @@ struct Race {
     /// The aggregate.
     id: String,
     /// What the load sent through.
-    http: HoldFirst,
+    http: Interposed<HoldFirst>,
     /// The snapshot before the commit.
     before: cqrs_es::persist::SerializedSnapshot,
     /// What the load returned.
@@ -449,7 +389,7 @@ async fn load_racing_a_commit(
     db: &TestTables,
     policy: SnapshotPolicy,
     id: &str,
-    http: &HoldFirst,
+    http: &Interposed<HoldFirst>,
     commit: usize,
 ) -> dynamo_es::DynamoAggregateContext<Account> {
     let store = DynamoStore::<Account>::new(repo_through(db, http.clone()), policy);

@@ -6,6 +6,7 @@
 #![cfg(feature = "compression")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod dictionary_support;
 mod projection_collect;
 mod projection_common;

@@ -10,6 +10,7 @@
 mod common;
 #[cfg(feature = "compression")]
 mod dictionary_support;
+mod lambda_json;
 #[cfg(feature = "compression")]
 mod projection_collect;
 mod projection_common;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event;
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, Record};
+use aws_sdk_dynamodbstreams::types::Record;
 use common::*;
 use cqrs_es::persist::ViewRepository;
 use cqrs_es::{EventEnvelope, View};
@@ -33,63 +34,9 @@ use projection_common::{stream_records, stream_tables};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// A stream attribute value in Lambda's JSON shape.
-fn lambda_value(value: &StreamValue) -> Value {
-    match value {
-        StreamValue::S(v) => json!({ "S": v }),
-        StreamValue::N(v) => json!({ "N": v }),
-        StreamValue::B(v) => json!({ "B": aws_smithy_types::base64::encode(v.as_ref()) }),
-        StreamValue::Ss(v) => json!({ "SS": v }),
-        StreamValue::Ns(v) => json!({ "NS": v }),
-        StreamValue::Bs(v) => json!({
-            "BS": v.iter().map(|b| aws_smithy_types::base64::encode(b.as_ref())).collect::<Vec<_>>()
-        }),
-        StreamValue::M(v) => json!({ "M": lambda_image(v) }),
-        StreamValue::L(v) => json!({ "L": v.iter().map(lambda_value).collect::<Vec<_>>() }),
-        StreamValue::Bool(v) => json!({ "BOOL": v }),
-        StreamValue::Null(v) => json!({ "NULL": v }),
-        other => panic!("unexpected attribute value {other:?}"),
-    }
-}
-
-fn lambda_image(image: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(
-        image
-            .iter()
-            .map(|(name, value)| (name.clone(), lambda_value(value)))
-            .collect(),
-    )
-}
-
 /// A Lambda DynamoDB stream event holding `records`, as Lambda sends it.
 fn lambda_event(arn: &str, records: &[(String, Record)]) -> Value {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|(_, record)| {
-            let change = record.dynamodb.as_ref().unwrap();
-            let mut dynamodb = json!({
-                "ApproximateCreationDateTime":
-                    change.approximate_creation_date_time.unwrap().as_secs_f64(),
-                "Keys": lambda_image(change.keys.as_ref().unwrap()),
-                "SequenceNumber": change.sequence_number.as_ref().unwrap(),
-                "SizeBytes": change.size_bytes.unwrap_or(100),
-                "StreamViewType": "NEW_IMAGE",
-            });
-            if let Some(image) = &change.new_image {
-                dynamodb["NewImage"] = lambda_image(image);
-            }
-            json!({
-                "eventID": record.event_id.as_ref().unwrap(),
-                "eventName": record.event_name.as_ref().unwrap().as_str(),
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": dynamodb,
-                "eventSourceARN": arn,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    lambda_json::lambda_event(arn, records.iter().map(|(_, record)| record))
 }
 
 fn parse(event: Value) -> Event {

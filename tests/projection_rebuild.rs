@@ -22,7 +22,7 @@ use dynamo_es::{Codec, SnapshotPolicy};
 
 use common::{cqrs, deposit, replay, Account, AccountView, Other};
 use projection_common::stream_tables;
-use projector_support::{checkpoints, start, wait_until, Recorder};
+use projector_support::{checkpoints, run_until, start, wait_until, Recorder};
 
 const AGGREGATES: usize = 12;
 /// Deposits per aggregate before the rebuild, and during it.
@@ -416,28 +416,8 @@ async fn commit_and_stream(
             .persist::<Account>(std::slice::from_ref(&event), None)
             .await
             .unwrap();
-        let (item, _) = dynamo_es::item::event_to_item(&event, &Codec::default()).unwrap();
-        fake.push_at(shard, item, created)
-            .expect("the shard is open");
+        projector_support::fake::push_at(fake, shard, id, sequence, created);
     }
-}
-
-/// Runs `projector` until `recorder` applied `events` events, or until it
-/// stops, which must not happen: panics with its error.
-async fn run_until_applied(projector: Projector<Account>, recorder: &Recorder, events: usize) {
-    let running = start(projector);
-    wait_until(
-        "every event is applied or the projector stopped",
-        Duration::from_secs(20),
-        || recorder.distinct() == events || running.task.is_finished(),
-    )
-    .await;
-    assert!(
-        !running.task.is_finished(),
-        "the projector stopped: {:?}",
-        running.stop().await
-    );
-    running.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -450,7 +430,7 @@ async fn the_documented_recovery_from_trimmed_ends_with_a_live_projector() {
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     fake.add_shard("s", None);
     commit_and_stream(&db, &fake, "s", "a", 1..=2, long_ago).await;
-    run_until_applied(projector(), &recorder, 2).await;
+    run_until(projector(), &recorder, 2).await;
 
     // The projector is down past the retention: the records after its
     // checkpoint are trimmed away, and it stops with Trimmed.
@@ -480,7 +460,7 @@ async fn the_documented_recovery_from_trimmed_ends_with_a_live_projector() {
     assert_eq!(recorder.distinct(), 6);
     // Commits after the rebuild reach the restarted projector.
     commit_and_stream(&db, &fake, "s", "a", 7..=8, std::time::SystemTime::now()).await;
-    run_until_applied(projector(), &recorder, 8).await;
+    run_until(projector(), &recorder, 8).await;
     // Before the gap, the rebuild, and after it; the trimmed records the
     // rebuild covered were skipped.
     assert_eq!(recorder.sequences("a"), [1, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
@@ -571,8 +551,7 @@ async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
 async fn the_status_lists_every_shard_of_the_stream_and_those_it_no_longer_lists() {
     let (fake, store) = projector_support::fake::setup(Duration::from_secs(2)).await;
     fake.add_shard("parent", None);
-    fake.add_shard("child", Some("parent"));
-    fake.close("parent");
+    projector_support::fake::split(&fake, "parent", "child");
     fake.add_shard("aged-out", None);
     let info = |id: &str, parent: Option<&str>| dynamo_es::projection::ShardInfo {
         stream_arn: fake.stream_arn(),

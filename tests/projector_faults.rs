@@ -8,31 +8,20 @@
 mod common;
 mod projector_support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use dynamo_es::projection::{CheckpointStore, Error};
 use dynamo_es::testing::streams::FakeStreams;
 use dynamo_es::testing::{client_for, endpoint};
-use dynamo_es::Codec;
 
-use common::{deposit_event, Account};
-use dynamo_es::item::event_to_item;
-use dynamo_es::projection::{Dispatcher, Projection, Projector, Rebuild, StartPosition};
-use projector_support::fake::{by_shard, on_fake, push, setup};
-use projector_support::{projector, recording, start, wait_until, Recorder};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `projector` until `recorder` applied `events` events, then stops it
-/// gracefully.
-async fn run_until(projector: Projector<Account>, recorder: &Recorder, events: usize) {
-    let running = start(projector);
-    wait_until("every event is projected", WAIT, || {
-        recorder.distinct() == events
-    })
-    .await;
-    running.stop().await.unwrap();
-}
+use common::Account;
+use projector_support::fake::{
+    by_shard, checkpointed, on_fake, one_shard, project_until, push, push_at, setup, split,
+    start_at_latest,
+};
+use projector_support::{
+    failing, projector, rebuild, recording, run_until, start, wait_until, Recorder, WAIT,
+};
 
 #[tokio::test]
 async fn children_are_read_only_after_their_parent_finished() {
@@ -42,12 +31,10 @@ async fn children_are_read_only_after_their_parent_finished() {
     push(&fake, "parent", "a", 1..=3);
     push(&fake, "parent", "b", 1..=2);
     fake.add_shard("left", Some("parent"));
-    fake.add_shard("right", Some("parent"));
-    fake.close("parent");
+    split(&fake, "parent", "right");
     push(&fake, "left", "a", 4..=5);
     push(&fake, "right", "b", 3..=4);
-    fake.add_shard("grandchild", Some("left"));
-    fake.close("left");
+    split(&fake, "left", "grandchild");
     push(&fake, "grandchild", "a", 6..=7);
 
     let recorder = Recorder::default();
@@ -86,9 +73,7 @@ async fn children_are_read_only_after_their_parent_finished() {
 
 #[tokio::test]
 async fn a_closed_shard_is_finished_and_retired_and_new_children_are_discovered() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("old", None);
-    push(&fake, "old", "a", 1..=3);
+    let (fake, store) = one_shard("old", 1..=3).await;
     let recorder = Recorder::default();
     let projector = on_fake(&fake, &store, &recorder, "p");
     let lag = projector.lag();
@@ -96,8 +81,7 @@ async fn a_closed_shard_is_finished_and_retired_and_new_children_are_discovered(
     wait_until("the open shard is read", WAIT, || recorder.distinct() == 3).await;
 
     // The shard splits while the projector runs: it closes, a child appears.
-    fake.add_shard("new", Some("old"));
-    fake.close("old");
+    split(&fake, "old", "new");
     push(&fake, "new", "a", 4..=6);
     wait_until("the child is read", WAIT, || recorder.distinct() == 6).await;
     running.stop().await.unwrap();
@@ -160,12 +144,7 @@ async fn expired_iterators_are_renewed_from_the_checkpoint_without_loss_or_dupli
 
 #[tokio::test]
 async fn records_trimmed_before_the_checkpoint_are_a_typed_error_that_says_to_rebuild() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=2);
-    let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    let checkpoint = by_shard(&store).await["s"].0.clone().unwrap();
+    let (fake, store, recorder, checkpoint) = checkpointed("s", 2).await;
 
     // The projection stays stopped past the retention: records after its
     // checkpoint are trimmed away.
@@ -199,9 +178,7 @@ async fn records_trimmed_before_the_checkpoint_are_a_typed_error_that_says_to_re
 
 #[tokio::test]
 async fn records_trimmed_while_reading_are_a_typed_error() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=6);
+    let (fake, store) = one_shard("s", 1..=6).await;
     // Trimmed between two pages: the next GetRecords reads trimmed data.
     let trimming = fake.clone();
     let recorder = Recorder::with_hook(move |_| trimming.trim("s", 5));
@@ -226,7 +203,7 @@ async fn every_page_of_the_stream_description_is_read() {
         push(&fake, shard, id, 1..=2);
     }
     let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 6).await;
+    project_until(&fake, &store, &recorder, 6).await;
     assert_eq!(by_shard(&store).await.len(), 3);
     assert!(fake.calls("DescribeStream") >= 3, "one call per page");
 }
@@ -301,8 +278,7 @@ async fn the_fake_answers_the_real_client_with_lineage_and_closed_ranges() {
     let fake = FakeStreams::start().await.unwrap();
     fake.add_shard("p", None);
     push(&fake, "p", "a", 1..=1);
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
+    split(&fake, "p", "c");
     let client = fake.client();
     let described = client
         .describe_stream()
@@ -327,9 +303,7 @@ async fn the_fake_answers_the_real_client_with_lineage_and_closed_ranges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_lease_stops_work_on_the_shard_at_once_without_a_checkpoint() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=6);
+    let (fake, store) = one_shard("s", 1..=6).await;
     // While the first batch is dispatched, another process takes the lease
     // (its store sees the counter unchanged for its 1 ms lease duration).
     let thief = CheckpointStore::new(client_for(&endpoint().unwrap()), store.table(), "accounts")
@@ -368,9 +342,7 @@ async fn a_lost_lease_stops_work_on_the_shard_at_once_without_a_checkpoint() {
 
 #[tokio::test]
 async fn each_batch_has_a_span_with_its_shard_records_dispatch_time_and_lag() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=5);
+    let (fake, store) = one_shard("s", 1..=5).await;
     let (logs, _guard) = common::capture(tracing::Level::INFO, true);
     let recorder = Recorder::default();
     let projector = on_fake(&fake, &store, &recorder, "p").with_batch_size(3);
@@ -399,37 +371,21 @@ async fn each_batch_has_a_span_with_its_shard_records_dispatch_time_and_lag() {
 async fn records_created_before_a_rebuild_started_are_skipped_and_checkpointed() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     // A rebuild (of an empty events table) writes the start marker.
-    let db = dynamo_es::testing::dynamodb().await.unwrap();
-    let rebuilt = Recorder::default();
-    Rebuild::new(
-        db.client.clone(),
-        &db.events,
-        store.clone(),
-        recording(&rebuilt),
-    )
-    .with_safety_margin(Duration::ZERO)
-    .run()
-    .await
-    .unwrap();
+    rebuild(&store, recording(&Recorder::default()), &[], None)
+        .await
+        .unwrap();
     let start_after = store.start_after().await.unwrap().unwrap();
 
     fake.add_shard("s", None);
-    let at = |sequence: usize, created: std::time::SystemTime| {
-        let (item, _) = event_to_item(
-            &deposit_event("Account", "a", sequence, 10),
-            &Codec::default(),
-        )
-        .unwrap();
-        fake.push_at("s", item, created).unwrap()
-    };
+    let minute_before = start_after - Duration::from_secs(60);
     for sequence in 1..=3 {
-        at(sequence, start_after - Duration::from_secs(60));
+        push_at(&fake, "s", "a", sequence, minute_before);
     }
-    at(4, start_after + Duration::from_secs(1));
-    let last = at(5, start_after + Duration::from_secs(2));
+    push_at(&fake, "s", "a", 4, start_after + Duration::from_secs(1));
+    let last = push_at(&fake, "s", "a", 5, start_after + Duration::from_secs(2));
 
     let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    project_until(&fake, &store, &recorder, 2).await;
     assert_eq!(
         recorder.sequences("a"),
         [4, 5],
@@ -443,20 +399,12 @@ async fn a_shard_without_checkpoint_can_start_at_the_latest_record() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     fake.add_shard("s", None);
     // Written a minute before the projection started.
-    let before = std::time::SystemTime::now() - Duration::from_secs(60);
+    let before = SystemTime::now() - Duration::from_secs(60);
     for sequence in 1..=3 {
-        let event = deposit_event("Account", "a", sequence, 10);
-        let (item, _) = event_to_item(&event, &Codec::default()).unwrap();
-        fake.push_at("s", item, before).unwrap();
+        push_at(&fake, "s", "a", sequence, before);
     }
     let recorder = Recorder::default();
-    let projector = on_fake(&fake, &store, &recorder, "p").with_start(StartPosition::Latest);
-    let lag = projector.lag();
-    let running = start(projector);
-    wait_until("the shard is read", WAIT, || {
-        fake.calls("GetRecords") > 0 && lag.shards().iter().any(|s| s.owned)
-    })
-    .await;
+    let running = start_at_latest(&fake, &store, &recorder).await;
     push(&fake, "s", "a", 4..=5);
     wait_until("the new events are projected", WAIT, || {
         recorder.delivered() == 2
@@ -472,73 +420,42 @@ async fn a_shard_without_checkpoint_can_start_at_the_latest_record() {
     );
 }
 
-/// Fails its first `failures` calls, then passes events on to a recorder.
-struct Flaky {
-    failures: std::sync::atomic::AtomicUsize,
-    recorder: Recorder,
-}
-
-#[async_trait::async_trait]
-impl Projection<Account> for Flaky {
-    async fn project(
-        &self,
-        id: &str,
-        events: &[cqrs_es::EventEnvelope<Account>],
-    ) -> Result<(), Error> {
-        use std::sync::atomic::Ordering;
-        let left = self.failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(Error::projection("the view table is unavailable"));
-        }
-        self.recorder.project(id, events).await
-    }
-}
-
-fn flaky(failures: usize, recorder: &Recorder) -> Dispatcher<Account> {
-    let decoder = dynamo_es::projection::EventDecoder::<Account>::new(Codec::default());
-    Dispatcher::new(decoder).with_projection(Flaky {
-        failures: failures.into(),
-        recorder: recorder.clone(),
-    })
-}
-
-#[tokio::test]
-async fn a_failed_dispatch_is_retried_from_the_first_event_not_applied() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
-    let recorder = Recorder::default();
-    let dispatcher = flaky(2, &recorder);
-    let projector = projector(
-        fake.client(),
-        &fake.stream_arn(),
-        store.clone(),
-        dispatcher,
-        "p",
-    );
-    run_until(projector.with_dispatch_attempts(3), &recorder, 3).await;
-    assert_eq!(recorder.sequences("a"), [1, 2, 3], "once each, in order");
-}
-
-#[tokio::test]
-async fn a_dispatch_that_keeps_failing_ends_the_run_without_a_checkpoint() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
-    let recorder = Recorder::default();
-    let dispatcher = flaky(usize::MAX, &recorder);
-    let err = projector(
+/// A projector as `p` on `fake` dispatching to a projection that fails
+/// its first `failures` calls, then passes events on to `recorder`.
+fn failing_projector(
+    fake: &FakeStreams,
+    store: &CheckpointStore,
+    recorder: &Recorder,
+    failures: usize,
+) -> dynamo_es::projection::Projector<Account> {
+    let dispatcher = failing(failures, recorder);
+    projector(
         fake.client(),
         &fake.stream_arn(),
         store.clone(),
         dispatcher,
         "p",
     )
-    .with_dispatch_attempts(3)
-    .run(std::future::pending())
-    .await
-    .unwrap_err();
+}
+
+#[tokio::test]
+async fn a_failed_dispatch_is_retried_from_the_first_event_not_applied() {
+    let (fake, store) = one_shard("s", 1..=3).await;
+    let recorder = Recorder::default();
+    let projector = failing_projector(&fake, &store, &recorder, 2);
+    run_until(projector.with_dispatch_attempts(3), &recorder, 3).await;
+    assert_eq!(recorder.sequences("a"), [1, 2, 3], "once each, in order");
+}
+
+#[tokio::test]
+async fn a_dispatch_that_keeps_failing_ends_the_run_without_a_checkpoint() {
+    let (fake, store) = one_shard("s", 1..=3).await;
+    let recorder = Recorder::default();
+    let err = failing_projector(&fake, &store, &recorder, usize::MAX)
+        .with_dispatch_attempts(3)
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Projection(_)), "{err:?}");
     assert!(err.to_string().contains("unavailable"), "{err}");
     assert_eq!(recorder.delivered(), 0);

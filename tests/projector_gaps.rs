@@ -13,139 +13,92 @@ mod projector_support;
 
 use std::time::{Duration, SystemTime};
 
-use cqrs_es::persist::PersistedEventRepository;
-use dynamo_es::item::event_to_item;
-use dynamo_es::projection::{
-    Dispatcher, Error, EventDecoder, Projection, Projector, Rebuild, StartPosition,
-};
+use dynamo_es::projection::{CheckpointStore, Error, StartPosition};
 use dynamo_es::testing::streams::FakeStreams;
-use dynamo_es::Codec;
 
-use common::{deposit_event, Account};
-use projector_support::fake::{by_shard, on_fake, push, setup};
-use projector_support::{recording, start, wait_until, Recorder};
+use common::deposit_event;
+use projector_support::fake::{
+    by_shard, checkpointed, on_fake, one_shard, project_to_end, project_until, push, push_at,
+    setup, split, start_at_latest,
+};
+use projector_support::{
+    assert_trimmed, failing, rebuild, recording, run_to_end, run_until, start, wait_until,
+    Recorder, WAIT,
+};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `projector` until `recorder` applied `events` events, then stops it
-/// gracefully.
-async fn run_until(projector: Projector<Account>, recorder: &Recorder, events: usize) {
-    let running = start(projector);
-    wait_until("every event is projected", WAIT, || {
-        recorder.distinct() == events
-    })
-    .await;
-    running.stop().await.unwrap();
+/// A second from now: a record created after a rebuild started now.
+fn in_a_second() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(1)
 }
 
-/// Runs `projector` until its run ends, or `recorder` has more than
-/// `limit` deliveries (then stops it); returns the run's error, if any.
-async fn run_to_end(
-    projector: Projector<Account>,
+/// Runs a projector as `p` into `recorder` to its end (or more than `limit`
+/// deliveries), which must be `Error::Trimmed` on `shard` at `checkpoint`
+/// (`"none"` without one); that error.
+async fn project_to_trimmed(
+    fake: &FakeStreams,
+    store: &CheckpointStore,
     recorder: &Recorder,
     limit: usize,
-) -> Option<Error> {
-    let running = start(projector);
-    wait_until("the run ends or delivers too much", WAIT, || {
-        running.task.is_finished() || recorder.delivered() > limit
-    })
-    .await;
-    if running.task.is_finished() {
-        return running.task.await.unwrap().err();
-    }
-    // Let it finish what it reads, to show what it delivered.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    running.stop().await.err()
+    shard: &str,
+    checkpoint: &str,
+) -> Error {
+    let err = project_to_end(fake, store, recorder, limit).await;
+    assert_trimmed(err.as_ref(), shard, checkpoint, recorder);
+    err.expect("trimmed")
 }
 
-/// Appends deposit `sequence` of aggregate `id` to `shard`, created at `created`.
-fn push_at(fake: &FakeStreams, shard: &str, id: &str, sequence: usize, created: SystemTime) {
-    let event = deposit_event("Account", id, sequence, 10);
-    let (item, _) = event_to_item(&event, &Codec::default()).unwrap();
-    fake.push_at(shard, item, created)
-        .expect("the shard is open");
-}
-
-fn trimmed_shard(err: Option<&Error>) -> Option<(&str, &str)> {
-    match err {
-        Some(Error::Trimmed {
-            shard_id,
-            checkpoint,
-            ..
-        }) => Some((shard_id.as_str(), checkpoint.as_str())),
-        _ => None,
-    }
+/// Runs a projector as `p` on `shard`, killed while it dispatches its first
+/// batch, and checks that the run ended with the kill and left no
+/// checkpoint.
+async fn killed_mid_batch(fake: &FakeStreams, store: &CheckpointStore, shard: &str) {
+    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
+    let err = project_to_end(fake, store, &killed, 0).await;
+    assert!(err.is_some(), "the run ended with the kill");
+    assert_eq!(by_shard(store).await[shard].0, None, "no checkpoint");
 }
 
 // --- 1. gaps are Trimmed ---------------------------------------------------
 
 #[tokio::test]
 async fn a_checkpointed_shard_no_longer_described_is_trimmed_not_skipped() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("p", None);
-    push(&fake, "p", "a", 1..=2);
-    let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    let checkpoint = by_shard(&store).await["p"].0.clone().unwrap();
+    let (fake, store, recorder, checkpoint) = checkpointed("p", 2).await;
 
     // Down for days: "p" got more records, split, closed, and aged out of
     // the stream with records the projection never read.
     push(&fake, "p", "a", 3..=4);
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
+    split(&fake, "p", "c");
     push(&fake, "c", "a", 5..=6);
     fake.remove("p");
 
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("p", checkpoint.as_str())),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
-    assert!(err.unwrap().to_string().contains("rebuild"));
+    let err = project_to_trimmed(&fake, &store, &recorder, 2, "p", &checkpoint).await;
+    assert!(err.to_string().contains("rebuild"));
     assert_eq!(recorder.sequences("a"), [1, 2], "nothing after the gap");
 }
 
 #[tokio::test]
 async fn a_shard_that_leaves_the_stream_while_being_read_is_trimmed() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=4);
+    let (fake, store) = one_shard("s", 1..=4).await;
     // The shard ages out of the stream while its first batch is dispatched.
     let removing = fake.clone();
     let recorder = Recorder::with_hook(move |_| removing.remove("s"));
     let projector = on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
     let err = run_to_end(projector, &recorder, 2).await;
     let checkpoint = by_shard(&store).await["s"].0.clone().unwrap();
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("s", checkpoint.as_str())),
-        "{err:?}"
-    );
+    assert_trimmed(err.as_ref(), "s", &checkpoint, &recorder);
     assert_eq!(recorder.sequences("a"), [1, 2]);
 }
 
 #[tokio::test]
 async fn a_child_whose_first_records_were_trimmed_is_trimmed_not_read_from_the_horizon() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("p", None);
-    push(&fake, "p", "a", 1..=2);
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
+    let (fake, store) = one_shard("p", 1..=2).await;
+    split(&fake, "p", "c");
     push(&fake, "c", "a", 3..=5);
     // The child's first record aged out before anyone read it.
     fake.trim("c", 1);
 
     let recorder = Recorder::default();
     // The parent's records come first; the child's must not follow.
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("c", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 2, "c", "none").await;
     assert_eq!(recorder.sequences("a"), [1, 2], "nothing after the gap");
     let asked = fake.iterator_requests();
     let child = asked.iter().find(|r| r.shard_id == "c").unwrap();
@@ -154,32 +107,20 @@ async fn a_child_whose_first_records_were_trimmed_is_trimmed_not_read_from_the_h
 
 #[tokio::test]
 async fn a_shard_whose_parent_was_never_read_is_trimmed_not_read_from_the_horizon() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("r", None);
-    push(&fake, "r", "a", 1..=2);
-    let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    let (fake, store, recorder, _) = checkpointed("r", 2).await;
 
     // While the projector was down, a shard ("ghost") was created, filled,
     // closed and aged out; only its child is still described.
     fake.add_shard("s", Some("ghost"));
     push(&fake, "s", "b", 2..=3);
 
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("ghost", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 2, "ghost", "none").await;
     assert!(recorder.sequences("b").is_empty(), "nothing after the gap");
 }
 
 #[tokio::test]
 async fn a_root_whose_records_were_trimmed_after_the_projection_started_is_trimmed() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("r", None);
-    push(&fake, "r", "a", 1..=2);
+    let (fake, store) = one_shard("r", 1..=2).await;
     fake.add_shard("q", None);
     // One shard at a time, no turns: "q" waits while "r" is read.
     let recorder = Recorder::default();
@@ -193,141 +134,58 @@ async fn a_root_whose_records_were_trimmed_after_the_projection_started_is_trimm
     // aged out before it was read.
     push(&fake, "q", "b", 1..=3);
     fake.trim("q", 1);
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("q", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 2, "q", "none").await;
     assert!(recorder.sequences("b").is_empty(), "nothing after the gap");
 }
 
 #[tokio::test]
 async fn a_root_reopened_before_its_first_checkpoint_after_a_trim_is_trimmed() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
+    let (fake, store) = one_shard("s", 1..=3).await;
     // Killed while it dispatches its first batch: the shard has an item,
     // and no checkpoint.
-    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
-    let err = run_to_end(on_fake(&fake, &store, &killed, "p"), &killed, 0).await;
-    assert!(err.is_some(), "the run ended with the kill");
-    assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint");
+    killed_mid_batch(&fake, &store, "s").await;
 
     // While it was down, the first record (one it was given, created
     // before the projection started) aged out.
     fake.trim("s", 1);
     let recorder = Recorder::default();
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 0).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("s", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 0, "s", "none").await;
     assert_eq!(recorder.delivered(), 0, "nothing after the gap");
 }
 
 #[tokio::test]
 async fn a_root_opened_at_the_trim_horizon_and_reopened_before_its_first_checkpoint_resumes_there()
 {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("s", None);
-    push(&fake, "s", "a", 1..=3);
+    let (fake, store) = one_shard("s", 1..=3).await;
     // Aged out before the projection started: never its to read.
     fake.trim("s", 1);
     // Killed while it dispatches its first batch, read from the trim
     // horizon: no checkpoint, but the shard's item says where it started.
-    let killed = Recorder::with_hook(|_| panic!("the process is killed mid-batch"));
-    let err = run_to_end(on_fake(&fake, &store, &killed, "p"), &killed, 0).await;
-    assert!(err.is_some(), "the run ended with the kill");
-    assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint");
+    killed_mid_batch(&fake, &store, "s").await;
 
     let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
+    project_until(&fake, &store, &recorder, 2).await;
     assert_eq!(recorder.sequences("a"), [2, 3]);
 }
 
-#[tokio::test]
-async fn after_a_finished_rebuild_a_child_whose_trimmed_records_it_covered_is_read_on() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    let db = dynamo_es::testing::dynamodb().await.unwrap();
-    let events: Vec<_> = (1..=4)
-        .map(|sequence| deposit_event("Account", "a", sequence, 10))
-        .collect();
-    db.repository()
-        .persist::<Account>(&events, None)
-        .await
-        .unwrap();
-    // On the stream: 1..=2 on a parent, 3..=4 on its child, whose first
-    // record aged out before anyone read it.
-    fake.add_shard("p", None);
-    push(&fake, "p", "a", 1..=2);
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
-    push(&fake, "c", "a", 3..=4);
-    fake.trim("c", 1);
-    // The stream's records predate the rebuild's start (whole milliseconds).
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    let recorder = Recorder::default();
-    Rebuild::new(
-        db.client.clone(),
-        &db.events,
-        store.clone(),
-        recording(&recorder),
-    )
-    .with_safety_margin(Duration::ZERO)
-    .run()
-    .await
-    .unwrap();
-    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4], "the rebuild's scan");
-
-    // The record trimmed was in the scan: the projector reads on.
-    push_at(
-        &fake,
-        "c",
-        "a",
-        5,
-        SystemTime::now() + Duration::from_secs(1),
-    );
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 4).await;
-    assert!(err.is_none(), "{err:?}; delivered {:?}", recorder.log());
-    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5]);
-}
-
-/// Commits deposits `1..=count` of `a` to the events table, and a
-/// rebuild of the projection (told the stream, if `described`) into
-/// `recorder` once the stream's records are older than its start.
+/// Rebuilds the projection of `store` into `recorder` from deposits
+/// `1..=count` of `a` (telling it the stream, if `described`), once the
+/// stream's records are older than its start; checks that its scan
+/// delivered them.
 async fn rebuilt(
     fake: &FakeStreams,
-    store: &dynamo_es::projection::CheckpointStore,
+    store: &CheckpointStore,
     recorder: &Recorder,
     count: usize,
     described: bool,
 ) {
-    let db = dynamo_es::testing::dynamodb().await.unwrap();
     let events: Vec<_> = (1..=count)
         .map(|sequence| deposit_event("Account", "a", sequence, 10))
         .collect();
-    db.repository()
-        .persist::<Account>(&events, None)
+    let stream = described.then_some(fake);
+    rebuild(store, recording(recorder), &events, stream)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    let rebuild = Rebuild::new(
-        db.client.clone(),
-        &db.events,
-        store.clone(),
-        recording(recorder),
-    )
-    .with_safety_margin(Duration::ZERO);
-    let rebuild = if described {
-        rebuild.with_stream(fake.client(), &fake.stream_arn())
-    } else {
-        rebuild
-    };
-    rebuild.run().await.unwrap();
     assert_eq!(
         recorder.sequences("a"),
         (1..=count).collect::<Vec<_>>(),
@@ -335,72 +193,67 @@ async fn rebuilt(
     );
 }
 
-/// The stream of [`a_shard_closed_before_the_rebuild_may_have_every_record_trimmed`]:
-/// `p` (1..=2) and its child `c` (3..=4) closed, every record of both
-/// trimmed, and `c`'s child `g` open and empty.
-fn closed_and_trimmed(fake: &FakeStreams) {
+#[tokio::test]
+async fn after_a_finished_rebuild_a_child_whose_trimmed_records_it_covered_is_read_on() {
+    let (fake, store) = setup(Duration::from_secs(2)).await;
+    // On the stream: 1..=2 on a parent, 3..=4 on its child, whose first
+    // record aged out before anyone read it.
     fake.add_shard("p", None);
-    push(fake, "p", "a", 1..=2);
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
-    push(fake, "c", "a", 3..=4);
-    fake.add_shard("g", Some("c"));
-    fake.close("c");
+    push(&fake, "p", "a", 1..=2);
+    split(&fake, "p", "c");
+    push(&fake, "c", "a", 3..=4);
+    fake.trim("c", 1);
+    let recorder = Recorder::default();
+    rebuilt(&fake, &store, &recorder, 4, false).await;
+
+    // The record trimmed was in the scan: the projector reads on.
+    push_at(&fake, "c", "a", 5, in_a_second());
+    let err = project_to_end(&fake, &store, &recorder, 4).await;
+    assert!(err.is_none(), "{err:?}; delivered {:?}", recorder.log());
+    assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5]);
+}
+
+/// The shards the rebuild marker of `store` records as closed.
+async fn closed_shards(store: &CheckpointStore) -> Vec<String> {
+    let marker = store.rebuild_marker().await.unwrap().unwrap();
+    marker.closed_shards
+}
+
+/// A stream whose `p` (1..=2) and its child `c` (3..=4) closed and had
+/// every record trimmed, with `c`'s child `g` open; a rebuild of those
+/// deposits into a fresh recorder (told the stream, if `described`); then
+/// deposit 5 on `g`.
+async fn closed_trimmed_and_rebuilt(described: bool) -> (FakeStreams, CheckpointStore, Recorder) {
+    let (fake, store) = one_shard("p", 1..=2).await;
+    split(&fake, "p", "c");
+    push(&fake, "c", "a", 3..=4);
+    split(&fake, "c", "g");
     fake.trim("p", 2);
     fake.trim("c", 2);
+    let recorder = Recorder::default();
+    rebuilt(&fake, &store, &recorder, 4, described).await;
+    push_at(&fake, "g", "a", 5, in_a_second());
+    (fake, store, recorder)
 }
 
 #[tokio::test]
 async fn a_shard_closed_before_the_rebuild_may_have_every_record_trimmed() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    closed_and_trimmed(&fake);
-    let recorder = Recorder::default();
-    rebuilt(&fake, &store, &recorder, 4, true).await;
-    let marker = store.rebuild_marker().await.unwrap().unwrap();
-    assert_eq!(marker.closed_shards, ["c", "p"]);
+    let (fake, store, recorder) = closed_trimmed_and_rebuilt(true).await;
+    assert_eq!(closed_shards(&store).await, ["c", "p"]);
 
     // Nothing is left on `p` and `c` to date what was trimmed, but both
     // were closed when the rebuild described the stream: the scan had it.
-    push_at(
-        &fake,
-        "g",
-        "a",
-        5,
-        SystemTime::now() + Duration::from_secs(1),
-    );
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 4).await;
+    let err = project_to_end(&fake, &store, &recorder, 4).await;
     assert!(err.is_none(), "{err:?}; delivered {:?}", recorder.log());
     assert_eq!(recorder.sequences("a"), [1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]
 async fn without_the_stream_a_rebuild_cannot_vouch_for_a_shard_with_nothing_left() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    closed_and_trimmed(&fake);
-    let recorder = Recorder::default();
-    rebuilt(&fake, &store, &recorder, 4, false).await;
-    assert!(store
-        .rebuild_marker()
-        .await
-        .unwrap()
-        .unwrap()
-        .closed_shards
-        .is_empty());
+    let (fake, store, recorder) = closed_trimmed_and_rebuilt(false).await;
+    assert!(closed_shards(&store).await.is_empty());
 
-    push_at(
-        &fake,
-        "g",
-        "a",
-        5,
-        SystemTime::now() + Duration::from_secs(1),
-    );
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 4).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("p", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 4, "p", "none").await;
     assert_eq!(
         recorder.sequences("a"),
         [1, 2, 3, 4],
@@ -410,36 +263,21 @@ async fn without_the_stream_a_rebuild_cannot_vouch_for_a_shard_with_nothing_left
 
 #[tokio::test]
 async fn a_child_created_after_the_rebuild_with_every_record_trimmed_is_trimmed() {
-    let (fake, store) = setup(Duration::from_secs(2)).await;
-    fake.add_shard("p", None);
-    push(&fake, "p", "a", 1..=2);
+    let (fake, store) = one_shard("p", 1..=2).await;
     let recorder = Recorder::default();
     rebuilt(&fake, &store, &recorder, 2, true).await;
-    assert!(store
-        .rebuild_marker()
-        .await
-        .unwrap()
-        .unwrap()
-        .closed_shards
-        .is_empty());
+    assert!(closed_shards(&store).await.is_empty());
     // After the rebuild: a rollover, two events on the child, and
     // retention takes both (the projector was down long enough).
     tokio::time::sleep(Duration::from_millis(3)).await;
-    fake.add_shard("c", Some("p"));
-    fake.close("p");
+    split(&fake, "p", "c");
     push(&fake, "c", "a", 3..=4);
     // Retention would take `p`'s records first, and `p` (open at the
     // rebuild, closed since) would be `Trimmed` already; they are kept here
     // so that the child's own check is what stops the projector.
     fake.trim("c", 2);
 
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 2).await;
-    assert_eq!(
-        trimmed_shard(err.as_ref()),
-        Some(("c", "none")),
-        "{err:?}; delivered {:?}",
-        recorder.log()
-    );
+    project_to_trimmed(&fake, &store, &recorder, 2, "c", "none").await;
     assert_eq!(recorder.sequences("a"), [1, 2]);
 }
 
@@ -450,15 +288,14 @@ async fn a_fresh_projection_starts_its_first_shards_at_the_trim_horizon() {
     fake.add_shard("s", Some("long-gone"));
     push(&fake, "s", "a", 1..=3);
     fake.trim("s", 1);
-    fake.add_shard("c", Some("s"));
-    fake.close("s");
+    split(&fake, "s", "c");
     push(&fake, "c", "a", 4..=4);
     let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 3).await;
+    project_until(&fake, &store, &recorder, 3).await;
     assert_eq!(recorder.sequences("a"), [2, 3, 4]);
     // And a restart resumes, with no gap reported.
     push(&fake, "c", "a", 5..=5);
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 4).await;
+    project_until(&fake, &store, &recorder, 4).await;
     assert_eq!(recorder.sequences("a"), [2, 3, 4, 5]);
 }
 
@@ -468,20 +305,13 @@ async fn a_fresh_projection_starts_its_first_shards_at_the_trim_horizon() {
 async fn with_latest_a_child_created_while_running_is_read_from_its_first_record() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
     fake.add_shard("s", None);
-    let before = SystemTime::now() - Duration::from_secs(60);
-    push_at(&fake, "s", "a", 1, before);
+    let minute_ago = SystemTime::now() - Duration::from_secs(60);
+    push_at(&fake, "s", "a", 1, minute_ago);
     let recorder = Recorder::default();
-    let projector = on_fake(&fake, &store, &recorder, "p").with_start(StartPosition::Latest);
-    let lag = projector.lag();
-    let running = start(projector);
-    wait_until("the shard is read", WAIT, || {
-        fake.calls("GetRecords") > 0 && lag.shards().iter().any(|s| s.owned)
-    })
-    .await;
+    let running = start_at_latest(&fake, &store, &recorder).await;
     push(&fake, "s", "a", 2..=3);
     // A split while the projector runs: the child gets records at once.
-    fake.add_shard("c", Some("s"));
-    fake.close("s");
+    split(&fake, "s", "c");
     push(&fake, "c", "a", 4..=5);
     wait_until("the child's records are projected", WAIT, || {
         recorder.distinct() == 4
@@ -496,25 +326,14 @@ async fn with_latest_a_restart_before_the_first_checkpoint_skips_nothing_written
     let (fake, store) = setup(Duration::from_secs(2)).await;
     fake.add_shard("s", None);
     let recorder = Recorder::default();
-    let projector = on_fake(&fake, &store, &recorder, "p").with_start(StartPosition::Latest);
-    let lag = projector.lag();
-    let running = start(projector);
-    wait_until("the shard is read", WAIT, || {
-        fake.calls("GetRecords") > 0 && lag.shards().iter().any(|s| s.owned)
-    })
-    .await;
+    let running = start_at_latest(&fake, &store, &recorder).await;
     running.stop().await.unwrap();
     assert_eq!(by_shard(&store).await["s"].0, None, "no checkpoint yet");
 
     // Written while the projector was down: one dated before the
     // projection started (skipped), two after it.
-    push_at(
-        &fake,
-        "s",
-        "a",
-        1,
-        SystemTime::now() - Duration::from_secs(60),
-    );
+    let minute_ago = SystemTime::now() - Duration::from_secs(60);
+    push_at(&fake, "s", "a", 1, minute_ago);
     push(&fake, "s", "a", 2..=3);
     let projector = on_fake(&fake, &store, &recorder, "p").with_start(StartPosition::Latest);
     run_until(projector, &recorder, 2).await;
@@ -523,51 +342,27 @@ async fn with_latest_a_restart_before_the_first_checkpoint_skips_nothing_written
 
 // --- 4. only a finished rebuild moves a projector past records ------------
 
-/// Fails every call.
-struct Failing;
-
-#[async_trait::async_trait]
-impl Projection<Account> for Failing {
-    async fn project(&self, _: &str, _: &[cqrs_es::EventEnvelope<Account>]) -> Result<(), Error> {
-        Err(Error::projection("the view table is unavailable"))
-    }
-}
-
 #[tokio::test]
 async fn a_failed_rebuilds_marker_skips_nothing_and_stops_the_projector_with_a_typed_error() {
     let (fake, store) = setup(Duration::from_secs(2)).await;
-    let db = dynamo_es::testing::dynamodb().await.unwrap();
-    db.repository()
-        .persist::<Account>(&[deposit_event("Account", "x", 1, 10)], None)
-        .await
-        .unwrap();
-    let failing =
-        Dispatcher::new(EventDecoder::<Account>::new(Codec::default())).with_projection(Failing);
-    let failed = Rebuild::new(db.client.clone(), &db.events, store.clone(), failing)
-        .with_safety_margin(Duration::ZERO)
-        .run()
-        .await;
+    let events = [deposit_event("Account", "x", 1, 10)];
+    let failed = rebuild(
+        &store,
+        failing(usize::MAX, &Recorder::default()),
+        &events,
+        None,
+    )
+    .await;
     assert!(failed.is_err());
     let marker = store.rebuild_marker().await.unwrap().unwrap();
     assert_eq!(marker.finished_at, None, "the marker of a failed rebuild");
 
     fake.add_shard("s", None);
-    push_at(
-        &fake,
-        "s",
-        "a",
-        1,
-        marker.start_after - Duration::from_secs(60),
-    );
-    push_at(
-        &fake,
-        "s",
-        "a",
-        2,
-        marker.start_after + Duration::from_secs(1),
-    );
+    let start_after = marker.start_after;
+    push_at(&fake, "s", "a", 1, start_after - Duration::from_secs(60));
+    push_at(&fake, "s", "a", 2, start_after + Duration::from_secs(1));
     let recorder = Recorder::default();
-    let err = run_to_end(on_fake(&fake, &store, &recorder, "p"), &recorder, 0).await;
+    let err = project_to_end(&fake, &store, &recorder, 0).await;
     let Some(err) = err else {
         panic!("expected RebuildUnfinished, delivered {:?}", recorder.log());
     };
@@ -586,33 +381,19 @@ async fn a_finished_rebuilds_marker_does_not_skip_records_on_a_checkpointed_shar
     fake.add_shard("s", None);
     // A rebuild of another aggregate's table (no events of "a") finishes
     // first: its marker is now.
-    let db = dynamo_es::testing::dynamodb().await.unwrap();
-    Rebuild::new(
-        db.client.clone(),
-        &db.events,
-        store.clone(),
-        recording(&Recorder::default()),
-    )
-    .with_safety_margin(Duration::ZERO)
-    .run()
-    .await
-    .unwrap();
+    rebuild(&store, recording(&Recorder::default()), &[], None)
+        .await
+        .unwrap();
     // A record after the marker: the projector reads it and checkpoints.
-    push_at(
-        &fake,
-        "s",
-        "a",
-        1,
-        SystemTime::now() + Duration::from_secs(1),
-    );
+    push_at(&fake, "s", "a", 1, in_a_second());
     let recorder = Recorder::default();
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 1).await;
+    project_until(&fake, &store, &recorder, 1).await;
     // Records after the checkpoint, dated before the marker (a writer's
     // clock behind): only a shard without a checkpoint may skip.
     let long_ago = SystemTime::now() - Duration::from_secs(600);
     push_at(&fake, "s", "a", 2, long_ago);
     push_at(&fake, "s", "a", 3, long_ago + Duration::from_secs(1));
-    run_until(on_fake(&fake, &store, &recorder, "p"), &recorder, 3).await;
+    project_until(&fake, &store, &recorder, 3).await;
     assert_eq!(recorder.sequences("a"), [1, 2, 3]);
 }
 

@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[cfg(feature = "lambda")]
+mod lambda_json;
 mod projector_sim_support;
 
 use projector_sim_support::{check_seeds, rerun, run_one};

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{dictionary_key, Dictionary, DictionaryInfo, Error as DictError};
 use super::{Savings, TrainingSample};
-use crate::error::{Error, Result};
+use crate::error::{or_refused, Error, Result};
 use crate::item::{b, get_b, get_n, get_s, n, s, Item, AGGREGATE_TYPE_AND_ID};
 use crate::stream::{key_prefix_scan, Pages};
 
@@ -140,32 +140,23 @@ impl DictionaryStore {
                 .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
                 .send()
                 .await;
-            match result {
-                Ok(_) => {
-                    tracing::info!(id, aggregate_type, table = %self.table, size = dictionary.bytes().len(), "zstd dictionary stored");
-                    return Ok(dictionary);
-                }
-                Err(err)
-                    if matches!(
-                        err.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) =>
+            let refused = PutItemError::is_conditional_check_failed_exception;
+            if or_refused(result, "PutItem", &self.table, refused)?.is_some() {
+                tracing::info!(id, aggregate_type, table = %self.table, size = dictionary.bytes().len(), "zstd dictionary stored");
+                return Ok(dictionary);
+            }
+            match self.get(id).await {
+                Ok(stored)
+                    if stored.bytes() == dictionary.bytes()
+                        && stored.aggregate_type() == aggregate_type =>
                 {
-                    match self.get(id).await {
-                        Ok(stored)
-                            if stored.bytes() == dictionary.bytes()
-                                && stored.aggregate_type() == aggregate_type =>
-                        {
-                            return Ok(stored)
-                        }
-                        _ => {
-                            tracing::info!(id, attempt, table = %self.table, "zstd dictionary id taken; trying another");
-                            let next = next_id(&bytes, attempt);
-                            set_header_id(&mut bytes, next);
-                        }
-                    }
+                    return Ok(stored)
                 }
-                Err(err) => return Err(Error::from_sdk_on("PutItem", &self.table, err)),
+                _ => {
+                    tracing::info!(id, attempt, table = %self.table, "zstd dictionary id taken; trying another");
+                    let next = next_id(&bytes, attempt);
+                    set_header_id(&mut bytes, next);
+                }
             }
         }
         Err(DictError::IdCollision {

@@ -15,8 +15,30 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use super::message::{causes, service_message};
 use super::misconfiguration::misconfiguration;
-use super::Error;
+use super::{Error, Result};
 use crate::outcome::is_throttling;
+
+/// The output of a call of `operation` on `table`, or `None` where DynamoDB
+/// refused it with the service error `refused` picks out (a failed
+/// condition, a table that does not exist, one that already does): to the
+/// caller that refusal is an answer. Any other error is mapped by
+/// [`Error::from_sdk_on`].
+pub(crate) fn or_refused<T, E, R>(
+    result: std::result::Result<T, SdkError<E, R>>,
+    operation: &'static str,
+    table: &str,
+    refused: impl Fn(&E) -> bool,
+) -> Result<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(err) if err.as_service_error().is_some_and(refused) => Ok(None),
+        Err(err) => Err(Error::from_sdk_on(operation, table, err)),
+    }
+}
 
 impl Error {
     /// Maps an SDK error of `operation` on `table` (several tables

@@ -1,6 +1,7 @@
 //! Recording a failure on the current tracing span: the error goes on the
 //! span's `error` field and is logged at debug level, never louder (the
-//! caller, who gets the error back, decides how loud it is).
+//! caller, who gets the error back, decides how loud it is); and the span
+//! of an operation on one aggregate, which has that field.
 
 use super::{Error, Result};
 
@@ -34,3 +35,22 @@ pub(crate) async fn in_span<T>(
     }
     result
 }
+
+/// A span at `$level` named `$name` of an operation on one aggregate of
+/// `$table`: its fields are `table` (displayed), `aggregate_type`,
+/// `aggregate_id`, those given (as `tracing::span!` takes them, without a
+/// trailing comma), and last `error`, which [`in_span`] records.
+macro_rules! aggregate_span {
+    ($level:expr, $name:literal, $table:expr, $aggregate_type:expr, $aggregate_id:expr, $($fields:tt)*) => {
+        tracing::span!(
+            $level,
+            $name,
+            table = %$table,
+            aggregate_type = $aggregate_type,
+            aggregate_id = $aggregate_id,
+            $($fields)*,
+            error = tracing::field::Empty,
+        )
+    };
+}
+pub(crate) use aggregate_span;

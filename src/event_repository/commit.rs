@@ -18,11 +18,11 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use cqrs_es::persist::SerializedEvent;
-use tracing::{field, Instrument};
+use tracing::{field, Instrument, Level};
 
 use super::limits::{check_key, check_limits, check_limits_of};
 use super::{log_codec_once, single_put, DynamoEventRepository};
-use crate::error::{Error, Result};
+use crate::error::{aggregate_span, Error, Result};
 use crate::item::{aggregate_key, event_to_item, PayloadBytes};
 use crate::outcome::Attempts;
 use crate::snapshot::{self, PlannedWrite, SnapshotSpec};
@@ -125,9 +125,10 @@ impl DynamoEventRepository {
     ) -> Result<()> {
         log_codec_once(&self.codec_logged, &self.codec, &self.event_table);
         let key = aggregate_key(aggregate_type, aggregate_id);
-        let span = tracing::info_span!(
+        let span = aggregate_span!(
+            Level::INFO,
             "dynamo_es.persist",
-            table = %self.event_table,
+            self.event_table,
             aggregate_type,
             aggregate_id,
             events = events.len(),
@@ -139,8 +140,7 @@ impl DynamoEventRepository {
             snapshot_chunks = field::Empty,
             snapshot_skipped = field::Empty,
             operation = field::Empty,
-            consumed_capacity = field::Empty,
-            error = field::Empty,
+            consumed_capacity = field::Empty
         );
         async {
             match self

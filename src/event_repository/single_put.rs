@@ -25,24 +25,20 @@
 //! [`Error::Connection`]: never a false success, a false conflict or a false
 //! refusal (see [`crate::outcome`]).
 
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
 };
-use aws_smithy_runtime_api::client::interceptors::context::{
-    FinalizerInterceptorContextRef, InterceptorContext,
-};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
-use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::http::Response;
 
 use super::token::nonce;
 use super::DynamoEventRepository;
+use crate::attempt::{operation_error, AfterAttempt, AfterEachAttempt, AttemptNumber};
 use crate::error::{sdk_message, Error, Result};
 use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, COMMIT_ID};
 use crate::outcome::{self, Attempts};
@@ -109,7 +105,7 @@ impl DynamoEventRepository {
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(RetryConflictAfterLoss(attempts.clone()))
                     .interceptor(attempts.interceptor())
-                    .interceptor(AttemptLog(attempts.clone())),
+                    .interceptor(AfterEachAttempt(AttemptLog(attempts.clone()))),
             )
             .send()
             .await;
@@ -229,13 +225,8 @@ impl DynamoEventRepository {
 /// True if the attempt in `ctx` met a `TransactionConflictException`.
 fn transaction_conflict(ctx: &InterceptorContext) -> bool {
     matches!(
-        ctx.output_or_error(),
-        Some(Err(error)) if matches!(
-            error
-                .as_operation_error()
-                .and_then(|error| error.downcast_ref::<PutItemError>()),
-            Some(PutItemError::TransactionConflictException(_))
-        )
+        operation_error::<PutItemError>(ctx),
+        Some(PutItemError::TransactionConflictException(_))
     )
 }
 
@@ -244,33 +235,22 @@ fn transaction_conflict(ctx: &InterceptorContext) -> bool {
 #[derive(Debug)]
 struct AttemptLog(Attempts);
 
-impl Intercept for AttemptLog {
-    fn name(&self) -> &'static str {
-        "dynamo-es: single put attempts"
-    }
+impl AfterAttempt for AttemptLog {
+    const NAME: &'static str = "dynamo-es: single put attempts";
 
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let ctx = context.inner();
+    fn after_attempt(&self, ctx: &InterceptorContext, number: AttemptNumber) {
         if transaction_conflict(ctx) && self.0.lost() {
-            let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
-            let max_attempts = cfg.load::<RetryConfig>().map_or(1, |c| c.max_attempts());
-            let what = if attempt < max_attempts {
+            let what = if number.retries_left() {
                 "retrying PutItem with the same CommitId"
             } else {
                 "no attempts left, giving up"
             };
             tracing::debug!(
-                attempt,
-                max_attempts,
+                attempt = number.attempt,
+                max_attempts = number.max_attempts,
                 "a conflicting transaction after a lost response; {what}"
             );
         }
-        Ok(())
     }
 }
 

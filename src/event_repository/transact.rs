@@ -15,22 +15,18 @@
 //! transaction succeed). Any other error after a lost attempt is
 //! [`Error::Connection`], the outcome unknown ([`crate::outcome`]).
 
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, TransactWriteItem};
-use aws_smithy_runtime_api::client::interceptors::context::{
-    FinalizerInterceptorContextRef, InterceptorContext,
-};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
-use aws_smithy_runtime_api::client::retries::RequestAttempts;
 
 use super::limits::check_limits;
 use super::token::request_token;
 use super::DynamoEventRepository;
+use crate::attempt::{operation_error, AfterAttempt, AfterEachAttempt, AttemptNumber};
 use crate::error::{Error, Result};
 use crate::outcome::Attempts;
 use crate::snapshot::PlannedWrite;
@@ -79,7 +75,7 @@ impl DynamoEventRepository {
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(ThrottledCancellation)
                     .interceptor(attempts.interceptor())
-                    .interceptor(RetryLog),
+                    .interceptor(AfterEachAttempt(RetryLog)),
             )
             .send()
             .await?;
@@ -108,23 +104,7 @@ struct ThrottledCancellation;
 
 impl ClassifyRetry for ThrottledCancellation {
     fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
-        let Some(Err(error)) = ctx.output_or_error() else {
-            return RetryAction::NoActionIndicated;
-        };
-        match error
-            .as_operation_error()
-            .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
-        {
-            Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                if crate::outcome::cancelled_by_throttling(cancel) =>
-            {
-                RetryAction::throttling_error()
-            }
-            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                RetryAction::transient_error()
-            }
-            _ => RetryAction::NoActionIndicated,
-        }
+        retried(ctx).map_or(RetryAction::NoActionIndicated, |(action, _)| action)
     }
 
     fn name(&self) -> &'static str {
@@ -136,6 +116,27 @@ impl ClassifyRetry for ThrottledCancellation {
     }
 }
 
+/// How [`ThrottledCancellation`] has the SDK retry the attempt in `ctx`,
+/// and why, if it does: a transaction cancelled only by throttling, or one
+/// still in progress.
+fn retried(ctx: &InterceptorContext) -> Option<(RetryAction, &'static str)> {
+    match operation_error::<TransactWriteItemsError>(ctx)? {
+        TransactWriteItemsError::TransactionCanceledException(cancel)
+            if crate::outcome::cancelled_by_throttling(cancel) =>
+        {
+            Some((
+                RetryAction::throttling_error(),
+                "the transaction was cancelled only because items were throttled",
+            ))
+        }
+        TransactWriteItemsError::TransactionInProgressException(_) => Some((
+            RetryAction::transient_error(),
+            "an earlier attempt of the same transaction is still in progress",
+        )),
+        _ => None,
+    }
+}
+
 /// Logs, at debug level, each attempt of a commit's `TransactWriteItems`
 /// that [`ThrottledCancellation`] makes the SDK retry: a transaction
 /// cancelled only by throttling, or one still in progress. (The classifier
@@ -143,37 +144,18 @@ impl ClassifyRetry for ThrottledCancellation {
 #[derive(Debug)]
 struct RetryLog;
 
-impl Intercept for RetryLog {
-    fn name(&self) -> &'static str {
-        "dynamo-es: retry log"
-    }
+impl AfterAttempt for RetryLog {
+    const NAME: &'static str = "dynamo-es: retry log";
 
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let Some(Err(error)) = context.inner().output_or_error() else {
-            return Ok(());
+    fn after_attempt(&self, ctx: &InterceptorContext, number: AttemptNumber) {
+        let Some((_, reason)) = retried(ctx) else {
+            return;
         };
-        let reason = match error
-            .as_operation_error()
-            .and_then(|error| error.downcast_ref::<TransactWriteItemsError>())
-        {
-            Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                if crate::outcome::cancelled_by_throttling(cancel) =>
-            {
-                "the transaction was cancelled only because items were throttled"
-            }
-            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                "an earlier attempt of the same transaction is still in progress"
-            }
-            _ => return Ok(()),
-        };
-        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
-        let max_attempts = cfg.load::<RetryConfig>().map_or(1, |c| c.max_attempts());
-        if attempt < max_attempts {
+        let AttemptNumber {
+            attempt,
+            max_attempts,
+        } = number;
+        if number.retries_left() {
             tracing::debug!(
                 attempt,
                 max_attempts,
@@ -186,6 +168,5 @@ impl Intercept for RetryLog {
                 "{reason}; no attempts left, giving up"
             );
         }
-        Ok(())
     }
 }

@@ -29,6 +29,7 @@ use super::fields::{
 };
 use super::observed::{Seen, Waiting};
 use super::Error;
+use crate::error::or_refused;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
 use crate::utc::rfc3339_millis;
@@ -154,12 +155,9 @@ impl CheckpointStore {
                 .expression_attribute_values(":holder", s(holder)),
         };
         let sent = Instant::now();
-        match update.send().await {
-            Ok(_) => {}
-            Err(err) if is_condition_failed(err.as_service_error()) => return Ok(None),
-            Err(err) => {
-                return Err(crate::Error::from_sdk_on("UpdateItem", &self.table, err).into())
-            }
+        let refused = UpdateItemError::is_conditional_check_failed_exception;
+        if or_refused(update.send().await, "UpdateItem", &self.table, refused)?.is_none() {
+            return Ok(None);
         }
         self.observed.forget(&key);
         Ok(Some(Lease {
@@ -208,27 +206,18 @@ impl CheckpointStore {
             .expression_attribute_names("#key", LEASE_KEY)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Some(Lease {
-                shard: shard.clone(),
-                checkpoint: None,
-                finished: false,
-                owner: owner.to_string(),
-                counter: 1,
-                renewed: sent,
-                created: true,
-                opened_at: None,
-            })),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(crate::Error::from_sdk_on("PutItem", &self.table, err).into()),
-        }
+        let refused = PutItemError::is_conditional_check_failed_exception;
+        let put = or_refused(put, "PutItem", &self.table, refused)?;
+        Ok(put.map(|_| Lease {
+            shard: shard.clone(),
+            checkpoint: None,
+            finished: false,
+            owner: owner.to_string(),
+            counter: 1,
+            renewed: sent,
+            created: true,
+            opened_at: None,
+        }))
     }
 
     /// Heartbeat: bumps the lease counter, conditionally on `lease`'s owner
@@ -346,7 +335,11 @@ impl CheckpointStore {
         let sent = Instant::now();
         let out = match update.update_expression(expression).send().await {
             Ok(out) => out,
-            Err(err) if is_condition_failed(err.as_service_error()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
                 return Err(Error::LeaseLost {
                     shard_id: lease.shard.shard_id.clone(),
                     owner: lease.owner.clone(),
@@ -366,7 +359,6 @@ impl CheckpointStore {
         Ok(())
     }
 }
-
 /// Logs (at `info`) that `holder` has stopped renewing `current`'s lease
 /// and when this process will take it over, so a restarted projector does
 /// not wait in silence.
@@ -393,11 +385,4 @@ fn announce_stalled(current: &ShardCheckpoint, holder: &str, waiting: Waiting, l
 /// `12.3s`.
 fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
-}
-
-fn is_condition_failed(err: Option<&UpdateItemError>) -> bool {
-    matches!(
-        err,
-        Some(UpdateItemError::ConditionalCheckFailedException(_))
-    )
 }

@@ -24,6 +24,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::fields::{millis, now_millis, string_set, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
 use super::shards::ShardTree;
 use super::{CheckpointStore, Error, RebuildMarker, ShardCheckpoint, StartPosition};
+use crate::error::or_refused;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::tables::LEASE_KEY;
 
@@ -213,18 +214,9 @@ impl CheckpointStore {
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":previous", n(origin.version - 1))
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(crate::Error::from_sdk_on("PutItem", &self.table, err).into()),
-        }
+        let refused = PutItemError::is_conditional_check_failed_exception;
+        let put = or_refused(put.send().await, "PutItem", &self.table, refused)?;
+        Ok(put.is_some())
     }
 }
 

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::checkpoint::RebuildMarker;
 use super::fields::{CHECKPOINT, FINISHED};
 use super::{CheckpointStore, Error, ShardCheckpoint};
+use crate::error::or_refused;
 use crate::item::s;
 use crate::tables::LEASE_KEY;
 
@@ -128,17 +129,8 @@ impl CheckpointStore {
                 .expression_attribute_names("#finished", FINISHED)
                 .set_expression_attribute_values(Some(values));
         }
-        match delete.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(crate::Error::from_sdk_on("DeleteItem", &self.table, err).into()),
-        }
+        let refused = DeleteItemError::is_conditional_check_failed_exception;
+        let deleted = or_refused(delete.send().await, "DeleteItem", &self.table, refused)?;
+        Ok(deleted.is_some())
     }
 }

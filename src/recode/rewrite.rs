@@ -21,7 +21,7 @@ use super::run::TableRun;
 use super::stats::{snapshot_recode_wcu, ItemStats, Layout, Outcome};
 use super::TableKind;
 use crate::codec::Codec;
-use crate::error::{Error, Result};
+use crate::error::{or_refused, Error, Result};
 use crate::event_repository::{check_limits, request_token};
 use crate::item::{
     aggregate_key, b, describe_key, get_b, get_n, get_s, Item, AGGREGATE_ID, AGGREGATE_TYPE,
@@ -279,19 +279,11 @@ impl TableRun {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Attempt::Done(stats)),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(Attempt::Changed(before))
-            }
-            Err(err) => {
-                Err(attempts.classify(Error::from_sdk_on("PutItem", &self.table.name, err)))
-            }
+        let refused = PutItemError::is_conditional_check_failed_exception;
+        match or_refused(result, "PutItem", &self.table.name, refused) {
+            Ok(Some(_)) => Ok(Attempt::Done(stats)),
+            Ok(None) => Ok(Attempt::Changed(before)),
+            Err(err) => Err(attempts.classify(err)),
         }
     }
 

@@ -44,22 +44,18 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::interceptors::context::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::Value;
 
-use super::faults::operation;
+use super::faults::{operation, Interpose, Interposed, Next};
 
 /// How long a metered round stays open after its first request: requests
 /// sent concurrently with it join it within this time even on a loaded
@@ -130,10 +126,7 @@ impl Meter {
             .config()
             .http_client()
             .unwrap_or_else(|| aws_smithy_http_client::Builder::new().build_http());
-        let gate = Gate {
-            inner,
-            meter: self.clone(),
-        };
+        let gate = Interposed::over(inner, Gate(self.clone()));
         Client::from_conf(
             client
                 .config()
@@ -260,39 +253,16 @@ impl Intercept for Meter {
 }
 
 /// The meter's gate in front of a client's HTTP client.
-#[derive(Debug, Clone)]
-struct Gate {
-    inner: SharedHttpClient,
-    meter: Meter,
-}
-
 #[derive(Debug)]
-struct GateConnector {
-    inner: SharedHttpConnector,
-    meter: Meter,
-}
+struct Gate(Meter);
 
-impl HttpClient for Gate {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        GateConnector {
-            inner: self.inner.http_connector(settings, components),
-            meter: self.meter.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for GateConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        if !self.meter.is_on() {
-            return self.inner.call(request);
+impl Interpose for Gate {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
+        if !self.0.is_on() {
+            return next.call(request);
         }
         let release = {
-            let mut tally = self.meter.tally();
+            let mut tally = self.0.tally();
             let now = tokio::time::Instant::now();
             let release = match tally.open_until {
                 Some(until) if until > now => until,
@@ -305,10 +275,10 @@ impl HttpConnector for GateConnector {
             tally.costs.operations.push(operation(&request));
             release
         };
-        let inner = self.inner.clone();
+        let next = next.clone();
         HttpConnectorFuture::new(async move {
             tokio::time::sleep_until(release).await;
-            inner.call(request).await
+            next.call(request).await
         })
     }
 }

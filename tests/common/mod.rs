@@ -1,4 +1,5 @@
-//! Shared test support: a test aggregate, a view, and helpers.
+//! Shared test support: the test aggregates and view (`aggregate`), and
+//! helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,156 +13,29 @@ use aws_sdk_dynamodb::types::{
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
-use cqrs_es::{
-    Aggregate, AggregateError, CqrsFramework, DomainEvent, EventEnvelope, EventStore, View,
-};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
 use dynamo_es::codec::DEFAULT_MIN_COMPRESS_SIZE;
 use dynamo_es::item::{describe_key, Item};
 use dynamo_es::size::item_size;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Scripted};
 use dynamo_es::testing::{dynamodb, scan_all, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
+mod aggregate;
 #[cfg(feature = "cli")]
 mod cli;
 mod logs;
+#[allow(unused_imports)]
+pub(crate) use aggregate::counting_aggregate;
+#[allow(unused_imports)]
+pub use aggregate::{Account, AccountCommand, AccountError, AccountEvent, AccountView, Other};
 #[cfg(feature = "cli")]
 #[allow(unused_imports)]
 pub use cli::{cli, cli_at, cli_command, projections_args};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
-
-/// A ledger-like aggregate whose state records exactly which events it saw,
-/// so a double-applied event always shows.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Account {
-    pub total: i64,
-    pub applied: usize,
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum AccountCommand {
-    /// Emits `times` `Deposited` events of `amount`.
-    Deposit { amount: i64, times: usize },
-    /// Emits one `Noted` event holding `text`.
-    Note { text: String },
-    /// Fails without emitting.
-    Fail,
-}
-
-impl AccountCommand {
-    /// `times` deposits of `amount`.
-    pub fn deposit(amount: i64, times: usize) -> Self {
-        AccountCommand::Deposit { amount, times }
-    }
-
-    /// A note of `text`.
-    pub fn note(text: impl Into<String>) -> Self {
-        AccountCommand::Note { text: text.into() }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum AccountEvent {
-    Deposited { amount: i64 },
-    Noted { text: String },
-}
-
-impl DomainEvent for AccountEvent {
-    fn event_type(&self) -> String {
-        match self {
-            AccountEvent::Deposited { .. } => "Deposited".into(),
-            AccountEvent::Noted { .. } => "Noted".into(),
-        }
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AccountError(pub String);
-
-impl Aggregate for Account {
-    const TYPE: &'static str = "Account";
-    type Command = AccountCommand;
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        match command {
-            AccountCommand::Deposit { amount, times } => {
-                for _ in 0..times {
-                    sink.write(AccountEvent::Deposited { amount }, self).await;
-                }
-            }
-            AccountCommand::Note { text } => sink.write(AccountEvent::Noted { text }, self).await,
-            AccountCommand::Fail => return Err(AccountError("refused".into())),
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        self.applied += 1;
-        match event {
-            AccountEvent::Deposited { amount } => self.total += amount,
-            AccountEvent::Noted { text } => self.notes.push(text),
-        }
-    }
-}
-
-/// A second aggregate type, sharing the tables.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Other {
-    pub count: usize,
-}
-
-impl Aggregate for Other {
-    const TYPE: &'static str = "Other";
-    type Command = ();
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        _: (),
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), AccountError> {
-        Ok(())
-    }
-    fn apply(&mut self, _event: Self::Event) {
-        self.count += 1;
-    }
-}
-
-/// A view counting deposits.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccountView {
-    pub deposits: usize,
-    pub total: i64,
-    pub last_sequence: usize,
-}
-
-impl View<Account> for AccountView {
-    fn update(&mut self, event: &EventEnvelope<Account>) {
-        self.last_sequence = event.sequence;
-        if let AccountEvent::Deposited { amount } = event.payload {
-            self.deposits += 1;
-            self.total += amount;
-        }
-    }
-}
 
 /// Every codec this build can write, compressing even small payloads so the
 /// zstd paths are exercised too.

@@ -13,6 +13,8 @@ use dynamo_es::{Codec, DynamoEventRepository};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::common::counting_aggregate;
+
 /// A fixture event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -34,40 +36,16 @@ impl DomainEvent for OrderEvent {
 #[error("refused")]
 pub struct Refused;
 
-/// An aggregate of type `$type` whose events are fixture events; it only
-/// counts them.
-macro_rules! fixture_aggregate {
-    ($name:ident, $type:literal) => {
-        #[derive(Debug, Default, Serialize, Deserialize)]
-        pub struct $name {
-            pub applied: usize,
-        }
-
-        impl Aggregate for $name {
-            const TYPE: &'static str = $type;
-            type Command = ();
-            type Event = OrderEvent;
-            type Error = Refused;
-            type Services = ();
-
-            async fn handle(
-                &mut self,
-                _: (),
-                _: &(),
-                _: &cqrs_es::event_sink::EventSink<Self>,
-            ) -> Result<(), Refused> {
-                Err(Refused)
-            }
-
-            fn apply(&mut self, _: OrderEvent) {
-                self.applied += 1;
-            }
-        }
-    };
-}
-
-fixture_aggregate!(Order, "Order");
-fixture_aggregate!(Payment, "Payment");
+// Aggregates whose events are fixture events; they only count them.
+counting_aggregate!(Order, "Order", OrderEvent, Refused, applied, Err(Refused));
+counting_aggregate!(
+    Payment,
+    "Payment",
+    OrderEvent,
+    Refused,
+    applied,
+    Err(Refused)
+);
 
 /// A repository on `db` writing plain JSON, and `A`'s events with
 /// `dictionary`.

@@ -6,25 +6,19 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
-use dynamo_es::testing::faults::{operation, Canned};
+use dynamo_es::testing::faults::{operation, Canned, Interpose, Interposed, Next};
 use dynamo_es::testing::fixtures::Rng;
 
 /// Throttles `throttle`% of requests (answering `throttled` without
 /// reaching the server) and loses the response of `lose`% of the requests
 /// of `lossy` operations (the server applied them).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Flaky {
-    inner: SharedHttpClient,
     seed: u64,
-    count: Arc<AtomicU64>,
+    count: AtomicU64,
     throttle: u64,
     lose: u64,
     throttled: Canned,
@@ -32,56 +26,35 @@ pub struct Flaky {
 }
 
 impl Flaky {
+    /// A plain HTTP client with these faults.
     pub fn new(
         seed: u64,
         throttle: u64,
         lose: u64,
         throttled: Canned,
         lossy: &'static [&'static str],
-    ) -> Self {
-        Flaky {
-            inner: aws_smithy_http_client::Builder::new().build_http(),
+    ) -> Interposed<Self> {
+        Interposed::plain(Flaky {
             seed,
-            count: Arc::default(),
+            count: AtomicU64::default(),
             throttle,
             lose,
             throttled,
             lossy,
-        }
+        })
     }
 }
 
-#[derive(Debug)]
-struct Connector {
-    inner: SharedHttpConnector,
-    flaky: Flaky,
-}
-
-impl HttpClient for Flaky {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        Connector {
-            inner: self.inner.http_connector(settings, components),
-            flaky: self.clone(),
+impl Interpose for Flaky {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
+        let count = self.count.fetch_add(1, Ordering::Relaxed);
+        let roll = Rng::new(self.seed ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)).below(100);
+        if roll < self.throttle {
+            return HttpConnectorFuture::ready(self.throttled.to_http());
         }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for Connector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let flaky = &self.flaky;
-        let count = flaky.count.fetch_add(1, Ordering::Relaxed);
-        let roll = Rng::new(flaky.seed ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)).below(100);
-        if roll < flaky.throttle {
-            return HttpConnectorFuture::ready(flaky.throttled.to_http());
-        }
-        let lose = roll < flaky.throttle + flaky.lose
-            && flaky.lossy.contains(&operation(&request).as_str());
-        let response = self.inner.call(request);
+        let lose =
+            roll < self.throttle + self.lose && self.lossy.contains(&operation(&request).as_str());
+        let response = next.call(request);
         HttpConnectorFuture::new(async move {
             let response = response.await?;
             if lose && response.status().is_success() {

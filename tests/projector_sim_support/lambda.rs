@@ -11,12 +11,12 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::dynamodb::Event;
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use dynamo_es::projection::{lambda, Dispatcher};
-use serde_json::{json, Value};
 
 use super::world::World;
 use crate::common::Account;
+use crate::lambda_json::lambda_event;
 
 /// Retries of one failing batch before the mapping gives up.
 const RETRIES: usize = 5;
@@ -148,66 +148,4 @@ impl Mapping {
             return Ok(true);
         }
     }
-}
-
-/// A stream attribute value in Lambda's JSON shape.
-fn lambda_value(value: &StreamValue) -> Value {
-    use aws_smithy_types::base64::encode;
-    match value {
-        StreamValue::S(v) => json!({ "S": v }),
-        StreamValue::N(v) => json!({ "N": v }),
-        StreamValue::B(v) => json!({ "B": encode(v.as_ref()) }),
-        StreamValue::Ss(v) => json!({ "SS": v }),
-        StreamValue::Ns(v) => json!({ "NS": v }),
-        StreamValue::Bs(v) => {
-            json!({ "BS": v.iter().map(|b| encode(b.as_ref())).collect::<Vec<_>>() })
-        }
-        StreamValue::M(v) => json!({ "M": lambda_image(v) }),
-        StreamValue::L(v) => json!({ "L": v.iter().map(lambda_value).collect::<Vec<_>>() }),
-        StreamValue::Bool(v) => json!({ "BOOL": v }),
-        StreamValue::Null(v) => json!({ "NULL": v }),
-        other => panic!("unexpected attribute value {other:?}"),
-    }
-}
-
-fn lambda_image(image: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(
-        image
-            .iter()
-            .map(|(name, value)| (name.clone(), lambda_value(value)))
-            .collect(),
-    )
-}
-
-/// A Lambda DynamoDB stream event holding `records`, as Lambda sends it.
-fn lambda_event(arn: &str, records: &[Record]) -> Value {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|record| {
-            let change = record.dynamodb.as_ref().expect("a dynamodb part");
-            let mut dynamodb = json!({
-                "ApproximateCreationDateTime": change
-                    .approximate_creation_date_time
-                    .map(|t| t.as_secs_f64())
-                    .unwrap_or_default(),
-                "Keys": lambda_image(change.keys.as_ref().expect("keys")),
-                "SequenceNumber": change.sequence_number.as_ref().expect("a sequence number"),
-                "SizeBytes": change.size_bytes.unwrap_or(100),
-                "StreamViewType": "NEW_IMAGE",
-            });
-            if let Some(image) = &change.new_image {
-                dynamodb["NewImage"] = lambda_image(image);
-            }
-            json!({
-                "eventID": record.event_id.as_ref().expect("an event id"),
-                "eventName": record.event_name.as_ref().expect("an event name").as_str(),
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": dynamodb,
-                "eventSourceARN": arn,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
 }

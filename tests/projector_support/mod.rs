@@ -19,6 +19,12 @@ use dynamo_es::Codec;
 use crate::common::Account;
 
 pub mod fake;
+mod runs;
+
+#[allow(unused_imports)]
+pub use runs::{
+    assert_trimmed, failing, rebuild, run_to_end, run_until, start, wait_until, Running, WAIT,
+};
 
 /// A hook run before each `project` call with the number of calls so far.
 pub type Hook = Arc<dyn Fn(usize) + Send + Sync>;
@@ -162,37 +168,4 @@ pub fn projector(
         .with_idle_backoff(Duration::from_millis(5), Duration::from_millis(40))
         .with_heartbeat(heartbeat)
         .with_discovery_interval(Duration::from_millis(50))
-}
-
-/// Waits (polling every 10 ms, at most `limit`) until `done()`; panics
-/// with `what` if it never is.
-pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A projector run on its own task, stopped gracefully by [`Running::stop`].
-pub struct Running {
-    pub task: tokio::task::JoinHandle<Result<(), Error>>,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Running {
-    /// Stops it gracefully and returns how its run ended.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.stop.send(());
-        self.task.await.unwrap()
-    }
-}
-
-/// Runs `projector` on its own task.
-pub fn start<A: Aggregate + 'static>(projector: Projector<A>) -> Running {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(projector.run(async move {
-        let _ = stopped.await;
-    }));
-    Running { task, stop }
 }

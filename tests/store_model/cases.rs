@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::aggregate::{FlatEvent, ModelEvent};
 use super::faults::{Attempt, Plan};
-use super::history::{History, Step};
+use super::history::{Commit, History, Step};
 use super::model::Committed;
 use super::payloads::{nested, Carrier};
 use super::world::{Config, DictMode, Role, StoreMode};
@@ -40,7 +40,7 @@ pub fn plain(amount: i64) -> ModelEvent {
 /// A typed commit of `events` to `Model:a0` of `table`, under `fault`.
 pub fn commit(table: usize, events: Vec<ModelEvent>, fault: Option<Vec<Attempt>>) -> Step {
     let metadata = HashMap::from([("user".to_string(), "case".to_string())]);
-    Step::Commit {
+    Step::Commit(Commit {
         table,
         id: "a0".into(),
         events: events
@@ -52,7 +52,7 @@ pub fn commit(table: usize, events: Vec<ModelEvent>, fault: Option<Vec<Attempt>>
             .collect(),
         carrier: Carrier::Typed,
         fault: fault.map(Plan),
-    }
+    })
 }
 
 /// `config` and `steps`, then checks through the writer and a fresh reader.

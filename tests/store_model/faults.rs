@@ -11,15 +11,10 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
-use dynamo_es::testing::faults::{operation, Canned};
+use dynamo_es::testing::faults::{operation, Canned, Interpose, Interposed, Next};
 use serde_json::json;
 
 /// What one attempt of the write meets.
@@ -69,42 +64,18 @@ impl Switch {
     }
 }
 
+/// What a [`Faulty`] client does: answers write attempts from its
+/// [`Switch`] while armed.
+#[derive(Debug)]
+pub struct Faults(Switch);
+
 /// An HTTP client over a real one, answering write attempts from its
 /// [`Switch`] while armed.
-#[derive(Debug, Clone)]
-pub struct Faulty {
-    inner: SharedHttpClient,
-    switch: Switch,
-}
+pub type Faulty = Interposed<Faults>;
 
-impl Faulty {
-    /// A plain HTTP client behind `switch`.
-    pub fn new(switch: Switch) -> Self {
-        Faulty {
-            inner: aws_smithy_http_client::Builder::new().build_http(),
-            switch,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Connector {
-    inner: SharedHttpConnector,
-    switch: Switch,
-}
-
-impl HttpClient for Faulty {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        Connector {
-            inner: self.inner.http_connector(settings, components),
-            switch: self.switch.clone(),
-        }
-        .into_shared()
-    }
+/// A plain HTTP client behind `switch`.
+pub fn faulty(switch: Switch) -> Faulty {
+    Interposed::plain(Faults(switch))
 }
 
 fn server_error() -> Canned {
@@ -119,8 +90,8 @@ fn server_error() -> Canned {
 pub static REQUESTS: Mutex<std::collections::BTreeMap<String, u64>> =
     Mutex::new(std::collections::BTreeMap::new());
 
-impl HttpConnector for Connector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+impl Interpose for Faults {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
         let op = operation(&request);
         *REQUESTS
             .lock()
@@ -128,15 +99,15 @@ impl HttpConnector for Connector {
             .entry(op.clone())
             .or_default() += 1;
         let write = op == "PutItem" || op == "TransactWriteItems";
-        let attempt = if write { self.switch.next() } else { None };
+        let attempt = if write { self.0.next() } else { None };
         match attempt {
-            None => self.inner.call(request),
+            None => next.call(request),
             Some(Attempt::Throttled) => {
                 HttpConnectorFuture::ready(Canned::throughput_exceeded().to_http())
             }
             Some(Attempt::ServerError) => HttpConnectorFuture::ready(server_error().to_http()),
             Some(applied @ (Attempt::AppliedLost | Attempt::AppliedServerError)) => {
-                let response = self.inner.call(request);
+                let response = next.call(request);
                 HttpConnectorFuture::new(async move {
                     let _ = response.await?;
                     if applied == Attempt::AppliedLost {

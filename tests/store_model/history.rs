@@ -23,17 +23,54 @@ use super::model::{Committed, Store};
 use super::payloads::{self, Carrier, Draw};
 use super::world::{create_tables, Config, DictMode, Process, Role, StoreMode, TablePair};
 
+/// A command on aggregate `id` of table `table`, under `fault`.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub table: usize,
+    pub id: String,
+    pub events: Vec<Committed>,
+    pub carrier: Carrier,
+    pub fault: Option<Plan>,
+}
+
+impl Commit {
+    /// A one-line description (payloads summarized).
+    fn describe(&self) -> String {
+        let Commit {
+            table,
+            id,
+            events,
+            carrier,
+            fault,
+        } = self;
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|c| {
+                let text = serde_json::to_string(&c.event).map_or(0, |t| t.len());
+                let dup = if c.event.repeats_a_key() {
+                    ", repeated key"
+                } else {
+                    ""
+                };
+                format!("{}({text} B{dup})", c.event.event_type())
+            })
+            .collect();
+        format!(
+            "commit {carrier:?} [{}] to Model:{id} of table {table}{}",
+            kinds.join(", "),
+            fault
+                .as_ref()
+                .map(|p| format!(" under faults {:?}", p.0))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// One step of a history.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// A command on aggregate `id` of table `table`, under `fault`.
-    Commit {
-        table: usize,
-        id: String,
-        events: Vec<Committed>,
-        carrier: Carrier,
-        fault: Option<Plan>,
-    },
+    /// A command.
+    Commit(Commit),
     /// The writer process is replaced by a new one (nothing cached).
     Restart,
     /// Every aggregate, every read path, through the writer or a fresh reader.
@@ -46,34 +83,7 @@ impl Step {
     /// A one-line description (payloads summarized).
     pub fn describe(&self) -> String {
         match self {
-            Step::Commit {
-                table,
-                id,
-                events,
-                carrier,
-                fault,
-            } => {
-                let kinds: Vec<String> = events
-                    .iter()
-                    .map(|c| {
-                        let text = serde_json::to_string(&c.event).map_or(0, |t| t.len());
-                        let dup = if c.event.repeats_a_key() {
-                            ", repeated key"
-                        } else {
-                            ""
-                        };
-                        format!("{}({text} B{dup})", c.event.event_type())
-                    })
-                    .collect();
-                format!(
-                    "commit {carrier:?} [{}] to Model:{id} of table {table}{}",
-                    kinds.join(", "),
-                    fault
-                        .as_ref()
-                        .map(|p| format!(" under faults {:?}", p.0))
-                        .unwrap_or_default()
-                )
-            }
+            Step::Commit(commit) => commit.describe(),
             Step::Restart => "restart the writer".into(),
             Step::Check(role) => format!("check everything through a {role:?}"),
             Step::Recode { table, target } => {
@@ -189,13 +199,13 @@ impl History {
                             metadata: metadata.clone(),
                         })
                         .collect();
-                    Step::Commit {
+                    Step::Commit(Commit {
                         table: rng.between(0, config.tables - 1),
                         id: format!("a{}", rng.below(u64::try_from(config.aggregates).unwrap())),
                         events,
                         carrier,
                         fault: fault(&mut rng),
-                    }
+                    })
                 }
                 72..=81 => Step::Restart,
                 82..=92 => Step::Check(if rng.chance(50) {
@@ -315,16 +325,7 @@ fn from_persistence(err: PersistenceError) -> WriteError {
 impl Runner<'_> {
     async fn step(&mut self, step: &Step) -> Result<(), String> {
         match step {
-            Step::Commit {
-                table,
-                id,
-                events,
-                carrier,
-                fault,
-            } => {
-                self.commit(*table, id, events, *carrier, fault.as_ref())
-                    .await
-            }
+            Step::Commit(commit) => self.commit(commit).await,
             Step::Restart => {
                 self.writer = Process::start(self.config, self.pairs, Role::Writer).await?;
                 Ok(())
@@ -357,14 +358,14 @@ impl Runner<'_> {
         Ok(())
     }
 
-    async fn commit(
-        &mut self,
-        table: usize,
-        id: &str,
-        events: &[Committed],
-        carrier: Carrier,
-        fault: Option<&Plan>,
-    ) -> Result<(), String> {
+    async fn commit(&mut self, commit: &Commit) -> Result<(), String> {
+        let Commit {
+            table,
+            ref id,
+            ref events,
+            carrier,
+            ref fault,
+        } = *commit;
         let repo = self.writer.repos[table].clone();
         let before = self.model.events(table, id).len();
         self.touched.insert((table, id.to_string()));

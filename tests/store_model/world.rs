@@ -12,7 +12,7 @@ use dynamo_es::testing::faults::{client_on, quick_retries};
 use dynamo_es::testing::{endpoint, unique_name};
 use dynamo_es::{create_event_tables, Codec, DynamoEventRepository, SnapshotPolicy};
 
-use super::faults::{Faulty, Switch};
+use super::faults::{faulty, Switch};
 
 /// Where dictionaries are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub fn faulty_client() -> (Client, Switch) {
     let timeouts = TimeoutConfig::builder()
         .operation_timeout(Duration::from_secs(30))
         .build();
-    let client = client_on(Faulty::new(switch.clone()), quick_retries(3), timeouts);
+    let client = client_on(faulty(switch.clone()), quick_retries(3), timeouts);
     let endpoint = endpoint().unwrap();
     let config = client.config().to_builder().endpoint_url(endpoint).build();
     (Client::from_conf(config), switch)

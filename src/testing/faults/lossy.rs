@@ -9,28 +9,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture, SharedHttpClient};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::shared::IntoShared;
 
-use super::{operation, Request};
+use super::{operation, Interpose, Interposed, Next, Request};
 
 /// An HTTP client that hands every request to a real one, but drops the
 /// response of the first `lose` successful calls of one operation
 /// (`TransactWriteItems` unless [`losing_responses_to`] chose another)
 /// after the server answered, and records every request of that operation.
 /// Clones share the count and the record.
-#[derive(Debug, Clone)]
-pub struct LoseResponses {
-    inner: SharedHttpClient,
-    operation: Arc<str>,
-    lose: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<Request>>>,
+pub type LoseResponses = Interposed<Losing>;
+
+/// What a [`LoseResponses`] does with each request: the operation whose
+/// responses it loses, how many more it loses, and the requests of that
+/// operation so far.
+#[derive(Debug)]
+pub struct Losing {
+    operation: String,
+    lose: AtomicUsize,
+    requests: Mutex<Vec<Request>>,
 }
 
 impl LoseResponses {
@@ -41,14 +40,16 @@ impl LoseResponses {
 
     /// Wraps `inner`, losing `lose` responses to `operation` (e.g. `PutItem`).
     pub fn losing(inner: SharedHttpClient, operation: &str, lose: usize) -> Self {
-        LoseResponses {
-            inner,
+        let losing = Losing {
             operation: operation.into(),
-            lose: Arc::new(AtomicUsize::new(lose)),
-            requests: Arc::default(),
-        }
+            lose: AtomicUsize::new(lose),
+            requests: Mutex::default(),
+        };
+        Interposed::over(inner, losing)
     }
+}
 
+impl Losing {
     /// Every request of the operation sent so far (retries included),
     /// oldest first.
     pub fn requests(&self) -> Vec<Request> {
@@ -87,43 +88,22 @@ pub fn losing_responses_to(
     (Client::from_conf(config.build()), http)
 }
 
-#[derive(Debug)]
-struct LoseConnector {
-    inner: SharedHttpConnector,
-    client: LoseResponses,
-}
-
-impl HttpClient for LoseResponses {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        LoseConnector {
-            inner: self.inner.http_connector(settings, components),
-            client: self.clone(),
-        }
-        .into_shared()
-    }
-}
-
-impl HttpConnector for LoseConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let chosen = operation(&request) == *self.client.operation;
+impl Interpose for Losing {
+    fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
+        let chosen = operation(&request) == self.operation;
         if chosen {
-            self.client
-                .requests
+            self.requests
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Request::of(&request));
         }
-        let lose = self.client.lose.clone();
-        let response = self.inner.call(request);
+        let response = next.call(request);
         HttpConnectorFuture::new(async move {
             let response = response.await?;
             let lost = chosen
                 && response.status().is_success()
-                && lose
+                && self
+                    .lose
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
             if lost {

@@ -1,7 +1,8 @@
 //! Faults to test against: canned DynamoDB responses, an HTTP client that
 //! answers from a script or by rules over each request (and can lose a
-//! response or never answer), one that loses the responses of applied
-//! writes (transactions, or any one operation), and misbehaving
+//! response or never answer), a base for HTTP clients in front of a real
+//! one ([`Interposed`]), one that loses the responses of applied writes
+//! (transactions, or any one operation), and misbehaving
 //! endpoints (a server that never answers, one that hangs up mid-body, a
 //! proxy that stops the emulator in the middle of a request).
 //!
@@ -35,6 +36,7 @@
 
 mod canned;
 mod endpoints;
+mod interpose;
 mod lossy;
 mod script;
 
@@ -49,7 +51,8 @@ use serde_json::Value;
 
 pub use canned::Canned;
 pub use endpoints::{black_hole, cut_off_server, CutOff, StopMidRequest};
-pub use lossy::{losing_responses, losing_responses_to, LoseResponses};
+pub use interpose::{Interpose, Interposed, Next};
+pub use lossy::{losing_responses, losing_responses_to, LoseResponses, Losing};
 pub use script::{Request, Rule, Scripted, Step, REDACTED};
 
 use super::{client_config, unique_name};
