@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![recursion_limit = "256"]
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -293,4 +295,56 @@ async fn entries_and_bytes_evict_the_least_recently_used_and_max_age_expires() {
     let section = ids(5);
     run(&cache, &section).await;
     assert_eq!(load_round_trips(&loads, &meter, &section[0]).await, 0);
+}
+
+#[tokio::test]
+async fn hits_misses_and_conflicts_are_traced() {
+    let db = dynamodb().await.unwrap();
+    let cache = big_cache();
+    let cached = cqrs(store(&db, SnapshotPolicy::Always, Some(&cache)));
+    let other = cqrs(store(&db, SnapshotPolicy::Always, None));
+    let id = unique_name("traced");
+    let (logs, guard) = common::capture(tracing::Level::DEBUG, true);
+    cached.execute(&id, open()).await.unwrap(); // a miss
+    cached.execute(&id, deposit(1)).await.unwrap(); // a hit
+    other.execute(&id, deposit(2)).await.unwrap(); // no cache
+                                                   // A hit, a conflict that drops the entry, a retry that misses.
+    let attempts = execute_with_retry(&cached, &id, deposit(3), HashMap::new(), 2)
+        .await
+        .unwrap();
+    drop(guard);
+    assert_eq!(attempts, 2);
+    let text = logs.text();
+    let events = |needle: &str| logs.lines_with(needle).len();
+    assert_eq!(events("hot cache miss"), 2, "{text}");
+    assert_eq!(events("hot cache hit"), 2, "{text}");
+    assert_eq!(events("hot cache stored"), 3, "{text}");
+    let dropped = logs.lines_with("hot cache entry dropped after a failed commit");
+    assert_eq!(dropped.len(), 1, "{text}");
+    assert!(dropped[0].contains("conflict=true"), "{}", dropped[0]);
+    assert_eq!(
+        events("command conflicted; reloading and retrying"),
+        1,
+        "{text}"
+    );
+    // The load span records the lookup: hit, miss, or off without a cache.
+    let closed: Vec<String> = logs
+        .lines_with("dynamo_es::store: close")
+        .into_iter()
+        .filter(|line| line.contains("dynamo_es.load{"))
+        .collect();
+    let with = |value: &str| {
+        closed
+            .iter()
+            .filter(|line| {
+                line.contains(&format!("cache={value}"))
+                    || line.contains(&format!("cache=\"{value}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        (with("miss"), with("hit"), with("off")),
+        (2, 2, 1),
+        "{text}"
+    );
 }
