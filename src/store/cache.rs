@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 /// evicted first. A clone shares the same entries: hand clones to the
 /// stores that should share them (entries are keyed by table, aggregate
 /// type and id, so stores of different aggregates or tables may share one
-/// cache). Two processes never share a cache; the conditional writes keep
-/// them correct (see the module's invariant).
+/// cache; give them one codec: an entry a store's codec cannot decode is
+/// dropped and loaded from the table). Two processes never share a cache;
+/// the conditional writes keep them correct (see the module's invariant).
 ///
 /// ```
 /// use std::time::Duration;
