@@ -503,9 +503,9 @@ impl PersistedEventRepository for DynamoEventRepository {
                 })
             }
         };
-        Ok(self
-            .commit(A::TYPE, &first.aggregate_id, events, snapshot)
-            .await?)
+        self.commit(A::TYPE, &first.aggregate_id, events, snapshot)
+            .await?;
+        Ok(())
     }
 
     async fn stream_events<A: Aggregate>(

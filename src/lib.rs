@@ -144,6 +144,11 @@
 //! tables, a codec or upcasters, compose [`DynamoEventRepository`] and
 //! [`DynamoStore`] yourself. Views use [`DynamoViewRepository`].
 //!
+//! A store with a [`HotCache`] ([`DynamoStore::with_cache`]) keeps the
+//! state of the aggregates it commits, so a command on a hot aggregate sends
+//! only its commit; run commands with [`execute_with_retry`] so a stale
+//! entry costs a retry rather than an `AggregateConflict`.
+//!
 //! ## Feature flags
 //!
 #![doc = include_str!("../docs/tables/features.md")]
@@ -319,6 +324,8 @@ pub use event_repository::{
     DynamoEventRepository, DEFAULT_EVENT_TABLE, DEFAULT_SCAN_SEGMENTS, DEFAULT_SNAPSHOT_TABLE,
     DEFAULT_STREAMING_CHANNEL_SIZE,
 };
-pub use store::{DynamoAggregateContext, DynamoStore, SnapshotPolicy};
+pub use store::{
+    execute_with_retry, DynamoAggregateContext, DynamoStore, HotCache, SnapshotPolicy,
+};
 pub use tables::{create_event_tables, create_view_table};
 pub use view_repository::DynamoViewRepository;

@@ -41,7 +41,13 @@
 //! `current_sequence`, built from a trusted snapshot and exactly the events
 //! after it.
 
+mod cache;
+mod hot;
 mod load;
+mod retry;
+
+pub use cache::HotCache;
+pub use retry::execute_with_retry;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -162,14 +168,24 @@ impl<A: Aggregate> AggregateContext<A> for DynamoAggregateContext<A> {
 }
 
 impl<A: Aggregate> DynamoAggregateContext<A> {
-    /// The state after the loaded events and the first `extra` of `new_events`,
-    /// applying each exactly once.
-    fn state_with(&self, codec: &Codec, new_events: &[A::Event]) -> Result<A> {
+    /// The state after the loaded events and `new_events`, applying each
+    /// exactly once.
+    fn state_with<'a>(
+        &self,
+        codec: &Codec,
+        new_events: impl IntoIterator<Item = &'a A::Event>,
+    ) -> Result<A>
+    where
+        A::Event: 'a,
+    {
         let mut state: A = match &self.base.snapshot {
             Some(payload) => codec.decode_deserialize(payload)?,
             None => A::default(),
         };
-        for event in self.base.events.iter().chain(new_events) {
+        for event in &self.base.events {
+            state.apply(event.clone());
+        }
+        for event in new_events {
             state.apply(event.clone());
         }
         Ok(state)
@@ -192,6 +208,7 @@ pub struct DynamoStore<A: Aggregate> {
     repo: DynamoEventRepository,
     policy: SnapshotPolicy,
     upcasters: Vec<Box<dyn EventUpcaster>>,
+    cache: Option<HotCache>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -202,6 +219,7 @@ impl<A: Aggregate> DynamoStore<A> {
             repo,
             policy,
             upcasters: Vec::new(),
+            cache: None,
             _aggregate: PhantomData,
         }
     }
@@ -224,6 +242,32 @@ impl<A: Aggregate> DynamoStore<A> {
     /// Upcasts stored events before they are deserialized.
     pub fn with_upcasters(self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         DynamoStore { upcasters, ..self }
+    }
+
+    /// Keeps the state of every aggregate this store commits in `cache`,
+    /// so the next load of it sends no request (see [`HotCache`]).
+    ///
+    /// A hot command then costs one round trip, its commit. A stale entry
+    /// (another process committed since) makes the commit conflict
+    /// (cqrs-es's `AggregateConflict`) and drops the entry: run commands
+    /// with [`execute_with_retry`] so that costs one retry, not an error.
+    ///
+    /// The cost, per commit: the new state is computed from the loaded
+    /// state and the committed events (as a snapshot is) and encoded by the
+    /// codec, unless the commit's snapshot already covers every event
+    /// ([`SnapshotPolicy::Always`]), whose payload is reused; and a
+    /// [`SnapshotPolicy::Never`] store keeps the loaded events in its
+    /// context until the commit, as a snapshotting store does.
+    pub fn with_cache(self, cache: HotCache) -> Self {
+        DynamoStore {
+            cache: Some(cache),
+            ..self
+        }
+    }
+
+    /// The hot-aggregate cache, if the store has one.
+    pub fn cache(&self) -> Option<&HotCache> {
+        self.cache.as_ref()
     }
 
     /// The repository underneath.
@@ -267,11 +311,18 @@ impl<A: Aggregate> DynamoStore<A> {
             snapshot = field::Empty,
             replayed = field::Empty,
             tail = field::Empty,
+            cache = field::Empty,
             error = field::Empty,
         );
         in_span("load", async {
-            let (context, loaded) = self.load_in_span(aggregate_id).await?;
             let span = tracing::Span::current();
+            let (cached, cache) = self.load_cached(aggregate_id);
+            span.record("cache", cache);
+            if let Some(context) = cached {
+                span.record("sequence", context.current_sequence);
+                return Ok(context);
+            }
+            let (context, loaded) = self.load_in_span(aggregate_id).await?;
             span.record("sequence", context.current_sequence);
             span.record("snapshot", loaded.snapshot);
             span.record("replayed", loaded.replayed);
@@ -354,10 +405,35 @@ impl<A: Aggregate> DynamoStore<A> {
         if serialized.is_empty() && snapshot.is_none() {
             return Ok(envelopes);
         }
-        self.repo
+        // The snapshot's payload and the sequence it covers, for the cache.
+        let written = match (&self.cache, &snapshot) {
+            (Some(_), Some(update)) => Some((update.payload.clone(), update.current_sequence)),
+            _ => None,
+        };
+        let committed = self
+            .repo
             .commit(A::TYPE, &context.aggregate_id, &serialized, snapshot)
-            .await?;
-        Ok(envelopes)
+            .await;
+        let Some(cache) = &self.cache else {
+            committed?;
+            return Ok(envelopes);
+        };
+        match committed {
+            Ok(outcome) => {
+                self.cache_commit(
+                    cache,
+                    &context,
+                    &envelopes,
+                    written,
+                    outcome.snapshot_chunks,
+                );
+                Ok(envelopes)
+            }
+            Err(err) => {
+                self.forget_failed_commit(cache, &context.aggregate_id, &err);
+                Err(err)
+            }
+        }
     }
 }
 

@@ -14,7 +14,10 @@
 //!   and back);
 //! * no commit that reported success leaves its aggregate unloadable;
 //! * a commit refused with a typed error leaves nothing behind, and a write
-//!   that may have been applied is reported as `Error::Connection`.
+//!   that may have been applied is reported as `Error::Connection`;
+//! * with a `HotCache` on the writer (and other writers committing behind
+//!   its back), a load through the cache is the model's state at its
+//!   sequence, and a stale one only makes the next commit conflict, once.
 //!
 //! Seeded and reproducible: `MODEL_SEEDS=2000` runs more histories,
 //! `MODEL_SEED=7` runs one (a failure prints its seed and that command).
@@ -23,6 +26,8 @@
 
 #[path = "store_model/aggregate.rs"]
 mod aggregate;
+#[path = "store_model/cache.rs"]
+mod cache;
 #[path = "store_model/cases.rs"]
 mod cases;
 #[path = "store_model/check.rs"]

@@ -86,6 +86,14 @@ enum SnapshotWrites {
     Skipped(SkippedSnapshot),
 }
 
+/// What a commit stored, as its caller needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommitOutcome {
+    /// The chunk items of the snapshot written with the commit, or `None`
+    /// when it wrote none (none asked for, or one left out).
+    pub snapshot_chunks: Option<usize>,
+}
+
 /// What a commit stored, for its log event.
 struct Committed {
     /// Items written (events, snapshot head and chunks, chunk deletes).
@@ -96,6 +104,8 @@ struct Committed {
     consumed_capacity: f64,
     /// `none`, `written` or `skipped`.
     snapshot: &'static str,
+    /// The chunk items of the snapshot written, if one was.
+    snapshot_chunks: Option<usize>,
     /// The DynamoDB operation that wrote it: `PutItem` or
     /// `TransactWriteItems`.
     operation: &'static str,
@@ -122,7 +132,7 @@ impl DynamoEventRepository {
         aggregate_id: &str,
         events: &[SerializedEvent],
         snapshot: Option<SnapshotUpdate>,
-    ) -> Result<()> {
+    ) -> Result<CommitOutcome> {
         log_codec_once(&self.codec_logged, &self.codec, &self.event_table);
         let key = aggregate_key(aggregate_type, aggregate_id);
         let span = aggregate_span!(
@@ -159,7 +169,9 @@ impl DynamoEventRepository {
                         operation = done.operation,
                         "commit stored"
                     );
-                    Ok(())
+                    Ok(CommitOutcome {
+                        snapshot_chunks: done.snapshot_chunks,
+                    })
                 }
                 Err(err) => {
                     err.record_in_span("commit");
@@ -220,11 +232,11 @@ impl DynamoEventRepository {
                 self.plan_snapshot(key, aggregate_type, aggregate_id, update, &writes)?
             }
         };
-        let (snapshot_writes, snapshot_bytes, outcome) = match snapshot {
-            SnapshotWrites::None => (None, PayloadBytes::default(), "none"),
+        let (snapshot_writes, snapshot_bytes, outcome, snapshot_chunks) = match snapshot {
+            SnapshotWrites::None => (None, PayloadBytes::default(), "none", 0),
             SnapshotWrites::Skipped(skipped) => {
                 skip_snapshot(key, &self.snapshot_table, &skipped);
-                (None, PayloadBytes::default(), "skipped")
+                (None, PayloadBytes::default(), "skipped", 0)
             }
             SnapshotWrites::Planned {
                 writes,
@@ -233,7 +245,7 @@ impl DynamoEventRepository {
             } => {
                 span.record("snapshot_table", field::display(&self.snapshot_table));
                 span.record("snapshot_chunks", chunks);
-                (Some(writes), bytes, "written")
+                (Some(writes), bytes, "written", chunks)
             }
         };
         let Some(snapshot_writes) = snapshot_writes else {
@@ -262,6 +274,7 @@ impl DynamoEventRepository {
                     stored_bytes: all_bytes.stored,
                     consumed_capacity: capacity,
                     snapshot: outcome,
+                    snapshot_chunks: Some(snapshot_chunks),
                     operation: TRANSACT_WRITE_ITEMS,
                 })
             }
@@ -327,6 +340,7 @@ impl DynamoEventRepository {
             stored_bytes: bytes.stored,
             consumed_capacity: capacity,
             snapshot,
+            snapshot_chunks: None,
             operation,
         })
     }

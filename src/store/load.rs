@@ -294,7 +294,9 @@ impl<A: Aggregate> DynamoStore<A> {
         mut context: DynamoAggregateContext<A>,
         events: Vec<SerializedEvent>,
     ) -> Result<(DynamoAggregateContext<A>, usize)> {
-        let keep_events = self.policy != SnapshotPolicy::Never;
+        // The next commit computes the state from them for a snapshot, or
+        // for the cache.
+        let keep_events = self.policy != SnapshotPolicy::Never || self.cache.is_some();
         let envelopes = self.to_envelopes(events)?;
         let replayed = envelopes.len();
         for envelope in envelopes {

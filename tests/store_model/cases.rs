@@ -25,6 +25,7 @@ pub fn config(codec: Codec, store: StoreMode) -> Config {
         tables: 1,
         collide: false,
         aggregates: 1,
+        cache: false,
     }
 }
 

@@ -14,9 +14,12 @@ use cqrs_es::persist::{
 use cqrs_es::{AggregateError, CqrsFramework, DomainEvent, EventStore};
 use dynamo_es::recode::{RecodeOptions, Recoder, Table};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
+use dynamo_es::{
+    execute_with_retry, Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy,
+};
 
 use super::aggregate::{Model, ModelError};
+use super::cache;
 use super::check;
 use super::faults::{Attempt, Plan};
 use super::model::{Committed, Store};
@@ -71,6 +74,14 @@ impl Commit {
 pub enum Step {
     /// A command.
     Commit(Commit),
+    /// Another writer (a process of its own, without a cache) commits
+    /// `events` to aggregate `id` of table `table`, behind the back of the
+    /// writer's cache.
+    Behind {
+        table: usize,
+        id: String,
+        events: Vec<Committed>,
+    },
     /// The writer process is replaced by a new one (nothing cached).
     Restart,
     /// Every aggregate, every read path, through the writer or a fresh reader.
@@ -84,6 +95,10 @@ impl Step {
     pub fn describe(&self) -> String {
         match self {
             Step::Commit(commit) => commit.describe(),
+            Step::Behind { table, id, events } => format!(
+                "another writer commits {} events to Model:{id} of table {table}",
+                events.len()
+            ),
             Step::Restart => "restart the writer".into(),
             Step::Check(role) => format!("check everything through a {role:?}"),
             Step::Recode { table, target } => {
@@ -135,6 +150,7 @@ fn config(rng: &mut Rng) -> Config {
         tables,
         collide,
         aggregates: rng.between(1, 3),
+        cache: false,
     }
 }
 
@@ -169,7 +185,7 @@ impl History {
     /// The history of `seed`.
     pub fn generate(seed: u64) -> History {
         let mut rng = Rng::new(seed);
-        let config = config(&mut rng);
+        let mut config = config(&mut rng);
         let mut steps = Vec::new();
         for index in 0..rng.between(4, 10) {
             let roll = rng.below(100);
@@ -223,6 +239,13 @@ impl History {
             };
             steps.push(step);
         }
+        // The cache's choices come from a generator of their own: the
+        // histories of seeds from before the cache are unchanged without it.
+        let mut extra = Rng::new(seed ^ cache::CACHE_SEED);
+        if cache::chosen(&mut extra, &config) {
+            config.cache = true;
+            steps = cache::with_writers_behind(&mut extra, &config, steps);
+        }
         steps.push(Step::Check(Role::Writer));
         steps.push(Step::Check(Role::Reader));
         History {
@@ -237,12 +260,13 @@ impl History {
         let c = &self.config;
         let mut text =
             format!(
-            "codec {}, cap {:?}, dictionaries {:?}{}, store {:?}, {} tables, {} aggregates each",
+            "codec {}, cap {:?}, dictionaries {:?}{}, store {:?}{}, {} tables, {} aggregates each",
             c.codec.name(),
             c.cap,
             c.dict,
             if c.collide { " (one id, different content, in every table)" } else { "" },
             c.store,
+            if c.cache { " with a HotCache" } else { "" },
             c.tables,
             c.aggregates
         );
@@ -261,6 +285,7 @@ impl History {
             pairs: &pairs,
             model: Store::default(),
             touched: std::collections::BTreeSet::new(),
+            stale: std::collections::BTreeSet::new(),
         };
         if std::env::var_os("MODEL_VERBOSE").is_some() {
             println!("seed {}: {}", self.seed, self.describe());
@@ -282,6 +307,9 @@ struct Runner<'a> {
     model: Store,
     /// Every (table, aggregate) a command was sent to.
     touched: std::collections::BTreeSet<(usize, String)>,
+    /// Every (table, aggregate) written behind the back of the writer's
+    /// cache since the writer last committed it.
+    stale: std::collections::BTreeSet<(usize, String)>,
 }
 
 /// A write's error: whether it says the outcome is unknown, and its text.
@@ -326,11 +354,16 @@ impl Runner<'_> {
     async fn step(&mut self, step: &Step) -> Result<(), String> {
         match step {
             Step::Commit(commit) => self.commit(commit).await,
+            Step::Behind { table, id, events } => self.behind(*table, id, events).await,
             Step::Restart => {
                 self.writer = Process::start(self.config, self.pairs, Role::Writer).await?;
+                self.stale.clear();
                 Ok(())
             }
-            Step::Check(Role::Writer) => self.check_all(&self.writer, None).await,
+            Step::Check(Role::Writer) => {
+                self.check_all(&self.writer, None).await?;
+                self.check_cache().await
+            }
             Step::Check(Role::Reader) => {
                 let reader = Process::start(self.config, self.pairs, Role::Reader).await?;
                 self.check_all(&reader, None).await
@@ -376,13 +409,32 @@ impl Runner<'_> {
         }
         let result = match (carrier, self.config.store) {
             (Carrier::Typed, StoreMode::Dynamo(policy)) => {
-                let cqrs =
-                    CqrsFramework::new(DynamoStore::<Model>::new(repo.clone(), policy), vec![], ());
-                cqrs.execute_with_metadata(id, payloads, metadata)
-                    .await
-                    .map_err(from_aggregate)
+                let store = DynamoStore::<Model>::new(repo.clone(), policy);
+                let store = match self.config.cache {
+                    true => store.with_cache(self.writer.cache.clone()),
+                    false => store,
+                };
+                let cqrs = CqrsFramework::new(store, vec![], ());
+                // Under faults, one attempt: a conflict is then one of the
+                // outcomes the checks below accept.
+                let attempts = if fault.is_none() { 2 } else { 1 };
+                let key = (table, id.to_string());
+                match execute_with_retry(&cqrs, id, payloads, metadata, attempts).await {
+                    Ok(2) if !self.stale.contains(&key) => {
+                        return Err(
+                            "the command conflicted with no write behind the writer's back".into(),
+                        )
+                    }
+                    Ok(_) => {
+                        self.stale.remove(&key);
+                        Ok(())
+                    }
+                    Err(err) => Err(from_aggregate(err)),
+                }
             }
             (_, StoreMode::Dynamo(_)) => {
+                // Straight to the repository: behind the cache's back.
+                self.stale.insert((table, id.to_string()));
                 let serialized: Vec<SerializedEvent> = events
                     .iter()
                     .enumerate()
@@ -451,6 +503,51 @@ impl Runner<'_> {
             }
             Err(_) if applied => self.model.commit(table, id, events),
             Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A commit by another writer (`Step::Behind`): in the model if it
+    /// was applied.
+    async fn behind(&mut self, table: usize, id: &str, events: &[Committed]) -> Result<(), String> {
+        let repo = self.writer.repos[table].clone();
+        let before = self.model.events(table, id).len();
+        self.touched.insert((table, id.to_string()));
+        self.stale.insert((table, id.to_string()));
+        let result = cache::commit_behind(self.config, self.pairs, table, id, events).await?;
+        let stored = check::raw_items(&repo, id).await?.len();
+        match (result, stored == before + events.len()) {
+            (Ok(()), true) => self.model.commit(table, id, events),
+            (Err(_), false) if stored == before => {}
+            (result, _) => {
+                return Err(format!(
+                    "the other writer's commit of {} events on {before} left {stored} event items: {result:?}",
+                    events.len()
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Every touched aggregate loaded through the writer's cache, if it
+    /// has one (see `cache::check`).
+    async fn check_cache(&mut self) -> Result<(), String> {
+        if !self.config.cache {
+            return Ok(());
+        }
+        for (table, id) in self.touched.clone() {
+            let stale = cache::check(
+                &self.writer,
+                self.config,
+                &self.model,
+                &self.stale,
+                table,
+                &id,
+            )
+            .await?;
+            if stale {
+                self.stale.remove(&(table, id));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use dynamo_es::testing::faults::{client_on, quick_retries};
 use dynamo_es::testing::{endpoint, unique_name};
-use dynamo_es::{create_event_tables, Codec, DynamoEventRepository, SnapshotPolicy};
+use dynamo_es::{create_event_tables, Codec, DynamoEventRepository, HotCache, SnapshotPolicy};
 
 use super::faults::{faulty, Switch};
 
@@ -52,6 +52,8 @@ pub struct Config {
     pub collide: bool,
     /// Aggregates per table.
     pub aggregates: usize,
+    /// True if the writer's `DynamoStore` has a `HotCache`.
+    pub cache: bool,
 }
 
 impl Config {
@@ -94,6 +96,8 @@ pub struct Process {
     pub switch: Switch,
     pub repos: Vec<DynamoEventRepository>,
     pub role: Role,
+    /// The process's hot-aggregate cache (used when the history has one).
+    pub cache: HotCache,
 }
 
 /// A client for the shared emulator behind a fault switch: three
@@ -174,6 +178,7 @@ impl Process {
             switch,
             repos,
             role,
+            cache: super::cache::new_cache(),
         })
     }
 }
