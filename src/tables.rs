@@ -100,28 +100,21 @@ impl Schema {
         ])
     }
 
+    /// A string HASH key and nothing else.
+    fn hash(name: &str) -> Self {
+        Schema(vec![Key::new(name, ScalarAttributeType::S, KeyType::Hash)])
+    }
+
     fn snapshots() -> Self {
-        Schema(vec![Key::new(
-            AGGREGATE_TYPE_AND_ID,
-            ScalarAttributeType::S,
-            KeyType::Hash,
-        )])
+        Self::hash(AGGREGATE_TYPE_AND_ID)
     }
 
     fn views() -> Self {
-        Schema(vec![Key::new(
-            VIEW_ID,
-            ScalarAttributeType::S,
-            KeyType::Hash,
-        )])
+        Self::hash(VIEW_ID)
     }
 
     fn checkpoints() -> Self {
-        Schema(vec![Key::new(
-            LEASE_KEY,
-            ScalarAttributeType::S,
-            KeyType::Hash,
-        )])
+        Self::hash(LEASE_KEY)
     }
 
     /// The key schema of a described table, HASH first; an attribute

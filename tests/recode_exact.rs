@@ -56,26 +56,10 @@ impl DomainEvent for VaultEvent {
     }
 }
 
-impl Aggregate for Vault {
-    const TYPE: &'static str = "Vault";
-    type Command = Vec<VaultEvent>;
-    type Event = VaultEvent;
-    type Error = AccountError;
-    type Services = ();
+dynamo_es::events_aggregate!(Vault, "Vault", VaultEvent, AccountError, empty => Ok(()));
 
-    async fn handle(
-        &mut self,
-        events: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Vault {
+    fn record(&mut self, event: VaultEvent) {
         let VaultEvent::Stored {
             amount,
             ratio,

@@ -13,19 +13,31 @@ use crate::size::{
 };
 use crate::snapshot::PlannedWrite;
 
-/// Rejects an aggregate key (`{type}:{id}`) over DynamoDB's partition key
-/// size limit.
-pub(super) fn check_key(key: &str) -> Result<()> {
-    if key.len() > MAX_PARTITION_KEY_SIZE {
+/// [`Error::LimitExceeded`] for `subject` of `aggregate` if `size` is over
+/// `max`, the value of `limit`.
+fn within(aggregate: &str, subject: &str, limit: Limit, size: usize, max: usize) -> Result<()> {
+    if size > max {
         return Err(Error::LimitExceeded {
-            aggregate: key.to_string(),
-            subject: "aggregate key".into(),
-            limit: Limit::PartitionKeySize,
-            size: key.len(),
-            max: MAX_PARTITION_KEY_SIZE,
+            aggregate: aggregate.to_string(),
+            subject: subject.into(),
+            limit,
+            size,
+            max,
         });
     }
     Ok(())
+}
+
+/// Rejects an aggregate key (`{type}:{id}`) over DynamoDB's partition key
+/// size limit.
+pub(super) fn check_key(key: &str) -> Result<()> {
+    within(
+        key,
+        "aggregate key",
+        Limit::PartitionKeySize,
+        key.len(),
+        MAX_PARTITION_KEY_SIZE,
+    )
 }
 
 /// Rejects a plan that breaks an item, count or size limit.
@@ -38,34 +50,29 @@ pub(super) fn check_limits_of<'a>(
     aggregate: &str,
     writes: impl Iterator<Item = &'a PlannedWrite> + Clone,
 ) -> Result<()> {
-    if let Some(write) = writes.clone().find(|w| w.size > MAX_ITEM_SIZE) {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: write.subject.clone(),
-            limit: Limit::ItemSize,
-            size: write.size,
-            max: MAX_ITEM_SIZE,
-        });
+    for write in writes.clone() {
+        within(
+            aggregate,
+            &write.subject,
+            Limit::ItemSize,
+            write.size,
+            MAX_ITEM_SIZE,
+        )?;
     }
     let count = writes.clone().count();
-    if count > MAX_TRANSACTION_ITEMS {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: "transaction".into(),
-            limit: Limit::TransactionItems,
-            size: count,
-            max: MAX_TRANSACTION_ITEMS,
-        });
-    }
+    within(
+        aggregate,
+        "transaction",
+        Limit::TransactionItems,
+        count,
+        MAX_TRANSACTION_ITEMS,
+    )?;
     let total: usize = writes.map(|w| w.size).sum();
-    if total > MAX_TRANSACTION_SIZE {
-        return Err(Error::LimitExceeded {
-            aggregate: aggregate.to_string(),
-            subject: "transaction".into(),
-            limit: Limit::TransactionSize,
-            size: total,
-            max: MAX_TRANSACTION_SIZE,
-        });
-    }
-    Ok(())
+    within(
+        aggregate,
+        "transaction",
+        Limit::TransactionSize,
+        total,
+        MAX_TRANSACTION_SIZE,
+    )
 }

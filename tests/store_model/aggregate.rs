@@ -84,29 +84,10 @@ pub struct Model {
 #[error("an empty command")]
 pub struct ModelError;
 
-impl Aggregate for Model {
-    const TYPE: &'static str = "Model";
-    type Command = Vec<ModelEvent>;
-    type Event = ModelEvent;
-    type Error = ModelError;
-    type Services = ();
+dynamo_es::events_aggregate!(Model, "Model", ModelEvent, ModelError, empty => Err(ModelError));
 
-    async fn handle(
-        &mut self,
-        events: Vec<ModelEvent>,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), ModelError> {
-        if events.is_empty() {
-            return Err(ModelError);
-        }
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: ModelEvent) {
+impl Model {
+    fn record(&mut self, event: ModelEvent) {
         let text = serde_json::to_vec(&event).unwrap_or_default();
         let mut seed = self.digest.to_le_bytes().to_vec();
         seed.extend_from_slice(&text);

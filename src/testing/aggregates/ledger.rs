@@ -8,8 +8,7 @@
 
 use std::convert::Infallible;
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -105,26 +104,11 @@ impl DomainEvent for LedgerEvent {
     }
 }
 
-impl Aggregate for Ledger {
-    const TYPE: &'static str = "Ledger";
-    type Command = Vec<LedgerEvent>;
-    type Event = LedgerEvent;
-    type Error = Infallible;
-    type Services = ();
+crate::events_aggregate!(Ledger, "Ledger", LedgerEvent, Infallible, empty => Ok(()));
 
-    async fn handle(
-        &mut self,
-        events: Vec<LedgerEvent>,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), Infallible> {
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: LedgerEvent) {
+impl Ledger {
+    /// Applies one event (the aggregate's `apply`).
+    fn record(&mut self, event: LedgerEvent) {
         self.postings += 1;
         let imported = match event {
             LedgerEvent::Imported { entries } => entries,
