@@ -92,6 +92,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, EventEnvelope, Query};
 
+mod batch;
 mod checkpoint;
 mod decode;
 mod dispatch;
@@ -108,6 +109,8 @@ mod rebuild;
 mod reset;
 mod shards;
 mod status;
+mod transactional;
+mod typed_view;
 mod view;
 
 #[cfg(feature = "lambda")]
@@ -131,6 +134,8 @@ pub use rebuild::{
 };
 pub use reset::Reset;
 pub use status::{LagSource, ProjectionStatus, ShardStatus};
+pub use transactional::{Transactional, TransactionalProjection, DEFAULT_TRANSACTION_ATTEMPTS};
+pub use typed_view::TypedViews;
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.
