@@ -685,3 +685,31 @@ async fn a_lambda_batch_refused_at_its_third_aggregate_names_its_first_record_an
     assert_eq!(views.counted().await, 8);
     assert_views_equal_recomputation(&db, &views, &orders).await;
 }
+
+#[tokio::test]
+async fn a_reset_forgets_the_applied_sequences_so_a_rebuild_applies_everything_again() {
+    let (db, arn) = stream_tables().await;
+    let orders = order_ids(1, 3);
+    commit_orders(&db, &orders, 2, true).await;
+    let records = projection_common::change_records(&arn).await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let handler = OrdersAndDays::new(&db.client).await;
+    let views = handler.same_views();
+    let dispatcher = transactional(handler, &store);
+    dispatcher.dispatch(&records).await.unwrap();
+    assert_eq!(
+        applied_sequence(&db.client, &store, &orders[0]).await,
+        Some(2)
+    );
+    // Applied already: delivered again, skipped.
+    dispatcher.dispatch(&records).await.unwrap();
+    assert_eq!(views.counted().await, 6);
+
+    let reset = store.reset().await.unwrap();
+    assert_eq!(reset.sequences, 3);
+    for order in &orders {
+        assert_eq!(applied_sequence(&db.client, &store, order).await, None);
+    }
+    dispatcher.dispatch(&records).await.unwrap();
+    assert_eq!(views.counted().await, 12, "applied again after the reset");
+}

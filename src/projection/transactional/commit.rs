@@ -15,13 +15,13 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::super::batch::ShardPosition;
-use super::super::fields::{
+use crate::item::{n, s};
+use crate::projection::batch::ShardPosition;
+use crate::projection::fields::{
     millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, LEASE_COUNTER, OWNER, UPDATED_AT,
 };
-use super::super::typed_view::VERSION_PLACEHOLDER;
-use super::super::Error;
-use crate::item::{n, s};
+use crate::projection::typed_view::VERSION_PLACEHOLDER;
+use crate::projection::Error;
 use crate::size::{item_size, value_size};
 use crate::tables::LEASE_KEY;
 

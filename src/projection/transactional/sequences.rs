@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::super::fields::{now_millis, PROJECTION, UPDATED_AT};
-use super::super::Error;
 use crate::item::{get_n, get_s, n, s, Item, LAST_SEQUENCE};
+use crate::projection::fields::{now_millis, PROJECTION, UPDATED_AT};
+use crate::projection::Error;
 use crate::tables::LEASE_KEY;
 
 /// Keys per `BatchGetItem` (DynamoDB's maximum).
