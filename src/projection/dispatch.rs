@@ -189,6 +189,29 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         self.dispatch_at(records, None).await
     }
 
+    /// [`dispatch`](Self::dispatch) by a process that reads a shard under
+    /// `lease` itself: a transactional projection commits the lease's
+    /// position (its checkpoint, conditional on the owner and the previous
+    /// checkpoint) with its writes, and `lease.checkpoint` follows the last
+    /// part committed. Without a transactional projection nothing is
+    /// checkpointed: call [`CheckpointStore::checkpoint`] as usual.
+    ///
+    /// [`CheckpointStore::checkpoint`]: super::CheckpointStore::checkpoint
+    pub async fn dispatch_leased(
+        &self,
+        records: &[ChangeRecord],
+        checkpoints: &super::CheckpointStore,
+        lease: &mut super::Lease,
+    ) -> Result<DispatchReport, DispatchFailure> {
+        let report = self
+            .dispatch_at(records, Some(checkpoints.position(lease)))
+            .await?;
+        if report.committed.is_some() {
+            lease.checkpoint.clone_from(&report.committed);
+        }
+        Ok(report)
+    }
+
     /// [`dispatch`](Self::dispatch), a transactional projection committing
     /// `position` (a shard's checkpoint) with its writes.
     pub(crate) async fn dispatch_at(
