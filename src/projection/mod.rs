@@ -37,8 +37,12 @@
 //! * **Exactly-once effect for views keyed by aggregate id** with
 //!   [`ViewProjection`]: the view item stores the last applied aggregate
 //!   sequence and skips what it has seen, so redelivery never applies an
-//!   event twice. Views fed by many aggregates are at-least-once (see
-//!   [`ViewProjection`] for how to deduplicate them).
+//!   event twice.
+//! * **Exactly-once effect for read models of any shape** with a
+//!   [`TransactionalProjection`] run by [`Transactional`]
+//!   ([`Dispatcher::with_transactional`]): its writes, each aggregate's
+//!   applied sequence and the shard's position commit in one transaction.
+//!   A plain [`Projection`] fed by many aggregates is at-least-once.
 //! * Snapshot and chunk items live in the snapshot table and never reach a
 //!   projection.
 //!

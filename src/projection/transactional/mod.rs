@@ -13,6 +13,83 @@
 //! a takeover, a retried Lambda batch or a rebuild overlapping the live
 //! stream never applies an event's effect twice, and a position never
 //! moves past an event whose writes were not committed.
+//!
+//! Orders per customer, exactly once, from the projector:
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//!
+//! use async_trait::async_trait;
+//! use cqrs_es::{Aggregate, EventEnvelope};
+//! use dynamo_es::aws_sdk_dynamodb::types::TransactWriteItem;
+//! use dynamo_es::aws_sdk_dynamodb::Client;
+//! use dynamo_es::create_view_table;
+//! use dynamo_es::projection::{
+//!     stream_arn, CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Transactional,
+//!     TransactionalProjection, TypedViews,
+//! };
+//! use dynamo_es::tables::create_checkpoint_table;
+//! use dynamo_es::DynamoEventRepository;
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// A customer's orders (order ids are `{customer}/{order}`): events per order.
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct CustomerOrders {
+//!     events_per_order: BTreeMap<String, u64>,
+//! }
+//!
+//! struct OrdersPerCustomer {
+//!     views: TypedViews<CustomerOrders>,
+//! }
+//!
+//! #[async_trait]
+//! impl<A: Aggregate> TransactionalProjection<A> for OrdersPerCustomer {
+//!     async fn writes(&self, events: &[EventEnvelope<A>]) -> Result<Vec<TransactWriteItem>, Error> {
+//!         // One write per item and call: group the events by view first.
+//!         let mut by_customer: BTreeMap<&str, Vec<&EventEnvelope<A>>> = BTreeMap::new();
+//!         for event in events {
+//!             let customer = event.aggregate_id.split('/').next().unwrap_or_default();
+//!             by_customer.entry(customer).or_default().push(event);
+//!         }
+//!         let mut writes = Vec::new();
+//!         for (customer, events) in by_customer {
+//!             let (mut view, version) = match self.views.load_versioned(customer).await? {
+//!                 Some((view, version)) => (view, Some(version)),
+//!                 None => (CustomerOrders::default(), None),
+//!             };
+//!             for event in events {
+//!                 *view.events_per_order.entry(event.aggregate_id.clone()).or_default() += 1;
+//!             }
+//!             // Conditional on the version read: a concurrent source makes it retry.
+//!             writes.push(self.views.save_write(customer, &view, version)?);
+//!         }
+//!         Ok(writes)
+//!     }
+//! }
+//!
+//! async fn project<A: Aggregate + 'static>(
+//!     config: &aws_config::SdkConfig,
+//! ) -> Result<(), Box<dyn std::error::Error>> {
+//!     let client = Client::new(config);
+//!     create_view_table(&client, "customer_orders").await?;
+//!     create_checkpoint_table(&client, "Checkpoints").await?;
+//!     // The projector's store: its table also keeps the applied sequences.
+//!     let checkpoints = CheckpointStore::new(client.clone(), "Checkpoints", "customer_orders");
+//!     let views = TypedViews::new(client.clone(), "customer_orders");
+//!     let events = DynamoEventRepository::new(client.clone()).with_tables("Events", "Snapshots");
+//!     let dispatcher = Dispatcher::new(EventDecoder::<A>::from_repository(&events))
+//!         .with_transactional(Transactional::new(OrdersPerCustomer { views }, &checkpoints));
+//!     // The same dispatcher serves `lambda::run` and `Rebuild`.
+//!     let streams = dynamo_es::aws_sdk_dynamodbstreams::Client::new(config);
+//!     let arn = stream_arn(&client, "Events").await?;
+//!     Projector::new(streams, &arn, checkpoints, dispatcher)
+//!         .run(async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         })
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
