@@ -293,7 +293,7 @@ mod transactional {
                     .iter()
                     .filter(|op| *op == "TransactWriteItems")
                     .count();
-                let per_event = costs.write_units / b as f64;
+                let per_event = costs.write_units / f64::from(u32::try_from(b).unwrap());
                 eprintln!(
                     "{shape:?} b={b}: {} WCU ({per_event:.2}/event), {} RCU, {transactions} transactions, {:?}",
                     costs.write_units, costs.read_units, costs.operations
