@@ -6,6 +6,7 @@
 //! Counts only (capacity units and round trips); never timings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod projection_common;
 #[path = "../benches/common/workloads.rs"]
 mod workloads;
 
@@ -114,10 +115,8 @@ mod transactional {
     use async_trait::async_trait;
     use cqrs_es::persist::SerializedEvent;
     use cqrs_es::{Aggregate, EventEnvelope};
-    use dynamo_es::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
-    use dynamo_es::item::{
-        event_to_item, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID,
-    };
+    use dynamo_es::aws_sdk_dynamodb::types::TransactWriteItem;
+    use dynamo_es::item::{event_to_item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
     use dynamo_es::projection::{
         ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, EventDecoder, ShardInfo,
         Transactional, TransactionalProjection, TypedViews,
@@ -129,6 +128,8 @@ mod transactional {
     use dynamo_es::Codec;
     use serde::{Deserialize, Serialize};
     use serde_json::json;
+
+    use crate::projection_common::add_to;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Shape {
@@ -165,15 +166,9 @@ mod transactional {
             events: &[EventEnvelope<BankAccount>],
         ) -> Result<Vec<TransactWriteItem>, Error> {
             if self.shape == Shape::DayCounter {
-                let update = Update::builder()
-                    .table_name(self.views.table())
-                    .key(VIEW_ID, s("day-2026-12-07"))
-                    .update_expression("ADD #count :n")
-                    .expression_attribute_names("#count", "Count")
-                    .expression_attribute_values(":n", AttributeValue::N(events.len().to_string()))
-                    .build()
-                    .unwrap();
-                return Ok(vec![TransactWriteItem::builder().update(update).build()]);
+                let count = i64::try_from(events.len()).unwrap();
+                let table = self.views.table();
+                return Ok(vec![add_to(table, "day-2026-12-07", &[("Count", count)])]);
             }
             let mut by_key: BTreeMap<String, Vec<&EventEnvelope<BankAccount>>> = BTreeMap::new();
             for event in events {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::EventEnvelope;
@@ -34,7 +34,7 @@ use dynamo_es::Codec;
 use serde::{Deserialize, Serialize};
 
 use common::{deposit_event, Account, AccountEvent};
-use projection_common::{stream_tables, streams_client};
+use projection_common::{add_to, stream_tables, streams_client};
 use projector_support::{checkpoints, projector, start};
 
 const CUSTOMERS: usize = 50;
@@ -177,15 +177,8 @@ impl TransactionalProjection<Account> for OrdersAndDays {
             writes.push(self.customers.save_write(&customer, &view, read)?);
         }
         for (day, count) in by_day {
-            let update = Update::builder()
-                .table_name(&self.days)
-                .key(VIEW_ID, s(day))
-                .update_expression("ADD #count :n")
-                .expression_attribute_names("#count", "Count")
-                .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
-                .build()
-                .unwrap();
-            writes.push(TransactWriteItem::builder().update(update).build());
+            let count = i64::try_from(count).unwrap();
+            writes.push(add_to(&self.days, &day, &[("Count", count)]));
         }
         if let Some(refused) = &self.refuse {
             if events.iter().any(|e| &e.aggregate_id == refused) {
@@ -259,6 +252,24 @@ async fn wait_counted(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Fresh tables with `orders` committed in order, `events` each; the
+/// stream's ARN, a checkpoint store and the handler on fresh views.
+async fn small_world(
+    orders: &[String],
+    events: usize,
+) -> (
+    dynamo_es::testing::TestTables,
+    String,
+    CheckpointStore,
+    OrdersAndDays,
+) {
+    let (db, arn) = stream_tables().await;
+    commit_orders(&db, orders, events, true).await;
+    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let handler = OrdersAndDays::new(&db.client).await;
+    (db, arn, store, handler)
 }
 
 /// What the views must hold: recomputed from every stored event.
@@ -495,12 +506,9 @@ async fn a_rebuild_overlapping_the_live_stream_applies_each_event_once() {
 
 #[tokio::test]
 async fn a_refused_condition_names_the_part_and_a_duplicate_item_says_to_merge() {
-    let (db, arn) = stream_tables().await;
     let orders = order_ids(1, 3);
-    commit_orders(&db, &orders, 2, true).await;
+    let (db, arn, store, mut handler) = small_world(&orders, 2).await;
     let records = projection_common::change_records(&arn).await;
-    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
-    let mut handler = OrdersAndDays::new(&db.client).await;
     handler.refuse = Some(orders[2].clone());
     let views = handler.same_views();
     let dispatcher = transactional(handler, &store);
@@ -527,17 +535,7 @@ async fn a_refused_condition_names_the_part_and_a_duplicate_item_says_to_merge()
             &self,
             _: &[EventEnvelope<Account>],
         ) -> Result<Vec<TransactWriteItem>, Error> {
-            let put = || {
-                let update = Update::builder()
-                    .table_name(&self.0)
-                    .key(VIEW_ID, s("same"))
-                    .update_expression("ADD #c :one")
-                    .expression_attribute_names("#c", "Count")
-                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                    .build()
-                    .unwrap();
-                TransactWriteItem::builder().update(update).build()
-            };
+            let put = || add_to(&self.0, "same", &[("Count", 1)]);
             Ok(vec![put(), put()])
         }
     }
@@ -571,17 +569,7 @@ async fn one_aggregates_writes_over_a_transaction_are_a_typed_error_naming_it() 
             _: &[EventEnvelope<Account>],
         ) -> Result<Vec<TransactWriteItem>, Error> {
             Ok((0..100)
-                .map(|i| {
-                    let update = Update::builder()
-                        .table_name(&self.0)
-                        .key(VIEW_ID, s(format!("item-{i}")))
-                        .update_expression("ADD #c :one")
-                        .expression_attribute_names("#c", "Count")
-                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                        .build()
-                        .unwrap();
-                    TransactWriteItem::builder().update(update).build()
-                })
+                .map(|i| add_to(&self.0, &format!("item-{i}"), &[("Count", 1)]))
                 .collect())
         }
     }
@@ -643,13 +631,10 @@ async fn typed_views_round_trip_in_every_codec_and_refuse_a_view_over_400_kb() {
 async fn a_lambda_batch_refused_at_its_third_aggregate_names_its_first_record_and_a_retry_applies_nothing_twice(
 ) {
     use dynamo_es::projection::lambda;
-    let (db, arn) = stream_tables().await;
     let orders = order_ids(1, 4);
-    commit_orders(&db, &orders, 2, true).await;
+    let (db, arn, store, mut handler) = small_world(&orders, 2).await;
     let records = projection_common::stream_records(&arn).await;
     assert_eq!(records.len(), 8);
-    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
-    let mut handler = OrdersAndDays::new(&db.client).await;
     handler.refuse = Some(orders[2].clone());
     let views = handler.same_views();
     let dispatcher = transactional(handler, &store);
@@ -688,12 +673,9 @@ async fn a_lambda_batch_refused_at_its_third_aggregate_names_its_first_record_an
 
 #[tokio::test]
 async fn a_reset_forgets_the_applied_sequences_so_a_rebuild_applies_everything_again() {
-    let (db, arn) = stream_tables().await;
     let orders = order_ids(1, 3);
-    commit_orders(&db, &orders, 2, true).await;
+    let (db, arn, store, handler) = small_world(&orders, 2).await;
     let records = projection_common::change_records(&arn).await;
-    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
-    let handler = OrdersAndDays::new(&db.client).await;
     let views = handler.same_views();
     let dispatcher = transactional(handler, &store);
     dispatcher.dispatch(&records).await.unwrap();

@@ -7,16 +7,17 @@
 //! total equal those of its exactly-once view (the replay of its events),
 //! and `count#all` is their sum: no event's effect applied twice or lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use cqrs_es::EventEnvelope;
-use dynamo_es::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use dynamo_es::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use dynamo_es::aws_sdk_dynamodb::Client;
-use dynamo_es::item::{s, VIEW_ID};
+use dynamo_es::item::VIEW_ID;
 use dynamo_es::projection::{Error, TransactionalProjection};
 
 use crate::common::{Account, AccountEvent};
+use crate::projection_common::add_to;
 
 /// The counters, in `table`.
 #[derive(Clone)]
@@ -26,17 +27,8 @@ pub struct Counter {
 }
 
 fn add(table: &str, key: &str, count: u64, total: i64) -> TransactWriteItem {
-    let update = Update::builder()
-        .table_name(table)
-        .key(VIEW_ID, s(key))
-        .update_expression("ADD #count :count, #total :total")
-        .expression_attribute_names("#count", "Count")
-        .expression_attribute_names("#total", "Total")
-        .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
-        .expression_attribute_values(":total", AttributeValue::N(total.to_string()))
-        .build()
-        .unwrap();
-    TransactWriteItem::builder().update(update).build()
+    let count = i64::try_from(count).unwrap();
+    add_to(table, key, &[("Count", count), ("Total", total)])
 }
 
 #[async_trait]
@@ -69,23 +61,30 @@ impl TransactionalProjection<Account> for Counter {
 }
 
 impl Counter {
-    /// The count and total stored at `key` ((0, 0) if none).
-    pub async fn read(&self, key: &str) -> (u64, i64) {
-        let item = self
+    /// Every counter's count and total, by key (one consistent `Scan`).
+    pub async fn read_all(&self) -> HashMap<String, (u64, i64)> {
+        let items = self
             .client
-            .get_item()
+            .scan()
             .table_name(&self.table)
-            .key(VIEW_ID, s(key))
             .consistent_read(true)
             .send()
             .await
-            .expect("the counter")
-            .item
+            .expect("the counters")
+            .items
             .unwrap_or_default();
-        let number = |name: &str| item.get(name).map(|v| v.as_n().unwrap().clone());
-        (
-            number("Count").map_or(0, |n| n.parse().unwrap()),
-            number("Total").map_or(0, |n| n.parse().unwrap()),
-        )
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name)
+                .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+        };
+        items
+            .iter()
+            .filter_map(|item| {
+                let count = number(item, "Count")?;
+                let key = item.get(VIEW_ID)?.as_s().ok()?.clone();
+                let total = number(item, "Total").unwrap_or_default();
+                Some((key, (u64::try_from(count).unwrap(), total)))
+            })
+            .collect()
     }
 }

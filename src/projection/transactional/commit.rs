@@ -8,11 +8,12 @@
 //! concurrent change), a refused sequence or position is a concurrent
 //! writer, never the other way round.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use crate::item::{n, s};
@@ -88,47 +89,70 @@ pub(super) fn position_write(
 /// The bytes `write` adds to a `TransactWriteItems` request, about: its
 /// item or key, its expressions, names and values.
 pub(super) fn write_size(write: &TransactWriteItem) -> usize {
-    let names = |names: Option<&std::collections::HashMap<String, String>>| {
-        names.map_or(0, |names| {
-            names.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        })
+    type Names = Option<HashMap<String, String>>;
+    type Values = Option<HashMap<String, AttributeValue>>;
+    let part = |table: &str,
+                item: &HashMap<String, AttributeValue>,
+                texts: [Option<&str>; 2],
+                names: &Names,
+                values: &Values| {
+        let texts: usize = texts.iter().flatten().map(|text| text.len()).sum();
+        let names: usize = names.iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
+        let values: usize = values
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum();
+        table.len() + item_size(item) + texts + names + values
     };
-    let values = |values: Option<&std::collections::HashMap<String, _>>| {
-        values.map_or(0, |values| {
-            values
-                .iter()
-                .map(|(k, v): (&String, _)| k.len() + value_size(v))
-                .sum::<usize>()
-        })
-    };
-    let text = |text: Option<&str>| text.map_or(0, str::len);
-    let mut size = 0;
-    if let Some(put) = &write.put {
-        size += put.table_name.len() + item_size(&put.item);
-        size += text(put.condition_expression.as_deref());
-        size += names(put.expression_attribute_names.as_ref());
-        size += values(put.expression_attribute_values.as_ref());
-    }
-    if let Some(update) = &write.update {
-        size += update.table_name.len() + item_size(&update.key);
-        size += update.update_expression.len();
-        size += text(update.condition_expression.as_deref());
-        size += names(update.expression_attribute_names.as_ref());
-        size += values(update.expression_attribute_values.as_ref());
-    }
-    if let Some(delete) = &write.delete {
-        size += delete.table_name.len() + item_size(&delete.key);
-        size += text(delete.condition_expression.as_deref());
-        size += names(delete.expression_attribute_names.as_ref());
-        size += values(delete.expression_attribute_values.as_ref());
-    }
-    if let Some(check) = &write.condition_check {
-        size += check.table_name.len() + item_size(&check.key);
-        size += check.condition_expression.len();
-        size += names(check.expression_attribute_names.as_ref());
-        size += values(check.expression_attribute_values.as_ref());
-    }
-    size
+    let put = write.put.as_ref().map(|w| {
+        let texts = [w.condition_expression.as_deref(), None];
+        (
+            &w.table_name,
+            &w.item,
+            texts,
+            &w.expression_attribute_names,
+            &w.expression_attribute_values,
+        )
+    });
+    let update = write.update.as_ref().map(|w| {
+        let texts = [
+            w.condition_expression.as_deref(),
+            Some(w.update_expression.as_str()),
+        ];
+        (
+            &w.table_name,
+            &w.key,
+            texts,
+            &w.expression_attribute_names,
+            &w.expression_attribute_values,
+        )
+    });
+    let delete = write.delete.as_ref().map(|w| {
+        let texts = [w.condition_expression.as_deref(), None];
+        (
+            &w.table_name,
+            &w.key,
+            texts,
+            &w.expression_attribute_names,
+            &w.expression_attribute_values,
+        )
+    });
+    let check = write.condition_check.as_ref().map(|w| {
+        let texts = [Some(w.condition_expression.as_str()), None];
+        (
+            &w.table_name,
+            &w.key,
+            texts,
+            &w.expression_attribute_names,
+            &w.expression_attribute_values,
+        )
+    });
+    [put, update, delete, check]
+        .into_iter()
+        .flatten()
+        .map(|(table, item, texts, names, values)| part(table, item, texts, names, values))
+        .sum()
 }
 
 /// Sends `writes` (the handler's first `handler` items, then the
@@ -146,7 +170,7 @@ pub(super) async fn send(
     let versioned: Vec<bool> = writes
         .iter()
         .map(|write| {
-            let names = |names: Option<&std::collections::HashMap<String, String>>| {
+            let names = |names: Option<&HashMap<String, String>>| {
                 names.is_some_and(|names| names.contains_key(VERSION_PLACEHOLDER))
             };
             names(
