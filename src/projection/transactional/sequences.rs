@@ -55,6 +55,7 @@ impl Sequences {
                 .iter()
                 .map(|key| HashMap::from([(LEASE_KEY.to_string(), s(key.as_str()))]))
                 .collect();
+            let mut wait = std::time::Duration::from_millis(25);
             while !pending.is_empty() {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
@@ -83,7 +84,12 @@ impl Sequences {
                     .unprocessed_keys
                     .and_then(|mut left| left.remove(&self.table))
                 {
+                    // Throttled keys: asked again after a growing pause.
                     pending = left.keys;
+                    if !pending.is_empty() {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                    }
                 }
             }
         }
