@@ -6,6 +6,7 @@
 //! Counts only (capacity units and round trips); never timings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod projection_common;
 #[path = "../benches/common/workloads.rs"]
 mod workloads;
 
@@ -103,4 +104,215 @@ async fn the_meter_counts_sequential_requests_apart_and_concurrent_ones_together
     // Off, it counts nothing.
     get().await.unwrap();
     assert_eq!(meter.stop().operations.len(), 0);
+}
+
+/// What a transactional projection costs per event: each scenario's events
+/// dispatched in one batch through [`Transactional`] with the lease's
+/// position (as the projector commits it), on fresh tables.
+mod transactional {
+    use std::collections::BTreeMap;
+
+    use async_trait::async_trait;
+    use cqrs_es::persist::SerializedEvent;
+    use cqrs_es::{Aggregate, EventEnvelope};
+    use dynamo_es::aws_sdk_dynamodb::types::TransactWriteItem;
+    use dynamo_es::item::{event_to_item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+    use dynamo_es::projection::{
+        ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, EventDecoder, ShardInfo,
+        Transactional, TransactionalProjection, TypedViews,
+    };
+    use dynamo_es::tables::{create_checkpoint_table, create_view_table};
+    use dynamo_es::testing::aggregates::{BankAccount, BankEvent};
+    use dynamo_es::testing::costs::{Costs, Meter};
+    use dynamo_es::testing::{dynamodb, unique_name};
+    use dynamo_es::Codec;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use crate::projection_common::add_to;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Shape {
+        /// One view per aggregate, fed by that aggregate.
+        OneAggregate,
+        /// One view (a customer's orders) fed by one event of each of `b` orders.
+        MultiAggregate,
+        /// A counter per day, fed by ten aggregates in turn.
+        DayCounter,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Totals {
+        totals: BTreeMap<String, i64>,
+        events: u64,
+    }
+
+    struct Handler {
+        shape: Shape,
+        views: TypedViews<Totals>,
+    }
+
+    fn amount(event: &EventEnvelope<BankAccount>) -> i64 {
+        match &event.payload {
+            BankEvent::Deposited { cents, .. } => *cents,
+            _ => 0,
+        }
+    }
+
+    #[async_trait]
+    impl TransactionalProjection<BankAccount> for Handler {
+        async fn writes(
+            &self,
+            events: &[EventEnvelope<BankAccount>],
+        ) -> Result<Vec<TransactWriteItem>, Error> {
+            if self.shape == Shape::DayCounter {
+                let count = i64::try_from(events.len()).unwrap();
+                let table = self.views.table();
+                return Ok(vec![add_to(table, "day-2026-12-07", &[("Count", count)])]);
+            }
+            let mut by_key: BTreeMap<String, Vec<&EventEnvelope<BankAccount>>> = BTreeMap::new();
+            for event in events {
+                let key = match self.shape {
+                    Shape::OneAggregate => event.aggregate_id.clone(),
+                    _ => "customer-1".to_string(),
+                };
+                by_key.entry(key).or_default().push(event);
+            }
+            let mut writes = Vec::new();
+            for (key, events) in by_key {
+                let (mut view, read) = match self.views.load_versioned(&key).await? {
+                    Some((view, version)) => (view, Some(version)),
+                    None => (Totals::default(), None),
+                };
+                for event in events {
+                    *view.totals.entry(event.aggregate_id.clone()).or_default() += amount(event);
+                    view.events += 1;
+                }
+                writes.push(self.views.save_write(&key, &view, read)?);
+            }
+            Ok(writes)
+        }
+    }
+
+    /// The `b` events of `shape`, as stream records of one shard.
+    fn records(shape: Shape, b: usize) -> Vec<ChangeRecord> {
+        (0..b)
+            .map(|i| {
+                let (id, sequence) = match shape {
+                    Shape::OneAggregate => ("account-1".to_string(), i + 1),
+                    Shape::MultiAggregate => (format!("order-{i:03}"), 1),
+                    Shape::DayCounter => (format!("account-{}", i % 10), i / 10 + 1),
+                };
+                let event = SerializedEvent {
+                    aggregate_id: id,
+                    sequence,
+                    aggregate_type: BankAccount::TYPE.to_string(),
+                    event_type: "Deposited".into(),
+                    event_version: "1.0".into(),
+                    payload: json!({"Deposited": {"cents": 2500, "description": "salary"}}),
+                    metadata: json!({}),
+                };
+                let (item, _) = event_to_item(&event, &Codec::default()).unwrap();
+                let keys = item
+                    .iter()
+                    .filter(|(name, _)| {
+                        [AGGREGATE_TYPE_AND_ID, AGGREGATE_ID_SEQUENCE].contains(&name.as_str())
+                    })
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                let mut record = ChangeRecord {
+                    shard_id: "shard-1".into(),
+                    sequence_number: format!("{:021}", i + 1),
+                    event_name: ChangeKind::Insert,
+                    created: None,
+                    keys,
+                    new_image: None,
+                };
+                record.new_image = Some(item);
+                record
+            })
+            .collect()
+    }
+
+    /// Dispatches the `b` events of `shape` in one batch, metered.
+    async fn measure(shape: Shape, b: usize) -> Costs {
+        let db = dynamodb().await.unwrap();
+        let meter = Meter::new();
+        let client = meter.client(&db.client);
+        let (views, checkpoints) = (unique_name("views"), unique_name("checkpoints"));
+        create_view_table(&db.client, &views).await.unwrap();
+        create_checkpoint_table(&db.client, &checkpoints)
+            .await
+            .unwrap();
+        let store = CheckpointStore::new(client.clone(), &checkpoints, "costs");
+        let shard = ShardInfo {
+            stream_arn: "arn:costs".into(),
+            shard_id: "shard-1".into(),
+            parent_shard_id: None,
+        };
+        let mut lease = store.acquire(&shard, "costs").await.unwrap().unwrap();
+        let handler = Handler {
+            shape,
+            views: TypedViews::new(client, &views),
+        };
+        let dispatcher = Dispatcher::new(EventDecoder::<BankAccount>::new(Codec::default()))
+            .with_transactional(Transactional::new(handler, &store));
+        let records = records(shape, b);
+        let (report, costs) = meter
+            .measure(dispatcher.dispatch_leased(&records, &store, &mut lease))
+            .await;
+        let report = report.unwrap();
+        assert_eq!(report.events, b);
+        assert_eq!(
+            lease.checkpoint.as_deref(),
+            Some(records[b - 1].sequence_number.as_str()),
+            "the position is committed with the writes"
+        );
+        costs
+    }
+
+    /// Write units per event of each shape at batch sizes 1, 10 and 100,
+    /// the position included; the figures the projections guide publishes.
+    #[tokio::test]
+    async fn write_units_per_event_of_a_transactional_projection() {
+        let mut measured = Vec::new();
+        for shape in [
+            Shape::OneAggregate,
+            Shape::MultiAggregate,
+            Shape::DayCounter,
+        ] {
+            for b in [1, 10, 100] {
+                let costs = measure(shape, b).await;
+                let transactions = costs
+                    .operations
+                    .iter()
+                    .filter(|op| *op == "TransactWriteItems")
+                    .count();
+                let per_event = costs.write_units / f64::from(u32::try_from(b).unwrap());
+                eprintln!(
+                    "{shape:?} b={b}: {} WCU ({per_event:.2}/event), {} RCU, {transactions} transactions, {:?}",
+                    costs.write_units, costs.read_units, costs.operations
+                );
+                measured.push((shape, b, costs.write_units, transactions));
+            }
+        }
+        // Every item here is under 1 KB: 2 WCU each. Per transaction: the
+        // handler's writes, one applied sequence per aggregate, the position.
+        let expected = vec![
+            // The view, its aggregate's sequence, the position: 3 items.
+            (Shape::OneAggregate, 1, 6.0, 1),
+            (Shape::OneAggregate, 10, 6.0, 1),
+            (Shape::OneAggregate, 100, 6.0, 1),
+            // The view, b sequences, the position; 100 events need two
+            // transactions (98 + 2 orders), two views and two positions.
+            (Shape::MultiAggregate, 1, 6.0, 1),
+            (Shape::MultiAggregate, 10, 24.0, 1),
+            (Shape::MultiAggregate, 100, 208.0, 2),
+            // The counter, one sequence per aggregate (at most 10), the position.
+            (Shape::DayCounter, 1, 6.0, 1),
+            (Shape::DayCounter, 10, 24.0, 1),
+            (Shape::DayCounter, 100, 24.0, 1),
+        ];
+        assert_eq!(measured, expected);
+    }
 }

@@ -51,3 +51,20 @@ fn the_projections_table_is_shared_by_the_guide_and_the_crate_docs() {
     );
     assert!(read("src/lib.rs").contains("docs/tables/projections.md\")]"));
 }
+
+#[test]
+fn the_guide_shows_the_compiled_transactional_example_verbatim() {
+    let chapter = read("docs/guide/projections.md");
+    let example = chapter
+        .split("```rust,no_run\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```\n").map(|(body, _)| body))
+        .find(|body| body.contains("Transactional::new("))
+        .expect("docs/guide/projections.md shows a rust,no_run transactional example");
+    assert!(example.contains("TransactionalProjection<A> for"));
+    let compiled = format!("//! ```no_run\n{}//! ```\n", as_module_doc(example));
+    assert!(
+        read("src/projection/transactional/mod.rs").contains(&compiled),
+        "the guide's transactional example is not src/projection/transactional/mod.rs's no_run example verbatim"
+    );
+}

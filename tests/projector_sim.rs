@@ -11,6 +11,7 @@
 mod common;
 #[cfg(feature = "lambda")]
 mod lambda_json;
+mod projection_common;
 mod projector_sim_support;
 
 use projector_sim_support::{check_seeds, rerun, run_one};

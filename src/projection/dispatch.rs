@@ -16,9 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cqrs_es::{Aggregate, EventEnvelope, Query};
+use cqrs_es::{Aggregate, Query};
 use tracing::{field, Instrument};
 
+use super::batch::{BatchCommit, Run, ShardPosition};
 use super::{ChangeRecord, Error, EventDecoder, Projection, QueryProjection};
 
 /// What the dispatcher does with a record it cannot decode
@@ -48,6 +49,10 @@ pub struct DispatchReport {
     /// The largest lag in the batch: now minus the oldest record's creation
     /// time (`None` if no record carried one).
     pub max_lag: Option<Duration>,
+    /// The last record whose shard position a
+    /// [`Transactional`](super::Transactional) projection committed with
+    /// its writes (`None` if it committed none, or there is none).
+    pub committed: Option<String>,
 }
 
 /// A failed [`Dispatcher::dispatch`].
@@ -96,6 +101,7 @@ impl std::error::Error for DispatchFailure {
 pub struct Dispatcher<A: Aggregate> {
     decoder: EventDecoder<A>,
     projections: Vec<Arc<dyn Projection<A>>>,
+    transactional: Option<Arc<dyn BatchCommit<A>>>,
     policy: DecodeErrorPolicy,
 }
 
@@ -104,6 +110,7 @@ impl<A: Aggregate> Clone for Dispatcher<A> {
         Dispatcher {
             decoder: self.decoder.clone(),
             projections: self.projections.clone(),
+            transactional: self.transactional.clone(),
             policy: self.policy,
         }
     }
@@ -114,16 +121,10 @@ impl<A: Aggregate> std::fmt::Debug for Dispatcher<A> {
         f.debug_struct("Dispatcher")
             .field("decoder", &self.decoder)
             .field("projections", &self.projections.len())
+            .field("transactional", &self.transactional.is_some())
             .field("policy", &self.policy)
             .finish()
     }
-}
-
-/// Consecutive events of one aggregate, and the index of its first record.
-struct Run<A: Aggregate> {
-    first_record: usize,
-    aggregate_id: String,
-    events: Vec<EventEnvelope<A>>,
 }
 
 impl<A: Aggregate + 'static> Dispatcher<A> {
@@ -132,6 +133,7 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         Dispatcher {
             decoder,
             projections: Vec::new(),
+            transactional: None,
             policy: DecodeErrorPolicy::default(),
         }
     }
@@ -139,6 +141,22 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
     /// Adds a projection; each gets every event, in the order added.
     pub fn with_projection(mut self, projection: impl Projection<A> + 'static) -> Self {
         self.projections.push(Arc::new(projection));
+        self
+    }
+
+    /// Sets the dispatcher's transactional projection (one per dispatcher:
+    /// a second call replaces the first). It gets every event after the
+    /// other projections applied it, a batch at a time, and commits its
+    /// writes with the per-aggregate sequences and, from the
+    /// [`Projector`](super::Projector), the shard's position, in one
+    /// transaction per part of the batch (see [`Transactional`]).
+    ///
+    /// [`Transactional`]: super::Transactional
+    pub fn with_transactional<P>(mut self, projection: super::Transactional<A, P>) -> Self
+    where
+        P: super::TransactionalProjection<A> + 'static,
+    {
+        self.transactional = Some(Arc::new(projection));
         self
     }
 
@@ -168,6 +186,39 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         &self,
         records: &[ChangeRecord],
     ) -> Result<DispatchReport, DispatchFailure> {
+        self.dispatch_at(records, None).await
+    }
+
+    /// [`dispatch`](Self::dispatch) by a process that reads a shard under
+    /// `lease` itself: a transactional projection commits the lease's
+    /// position (its checkpoint, conditional on the owner and the previous
+    /// checkpoint) with its writes, and `lease.checkpoint` follows the last
+    /// part committed. Without a transactional projection nothing is
+    /// checkpointed: call [`CheckpointStore::checkpoint`] as usual.
+    ///
+    /// [`CheckpointStore::checkpoint`]: super::CheckpointStore::checkpoint
+    pub async fn dispatch_leased(
+        &self,
+        records: &[ChangeRecord],
+        checkpoints: &super::CheckpointStore,
+        lease: &mut super::Lease,
+    ) -> Result<DispatchReport, DispatchFailure> {
+        let report = self
+            .dispatch_at(records, Some(checkpoints.position(lease)))
+            .await?;
+        if report.committed.is_some() {
+            lease.checkpoint.clone_from(&report.committed);
+        }
+        Ok(report)
+    }
+
+    /// [`dispatch`](Self::dispatch), a transactional projection committing
+    /// `position` (a shard's checkpoint) with its writes.
+    pub(crate) async fn dispatch_at(
+        &self,
+        records: &[ChangeRecord],
+        position: Option<ShardPosition>,
+    ) -> Result<DispatchReport, DispatchFailure> {
         let span = tracing::info_span!(
             "dynamo_es.projection.dispatch",
             aggregate_type = A::TYPE,
@@ -180,7 +231,10 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
             first_failed = field::Empty,
         );
         let started = Instant::now();
-        let result = self.dispatch_all(records).instrument(span.clone()).await;
+        let result = self
+            .dispatch_all(records, position)
+            .instrument(span.clone())
+            .await;
         span.record("dispatch_ms", elapsed_ms(started.elapsed()));
         match &result {
             Ok(report) => {
@@ -208,12 +262,41 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
     async fn dispatch_all(
         &self,
         records: &[ChangeRecord],
+        position: Option<ShardPosition>,
     ) -> Result<DispatchReport, DispatchFailure> {
+        let mut runs = Vec::new();
+        let mut report = report_of(records);
+        let stopped = self
+            .apply_records(records, &mut runs, &mut report)
+            .await
+            .err();
+        if let Some(transactional) = &self.transactional {
+            let end = stopped.as_ref().map_or(records.len(), |f| f.first_failed);
+            match transactional.commit(records, &runs, end, position).await {
+                Ok(committed) => report.committed = committed,
+                Err((first_failed, error)) => {
+                    return Err(DispatchFailure {
+                        first_failed,
+                        error,
+                    })
+                }
+            }
+        }
+        match stopped {
+            Some(failure) => Err(failure),
+            None => Ok(report),
+        }
+    }
+
+    /// Decodes `records` and applies each run to the plain projections,
+    /// keeping the runs for the transactional one (if any).
+    async fn apply_records(
+        &self,
+        records: &[ChangeRecord],
+        runs: &mut Vec<Run<A>>,
+        report: &mut DispatchReport,
+    ) -> Result<(), DispatchFailure> {
         let now = SystemTime::now();
-        let mut report = DispatchReport {
-            records: records.len(),
-            ..DispatchReport::default()
-        };
         let unloadable = self
             .decoder
             .load_dictionaries(records)
@@ -242,7 +325,7 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                 }
                 Err(error) => {
                     if let Some(run) = run.take() {
-                        self.apply(run, &mut report).await?;
+                        self.apply(run, report, runs).await?;
                     }
                     return Err(DispatchFailure {
                         first_failed: index,
@@ -260,19 +343,25 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                         aggregate_id: event.aggregate_id.clone(),
                         events: vec![event],
                     }) {
-                        self.apply(done, &mut report).await?;
+                        self.apply(done, report, runs).await?;
                     }
                 }
             }
         }
         if let Some(run) = run {
-            self.apply(run, &mut report).await?;
+            self.apply(run, report, runs).await?;
         }
-        Ok(report)
+        Ok(())
     }
 
-    /// Applies one run to every projection.
-    async fn apply(&self, run: Run<A>, report: &mut DispatchReport) -> Result<(), DispatchFailure> {
+    /// Applies one run to every plain projection, and keeps it for the
+    /// transactional one.
+    async fn apply(
+        &self,
+        run: Run<A>,
+        report: &mut DispatchReport,
+        runs: &mut Vec<Run<A>>,
+    ) -> Result<(), DispatchFailure> {
         for projection in &self.projections {
             projection
                 .project(&run.aggregate_id, &run.events)
@@ -283,7 +372,17 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                 })?;
         }
         report.events += run.events.len();
+        if self.transactional.is_some() {
+            runs.push(run);
+        }
         Ok(())
+    }
+}
+
+fn report_of(records: &[ChangeRecord]) -> DispatchReport {
+    DispatchReport {
+        records: records.len(),
+        ..DispatchReport::default()
     }
 }
 

@@ -119,6 +119,96 @@ pub enum Error {
     /// A user projection failed.
     #[error("projection failed: {0}")]
     Projection(#[source] BoxError),
+    /// The writes a [`TransactionalProjection`](super::TransactionalProjection)
+    /// returned for one aggregate's events, with the per-aggregate sequence
+    /// and the position, exceed one DynamoDB transaction (100 items, 4 MB):
+    /// a batch is split only at aggregate boundaries.
+    #[error(
+        "transactional projection {projection}: the writes for the events of aggregate \
+         {aggregate_id} from sequence {sequence} need {items} items and about {bytes} bytes, \
+         more than one TransactWriteItems allows (100 items, 4 MB, position included); \
+         write fewer, merged items per event (for example one item per view, not per event)"
+    )]
+    TransactionTooLarge {
+        /// The projection's name.
+        projection: String,
+        /// The aggregate whose events alone do not fit.
+        aggregate_id: String,
+        /// The sequence of its first event in the part.
+        sequence: usize,
+        /// Items the transaction would hold.
+        items: usize,
+        /// Its estimated request size.
+        bytes: usize,
+    },
+    /// A `ConditionCheck` (or a condition on a `Put`, `Update` or
+    /// `Delete`) the projection wrote was not met: the part starting at the
+    /// aggregate's first event was not applied, nor its position.
+    #[error(
+        "transactional projection {projection}: a condition of its writes failed for the \
+         events of aggregate {aggregate_id} from sequence {sequence} (stream record \
+         {record}): nothing of that part was applied; {reason}"
+    )]
+    TransactionRefused {
+        /// The projection's name.
+        projection: String,
+        /// The aggregate of the refused part.
+        aggregate_id: String,
+        /// The sequence of its first event in the part.
+        sequence: usize,
+        /// The stream record of that event.
+        record: String,
+        /// What DynamoDB said about the refused write.
+        reason: String,
+    },
+    /// DynamoDB refused the transaction because two of its operations
+    /// target one item: a handler must merge its writes to one item within
+    /// a call (and not write the checkpoint table's own items).
+    #[error(
+        "transactional projection {projection}: the writes for the events from aggregate \
+         {aggregate_id} sequence {sequence} touch one item twice ({message}); a \
+         TransactionalProjection handler must merge all its changes to one item into a \
+         single Put, Update or Delete per call"
+    )]
+    TransactionDuplicateItem {
+        /// The projection's name.
+        projection: String,
+        /// The first aggregate of the part.
+        aggregate_id: String,
+        /// The sequence of its first event in the part.
+        sequence: usize,
+        /// What DynamoDB said.
+        message: String,
+    },
+    /// Another source (a rebuild, a second projector, a retried Lambda
+    /// batch) kept applying the same aggregates' events concurrently: the
+    /// per-aggregate sequence changed between read and commit every time.
+    #[error(
+        "transactional projection {projection}: the applied sequence of aggregate \
+         {aggregate_id} kept changing under {attempts} commits (another source applies the \
+         same events); retry later, or run one source at a time"
+    )]
+    SequenceContention {
+        /// The projection's name.
+        projection: String,
+        /// The first aggregate of the part.
+        aggregate_id: String,
+        /// Commits tried.
+        attempts: u32,
+    },
+    /// A typed view does not fit in one item (400 KB).
+    #[error(
+        "view {key} in {table}: {bytes} bytes encoded, over DynamoDB's 400 KB item limit; \
+         keep less in one view (split it by key) or use a compressing codec"
+    )]
+    ViewTooLarge {
+        /// The view table.
+        table: String,
+        /// The view's key.
+        key: String,
+        /// The item size.
+        bytes: usize,
+    },
 }
 
 impl Error {

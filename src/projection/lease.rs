@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tokio::time::Instant;
 
+use super::batch::ShardPosition;
 use super::checkpoint::{CheckpointStore, ShardCheckpoint, ShardInfo};
 use super::fields::{
     millis, now_millis, CHECKPOINT, CHECKPOINT_CREATED_AT, FINISHED, LEASE_COUNTER, OPENED_AT,
@@ -218,6 +219,18 @@ impl CheckpointStore {
             created: true,
             opened_at: None,
         }))
+    }
+
+    /// The lease's shard position as a transaction writes it (the lease
+    /// item, its owner, and its checkpoint as the condition).
+    pub(crate) fn position(&self, lease: &Lease) -> ShardPosition {
+        ShardPosition {
+            table: self.table.clone(),
+            key: self.key(&lease.shard.shard_id),
+            shard_id: lease.shard.shard_id.clone(),
+            owner: lease.owner.clone(),
+            previous: lease.checkpoint.clone(),
+        }
     }
 
     /// Heartbeat: bumps the lease counter, conditionally on `lease`'s owner

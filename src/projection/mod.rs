@@ -37,8 +37,12 @@
 //! * **Exactly-once effect for views keyed by aggregate id** with
 //!   [`ViewProjection`]: the view item stores the last applied aggregate
 //!   sequence and skips what it has seen, so redelivery never applies an
-//!   event twice. Views fed by many aggregates are at-least-once (see
-//!   [`ViewProjection`] for how to deduplicate them).
+//!   event twice.
+//! * **Exactly-once effect for read models of any shape** with a
+//!   [`TransactionalProjection`] run by [`Transactional`]
+//!   ([`Dispatcher::with_transactional`]): its writes, each aggregate's
+//!   applied sequence and the shard's position commit in one transaction.
+//!   A plain [`Projection`] fed by many aggregates is at-least-once.
 //! * Snapshot and chunk items live in the snapshot table and never reach a
 //!   projection.
 //!
@@ -92,6 +96,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, EventEnvelope, Query};
 
+mod batch;
 mod checkpoint;
 mod decode;
 mod dispatch;
@@ -108,6 +113,8 @@ mod rebuild;
 mod reset;
 mod shards;
 mod status;
+mod transactional;
+mod typed_view;
 mod view;
 
 #[cfg(feature = "lambda")]
@@ -131,6 +138,8 @@ pub use rebuild::{
 };
 pub use reset::Reset;
 pub use status::{LagSource, ProjectionStatus, ShardStatus};
+pub use transactional::{Transactional, TransactionalProjection, DEFAULT_TRANSACTION_ATTEMPTS};
+pub use typed_view::TypedViews;
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};
 
 /// A DynamoDB item image, as the `aws-sdk-dynamodb` crate types it.

@@ -458,9 +458,11 @@ impl<A: Aggregate + 'static> ShardReader<A> {
             return Ok(false);
         }
         let started = Instant::now();
-        self.checkpoints
-            .checkpoint_at(lease, &last, last_created)
-            .await?;
+        if lease.checkpoint.as_deref() != Some(last.as_str()) {
+            self.checkpoints
+                .checkpoint_at(lease, &last, last_created)
+                .await?;
+        }
         batch.checkpoint = started.elapsed();
         span.record("events", batch.events);
         span.record("dispatch_ms", millis(batch.dispatch));
@@ -514,11 +516,16 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         let mut delay = self.settings.idle_min;
         loop {
             let rest = records.get(from..).unwrap_or_default();
-            let dispatched = self.dispatcher.dispatch(rest);
+            let position = self.checkpoints.position(lease);
+            let dispatched = self.dispatcher.dispatch_at(rest, Some(position));
             let dispatched = beat.keep_alive(&self.checkpoints, lease, dispatched);
             let failure = match dispatched.await? {
                 Ok(report) => {
                     batch.events += report.events as u64;
+                    if report.committed.is_some() {
+                        // A transactional projection committed it.
+                        lease.checkpoint = report.committed;
+                    }
                     return Ok(true);
                 }
                 Err(failure) => failure,

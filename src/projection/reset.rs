@@ -18,10 +18,10 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::checkpoint::RebuildMarker;
-use super::fields::{CHECKPOINT, FINISHED};
+use super::fields::{CHECKPOINT, FINISHED, PROJECTION};
 use super::{CheckpointStore, Error, ShardCheckpoint};
 use crate::error::or_refused;
-use crate::item::s;
+use crate::item::{get_s, s, LAST_SEQUENCE};
 use crate::tables::LEASE_KEY;
 
 /// What [`CheckpointStore::reset`] deleted.
@@ -32,12 +32,17 @@ pub struct Reset {
     pub shards: Vec<ShardCheckpoint>,
     /// The rebuild marker deleted, if there was one.
     pub rebuild: Option<RebuildMarker>,
+    /// How many applied sequences of a
+    /// [`Transactional`](super::Transactional) projection were deleted.
+    pub sequences: usize,
 }
 
 impl CheckpointStore {
     /// Deletes every item of the projection: each shard's checkpoint and
     /// lease, the rebuild marker, and the projection's origin item
-    /// (`{projection}#!start`) if there is one. Afterwards the projection is as if no
+    /// (`{projection}#!start`) if there is one, and the applied sequences
+    /// of a [`Transactional`](super::Transactional) projection (without
+    /// which a rebuild would skip every event already applied). Afterwards the projection is as if no
     /// projector ever ran: a projector started then reads every shard from
     /// its [start position](super::Projector::with_start), so with the
     /// default trim horizon it sees only the last 24 hours of the stream.
@@ -67,13 +72,48 @@ impl CheckpointStore {
         // otherwise: deleting nothing is harmless).
         self.delete(&format!("{}#!start", self.projection()), None)
             .await?;
+        let sequences = self.delete_sequences().await?;
         tracing::info!(
             projection = self.projection(),
             table = self.table(),
             shards = shards.len(),
+            sequences,
             "projection checkpoints reset"
         );
-        Ok(Reset { shards, rebuild })
+        Ok(Reset {
+            shards,
+            rebuild,
+            sequences,
+        })
+    }
+
+    /// Deletes the projection's applied sequences (items with a
+    /// `LastSequence`); returns how many.
+    async fn delete_sequences(&self) -> Result<usize, Error> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("#projection = :projection AND attribute_exists(#seq)")
+            .expression_attribute_names("#projection", PROJECTION)
+            .expression_attribute_names("#seq", LAST_SEQUENCE)
+            .expression_attribute_values(":projection", s(self.projection()))
+            .projection_expression("#key")
+            .expression_attribute_names("#key", LEASE_KEY)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| crate::Error::from_sdk_on("Scan", &self.table, err))?;
+            for item in page.items() {
+                keys.push(get_s(item, "<sequence item>", LEASE_KEY)?.to_string());
+            }
+        }
+        for key in &keys {
+            self.delete(key, None).await?;
+        }
+        Ok(keys.len())
     }
 
     /// Deletes the items of `before` (read before a rebuild's marker was

@@ -94,3 +94,27 @@ pub fn canned(responses: Vec<Canned>) -> (Client, Scripted) {
     let client = client_on(http.clone(), RetryConfig::disabled(), short_timeouts());
     (client, http)
 }
+
+/// A transaction's `Update` of the item `key` (`ViewId`) of `table` adding
+/// each `(attribute, amount)` of `amounts` (`ADD`), as transactional
+/// projections' counters write it.
+pub fn add_to(
+    table: &str,
+    key: &str,
+    amounts: &[(&str, i64)],
+) -> aws_sdk_dynamodb::types::TransactWriteItem {
+    use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+    let clauses: Vec<String> = (0..amounts.len()).map(|i| format!("#a{i} :a{i}")).collect();
+    let mut update = Update::builder()
+        .table_name(table)
+        .key(dynamo_es::item::VIEW_ID, AttributeValue::S(key.to_string()))
+        .update_expression(format!("ADD {}", clauses.join(", ")));
+    for (i, (attribute, amount)) in amounts.iter().enumerate() {
+        update = update
+            .expression_attribute_names(format!("#a{i}"), *attribute)
+            .expression_attribute_values(format!(":a{i}"), AttributeValue::N(amount.to_string()));
+    }
+    TransactWriteItem::builder()
+        .update(update.build().unwrap())
+        .build()
+}

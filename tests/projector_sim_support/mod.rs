@@ -9,7 +9,8 @@
 //! **Invariant checked after each history:** every committed event of the
 //! projected type is dispatched, in per-aggregate order, or the projector
 //! stopped with a typed error before the first event it would have skipped;
-//! the exactly-once view equals the replay of the events.
+//! the exactly-once view equals the replay of the events, and so do the
+//! counters of a transactional projection (see [`counter`]).
 //!
 //! Determinism: the schedule, every change to the world (commits, splits,
 //! retention) and every trigger (the event a crash, an expiry or a failed
@@ -26,6 +27,7 @@
 //! process; a failing seed prints itself and the command that re-runs it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod counter;
 pub mod flaky;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use cqrs_es::persist::ViewRepository;
 use dynamo_es::projection::{
     CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Rebuild, StartPosition,
-    ViewProjection,
+    Transactional, ViewProjection,
 };
 use dynamo_es::testing::fixtures::Rng;
 use dynamo_es::{Codec, DynamoViewRepository};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::counter::Counter;
 use super::observer::{EventId, FailAfter, History, Observer};
 use super::schedule::{Consumer, Faults, Schedule, Step};
 use super::world::World;
@@ -92,6 +93,15 @@ impl Sim {
         Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
             .with_projection(self.observer.clone())
             .with_projection(ViewProjection::new(self.views()))
+            .with_transactional(Transactional::new(self.counter(), &self.plain_store()))
+    }
+
+    /// The transactional counters, beside the views.
+    fn counter(&self) -> Counter {
+        Counter {
+            client: self.world.db.client.clone(),
+            table: self.world.db.views.clone(),
+        }
     }
 
     fn plain_store(&self) -> CheckpointStore {
@@ -451,6 +461,30 @@ impl Sim {
     /// wherever it began up to the first committed after its start).
     async fn check_views(&self) {
         let views = self.views();
+        let counters = self.counter().read_all().await;
+        let counted = |key: &str| counters.get(key).copied().unwrap_or_default();
+        let (mut all_count, mut all_total) = (0, 0);
+        for id in &self.world.aggregates {
+            let view = views.load(id).await.expect("the view").unwrap_or_default();
+            let expected = (u64::try_from(view.sequences.len()).unwrap(), view.total);
+            let counted = counted(&format!("count#{id}"));
+            if counted != expected {
+                self.observer.violate(format!(
+                    "COUNTER: the transactional counter of {id} holds (count, total) {counted:?}, \
+                     its exactly-once view {expected:?} (sequences {:?})",
+                    view.sequences
+                ));
+            }
+            all_count += expected.0;
+            all_total += expected.1;
+        }
+        let all = counted("count#all");
+        if all != (all_count, all_total) {
+            self.observer.violate(format!(
+                "COUNTER: count#all holds {all:?}, the views sum to {:?}",
+                (all_count, all_total)
+            ));
+        }
         for id in &self.world.aggregates {
             let committed = self.world.committed(id);
             let floor = self.observer.floor(id);

@@ -121,6 +121,13 @@ async fn reset(
         args.projection,
         args.checkpoint_table
     )?;
+    if reset.sequences > 0 {
+        writeln!(
+            out,
+            "deleted the applied sequences of {} aggregate(s) of the transactional projection",
+            reset.sequences
+        )?;
+    }
     let held: Vec<String> = reset
         .shards
         .iter()
