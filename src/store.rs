@@ -160,7 +160,7 @@ pub struct DynamoStore<A: Aggregate> {
     upcasters: Vec<Box<dyn EventUpcaster>>,
     cache: Option<HotCache>,
     /// Decoded states this store's commits left for the next load.
-    handoff: hot::Handoff<A>,
+    handoff: Box<hot::Handoff<A>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -172,7 +172,7 @@ impl<A: Aggregate> DynamoStore<A> {
             policy,
             upcasters: Vec::new(),
             cache: None,
-            handoff: hot::Handoff::default(),
+            handoff: Box::default(),
             _aggregate: PhantomData,
         }
     }

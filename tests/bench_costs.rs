@@ -53,15 +53,22 @@ async fn a_one_event_commit_costs_half_of_upstreams_write_units() {
     }
 }
 
+/// An aggregate of the snapshotted-load workload committed under `policy`
+/// through `setup`'s store, and what a load of it through that store costs.
+async fn snapshotted_load(setup: &Setup, policy: SnapshotPolicy) -> (String, Costs) {
+    let store = setup.store(policy);
+    let id = setup.snapshotted(&store).await;
+    let costs = setup
+        .load_costs(&store, &id, SNAPSHOT_EVERY + AFTER_SNAPSHOT)
+        .await;
+    (id, costs)
+}
+
 #[tokio::test]
 async fn a_snapshotted_load_takes_one_round_trip_where_upstream_takes_two() {
     for setup in setups().await {
         let name = setup.implementation.name();
-        let store = setup.store(SnapshotPolicy::Every(SNAPSHOT_EVERY));
-        let id = setup.snapshotted(&store).await;
-        let costs = setup
-            .load_costs(&store, &id, SNAPSHOT_EVERY + AFTER_SNAPSHOT)
-            .await;
+        let (_, costs) = snapshotted_load(&setup, SnapshotPolicy::Every(SNAPSHOT_EVERY)).await;
         let mut operations: Vec<&str> = costs.operations.iter().map(String::as_str).collect();
         operations.sort_unstable();
         if setup.implementation == Implementation::Upstream {
@@ -110,11 +117,7 @@ async fn a_snapshotted_load_reads_only_the_events_from_the_snapshot_on() {
     let mut upstream = None;
     for setup in setups().await {
         let name = setup.implementation.name();
-        let store = setup.store(SnapshotPolicy::Every(SNAPSHOT_EVERY));
-        let id = setup.snapshotted(&store).await;
-        let costs = setup
-            .load_costs(&store, &id, SNAPSHOT_EVERY + AFTER_SNAPSHOT)
-            .await;
+        let (id, costs) = snapshotted_load(&setup, SnapshotPolicy::Every(SNAPSHOT_EVERY)).await;
         let Some(upstream) = upstream.clone() else {
             // The snapshot (one item), then the events after it at half price.
             let events = units_of_events_from(&setup, &id, SNAPSHOT_EVERY + 1).await;
@@ -144,11 +147,7 @@ async fn an_aggregate_store_load_is_one_get_item_reading_no_more_than_upstream()
     let mut upstream = None;
     for setup in setups().await {
         let name = setup.implementation.name();
-        let store = setup.store(SnapshotPolicy::Always);
-        let id = setup.snapshotted(&store).await;
-        let costs = setup
-            .load_costs(&store, &id, SNAPSHOT_EVERY + AFTER_SNAPSHOT)
-            .await;
+        let (_, costs) = snapshotted_load(&setup, SnapshotPolicy::Always).await;
         assert_eq!(costs.round_trips, 1, "{name}");
         let Some(upstream) = upstream.clone() else {
             assert_eq!(costs.operations, ["Query"], "{name}");
@@ -191,11 +190,11 @@ async fn hot_costs(aggregates: usize) -> Vec<(Implementation, Costs)> {
 /// Asserts the per-command counts of the hot loop over `aggregates`.
 async fn assert_hot_command_counts(aggregates: usize) {
     let all = hot_costs(aggregates).await;
+    let small = |n: usize| f64::from(u32::try_from(n).unwrap());
     let per_command = |costs: &Costs| {
-        #[allow(clippy::cast_precision_loss)]
-        let n = MEASURED as f64;
+        let n = small(MEASURED);
         (
-            costs.round_trips as f64 / n,
+            small(costs.round_trips) / n,
             costs.read_units / n,
             costs.write_units / n,
         )

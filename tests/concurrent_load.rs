@@ -207,6 +207,15 @@ async fn assert_snapshot_is_a_replay(repo: &DynamoEventRepository, id: &str) {
     );
 }
 
+/// A commit of one deposit of 1 from `loaded`, whatever its outcome.
+async fn try_deposit(
+    store: &DynamoStore<Account>,
+    loaded: dynamo_es::DynamoAggregateContext<Account>,
+) -> Result<Vec<cqrs_es::EventEnvelope<Account>>, AggregateError<AccountError>> {
+    let events = vec![AccountEvent::Deposited { amount: 1 }];
+    store.commit(events, loaded, no_metadata()).await
+}
+
 fn ops(list: &[&str]) -> Vec<String> {
     list.iter().map(|op| op.to_string()).collect()
 }
@@ -304,13 +313,7 @@ async fn a_snapshot_older_than_the_tail_falls_back_to_a_second_query() {
             assert_eq!(gate.rounds(), [ops(&["GetItem"])]);
             assert_eq!(loaded.current_sequence, 5);
             assert_eq!(loaded.aggregate, replay_upto(&repo, &id, 5).await);
-            let result = store
-                .commit(
-                    vec![AccountEvent::Deposited { amount: 1 }],
-                    loaded,
-                    no_metadata(),
-                )
-                .await;
+            let result = try_deposit(&store, loaded).await;
             assert!(
                 matches!(result, Err(AggregateError::AggregateConflict)),
                 "{result:?}"
@@ -478,13 +481,7 @@ async fn a_tail_newer_than_the_snapshot_is_the_sequential_load_in_that_order() {
         // Its commit succeeds, or conflicts if it writes a snapshot over
         // the newer one; it never corrupts.
         let store = DynamoStore::<Account>::new(repo.clone(), policy);
-        let result = store
-            .commit(
-                vec![AccountEvent::Deposited { amount: 1 }],
-                loaded,
-                no_metadata(),
-            )
-            .await;
+        let result = try_deposit(&store, loaded).await;
         match policy {
             SnapshotPolicy::Always => {
                 assert!(
