@@ -31,9 +31,11 @@
 //! codec's `max_decoded_size`, is left out and the events are committed
 //! alone (see [`SnapshotPolicy`]).
 //!
-//! A load reads the snapshot and the newest events concurrently, and
+//! A snapshot store's load reads the snapshot and the newest events
+//! concurrently (from the snapshot the process last saw, if any), and
 //! returns what a sequential load (the snapshot, then the events after it)
-//! could return; the argument is in the `load` module.
+//! could return; an aggregate store's load reads the snapshot alone while
+//! it claims to be current. The arguments are in the `load` module.
 //!
 //! **Invariant:** every snapshot `DynamoStore` writes is the state of the
 //! events up to its `CurrentSequence`, each applied exactly once, and every
