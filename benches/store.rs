@@ -15,6 +15,13 @@
 //!   one event with the snapshot (the load before it is not timed), and
 //!   `load_aggregate`. Upstream cannot store that snapshot (one item over
 //!   DynamoDB's 400 KB): its refusal is recorded instead.
+//! * `store_hot_command_1_aggregate` / `store_hot_command_100_aggregates`:
+//!   a loop of 1,000 commands (a load, then a commit of one event) on one
+//!   aggregate, and going round 100 aggregates, in an aggregate store: for
+//!   upstream, for this crate (`json`) without the cache and with a
+//!   `HotCache`. Each aggregate's first command, before the loop, fills
+//!   the cache. Criterion times the whole loop; the record divides by the
+//!   commands (`detail.commands`), and the counts are per command.
 //!
 //! Every workload and implementation gets a fresh emulator and tables:
 //! dynoxide keeps each `ClientRequestToken` for ten minutes and scans them
@@ -45,8 +52,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use common::interleave::{compare, Contender, Op};
 use common::workloads::{
-    events, fresh_id, implementations, large_imports, Implementation, Setup, Store, AFTER_SNAPSHOT,
-    SNAPSHOT_EVERY,
+    events, fresh_id, hot_implementations, implementations, large_imports, Implementation, Setup,
+    Store, AFTER_SNAPSHOT, HOT_AGGREGATES, HOT_COMMANDS, HOT_POLICY, SNAPSHOT_EVERY,
 };
 use common::{write_record, Sampling};
 use cqrs_es::Aggregate;
@@ -72,6 +79,23 @@ const ROUNDS: usize = 200;
 /// Interleaved rounds of the slow workloads.
 const SLOW_ROUNDS: usize = 30;
 
+/// Interleaved rounds of the hot command loops (each a loop of commands).
+const HOT_ROUNDS: usize = 12;
+
+/// Commands per hot loop: [`HOT_COMMANDS`], or fewer for a quick check
+/// with `$STORE_BENCH_HOT_COMMANDS` (a run so limited writes no record).
+const HOT_COMMANDS_VAR: &str = "STORE_BENCH_HOT_COMMANDS";
+
+/// Commands metered per hot loop for the counts, which are per command.
+const HOT_METERED: usize = 4;
+
+fn hot_commands() -> usize {
+    std::env::var(HOT_COMMANDS_VAR)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(HOT_COMMANDS)
+}
+
 /// For profiling: only the workloads whose name contains
 /// `$STORE_BENCH_WORKLOADS`, and only the implementations named in the
 /// comma-separated `$STORE_BENCH_IMPLEMENTATIONS`; a run so limited writes
@@ -80,7 +104,9 @@ const ONLY_WORKLOADS: &str = "STORE_BENCH_WORKLOADS";
 const ONLY_IMPLEMENTATIONS: &str = "STORE_BENCH_IMPLEMENTATIONS";
 
 fn limited() -> bool {
-    std::env::var_os(ONLY_WORKLOADS).is_some() || std::env::var_os(ONLY_IMPLEMENTATIONS).is_some()
+    std::env::var_os(ONLY_WORKLOADS).is_some()
+        || std::env::var_os(ONLY_IMPLEMENTATIONS).is_some()
+        || std::env::var_os(HOT_COMMANDS_VAR).is_some()
 }
 
 fn runs(workload: &str) -> bool {
@@ -487,6 +513,91 @@ fn bench_large(c: &mut Criterion, rt: &Runtime, records: &mut Vec<Value>) {
     add_interleaved(records, "store_load_snapshot_1_5mb", &loaded);
 }
 
+/// A hot command loop of [`hot_commands`] commands going round
+/// `aggregates` aggregates, for upstream and this crate without and with
+/// the cache.
+fn bench_hot(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    aggregates: usize,
+    records: &mut Vec<Value>,
+) {
+    let commands = hot_commands();
+    let only = std::env::var(ONLY_IMPLEMENTATIONS).ok();
+    let setups: Vec<Setup> = hot_implementations()
+        .into_iter()
+        .filter(|i| {
+            only.as_ref()
+                .is_none_or(|only| only.split(',').any(|n| n == i.name()))
+        })
+        .map(|i| setup(rt, i))
+        .collect();
+    let stores: Vec<Store> = setups.iter().map(|s| s.store(HOT_POLICY)).collect();
+    let ids: Vec<Vec<String>> = setups
+        .iter()
+        .zip(&stores)
+        .map(|(setup, store)| rt.block_on(setup.hot_aggregates(store, aggregates)))
+        .collect();
+    // Each run goes on where the last one stopped: every aggregate gets
+    // its turn, and the cache its hits.
+    let next = std::cell::Cell::new(aggregates);
+    let next = &next;
+    let contenders: Vec<Contender> = setups
+        .iter()
+        .zip(&stores)
+        .zip(&ids)
+        .map(|((setup, store), ids)| {
+            let op: Op = Box::new(move || {
+                Box::pin(async move {
+                    let first = next.get();
+                    let start = Instant::now();
+                    setup.hot_commands(store, ids, first, commands).await;
+                    let elapsed = start.elapsed();
+                    next.set(first + commands);
+                    elapsed
+                })
+            });
+            Contender {
+                name: setup.implementation.name(),
+                op,
+            }
+        })
+        .collect();
+    let medians = compare(c, rt, name, &SLOW, HOT_ROUNDS, &contenders);
+    drop(contenders);
+    for ((setup, store), ids) in setups.iter().zip(&stores).zip(&ids) {
+        let ((), costs) = rt.block_on(setup.meter.measure(setup.hot_commands(
+            store,
+            ids,
+            next.get(),
+            HOT_METERED,
+        )));
+        let per = |total: f64| total / f64::from(u32::try_from(HOT_METERED).unwrap());
+        let per_command = Costs {
+            write_units: per(costs.write_units),
+            read_units: per(costs.read_units),
+            round_trips: costs.round_trips / HOT_METERED,
+            operations: costs.operations.clone(),
+        };
+        records.push(record(
+            name,
+            setup,
+            &per_command,
+            &[],
+            (None, None),
+            json!({
+                "commands": commands,
+                "aggregates": aggregates,
+                "metered_commands": HOT_METERED,
+                "round_trips_metered": costs.round_trips,
+                "policy": format!("{HOT_POLICY:?}"),
+            }),
+        ));
+    }
+    add_interleaved(records, name, &medians);
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -516,6 +627,14 @@ fn main() {
     }
     if runs("snapshot_1_5mb") {
         bench_large(&mut c, &rt, &mut records);
+    }
+    for (name, aggregates) in [
+        ("store_hot_command_1_aggregate", 1),
+        ("store_hot_command_100_aggregates", HOT_AGGREGATES),
+    ] {
+        if runs(name) {
+            bench_hot(&mut c, &rt, name, aggregates, &mut records);
+        }
     }
     c.final_summary();
 

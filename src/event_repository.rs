@@ -6,7 +6,10 @@
 //! idempotency token) and `single_put` (a lone event as a conditional
 //! `PutItem` carrying a commit id). What those share sits below them:
 //! `limits` (the checks against DynamoDB's limits) and `token` (the nonce
-//! and the transaction's request token).
+//! and the transaction's request token). Beside them: `claim` (the
+//! aggregate store's claim on a snapshot head, removed before events are
+//! stored behind it) and `hints` (where each aggregate's snapshot was last
+//! seen, for the snapshot store's bounded tail query).
 //!
 //! **Invariant:** every read is strongly consistent and says how much it
 //! covers: [`read_events`](DynamoEventRepository::read_events) follows
@@ -16,8 +19,10 @@
 //! and one that reports success is stored exactly once, whatever responses
 //! were lost on the way.
 
+mod claim;
 mod commit;
 mod dictionaries;
+mod hints;
 mod limits;
 mod single_put;
 mod token;
@@ -41,6 +46,7 @@ use crate::item::{
 use crate::snapshot::{self, LoadedSnapshot};
 use crate::stream::{self, Pages};
 
+pub(crate) use claim::HeadClaim;
 pub(crate) use commit::SnapshotUpdate;
 pub(crate) use limits::check_limits;
 pub(crate) use token::request_token;
@@ -52,8 +58,8 @@ pub(crate) use token::request_token;
 pub(crate) struct Tail {
     /// Event items, newest first, undecoded.
     pub items: Vec<Item>,
-    /// True if no event precedes them: the query reached the aggregate's
-    /// first event (no `LastEvaluatedKey`).
+    /// True if no event the query asked for precedes them: it reached the
+    /// aggregate's first event, or its lower bound (no `LastEvaluatedKey`).
     pub complete: bool,
 }
 
@@ -93,6 +99,8 @@ pub struct DynamoEventRepository {
     codec_logged: std::sync::Arc<std::sync::Once>,
     /// zstd dictionaries: per-type writers and the cache reads use.
     dictionaries: dictionaries::Dictionaries,
+    /// Where each aggregate's snapshot was last seen (shared by clones).
+    hints: hints::SnapshotHints,
 }
 
 impl DynamoEventRepository {
@@ -109,6 +117,7 @@ impl DynamoEventRepository {
             codec: dictionaries.attach(Codec::default(), DEFAULT_SNAPSHOT_TABLE),
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
             dictionaries,
+            hints: hints::SnapshotHints::default(),
         }
     }
 
@@ -261,14 +270,21 @@ impl DynamoEventRepository {
         .await
     }
 
+    /// The snapshot hints of this repository and its clones.
+    pub(crate) fn hints(&self) -> &hints::SnapshotHints {
+        &self.hints
+    }
+
     /// The newest events of an aggregate, newest first, undecoded: one
     /// strongly consistent `Query` page of at most `limit` items
-    /// (`ScanIndexForward = false`), whether or not more precede them.
+    /// (`ScanIndexForward = false`) from sequence `from` on (`#seq >= from`;
+    /// every event if `from` is 0), whether or not more precede them.
     pub(crate) async fn read_tail(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         limit: i32,
+        from: usize,
     ) -> Result<Tail> {
         let span = aggregate_span!(
             Level::DEBUG,
@@ -277,6 +293,7 @@ impl DynamoEventRepository {
             aggregate_type,
             aggregate_id,
             limit,
+            from,
             items = field::Empty,
             complete = field::Empty,
             stored_bytes = field::Empty,
@@ -284,7 +301,7 @@ impl DynamoEventRepository {
         );
         in_span("reading the newest events", async {
             let out = self
-                .events_query(aggregate_type, aggregate_id, None)
+                .events_query(aggregate_type, aggregate_id, from.checked_sub(1))
                 .scan_index_forward(false)
                 .limit(limit.max(1))
                 .send()
@@ -500,10 +517,11 @@ impl PersistedEventRepository for DynamoEventRepository {
                     current_sequence: events.last().map_or(0, |e| e.sequence),
                     current_snapshot,
                     previous_chunks: 0,
+                    events_through: None,
                 })
             }
         };
-        self.commit(A::TYPE, &first.aggregate_id, events, snapshot)
+        self.commit(A::TYPE, &first.aggregate_id, events, snapshot, None)
             .await?;
         Ok(())
     }

@@ -80,6 +80,15 @@ pub const PAYLOAD_HASH: &str = "PayloadHash";
 /// applied twice) and rebuilds from the events instead. Upstream ignores the
 /// attribute.
 pub const SNAPSHOT_WRITER: &str = "SnapshotWriter";
+/// On a snapshot head written by an aggregate store
+/// ([`SnapshotPolicy::Always`](crate::SnapshotPolicy::Always)): the last
+/// event sequence stored when the head was written, equal to its
+/// `CurrentSequence` (N). It claims the snapshot is current: a load of the
+/// aggregate store reads the head alone and queries no events while the
+/// claim holds. Any `DynamoStore` commit that stores events without
+/// replacing the head removes the claim first; recode drops it. Upstream
+/// ignores the attribute.
+pub const EVENTS_THROUGH: &str = "EventsThrough";
 /// On an event item committed alone by a conditional `PutItem`: a random
 /// 128-bit id of that commit, in hex (32 characters), the same on every
 /// attempt of the commit and never shared by two commits. When a retried

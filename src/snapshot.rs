@@ -33,8 +33,8 @@ use crate::codec::Codec;
 use crate::error::{Error, Limit, Result};
 use crate::item::{
     aggregate_key, b, chunk_key, get_b, get_n, get_s, n, s, Item, AGGREGATE_ID, AGGREGATE_TYPE,
-    AGGREGATE_TYPE_AND_ID, CHUNK_INDEX, CHUNK_OF, CURRENT_SEQUENCE, CURRENT_SNAPSHOT, PAYLOAD,
-    PAYLOAD_CHUNKS, PAYLOAD_HASH, PAYLOAD_SIZE, SNAPSHOT_WRITER,
+    AGGREGATE_TYPE_AND_ID, CHUNK_INDEX, CHUNK_OF, CURRENT_SEQUENCE, CURRENT_SNAPSHOT,
+    EVENTS_THROUGH, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_HASH, PAYLOAD_SIZE, SNAPSHOT_WRITER,
 };
 use crate::size::{item_size, MAX_ITEM_SIZE, MAX_PARTITION_KEY_SIZE};
 
@@ -73,6 +73,8 @@ pub(crate) struct LoadedSnapshot {
     /// True if the head carries [`SNAPSHOT_WRITER`] = [`WRITER_MARK`]: the
     /// state was built by `DynamoStore`, each event applied once.
     pub trusted: bool,
+    /// The head's [`EVENTS_THROUGH`] claim, if it carries one.
+    pub events_through: Option<usize>,
 }
 
 /// True if a snapshot head carries this crate's writer mark.
@@ -133,6 +135,8 @@ pub(crate) struct SnapshotSpec<'a> {
     pub condition: Option<(String, Vec<(String, AttributeValue)>)>,
     /// Chunks the snapshot being replaced had, so stale ones are deleted.
     pub previous_chunks: usize,
+    /// The head's [`EVENTS_THROUGH`] claim, if it makes one.
+    pub events_through: Option<usize>,
 }
 
 /// The head's version condition for a write of snapshot `current_snapshot`.
@@ -188,6 +192,9 @@ fn plan_with(spec: SnapshotSpec<'_>, marked: bool) -> Result<SnapshotPlan> {
     );
     if marked {
         head.insert(SNAPSHOT_WRITER.to_string(), s(WRITER_MARK));
+    }
+    if let Some(through) = spec.events_through {
+        head.insert(EVENTS_THROUGH.to_string(), n(through));
     }
     let head_overhead = item_size(&head);
     let mut writes = Vec::new();
@@ -461,6 +468,7 @@ pub(crate) async fn read(
                     current_snapshot: get_n(&head, &key, CURRENT_SNAPSHOT)?,
                     chunks: chunk_sizes.len(),
                     trusted: is_marked(&head),
+                    events_through: get_n(&head, &key, EVENTS_THROUGH).ok(),
                 }));
             }
             Err(reason) => {

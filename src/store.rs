@@ -31,9 +31,11 @@
 //! codec's `max_decoded_size`, is left out and the events are committed
 //! alone (see [`SnapshotPolicy`]).
 //!
-//! A load reads the snapshot and the newest events concurrently, and
+//! A snapshot store's load reads the snapshot and the newest events
+//! concurrently (from the snapshot the process last saw, if any), and
 //! returns what a sequential load (the snapshot, then the events after it)
-//! could return; the argument is in the `load` module.
+//! could return; an aggregate store's load reads the snapshot alone while
+//! it claims to be current. The arguments are in the `load` module.
 //!
 //! **Invariant:** every snapshot `DynamoStore` writes is the state of the
 //! events up to its `CurrentSequence`, each applied exactly once, and every
@@ -44,9 +46,11 @@
 mod cache;
 mod hot;
 mod load;
+mod policy;
 mod retry;
 
 pub use cache::HotCache;
+pub use policy::SnapshotPolicy;
 pub use retry::execute_with_retry;
 
 use std::collections::HashMap;
@@ -60,71 +64,7 @@ use tracing::{field, Instrument};
 
 use crate::codec::Codec;
 use crate::error::{in_span, Error, Result};
-use crate::event_repository::{DynamoEventRepository, SnapshotUpdate};
-
-/// When a [`DynamoStore`] writes a snapshot.
-///
-/// Whatever the policy, a load reads the snapshot (if the policy writes
-/// any) and every event stored after the sequence it covers, so a snapshot
-/// that is missing, behind, unreadable or not trusted only costs a longer
-/// replay, never a wrong state.
-///
-/// A snapshotting load takes one round trip: the snapshot's `GetItem` and a
-/// `Query` of the newest events (newest first) run concurrently, both
-/// strongly consistent. The query reads at most `n - 1` events for
-/// `Every(n)` (up to 100), and 4 for `Always`: the events a snapshot is
-/// normally behind by, and, for `Every(n)`, on average about half of them
-/// from before the snapshot, which cost read units but are not decoded.
-/// When those events do not reach back to the snapshot (a snapshot was
-/// skipped, a commit raced the load, or the snapshot's state is not used and
-/// every event is needed), a second query reads the events after the
-/// snapshot, as a sequential load would.
-///
-/// A snapshot is written in the same transaction as the commit's events. If
-/// it cannot be (the transaction would exceed DynamoDB's 100 items or
-/// 4 MB with it, stale-chunk deletes included; it decodes to more than the
-/// codec's [`max_decoded_size`](crate::Codec::max_decoded_size), so readers
-/// would refuse it; or the server refuses the transaction with a
-/// `ValidationException`), the commit writes its events alone, with the same
-/// conflict checks, logs a warning and records `snapshot_skipped` on its
-/// `dynamo_es.persist` span. The stored snapshot stays as it was, and the
-/// next commit that writes a snapshot under the policy tries again.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotPolicy {
-    /// Never: aggregates are rebuilt from their events (cqrs-es's "event store").
-    Never,
-    /// Every `n` events (cqrs-es's "snapshot store"): a commit that reaches
-    /// or passes a multiple of `n` writes a snapshot at the last multiple it
-    /// reaches, and loads normally replay at most `n - 1` events after it
-    /// (more after a skipped snapshot).
-    ///
-    /// `Every(0)` means the same as [`Always`](SnapshotPolicy::Always).
-    Every(usize),
-    /// After every commit (cqrs-es's "aggregate store"): a snapshot of the
-    /// state after the commit's events. Loads read the snapshot and then
-    /// query the events after it, which are normally none (there are some
-    /// when a snapshot was skipped, is not trusted, or was written by
-    /// another policy).
-    Always,
-}
-
-impl SnapshotPolicy {
-    /// How many of `new_events` events, committed after `current_sequence`,
-    /// the snapshot written with them includes (0: no snapshot).
-    pub fn events_in_snapshot(self, current_sequence: usize, new_events: usize) -> usize {
-        match self {
-            SnapshotPolicy::Never => 0,
-            SnapshotPolicy::Always => new_events,
-            SnapshotPolicy::Every(0) => new_events,
-            SnapshotPolicy::Every(size) => {
-                let last = current_sequence + new_events;
-                let boundary = last - last % size;
-                boundary.saturating_sub(current_sequence)
-            }
-        }
-    }
-}
+use crate::event_repository::{DynamoEventRepository, HeadClaim, SnapshotUpdate};
 
 /// How a load went, for its log event.
 struct Loaded {
@@ -133,8 +73,11 @@ struct Loaded {
     /// Events applied after the snapshot (or from the start).
     replayed: usize,
     /// How the events were read: `none` (no snapshot policy: one query),
-    /// `covered` (the newest events, read with the snapshot, were all the
-    /// load needed) or `fallback` (a second query read them).
+    /// `current` (an aggregate store's head claimed to be current: no
+    /// query), `after` (an aggregate store's query of the events after the
+    /// head), `covered` (the newest events, read with the snapshot, were all
+    /// the load needed), `hinted` (the same, bounded by the snapshot hint)
+    /// or `fallback` (a second query read them).
     tail: &'static str,
 }
 
@@ -152,13 +95,32 @@ pub struct DynamoAggregateContext<A: Aggregate> {
     base: Base<A>,
 }
 
-/// The loaded state, kept apart from what `handle` may change.
+/// The loaded state, kept apart from what `handle` may change: the stored
+/// snapshot payload (or the cached state's), plus the events replayed on it.
 struct Base<A: Aggregate> {
-    /// The stored snapshot payload, still encoded (compact: a compressed
-    /// payload stays compressed until a snapshot is written).
-    snapshot: Option<Vec<u8>>,
+    /// The snapshot payload, still encoded (compact: a compressed payload
+    /// stays compressed until a snapshot is written).
+    snapshot: Option<Payload>,
     events: Vec<A::Event>,
     chunks: usize,
+    /// The aggregate store's claim the stored head carried.
+    claim: Option<HeadClaim>,
+}
+
+/// An encoded state: a snapshot's payload as read, or a cached state's,
+/// shared with the cache (a hit copies no bytes).
+enum Payload {
+    Stored(Vec<u8>),
+    Cached(std::sync::Arc<[u8]>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Stored(bytes) => bytes,
+            Payload::Cached(bytes) => bytes,
+        }
+    }
 }
 
 impl<A: Aggregate> AggregateContext<A> for DynamoAggregateContext<A> {
@@ -168,25 +130,15 @@ impl<A: Aggregate> AggregateContext<A> for DynamoAggregateContext<A> {
 }
 
 impl<A: Aggregate> DynamoAggregateContext<A> {
-    /// The state after the loaded events and `new_events`, applying each
-    /// exactly once.
-    fn state_with<'a>(
-        &self,
-        codec: &Codec,
-        new_events: impl IntoIterator<Item = &'a A::Event>,
-    ) -> Result<A>
-    where
-        A::Event: 'a,
-    {
+    /// The loaded state, each loaded event applied exactly once: the
+    /// snapshot payload decoded (once per commit), then the events.
+    fn take_base_state(&mut self, codec: &Codec) -> Result<A> {
         let mut state: A = match &self.base.snapshot {
-            Some(payload) => codec.decode_deserialize(payload)?,
+            Some(payload) => codec.decode_deserialize(payload.bytes())?,
             None => A::default(),
         };
-        for event in &self.base.events {
-            state.apply(event.clone());
-        }
-        for event in new_events {
-            state.apply(event.clone());
+        for event in self.base.events.drain(..) {
+            state.apply(event);
         }
         Ok(state)
     }
@@ -209,6 +161,8 @@ pub struct DynamoStore<A: Aggregate> {
     policy: SnapshotPolicy,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     cache: Option<HotCache>,
+    /// Decoded states this store's commits left for the next load.
+    handoff: Box<hot::Handoff<A>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -220,6 +174,7 @@ impl<A: Aggregate> DynamoStore<A> {
             policy,
             upcasters: Vec::new(),
             cache: None,
+            handoff: Box::default(),
             _aggregate: PhantomData,
         }
     }
@@ -253,11 +208,15 @@ impl<A: Aggregate> DynamoStore<A> {
     /// with [`execute_with_retry`] so that costs one retry, not an error.
     ///
     /// The cost, per commit: the new state is computed from the loaded
-    /// state and the committed events (as a snapshot is) and encoded by the
-    /// codec, unless the commit's snapshot already covers every event
-    /// ([`SnapshotPolicy::Always`]), whose payload is reused; and a
+    /// state and the committed events (as a snapshot is, once for both) and
+    /// encoded by the codec, unless the commit's snapshot already covers
+    /// every event ([`SnapshotPolicy::Always`]), whose payload is reused; a
     /// [`SnapshotPolicy::Never`] store keeps the loaded events in its
-    /// context until the commit, as a snapshotting store does.
+    /// context until the commit, as a snapshotting store does; and the
+    /// store keeps the decoded state of its last few hundred commits
+    /// ([`HANDOFF_MAX`](Self::HANDOFF_MAX)) until the next load of each
+    /// takes it, so a hit decodes nothing and a hot command decodes its
+    /// state once, in the commit.
     pub fn with_cache(self, cache: HotCache) -> Self {
         DynamoStore {
             cache: Some(cache),
@@ -346,31 +305,46 @@ impl<A: Aggregate> DynamoStore<A> {
     async fn commit_events(
         &self,
         events: Vec<A::Event>,
-        context: DynamoAggregateContext<A>,
+        mut context: DynamoAggregateContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>> {
         let in_snapshot = self
             .policy
             .events_in_snapshot(context.current_sequence, events.len());
-        let snapshot = if in_snapshot == 0 {
-            None
-        } else {
-            let state = context.state_with(
-                self.repo.codec(),
-                events.get(..in_snapshot).unwrap_or(&events),
-            )?;
-            let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
-            let encoded = self.repo.encode_snapshot(&key, &state)?;
-            Some(SnapshotUpdate {
-                payload: encoded.payload,
-                plain_len: encoded.plain_len,
-                decoded_len: encoded.decoded_len,
-                marked: true,
-                current_sequence: context.current_sequence + in_snapshot,
-                current_snapshot: context.current_snapshot.map_or(1, |v| v + 1),
-                previous_chunks: context.base.chunks,
-            })
-        };
+        // The state after the commit, computed once (one decode of the
+        // loaded snapshot at most, each event applied once) for the
+        // snapshot and for the cache.
+        let mut state = None;
+        let mut snapshot = None;
+        if in_snapshot > 0 || (self.cache.is_some() && !events.is_empty()) {
+            let mut after = context.take_base_state(self.repo.codec())?;
+            let (first, rest) = events.split_at(in_snapshot.min(events.len()));
+            for event in first {
+                after.apply(event.clone());
+            }
+            if in_snapshot > 0 {
+                let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
+                let encoded = self.repo.encode_snapshot(&key, &after)?;
+                let current_sequence = context.current_sequence + in_snapshot;
+                snapshot = Some(SnapshotUpdate {
+                    payload: encoded.payload,
+                    plain_len: encoded.plain_len,
+                    decoded_len: encoded.decoded_len,
+                    marked: true,
+                    current_sequence,
+                    current_snapshot: context.current_snapshot.map_or(1, |v| v + 1),
+                    previous_chunks: context.base.chunks,
+                    events_through: (self.policy == SnapshotPolicy::Always)
+                        .then_some(current_sequence),
+                });
+            }
+            if self.cache.is_some() {
+                for event in rest {
+                    after.apply(event.clone());
+                }
+                state = Some(after);
+            }
+        }
         let envelopes: Vec<EventEnvelope<A>> = events
             .into_iter()
             .zip(context.current_sequence + 1..)
@@ -410,29 +384,80 @@ impl<A: Aggregate> DynamoStore<A> {
             (Some(_), Some(update)) => Some((update.payload.clone(), update.current_sequence)),
             _ => None,
         };
+        let snapshot_at = snapshot.as_ref().map(|update| update.current_sequence);
         let committed = self
             .repo
-            .commit(A::TYPE, &context.aggregate_id, &serialized, snapshot)
+            .commit(
+                A::TYPE,
+                &context.aggregate_id,
+                &serialized,
+                snapshot,
+                context.base.claim,
+            )
             .await;
+        match &committed {
+            Ok(outcome) => {
+                if let (Some(at), Some(_), SnapshotPolicy::Every(_)) =
+                    (snapshot_at, outcome.snapshot_chunks, self.policy)
+                {
+                    let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
+                    self.repo.hints().learn(&key, at);
+                }
+            }
+            Err(err) => {
+                Box::pin(self.after_conflict(&context, snapshot_at.is_some(), err)).await;
+            }
+        }
         let Some(cache) = &self.cache else {
             committed?;
             return Ok(envelopes);
         };
         match committed {
             Ok(outcome) => {
-                self.cache_commit(
-                    cache,
-                    &context,
-                    &envelopes,
+                let cached = hot::Committed {
+                    state,
                     written,
-                    outcome.snapshot_chunks,
-                );
+                    snapshot_chunks: outcome.snapshot_chunks,
+                };
+                self.cache_commit(cache, &context, &envelopes, cached);
                 Ok(envelopes)
             }
             Err(err) => {
                 self.forget_failed_commit(cache, &context.aggregate_id, &err);
                 Err(err)
             }
+        }
+    }
+
+    /// After a failed commit from a state whose head claimed to be current
+    /// and that it meant to replace: if it conflicted, removes the claim
+    /// when the head is still the one loaded (another writer stored events
+    /// without removing it), so the retry reads the events. (A commit that
+    /// replaced no head removed the claim before writing.)
+    async fn after_conflict(
+        &self,
+        context: &DynamoAggregateContext<A>,
+        replacing_head: bool,
+        err: &Error,
+    ) {
+        let Some(claim) = context.base.claim else {
+            return;
+        };
+        if !replacing_head || !err.is_conflict() {
+            return;
+        }
+        if let Err(failed) = self
+            .repo
+            .drop_claim(A::TYPE, &context.aggregate_id, claim)
+            .await
+        {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                aggregate_id = %context.aggregate_id,
+                error = %failed,
+                "after a conflict, the snapshot head's claim could not be removed; \
+                 loads may keep returning the state at the claim until it is"
+            );
         }
     }
 }
@@ -507,23 +532,5 @@ impl<A: Aggregate> EventStore<A> for DynamoStore<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         Ok(self.commit_events(events, context, metadata).await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SnapshotPolicy;
-
-    #[test]
-    fn snapshot_boundaries_match_cqrs_es() {
-        // Same cases as cqrs-es's own `test_source_of_truth`.
-        assert_eq!(SnapshotPolicy::Never.events_in_snapshot(5, 3), 0);
-        assert_eq!(SnapshotPolicy::Always.events_in_snapshot(5, 3), 3);
-        assert_eq!(SnapshotPolicy::Every(5).events_in_snapshot(5, 3), 0);
-        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 3), 3);
-        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 4), 3);
-        assert_eq!(SnapshotPolicy::Every(4).events_in_snapshot(5, 8), 7);
-        assert_eq!(SnapshotPolicy::Every(3).events_in_snapshot(0, 2), 0);
-        assert_eq!(SnapshotPolicy::Every(3).events_in_snapshot(2, 1), 1);
     }
 }

@@ -27,7 +27,7 @@ use dynamo_es::testing::costs::{Costs, Meter};
 use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
 use dynamo_es::testing::{EmbeddedDynamo, TestTables};
 use dynamo_es::{
-    Codec, DynamoAggregateContext, DynamoEventRepository, DynamoStore, SnapshotPolicy,
+    Codec, DynamoAggregateContext, DynamoEventRepository, DynamoStore, HotCache, SnapshotPolicy,
 };
 
 /// Upstream's repository.
@@ -43,6 +43,14 @@ pub const SEED_COMMIT: usize = 10;
 /// DynamoDB's 400 KB item limit as plain JSON.
 pub const LARGE_IMPORTS: usize = 6;
 
+/// Commands in a hot command loop.
+pub const HOT_COMMANDS: usize = 1000;
+/// Aggregates the spread hot command loop goes round.
+pub const HOT_AGGREGATES: usize = 100;
+/// The policy of the hot command loops: an aggregate store, so a load costs
+/// the same at the 1,000th command as at the first on both sides.
+pub const HOT_POLICY: SnapshotPolicy = SnapshotPolicy::Always;
+
 /// An implementation under test.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Implementation {
@@ -50,16 +58,29 @@ pub enum Implementation {
     Upstream,
     /// This crate, with a codec.
     Ours(Codec),
+    /// This crate, with a codec and a [`HotCache`] on its stores.
+    Cached(Codec),
 }
 
 impl Implementation {
-    /// `upstream`, or the codec's name.
+    /// `upstream`, or the codec's name (`+cache` with the cache).
     pub fn name(&self) -> String {
         match self {
             Implementation::Upstream => "upstream".to_string(),
             Implementation::Ours(codec) => codec.name(),
+            Implementation::Cached(codec) => format!("{}+cache", codec.name()),
         }
     }
+}
+
+/// The hot command loops' contenders: upstream, and this crate with the
+/// `json` codec, without and with the cache.
+pub fn hot_implementations() -> Vec<Implementation> {
+    vec![
+        Implementation::Upstream,
+        Implementation::Ours(Codec::json()),
+        Implementation::Cached(Codec::json()),
+    ]
 }
 
 /// Upstream, then this crate under every codec the build has, compressing
@@ -120,6 +141,8 @@ pub struct Setup {
     /// Meters every store's requests.
     pub meter: Meter,
     metered: Client,
+    /// The cache every store of a [`Implementation::Cached`] shares.
+    cache: HotCache,
     // Last, so the clients go before the server stops.
     _server: Option<EmbeddedDynamo>,
 }
@@ -217,6 +240,7 @@ impl Setup {
             implementation,
             metered: meter.client(&tables.client),
             meter,
+            cache: HotCache::new(10 * HOT_AGGREGATES, 64 << 20),
             tables,
             _server: server,
         }
@@ -236,13 +260,35 @@ impl Setup {
                     _ => PersistedEventStore::new_aggregate_store(repo),
                 })
             }
-            Implementation::Ours(codec) => {
+            Implementation::Ours(codec) | Implementation::Cached(codec) => {
                 let repo = DynamoEventRepository::new(self.metered.clone())
                     .with_tables(&self.tables.events, &self.tables.snapshots)
                     .with_codec(codec.clone());
-                Store::Ours(DynamoStore::new(repo, policy))
+                let store = DynamoStore::new(repo, policy);
+                Store::Ours(match &self.implementation {
+                    Implementation::Cached(_) => store.with_cache(self.cache.clone()),
+                    _ => store,
+                })
             }
         }
+    }
+
+    /// `count` hot commands through `store` (one event each, after a load),
+    /// going round `ids` from the `first`-th command on.
+    pub async fn hot_commands(&self, store: &Store, ids: &[String], first: usize, count: usize) {
+        for n in first..first + count {
+            let id = &ids[n % ids.len()];
+            let seed = u64::try_from(n).unwrap();
+            store.load_and_commit(id, events(seed, 1)).await.unwrap();
+        }
+    }
+
+    /// `aggregates` fresh aggregates of one command each, committed through
+    /// `store` (so a cache holds them): the hot loops' aggregates.
+    pub async fn hot_aggregates(&self, store: &Store, aggregates: usize) -> Vec<String> {
+        let ids: Vec<String> = (0..aggregates).map(|_| fresh_id("hot")).collect();
+        self.hot_commands(store, &ids, 0, aggregates).await;
+        ids
     }
 
     fn upstream_repository(&self) -> UpstreamRepository {

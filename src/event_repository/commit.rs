@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use cqrs_es::persist::SerializedEvent;
 use tracing::{field, Instrument, Level};
 
+use super::claim::HeadClaim;
 use super::limits::{check_key, check_limits, check_limits_of};
 use super::{log_codec_once, single_put, DynamoEventRepository};
 use crate::error::{aggregate_span, Error, Result};
@@ -48,6 +49,9 @@ pub(crate) struct SnapshotUpdate {
     pub current_snapshot: usize,
     /// Chunk items of the snapshot being replaced, to delete the stale ones.
     pub previous_chunks: usize,
+    /// The aggregate store's claim the head makes
+    /// ([`EVENTS_THROUGH`](crate::item::EVENTS_THROUGH)), if any.
+    pub events_through: Option<usize>,
 }
 
 /// An encoded snapshot payload and its sizes.
@@ -126,12 +130,17 @@ impl DynamoEventRepository {
     /// `snapshot_skipped` field; a later snapshot-writing commit tries again.
     /// Events that break a limit on their own are still
     /// [`Error::LimitExceeded`].
+    ///
+    /// `claim` is the aggregate store's claim the head carried when the
+    /// caller loaded it: a commit that stores its events without replacing
+    /// the head removes it first (see [`super::claim`]).
     pub(crate) async fn commit(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         events: &[SerializedEvent],
         snapshot: Option<SnapshotUpdate>,
+        claim: Option<HeadClaim>,
     ) -> Result<CommitOutcome> {
         log_codec_once(&self.codec_logged, &self.codec, &self.event_table);
         let key = aggregate_key(aggregate_type, aggregate_id);
@@ -154,7 +163,7 @@ impl DynamoEventRepository {
         );
         async {
             match self
-                .commit_in_span(&key, aggregate_type, aggregate_id, events, snapshot)
+                .commit_in_span(&key, aggregate_type, aggregate_id, events, snapshot, claim)
                 .await
             {
                 Ok(done) => {
@@ -191,6 +200,7 @@ impl DynamoEventRepository {
         aggregate_id: &str,
         events: &[SerializedEvent],
         snapshot: Option<SnapshotUpdate>,
+        claim: Option<HeadClaim>,
     ) -> Result<Committed> {
         check_key(key)?;
         let mut writes = Vec::with_capacity(events.len() + 1);
@@ -249,6 +259,9 @@ impl DynamoEventRepository {
             }
         };
         let Some(snapshot_writes) = snapshot_writes else {
+            if let Some(claim) = claim {
+                self.drop_claim(aggregate_type, aggregate_id, claim).await?;
+            }
             return self
                 .commit_events_alone(key, writes, bytes, first, last, outcome)
                 .await;
@@ -297,6 +310,9 @@ impl DynamoEventRepository {
                     },
                 );
                 span.record("snapshot_chunks", 0);
+                if let Some(claim) = claim {
+                    self.drop_claim(aggregate_type, aggregate_id, claim).await?;
+                }
                 self.commit_events_alone(key, writes, bytes, first, last, "skipped")
                     .await
             }
@@ -387,6 +403,7 @@ impl DynamoEventRepository {
             current_snapshot: update.current_snapshot,
             condition: Some(snapshot::version_condition(update.current_snapshot)),
             previous_chunks: update.previous_chunks,
+            events_through: update.events_through,
         };
         let planned = if update.marked {
             snapshot::plan_marked(spec)

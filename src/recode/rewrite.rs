@@ -25,16 +25,17 @@ use crate::error::{or_refused, Error, Result};
 use crate::event_repository::{check_limits, request_token};
 use crate::item::{
     aggregate_key, b, describe_key, get_b, get_n, get_s, Item, AGGREGATE_ID, AGGREGATE_TYPE,
-    AGGREGATE_TYPE_AND_ID, CURRENT_SEQUENCE, CURRENT_SNAPSHOT, METADATA, PAYLOAD, PAYLOAD_CHUNKS,
-    PAYLOAD_HASH, PAYLOAD_SIZE, VIEW_VERSION,
+    AGGREGATE_TYPE_AND_ID, CURRENT_SEQUENCE, CURRENT_SNAPSHOT, EVENTS_THROUGH, METADATA, PAYLOAD,
+    PAYLOAD_CHUNKS, PAYLOAD_HASH, PAYLOAD_SIZE, VIEW_VERSION,
 };
 use crate::outcome::Attempts;
 use crate::size::item_size;
 use crate::snapshot::{self, SnapshotSpec};
 
 /// Attributes of a snapshot head that its layout owns; any other attribute
-/// is carried over unchanged.
-const SNAPSHOT_LAYOUT: [&str; 9] = [
+/// is carried over unchanged. The aggregate store's claim
+/// ([`EVENTS_THROUGH`]) is not carried over either.
+const SNAPSHOT_LAYOUT: [&str; 10] = [
     AGGREGATE_TYPE_AND_ID,
     AGGREGATE_TYPE,
     AGGREGATE_ID,
@@ -44,6 +45,9 @@ const SNAPSHOT_LAYOUT: [&str; 9] = [
     PAYLOAD_CHUNKS,
     PAYLOAD_SIZE,
     PAYLOAD_HASH,
+    // Dropped: a store may remove the claim while the rewrite is under
+    // way, and a rewrite restoring it would make a stale head look current.
+    EVENTS_THROUGH,
 ];
 
 /// A condition on attributes as read: each attribute and its placeholder.
@@ -356,6 +360,7 @@ impl TableRun {
             current_snapshot,
             condition: Some(snapshot_condition(head)),
             previous_chunks: stored.chunk_sizes.len(),
+            events_through: None,
         }) {
             Ok(plan) => plan,
             Err(err @ Error::LimitExceeded { .. }) => return Ok(too_large(&key, before, &err)),

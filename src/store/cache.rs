@@ -5,8 +5,11 @@
 //! cache keeps the aggregate's new state (the loaded state with the
 //! committed events applied once, encoded by the store's codec), its
 //! sequence, and the version and chunk count of its stored snapshot. A load
-//! of a cached aggregate decodes that state and sends nothing, so a command
-//! on a hot aggregate costs one round trip: its commit.
+//! of a cached aggregate sends nothing, so a command on a hot aggregate
+//! costs one round trip: its commit. The store that committed also keeps
+//! the decoded state for the next load (`DynamoStore`'s handoff), so that
+//! load decodes nothing: a hot command decodes its state once, in the
+//! commit (which needs the state as loaded, before `handle` changed it).
 //!
 //! **Invariant:** a cached state is the state of the events up to its
 //! sequence, each applied once (it was computed from a context that held
@@ -61,14 +64,17 @@ pub struct HotCache {
 /// decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedState {
-    /// The state, encoded by the store's codec.
-    pub payload: Vec<u8>,
+    /// The state, encoded by the store's codec (shared: a hit copies no
+    /// bytes).
+    pub payload: Arc<[u8]>,
     /// The last event sequence it includes.
     pub sequence: usize,
     /// The version of the stored snapshot, if any.
     pub snapshot: Option<usize>,
     /// The chunk items of the stored snapshot.
     pub chunks: usize,
+    /// The aggregate store's claim the stored head carries.
+    pub claim: Option<crate::event_repository::HeadClaim>,
 }
 
 /// What a lookup found.
@@ -250,6 +256,14 @@ impl HotCache {
         entries.evict(self.max_entries, self.max_bytes)
     }
 
+    /// True if the entry of `key` holds the state at `sequence`.
+    pub(crate) fn contains(&self, key: &str, sequence: usize) -> bool {
+        self.lock()
+            .map
+            .get(key)
+            .is_some_and(|entry| entry.state.sequence == sequence)
+    }
+
     /// Drops the entry of `key`; true if there was one.
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.lock().remove(key).is_some()
@@ -275,10 +289,11 @@ mod tests {
 
     fn state(sequence: usize, bytes: usize) -> CachedState {
         CachedState {
-            payload: vec![0; bytes],
+            payload: vec![0; bytes].into(),
             sequence,
             snapshot: None,
             chunks: 0,
+            claim: None,
         }
     }
 

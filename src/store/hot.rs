@@ -2,13 +2,77 @@
 //! state a successful commit leaves in it, and the entry a failed commit
 //! drops (the argument is in the `cache` module).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use cqrs_es::{Aggregate, EventEnvelope};
 
 use super::cache::{CachedState, Lookup};
-use super::{Base, DynamoAggregateContext, DynamoStore, HotCache};
+use super::{Base, DynamoAggregateContext, DynamoStore, HotCache, Payload};
 use crate::error::{Error, Result};
+use crate::event_repository::HeadClaim;
+
+/// The decoded states a store's commits left, by cache key, each with the
+/// sequence it is at: the next load of the aggregate takes it instead of
+/// decoding the cached payload (an aggregate is not `Clone`: the commit
+/// computed the state, the load can only move it). At most
+/// [`DynamoStore::HANDOFF_MAX`] states; past that, the map is emptied.
+pub(super) struct Handoff<A> {
+    states: Mutex<HashMap<String, (usize, A)>>,
+}
+
+impl<A> Default for Handoff<A> {
+    fn default() -> Self {
+        Handoff {
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<A> Handoff<A> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (usize, A)>> {
+        // Any state of the map is valid: a poisoned one is used as is.
+        self.states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn put(&self, key: &str, sequence: usize, state: A, max: usize) {
+        let mut states = self.lock();
+        if states.len() >= max && !states.contains_key(key) {
+            states.clear();
+        }
+        states.insert(key.to_string(), (sequence, state));
+    }
+
+    /// The state of `key` at `sequence`, if one was left; any other is dropped.
+    fn take(&self, key: &str, sequence: usize) -> Option<A> {
+        match self.lock().remove(key) {
+            Some((at, state)) if at == sequence => Some(state),
+            _ => None,
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
+/// What a successful commit leaves for the cache.
+pub(super) struct Committed<A> {
+    /// The state after the commit's events, computed with its snapshot.
+    pub state: Option<A>,
+    /// The snapshot's payload and the sequence it covers, if one was sent.
+    pub written: Option<(Vec<u8>, usize)>,
+    /// The chunk items of the snapshot written, or `None` if none was.
+    pub snapshot_chunks: Option<usize>,
+}
 
 impl<A: Aggregate> DynamoStore<A> {
+    /// The most decoded states a store keeps for the next loads of the
+    /// aggregates it committed (see [`with_cache`](Self::with_cache)).
+    pub const HANDOFF_MAX: usize = 256;
+
     /// The key of `aggregate_id` in the cache: table, type and id.
     fn cache_key(&self, aggregate_id: &str) -> String {
         format!(
@@ -18,22 +82,29 @@ impl<A: Aggregate> DynamoStore<A> {
         )
     }
 
-    /// The context of a cached state, decoded.
+    /// The context of a cached state: the decoded state this store's
+    /// commit left, if no load took it yet, else the payload decoded. The
+    /// payload (shared, not copied) is the base the commit decodes.
     fn cached_context(
         &self,
+        key: &str,
         aggregate_id: &str,
         state: CachedState,
     ) -> Result<DynamoAggregateContext<A>> {
-        let aggregate = self.repo.codec().decode_deserialize::<A>(&state.payload)?;
+        let aggregate = match self.handoff.take(key, state.sequence) {
+            Some(aggregate) => aggregate,
+            None => self.repo.codec().decode_deserialize::<A>(&state.payload)?,
+        };
         Ok(DynamoAggregateContext {
             aggregate_id: aggregate_id.to_string(),
             aggregate,
             current_sequence: state.sequence,
             current_snapshot: state.snapshot,
             base: Base {
-                snapshot: Some(state.payload),
+                snapshot: Some(Payload::Cached(state.payload)),
                 events: Vec::new(),
                 chunks: state.chunks,
+                claim: state.claim,
             },
         })
     }
@@ -59,7 +130,7 @@ impl<A: Aggregate> DynamoStore<A> {
             );
             return (None, name);
         };
-        match self.cached_context(aggregate_id, state) {
+        match self.cached_context(&key, aggregate_id, state) {
             Ok(context) => {
                 tracing::debug!(
                     aggregate_type = A::TYPE,
@@ -89,18 +160,27 @@ impl<A: Aggregate> DynamoStore<A> {
         cache: &HotCache,
         context: &DynamoAggregateContext<A>,
         envelopes: &[EventEnvelope<A>],
-        snapshot: Option<(Vec<u8>, usize)>,
-        snapshot_chunks: Option<usize>,
+        committed: Committed<A>,
     ) {
+        let Committed {
+            state,
+            written,
+            snapshot_chunks,
+        } = committed;
         let key = self.cache_key(&context.aggregate_id);
         let sequence = context.current_sequence + envelopes.len();
-        let payload = match snapshot {
+        let payload = match (written, &state) {
             // The snapshot written covers every event: its payload is the state.
-            Some((payload, covers)) if covers == sequence => Ok(payload),
-            _ => context
-                .state_with(self.repo.codec(), envelopes.iter().map(|e| &e.payload))
-                .and_then(|state| self.repo.codec().encode_serialize_sized(&state))
+            (Some((payload, covers)), _) if covers == sequence => Ok(payload),
+            (_, Some(state)) => self
+                .repo
+                .codec()
+                .encode_serialize_sized(state)
                 .map(|(payload, _)| payload),
+            (_, None) => Err(Error::InvalidCommit {
+                aggregate: crate::item::aggregate_key(A::TYPE, &context.aggregate_id),
+                reason: "the state after it was not computed for the cache".into(),
+            }),
         };
         let payload = match payload {
             Ok(payload) => payload,
@@ -115,19 +195,35 @@ impl<A: Aggregate> DynamoStore<A> {
                 return;
             }
         };
-        let (snapshot, chunks) = match snapshot_chunks {
-            Some(chunks) => (Some(context.current_snapshot.map_or(1, |v| v + 1)), chunks),
-            None => (context.current_snapshot, context.base.chunks),
+        // The head as the commit left it: replaced (claiming to be current
+        // if the policy makes the claim), or as loaded without its claim
+        // (a commit that replaces no head removes it).
+        let (snapshot, chunks, claim) = match snapshot_chunks {
+            Some(chunks) => {
+                let version = context.current_snapshot.map_or(1, |v| v + 1);
+                let claim = (self.policy == super::SnapshotPolicy::Always).then_some(HeadClaim {
+                    version,
+                    through: sequence,
+                });
+                (Some(version), chunks, claim)
+            }
+            None => (context.current_snapshot, context.base.chunks, None),
         };
         let evicted = cache.insert(
             &key,
             CachedState {
-                payload,
+                payload: Arc::from(payload),
                 sequence,
                 snapshot,
                 chunks,
+                claim,
             },
         );
+        if let Some(state) = state {
+            if cache.contains(&key, sequence) {
+                self.handoff.put(&key, sequence, state, Self::HANDOFF_MAX);
+            }
+        }
         tracing::debug!(
             aggregate_type = A::TYPE,
             aggregate_id = %context.aggregate_id,
@@ -141,7 +237,9 @@ impl<A: Aggregate> DynamoStore<A> {
     /// means it was stale, and any other failure may have been applied;
     /// either way the next load reads the table.
     pub(super) fn forget_failed_commit(&self, cache: &HotCache, aggregate_id: &str, err: &Error) {
-        let dropped = cache.remove(&self.cache_key(aggregate_id));
+        let key = self.cache_key(aggregate_id);
+        self.handoff.remove(&key);
+        let dropped = cache.remove(&key);
         tracing::debug!(
             aggregate_type = A::TYPE,
             aggregate_id,

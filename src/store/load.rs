@@ -86,27 +86,54 @@
 //! load reads 30; the emulator and the SDK's parsing of the 19 extra items
 //! are about 1.4M of the 2.3M instructions between the two loads.)
 //!
-//! The one correct way found to read fewer in one round trip needs a lower
-//! bound on `q` before the reads: snapshots only move forward (above), so
-//! the sequence `q0` of the last trusted snapshot this process saw for the
-//! aggregate bounds every later one. A query of `#seq > q0`, newest first,
-//! with the same limit, would read `p - q0` items when they are fewer; if
-//! it saw every event after `q0` (no `LastEvaluatedKey`) and the `GetItem`
-//! saw a snapshot at `q >= q0`, it holds every event after `q`, and any
-//! other outcome (a stale or lost hint, a snapshot replaced by an
-//! untrusted one) is the fallback. It is not implemented: it needs a
-//! bounded per-aggregate cache in the store (memory, a lock on every load),
-//! helps only a process that loaded or committed the same aggregate before,
-//! and needs race tests of its own (a hint behind the stored snapshot, a
-//! hint above a snapshot that is no longer used).
+//! **Hints: reading fewer in the same round trip.** A lower bound on `q`
+//! known before the reads lets the query skip the events before it:
+//! snapshots only move forward (above), so the sequence `g` of the last
+//! trusted snapshot this process saw for the aggregate (the one a load
+//! used, or a commit wrote where the policy put it; kept by the
+//! repository, see `event_repository::hints`) bounds every later one. The
+//! query then asks for `#seq >= g`, newest first, with the same limit: it
+//! reads `p - g + 1` items when they are fewer, `AFTER_SNAPSHOT + 1` in the
+//! bench where the unbounded query read `n - 1`. Its lower bound `g` is
+//! inclusive on purpose: with `q = g` the query must still see event `q`
+//! (`p >= q` above), or an empty answer could not tell "nothing after `q`"
+//! from "the query ran before the commit that wrote `q`", which may have
+//! written `q + 1` too. The argument above then holds with one change:
+//! "the query saw every event" now means every event from `g` on, which
+//! covers the events after `q` only if `g <= q + 1` (and with `p >= q`,
+//! some event at or after `q` existed at `tQ`). So a bounded query is used
+//! as before when `g <= q + 1`, or when its oldest event reaches back to
+//! `q + 1` anyway; any other outcome (a hint above the stored snapshot's
+//! sequence, a snapshot now absent, not trusted or unreadable, which needs
+//! every event from 1) is the fallback, exactly as without a hint. A wrong
+//! hint costs a second round trip, never a wrong state; the load forgets
+//! a hint the snapshot did not confirm and learns the snapshot it used.
+//!
+//! **The aggregate store reads one item.** Under
+//! [`SnapshotPolicy::Always`] the head carries a claim
+//! ([`EVENTS_THROUGH`](crate::item::EVENTS_THROUGH)) written with it: the
+//! events reach exactly its `CurrentSequence`. Every `DynamoStore` commit
+//! that stores events without replacing a claiming head removes the claim
+//! first, and a skipped snapshot is such a commit (`event_repository::claim`).
+//! So the load sends the `GetItem` alone, and queries the events after the
+//! snapshot only when the head is absent, not trusted, unreadable or makes
+//! no claim. A claiming head read at `tG` was current at `tG`: every event
+//! stored after it was stored by a commit that removed the claim first, or
+//! replaced the head. Writers that never read the head (a
+//! [`SnapshotPolicy::Never`] store, cqrs-es's `PersistedEventStore`,
+//! upstream) cannot remove it: a load after them returns the state at the
+//! claim, a stale state, and the next commit from it conflicts (its events
+//! exist) and removes the claim, so the retry
+//! ([`execute_with_retry`](crate::execute_with_retry)) reads the events.
 
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
 
-use super::{Base, DynamoAggregateContext, DynamoStore, Loaded, SnapshotPolicy};
+use super::{Base, DynamoAggregateContext, DynamoStore, Loaded, Payload, SnapshotPolicy};
 use crate::error::Result;
-use crate::event_repository::Tail;
-use crate::item::{describe_key, get_n, Item, AGGREGATE_ID_SEQUENCE};
+use crate::event_repository::{HeadClaim, Tail};
+use crate::item::{aggregate_key, describe_key, get_n, Item, AGGREGATE_ID_SEQUENCE};
+use crate::snapshot::LoadedSnapshot;
 
 /// The newest events an [`SnapshotPolicy::Always`] load reads with its
 /// snapshot: after a snapshot there are normally none, but a commit that
@@ -131,17 +158,27 @@ pub(crate) fn tail_limit(policy: SnapshotPolicy) -> usize {
 }
 
 /// How many of the newest events, whose sequences `newest_first` are in
-/// the order read, come after `after`, if they are every event after it:
-/// the query saw every event (`complete`), or its oldest event is at most
-/// `after + 1`, and its newest is at least `after`. `None` when the events
-/// after `after` must be read again (also for sequences out of order).
-pub(crate) fn events_after(newest_first: &[usize], complete: bool, after: usize) -> Option<usize> {
+/// the order read, come after `after`, if they are every event after it.
+/// The query read events from `floor` on (1: every event) and saw all of
+/// them if `complete`. They are every event after `after` if the newest is
+/// at least `after` and they reach back to `after + 1` (the oldest is at
+/// most `after + 1`, or the query saw every event from a `floor` at most
+/// `after + 1`); with none read, only if the query saw every event and
+/// `after` is 0. `None` when the events after `after` must be read again
+/// (also for sequences out of order).
+pub(crate) fn events_after(
+    newest_first: &[usize],
+    complete: bool,
+    floor: usize,
+    after: usize,
+) -> Option<usize> {
     if !newest_first.windows(2).all(|pair| pair[0] > pair[1]) {
         return None;
     }
-    let newest = newest_first.first().copied().unwrap_or(0);
-    let oldest = newest_first.last().copied().unwrap_or(0);
-    let reaches_back = complete || oldest <= after + 1;
+    let (Some(&newest), Some(&oldest)) = (newest_first.first(), newest_first.last()) else {
+        return (complete && floor <= 1 && after == 0).then_some(0);
+    };
+    let reaches_back = oldest <= after + 1 || (complete && floor <= after + 1);
     (newest >= after && reaches_back)
         .then(|| newest_first.iter().take_while(|&&s| s > after).count())
 }
@@ -160,7 +197,7 @@ impl<A: Aggregate> DynamoStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
-        let mut context = DynamoAggregateContext {
+        let context = DynamoAggregateContext {
             aggregate_id: aggregate_id.to_string(),
             aggregate: A::default(),
             current_sequence: 0,
@@ -169,94 +206,108 @@ impl<A: Aggregate> DynamoStore<A> {
                 snapshot: None,
                 events: Vec::new(),
                 chunks: 0,
+                claim: None,
             },
         };
-        if self.policy == SnapshotPolicy::Never {
-            let (context, replayed) = self.replay_into(context, None).await?;
+        match self.policy {
+            SnapshotPolicy::Never => {
+                let (context, replayed) = self.replay_into(context, None).await?;
+                let loaded = Loaded {
+                    snapshot: "none",
+                    replayed,
+                    tail: "none",
+                };
+                Ok((context, loaded))
+            }
+            // Boxed: each keeps SDK futures in its state, too large together
+            // for the stack of a test thread in debug builds.
+            SnapshotPolicy::Always => Box::pin(self.load_claimed(context)).await,
+            SnapshotPolicy::Every(_) => Box::pin(self.load_with_tail(context)).await,
+        }
+    }
+
+    /// An aggregate store's load: the head alone when it claims to be
+    /// current, else the events after it (see the module's argument).
+    async fn load_claimed(
+        &self,
+        mut context: DynamoAggregateContext<A>,
+    ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
+        let head = self
+            .repo
+            .read_snapshot(A::TYPE, &context.aggregate_id)
+            .await?;
+        let snapshot = self.use_head(&mut context, head).await?;
+        let current = context
+            .base
+            .claim
+            .is_some_and(|claim| claim.through == context.current_sequence);
+        if snapshot == "used" && current {
             let loaded = Loaded {
-                snapshot: "none",
-                replayed,
-                tail: "none",
+                snapshot,
+                replayed: 0,
+                tail: "current",
             };
             return Ok((context, loaded));
-        }
-        let limit = i32::try_from(tail_limit(self.policy)).unwrap_or(i32::MAX);
-        // Boxed: two SDK calls side by side make a future too large for
-        // the stack of a test thread in debug builds.
-        let (loaded, tail) = tokio::join!(
-            Box::pin(self.repo.read_snapshot(A::TYPE, aggregate_id)),
-            Box::pin(self.repo.read_tail(A::TYPE, aggregate_id, limit)),
-        );
-        let mut snapshot = "none";
-        if let Some(loaded) = loaded? {
-            // Kept even when the state is not used, so the next snapshot
-            // replaces this one rather than conflicting forever.
-            context.current_snapshot = Some(loaded.current_snapshot);
-            context.base.chunks = loaded.chunks;
-            if !loaded.trusted {
-                // Not written by DynamoStore (upstream dynamo-es, or
-                // cqrs-es's PersistedEventStore): its state may hold events
-                // applied twice.
-                tracing::debug!(
-                    aggregate_type = A::TYPE,
-                    aggregate_id,
-                    current_snapshot = loaded.current_snapshot,
-                    "snapshot not written by DynamoStore; rebuilding from events"
-                );
-                snapshot = "untrusted";
-            } else {
-                // The dictionary its payload names, if any and not yet
-                // loaded by this process. One that is not stored (or is
-                // corrupt) makes the snapshot unreadable, as any payload
-                // that does not decode; a failed read is an error.
-                let decoded = match self
-                    .repo
-                    .prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
-                    .await
-                {
-                    Err(err) if !err.is_data_error() => return Err(err),
-                    Err(err) => Err(err),
-                    Ok(()) => self.repo.codec().decode_deserialize::<A>(&loaded.payload),
-                };
-                match decoded {
-                    Ok(aggregate) => {
-                        context.aggregate = aggregate;
-                        context.current_sequence = loaded.current_sequence;
-                        context.base.snapshot = Some(loaded.payload);
-                        snapshot = "used";
-                    }
-                    Err(err) => {
-                        tracing::warn!(
-                            table = %self.repo.snapshot_table(),
-                            aggregate_type = A::TYPE,
-                            aggregate_id,
-                            error = %err,
-                            "snapshot no longer deserializes; rebuilding from events"
-                        );
-                        snapshot = "unreadable";
-                    }
-                }
-            }
         }
         let after = context
             .base
             .snapshot
             .as_ref()
             .map(|_| context.current_sequence);
+        let (context, replayed) = self.replay_into(context, after).await?;
+        let loaded = Loaded {
+            snapshot,
+            replayed,
+            tail: "after",
+        };
+        Ok((context, loaded))
+    }
+
+    /// A snapshot store's load: the head and the newest events at once,
+    /// the events bounded by the snapshot hint if there is one.
+    async fn load_with_tail(
+        &self,
+        mut context: DynamoAggregateContext<A>,
+    ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
+        let aggregate_id = context.aggregate_id.clone();
+        let key = aggregate_key(A::TYPE, &aggregate_id);
+        let hints = self.repo.hints();
+        let floor = hints.get(&key).unwrap_or(0);
+        let limit = i32::try_from(tail_limit(self.policy)).unwrap_or(i32::MAX);
+        // Boxed: two SDK calls side by side make a future too large for
+        // the stack of a test thread in debug builds.
+        let (head, tail) = tokio::join!(
+            Box::pin(self.repo.read_snapshot(A::TYPE, &aggregate_id)),
+            Box::pin(self.repo.read_tail(A::TYPE, &aggregate_id, limit, floor)),
+        );
+        let snapshot = self.use_head(&mut context, head?).await?;
+        let after = context
+            .base
+            .snapshot
+            .as_ref()
+            .map(|_| context.current_sequence);
+        match after {
+            Some(sequence) => hints.learn(&key, sequence),
+            None => hints.forget(&key),
+        }
         let Tail {
             mut items,
             complete,
         } = tail?;
         let sequences = items.iter().map(sequence).collect::<Result<Vec<_>>>()?;
-        let (context, replayed, tail) = match events_after(&sequences, complete, after.unwrap_or(0))
-        {
+        let covered = events_after(&sequences, complete, floor.max(1), after.unwrap_or(0));
+        let (context, replayed, tail) = match covered {
             Some(count) => {
                 // Oldest first; the events at or before `after` are
                 // never decoded.
                 items.truncate(count);
                 let events = self.repo.decode_events(items.into_iter().rev())?;
                 let (context, replayed) = self.apply(context, events)?;
-                (context, replayed, "covered")
+                (
+                    context,
+                    replayed,
+                    if floor > 0 { "hinted" } else { "covered" },
+                )
             }
             None => {
                 let (context, replayed) = self.replay_into(context, after).await?;
@@ -271,6 +322,72 @@ impl<A: Aggregate> DynamoStore<A> {
                 tail,
             },
         ))
+    }
+
+    /// Takes what the stored head gives `context`: its version, chunk count
+    /// and claim always; its state and sequence if it is trusted and
+    /// decodes. Returns how the snapshot was used: `none`, `used`,
+    /// `untrusted` or `unreadable`.
+    async fn use_head(
+        &self,
+        context: &mut DynamoAggregateContext<A>,
+        head: Option<LoadedSnapshot>,
+    ) -> Result<&'static str> {
+        let aggregate_id = context.aggregate_id.as_str();
+        let Some(loaded) = head else {
+            return Ok("none");
+        };
+        // Kept even when the state is not used, so the next snapshot
+        // replaces this one rather than conflicting forever.
+        context.current_snapshot = Some(loaded.current_snapshot);
+        context.base.chunks = loaded.chunks;
+        context.base.claim = loaded.events_through.map(|through| HeadClaim {
+            version: loaded.current_snapshot,
+            through,
+        });
+        if !loaded.trusted {
+            // Not written by DynamoStore (upstream dynamo-es, or
+            // cqrs-es's PersistedEventStore): its state may hold events
+            // applied twice.
+            tracing::debug!(
+                aggregate_type = A::TYPE,
+                aggregate_id,
+                current_snapshot = loaded.current_snapshot,
+                "snapshot not written by DynamoStore; rebuilding from events"
+            );
+            return Ok("untrusted");
+        }
+        // The dictionary its payload names, if any and not yet loaded by
+        // this process. One that is not stored (or is corrupt) makes the
+        // snapshot unreadable, as any payload that does not decode; a
+        // failed read is an error.
+        let decoded = match self
+            .repo
+            .prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
+            .await
+        {
+            Err(err) if !err.is_data_error() => return Err(err),
+            Err(err) => Err(err),
+            Ok(()) => self.repo.codec().decode_deserialize::<A>(&loaded.payload),
+        };
+        match decoded {
+            Ok(aggregate) => {
+                context.aggregate = aggregate;
+                context.current_sequence = loaded.current_sequence;
+                context.base.snapshot = Some(Payload::Stored(loaded.payload));
+                Ok("used")
+            }
+            Err(err) => {
+                tracing::warn!(
+                    table = %self.repo.snapshot_table(),
+                    aggregate_type = A::TYPE,
+                    aggregate_id,
+                    error = %err,
+                    "snapshot no longer deserializes; rebuilding from events"
+                );
+                Ok("unreadable")
+            }
+        }
     }
 
     /// Applies the events stored after `after` (all if `None`) to `context`,
@@ -316,6 +433,7 @@ mod tests {
 
     #[test]
     fn the_tail_covers_the_events_after_the_base_only_when_it_reaches_back() {
+        let events_after = |seq: &[usize], complete, after| events_after(seq, complete, 1, after);
         // Snapshot at 10, events up to 13, read newest first.
         assert_eq!(events_after(&[13, 12, 11], false, 10), Some(3));
         assert_eq!(events_after(&[13, 12, 11, 10], false, 10), Some(3));
@@ -337,6 +455,28 @@ mod tests {
         // Out of order: never trusted.
         assert_eq!(events_after(&[11, 12], true, 10), None);
         assert_eq!(events_after(&[12, 12, 11], true, 10), None);
+    }
+
+    #[test]
+    fn a_bounded_tail_covers_only_from_a_floor_at_or_below_the_snapshot() {
+        // Hint 10, snapshot at 10: the query from 10 saw 13..=10.
+        assert_eq!(events_after(&[13, 12, 11, 10], true, 10, 10), Some(3));
+        // Hint right, nothing after the snapshot: the snapshot's own event.
+        assert_eq!(events_after(&[10], true, 10, 10), Some(0));
+        // An empty answer proves nothing: the commit of 10 may have
+        // written 11 too, after the query ran.
+        assert_eq!(events_after(&[], true, 10, 10), None);
+        assert_eq!(events_after(&[], true, 11, 10), None);
+        // Hint 8 below the snapshot at 10: more read, still covered.
+        assert_eq!(events_after(&[12, 11, 10, 9, 8], true, 8, 10), Some(2));
+        // Hint 12 above the snapshot at 10 (a wrong guess): 11 is missing.
+        assert_eq!(events_after(&[14, 13, 12], true, 12, 10), None);
+        // Hint 11, snapshot at 10, events from 11: reaching back is enough.
+        assert_eq!(events_after(&[13, 12, 11], true, 11, 10), Some(3));
+        // No snapshot used: only a query from the first event will do.
+        assert_eq!(events_after(&[14, 13, 12], true, 12, 0), None);
+        assert_eq!(events_after(&[], true, 12, 0), None);
+        assert_eq!(events_after(&[2, 1], true, 1, 0), Some(2));
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub async fn check(
     if at == want {
         return Ok(false);
     }
-    if !stale.contains(&(table, id.to_string())) {
+    if !stale.contains(&(table, id.to_string())) && !model.may_lag(table, id) {
         return Err(format!(
             "{name}: at sequence {at}, behind the model's {want}, with no write behind its back"
         ));

@@ -53,6 +53,7 @@ pub fn commit(table: usize, events: Vec<ModelEvent>, fault: Option<Vec<Attempt>>
             .collect(),
         carrier: Carrier::Typed,
         fault: fault.map(Plan),
+        snapshot: false,
     })
 }
 

@@ -34,6 +34,11 @@ pub struct Commit {
     pub events: Vec<Committed>,
     pub carrier: Carrier,
     pub fault: Option<Plan>,
+    /// For a `Value` commit to a `DynamoStore` history: the repository also
+    /// writes a snapshot of the state after it, as cqrs-es's
+    /// `PersistedEventStore` does (not trusted by `DynamoStore`, so a
+    /// snapshot hint a load holds for the aggregate is then wrong).
+    pub snapshot: bool,
 }
 
 impl Commit {
@@ -45,6 +50,7 @@ impl Commit {
             events,
             carrier,
             fault,
+            snapshot,
         } = self;
         let kinds: Vec<String> = events
             .iter()
@@ -59,8 +65,13 @@ impl Commit {
             })
             .collect();
         format!(
-            "commit {carrier:?} [{}] to Model:{id} of table {table}{}",
+            "commit {carrier:?} [{}] to Model:{id} of table {table}{}{}",
             kinds.join(", "),
+            if *snapshot {
+                " with an untrusted snapshot"
+            } else {
+                ""
+            },
             fault
                 .as_ref()
                 .map(|p| format!(" under faults {:?}", p.0))
@@ -107,6 +118,9 @@ impl Step {
         }
     }
 }
+
+/// Mixed into a history's seed for which `Value` commits write a snapshot.
+const UNTRUSTED_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
 /// A generated history.
 #[derive(Debug, Clone)]
@@ -221,6 +235,7 @@ impl History {
                         events,
                         carrier,
                         fault: fault(&mut rng),
+                        snapshot: false,
                     })
                 }
                 72..=81 => Step::Restart,
@@ -246,6 +261,39 @@ impl History {
             config.cache = true;
             steps = cache::with_writers_behind(&mut extra, &config, steps);
         }
+        // Likewise the untrusted snapshots of `Value` commits, and, in a
+        // snapshot store, such commits right after a command (whose snapshot
+        // the writer's hint then points below the untrusted one).
+        let mut extra = Rng::new(seed ^ UNTRUSTED_SEED);
+        let untrusted = matches!(config.store, StoreMode::Dynamo(_))
+            && !payloads::without("untrusted-snapshots");
+        let every = matches!(config.store, StoreMode::Dynamo(SnapshotPolicy::Every(_)));
+        let mut with_untrusted = Vec::with_capacity(steps.len());
+        for mut step in steps {
+            let mut after = None;
+            if let Step::Commit(commit) = &mut step {
+                commit.snapshot = untrusted && commit.carrier == Carrier::Value && extra.chance(40);
+                if untrusted && every && commit.carrier == Carrier::Typed && extra.chance(30) {
+                    after = Some(Step::Commit(Commit {
+                        table: commit.table,
+                        id: commit.id.clone(),
+                        events: vec![Committed {
+                            event: payloads::event(&mut extra, Carrier::Value, config.cap),
+                            metadata: HashMap::from([(
+                                "user".to_string(),
+                                "untrusted".to_string(),
+                            )]),
+                        }],
+                        carrier: Carrier::Value,
+                        fault: None,
+                        snapshot: true,
+                    }));
+                }
+            }
+            with_untrusted.push(step);
+            with_untrusted.extend(after);
+        }
+        let mut steps = with_untrusted;
         steps.push(Step::Check(Role::Writer));
         steps.push(Step::Check(Role::Reader));
         History {
@@ -398,12 +446,37 @@ impl Runner<'_> {
             ref events,
             carrier,
             ref fault,
+            snapshot,
         } = *commit;
         let repo = self.writer.repos[table].clone();
         let before = self.model.events(table, id).len();
         self.touched.insert((table, id.to_string()));
         let payloads: Vec<_> = events.iter().map(|c| c.event.clone()).collect();
         let metadata = events[0].metadata.clone();
+        // The untrusted snapshot a `Value` commit writes: the state after
+        // it, under the next version of the head.
+        let snapshot = match snapshot {
+            false => None,
+            true => {
+                let version = repo
+                    .get_snapshot::<Model>(id)
+                    .await
+                    .map_err(|e| format!("reading the snapshot's version: {e}"))?
+                    .map_or(0, |s| s.current_snapshot);
+                let after = super::aggregate::replay(
+                    self.model
+                        .events(table, id)
+                        .iter()
+                        .chain(events)
+                        .map(|c| &c.event),
+                );
+                Some((
+                    id.to_string(),
+                    serde_json::to_value(after).unwrap(),
+                    version + 1,
+                ))
+            }
+        };
         if let Some(plan) = fault {
             self.writer.switch.arm(plan);
         }
@@ -420,21 +493,24 @@ impl Runner<'_> {
                 let attempts = if fault.is_none() { 2 } else { 1 };
                 let key = (table, id.to_string());
                 match execute_with_retry(&cqrs, id, payloads, metadata, attempts).await {
-                    Ok(2) if !self.stale.contains(&key) => {
+                    Ok(2) if !self.stale.contains(&key) && !self.model.may_lag(table, id) => {
                         return Err(
                             "the command conflicted with no write behind the writer's back".into(),
                         )
                     }
                     Ok(_) => {
                         self.stale.remove(&key);
+                        self.model.claim_behind.remove(&key);
                         Ok(())
                     }
                     Err(err) => Err(from_aggregate(err)),
                 }
             }
             (_, StoreMode::Dynamo(_)) => {
-                // Straight to the repository: behind the cache's back.
+                // Straight to the repository: behind the cache's back, and
+                // the head's (a writer that never reads it).
                 self.stale.insert((table, id.to_string()));
+                self.model.claim_behind.insert((table, id.to_string()));
                 let serialized: Vec<SerializedEvent> = events
                     .iter()
                     .enumerate()
@@ -450,7 +526,7 @@ impl Runner<'_> {
                         )
                     })
                     .collect();
-                repo.persist::<Model>(&serialized, None)
+                repo.persist::<Model>(&serialized, snapshot)
                     .await
                     .map_err(from_persistence)
             }
@@ -546,6 +622,8 @@ impl Runner<'_> {
             )
             .await?;
             if stale {
+                // The conflict dropped the entry and the head's claim.
+                self.model.claim_behind.remove(&(table, id.clone()));
                 self.stale.remove(&(table, id));
             }
         }
