@@ -359,8 +359,10 @@ impl<A: Aggregate> DynamoStore<A> {
                 self.repo.codec(),
                 events.get(..in_snapshot).unwrap_or(&events),
             )?;
-            let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
-            let encoded = self.repo.encode_snapshot(&key, &state)?;
+            let encoded = self
+                .repo
+                .encode_sealed_snapshot(A::TYPE, &context.aggregate_id, &state)
+                .await?;
             Some(SnapshotUpdate {
                 payload: encoded.payload,
                 plain_len: encoded.plain_len,

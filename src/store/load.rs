@@ -216,13 +216,18 @@ impl<A: Aggregate> DynamoStore<A> {
                 {
                     Err(err) if !err.is_data_error() => return Err(err),
                     Err(err) => Err(err),
-                    Ok(()) => self.repo.codec().decode_deserialize::<A>(&loaded.payload),
+                    Ok(()) => {
+                        self.repo
+                            .decode_snapshot_state::<A>(A::TYPE, aggregate_id, loaded.payload)
+                            .await
+                    }
                 };
                 match decoded {
-                    Ok(aggregate) => {
+                    Err(err) if !err.is_data_error() => return Err(err),
+                    Ok((aggregate, payload)) => {
                         context.aggregate = aggregate;
                         context.current_sequence = loaded.current_sequence;
-                        context.base.snapshot = Some(loaded.payload);
+                        context.base.snapshot = Some(payload);
                         snapshot = "used";
                     }
                     Err(err) => {
@@ -254,7 +259,8 @@ impl<A: Aggregate> DynamoStore<A> {
                 // Oldest first; the events at or before `after` are
                 // never decoded.
                 items.truncate(count);
-                let events = self.repo.decode_events(items.into_iter().rev())?;
+                let mut events = self.repo.decode_events(items.into_iter().rev())?;
+                self.repo.open_events(&mut events).await?;
                 let (context, replayed) = self.apply(context, events)?;
                 (context, replayed, "covered")
             }

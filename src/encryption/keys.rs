@@ -1,0 +1,343 @@
+//! [`KeyStore`]: each data subject's data key, in a key table (one item per
+//! subject), wrapped by a [`KeyEncryptionKey`], and cached per process.
+//!
+//! **Invariant:** a subject has at most one data key, ever: it is created
+//! by a conditional `PutItem` (`attribute_not_exists(Subject)`), and a
+//! writer that loses the race uses the winner's. [`KeyStore::forget`]
+//! replaces the key item with a tombstone, so no key is created for that
+//! subject again; a missing item is never read as forgotten. A key that
+//! cannot be had (throttled, KMS error) is an error: nothing is ever
+//! written in plaintext instead.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+
+use super::error::Error;
+use super::kek::KeyEncryptionKey;
+use super::seal::{KeySet, KeyState};
+
+/// The key table's key attribute (HASH, S): the subject id.
+pub const SUBJECT: &str = "Subject";
+/// The wrapped data key (B); absent from a tombstone.
+pub const WRAPPED_KEY: &str = "WrappedKey";
+/// The id of the key-encryption key that wrapped it (S).
+pub const KEK_ID: &str = "KeyEncryptionKey";
+/// When the key was created, seconds since the Unix epoch (N).
+pub const CREATED_AT: &str = "CreatedAt";
+/// When the subject was forgotten, seconds since the Unix epoch (N):
+/// present on tombstones only.
+pub const FORGOTTEN_AT: &str = "ForgottenAt";
+
+/// The default key table name.
+pub const DEFAULT_KEY_TABLE: &str = "PersonalDataKeys";
+/// The default bound of the per-process key cache, in subjects.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// What [`KeyStore::forget`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgot {
+    /// The subject's data key was replaced by a tombstone.
+    KeyDestroyed,
+    /// The subject had been forgotten already.
+    AlreadyForgotten,
+    /// The subject had no key (none of its data was ever stored); a
+    /// tombstone now keeps a key from being created.
+    NoKey,
+}
+
+/// Data keys per subject: the key table, the key-encryption key and a
+/// bounded cache shared by clones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use dynamo_es::encryption::{KeyStore, LocalKek};
+/// # let server = dynamo_es::testing::EmbeddedDynamo::start()?;
+/// # let client = server.client();
+/// dynamo_es::tables::create_key_table(&client, "PersonalDataKeys").await?;
+/// let kek = LocalKek::new("test-kek", [7; 32])?;
+/// let keys = KeyStore::new(client, "PersonalDataKeys", kek);
+/// keys.forget("customer-17").await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    client: Client,
+    table: String,
+    kek: Arc<dyn KeyEncryptionKey>,
+    cache: Arc<Mutex<Cache>>,
+    max_age: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Cache {
+    entries: HashMap<String, (KeyState, Instant)>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl KeyStore {
+    /// Keys of `table`, wrapped by `kek`, with a cache of
+    /// [`DEFAULT_CACHE_CAPACITY`] subjects and no maximum age.
+    pub fn new(client: Client, table: &str, kek: impl KeyEncryptionKey + 'static) -> Self {
+        KeyStore {
+            client,
+            table: table.to_string(),
+            kek: Arc::new(kek),
+            cache: Arc::new(Mutex::new(Cache {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                capacity: DEFAULT_CACHE_CAPACITY,
+            })),
+            max_age: None,
+        }
+    }
+
+    /// Keeps at most `subjects` keys in this process (at least 1); the
+    /// oldest loaded is dropped first. Clones share the cache.
+    pub fn with_cache_capacity(self, subjects: usize) -> Self {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.capacity = subjects.max(1);
+        }
+        self
+    }
+
+    /// Reloads a cached key once it is older than `max_age`: the longest
+    /// another process goes on reading a subject after it was forgotten
+    /// here ([`forget`](Self::forget) evicts this process's entry only).
+    pub fn with_max_age(self, max_age: Duration) -> Self {
+        KeyStore {
+            max_age: Some(max_age),
+            ..self
+        }
+    }
+
+    /// The key table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Forgets `subject`: its key item becomes a tombstone (one `PutItem`),
+    /// so every value sealed under its key reads as
+    /// [`Personal::Forgotten`](super::Personal::Forgotten) from then on, and
+    /// no new key is created for it. This process's cache drops the key at
+    /// once; other processes keep it until it leaves their cache (see
+    /// [`with_max_age`](Self::with_max_age)).
+    pub async fn forget(&self, subject: &str) -> crate::Result<Forgot> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(SUBJECT, AttributeValue::S(subject.to_string()))
+            .item(FORGOTTEN_AT, AttributeValue::N(now().to_string()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| {
+                key_table(
+                    "forgetting",
+                    subject,
+                    crate::Error::from_sdk_on("PutItem", &self.table, err),
+                )
+            })?;
+        self.store(subject, KeyState::Forgotten);
+        let old = out.attributes.unwrap_or_default();
+        Ok(if old.contains_key(WRAPPED_KEY) {
+            tracing::info!(table = %self.table, subject, "data key destroyed: subject forgotten");
+            Forgot::KeyDestroyed
+        } else if old.contains_key(FORGOTTEN_AT) {
+            Forgot::AlreadyForgotten
+        } else {
+            Forgot::NoKey
+        })
+    }
+
+    /// True if `subject` was forgotten (read from the cache, or the table).
+    pub async fn is_forgotten(&self, subject: &str) -> crate::Result<bool> {
+        let keys = self.keys_for([subject.to_string()].into(), false).await?;
+        Ok(matches!(keys.get(subject), Some(KeyState::Forgotten)))
+    }
+
+    /// Drops `subject`'s key from this process's cache.
+    pub fn evict(&self, subject: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.entries.remove(subject);
+            cache.order.retain(|s| s != subject);
+        }
+    }
+
+    /// The keys of `subjects`, from the cache or the table; with `create`,
+    /// a subject without a key item gets one (a write), else it is
+    /// [`Error::KeyMissing`] (a read).
+    pub(crate) async fn keys_for(
+        &self,
+        subjects: BTreeSet<String>,
+        create: bool,
+    ) -> crate::Result<KeySet> {
+        let mut keys = KeySet::with_capacity(subjects.len());
+        for subject in subjects {
+            let state = match self.cached(&subject) {
+                Some(state) => state,
+                None => {
+                    let state = self.load(&subject, create).await?;
+                    self.store(&subject, state.clone());
+                    state
+                }
+            };
+            keys.insert(subject, state);
+        }
+        Ok(keys)
+    }
+
+    /// The cached keys of `subjects`, without a request:
+    /// [`Error::NotLoaded`] naming the first one not in the cache.
+    pub(crate) fn cached_keys(&self, subjects: BTreeSet<String>) -> Result<KeySet, Error> {
+        subjects
+            .into_iter()
+            .map(|subject| match self.cached(&subject) {
+                Some(state) => Ok((subject, state)),
+                None => Err(Error::NotLoaded {
+                    table: self.table.clone(),
+                    subject,
+                }),
+            })
+            .collect()
+    }
+
+    fn cached(&self, subject: &str) -> Option<KeyState> {
+        let cache = self.cache.lock().ok()?;
+        let (state, loaded) = cache.entries.get(subject)?;
+        match (state, self.max_age) {
+            // A tombstone is final.
+            (KeyState::Active(_), Some(max_age)) if loaded.elapsed() > max_age => None,
+            (state, _) => Some(state.clone()),
+        }
+    }
+
+    fn store(&self, subject: &str, state: KeyState) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        if cache
+            .entries
+            .insert(subject.to_string(), (state, Instant::now()))
+            .is_none()
+        {
+            cache.order.push_back(subject.to_string());
+        }
+        while cache.entries.len() > cache.capacity {
+            let Some(oldest) = cache.order.pop_front() else {
+                break;
+            };
+            cache.entries.remove(&oldest);
+        }
+    }
+
+    /// Reads `subject`'s key item (strongly consistent) and unwraps its key;
+    /// creates one if there is none and `create`.
+    async fn load(&self, subject: &str, create: bool) -> crate::Result<KeyState> {
+        if let Some(item) = self.read(subject).await? {
+            return self.state_of(subject, &item).await;
+        }
+        if !create {
+            return Err(Error::KeyMissing {
+                table: self.table.clone(),
+                subject: subject.to_string(),
+            }
+            .into());
+        }
+        let generated = self.kek.generate(subject).await?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(SUBJECT, AttributeValue::S(subject.to_string()))
+            .item(WRAPPED_KEY, AttributeValue::B(generated.wrapped.into()))
+            .item(KEK_ID, AttributeValue::S(self.kek.id().to_string()))
+            .item(CREATED_AT, AttributeValue::N(now().to_string()))
+            .condition_expression("attribute_not_exists(#subject)")
+            .expression_attribute_names("#subject", SUBJECT)
+            .send()
+            .await;
+        match put {
+            Ok(_) => {
+                tracing::debug!(table = %self.table, subject, "data key created");
+                Ok(KeyState::Active(Arc::new(
+                    generated.plaintext.data_key(subject)?,
+                )))
+            }
+            Err(err) => match crate::Error::from_sdk_on("PutItem", &self.table, err) {
+                // Another writer created it (or forgot the subject) first.
+                crate::Error::Conflict { .. } => match self.read(subject).await? {
+                    Some(item) => self.state_of(subject, &item).await,
+                    None => Err(Error::KeyItem {
+                        table: self.table.clone(),
+                        subject: subject.to_string(),
+                        reason: "the key item's creation conflicted but no item is stored".into(),
+                    }
+                    .into()),
+                },
+                err => Err(key_table("creating", subject, err)),
+            },
+        }
+    }
+
+    async fn read(&self, subject: &str) -> crate::Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(SUBJECT, AttributeValue::S(subject.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| {
+                key_table(
+                    "reading",
+                    subject,
+                    crate::Error::from_sdk_on("GetItem", &self.table, err),
+                )
+            })?;
+        Ok(out.item)
+    }
+
+    async fn state_of(
+        &self,
+        subject: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> crate::Result<KeyState> {
+        if item.contains_key(FORGOTTEN_AT) {
+            return Ok(KeyState::Forgotten);
+        }
+        let malformed = |reason: String| Error::KeyItem {
+            table: self.table.clone(),
+            subject: subject.to_string(),
+            reason,
+        };
+        let Some(AttributeValue::B(wrapped)) = item.get(WRAPPED_KEY) else {
+            return Err(malformed(format!("no binary {WRAPPED_KEY} and no {FORGOTTEN_AT}")).into());
+        };
+        let plain = self.kek.unwrap(subject, wrapped.as_ref()).await?;
+        Ok(KeyState::Active(Arc::new(plain.data_key(subject)?)))
+    }
+}
+
+fn key_table(operation: &'static str, subject: &str, source: crate::Error) -> crate::Error {
+    Error::KeyTable {
+        operation,
+        subject: subject.to_string(),
+        source: Box::new(source),
+    }
+    .into()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

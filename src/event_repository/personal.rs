@@ -1,0 +1,183 @@
+//! The repository's personal data (feature `encryption`): every payload it
+//! writes is sealed before it is encoded, every payload it reads opened
+//! after it is decoded (see [`crate::encryption`]). Without the feature
+//! each step hands its payloads through.
+//!
+//! **Invariant:** events are bound to their aggregate key, sequence and
+//! `Payload` attribute, a snapshot to its aggregate key and `Payload`; a
+//! payload holding plaintext personal data is never encoded, and without a
+//! key store it is refused.
+
+use std::borrow::Cow;
+
+use cqrs_es::persist::SerializedEvent;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::commit::EncodedSnapshot;
+use super::DynamoEventRepository;
+use crate::error::Result;
+
+#[cfg(feature = "encryption")]
+use crate::encryption::{open_all, opened_value, seal_all, sealed_value, Binding, KeyStore};
+#[cfg(feature = "encryption")]
+use crate::item::aggregate_key;
+
+impl DynamoEventRepository {
+    /// Seals the personal data of every payload this repository writes, and
+    /// opens it on every read, with the data keys of `keys`.
+    ///
+    /// Without it, a payload holding a
+    /// [`Personal`](crate::encryption::Personal) value is refused
+    /// ([`crate::encryption::Error::NoKeyStore`]) and nothing is written.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn with_encryption(self, keys: KeyStore) -> Self {
+        DynamoEventRepository {
+            keys: Some(keys),
+            ..self
+        }
+    }
+
+    /// The key store personal data is sealed with, if any.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn key_store(&self) -> Option<&KeyStore> {
+        self.keys.as_ref()
+    }
+
+    /// `events` with their personal data sealed: borrowed as they are when
+    /// none holds any.
+    pub(crate) async fn seal_events<'a>(
+        &self,
+        events: &'a [SerializedEvent],
+    ) -> Result<Cow<'a, [SerializedEvent]>> {
+        #[cfg(feature = "encryption")]
+        if events
+            .iter()
+            .any(|e| crate::encryption::holds_personal(&e.payload))
+        {
+            let mut sealed = events.to_vec();
+            let names = aggregate_keys(&sealed);
+            seal_all(self.keys.as_ref(), &mut event_payloads(&mut sealed, &names)).await?;
+            return Ok(Cow::Owned(sealed));
+        }
+        Ok(Cow::Borrowed(events))
+    }
+
+    /// Opens the personal data of `events`, as read.
+    pub(crate) async fn open_events(&self, events: &mut [SerializedEvent]) -> Result<()> {
+        #[cfg(feature = "encryption")]
+        open_events_with(self.keys.as_ref(), events).await?;
+        let _ = events;
+        Ok(())
+    }
+
+    /// [`open_events`](Self::open_events) for each event of a replay stream.
+    pub(crate) fn event_finish(&self) -> crate::stream::EventFinish {
+        #[cfg(feature = "encryption")]
+        {
+            let keys = self.keys.clone();
+            Some(std::sync::Arc::new(move |mut event: SerializedEvent| {
+                let keys = keys.clone();
+                Box::pin(async move {
+                    open_events_with(keys.as_ref(), std::slice::from_mut(&mut event)).await?;
+                    Ok(event)
+                })
+            }))
+        }
+        #[cfg(not(feature = "encryption"))]
+        None
+    }
+
+    /// Encodes a snapshot's state, its personal data sealed first.
+    pub(crate) async fn encode_sealed_snapshot<T: Serialize>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        state: &T,
+    ) -> Result<EncodedSnapshot> {
+        let key = crate::item::aggregate_key(aggregate_type, aggregate_id);
+        #[cfg(feature = "encryption")]
+        if let Some(value) =
+            sealed_value(self.keys.as_ref(), state, Binding::snapshot(&key)).await?
+        {
+            return self.encode_snapshot(&key, &value);
+        }
+        self.encode_snapshot(&key, state)
+    }
+
+    /// Opens the personal data of a snapshot's decoded state.
+    pub(crate) async fn open_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        state: &mut Value,
+    ) -> Result<()> {
+        #[cfg(feature = "encryption")]
+        {
+            let key = aggregate_key(aggregate_type, aggregate_id);
+            open_all(self.keys.as_ref(), &mut [(state, Binding::snapshot(&key))]).await?;
+        }
+        let _ = (aggregate_type, aggregate_id, state);
+        Ok(())
+    }
+
+    /// A stored snapshot payload as the aggregate's state, and the payload
+    /// to keep for the next snapshot's state: the stored one, or, when it
+    /// held personal data, the opened state re-encoded (in memory only).
+    pub(crate) async fn decode_snapshot_state<A: DeserializeOwned>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<(A, Vec<u8>)> {
+        #[cfg(feature = "encryption")]
+        {
+            let key = aggregate_key(aggregate_type, aggregate_id);
+            let binding = Binding::snapshot(&key);
+            if let Some(value) =
+                opened_value(self.keys.as_ref(), &self.codec, &payload, binding).await?
+            {
+                let opened = self.codec.encode(&value)?;
+                return Ok((serde_json::from_value(value)?, opened));
+            }
+        }
+        let _ = (aggregate_type, aggregate_id);
+        Ok((self.codec.decode_deserialize(&payload)?, payload))
+    }
+}
+
+/// Opens the personal data of `events` with `keys`.
+#[cfg(feature = "encryption")]
+async fn open_events_with(keys: Option<&KeyStore>, events: &mut [SerializedEvent]) -> Result<()> {
+    let names = aggregate_keys(events);
+    open_all(keys, &mut event_payloads(events, &names)).await
+}
+
+/// The aggregate key of each event.
+#[cfg(feature = "encryption")]
+fn aggregate_keys(events: &[SerializedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| aggregate_key(&e.aggregate_type, &e.aggregate_id))
+        .collect()
+}
+
+/// Each event's payload and where it is stored; `names` are their
+/// aggregate keys.
+#[cfg(feature = "encryption")]
+fn event_payloads<'a>(
+    events: &'a mut [SerializedEvent],
+    names: &'a [String],
+) -> Vec<(&'a mut Value, Binding<'a>)> {
+    events
+        .iter_mut()
+        .zip(names)
+        .map(|(event, key)| {
+            let binding = Binding::event(key, event.sequence);
+            (&mut event.payload, binding)
+        })
+        .collect()
+}

@@ -1,0 +1,489 @@
+//! Personal data sealed per data subject, and forgetting a subject
+//! (feature `encryption`), on the embedded emulator: an order names a
+//! customer and a courier; after the customer is forgotten the order still
+//! loads (DynamoStore, its snapshot, cqrs-es's PersistedEventStore, the
+//! replay streams) with the customer's fields `Forgotten` and the
+//! courier's intact, and no stored byte ever holds the customer's name or
+//! e-mail. Key-table and KMS failures are typed, and nothing is written.
+#![cfg(feature = "encryption")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![recursion_limit = "256"]
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use common::{typed, typed_aggregate};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
+use dynamo_es::encryption::{self, Forgot, KeyStore, LocalKek, Personal};
+use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
+use dynamo_es::testing::{dynamodb, scan_all, unique_name, TestTables};
+use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+const CUSTOMER: &str = "customer-7f3a";
+const CUSTOMER_NAME: &str = "Ada Lovelace";
+const CUSTOMER_EMAIL: &str = "ada.lovelace@example.com";
+const COURIER: &str = "courier-19c2";
+const COURIER_NAME: &str = "Grace Hopper";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Order {
+    customer: Option<Personal<String>>,
+    email: Option<Personal<String>>,
+    courier: Option<Personal<String>>,
+    notes: Vec<String>,
+}
+
+enum OrderCommand {
+    Place {
+        customer: String,
+        name: String,
+        email: String,
+    },
+    Assign {
+        courier: String,
+        name: String,
+    },
+    Note(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum OrderEvent {
+    Placed {
+        customer: Personal<String>,
+        email: Personal<String>,
+        total_cents: u64,
+    },
+    CourierAssigned {
+        courier: Personal<String>,
+    },
+    Noted {
+        text: String,
+    },
+}
+
+impl DomainEvent for OrderEvent {
+    fn event_type(&self) -> String {
+        match self {
+            OrderEvent::Placed { .. } => "Placed",
+            OrderEvent::CourierAssigned { .. } => "CourierAssigned",
+            OrderEvent::Noted { .. } => "Noted",
+        }
+        .to_string()
+    }
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug)]
+struct OrderError(String);
+
+impl std::fmt::Display for OrderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OrderError {}
+
+impl Aggregate for Order {
+    const TYPE: &'static str = "Order";
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: OrderCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), OrderError> {
+        let event = match command {
+            OrderCommand::Place {
+                customer,
+                name,
+                email,
+            } => OrderEvent::Placed {
+                customer: Personal::new(customer.clone(), name),
+                email: Personal::new(customer, email),
+                total_cents: 4_250,
+            },
+            OrderCommand::Assign { courier, name } => OrderEvent::CourierAssigned {
+                courier: Personal::new(courier, name),
+            },
+            OrderCommand::Note(text) => OrderEvent::Noted { text },
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: OrderEvent) {
+        match event {
+            OrderEvent::Placed {
+                customer, email, ..
+            } => {
+                self.customer = Some(customer);
+                self.email = Some(email);
+            }
+            OrderEvent::CourierAssigned { courier } => self.courier = Some(courier),
+            OrderEvent::Noted { text } => self.notes.push(text),
+        }
+    }
+}
+
+type Cqrs = CqrsFramework<Order, DynamoStore<Order>>;
+
+fn place() -> OrderCommand {
+    OrderCommand::Place {
+        customer: CUSTOMER.into(),
+        name: CUSTOMER_NAME.into(),
+        email: CUSTOMER_EMAIL.into(),
+    }
+}
+
+fn assign() -> OrderCommand {
+    OrderCommand::Assign {
+        courier: COURIER.into(),
+        name: COURIER_NAME.into(),
+    }
+}
+
+fn local_kek() -> LocalKek {
+    LocalKek::new("test-kek", [7; 32]).unwrap()
+}
+
+/// Fresh tables, a key table and a key store on it.
+async fn setup() -> (TestTables, KeyStore) {
+    let db = dynamodb().await.unwrap();
+    let table = unique_name("keys");
+    dynamo_es::tables::create_key_table(&db.client, &table)
+        .await
+        .unwrap();
+    let keys = KeyStore::new(db.client.clone(), &table, local_kek());
+    (db, keys)
+}
+
+fn cqrs(repo: DynamoEventRepository, policy: SnapshotPolicy) -> Cqrs {
+    CqrsFramework::new(DynamoStore::new(repo, policy), vec![], ())
+}
+
+/// Every stored byte of every item of `tables`, raw and (payloads) decoded,
+/// holds neither the customer's name nor e-mail, nor the courier's name.
+async fn assert_no_plaintext(client: &Client, tables: &[&str]) {
+    for table in tables {
+        for item in scan_all(client, table).await.unwrap() {
+            for (name, value) in &item {
+                let bytes: Vec<u8> = match value {
+                    AttributeValue::S(s) => s.clone().into_bytes(),
+                    AttributeValue::B(b) => b.as_ref().to_vec(),
+                    other => format!("{other:?}").into_bytes(),
+                };
+                let mut texts = vec![String::from_utf8_lossy(&bytes).into_owned()];
+                if let AttributeValue::B(b) = value {
+                    if let Ok(decoded) = Codec::default().decode(b.as_ref()) {
+                        texts.push(decoded.to_string());
+                    }
+                }
+                for text in texts {
+                    for secret in [CUSTOMER_NAME, CUSTOMER_EMAIL, COURIER_NAME] {
+                        assert!(
+                            !text.contains(secret),
+                            "{table} item {:?} attribute {name} holds {secret}",
+                            item.get("AggregateTypeAndId")
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn known(value: &Option<Personal<String>>) -> Option<&str> {
+    value.as_ref().and_then(Personal::value).map(String::as_str)
+}
+
+fn forgotten(value: &Option<Personal<String>>, subject: &str) -> bool {
+    matches!(value, Some(Personal::Forgotten { subject: s }) if s == subject)
+}
+
+#[tokio::test]
+async fn a_forgotten_customer_reads_forgotten_and_the_courier_stays_under_every_codec() {
+    for codec in Codec::available() {
+        let (db, keys) = setup().await;
+        let repo = db
+            .repository()
+            .with_codec(codec.clone())
+            .with_encryption(keys.clone());
+        let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
+        cqrs.execute("o-1", place()).await.unwrap();
+        cqrs.execute("o-1", assign()).await.unwrap();
+        cqrs.execute("o-1", OrderCommand::Note("ring twice".into()))
+            .await
+            .unwrap();
+        let tables = [db.events.as_str(), db.snapshots.as_str(), keys.table()];
+        assert_no_plaintext(&db.client, &tables).await;
+        assert_eq!(
+            scan_all(&db.client, &db.snapshots).await.unwrap().len(),
+            1,
+            "{codec}: a snapshot was taken before the forget"
+        );
+
+        let store = DynamoStore::<Order>::new(repo.clone(), SnapshotPolicy::Every(2));
+        let before = store.load_aggregate("o-1").await.unwrap();
+        assert_eq!(known(&before.aggregate.customer), Some(CUSTOMER_NAME));
+        assert_eq!(known(&before.aggregate.email), Some(CUSTOMER_EMAIL));
+
+        assert_eq!(keys.forget(CUSTOMER).await.unwrap(), Forgot::KeyDestroyed);
+        assert_eq!(
+            keys.forget(CUSTOMER).await.unwrap(),
+            Forgot::AlreadyForgotten
+        );
+
+        // Through the snapshot taken before the forget, and through a cold
+        // key cache (another process).
+        let cold = KeyStore::new(db.client.clone(), keys.table(), local_kek());
+        for repo in [repo.clone(), repo.clone().with_encryption(cold)] {
+            let store = DynamoStore::<Order>::new(repo.clone(), SnapshotPolicy::Every(2));
+            let order = store.load_aggregate("o-1").await.unwrap().aggregate;
+            assert!(forgotten(&order.customer, CUSTOMER), "{codec}: {order:?}");
+            assert!(forgotten(&order.email, CUSTOMER), "{codec}: {order:?}");
+            assert_eq!(known(&order.courier), Some(COURIER_NAME), "{codec}");
+            assert_eq!(order.notes, ["ring twice"]);
+
+            for persisted in [
+                PersistedEventStore::<_, Order>::new_event_store(repo.clone()),
+                PersistedEventStore::<_, Order>::new_snapshot_store(repo.clone(), 2),
+            ] {
+                let order = persisted.load_aggregate("o-1").await.unwrap().aggregate;
+                assert!(forgotten(&order.customer, CUSTOMER), "{codec}: {order:?}");
+                assert_eq!(known(&order.courier), Some(COURIER_NAME), "{codec}");
+            }
+        }
+
+        // The replay streams (and so every projection rebuilt from them).
+        let mut stream = repo.stream_all_events::<Order>().await.unwrap();
+        let mut seen = 0;
+        while let Some(event) = stream.next::<Order>(&[]).await {
+            if let OrderEvent::Placed { customer, .. } = event.unwrap().payload {
+                assert!(customer.is_forgotten());
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
+
+        // Commands go on (a new snapshot holds the forgotten markers).
+        cqrs.execute("o-1", OrderCommand::Note("left at the door".into()))
+            .await
+            .unwrap();
+        let order = DynamoStore::<Order>::new(repo.clone(), SnapshotPolicy::Every(2))
+            .load_aggregate("o-1")
+            .await
+            .unwrap()
+            .aggregate;
+        assert!(forgotten(&order.customer, CUSTOMER));
+        assert_eq!(order.notes.len(), 2);
+
+        // No new key for a forgotten subject: refused, nothing written.
+        let err = cqrs.execute("o-2", place()).await.unwrap_err();
+        assert!(
+            matches!(
+                typed_aggregate(&err),
+                dynamo_es::Error::Encryption(encryption::Error::SubjectForgotten { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(repo.get_events::<Order>("o-2").await.unwrap().is_empty());
+        assert_no_plaintext(&db.client, &tables).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_item_does_not_open() {
+    let (db, keys) = setup().await;
+    let repo = db
+        .repository()
+        .with_codec(Codec::json())
+        .with_encryption(keys.clone());
+    let cqrs = cqrs(repo.clone(), SnapshotPolicy::Never);
+    cqrs.execute("o-1", place()).await.unwrap();
+    cqrs.execute("o-2", place()).await.unwrap();
+    let items = scan_all(&db.client, &db.events).await.unwrap();
+    let of = |id: &str| {
+        items
+            .iter()
+            .find(|item| item["AggregateTypeAndId"] == AttributeValue::S(format!("Order:{id}")))
+            .unwrap()
+            .clone()
+    };
+    let mut target = of("o-2");
+    target.insert("Payload".into(), of("o-1")["Payload"].clone());
+    db.client
+        .put_item()
+        .table_name(&db.events)
+        .set_item(Some(target))
+        .send()
+        .await
+        .unwrap();
+    let err = repo.get_events::<Order>("o-2").await.unwrap_err();
+    let typed = typed(&err);
+    assert!(
+        matches!(
+            typed,
+            dynamo_es::Error::Encryption(encryption::Error::Authentication { .. })
+        ),
+        "{typed:?}"
+    );
+    assert!(typed.is_data_error());
+    assert!(
+        typed.to_string().contains("event 1 of Order:o-2"),
+        "{typed}"
+    );
+    // The original still opens.
+    assert_eq!(repo.get_events::<Order>("o-1").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_key_store_personal_data_is_refused_and_nothing_is_written() {
+    let db = dynamodb().await.unwrap();
+    let cqrs = cqrs(db.repository(), SnapshotPolicy::Never);
+    let err = cqrs.execute("o-1", place()).await.unwrap_err();
+    assert!(
+        matches!(
+            typed_aggregate(&err),
+            dynamo_es::Error::Encryption(encryption::Error::NoKeyStore { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
+}
+
+/// A command on a repository whose data keys cannot be had fails with the
+/// typed error `check` accepts, and writes nothing.
+async fn assert_refused(
+    db: &TestTables,
+    keys: KeyStore,
+    check: impl Fn(&encryption::Error) -> bool,
+) -> AggregateError<OrderError> {
+    let repo = db.repository().with_encryption(keys);
+    let err = cqrs(repo, SnapshotPolicy::Never)
+        .execute("o-1", place())
+        .await
+        .unwrap_err();
+    match typed_aggregate(&err) {
+        dynamo_es::Error::Encryption(inner) => assert!(check(inner), "{inner:?}"),
+        other => panic!("not an encryption error: {other:?}"),
+    }
+    assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
+    err
+}
+
+#[tokio::test]
+async fn key_table_throttling_is_typed_and_nothing_is_written() {
+    let db = dynamodb().await.unwrap();
+    let http = Scripted::replying([
+        Canned::throughput_exceeded(),
+        Canned::throughput_exceeded(),
+        Canned::throughput_exceeded(),
+    ]);
+    let keys = KeyStore::new(
+        client_on(http.clone(), quick_retries(3), short_timeouts()),
+        "Keys",
+        local_kek(),
+    );
+    let err = assert_refused(&db, keys, |err| {
+        matches!(err, encryption::Error::KeyTable { source, operation: "reading", .. }
+            if matches!(**source, dynamo_es::Error::Throttled { operation: "GetItem", .. }))
+    })
+    .await;
+    // As transient as a throttled events table.
+    assert!(
+        matches!(err, AggregateError::DatabaseConnectionError(_)),
+        "{err:?}"
+    );
+    assert_eq!(http.operations(), ["GetItem", "GetItem", "GetItem"]);
+}
+
+fn kms_client(http: &Scripted) -> encryption::aws_sdk_kms::Client {
+    use encryption::aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    let config = encryption::aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .retry_config(quick_retries(1))
+        .http_client(http.clone())
+        .build();
+    encryption::aws_sdk_kms::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn kms_errors_are_typed_and_nothing_is_written() {
+    let (db, keys) = setup().await;
+    let http = Scripted::replying([Canned::new(
+        400,
+        serde_json::json!({
+            "__type": "AccessDeniedException",
+            "message": "User is not authorized to perform kms:GenerateDataKey"
+        }),
+    )]);
+    let kms = encryption::KmsKek::new(kms_client(&http), "alias/personal-data");
+    let keys = KeyStore::new(db.client.clone(), keys.table(), kms);
+    assert_refused(&db, keys.clone(), |err| {
+        matches!(err, encryption::Error::Kek { operation: "KMS GenerateDataKey", message, .. }
+            if message.contains("AccessDenied") && message.contains("grant kms:GenerateDataKey"))
+    })
+    .await;
+    assert!(scan_all(&db.client, keys.table()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn kms_wraps_and_unwraps_with_the_subject_as_encryption_context() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (db, keys) = setup().await;
+    let http = Scripted::replying([
+        Canned::ok(serde_json::json!({
+            "KeyId": "arn:aws:kms:eu-west-1:111122223333:key/k",
+            "Plaintext": b64(&[9; 32]),
+            "CiphertextBlob": b64(b"wrapped-by-kms"),
+        })),
+        Canned::ok(serde_json::json!({
+            "KeyId": "arn:aws:kms:eu-west-1:111122223333:key/k",
+            "Plaintext": b64(&[9; 32]),
+        })),
+    ]);
+    let kek = || encryption::KmsKek::new(kms_client(&http), "alias/personal-data");
+    let writer = KeyStore::new(db.client.clone(), keys.table(), kek());
+    let repo = db.repository().with_encryption(writer);
+    cqrs(repo.clone(), SnapshotPolicy::Never)
+        .execute("o-1", place())
+        .await
+        .unwrap();
+    // Another process: its cold cache unwraps the stored key with Decrypt.
+    let reader = KeyStore::new(db.client.clone(), keys.table(), kek());
+    let events = repo
+        .with_encryption(reader)
+        .get_events::<Order>("o-1")
+        .await
+        .unwrap();
+    let event: OrderEvent = serde_json::from_value(events[0].payload.clone()).unwrap();
+    assert!(
+        matches!(event, OrderEvent::Placed { customer, .. } if customer.value().map(String::as_str) == Some(CUSTOMER_NAME))
+    );
+    let requests = http.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(
+            request.body["EncryptionContext"],
+            serde_json::json!({ "subject": CUSTOMER })
+        );
+    }
+    assert_eq!(
+        requests[1].body["CiphertextBlob"],
+        serde_json::json!(b64(b"wrapped-by-kms"))
+    );
+}
