@@ -487,3 +487,295 @@ async fn kms_wraps_and_unwraps_with_the_subject_as_encryption_context() {
         serde_json::json!(b64(b"wrapped-by-kms"))
     );
 }
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OrderView {
+    customer: Option<Personal<String>>,
+    courier: Option<Personal<String>>,
+    events: usize,
+}
+
+impl cqrs_es::View<Order> for OrderView {
+    fn update(&mut self, event: &cqrs_es::EventEnvelope<Order>) {
+        match &event.payload {
+            OrderEvent::Placed { customer, .. } => self.customer = Some(customer.clone()),
+            OrderEvent::CourierAssigned { courier } => self.courier = Some(courier.clone()),
+            OrderEvent::Noted { .. } => {}
+        }
+        self.events += 1;
+    }
+}
+
+#[tokio::test]
+async fn views_are_sealed_and_read_forgotten_fields_after_a_forget() {
+    use cqrs_es::persist::{ViewContext, ViewRepository};
+    let (db, keys) = setup().await;
+    let views = db
+        .view_repository::<OrderView, Order>()
+        .with_encryption(keys.clone());
+    let view = OrderView {
+        customer: Some(Personal::new(CUSTOMER, CUSTOMER_NAME.to_string())),
+        courier: Some(Personal::new(COURIER, COURIER_NAME.to_string())),
+        events: 2,
+    };
+    views
+        .update_view(view, ViewContext::new("o-1".into(), 0))
+        .await
+        .unwrap();
+    assert_no_plaintext(&db.client, &[db.views.as_str()]).await;
+    let read = views.load("o-1").await.unwrap().unwrap();
+    assert_eq!(known(&read.customer), Some(CUSTOMER_NAME));
+
+    keys.forget(CUSTOMER).await.unwrap();
+    let (read, context) = views.load_with_context("o-1").await.unwrap().unwrap();
+    assert!(forgotten(&read.customer, CUSTOMER), "{read:?}");
+    assert_eq!(known(&read.courier), Some(COURIER_NAME));
+    // The view is written back with the forgotten marker: no key needed.
+    views.update_view(read, context).await.unwrap();
+    assert!(forgotten(
+        &views.load("o-1").await.unwrap().unwrap().customer,
+        CUSTOMER
+    ));
+
+    // A view without a key store refuses to store personal data.
+    let plain = db.view_repository::<OrderView, Order>();
+    let err = plain
+        .update_view(
+            OrderView {
+                courier: Some(Personal::new(COURIER, COURIER_NAME.to_string())),
+                ..OrderView::default()
+            },
+            ViewContext::new("o-2".into(), 0),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            typed(&err),
+            dynamo_es::Error::Encryption(encryption::Error::NoKeyStore { .. })
+        ),
+        "{err:?}"
+    );
+    assert_no_plaintext(&db.client, &[db.views.as_str()]).await;
+}
+
+/// The insert record of each event item of `table`, in key order.
+async fn insert_records(db: &TestTables) -> Vec<dynamo_es::projection::ChangeRecord> {
+    let mut items = scan_all(&db.client, &db.events).await.unwrap();
+    items.sort_by_key(|item| format!("{:?}", item["AggregateIdSequence"]));
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| dynamo_es::projection::ChangeRecord {
+            shard_id: "shard-0".into(),
+            sequence_number: format!("{i:021}"),
+            event_name: dynamo_es::projection::ChangeKind::Insert,
+            created: None,
+            keys: item
+                .iter()
+                .filter(|(name, _)| {
+                    ["AggregateTypeAndId", "AggregateIdSequence"].contains(&name.as_str())
+                })
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            new_image: Some(item),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_projection_decoder_opens_and_forgets_like_the_store() {
+    use dynamo_es::projection::EventDecoder;
+    let (db, keys) = setup().await;
+    let repo = db.repository().with_encryption(keys.clone());
+    let cqrs = cqrs(repo.clone(), SnapshotPolicy::Never);
+    cqrs.execute("o-1", place()).await.unwrap();
+    cqrs.execute("o-1", assign()).await.unwrap();
+    let records = insert_records(&db).await;
+    assert_eq!(records.len(), 2);
+
+    // Without the batch's keys loaded, a typed error, never a guess.
+    let cold = KeyStore::new(db.client.clone(), keys.table(), local_kek());
+    let decoder = EventDecoder::<Order>::from_repository(&repo).with_encryption(cold);
+    let err = decoder.decode(&records[0]).unwrap_err();
+    assert!(err.to_string().contains("not loaded"), "{err}");
+
+    decoder.prefetch(&records).await.unwrap();
+    let placed = decoder.decode(&records[0]).unwrap().unwrap();
+    assert!(
+        matches!(&placed.payload, OrderEvent::Placed { customer, .. } if customer.value().map(String::as_str) == Some(CUSTOMER_NAME))
+    );
+
+    keys.forget(CUSTOMER).await.unwrap();
+    // The repository's decoder shares its key store: the forget shows at once.
+    let decoder = EventDecoder::<Order>::from_repository(&repo);
+    decoder.prefetch(&records).await.unwrap();
+    let decoded: Vec<_> = records
+        .iter()
+        .map(|record| decoder.decode(record).unwrap().unwrap().payload)
+        .collect();
+    assert!(matches!(&decoded[0], OrderEvent::Placed { customer, .. } if customer.is_forgotten()));
+    assert!(
+        matches!(&decoded[1], OrderEvent::CourierAssigned { courier } if courier.value().map(String::as_str) == Some(COURIER_NAME))
+    );
+}
+
+#[tokio::test]
+async fn recode_copies_the_ciphertext_untouched() {
+    use dynamo_es::recode::{RecodeOptions, Recoder};
+    let (db, keys) = setup().await;
+    let repo = db
+        .repository()
+        .with_codec(Codec::json())
+        .with_encryption(keys.clone());
+    let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
+    cqrs.execute("o-1", place()).await.unwrap();
+    cqrs.execute("o-1", assign()).await.unwrap();
+    let payloads = |items: Vec<dynamo_es::item::Item>| -> Vec<(Vec<u8>, serde_json::Value)> {
+        let mut payloads: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let AttributeValue::B(bytes) = &item["Payload"] else {
+                    panic!("no binary payload")
+                };
+                let bytes = bytes.as_ref().to_vec();
+                let value = Codec::default().decode(&bytes).unwrap();
+                (bytes, value)
+            })
+            .collect();
+        payloads.sort_by_key(|(_, value)| value.to_string());
+        payloads
+    };
+    let events_before = payloads(scan_all(&db.client, &db.events).await.unwrap());
+    let target = Codec::available().pop().unwrap();
+    assert_ne!(
+        target,
+        Codec::json(),
+        "the build has another codec to recode to"
+    );
+    Recoder::new(db.client.clone(), target)
+        .with_options(RecodeOptions::default().with_allow_growth(true))
+        .run(&db.recode_tables())
+        .await
+        .unwrap();
+    let events_after = payloads(scan_all(&db.client, &db.events).await.unwrap());
+    assert_eq!(events_before.len(), 2);
+    for ((bytes_before, before), (bytes_after, after)) in events_before.iter().zip(&events_after) {
+        assert_ne!(bytes_before, bytes_after, "recoded");
+        assert_eq!(before, after, "the sealed values are copied as they were");
+        assert!(before.to_string().contains("\"sealed\""));
+    }
+    assert_no_plaintext(&db.client, &[db.events.as_str(), db.snapshots.as_str()]).await;
+    let order = DynamoStore::<Order>::new(repo, SnapshotPolicy::Every(2))
+        .load_aggregate("o-1")
+        .await
+        .unwrap()
+        .aggregate;
+    assert_eq!(known(&order.customer), Some(CUSTOMER_NAME));
+    assert_eq!(known(&order.courier), Some(COURIER_NAME));
+}
+
+/// A key item of the key table as DynamoDB's JSON, for a canned response.
+fn item_json(item: &dynamo_es::item::Item) -> serde_json::Value {
+    use base64::Engine as _;
+    let value = |value: &AttributeValue| match value {
+        AttributeValue::S(s) => serde_json::json!({ "S": s }),
+        AttributeValue::N(n) => serde_json::json!({ "N": n }),
+        AttributeValue::B(b) => {
+            serde_json::json!({ "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref()) })
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    item.iter()
+        .map(|(name, v)| (name.clone(), value(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn a_writer_that_loses_the_key_creation_race_uses_the_winners_key() {
+    let (_db, keys) = setup().await;
+    let mut payload =
+        serde_json::to_value(Personal::new(CUSTOMER, CUSTOMER_NAME.to_string())).unwrap();
+    keys.seal_event_payload("Order", "o-1", 1, &mut payload)
+        .await
+        .unwrap();
+    let stored = scan_all(&_db.client, keys.table()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    // The loser: its read finds no item, its conditional put loses, its
+    // second read finds the winner's.
+    let http = Scripted::replying([
+        Canned::ok(serde_json::json!({})),
+        Canned::dynamo_error("ConditionalCheckFailedException", serde_json::json!({})),
+        Canned::ok(serde_json::json!({ "Item": item_json(&stored[0]) })),
+    ]);
+    let loser = KeyStore::new(
+        client_on(http.clone(), quick_retries(1), short_timeouts()),
+        "Keys",
+        local_kek(),
+    );
+    let mut own = serde_json::to_value(Personal::new(CUSTOMER, "x".to_string())).unwrap();
+    loser
+        .seal_event_payload("Order", "o-2", 1, &mut own)
+        .await
+        .unwrap();
+    assert_eq!(http.operations(), ["GetItem", "PutItem", "GetItem"]);
+    // The loser opens what the winner sealed: one key.
+    loser
+        .open_event_payload("Order", "o-1", 1, &mut payload)
+        .await
+        .unwrap();
+    let opened: Personal<String> = serde_json::from_value(payload).unwrap();
+    assert_eq!(opened.value().map(String::as_str), Some(CUSTOMER_NAME));
+}
+
+#[tokio::test]
+async fn another_process_reads_a_forgotten_subject_until_its_cache_lets_the_key_go() {
+    let (db, keys) = setup().await;
+    let sealed = |subject: &str| {
+        let keys = keys.clone();
+        let subject = subject.to_string();
+        async move {
+            let mut value = serde_json::to_value(Personal::new(&subject, "v".to_string())).unwrap();
+            keys.seal_event_payload("Order", &subject, 1, &mut value)
+                .await
+                .unwrap();
+            value
+        }
+    };
+    let a = sealed("subject-a").await;
+    let b = sealed("subject-b").await;
+    let read = |store: &KeyStore, subject: &str, value: &serde_json::Value| {
+        let (store, subject, mut value) = (store.clone(), subject.to_string(), value.clone());
+        async move {
+            store
+                .open_event_payload("Order", &subject, 1, &mut value)
+                .await
+                .unwrap();
+            serde_json::from_value::<Personal<String>>(value).unwrap()
+        }
+    };
+    let small = KeyStore::new(db.client.clone(), keys.table(), local_kek()).with_cache_capacity(1);
+    let fresh = KeyStore::new(db.client.clone(), keys.table(), local_kek())
+        .with_max_age(std::time::Duration::ZERO);
+    assert!(!read(&small, "subject-a", &a).await.is_forgotten());
+    assert!(!read(&fresh, "subject-a", &a).await.is_forgotten());
+
+    // Forgotten by another process (`keys`).
+    keys.forget("subject-a").await.unwrap();
+    assert!(
+        !read(&small, "subject-a", &a).await.is_forgotten(),
+        "cached"
+    );
+    assert!(
+        read(&fresh, "subject-a", &a).await.is_forgotten(),
+        "max age 0"
+    );
+    // Loading b evicts a from the one-entry cache.
+    assert!(!read(&small, "subject-b", &b).await.is_forgotten());
+    assert!(
+        read(&small, "subject-a", &a).await.is_forgotten(),
+        "evicted"
+    );
+    assert!(small.is_forgotten("subject-a").await.unwrap());
+}

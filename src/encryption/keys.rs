@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
@@ -271,9 +272,13 @@ impl KeyStore {
                     generated.plaintext.data_key(subject)?,
                 )))
             }
-            Err(err) => match crate::Error::from_sdk_on("PutItem", &self.table, err) {
-                // Another writer created it (or forgot the subject) first.
-                crate::Error::Conflict { .. } => match self.read(subject).await? {
+            // Another writer created it (or forgot the subject) first.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                match self.read(subject).await? {
                     Some(item) => self.state_of(subject, &item).await,
                     None => Err(Error::KeyItem {
                         table: self.table.clone(),
@@ -281,9 +286,13 @@ impl KeyStore {
                         reason: "the key item's creation conflicted but no item is stored".into(),
                     }
                     .into()),
-                },
-                err => Err(key_table("creating", subject, err)),
-            },
+                }
+            }
+            Err(err) => Err(key_table(
+                "creating",
+                subject,
+                crate::Error::from_sdk_on("PutItem", &self.table, err),
+            )),
         }
     }
 
