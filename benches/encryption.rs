@@ -10,6 +10,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use cqrs_es::persist::SerializedEvent;
 use criterion::{Criterion, Throughput};
 use dynamo_es::encryption::{KeyStore, LocalKek, Personal};
 use dynamo_es::testing::EmbeddedDynamo;
@@ -35,6 +36,19 @@ fn event() -> Value {
     })
 }
 
+/// Event 1 of `Order:o-1` with `payload`.
+fn serialized(payload: Value) -> SerializedEvent {
+    SerializedEvent::new(
+        "o-1".into(),
+        1,
+        "Order".into(),
+        "Placed".into(),
+        "1".into(),
+        payload,
+        json!({}),
+    )
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = EmbeddedDynamo::start().unwrap();
@@ -48,10 +62,10 @@ fn main() {
     let plain = event();
     let json_len = serde_json::to_vec(&plain).unwrap().len();
     let codec = Codec::json();
-    let mut sealed = plain.clone();
-    runtime
-        .block_on(keys.seal_event_payload("Order", "o-1", 1, &mut sealed))
-        .unwrap();
+    let mut sealed = [serialized(plain.clone())];
+    runtime.block_on(keys.seal_events(&mut sealed)).unwrap();
+    let [sealed] = sealed;
+    let sealed = sealed.payload;
     let stored_plain = codec.encode(&plain).unwrap();
     let stored_sealed = codec.encode(&sealed).unwrap();
     println!(
@@ -70,11 +84,9 @@ fn main() {
     });
     group.bench_function("encode/sealed_json", |b| {
         b.to_async(&runtime).iter(|| async {
-            let mut value = black_box(&plain).clone();
-            keys.seal_event_payload("Order", "o-1", 1, &mut value)
-                .await
-                .unwrap();
-            codec.encode(&value).unwrap()
+            let mut events = [serialized(black_box(&plain).clone())];
+            keys.seal_events(&mut events).await.unwrap();
+            codec.encode(&events[0].payload).unwrap()
         });
     });
     group.bench_function("decode/plain_json", |b| {
@@ -82,11 +94,10 @@ fn main() {
     });
     group.bench_function("decode/sealed_json", |b| {
         b.to_async(&runtime).iter(|| async {
-            let mut value = codec.decode(black_box(&stored_sealed)).unwrap();
-            keys.open_event_payload("Order", "o-1", 1, &mut value)
-                .await
-                .unwrap();
-            value
+            let payload = codec.decode(black_box(&stored_sealed)).unwrap();
+            let mut events = [serialized(payload)];
+            keys.open_events(&mut events).await.unwrap();
+            events
         });
     });
     group.finish();

@@ -117,15 +117,6 @@ impl Schema {
         )])
     }
 
-    #[cfg(feature = "encryption")]
-    fn keys() -> Self {
-        Schema(vec![Key::new(
-            crate::encryption::SUBJECT,
-            ScalarAttributeType::S,
-            KeyType::Hash,
-        )])
-    }
-
     fn checkpoints() -> Self {
         Schema(vec![Key::new(
             LEASE_KEY,
@@ -359,7 +350,12 @@ pub async fn create_checkpoint_table(client: &Client, table: &str) -> Result<()>
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub async fn create_key_table(client: &Client, table: &str) -> Result<()> {
-    ensure_table(client, table, &Schema::keys(), false).await
+    let schema = Schema(vec![Key::new(
+        crate::encryption::SUBJECT,
+        ScalarAttributeType::S,
+        KeyType::Hash,
+    )]);
+    ensure_table(client, table, &schema, false).await
 }
 
 /// Describes `table`, creates it if it is missing (with a `NEW_IMAGE` stream

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use common::{typed, typed_aggregate};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
 use dynamo_es::encryption::{self, Forgot, KeyStore, LocalKek, Personal};
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
@@ -79,16 +79,9 @@ impl DomainEvent for OrderEvent {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct OrderError(String);
-
-impl std::fmt::Display for OrderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for OrderError {}
 
 impl Aggregate for Order {
     const TYPE: &'static str = "Order";
@@ -203,6 +196,14 @@ async fn assert_no_plaintext(client: &Client, tables: &[&str]) {
     }
 }
 
+/// The encryption error inside `err`.
+fn encryption_error<E: std::error::Error>(err: &AggregateError<E>) -> &encryption::Error {
+    match typed_aggregate(err) {
+        dynamo_es::Error::Encryption(inner) => inner,
+        other => panic!("not an encryption error: {other:?}"),
+    }
+}
+
 fn known(value: &Option<Personal<String>>) -> Option<&str> {
     value.as_ref().and_then(Personal::value).map(String::as_str)
 }
@@ -290,12 +291,10 @@ async fn a_forgotten_customer_reads_forgotten_and_the_courier_stays_under_every_
 
         // No new key for a forgotten subject: refused, nothing written.
         let err = cqrs.execute("o-2", place()).await.unwrap_err();
+        let inner = encryption_error(&err);
         assert!(
-            matches!(
-                typed_aggregate(&err),
-                dynamo_es::Error::Encryption(encryption::Error::SubjectForgotten { .. })
-            ),
-            "{err:?}"
+            matches!(inner, encryption::Error::SubjectForgotten { .. }),
+            "{inner:?}"
         );
         assert!(repo.get_events::<Order>("o-2").await.unwrap().is_empty());
         assert_no_plaintext(&db.client, &tables).await;
@@ -352,12 +351,10 @@ async fn without_a_key_store_personal_data_is_refused_and_nothing_is_written() {
     let db = dynamodb().await.unwrap();
     let cqrs = cqrs(db.repository(), SnapshotPolicy::Never);
     let err = cqrs.execute("o-1", place()).await.unwrap_err();
+    let inner = encryption_error(&err);
     assert!(
-        matches!(
-            typed_aggregate(&err),
-            dynamo_es::Error::Encryption(encryption::Error::NoKeyStore { .. })
-        ),
-        "{err:?}"
+        matches!(inner, encryption::Error::NoKeyStore { .. }),
+        "{inner:?}"
     );
     assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
 }
@@ -374,10 +371,8 @@ async fn assert_refused(
         .execute("o-1", place())
         .await
         .unwrap_err();
-    match typed_aggregate(&err) {
-        dynamo_es::Error::Encryption(inner) => assert!(check(inner), "{inner:?}"),
-        other => panic!("not an encryption error: {other:?}"),
-    }
+    let inner = encryption_error(&err);
+    assert!(check(inner), "{inner:?}");
     assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
     err
 }
@@ -675,6 +670,19 @@ async fn recode_copies_the_ciphertext_untouched() {
     assert_eq!(known(&order.courier), Some(COURIER_NAME));
 }
 
+/// Event 1 of `Order:{id}` whose payload is `value`.
+fn event(id: &str, value: Personal<String>) -> SerializedEvent {
+    SerializedEvent::new(
+        id.into(),
+        1,
+        "Order".into(),
+        "Placed".into(),
+        "1".into(),
+        serde_json::to_value(value).unwrap(),
+        serde_json::json!({}),
+    )
+}
+
 /// A key item of the key table as DynamoDB's JSON, for a canned response.
 fn item_json(item: &dynamo_es::item::Item) -> serde_json::Value {
     use base64::Engine as _;
@@ -695,11 +703,11 @@ fn item_json(item: &dynamo_es::item::Item) -> serde_json::Value {
 #[tokio::test]
 async fn a_writer_that_loses_the_key_creation_race_uses_the_winners_key() {
     let (_db, keys) = setup().await;
-    let mut payload =
-        serde_json::to_value(Personal::new(CUSTOMER, CUSTOMER_NAME.to_string())).unwrap();
-    keys.seal_event_payload("Order", "o-1", 1, &mut payload)
-        .await
-        .unwrap();
+    let mut winner = [event(
+        "o-1",
+        Personal::new(CUSTOMER, CUSTOMER_NAME.to_string()),
+    )];
+    keys.seal_events(&mut winner).await.unwrap();
     let stored = scan_all(&_db.client, keys.table()).await.unwrap();
     assert_eq!(stored.len(), 1);
     // The loser: its read finds no item, its conditional put loses, its
@@ -714,18 +722,13 @@ async fn a_writer_that_loses_the_key_creation_race_uses_the_winners_key() {
         "Keys",
         local_kek(),
     );
-    let mut own = serde_json::to_value(Personal::new(CUSTOMER, "x".to_string())).unwrap();
-    loser
-        .seal_event_payload("Order", "o-2", 1, &mut own)
-        .await
-        .unwrap();
+    let mut own = [event("o-2", Personal::new(CUSTOMER, "x".to_string()))];
+    loser.seal_events(&mut own).await.unwrap();
     assert_eq!(http.operations(), ["GetItem", "PutItem", "GetItem"]);
     // The loser opens what the winner sealed: one key.
-    loser
-        .open_event_payload("Order", "o-1", 1, &mut payload)
-        .await
-        .unwrap();
-    let opened: Personal<String> = serde_json::from_value(payload).unwrap();
+    loser.open_events(&mut winner).await.unwrap();
+    let [winner] = winner;
+    let opened: Personal<String> = serde_json::from_value(winner.payload).unwrap();
     assert_eq!(opened.value().map(String::as_str), Some(CUSTOMER_NAME));
 }
 
@@ -736,46 +739,34 @@ async fn another_process_reads_a_forgotten_subject_until_its_cache_lets_the_key_
         let keys = keys.clone();
         let subject = subject.to_string();
         async move {
-            let mut value = serde_json::to_value(Personal::new(&subject, "v".to_string())).unwrap();
-            keys.seal_event_payload("Order", &subject, 1, &mut value)
-                .await
-                .unwrap();
-            value
+            let mut events = [event(&subject, Personal::new(&subject, "v".to_string()))];
+            keys.seal_events(&mut events).await.unwrap();
+            let [event] = events;
+            event
         }
     };
     let a = sealed("subject-a").await;
     let b = sealed("subject-b").await;
-    let read = |store: &KeyStore, subject: &str, value: &serde_json::Value| {
-        let (store, subject, mut value) = (store.clone(), subject.to_string(), value.clone());
+    let read = |store: &KeyStore, sealed: &SerializedEvent| {
+        let (store, mut events) = (store.clone(), [sealed.clone()]);
         async move {
-            store
-                .open_event_payload("Order", &subject, 1, &mut value)
-                .await
-                .unwrap();
-            serde_json::from_value::<Personal<String>>(value).unwrap()
+            store.open_events(&mut events).await.unwrap();
+            let [event] = events;
+            serde_json::from_value::<Personal<String>>(event.payload).unwrap()
         }
     };
     let small = KeyStore::new(db.client.clone(), keys.table(), local_kek()).with_cache_capacity(1);
     let fresh = KeyStore::new(db.client.clone(), keys.table(), local_kek())
         .with_max_age(std::time::Duration::ZERO);
-    assert!(!read(&small, "subject-a", &a).await.is_forgotten());
-    assert!(!read(&fresh, "subject-a", &a).await.is_forgotten());
+    assert!(!read(&small, &a).await.is_forgotten());
+    assert!(!read(&fresh, &a).await.is_forgotten());
 
     // Forgotten by another process (`keys`).
     keys.forget("subject-a").await.unwrap();
-    assert!(
-        !read(&small, "subject-a", &a).await.is_forgotten(),
-        "cached"
-    );
-    assert!(
-        read(&fresh, "subject-a", &a).await.is_forgotten(),
-        "max age 0"
-    );
+    assert!(!read(&small, &a).await.is_forgotten(), "cached");
+    assert!(read(&fresh, &a).await.is_forgotten(), "max age 0");
     // Loading b evicts a from the one-entry cache.
-    assert!(!read(&small, "subject-b", &b).await.is_forgotten());
-    assert!(
-        read(&small, "subject-a", &a).await.is_forgotten(),
-        "evicted"
-    );
+    assert!(!read(&small, &b).await.is_forgotten());
+    assert!(read(&small, &a).await.is_forgotten(), "evicted");
     assert!(small.is_forgotten("subject-a").await.unwrap());
 }

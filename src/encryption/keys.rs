@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
@@ -139,13 +140,7 @@ impl KeyStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|err| {
-                key_table(
-                    "forgetting",
-                    subject,
-                    crate::Error::from_sdk_on("PutItem", &self.table, err),
-                )
-            })?;
+            .map_err(|err| self.failed("forgetting", "PutItem", subject, err))?;
         self.store(subject, KeyState::Forgotten);
         let old = out.attributes.unwrap_or_default();
         Ok(if old.contains_key(WRAPPED_KEY) {
@@ -288,11 +283,7 @@ impl KeyStore {
                     .into()),
                 }
             }
-            Err(err) => Err(key_table(
-                "creating",
-                subject,
-                crate::Error::from_sdk_on("PutItem", &self.table, err),
-            )),
+            Err(err) => Err(self.failed("creating", "PutItem", subject, err)),
         }
     }
 
@@ -305,14 +296,29 @@ impl KeyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| {
-                key_table(
-                    "reading",
-                    subject,
-                    crate::Error::from_sdk_on("GetItem", &self.table, err),
-                )
-            })?;
+            .map_err(|err| self.failed("reading", "GetItem", subject, err))?;
         Ok(out.item)
+    }
+
+    /// [`Error::KeyTable`]: `api` (a DynamoDB operation) failed on the key
+    /// table while `operation` the key of `subject`.
+    fn failed<E, R>(
+        &self,
+        operation: &'static str,
+        api: &'static str,
+        subject: &str,
+        err: SdkError<E, R>,
+    ) -> crate::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        Error::KeyTable {
+            operation,
+            subject: subject.to_string(),
+            source: Box::new(crate::Error::from_sdk_on(api, &self.table, err)),
+        }
+        .into()
     }
 
     async fn state_of(
@@ -334,15 +340,6 @@ impl KeyStore {
         let plain = self.kek.unwrap(subject, wrapped.as_ref()).await?;
         Ok(KeyState::Active(Arc::new(plain.data_key(subject)?)))
     }
-}
-
-fn key_table(operation: &'static str, subject: &str, source: crate::Error) -> crate::Error {
-    Error::KeyTable {
-        operation,
-        subject: subject.to_string(),
-        source: Box::new(source),
-    }
-    .into()
 }
 
 fn now() -> u64 {

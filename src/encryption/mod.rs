@@ -38,7 +38,8 @@ pub use keys::{
     SUBJECT, WRAPPED_KEY,
 };
 pub(crate) use payload::{
-    open_all, open_cached, opened_value, seal_all, sealed_subjects, sealed_value,
+    open_all, open_cached, open_event_payloads, opened_value, seal_event_payloads, sealed_subjects,
+    sealed_value,
 };
 pub use personal::{Personal, MARKER};
 pub(crate) use seal::{holds_personal, Binding};

@@ -9,11 +9,12 @@
 
 use std::collections::BTreeSet;
 
+use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
 
 use super::error::Error;
 use super::keys::KeyStore;
-use super::seal::{self, Binding, Collect};
+use super::seal::{self, Binding, Collect, KeySet};
 
 /// Seals the plaintext markers of every payload, creating the data keys of
 /// subjects that have none.
@@ -21,21 +22,7 @@ pub(crate) async fn seal_all(
     keys: Option<&KeyStore>,
     payloads: &mut [(&mut Value, Binding<'_>)],
 ) -> crate::Result<()> {
-    let Some((subjects, first)) = collect(payloads, Collect::Plain)? else {
-        return Ok(());
-    };
-    let Some(keys) = keys else {
-        return Err(Error::NoKeyStore {
-            item: first.0,
-            subject: first.1,
-        }
-        .into());
-    };
-    let set = keys.keys_for(subjects, true).await?;
-    for (value, binding) in payloads.iter_mut() {
-        seal::seal(value, &set, binding)?;
-    }
-    Ok(())
+    rewrite_all(keys, payloads, Collect::Plain).await
 }
 
 /// Opens the sealed markers of every payload: plaintext again, or
@@ -44,21 +31,67 @@ pub(crate) async fn open_all(
     keys: Option<&KeyStore>,
     payloads: &mut [(&mut Value, Binding<'_>)],
 ) -> crate::Result<()> {
-    let Some((subjects, first)) = collect(payloads, Collect::Sealed)? else {
+    rewrite_all(keys, payloads, Collect::Sealed).await
+}
+
+/// Seals (`Collect::Plain`) or opens (`Collect::Sealed`) every payload.
+async fn rewrite_all(
+    keys: Option<&KeyStore>,
+    payloads: &mut [(&mut Value, Binding<'_>)],
+    which: Collect,
+) -> crate::Result<()> {
+    let Some(set) = key_set(keys, payloads, which).await? else {
         return Ok(());
     };
-    let Some(keys) = keys else {
-        return Err(Error::NoKeyStoreToRead {
-            item: first.0,
-            subject: first.1,
-        }
-        .into());
-    };
-    let set = keys.keys_for(subjects, false).await?;
     for (value, binding) in payloads.iter_mut() {
-        seal::open(value, &set, binding)?;
+        match which {
+            Collect::Plain => seal::seal(value, &set, binding)?,
+            Collect::Sealed => seal::open(value, &set, binding)?,
+        }
     }
     Ok(())
+}
+
+/// The keys of the subjects of the `which` markers of `payloads` (created
+/// for a write, `Collect::Plain`), `None` if there are none.
+async fn key_set(
+    keys: Option<&KeyStore>,
+    payloads: &mut [(&mut Value, Binding<'_>)],
+    which: Collect,
+) -> crate::Result<Option<KeySet>> {
+    let mut subjects = BTreeSet::new();
+    // The first payload naming a subject, and one it names, for errors.
+    let mut first = None;
+    for (value, binding) in payloads.iter_mut() {
+        seal::subjects(value, which, &mut subjects, &|| binding.describe())?;
+        if first.is_none() {
+            first = subjects.first().map(|s| (binding.describe(), s.clone()));
+        }
+    }
+    let Some((item, subject)) = first else {
+        return Ok(None);
+    };
+    let keys = usable(keys, which, &subject, || item)?;
+    Ok(Some(
+        keys.keys_for(subjects, which == Collect::Plain).await?,
+    ))
+}
+
+/// `keys`, or the error of a repository without a key store that met
+/// personal data of `subject` in `item`.
+fn usable<'k>(
+    keys: Option<&'k KeyStore>,
+    which: Collect,
+    subject: &str,
+    item: impl FnOnce() -> String,
+) -> Result<&'k KeyStore, Error> {
+    keys.ok_or_else(|| {
+        let (item, subject) = (item(), subject.to_string());
+        match which {
+            Collect::Plain => Error::NoKeyStore { item, subject },
+            Collect::Sealed => Error::NoKeyStoreToRead { item, subject },
+        }
+    })
 }
 
 /// Opens the sealed markers of `value` with keys already in the cache (a
@@ -75,40 +108,15 @@ pub(crate) fn open_cached(
     let Some(first) = subjects.first() else {
         return Ok(());
     };
-    let Some(keys) = keys else {
-        return Err(Error::NoKeyStoreToRead {
-            item: binding.describe(),
-            subject: first.clone(),
-        }
-        .into());
-    };
+    let keys = usable(keys, Collect::Sealed, first, || binding.describe())?;
     let set = keys.cached_keys(subjects)?;
     Ok(seal::open(value, &set, &binding)?)
 }
 
 /// The subjects of the sealed markers of `value`, added to `into`.
-pub(crate) fn sealed_subjects(value: &Value, into: &mut BTreeSet<String>) {
+pub(crate) fn sealed_subjects(value: &mut Value, into: &mut BTreeSet<String>) {
     // A malformed marker is reported when the payload is opened.
     let _ = seal::subjects(value, Collect::Sealed, into, &String::new);
-}
-
-/// The subjects of the `which` markers of `payloads` and the first item and
-/// subject found, `None` if there are none.
-fn collect(
-    payloads: &[(&mut Value, Binding<'_>)],
-    which: Collect,
-) -> crate::Result<Option<(BTreeSet<String>, (String, String))>> {
-    let mut subjects = BTreeSet::new();
-    let mut first = None;
-    for (value, binding) in payloads {
-        seal::subjects(value, which, &mut subjects, &|| binding.describe())?;
-        if first.is_none() {
-            if let Some(subject) = subjects.first() {
-                first = Some((binding.describe(), subject.clone()));
-            }
-        }
-    }
-    Ok(first.map(|first| (subjects, first)))
 }
 
 /// `state` as a value with its personal data sealed under `binding`, or
@@ -144,31 +152,61 @@ pub(crate) async fn opened_value(
 }
 
 impl KeyStore {
-    /// Seals the [`Personal`](super::Personal) values of `payload` in place,
-    /// exactly as the event repository does for event `sequence` of
-    /// `aggregate_type`/`aggregate_id` (creating the data keys of new
-    /// subjects): for tools that write event items themselves.
-    pub async fn seal_event_payload(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        sequence: usize,
-        payload: &mut Value,
-    ) -> crate::Result<()> {
-        let key = crate::item::aggregate_key(aggregate_type, aggregate_id);
-        seal_all(Some(self), &mut [(payload, Binding::event(&key, sequence))]).await
+    /// Seals the [`Personal`](super::Personal) values of `events`' payloads
+    /// in place, exactly as the event repository does before it encodes
+    /// them (creating the data keys of new subjects): for tools that write
+    /// event items themselves.
+    pub async fn seal_events(&self, events: &mut [SerializedEvent]) -> crate::Result<()> {
+        seal_event_payloads(Some(self), events).await
     }
 
-    /// Opens the sealed personal data of an event's `payload` in place, as
-    /// the event repository does: plaintext again, or forgotten.
-    pub async fn open_event_payload(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        sequence: usize,
-        payload: &mut Value,
-    ) -> crate::Result<()> {
-        let key = crate::item::aggregate_key(aggregate_type, aggregate_id);
-        open_all(Some(self), &mut [(payload, Binding::event(&key, sequence))]).await
+    /// Opens the sealed personal data of `events`' payloads in place, as the
+    /// event repository does after it decodes them: plaintext again, or
+    /// forgotten.
+    pub async fn open_events(&self, events: &mut [SerializedEvent]) -> crate::Result<()> {
+        open_event_payloads(Some(self), events).await
     }
+}
+
+/// Seals the payloads of `events`, each bound to its aggregate key,
+/// sequence and `Payload`.
+pub(crate) async fn seal_event_payloads(
+    keys: Option<&KeyStore>,
+    events: &mut [SerializedEvent],
+) -> crate::Result<()> {
+    let names = aggregate_keys(events);
+    seal_all(keys, &mut event_payloads(events, &names)).await
+}
+
+/// Opens the payloads of `events`.
+pub(crate) async fn open_event_payloads(
+    keys: Option<&KeyStore>,
+    events: &mut [SerializedEvent],
+) -> crate::Result<()> {
+    let names = aggregate_keys(events);
+    open_all(keys, &mut event_payloads(events, &names)).await
+}
+
+/// The aggregate key of each event.
+fn aggregate_keys(events: &[SerializedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| crate::item::aggregate_key(&e.aggregate_type, &e.aggregate_id))
+        .collect()
+}
+
+/// Each event's payload and where it is stored; `names` are their
+/// aggregate keys.
+fn event_payloads<'a>(
+    events: &'a mut [SerializedEvent],
+    names: &'a [String],
+) -> Vec<(&'a mut Value, Binding<'a>)> {
+    events
+        .iter_mut()
+        .zip(names)
+        .map(|(event, key)| {
+            let binding = Binding::event(key, event.sequence);
+            (&mut event.payload, binding)
+        })
+        .collect()
 }

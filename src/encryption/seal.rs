@@ -189,36 +189,27 @@ pub(crate) fn holds_personal(value: &Value) -> bool {
 }
 
 /// Adds the subjects of the `which` markers in `value` to `into`; a
-/// malformed marker is an error naming `item`.
+/// malformed marker is an error naming `item`. Changes nothing.
 pub(crate) fn subjects(
-    value: &Value,
+    value: &mut Value,
     which: Collect,
     into: &mut BTreeSet<String>,
     item: &dyn Fn() -> String,
 ) -> Result<(), Error> {
-    if let Some(found) = Marker::parse(value) {
-        let found = found.map_err(|reason| Error::Malformed {
-            item: item(),
-            reason,
-        })?;
-        match (found, which) {
-            (Marker::Plain { subject, .. }, Collect::Plain)
-            | (Marker::Sealed { subject, .. }, Collect::Sealed) => {
-                into.insert(subject.to_string());
+    rewrite(
+        value,
+        &mut |found| {
+            match (found, which) {
+                (Marker::Plain { subject, .. }, Collect::Plain)
+                | (Marker::Sealed { subject, .. }, Collect::Sealed) => {
+                    into.insert(subject.to_string());
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        return Ok(());
-    }
-    match value {
-        Value::Array(values) => values
-            .iter()
-            .try_for_each(|v| subjects(v, which, into, item)),
-        Value::Object(map) => map
-            .values()
-            .try_for_each(|v| subjects(v, which, into, item)),
-        _ => Ok(()),
-    }
+            Ok(None)
+        },
+        item,
+    )
 }
 
 /// Replaces every marker of `value` by what `f` makes of it.

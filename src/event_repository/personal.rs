@@ -20,7 +20,10 @@ use super::DynamoEventRepository;
 use crate::error::Result;
 
 #[cfg(feature = "encryption")]
-use crate::encryption::{open_all, opened_value, seal_all, sealed_value, Binding, KeyStore};
+use crate::encryption::{
+    open_all, open_event_payloads, opened_value, seal_event_payloads, sealed_value, Binding,
+    KeyStore,
+};
 #[cfg(feature = "encryption")]
 use crate::item::aggregate_key;
 
@@ -59,8 +62,7 @@ impl DynamoEventRepository {
             .any(|e| crate::encryption::holds_personal(&e.payload))
         {
             let mut sealed = events.to_vec();
-            let names = aggregate_keys(&sealed);
-            seal_all(self.keys.as_ref(), &mut event_payloads(&mut sealed, &names)).await?;
+            seal_event_payloads(self.keys.as_ref(), &mut sealed).await?;
             return Ok(Cow::Owned(sealed));
         }
         Ok(Cow::Borrowed(events))
@@ -69,7 +71,7 @@ impl DynamoEventRepository {
     /// Opens the personal data of `events`, as read.
     pub(crate) async fn open_events(&self, events: &mut [SerializedEvent]) -> Result<()> {
         #[cfg(feature = "encryption")]
-        open_events_with(self.keys.as_ref(), events).await?;
+        open_event_payloads(self.keys.as_ref(), events).await?;
         let _ = events;
         Ok(())
     }
@@ -82,7 +84,7 @@ impl DynamoEventRepository {
             Some(std::sync::Arc::new(move |mut event: SerializedEvent| {
                 let keys = keys.clone();
                 Box::pin(async move {
-                    open_events_with(keys.as_ref(), std::slice::from_mut(&mut event)).await?;
+                    open_event_payloads(keys.as_ref(), std::slice::from_mut(&mut event)).await?;
                     Ok(event)
                 })
             }))
@@ -147,37 +149,4 @@ impl DynamoEventRepository {
         let _ = (aggregate_type, aggregate_id);
         Ok((self.codec.decode_deserialize(&payload)?, payload))
     }
-}
-
-/// Opens the personal data of `events` with `keys`.
-#[cfg(feature = "encryption")]
-async fn open_events_with(keys: Option<&KeyStore>, events: &mut [SerializedEvent]) -> Result<()> {
-    let names = aggregate_keys(events);
-    open_all(keys, &mut event_payloads(events, &names)).await
-}
-
-/// The aggregate key of each event.
-#[cfg(feature = "encryption")]
-fn aggregate_keys(events: &[SerializedEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| aggregate_key(&e.aggregate_type, &e.aggregate_id))
-        .collect()
-}
-
-/// Each event's payload and where it is stored; `names` are their
-/// aggregate keys.
-#[cfg(feature = "encryption")]
-fn event_payloads<'a>(
-    events: &'a mut [SerializedEvent],
-    names: &'a [String],
-) -> Vec<(&'a mut Value, Binding<'a>)> {
-    events
-        .iter_mut()
-        .zip(names)
-        .map(|(event, key)| {
-            let binding = Binding::event(key, event.sequence);
-            (&mut event.payload, binding)
-        })
-        .collect()
 }

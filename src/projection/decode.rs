@@ -355,8 +355,8 @@ impl<A: Aggregate> EventDecoder<A> {
                 .filter_map(|record| self.claim(record).ok().flatten());
             for image in images {
                 // An item that does not decode is reported by `decode`.
-                if let Ok(event) = item_to_event(image, &self.codec) {
-                    crate::encryption::sealed_subjects(&event.payload, &mut subjects);
+                if let Ok(mut event) = item_to_event(image, &self.codec) {
+                    crate::encryption::sealed_subjects(&mut event.payload, &mut subjects);
                 }
             }
             if !subjects.is_empty() {
