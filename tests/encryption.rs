@@ -333,7 +333,7 @@ async fn a_ciphertext_moved_to_another_item_does_not_open() {
     assert!(
         matches!(
             typed,
-            dynamo_es::Error::Encryption(encryption::Error::Authentication { .. })
+            dynamo_es::Error::Encryption(inner) if matches!(**inner, encryption::Error::Authentication { .. })
         ),
         "{typed:?}"
     );
@@ -547,7 +547,7 @@ async fn views_are_sealed_and_read_forgotten_fields_after_a_forget() {
     assert!(
         matches!(
             typed(&err),
-            dynamo_es::Error::Encryption(encryption::Error::NoKeyStore { .. })
+            dynamo_es::Error::Encryption(inner) if matches!(**inner, encryption::Error::NoKeyStore { .. })
         ),
         "{err:?}"
     );

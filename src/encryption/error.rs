@@ -158,3 +158,9 @@ impl Error {
         )
     }
 }
+
+impl From<Error> for crate::Error {
+    fn from(err: Error) -> Self {
+        crate::Error::Encryption(Box::new(err))
+    }
+}

@@ -69,6 +69,12 @@ pub enum Forgot {
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyStore {
+    /// One pointer: repositories holding a store stay small.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
     client: Client,
     table: String,
     kek: Arc<dyn KeyEncryptionKey>,
@@ -88,22 +94,24 @@ impl KeyStore {
     /// [`DEFAULT_CACHE_CAPACITY`] subjects and no maximum age.
     pub fn new(client: Client, table: &str, kek: impl KeyEncryptionKey + 'static) -> Self {
         KeyStore {
-            client,
-            table: table.to_string(),
-            kek: Arc::new(kek),
-            cache: Arc::new(Mutex::new(Cache {
-                entries: HashMap::new(),
-                order: VecDeque::new(),
-                capacity: DEFAULT_CACHE_CAPACITY,
-            })),
-            max_age: None,
+            inner: Arc::new(Inner {
+                client,
+                table: table.to_string(),
+                kek: Arc::new(kek),
+                cache: Arc::new(Mutex::new(Cache {
+                    entries: HashMap::new(),
+                    order: VecDeque::new(),
+                    capacity: DEFAULT_CACHE_CAPACITY,
+                })),
+                max_age: None,
+            }),
         }
     }
 
     /// Keeps at most `subjects` keys in this process (at least 1); the
     /// oldest loaded is dropped first. Clones share the cache.
     pub fn with_cache_capacity(self, subjects: usize) -> Self {
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.inner.cache.lock() {
             cache.capacity = subjects.max(1);
         }
         self
@@ -112,16 +120,14 @@ impl KeyStore {
     /// Reloads a cached key once it is older than `max_age`: the longest
     /// another process goes on reading a subject after it was forgotten
     /// here ([`forget`](Self::forget) evicts this process's entry only).
-    pub fn with_max_age(self, max_age: Duration) -> Self {
-        KeyStore {
-            max_age: Some(max_age),
-            ..self
-        }
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).max_age = Some(max_age);
+        self
     }
 
     /// The key table.
     pub fn table(&self) -> &str {
-        &self.table
+        &self.inner.table
     }
 
     /// Forgets `subject`: its key item becomes a tombstone (one `PutItem`),
@@ -132,9 +138,10 @@ impl KeyStore {
     /// [`with_max_age`](Self::with_max_age)).
     pub async fn forget(&self, subject: &str) -> crate::Result<Forgot> {
         let out = self
+            .inner
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.inner.table)
             .item(SUBJECT, AttributeValue::S(subject.to_string()))
             .item(FORGOTTEN_AT, AttributeValue::N(now().to_string()))
             .return_values(ReturnValue::AllOld)
@@ -144,7 +151,7 @@ impl KeyStore {
         self.store(subject, KeyState::Forgotten);
         let old = out.attributes.unwrap_or_default();
         Ok(if old.contains_key(WRAPPED_KEY) {
-            tracing::info!(table = %self.table, subject, "data key destroyed: subject forgotten");
+            tracing::info!(table = %self.inner.table, subject, "data key destroyed: subject forgotten");
             Forgot::KeyDestroyed
         } else if old.contains_key(FORGOTTEN_AT) {
             Forgot::AlreadyForgotten
@@ -161,7 +168,7 @@ impl KeyStore {
 
     /// Drops `subject`'s key from this process's cache.
     pub fn evict(&self, subject: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.inner.cache.lock() {
             cache.entries.remove(subject);
             cache.order.retain(|s| s != subject);
         }
@@ -180,7 +187,9 @@ impl KeyStore {
             let state = match self.cached(&subject) {
                 Some(state) => state,
                 None => {
-                    let state = self.load(&subject, create).await?;
+                    // Boxed: the SDK's futures are deep, and every read
+                    // path awaits this one.
+                    let state = Box::pin(self.load(&subject, create)).await?;
                     self.store(&subject, state.clone());
                     state
                 }
@@ -198,7 +207,7 @@ impl KeyStore {
             .map(|subject| match self.cached(&subject) {
                 Some(state) => Ok((subject, state)),
                 None => Err(Error::NotLoaded {
-                    table: self.table.clone(),
+                    table: self.inner.table.clone(),
                     subject,
                 }),
             })
@@ -206,9 +215,9 @@ impl KeyStore {
     }
 
     fn cached(&self, subject: &str) -> Option<KeyState> {
-        let cache = self.cache.lock().ok()?;
+        let cache = self.inner.cache.lock().ok()?;
         let (state, loaded) = cache.entries.get(subject)?;
-        match (state, self.max_age) {
+        match (state, self.inner.max_age) {
             // A tombstone is final.
             (KeyState::Active(_), Some(max_age)) if loaded.elapsed() > max_age => None,
             (state, _) => Some(state.clone()),
@@ -216,7 +225,7 @@ impl KeyStore {
     }
 
     fn store(&self, subject: &str, state: KeyState) {
-        let Ok(mut cache) = self.cache.lock() else {
+        let Ok(mut cache) = self.inner.cache.lock() else {
             return;
         };
         if cache
@@ -242,19 +251,20 @@ impl KeyStore {
         }
         if !create {
             return Err(Error::KeyMissing {
-                table: self.table.clone(),
+                table: self.inner.table.clone(),
                 subject: subject.to_string(),
             }
             .into());
         }
-        let generated = self.kek.generate(subject).await?;
+        let generated = self.inner.kek.generate(subject).await?;
         let put = self
+            .inner
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.inner.table)
             .item(SUBJECT, AttributeValue::S(subject.to_string()))
             .item(WRAPPED_KEY, AttributeValue::B(generated.wrapped.into()))
-            .item(KEK_ID, AttributeValue::S(self.kek.id().to_string()))
+            .item(KEK_ID, AttributeValue::S(self.inner.kek.id().to_string()))
             .item(CREATED_AT, AttributeValue::N(now().to_string()))
             .condition_expression("attribute_not_exists(#subject)")
             .expression_attribute_names("#subject", SUBJECT)
@@ -262,7 +272,7 @@ impl KeyStore {
             .await;
         match put {
             Ok(_) => {
-                tracing::debug!(table = %self.table, subject, "data key created");
+                tracing::debug!(table = %self.inner.table, subject, "data key created");
                 Ok(KeyState::Active(Arc::new(
                     generated.plaintext.data_key(subject)?,
                 )))
@@ -276,7 +286,7 @@ impl KeyStore {
                 match self.read(subject).await? {
                     Some(item) => self.state_of(subject, &item).await,
                     None => Err(Error::KeyItem {
-                        table: self.table.clone(),
+                        table: self.inner.table.clone(),
                         subject: subject.to_string(),
                         reason: "the key item's creation conflicted but no item is stored".into(),
                     }
@@ -289,9 +299,10 @@ impl KeyStore {
 
     async fn read(&self, subject: &str) -> crate::Result<Option<HashMap<String, AttributeValue>>> {
         let out = self
+            .inner
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.inner.table)
             .key(SUBJECT, AttributeValue::S(subject.to_string()))
             .consistent_read(true)
             .send()
@@ -316,7 +327,7 @@ impl KeyStore {
         Error::KeyTable {
             operation,
             subject: subject.to_string(),
-            source: Box::new(crate::Error::from_sdk_on(api, &self.table, err)),
+            source: Box::new(crate::Error::from_sdk_on(api, &self.inner.table, err)),
         }
         .into()
     }
@@ -330,14 +341,14 @@ impl KeyStore {
             return Ok(KeyState::Forgotten);
         }
         let malformed = |reason: String| Error::KeyItem {
-            table: self.table.clone(),
+            table: self.inner.table.clone(),
             subject: subject.to_string(),
             reason,
         };
         let Some(AttributeValue::B(wrapped)) = item.get(WRAPPED_KEY) else {
             return Err(malformed(format!("no binary {WRAPPED_KEY} and no {FORGOTTEN_AT}")).into());
         };
-        let plain = self.kek.unwrap(subject, wrapped.as_ref()).await?;
+        let plain = self.inner.kek.unwrap(subject, wrapped.as_ref()).await?;
         Ok(KeyState::Active(Arc::new(plain.data_key(subject)?)))
     }
 }

@@ -227,6 +227,8 @@ pub(crate) enum MarkerEntry {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -312,6 +312,8 @@ pub(crate) fn open(value: &mut Value, keys: &KeySet, binding: &Binding<'_>) -> R
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn keys() -> KeySet {

@@ -297,7 +297,7 @@ pub enum Error {
     #[cfg(feature = "encryption")]
     #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
     #[error(transparent)]
-    Encryption(#[from] crate::encryption::Error),
+    Encryption(Box<crate::encryption::Error>),
     /// A zstd dictionary could not be found, read, stored or trained. See
     /// [`crate::dictionary::Error`]; a payload's is wrapped in
     /// [`Error::Item`], naming the item.

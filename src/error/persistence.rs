@@ -25,8 +25,9 @@ impl From<Error> for PersistenceError {
             // A key table that throttled or could not be reached: as
             // transient as the same error on the events table.
             #[cfg(feature = "encryption")]
-            Error::Encryption(crate::encryption::Error::KeyTable { ref source, .. })
-                if matches!(**source, Error::Throttled { .. } | Error::Connection { .. }) =>
+            Error::Encryption(ref inner)
+                if matches!(&**inner, crate::encryption::Error::KeyTable { source, .. }
+                    if matches!(**source, Error::Throttled { .. } | Error::Connection { .. })) =>
             {
                 PersistenceError::ConnectionError(Box::new(err))
             }

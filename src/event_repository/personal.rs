@@ -62,7 +62,7 @@ impl DynamoEventRepository {
             .any(|e| crate::encryption::holds_personal(&e.payload))
         {
             let mut sealed = events.to_vec();
-            seal_event_payloads(self.keys.as_ref(), &mut sealed).await?;
+            Box::pin(seal_event_payloads(self.keys.as_ref(), &mut sealed)).await?;
             return Ok(Cow::Owned(sealed));
         }
         Ok(Cow::Borrowed(events))
@@ -71,7 +71,7 @@ impl DynamoEventRepository {
     /// Opens the personal data of `events`, as read.
     pub(crate) async fn open_events(&self, events: &mut [SerializedEvent]) -> Result<()> {
         #[cfg(feature = "encryption")]
-        open_event_payloads(self.keys.as_ref(), events).await?;
+        Box::pin(open_event_payloads(self.keys.as_ref(), events)).await?;
         let _ = events;
         Ok(())
     }
