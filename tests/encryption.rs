@@ -613,6 +613,24 @@ async fn the_projection_decoder_opens_and_forgets_like_the_store() {
     assert!(
         matches!(&decoded[1], OrderEvent::CourierAssigned { courier } if courier.value().map(String::as_str) == Some(COURIER_NAME))
     );
+
+    // A projection into a view (sealed too) runs over the whole stream
+    // after the forget.
+    let views = db
+        .view_repository::<OrderView, Order>()
+        .with_encryption(keys.clone());
+    let dispatcher = dynamo_es::projection::Dispatcher::new(EventDecoder::from_repository(&repo))
+        .with_projection(dynamo_es::projection::ViewProjection::new(views.clone()));
+    let report = dispatcher.dispatch(&records).await.unwrap();
+    assert_eq!(report.events, 2, "{report:?}");
+    let view = cqrs_es::persist::ViewRepository::load(&views, "o-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(forgotten(&view.customer, CUSTOMER), "{view:?}");
+    assert_eq!(known(&view.courier), Some(COURIER_NAME));
+    assert_eq!(view.events, 2);
+    assert_no_plaintext(&db.client, &[db.views.as_str()]).await;
 }
 
 #[tokio::test]
