@@ -788,3 +788,58 @@ async fn another_process_reads_a_forgotten_subject_until_its_cache_lets_the_key_
     assert!(read(&small, &a).await.is_forgotten(), "evicted");
     assert!(small.is_forgotten("subject-a").await.unwrap());
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn the_cli_forgets_subjects_and_its_dry_run_writes_nothing() {
+    let (db, keys) = setup().await;
+    let mut events = [event(
+        "o-1",
+        Personal::new(CUSTOMER, CUSTOMER_NAME.to_string()),
+    )];
+    keys.seal_events(&mut events).await.unwrap();
+    let args = |dry_run: bool| {
+        let mut args = vec![
+            "forget",
+            "--keys-table",
+            keys.table(),
+            CUSTOMER,
+            "never-seen",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args
+    };
+    let out = common::cli(&args(true)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "[1/2] {CUSTOMER}: has a data key: forgetting would destroy it"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[2/2] never-seen: has no data key"),
+        "{stdout}"
+    );
+    assert_eq!(scan_all(&db.client, keys.table()).await.unwrap().len(), 1);
+    assert!(!keys.is_forgotten(CUSTOMER).await.unwrap());
+
+    let out = common::cli(&args(false)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!("[1/2] {CUSTOMER}: forgotten")),
+        "{stdout}"
+    );
+    // This process cached the key: a fresh store sees the tombstones.
+    let fresh = KeyStore::new(db.client.clone(), keys.table(), local_kek());
+    assert!(fresh.is_forgotten(CUSTOMER).await.unwrap());
+    assert!(fresh.is_forgotten("never-seen").await.unwrap());
+    fresh.open_events(&mut events).await.unwrap();
+    let [event] = events;
+    let opened: Personal<String> = serde_json::from_value(event.payload).unwrap();
+    assert!(opened.is_forgotten());
+}

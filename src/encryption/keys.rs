@@ -11,45 +11,22 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::error::Error;
 use super::kek::KeyEncryptionKey;
 use super::seal::{KeySet, KeyState};
-
-/// The key table's key attribute (HASH, S): the subject id.
-pub const SUBJECT: &str = "Subject";
-/// The wrapped data key (B); absent from a tombstone.
-pub const WRAPPED_KEY: &str = "WrappedKey";
-/// The id of the key-encryption key that wrapped it (S).
-pub const KEK_ID: &str = "KeyEncryptionKey";
-/// When the key was created, seconds since the Unix epoch (N).
-pub const CREATED_AT: &str = "CreatedAt";
-/// When the subject was forgotten, seconds since the Unix epoch (N):
-/// present on tombstones only.
-pub const FORGOTTEN_AT: &str = "ForgottenAt";
+use super::table::{Forgot, CREATED_AT, FORGOTTEN_AT, KEK_ID, SUBJECT, WRAPPED_KEY};
 
 /// The default key table name.
 pub const DEFAULT_KEY_TABLE: &str = "PersonalDataKeys";
 /// The default bound of the per-process key cache, in subjects.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
-
-/// What [`KeyStore::forget`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forgot {
-    /// The subject's data key was replaced by a tombstone.
-    KeyDestroyed,
-    /// The subject had been forgotten already.
-    AlreadyForgotten,
-    /// The subject had no key (none of its data was ever stored); a
-    /// tombstone now keeps a key from being created.
-    NoKey,
-}
 
 /// Data keys per subject: the key table, the key-encryption key and a
 /// bounded cache shared by clones.
@@ -137,27 +114,9 @@ impl KeyStore {
     /// once; other processes keep it until it leaves their cache (see
     /// [`with_max_age`](Self::with_max_age)).
     pub async fn forget(&self, subject: &str) -> crate::Result<Forgot> {
-        let out = self
-            .inner
-            .client
-            .put_item()
-            .table_name(&self.inner.table)
-            .item(SUBJECT, AttributeValue::S(subject.to_string()))
-            .item(FORGOTTEN_AT, AttributeValue::N(now().to_string()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|err| self.failed("forgetting", "PutItem", subject, err))?;
+        let forgot = super::table::forget(&self.inner.client, &self.inner.table, subject).await?;
         self.store(subject, KeyState::Forgotten);
-        let old = out.attributes.unwrap_or_default();
-        Ok(if old.contains_key(WRAPPED_KEY) {
-            tracing::info!(table = %self.inner.table, subject, "data key destroyed: subject forgotten");
-            Forgot::KeyDestroyed
-        } else if old.contains_key(FORGOTTEN_AT) {
-            Forgot::AlreadyForgotten
-        } else {
-            Forgot::NoKey
-        })
+        Ok(forgot)
     }
 
     /// True if `subject` was forgotten (read from the cache, or the table).
@@ -265,7 +224,10 @@ impl KeyStore {
             .item(SUBJECT, AttributeValue::S(subject.to_string()))
             .item(WRAPPED_KEY, AttributeValue::B(generated.wrapped.into()))
             .item(KEK_ID, AttributeValue::S(self.inner.kek.id().to_string()))
-            .item(CREATED_AT, AttributeValue::N(now().to_string()))
+            .item(
+                CREATED_AT,
+                AttributeValue::N(super::table::now().to_string()),
+            )
             .condition_expression("attribute_not_exists(#subject)")
             .expression_attribute_names("#subject", SUBJECT)
             .send()
@@ -311,8 +273,8 @@ impl KeyStore {
         Ok(out.item)
     }
 
-    /// [`Error::KeyTable`]: `api` (a DynamoDB operation) failed on the key
-    /// table while `operation` the key of `subject`.
+    /// [`Error::KeyTable`]: `api` failed on the key table while
+    /// `operation` the key of `subject`.
     fn failed<E, R>(
         &self,
         operation: &'static str,
@@ -324,12 +286,7 @@ impl KeyStore {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        Error::KeyTable {
-            operation,
-            subject: subject.to_string(),
-            source: Box::new(crate::Error::from_sdk_on(api, &self.inner.table, err)),
-        }
-        .into()
+        super::table::key_table_failed(&self.inner.table, operation, api, subject, err)
     }
 
     async fn state_of(
@@ -351,10 +308,4 @@ impl KeyStore {
         let plain = self.inner.kek.unwrap(subject, wrapped.as_ref()).await?;
         Ok(KeyState::Active(Arc::new(plain.data_key(subject)?)))
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

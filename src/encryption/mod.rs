@@ -29,17 +29,18 @@ mod keys;
 mod payload;
 mod personal;
 mod seal;
+mod table;
 
 pub use aws_sdk_kms;
 pub use error::Error;
 pub use kek::{GeneratedKey, KeyEncryptionKey, KmsKek, LocalKek, PlainKey};
-pub use keys::{
-    Forgot, KeyStore, CREATED_AT, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_TABLE, FORGOTTEN_AT, KEK_ID,
-    SUBJECT, WRAPPED_KEY,
-};
+pub use keys::{KeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_TABLE};
 pub(crate) use payload::{
     open_all, open_cached, open_event_payloads, opened_value, seal_event_payloads, sealed_subjects,
     sealed_value,
 };
 pub use personal::{Personal, MARKER};
 pub(crate) use seal::{holds_personal, Binding};
+pub use table::{
+    forget, subject_status, Forgot, CREATED_AT, FORGOTTEN_AT, KEK_ID, SUBJECT, WRAPPED_KEY,
+};
