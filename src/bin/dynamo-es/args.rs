@@ -22,8 +22,9 @@ pub const INSTALL: &str = "cargo install --git https://github.com/dynamo-es/dyna
 /// Tools for the DynamoDB tables of cqrs-es (upstream dynamo-es or this
 /// crate): report what another payload codec would save, recode tables to
 /// it, train zstd dictionaries (`dictionary`, feature `compression`),
-/// inspect projections (`projections`), and run a local DynamoDB (`local`,
-/// feature `test-util`).
+/// inspect projections (`projections`), forget data subjects (`forget`,
+/// feature `encryption`), and run a local DynamoDB (`local`, feature
+/// `test-util`).
 #[derive(Debug, Parser)]
 #[command(name = "dynamo-es", version, after_long_help = after_long_help())]
 pub struct Cli {
