@@ -252,6 +252,15 @@ pub(crate) fn seal(value: &mut Value, keys: &KeySet, binding: &Binding<'_>) -> R
                      (it is bound to the item it was read from); write the `Personal` value"
                 ),
             }),
+            // Sealed under the outer subject, an inner subject's value
+            // would outlive its own forget.
+            Marker::Plain { subject, value } if holds_personal(value) => Err(Error::Malformed {
+                item: binding.describe(),
+                reason: format!(
+                    "subject {subject}: a personal value holds another personal value; \
+                     keep `Personal` fields side by side, not nested"
+                ),
+            }),
             Marker::Plain { subject, value } => match keys.get(subject) {
                 Some(KeyState::Active(key)) => {
                     let plaintext = serde_json::to_vec(value).map_err(|err| Error::Malformed {
@@ -341,5 +350,14 @@ mod tests {
         let elsewhere = Binding { sequence: 2, ..AT };
         let err = open(&mut value, &keys(), &elsewhere).unwrap_err();
         assert!(matches!(err, Error::Authentication { .. }), "{err}");
+    }
+
+    #[test]
+    fn nested_personal_values_are_refused() {
+        let inner = serde_json::json!({"$personal": {"subject": "c", "value": "Ada"}});
+        let mut value =
+            serde_json::json!({"$personal": {"subject": "c", "value": {"name": inner}}});
+        let err = seal(&mut value, &keys(), &AT).unwrap_err();
+        assert!(err.to_string().contains("not nested"), "{err}");
     }
 }
