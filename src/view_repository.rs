@@ -175,34 +175,30 @@ where
     /// A stored view, its personal data opened.
     async fn decode_view(&self, view_id: &str, bytes: &[u8]) -> Result<V> {
         #[cfg(feature = "encryption")]
-        if let Some(value) = crate::encryption::opened_value(
-            self.keys.as_ref(),
-            &self.codec,
-            bytes,
-            crate::encryption::Binding::view(view_id),
-        )
-        .await?
-        {
+        if let Some(keys) = &self.keys {
+            let binding = crate::encryption::Binding::view(view_id);
+            let (value, _) =
+                crate::encryption::opened_value(keys, &self.codec, bytes, binding).await?;
             return Ok(serde_json::from_value(value)?);
         }
         let _ = view_id;
         self.codec.decode_deserialize::<V>(bytes)
     }
 
-    /// A view's payload, its personal data sealed.
+    /// A view's payload, its personal data sealed (refused without a key
+    /// store).
     async fn encode_view(&self, view_id: &str, view: &V) -> Result<Vec<u8>> {
         #[cfg(feature = "encryption")]
-        if let Some(value) = crate::encryption::sealed_value(
-            self.keys.as_ref(),
-            view,
-            crate::encryption::Binding::view(view_id),
-        )
-        .await?
         {
+            let binding = crate::encryption::Binding::view(view_id);
+            let value = crate::encryption::sealed_value(self.keys.as_ref(), view, binding).await?;
             return self.codec.encode(&value);
         }
-        let _ = view_id;
-        self.codec.encode_serialize(view)
+        #[cfg(not(feature = "encryption"))]
+        {
+            let _ = view_id;
+            self.codec.encode_serialize(view)
+        }
     }
 
     async fn write(&self, view: V, context: ViewContext) -> Result<()> {

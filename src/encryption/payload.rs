@@ -119,36 +119,34 @@ pub(crate) fn sealed_subjects(value: &mut Value, into: &mut BTreeSet<String>) {
     let _ = seal::subjects(value, Collect::Sealed, into, &String::new);
 }
 
-/// `state` as a value with its personal data sealed under `binding`, or
-/// `None` if it holds none (encode `state` as it is then).
+/// `state` as a value, its personal data sealed under `binding`: what a
+/// repository encodes in place of `state` (which it would otherwise
+/// serialize as it is, plaintext included).
 pub(crate) async fn sealed_value<T: serde::Serialize + ?Sized>(
     keys: Option<&KeyStore>,
     state: &T,
     binding: Binding<'_>,
-) -> crate::Result<Option<Value>> {
+) -> crate::Result<Value> {
     let mut value =
         crate::codec::to_value(state).map_err(|err| err.naming_payload(|| binding.describe()))?;
-    if !seal::holds_personal(&value) {
-        return Ok(None);
-    }
     seal_all(keys, &mut [(&mut value, binding)]).await?;
-    Ok(Some(value))
+    Ok(value)
 }
 
-/// The stored `payload` decoded with `codec`, its personal data opened, or
-/// `None` if it holds none (decode it into its type directly then).
+/// The stored `payload` decoded with `codec` and its personal data opened,
+/// and whether it held any.
 pub(crate) async fn opened_value(
-    keys: Option<&KeyStore>,
+    keys: &KeyStore,
     codec: &crate::codec::Codec,
     payload: &[u8],
     binding: Binding<'_>,
-) -> crate::Result<Option<Value>> {
+) -> crate::Result<(Value, bool)> {
     let mut value = codec.decode(payload)?;
     if !seal::holds_personal(&value) {
-        return Ok(None);
+        return Ok((value, false));
     }
-    open_all(keys, &mut [(&mut value, binding)]).await?;
-    Ok(Some(value))
+    open_all(Some(keys), &mut [(&mut value, binding)]).await?;
+    Ok((value, true))
 }
 
 impl KeyStore {

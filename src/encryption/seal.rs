@@ -79,6 +79,7 @@ impl<'a> Binding<'a> {
                 "event {} of {} ({})",
                 self.sequence, self.key, self.attribute
             ),
+            "snapshot" => format!("snapshot of {} ({})", self.key, self.attribute),
             kind => format!("{kind} {} ({})", self.key, self.attribute),
         }
     }

@@ -101,12 +101,10 @@ impl DynamoEventRepository {
         state: &T,
     ) -> Result<EncodedSnapshot> {
         let key = crate::item::aggregate_key(aggregate_type, aggregate_id);
+        // With the feature, every state goes through its value, so that
+        // personal data is sealed, or refused without a key store.
         #[cfg(feature = "encryption")]
-        if let Some(value) =
-            sealed_value(self.keys.as_ref(), state, Binding::snapshot(&key)).await?
-        {
-            return self.encode_snapshot(&key, &value);
-        }
+        let state = &sealed_value(self.keys.as_ref(), state, Binding::snapshot(&key)).await?;
         self.encode_snapshot(&key, state)
     }
 
@@ -135,16 +133,20 @@ impl DynamoEventRepository {
         aggregate_id: &str,
         payload: Vec<u8>,
     ) -> Result<(A, Vec<u8>)> {
+        // Without a key store a sealed value fails to deserialize (it names
+        // the fix): the snapshot is then rebuilt from events, whose reads
+        // fail with `NoKeyStoreToRead`.
         #[cfg(feature = "encryption")]
-        {
+        if let Some(keys) = &self.keys {
             let key = aggregate_key(aggregate_type, aggregate_id);
             let binding = Binding::snapshot(&key);
-            if let Some(value) =
-                opened_value(self.keys.as_ref(), &self.codec, &payload, binding).await?
-            {
-                let opened = self.codec.encode(&value)?;
-                return Ok((serde_json::from_value(value)?, opened));
-            }
+            let (value, held) = opened_value(keys, &self.codec, &payload, binding).await?;
+            let kept = if held {
+                self.codec.encode(&value)?
+            } else {
+                payload
+            };
+            return Ok((serde_json::from_value(value)?, kept));
         }
         let _ = (aggregate_type, aggregate_id);
         Ok((self.codec.decode_deserialize(&payload)?, payload))
