@@ -192,7 +192,7 @@ where
         {
             let binding = crate::encryption::Binding::view(view_id);
             let value = crate::encryption::sealed_value(self.keys.as_ref(), view, binding).await?;
-            return self.codec.encode(&value);
+            self.codec.encode(&value)
         }
         #[cfg(not(feature = "encryption"))]
         {
