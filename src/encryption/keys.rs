@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -21,7 +20,9 @@ use aws_sdk_dynamodb::Client;
 use super::error::Error;
 use super::kek::KeyEncryptionKey;
 use super::seal::{KeySet, KeyState};
-use super::table::{Forgot, CREATED_AT, FORGOTTEN_AT, KEK_ID, SUBJECT, WRAPPED_KEY};
+use super::table::{
+    key_table_failed, Forgot, CREATED_AT, FORGOTTEN_AT, KEK_ID, SUBJECT, WRAPPED_KEY,
+};
 
 /// The default key table name.
 pub const DEFAULT_KEY_TABLE: &str = "PersonalDataKeys";
@@ -255,7 +256,13 @@ impl KeyStore {
                     .into()),
                 }
             }
-            Err(err) => Err(self.failed("creating", "PutItem", subject, err)),
+            Err(err) => Err(key_table_failed(
+                &self.inner.table,
+                "creating",
+                "PutItem",
+                subject,
+                err,
+            )),
         }
     }
 
@@ -269,24 +276,10 @@ impl KeyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| self.failed("reading", "GetItem", subject, err))?;
+            .map_err(|err| {
+                key_table_failed(&self.inner.table, "reading", "GetItem", subject, err)
+            })?;
         Ok(out.item)
-    }
-
-    /// [`Error::KeyTable`]: `api` failed on the key table while
-    /// `operation` the key of `subject`.
-    fn failed<E, R>(
-        &self,
-        operation: &'static str,
-        api: &'static str,
-        subject: &str,
-        err: SdkError<E, R>,
-    ) -> crate::Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        super::table::key_table_failed(&self.inner.table, operation, api, subject, err)
     }
 
     async fn state_of(
