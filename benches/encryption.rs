@@ -18,19 +18,15 @@ use dynamo_es::Codec;
 use serde_json::{json, Value};
 
 /// The event: two personal fields (a customer's name and e-mail address)
-/// among ordinary ones, about 300 bytes of JSON in plaintext.
+/// among ordinary ones: 314 bytes of JSON in plaintext.
 fn event() -> Value {
     json!({
         "Placed": {
-            "order_id": "o-2026-12-07-000184",
+            "order_id": "o-000184",
             "customer": Personal::new("customer-7f3a", "Ada Lovelace".to_string()),
             "email": Personal::new("customer-7f3a", "ada.lovelace@example.com".to_string()),
-            "lines": [
-                {"sku": "TEA-ASSAM-250", "quantity": 2, "unit_cents": 1_250},
-                {"sku": "MUG-STONE-BLUE", "quantity": 1, "unit_cents": 1_750}
-            ],
-            "total_cents": 4_250,
-            "currency": "EUR",
+            "lines": [{"sku": "TEA-ASSAM-250", "quantity": 2, "unit_cents": 1_250}],
+            "total_cents": 2_500,
             "placed_at": "2026-12-07T04:15:54Z"
         }
     })
