@@ -16,6 +16,9 @@
 #   $SNAPSHOTS_TABLE    (default Snapshots)  HASH AggregateTypeAndId (S)
 #   $CHECKPOINTS_TABLE  (default Checkpoints)  HASH LeaseKey (S)
 #   VIEW_TABLE ...      (default TestViewTable)  HASH ViewId (S)
+#   $KEYS_TABLE         (no default: created only when set)  HASH Subject (S):
+#                       the data keys of personal data (feature encryption,
+#                       docs/guide/forgetting.md)
 #
 # Projections: the events table gets a DynamoDB stream of view type
 # NEW_IMAGE (enabled on an existing table that has none; an existing
@@ -35,7 +38,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 real_aws="${DYNAMO_ES_REAL_AWS:-0}"
@@ -240,6 +243,9 @@ create_table "$snapshots_table" AggregateTypeAndId S
 for view_table in "${view_tables[@]}"; do
   create_table "$view_table" ViewId S
 done
+if [[ -n "${KEYS_TABLE:-}" ]]; then
+  create_table "$KEYS_TABLE" Subject S
+fi
 if [[ "$projections" == "1" ]]; then
   ensure_stream "$events_table"
   create_table "$checkpoints_table" LeaseKey S

@@ -24,6 +24,7 @@ mod commit;
 mod dictionaries;
 mod hints;
 mod limits;
+mod personal;
 mod single_put;
 mod token;
 mod transact;
@@ -101,6 +102,9 @@ pub struct DynamoEventRepository {
     dictionaries: dictionaries::Dictionaries,
     /// Where each aggregate's snapshot was last seen (shared by clones).
     hints: hints::SnapshotHints,
+    /// The data keys personal data is sealed with (feature `encryption`).
+    #[cfg(feature = "encryption")]
+    keys: Option<crate::encryption::KeyStore>,
 }
 
 impl DynamoEventRepository {
@@ -118,6 +122,8 @@ impl DynamoEventRepository {
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
             dictionaries,
             hints: hints::SnapshotHints::default(),
+            #[cfg(feature = "encryption")]
+            keys: None,
         }
     }
 
@@ -254,7 +260,8 @@ impl DynamoEventRepository {
             let stored = stored_bytes(&span, &items);
             // Each item is dropped once decoded, so its memory serves the
             // next one's decoding.
-            let events = self.decode_events(items)?;
+            let mut events = self.decode_events(items)?;
+            self.open_events(&mut events).await?;
             span.record("items", events.len());
             span.record("stored_bytes", stored);
             span.record("consumed_capacity", capacity);
@@ -401,15 +408,24 @@ impl DynamoEventRepository {
     ) -> ReplayStream {
         let codec = self.codec.clone();
         let prep = self.page_prep();
-        stream::replay(pages, self.stream_channel_size, span, prep, move |item| {
-            if let Some(wanted) = &aggregate_type {
-                // Scans are filtered by the server; this guards the contract.
-                if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted) {
-                    return None;
+        let finish = self.event_finish();
+        stream::replay(
+            pages,
+            self.stream_channel_size,
+            span,
+            prep,
+            finish,
+            move |item| {
+                if let Some(wanted) = &aggregate_type {
+                    // Scans are filtered by the server; this guards the contract.
+                    if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted)
+                    {
+                        return None;
+                    }
                 }
-            }
-            Some(item_to_event(item, &codec))
-        })
+                Some(item_to_event(item, &codec))
+            },
+        )
     }
 
     fn page_size(&self) -> i32 {
@@ -476,11 +492,10 @@ impl PersistedEventRepository for DynamoEventRepository {
             Some(loaded) => {
                 self.prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
                     .await?;
-                Ok(Some(loaded.into_serialized(
-                    A::TYPE,
-                    aggregate_id,
-                    &self.codec,
-                )?))
+                let mut snapshot = loaded.into_serialized(A::TYPE, aggregate_id, &self.codec)?;
+                self.open_snapshot(A::TYPE, aggregate_id, &mut snapshot.aggregate)
+                    .await?;
+                Ok(Some(snapshot))
             }
         }
     }
@@ -502,8 +517,9 @@ impl PersistedEventRepository for DynamoEventRepository {
         let snapshot = match snapshot_update {
             None => None,
             Some((_, payload, current_snapshot)) => {
-                let key = aggregate_key(&first.aggregate_type, &first.aggregate_id);
-                let encoded = self.encode_snapshot(&key, &payload)?;
+                let encoded = self
+                    .encode_sealed_snapshot(&first.aggregate_type, &first.aggregate_id, &payload)
+                    .await?;
                 Some(SnapshotUpdate {
                     payload: encoded.payload,
                     plain_len: encoded.plain_len,

@@ -257,6 +257,9 @@ mod cqrs;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod dictionary;
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod encryption;
 mod error;
 mod event_repository;
 pub mod item;
@@ -305,6 +308,9 @@ mod guide {
     pub struct Upgrading;
     #[doc = include_str!("../docs/guide/contributing.md")]
     pub struct Contributing;
+    #[cfg(feature = "encryption")]
+    #[doc = include_str!("../docs/guide/forgetting.md")]
+    pub struct Forgetting;
 }
 
 /// The AWS SDK for DynamoDB this crate is built on (the version it was

@@ -316,6 +316,7 @@ impl<A: Aggregate> DynamoStore<A> {
         // snapshot and for the cache.
         let mut state = None;
         let mut snapshot = None;
+        let mut cache_payload = None;
         if in_snapshot > 0 || (self.cache.is_some() && !events.is_empty()) {
             let mut after = context.take_base_state(self.repo.codec())?;
             let (first, rest) = events.split_at(in_snapshot.min(events.len()));
@@ -323,8 +324,15 @@ impl<A: Aggregate> DynamoStore<A> {
                 after.apply(event.clone());
             }
             if in_snapshot > 0 {
-                let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
-                let encoded = self.repo.encode_snapshot(&key, &after)?;
+                let encoded = self
+                    .repo
+                    .encode_sealed_snapshot(A::TYPE, &context.aggregate_id, &after)
+                    .await?;
+                if self.cache.is_some() && self.repo.seals_personal_data() {
+                    // The cache keeps its states in memory, opened.
+                    let key = crate::item::aggregate_key(A::TYPE, &context.aggregate_id);
+                    cache_payload = Some(self.repo.encode_snapshot(&key, &after)?.payload);
+                }
                 let current_sequence = context.current_sequence + in_snapshot;
                 snapshot = Some(SnapshotUpdate {
                     payload: encoded.payload,
@@ -381,7 +389,10 @@ impl<A: Aggregate> DynamoStore<A> {
         }
         // The snapshot's payload and the sequence it covers, for the cache.
         let written = match (&self.cache, &snapshot) {
-            (Some(_), Some(update)) => Some((update.payload.clone(), update.current_sequence)),
+            (Some(_), Some(update)) => Some((
+                cache_payload.unwrap_or_else(|| update.payload.clone()),
+                update.current_sequence,
+            )),
             _ => None,
         };
         let snapshot_at = snapshot.as_ref().map(|update| update.current_sequence);

@@ -154,6 +154,19 @@ pub(crate) type PagePrep = Option<
     >,
 >;
 
+/// Runs on each event once mapped, before it is passed on: opens its
+/// personal data (feature `encryption`).
+pub(crate) type EventFinish = Option<
+    std::sync::Arc<
+        dyn Fn(
+                SerializedEvent,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<SerializedEvent>> + Send>,
+            > + Send
+            + Sync,
+    >,
+>;
+
 /// Feeds a cqrs-es [`ReplayStream`] from `pages`, page by page: memory stays
 /// bounded by the channel size and one page (for a parallel scan, as many
 /// queued pages as segments, and one more being read per segment). The first error (DynamoDB or a
@@ -168,6 +181,7 @@ pub(crate) fn replay<F>(
     channel_size: usize,
     span: tracing::Span,
     prep: PagePrep,
+    finish: EventFinish,
     mut map: F,
 ) -> ReplayStream
 where
@@ -177,7 +191,7 @@ where
     let mut pages = pages.into();
     let task = async move {
         let mut totals = Totals::default();
-        let result = feed_pages(&mut pages, &mut feed, &prep, &mut map, &mut totals).await;
+        let result = feed_pages(&mut pages, &mut feed, &prep, &finish, &mut map, &mut totals).await;
         let span = tracing::Span::current();
         span.record("events", totals.events);
         span.record("pages", totals.pages);
@@ -233,6 +247,7 @@ async fn feed_pages<F>(
     pages: &mut ReplaySource,
     feed: &mut cqrs_es::persist::ReplayFeed,
     prep: &PagePrep,
+    finish: &EventFinish,
     map: &mut F,
     totals: &mut Totals,
 ) -> End
@@ -258,6 +273,10 @@ where
         };
         for item in &items {
             let Some(result) = map(item) else { continue };
+            let result = match (result, finish) {
+                (Ok(event), Some(finish)) => finish(event).await,
+                (result, _) => result,
+            };
             let error = result.as_ref().err().map(ToString::to_string);
             if feed
                 .push(result.map_err(PersistenceError::from))

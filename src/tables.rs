@@ -6,6 +6,7 @@
 //! | snapshots | HASH `AggregateTypeAndId` (S) |
 //! | views | HASH `ViewId` (S) |
 //! | checkpoints | HASH `LeaseKey` (S) |
+//! | data keys (feature `encryption`) | HASH `Subject` (S) |
 //!
 //! [`create_event_tables`], [`create_event_tables_with`],
 //! [`create_view_table`] and [`create_checkpoint_table`] call `DescribeTable`
@@ -333,6 +334,21 @@ pub async fn create_view_table(client: &Client, table: &str) -> Result<()> {
 /// share one table.
 pub async fn create_checkpoint_table(client: &Client, table: &str) -> Result<()> {
     ensure_table(client, table, &Schema::checkpoints(), false).await
+}
+
+/// Checks or creates the key table of [`encryption`](crate::encryption):
+/// HASH `Subject` (S), one item per data subject holding its wrapped data
+/// key or, once forgotten, a tombstone (see
+/// [`KeyStore`](crate::encryption::KeyStore)).
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub async fn create_key_table(client: &Client, table: &str) -> Result<()> {
+    let schema = Schema(vec![Key::new(
+        crate::encryption::SUBJECT,
+        ScalarAttributeType::S,
+        KeyType::Hash,
+    )]);
+    ensure_table(client, table, &schema, false).await
 }
 
 /// Describes `table`, creates it if it is missing (with a `NEW_IMAGE` stream

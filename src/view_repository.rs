@@ -48,6 +48,9 @@ pub struct DynamoViewRepository<V, A> {
     table: String,
     client: Client,
     codec: Codec,
+    /// The data keys personal data is sealed with (feature `encryption`).
+    #[cfg(feature = "encryption")]
+    keys: Option<crate::encryption::KeyStore>,
     _types: PhantomData<fn() -> (V, A)>,
 }
 
@@ -57,6 +60,8 @@ impl<V, A> Clone for DynamoViewRepository<V, A> {
             table: self.table.clone(),
             client: self.client.clone(),
             codec: self.codec.clone(),
+            #[cfg(feature = "encryption")]
+            keys: self.keys.clone(),
             _types: PhantomData,
         }
     }
@@ -73,6 +78,8 @@ where
             table: table.to_string(),
             client,
             codec: Codec::default(),
+            #[cfg(feature = "encryption")]
+            keys: None,
             _types: PhantomData,
         }
     }
@@ -80,6 +87,20 @@ where
     /// Writes views with `codec`. Reads accept every format regardless.
     pub fn with_codec(self, codec: Codec) -> Self {
         DynamoViewRepository { codec, ..self }
+    }
+
+    /// Seals the [`Personal`](crate::encryption::Personal) values of every
+    /// view written, under their subjects' keys and bound to the view id,
+    /// and opens them on every read; a view of a forgotten subject reads
+    /// with its fields [`Personal::Forgotten`](crate::encryption::Personal).
+    /// Without it, a view holding personal data is refused.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn with_encryption(self, keys: crate::encryption::KeyStore) -> Self {
+        DynamoViewRepository {
+            keys: Some(keys),
+            ..self
+        }
     }
 
     /// The view table.
@@ -140,8 +161,8 @@ where
         span.record("version", version);
         span.record("stored_bytes", bytes.len());
         let view = self
-            .codec
-            .decode_deserialize::<V>(bytes)
+            .decode_view(view_id, bytes)
+            .await
             .map_err(|err| err.in_item(view_id, PAYLOAD))?;
         tracing::trace!(version, stored_bytes = bytes.len(), "view loaded");
         Ok(Some(StoredView {
@@ -149,6 +170,35 @@ where
             version,
             last_sequence,
         }))
+    }
+
+    /// A stored view, its personal data opened.
+    async fn decode_view(&self, view_id: &str, bytes: &[u8]) -> Result<V> {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            let binding = crate::encryption::Binding::view(view_id);
+            let (value, _) =
+                crate::encryption::opened_value(keys, &self.codec, bytes, binding).await?;
+            return Ok(serde_json::from_value(value)?);
+        }
+        let _ = view_id;
+        self.codec.decode_deserialize::<V>(bytes)
+    }
+
+    /// A view's payload, its personal data sealed (refused without a key
+    /// store).
+    async fn encode_view(&self, view_id: &str, view: &V) -> Result<Vec<u8>> {
+        #[cfg(feature = "encryption")]
+        {
+            let binding = crate::encryption::Binding::view(view_id);
+            let value = crate::encryption::sealed_value(self.keys.as_ref(), view, binding).await?;
+            self.codec.encode(&value)
+        }
+        #[cfg(not(feature = "encryption"))]
+        {
+            let _ = view_id;
+            self.codec.encode_serialize(view)
+        }
     }
 
     async fn write(&self, view: V, context: ViewContext) -> Result<()> {
@@ -181,8 +231,8 @@ where
         );
         let result = async {
             let payload = self
-                .codec
-                .encode_serialize(view)
+                .encode_view(&view_id, view)
+                .await
                 .map_err(|err| err.naming_payload(|| format!("view {view_id}")))?;
             let stored_bytes = payload.len();
             tracing::Span::current().record("stored_bytes", stored_bytes);

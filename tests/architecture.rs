@@ -28,6 +28,7 @@ fn in_layer(file: &str, prefixes: &[&str]) -> bool {
 const STORAGE: &[&str] = &[
     "src/item.rs",
     "src/dictionary/",
+    "src/encryption/",
     "src/event_repository",
     "src/store",
     "src/snapshot.rs",

@@ -292,6 +292,12 @@ pub enum Error {
     /// a scan segment task, its own state. See [`crate::recode::Error`].
     #[error(transparent)]
     Recode(#[from] Box<crate::recode::Error>),
+    /// Personal data could not be sealed or opened, or its key had: see
+    /// [`crate::encryption::Error`]. Nothing was written.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    #[error(transparent)]
+    Encryption(Box<crate::encryption::Error>),
     /// A zstd dictionary could not be found, read, stored or trained. See
     /// [`crate::dictionary::Error`]; a payload's is wrapped in
     /// [`Error::Item`], naming the item.
@@ -328,6 +334,10 @@ impl Error {
                 **err,
                 D::NotFound { .. } | D::NotLoaded { .. } | D::Corrupt { .. } | D::Mismatch { .. }
             );
+        }
+        #[cfg(feature = "encryption")]
+        if let Error::Encryption(err) = self {
+            return err.is_data_error();
         }
         matches!(
             self,

@@ -22,6 +22,15 @@ impl From<Error> for PersistenceError {
             Error::Throttled { .. } | Error::Connection { .. } | Error::SnapshotChanging { .. } => {
                 PersistenceError::ConnectionError(Box::new(err))
             }
+            // A key table that throttled or could not be reached: as
+            // transient as the same error on the events table.
+            #[cfg(feature = "encryption")]
+            Error::Encryption(ref inner)
+                if matches!(&**inner, crate::encryption::Error::KeyTable { source, .. }
+                    if matches!(**source, Error::Throttled { .. } | Error::Connection { .. })) =>
+            {
+                PersistenceError::ConnectionError(Box::new(err))
+            }
             // Nothing was sent and a retry cannot help: never a connection
             // error, which invites reloading and retrying.
             err @ Error::Configuration { .. } => PersistenceError::UnknownError(Box::new(err)),

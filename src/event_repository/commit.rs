@@ -203,6 +203,10 @@ impl DynamoEventRepository {
         claim: Option<HeadClaim>,
     ) -> Result<Committed> {
         check_key(key)?;
+        // Personal data sealed before anything is encoded; refused (and
+        // nothing written) when it cannot be.
+        let sealed = self.seal_events(events).await?;
+        let events: &[SerializedEvent] = &sealed;
         let mut writes = Vec::with_capacity(events.len() + 1);
         let mut bytes = PayloadBytes::default();
         let codec = self.codec_for(aggregate_type);

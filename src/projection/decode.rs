@@ -110,6 +110,9 @@ pub struct EventDecoder<A: Aggregate> {
     /// Where the dictionaries payloads reference are loaded from.
     #[cfg(feature = "compression")]
     dictionaries: Option<(DictionaryStore, DictionaryCache)>,
+    /// The data keys personal data is opened with (feature `encryption`).
+    #[cfg(feature = "encryption")]
+    keys: Option<crate::encryption::KeyStore>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -129,6 +132,8 @@ impl<A: Aggregate> Clone for EventDecoder<A> {
             upcasters: Arc::clone(&self.upcasters),
             #[cfg(feature = "compression")]
             dictionaries: self.dictionaries.clone(),
+            #[cfg(feature = "encryption")]
+            keys: self.keys.clone(),
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -160,6 +165,8 @@ impl<A: Aggregate> EventDecoder<A> {
             upcasters: Arc::new(Vec::new()),
             #[cfg(feature = "compression")]
             dictionaries: None,
+            #[cfg(feature = "encryption")]
+            keys: None,
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -186,7 +193,27 @@ impl<A: Aggregate> EventDecoder<A> {
             repository.dictionary_store(),
             repository.dictionary_cache().clone(),
         );
+        #[cfg(feature = "encryption")]
+        let decoder = EventDecoder {
+            keys: repository.key_store().cloned(),
+            ..decoder
+        };
         decoder
+    }
+
+    /// Opens the personal data of the events it decodes with `keys` (a
+    /// forgotten subject's fields decode as
+    /// [`Personal::Forgotten`](crate::encryption::Personal)). The keys of
+    /// a batch are loaded by [`prefetch`](Self::prefetch), which the
+    /// [`Dispatcher`](super::Dispatcher) calls for every batch;
+    /// [`from_repository`](Self::from_repository) takes the repository's.
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn with_encryption(self, keys: crate::encryption::KeyStore) -> Self {
+        EventDecoder {
+            keys: Some(keys),
+            ..self
+        }
     }
 
     /// Loads the dictionaries payloads reference from `store` (the
@@ -250,10 +277,21 @@ impl<A: Aggregate> EventDecoder<A> {
             return Ok(None);
         };
         let key = describe_key(image);
-        let event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
+        #[allow(unused_mut)]
+        let mut event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
             key: key.clone(),
             source,
         })?;
+        #[cfg(feature = "encryption")]
+        {
+            let aggregate = crate::item::aggregate_key(&event.aggregate_type, &event.aggregate_id);
+            let binding = crate::encryption::Binding::event(&aggregate, event.sequence);
+            crate::encryption::open_cached(self.keys.as_ref(), &mut event.payload, binding)
+                .map_err(|source| Error::Decode {
+                    key: key.clone(),
+                    source,
+                })?;
+        }
         self.envelope(event)
             .map(Some)
             .map_err(|source| Error::Decode { key, source })
@@ -307,6 +345,24 @@ impl<A: Aggregate> EventDecoder<A> {
                     }
                     Err(err) => return Err(Error::Store(err)),
                 }
+            }
+        }
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            let mut subjects = std::collections::BTreeSet::new();
+            let images = records
+                .iter()
+                .filter_map(|record| self.claim(record).ok().flatten());
+            for image in images {
+                // An item that does not decode is reported by `decode`.
+                if let Ok(mut event) = item_to_event(image, &self.codec) {
+                    crate::encryption::sealed_subjects(&mut event.payload, &mut subjects);
+                }
+            }
+            if !subjects.is_empty() {
+                Box::pin(keys.keys_for(subjects, false))
+                    .await
+                    .map_err(Error::Store)?;
             }
         }
         let _ = records;

@@ -301,7 +301,8 @@ impl<A: Aggregate> DynamoStore<A> {
                 // Oldest first; the events at or before `after` are
                 // never decoded.
                 items.truncate(count);
-                let events = self.repo.decode_events(items.into_iter().rev())?;
+                let mut events = self.repo.decode_events(items.into_iter().rev())?;
+                self.repo.open_events(&mut events).await?;
                 let (context, replayed) = self.apply(context, events)?;
                 (
                     context,
@@ -368,13 +369,18 @@ impl<A: Aggregate> DynamoStore<A> {
         {
             Err(err) if !err.is_data_error() => return Err(err),
             Err(err) => Err(err),
-            Ok(()) => self.repo.codec().decode_deserialize::<A>(&loaded.payload),
+            Ok(()) => {
+                self.repo
+                    .decode_snapshot_state::<A>(A::TYPE, aggregate_id, loaded.payload)
+                    .await
+            }
         };
         match decoded {
-            Ok(aggregate) => {
+            Err(err) if !err.is_data_error() => Err(err),
+            Ok((aggregate, payload)) => {
                 context.aggregate = aggregate;
                 context.current_sequence = loaded.current_sequence;
-                context.base.snapshot = Some(Payload::Stored(loaded.payload));
+                context.base.snapshot = Some(Payload::Stored(payload));
                 Ok("used")
             }
             Err(err) => {

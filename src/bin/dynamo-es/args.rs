@@ -22,8 +22,9 @@ pub const INSTALL: &str = "cargo install --git https://github.com/dynamo-es/dyna
 /// Tools for the DynamoDB tables of cqrs-es (upstream dynamo-es or this
 /// crate): report what another payload codec would save, recode tables to
 /// it, train zstd dictionaries (`dictionary`, feature `compression`),
-/// inspect projections (`projections`), and run a local DynamoDB (`local`,
-/// feature `test-util`).
+/// inspect projections (`projections`), forget data subjects (`forget`,
+/// feature `encryption`), and run a local DynamoDB (`local`, feature
+/// `test-util`).
 #[derive(Debug, Parser)]
 #[command(name = "dynamo-es", version, after_long_help = after_long_help())]
 pub struct Cli {
@@ -159,6 +160,19 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
+    /// Forget data subjects: replace each one's data key with a tombstone in
+    /// the key table, so every personal field of theirs reads as forgotten.
+    /// --dry-run says what it would do.
+    #[cfg(feature = "encryption")]
+    Forget(crate::forget::ForgetArgs),
+    /// Without the `encryption` feature: `forget` needs it, and says so.
+    #[cfg(not(feature = "encryption"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Forget {
+        /// Whatever followed, ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
     /// Without the `compression` feature: `dictionary` needs it, and says so.
     #[cfg(not(feature = "compression"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -194,6 +208,10 @@ impl Command {
             Command::Local(_) => None,
             #[cfg(not(feature = "test-util"))]
             Command::Local { .. } => None,
+            #[cfg(feature = "encryption")]
+            Command::Forget(_) => None,
+            #[cfg(not(feature = "encryption"))]
+            Command::Forget { .. } => None,
         }
     }
 

@@ -8,12 +8,15 @@
 //! `args` the command line, `progress` the progress bars, `output`
 //! what a run prints, `errors` how an error is printed, `roles` the check
 //! of each table's key schema against its role, `projections`
-//! `dynamo-es projections status` and `reset`, `local` `dynamo-es local`.
+//! `dynamo-es projections status` and `reset`, `local` `dynamo-es local`,
+//! `forget` `dynamo-es forget` (feature `encryption`).
 
 mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
+#[cfg(feature = "encryption")]
+mod forget;
 mod local;
 mod output;
 mod progress;
@@ -213,6 +216,15 @@ async fn main() -> ExitCode {
         eprintln!("error: {}", args::dictionary_needs_compression());
         return ExitCode::from(2);
     }
+    #[cfg(not(feature = "encryption"))]
+    if let Command::Forget { .. } = &cli.command {
+        eprintln!(
+            "error: `dynamo-es forget` needs dynamo-es built with the `encryption` feature; \
+             add it to the features of: {}",
+            args::INSTALL
+        );
+        return ExitCode::from(2);
+    }
     #[cfg(not(feature = "test-util"))]
     if let Command::Local { .. } = &cli.command {
         eprintln!("error: {}", local::local_needs_test_util());
@@ -246,6 +258,11 @@ async fn main() -> ExitCode {
     #[cfg(feature = "compression")]
     if let Command::Dictionary(args) = &cli.command {
         let result = dictionary::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
+    }
+    #[cfg(feature = "encryption")]
+    if let Command::Forget(args) = &cli.command {
+        let result = forget::execute(args, client, &mut std::io::stdout()).await;
         return exit_code_of(result, &wire);
     }
     if let Command::Projections(args) = &cli.command {
