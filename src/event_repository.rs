@@ -38,6 +38,7 @@ use crate::item::{
     aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
 };
+use crate::slice::Slices;
 use crate::snapshot::{self, LoadedSnapshot};
 use crate::stream::{self, Pages};
 
@@ -93,6 +94,9 @@ pub struct DynamoEventRepository {
     codec_logged: std::sync::Arc<std::sync::Once>,
     /// zstd dictionaries: per-type writers and the cache reads use.
     dictionaries: dictionaries::Dictionaries,
+    /// The events table's slice count, if its events feed the
+    /// `EventsBySlice` index.
+    slices: Option<Slices>,
 }
 
 impl DynamoEventRepository {
@@ -109,6 +113,7 @@ impl DynamoEventRepository {
             codec: dictionaries.attach(Codec::default(), DEFAULT_SNAPSHOT_TABLE),
             codec_logged: std::sync::Arc::new(std::sync::Once::new()),
             dictionaries,
+            slices: None,
         }
     }
 
@@ -174,6 +179,38 @@ impl DynamoEventRepository {
             codec: self.dictionaries.attach(codec, &self.snapshot_table),
             ..self
         }
+    }
+
+    /// Writes every event with its slice and commit time (see
+    /// [`crate::slice`]), so that it appears in the events table's
+    /// `EventsBySlice` index and in every [`feed`](crate::feed) that reads
+    /// its aggregate type. `slices` must be the table's slice count (the
+    /// one [`crate::tables::EventTables::with_slices`] or
+    /// [`crate::tables::add_slice_index`] recorded): check it once at start
+    /// with [`crate::tables::slices_of`]. Events written by a repository
+    /// without it are in the feed only after a
+    /// [`backfill`](crate::feed::backfill).
+    ///
+    /// ```
+    /// use aws_sdk_dynamodb::Client;
+    /// use dynamo_es::slice::Slices;
+    /// use dynamo_es::DynamoEventRepository;
+    ///
+    /// fn sliced(client: Client) -> DynamoEventRepository {
+    ///     DynamoEventRepository::new(client).with_slices(Slices::new(64).unwrap())
+    /// }
+    /// ```
+    #[must_use]
+    pub fn with_slices(self, slices: Slices) -> Self {
+        DynamoEventRepository {
+            slices: Some(slices),
+            ..self
+        }
+    }
+
+    /// The slice count events are written with, if any.
+    pub fn slices(&self) -> Option<Slices> {
+        self.slices
     }
 
     /// The DynamoDB client.

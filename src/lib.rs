@@ -264,6 +264,7 @@ mod outcome;
 pub mod projection;
 pub mod recode;
 pub mod size;
+pub mod slice;
 mod snapshot;
 mod store;
 mod stream;

@@ -96,6 +96,7 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+pub mod feed;
 mod fields;
 mod heartbeat;
 mod lag;

@@ -1,0 +1,178 @@
+//! [`FeedPositions`]: a feed projection's position per slice, in the
+//! checkpoint table (one item per projection, aggregate type and slice).
+//!
+//! **Invariant:** a position item changes only by a conditional write that
+//! names the `Version` its writer read, so two processes reading the same
+//! slice can never both save: the second stops with
+//! [`Error::FeedPositionTaken`] before it delivers anything more.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::position::SlicePosition;
+use crate::error::Error as StoreError;
+use crate::item::{get_n, n, s, Item};
+use crate::projection::Error;
+use crate::tables::LEASE_KEY;
+
+const PROJECTION: &str = "Projection";
+const WATERMARK: &str = "Watermark";
+const SEEN_TO: &str = "SeenTo";
+const RECENT: &str = "Recent";
+const VERSION: &str = "Version";
+
+/// A slice's saved position and the version it was saved with (0: never
+/// saved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedPosition {
+    /// The position.
+    pub position: SlicePosition,
+    /// Its version, for the next conditional save.
+    pub version: u64,
+}
+
+/// Where a feed projection keeps its position in each slice: the checkpoint
+/// table ([`create_checkpoint_table`](crate::tables::create_checkpoint_table)),
+/// shared with stream projections, under keys
+/// `{projection}#feed#{aggregate type}#{slice}`.
+#[derive(Debug, Clone)]
+pub struct FeedPositions {
+    client: Client,
+    table: String,
+    projection: String,
+}
+
+impl FeedPositions {
+    /// The positions of `projection` in the checkpoint table `table`.
+    pub fn new(client: Client, table: &str, projection: &str) -> Self {
+        FeedPositions {
+            client,
+            table: table.to_string(),
+            projection: projection.to_string(),
+        }
+    }
+
+    /// The item key of a slice's position.
+    #[must_use]
+    pub fn key(&self, aggregate_type: &str, slice: u16) -> String {
+        format!("{}#feed#{aggregate_type}#{slice}", self.projection)
+    }
+
+    /// The saved position of `slice`, or `start` at version 0 if none was
+    /// saved (strongly consistent read).
+    pub async fn load(
+        &self,
+        aggregate_type: &str,
+        slice: u16,
+        start: &SlicePosition,
+    ) -> Result<SavedPosition, Error> {
+        let key = self.key(aggregate_type, slice);
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(LEASE_KEY, s(&key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk_on("GetItem", &self.table, err))?;
+        let Some(item) = got.item else {
+            return Ok(SavedPosition {
+                position: start.clone(),
+                version: 0,
+            });
+        };
+        parse(&key, &item).map_err(Error::Store)
+    }
+
+    /// Saves `position` for `slice` if its version is still `version`;
+    /// returns the new version. [`Error::FeedPositionTaken`] if another
+    /// process saved meanwhile.
+    pub async fn save(
+        &self,
+        aggregate_type: &str,
+        slice: u16,
+        position: &SlicePosition,
+        version: u64,
+    ) -> Result<u64, Error> {
+        let key = self.key(aggregate_type, slice);
+        let recent: std::collections::HashMap<String, AttributeValue> = position
+            .recent
+            .iter()
+            .map(|(id, (sequence, micros))| {
+                (id.clone(), AttributeValue::L(vec![n(sequence), n(micros)]))
+            })
+            .collect();
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(LEASE_KEY, s(&key))
+            .item(PROJECTION, s(&self.projection))
+            .item(WATERMARK, n(position.watermark))
+            .item(SEEN_TO, n(position.seen_to))
+            .item(RECENT, AttributeValue::M(recent))
+            .item(VERSION, n(version + 1));
+        put = if version == 0 {
+            put.condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", LEASE_KEY)
+        } else {
+            put.condition_expression("#version = :version")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":version", n(version))
+        };
+        match put.send().await {
+            Ok(_) => Ok(version + 1),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(Error::FeedPositionTaken {
+                    table: self.table.clone(),
+                    key,
+                })
+            }
+            Err(err) => Err(Error::Store(StoreError::from_sdk_on(
+                "PutItem",
+                &self.table,
+                err,
+            ))),
+        }
+    }
+}
+
+fn parse(key: &str, item: &Item) -> Result<SavedPosition, StoreError> {
+    let invalid = || StoreError::InvalidAttribute {
+        key: key.to_string(),
+        attribute: "Recent",
+        expected: "a map of aggregate id to [sequence, commit time]",
+    };
+    let mut recent = BTreeMap::new();
+    if let Some(value) = item.get(RECENT) {
+        let map = value.as_m().map_err(|_| invalid())?;
+        for (id, entry) in map {
+            let list = entry.as_l().map_err(|_| invalid())?;
+            let number = |i: usize| -> Result<u64, StoreError> {
+                list.get(i)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(invalid)
+            };
+            let sequence = usize::try_from(number(0)?).map_err(|_| invalid())?;
+            recent.insert(id.clone(), (sequence, number(1)?));
+        }
+    }
+    Ok(SavedPosition {
+        position: SlicePosition {
+            watermark: get_n(item, WATERMARK, "Watermark")?,
+            recent,
+            seen_to: get_n(item, SEEN_TO, "SeenTo")?,
+        },
+        version: get_n(item, VERSION, "Version")?,
+    })
+}
