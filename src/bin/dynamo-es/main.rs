@@ -14,6 +14,7 @@ mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
+mod feeds;
 mod local;
 mod output;
 mod progress;
@@ -246,6 +247,10 @@ async fn main() -> ExitCode {
     #[cfg(feature = "compression")]
     if let Command::Dictionary(args) = &cli.command {
         let result = dictionary::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
+    }
+    if let Command::BackfillSlices(args) = &cli.command {
+        let result = feeds::backfill(args, client, &mut std::io::stdout()).await;
         return exit_code_of(result, &wire);
     }
     if let Command::Projections(args) = &cli.command {

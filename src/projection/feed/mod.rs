@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime};
 use cqrs_es::Aggregate;
 
 pub use position::SlicePosition;
-pub use positions::{FeedPositions, SavedPosition};
+pub use positions::{FeedPositions, SavedPosition, SliceStatus};
 pub use reader::{SliceRead, SliceReader, DEFAULT_MAX_EVENTS, DEFAULT_WINDOW};
 
 use super::{Dispatcher, Error};

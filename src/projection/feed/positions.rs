@@ -146,6 +146,89 @@ impl FeedPositions {
     }
 }
 
+/// One slice's saved position, as [`FeedPositions::list`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SliceStatus {
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The slice.
+    pub slice: u16,
+    /// The saved position and its version.
+    pub saved: SavedPosition,
+}
+
+impl SliceStatus {
+    /// How far behind `now` the slice's watermark is: every event committed
+    /// before `now - lag` was delivered.
+    #[must_use]
+    pub fn lag(&self, now: std::time::SystemTime) -> std::time::Duration {
+        now.duration_since(crate::slice::from_micros(self.saved.position.watermark))
+            .unwrap_or_default()
+    }
+}
+
+impl FeedPositions {
+    /// Every saved slice position of the projection (a consistent `Scan`
+    /// of the checkpoint table), by aggregate type and slice.
+    pub async fn list(&self) -> Result<Vec<SliceStatus>, Error> {
+        let prefix = format!("{}#feed#", self.projection);
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(#key, :prefix)")
+            .expression_attribute_names("#key", LEASE_KEY)
+            .expression_attribute_values(":prefix", s(&prefix))
+            .into_paginator()
+            .send();
+        let mut slices = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| StoreError::from_sdk_on("Scan", &self.table, err))?;
+            for item in page.items() {
+                let key = crate::item::get_s(item, LEASE_KEY, "LeaseKey")?;
+                let rest = key.strip_prefix(&prefix).unwrap_or_default();
+                let parsed = rest.rsplit_once('#').and_then(|(aggregate_type, slice)| {
+                    Some((aggregate_type, slice.parse().ok()?))
+                });
+                let Some((aggregate_type, slice)) = parsed else {
+                    return Err(Error::Store(StoreError::InvalidAttribute {
+                        key: key.to_string(),
+                        attribute: "LeaseKey",
+                        expected: "`{projection}#feed#{aggregate type}#{slice}`",
+                    }));
+                };
+                slices.push(SliceStatus {
+                    aggregate_type: aggregate_type.to_string(),
+                    slice,
+                    saved: parse(key, item)?,
+                });
+            }
+        }
+        slices.sort_by(|a, b| (&a.aggregate_type, a.slice).cmp(&(&b.aggregate_type, b.slice)));
+        Ok(slices)
+    }
+
+    /// Deletes every saved slice position of the projection: feeds then
+    /// start again from their [start](super::FeedStart). Stop its feeds
+    /// first (a running one stops at its next save with
+    /// [`Error::FeedPositionTaken`]). Returns the positions deleted.
+    pub async fn reset(&self) -> Result<Vec<SliceStatus>, Error> {
+        let slices = self.list().await?;
+        for slice in &slices {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(LEASE_KEY, s(self.key(&slice.aggregate_type, slice.slice)))
+                .send()
+                .await
+                .map_err(|err| StoreError::from_sdk_on("DeleteItem", &self.table, err))?;
+        }
+        Ok(slices)
+    }
+}
+
 fn parse(key: &str, item: &Item) -> Result<SavedPosition, StoreError> {
     let invalid = || StoreError::InvalidAttribute {
         key: key.to_string(),
