@@ -382,3 +382,94 @@ async fn a_table_keeps_its_slice_count() {
         .unwrap_err();
     assert!(err.to_string().contains("16 slices"), "{err}");
 }
+
+fn sharing(
+    db: &TestTables,
+    checkpoints: &str,
+    recorder: &Recorder,
+    owner: &str,
+) -> FeedProjector<Account> {
+    feed(db, checkpoints, recorder, Duration::from_millis(200))
+        .with_lease_duration(Duration::from_millis(300))
+        .with_owner(owner)
+}
+
+#[tokio::test]
+async fn feed_processes_share_the_slices_and_take_over_a_stopped_ones() {
+    let (db, checkpoints) = sliced_tables().await;
+    let total = commit_rounds(&writer(&db), 0, 16, 2).await;
+    let (ra, rb) = (Recorder::default(), Recorder::default());
+    let mut a = sharing(&db, &checkpoints, &ra, "a");
+    // Alone, it takes every slice.
+    let alone = a.balance().await.unwrap();
+    assert_eq!((alone.alive, alone.held.len()), (1, usize::from(SLICES)));
+    a.catch_up().await.unwrap();
+    assert_eq!(ra.distinct(), total);
+    // A second process joins: it takes half, the first gives them up.
+    let mut b = sharing(&db, &checkpoints, &rb, "b");
+    let joined = b.balance().await.unwrap();
+    assert_eq!((joined.alive, joined.held.len()), (2, 8), "{joined:?}");
+    let gave = a.balance().await.unwrap();
+    assert_eq!((gave.lost.len(), gave.held.len()), (8, 8), "{gave:?}");
+    assert!(gave.held.iter().all(|s| !joined.held.contains(s)));
+    let more = commit_rounds(&writer(&db), 0, 16, 1).await;
+    a.catch_up().await.unwrap();
+    b.catch_up().await.unwrap();
+    assert_eq!(
+        ra.distinct() + rb.distinct(),
+        total + more,
+        "nothing missed"
+    );
+    assert_eq!(ra.redelivered() + rb.redelivered(), 0, "nothing twice");
+    // The first process stops without a word: once its heartbeat has stood
+    // still for the lease duration, the second takes its slices.
+    drop(a);
+    let started = std::time::Instant::now();
+    loop {
+        let round = b.balance().await.unwrap();
+        if round.held.len() == usize::from(SLICES) {
+            assert_eq!(round.alive, 1);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{round:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = commit_rounds(&writer(&db), 0, 16, 1).await;
+    b.catch_up().await.unwrap();
+    assert_eq!(ra.distinct() + rb.distinct(), total + more + last);
+    // The first process's last saved positions were taken over: b saw no
+    // event of its slices again.
+    assert_eq!(rb.redelivered(), 0);
+}
+
+#[tokio::test]
+async fn a_feed_process_that_stops_gives_its_slices_up_at_once() {
+    let (db, checkpoints) = sliced_tables().await;
+    commit_rounds(&writer(&db), 0, 8, 1).await;
+    let (ra, rb) = (Recorder::default(), Recorder::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let a = sharing(&db, &checkpoints, &ra, "a");
+    let running = tokio::spawn(a.run(async {
+        let _ = stopped.await;
+    }));
+    let total = commit_rounds(&writer(&db), 8, 8, 1).await + 8;
+    projector_support::wait_until(
+        "the first process reads everything",
+        Duration::from_secs(20),
+        || ra.distinct() == total,
+    )
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    // No heartbeat is left to wait out: the next process takes every slice
+    // in its first round.
+    let mut b = sharing(&db, &checkpoints, &rb, "b");
+    let first = b.balance().await.unwrap();
+    assert_eq!(
+        (first.alive, first.held.len()),
+        (1, usize::from(SLICES)),
+        "{first:?}"
+    );
+    b.catch_up().await.unwrap();
+    assert_eq!(rb.distinct(), 0, "everything was saved before it left");
+}

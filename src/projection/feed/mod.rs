@@ -37,10 +37,12 @@
 //! # Ok(()) }
 //! ```
 
+mod leases;
 mod position;
 mod positions;
 mod reader;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
@@ -91,6 +93,24 @@ pub struct FeedProjector<A: Aggregate> {
     /// Per slice: the position saved last (with its version), and the
     /// position reached since.
     slices: Vec<Option<(SavedPosition, SlicePosition)>>,
+    /// When feed processes share the slices: this process's leases, and
+    /// the slices it holds.
+    leases: Option<(leases::SliceLeases, BTreeSet<u16>)>,
+    lease_duration: Duration,
+}
+
+/// What one [`FeedProjector::balance`] round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Balance {
+    /// Feed processes alive, this one included.
+    pub alive: usize,
+    /// Slices this process took.
+    pub taken: Vec<u16>,
+    /// Slices this process lost to another.
+    pub lost: Vec<u16>,
+    /// Slices this process holds now.
+    pub held: Vec<u16>,
 }
 
 impl<A: Aggregate + 'static> FeedProjector<A> {
@@ -106,6 +126,99 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
             poll: Duration::from_millis(500),
             save_every: Duration::from_secs(60),
             slices: vec![None; usize::from(count)],
+            leases: None,
+            lease_duration: Duration::from_secs(30),
+        }
+    }
+
+    /// Shares the slices with the other feed processes of this projection
+    /// and aggregate type, as `owner` (unique per process: host, process
+    /// id and a random suffix): [`run`](Self::run) takes a fair share of
+    /// the slices, takes a stopped process's slices once its heartbeat has
+    /// stood still for the [lease duration](Self::with_lease_duration), and
+    /// gives slices up to processes that join (see [`balance`](Self::balance)).
+    /// Without it, a process reads every slice of its
+    /// [range](Self::with_slices).
+    #[must_use]
+    pub fn with_owner(mut self, owner: &str) -> Self {
+        self.leases = Some((
+            leases::SliceLeases::new(
+                self.positions.client.clone(),
+                &self.positions.table,
+                &self.positions.projection,
+                self.reader.aggregate_type(),
+                owner,
+                self.lease_duration,
+            ),
+            BTreeSet::new(),
+        ));
+        self
+    }
+
+    /// How long a feed process's heartbeat must stand still before others
+    /// take its slices (default 30 s). [`run`](Self::run) beats every
+    /// third of it. Set it before [`with_owner`](Self::with_owner).
+    #[must_use]
+    pub fn with_lease_duration(mut self, duration: Duration) -> Self {
+        self.lease_duration = duration;
+        self
+    }
+
+    /// One round of sharing (with [`with_owner`](Self::with_owner); does
+    /// nothing without): beats this process's heartbeat, reads which
+    /// process holds which slice, takes free slices, a stopped process's
+    /// slices and, while short of a fair share, one slice of the busiest
+    /// process; drops the slices another process took.
+    pub async fn balance(&mut self) -> Result<Balance, Error> {
+        let count = self.reader.slices().count();
+        let projection = self.positions.projection.clone();
+        let Some((leases, held)) = &mut self.leases else {
+            return Ok(Balance::default());
+        };
+        let round = leases.round(&projection).await?;
+        let mut balance = Balance {
+            alive: round.alive.len(),
+            ..Balance::default()
+        };
+        for slice in held.clone() {
+            if round.owners.get(&slice).cloned().flatten().as_deref() != Some(leases.owner()) {
+                held.remove(&slice);
+                balance.lost.push(slice);
+                if let Some(state) = self.slices.get_mut(usize::from(slice)) {
+                    *state = None;
+                }
+            }
+        }
+        // Slices the table says are ours (after a restart under the same
+        // owner id) are read again.
+        for (slice, owner) in &round.owners {
+            if owner.as_deref() == Some(leases.owner()) && held.insert(*slice) {
+                balance.taken.push(*slice);
+            }
+        }
+        for (slice, holder) in leases.wanted(&round, count) {
+            if leases.take(slice, holder.as_deref()).await? {
+                held.insert(slice);
+                balance.taken.push(slice);
+                // Read the position afresh: its last owner may have saved.
+                if let Some(state) = self.slices.get_mut(usize::from(slice)) {
+                    *state = None;
+                }
+            }
+        }
+        balance.held = held.iter().copied().collect();
+        Ok(balance)
+    }
+
+    /// The slices this process reads now.
+    fn active(&self) -> Vec<u16> {
+        match &self.leases {
+            None => self.range.clone().collect(),
+            Some((_, held)) => held
+                .iter()
+                .copied()
+                .filter(|slice| self.range.contains(slice))
+                .collect(),
         }
     }
 
@@ -147,8 +260,19 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
     /// dispatching and saving as it goes.
     pub async fn catch_up(&mut self) -> Result<FeedReport, Error> {
         let mut report = FeedReport::default();
-        for slice in self.range.clone() {
-            self.catch_up_slice(slice, &mut report).await?;
+        for slice in self.active() {
+            match self.catch_up_slice(slice, &mut report).await {
+                // Sharing: another process took the slice meanwhile.
+                Err(Error::FeedPositionTaken { .. }) if self.leases.is_some() => {
+                    if let Some((_, held)) = &mut self.leases {
+                        held.remove(&slice);
+                    }
+                    if let Some(state) = self.slices.get_mut(usize::from(slice)) {
+                        *state = None;
+                    }
+                }
+                result => result?,
+            }
         }
         Ok(report)
     }
@@ -208,20 +332,51 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
 
     /// Runs passes until `shutdown` completes, waiting the
     /// [poll interval](Self::with_poll_interval) after a pass that
-    /// dispatched nothing. Ends with the first error.
+    /// dispatched nothing; when sharing ([`with_owner`](Self::with_owner)),
+    /// balances every third of the lease duration, and on shutdown gives
+    /// its slices up and leaves. Ends with the first error.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         tokio::pin!(shutdown);
-        loop {
-            let report = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                report = self.catch_up() => report?,
-            };
-            if report.events == 0 {
-                tokio::select! {
-                    () = &mut shutdown => return Ok(()),
-                    () = tokio::time::sleep(self.poll) => {}
+        let every = self.lease_duration / 3;
+        let mut balanced: Option<tokio::time::Instant> = None;
+        let result = loop {
+            if self.leases.is_some() && balanced.is_none_or(|at| at.elapsed() >= every) {
+                let balance = tokio::select! {
+                    () = &mut shutdown => break Ok(()),
+                    balance = self.balance() => balance,
+                };
+                if let Err(err) = balance {
+                    break Err(err);
                 }
+                balanced = Some(tokio::time::Instant::now());
             }
+            let report = tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                report = self.catch_up() => report,
+            };
+            match report {
+                Err(err) => break Err(err),
+                Ok(report) if report.events == 0 => {
+                    let wait = match balanced {
+                        Some(at) if self.leases.is_some() => {
+                            self.poll.min(every.saturating_sub(at.elapsed()))
+                        }
+                        _ => self.poll,
+                    };
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Ok(_) => {}
+            }
+        };
+        if let Some((leases, held)) = &self.leases {
+            for slice in held {
+                leases.release(*slice).await?;
+            }
+            leases.leave().await?;
         }
+        result
     }
 }

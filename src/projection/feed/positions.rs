@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
@@ -40,9 +40,9 @@ pub struct SavedPosition {
 /// `{projection}#feed#{aggregate type}#{slice}`.
 #[derive(Debug, Clone)]
 pub struct FeedPositions {
-    client: Client,
-    table: String,
-    projection: String,
+    pub(super) client: Client,
+    pub(super) table: String,
+    pub(super) projection: String,
 }
 
 impl FeedPositions {
@@ -85,7 +85,7 @@ impl FeedPositions {
                 version: 0,
             });
         };
-        parse(&key, &item).map_err(Error::Store)
+        parse(&key, &item, start).map_err(Error::Store)
     }
 
     /// Saves `position` for `slice` if its version is still `version`;
@@ -106,30 +106,38 @@ impl FeedPositions {
                 (id.clone(), AttributeValue::L(vec![n(sequence), n(micros)]))
             })
             .collect();
-        let mut put = self
+        let mut update = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item(LEASE_KEY, s(&key))
-            .item(PROJECTION, s(&self.projection))
-            .item(WATERMARK, n(position.watermark))
-            .item(SEEN_TO, n(position.seen_to))
-            .item(RECENT, AttributeValue::M(recent))
-            .item(VERSION, n(version + 1));
-        put = if version == 0 {
-            put.condition_expression("attribute_not_exists(#key)")
-                .expression_attribute_names("#key", LEASE_KEY)
+            .key(LEASE_KEY, s(&key))
+            .update_expression(
+                "SET #projection = :projection, #watermark = :watermark, #seen = :seen, \
+                 #recent = :recent, #version = :next",
+            )
+            .expression_attribute_names("#projection", PROJECTION)
+            .expression_attribute_names("#watermark", WATERMARK)
+            .expression_attribute_names("#seen", SEEN_TO)
+            .expression_attribute_names("#recent", RECENT)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":projection", s(&self.projection))
+            .expression_attribute_values(":watermark", n(position.watermark))
+            .expression_attribute_values(":seen", n(position.seen_to))
+            .expression_attribute_values(":recent", AttributeValue::M(recent))
+            .expression_attribute_values(":next", n(version + 1));
+        update = if version == 0 {
+            update.condition_expression("attribute_not_exists(#version)")
         } else {
-            put.condition_expression("#version = :version")
-                .expression_attribute_names("#version", VERSION)
+            update
+                .condition_expression("#version = :version")
                 .expression_attribute_values(":version", n(version))
         };
-        match put.send().await {
+        match update.send().await {
             Ok(_) => Ok(version + 1),
             Err(err)
                 if matches!(
                     err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
                 Err(Error::FeedPositionTaken {
@@ -138,7 +146,7 @@ impl FeedPositions {
                 })
             }
             Err(err) => Err(Error::Store(StoreError::from_sdk_on(
-                "PutItem",
+                "UpdateItem",
                 &self.table,
                 err,
             ))),
@@ -154,6 +162,9 @@ pub struct SliceStatus {
     pub aggregate_type: String,
     /// The slice.
     pub slice: u16,
+    /// The feed process reading it, if feeds share slices
+    /// ([`FeedProjector::with_owner`](super::FeedProjector::with_owner)).
+    pub owner: Option<String>,
     /// The saved position and its version.
     pub saved: SavedPosition,
 }
@@ -193,6 +204,10 @@ impl FeedPositions {
                     Some((aggregate_type, slice.parse().ok()?))
                 });
                 let Some((aggregate_type, slice)) = parsed else {
+                    if rest.contains("#owner#") {
+                        // A feed process's heartbeat.
+                        continue;
+                    }
                     return Err(Error::Store(StoreError::InvalidAttribute {
                         key: key.to_string(),
                         attribute: "LeaseKey",
@@ -202,7 +217,11 @@ impl FeedPositions {
                 slices.push(SliceStatus {
                     aggregate_type: aggregate_type.to_string(),
                     slice,
-                    saved: parse(key, item)?,
+                    owner: item
+                        .get(super::leases::OWNER)
+                        .and_then(|owner| owner.as_s().ok())
+                        .cloned(),
+                    saved: parse(key, item, &SlicePosition::default())?,
                 });
             }
         }
@@ -229,7 +248,19 @@ impl FeedPositions {
     }
 }
 
-fn parse(key: &str, item: &Item) -> Result<SavedPosition, StoreError> {
+/// The position an item holds; `start` at the item's version (or 0) for an
+/// item a slice lease created before any position was saved.
+fn parse(key: &str, item: &Item, start: &SlicePosition) -> Result<SavedPosition, StoreError> {
+    let version = match item.get(VERSION) {
+        Some(_) => get_n(item, VERSION, "Version")?,
+        None => 0,
+    };
+    if !item.contains_key(WATERMARK) {
+        return Ok(SavedPosition {
+            position: start.clone(),
+            version,
+        });
+    }
     let invalid = || StoreError::InvalidAttribute {
         key: key.to_string(),
         attribute: "Recent",
@@ -256,6 +287,6 @@ fn parse(key: &str, item: &Item) -> Result<SavedPosition, StoreError> {
             recent,
             seen_to: get_n(item, SEEN_TO, "SeenTo")?,
         },
-        version: get_n(item, VERSION, "Version")?,
+        version,
     })
 }
