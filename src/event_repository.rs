@@ -183,13 +183,13 @@ impl DynamoEventRepository {
 
     /// Writes every event with its slice and commit time (see
     /// [`crate::slice`]), so that it appears in the events table's
-    /// `EventsBySlice` index and in every [`feed`](crate::feed) that reads
-    /// its aggregate type. `slices` must be the table's slice count (the
-    /// one [`crate::tables::EventTables::with_slices`] or
-    /// [`crate::tables::add_slice_index`] recorded): check it once at start
-    /// with [`crate::tables::slices_of`]. Events written by a repository
-    /// without it are in the feed only after a
-    /// [`backfill`](crate::feed::backfill).
+    /// `EventsBySlice` index and in every [feed](crate::projection::feed)
+    /// that reads its aggregate type. `slices` must be the table's slice
+    /// count (the one [`TableOptions::with_slices`](crate::tables::TableOptions::with_slices)
+    /// or [`add_slice_index`](crate::tables::add_slice_index) recorded):
+    /// check it once at start with [`check_slices`](crate::tables::check_slices).
+    /// Events written by a repository without it are in the feed only after
+    /// a [backfill](crate::recode::backfill_slices).
     ///
     /// ```
     /// use aws_sdk_dynamodb::Client;

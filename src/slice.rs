@@ -1,7 +1,7 @@
 //! Events by slice: the item attributes that put every event of a sliced
 //! events table into the `EventsBySlice` global secondary index, from which
 //! a projection reads all events of its aggregate types, from any point in
-//! history (see [`crate::feed`]).
+//! history (see [`crate::projection::feed`]).
 //!
 //! An event item of a sliced table carries two more attributes:
 //!
@@ -22,7 +22,7 @@
 //! its id and `N`: every writer, backfill and reader configured with the
 //! table's `N` computes the same key, on every platform and release (xxh3
 //! with seed 0 is a fixed function of the bytes). A writer with another `N`
-//! would put events where readers never look; [`Slices::check_tag`] refuses
+//! would put events where readers never look; [`check_slices`](crate::tables::check_slices) refuses
 //! a mismatch before anything is written or read.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -142,6 +142,7 @@ pub fn from_micros(micros: u64) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -153,10 +154,7 @@ mod tests {
             .iter()
             .map(|id| slices.of(id))
             .collect();
-        let expected: Vec<u16> = ["a", "account-1", "order-42", ""]
-            .iter()
-            .map(|id| u16::try_from(xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % 1024).unwrap())
-            .collect();
+        let expected: Vec<u16> = vec![543, 538, 572, 194];
         assert_eq!(pinned, expected);
         assert_eq!(Slices::new(1).unwrap().of("anything"), 0);
     }

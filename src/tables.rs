@@ -209,7 +209,7 @@ impl TableOptions {
     }
 
     /// The events table gets the `EventsBySlice` index for `slices`, for
-    /// [feeds](crate::feed), through [`add_slice_index`]. Default: no index
+    /// [feeds](crate::projection::feed), through [`add_slice_index`]. Default: no index
     /// (an existing one is left as it is).
     #[must_use]
     pub fn with_slices(mut self, slices: Slices) -> Self {

@@ -97,8 +97,12 @@ pub struct BackfillReport {
 }
 
 /// Gives every event of `table` without a slice its slice under `slices`
-/// and a commit time (see the [module docs](self)). Needs `dynamodb:Scan`
-/// and `dynamodb:UpdateItem` on the table.
+/// and a commit time (the backfill's clock), each by an `UpdateItem` that
+/// sets only `Slice` and `CommitTime`, on the condition that the event
+/// exists and has no slice yet: no payload changes, no deleted event comes
+/// back, and a writer or another backfill that stamped it first wins. The
+/// report's `resume_after` says where a stopped run resumes. Needs
+/// `dynamodb:Scan` and `dynamodb:UpdateItem` on the table.
 pub async fn backfill_slices(
     client: &Client,
     table: &str,

@@ -34,7 +34,7 @@ use crate::slice::{Slices, COMMIT_TIME, SLICE, SLICES_TAG, SLICE_INDEX};
 ///
 /// Events written before (by upstream, or without
 /// [`with_slices`](crate::DynamoEventRepository::with_slices)) are not in
-/// the index until a [`backfill`](crate::feed::backfill) gives them their
+/// the index until a [backfill](crate::recode::backfill_slices) gives them their
 /// slice.
 pub async fn add_slice_index(client: &Client, table: &str, slices: Slices) -> Result<()> {
     let description = describe_active(client, table).await?;

@@ -15,7 +15,7 @@
 //! dispatched again unless the process stopped between a dispatch and the
 //! save of its position (then the batch comes again, as with the stream:
 //! a [`ViewProjection`](super::ViewProjection) drops it by sequence). The
-//! proof is in [`position`]'s module docs; it assumes every event shows in
+//! proof is on [`SlicePosition`]; it assumes every event shows in
 //! the index within the reader's [window](SliceReader::with_window) of its
 //! commit time, and the reader warns when events come close to that.
 //!

@@ -1,30 +1,7 @@
 //! How far a feed got in one slice, and which of a read's events it may
 //! deliver: the pure part of the feed, tested without a server.
 //!
-//! A [`SlicePosition`] holds a **watermark** `W` (microseconds of commit
-//! time) and, for every aggregate with a delivered event whose commit time
-//! is at or after `W`, its last delivered sequence (`recent`).
-//!
-//! **Invariant** (given that every event is visible in the index within
-//! the feed's window of its commit time): every event of the slice with a
-//! commit time before `W` has been delivered, and for each aggregate in
-//! `recent`, exactly its events up to the recorded sequence have.
-//!
-//! *Why it holds.* A read asks the index for every event at or after `W`
-//! and [`plan`](SlicePosition::plan)s them: grouped by aggregate, in
-//! sequence order, an aggregate's run starts right after its last delivered
-//! sequence (one in `recent`; or sequence 1; or, for an aggregate not in
-//! `recent`, after a predecessor the reader looked up and found committed
-//! before `W`, hence delivered). Events at or below the last delivered
-//! sequence are duplicates and dropped; a run that would skip a sequence
-//! is held back whole (its predecessor is not visible yet). After the
-//! delivery, [`advance`](SlicePosition::advance) moves `W` to the earliest
-//! of: the read's time minus the window (later events may not be visible
-//! yet), the commit time of the first held event, and the commit time of
-//! the last event read if the read stopped at a page limit. Every event
-//! before that is either delivered or was visible and not held, so the
-//! invariant holds again; `recent` then drops aggregates whose last event
-//! is before the new `W` (they are never read again).
+//! The proof that nothing is skipped or repeated is on [`SlicePosition`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,7 +37,36 @@ pub(crate) struct Plan {
     pub(crate) unknown: Vec<(String, usize)>,
 }
 
-/// A feed's position in one slice (see the module docs).
+/// A feed's position in one slice.
+///
+/// A [`SlicePosition`] holds a **watermark** `W` (microseconds of commit
+/// time) and, for every aggregate with a delivered event whose commit time
+/// is at or after `W`, its last delivered sequence (`recent`).
+///
+/// **Invariant** (given that every event is visible in the index within
+/// the feed's window of its commit time): every event of the slice with a
+/// commit time before `W` has been delivered, and for each aggregate in
+/// `recent`, exactly its events up to the recorded sequence have.
+///
+/// *Why it holds.* A read asks the index for every event at or after `W`
+/// and plans them: grouped by aggregate, in
+/// sequence order, an aggregate's run starts right after its last delivered
+/// sequence (one in `recent`; or sequence 1; or, for an aggregate not in
+/// `recent`, after a predecessor the reader looked up and found committed
+/// before `W`, hence delivered). Events at or below the last delivered
+/// sequence are duplicates and dropped; a run that would skip a sequence
+/// is held back whole (its predecessor is not visible yet). After the
+/// delivery, the position moves `W` to the earliest
+/// of: the read's time minus the window (later events may not be visible
+/// yet), the commit time of the first held event, and the commit time of
+/// the last event read if the read stopped at a page limit. Every event
+/// before that is either delivered or was visible and not held, so the
+/// invariant holds again; `recent` then drops aggregates whose delivered
+/// events are all before the new `W` (they are never read again). A held
+/// run whose missing predecessor was committed before `W` was missed (it
+/// became visible later than the window): the reader stops with
+/// [`Error::FeedGap`](crate::projection::Error::FeedGap) instead of
+/// delivering past it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlicePosition {
     /// Every event before this commit time (microseconds) was delivered.
@@ -254,14 +260,21 @@ mod tests {
         position.record(&events, &plan.deliver);
         position.advance(1_000, 100, plan.held_from, None);
         assert_eq!(position.watermark, 40);
-        // The missing event shows: everything flows.
+        // `a` left `recent` (its delivered event is before the watermark):
+        // the reader looks its predecessor up, committed at 5, delivered.
+        assert!(!position.recent.contains_key("a"));
+        // The missing event shows (committed after the watermark, by a
+        // writer whose clock runs behind): everything flows.
         let events = [
-            seen("a", 2, 35),
             seen("a", 3, 40),
-            seen("a", 4, 50),
+            seen("a", 2, 45),
             seen("b", 1, 45),
+            seen("a", 4, 50),
         ];
         let plan = position.plan(&events, &HashMap::new());
+        assert_eq!(plan.unknown, [("a".to_string(), 1)]);
+        let known = HashMap::from([("a".to_string(), Some(5))]);
+        let plan = position.plan(&events, &known);
         assert_eq!(
             delivered(&events, &plan),
             [("a".into(), 2), ("a".into(), 3), ("a".into(), 4)]
