@@ -45,6 +45,8 @@ mod reader;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cqrs_es::Aggregate;
@@ -93,6 +95,8 @@ pub struct FeedProjector<A: Aggregate> {
     /// Per slice: the position saved last (with its version), and the
     /// position reached since.
     slices: Vec<Option<(SavedPosition, SlicePosition)>>,
+    /// Set when [`run`](Self::run) is asked to stop.
+    stop: Arc<AtomicBool>,
     /// When feed processes share the slices: this process's leases, and
     /// the slices it holds.
     leases: Option<(leases::SliceLeases, BTreeSet<u16>)>,
@@ -128,7 +132,12 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
             slices: vec![None; usize::from(count)],
             leases: None,
             lease_duration: Duration::from_secs(30),
+            stop: Arc::default(),
         }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     /// Shares the slices with the other feed processes of this projection
@@ -261,6 +270,9 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
     pub async fn catch_up(&mut self) -> Result<FeedReport, Error> {
         let mut report = FeedReport::default();
         for slice in self.active() {
+            if self.stopping() {
+                break;
+            }
             match self.catch_up_slice(slice, &mut report).await {
                 // Sharing: another process took the slice meanwhile.
                 Err(Error::FeedPositionTaken { .. }) if self.leases.is_some() => {
@@ -294,7 +306,7 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         };
         let save_every = u64::try_from(self.save_every.as_micros()).unwrap_or(u64::MAX);
         loop {
-            let read = self.reader.read(slice, &position).await?;
+            let read = self.reader.read(slice, &position, &self.positions).await?;
             report.reads += 1;
             report.duplicates += read.duplicates;
             let dispatched = !read.records.is_empty();
@@ -304,7 +316,13 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
                     .await
                     .map_err(|failure| failure.error)?;
                 report.events += read.records.len();
+                // Before the position: an aggregate that leaves `recent`
+                // is known by these records.
+                self.positions
+                    .record_sequences(&aggregate_type, &read.delivered)
+                    .await?;
             }
+            let progressed = dispatched || read.position != position;
             position = read.position;
             let stale = position.watermark.saturating_sub(saved.position.watermark) >= save_every;
             if position != saved.position && (dispatched || stale) {
@@ -317,7 +335,10 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
                     version,
                 };
             }
-            if !read.more {
+            // Done with the slice for this pass: nothing more to read, or a
+            // page that ended on held events (the next pass reads it again
+            // once their predecessors show).
+            if !read.more || !progressed || self.stopping() {
                 if read.held {
                     report.held += 1;
                 }
@@ -336,27 +357,32 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
     /// balances every third of the lease duration, and on shutdown gives
     /// its slices up and leaves. Ends with the first error.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        tokio::pin!(shutdown);
-        let every = self.lease_duration / 3;
-        let mut balanced: Option<tokio::time::Instant> = None;
-        let result = loop {
-            if self.leases.is_some() && balanced.is_none_or(|at| at.elapsed() >= every) {
-                let balance = tokio::select! {
-                    () = &mut shutdown => break Ok(()),
-                    balance = self.balance() => balance,
-                };
-                if let Err(err) = balance {
-                    break Err(err);
-                }
-                balanced = Some(tokio::time::Instant::now());
+        let stop = self.stop.clone();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let watcher = {
+            let wake = wake.clone();
+            async move {
+                shutdown.await;
+                // The pass under way ends after its current batch is
+                // dispatched and saved, never in between.
+                stop.store(true, Ordering::SeqCst);
+                wake.notify_waiters();
+                std::future::pending::<()>().await;
             }
-            let report = tokio::select! {
-                () = &mut shutdown => break Ok(()),
-                report = self.catch_up() => report,
-            };
-            match report {
-                Err(err) => break Err(err),
-                Ok(report) if report.events == 0 => {
+        };
+        let every = self.lease_duration / 3;
+        let work = async {
+            let mut balanced: Option<tokio::time::Instant> = None;
+            loop {
+                if self.stopping() {
+                    return Ok(());
+                }
+                if self.leases.is_some() && balanced.is_none_or(|at| at.elapsed() >= every) {
+                    self.balance().await?;
+                    balanced = Some(tokio::time::Instant::now());
+                }
+                let report = self.catch_up().await?;
+                if report.events == 0 && !self.stopping() {
                     let wait = match balanced {
                         Some(at) if self.leases.is_some() => {
                             self.poll.min(every.saturating_sub(at.elapsed()))
@@ -364,12 +390,15 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
                         _ => self.poll,
                     };
                     tokio::select! {
-                        () = &mut shutdown => break Ok(()),
+                        () = wake.notified() => {}
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
-                Ok(_) => {}
             }
+        };
+        let result = tokio::select! {
+            result = work => result,
+            () = watcher => Ok(()),
         };
         if let Some((leases, held)) = &self.leases {
             for slice in held {

@@ -32,8 +32,8 @@ pub(crate) struct Plan {
     /// is only late, not lost).
     pub(crate) missing: Vec<(String, usize)>,
     /// Aggregates not in `recent` whose first event here is past sequence
-    /// 1: the reader must look up their predecessor's commit time and call
-    /// [`SlicePosition::plan`] again with it.
+    /// 1, with that sequence: the reader must look up their last delivered
+    /// sequence and call [`SlicePosition::plan`] again with it.
     pub(crate) unknown: Vec<(String, usize)>,
 }
 
@@ -79,6 +79,10 @@ pub struct SlicePosition {
     /// then (its read time, or where it stopped at a page limit): an event
     /// delivered later with an earlier commit time became visible late.
     pub seen_to: u64,
+    /// Where the feed started (microseconds; 0: the beginning): an
+    /// aggregate never delivered starts with its first event committed at
+    /// or after it.
+    pub origin: u64,
 }
 
 impl SlicePosition {
@@ -89,17 +93,14 @@ impl SlicePosition {
             watermark: micros,
             recent: BTreeMap::new(),
             seen_to: 0,
+            origin: micros,
         }
     }
 
-    /// Decides which of `events` to deliver. `predecessors` holds, for
-    /// aggregates not in `recent` whose first event read is past sequence
-    /// 1, the commit time of the event before it (`None`: not found).
-    pub(crate) fn plan(
-        &self,
-        events: &[Seen],
-        predecessors: &HashMap<String, Option<u64>>,
-    ) -> Plan {
+    /// Decides which of `events` to deliver. `known` holds the last
+    /// delivered sequence of aggregates not in `recent`, as the feed's
+    /// per-aggregate records say (0: none delivered).
+    pub(crate) fn plan(&self, events: &[Seen], known: &HashMap<String, usize>) -> Plan {
         let mut by_aggregate: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             by_aggregate
@@ -112,24 +113,15 @@ impl SlicePosition {
         for (aggregate, mut indexes) in by_aggregate {
             indexes.sort_by_key(|&i| events[i].sequence);
             indexes.dedup_by_key(|i| events[*i].sequence);
-            let delivered = match self.recent.get(aggregate) {
-                Some(&(sequence, _)) => Some(sequence),
-                None => {
-                    let first = events[indexes[0]].sequence;
-                    if first <= 1 {
-                        Some(0)
-                    } else {
-                        match predecessors.get(aggregate) {
-                            // Committed before the watermark: delivered.
-                            Some(Some(micros)) if *micros < self.watermark => Some(first - 1),
-                            // Not visible yet (or missing): hold.
-                            Some(_) => None,
-                            None => {
-                                plan.unknown.push((aggregate.to_string(), first - 1));
-                                continue;
-                            }
-                        }
-                    }
+            let delivered = match (self.recent.get(aggregate), known.get(aggregate)) {
+                (Some(&(sequence, _)), _) => Some(sequence),
+                (None, Some(&sequence)) => Some(sequence),
+                // Never delivered, if its first event is here.
+                (None, None) if events[indexes[0]].sequence <= 1 => Some(0),
+                (None, None) => {
+                    plan.unknown
+                        .push((aggregate.to_string(), events[indexes[0]].sequence));
+                    continue;
                 }
             };
             let mut next = delivered.map(|d| d + 1);
@@ -187,7 +179,8 @@ impl SlicePosition {
     /// reader's clock) with window `window_micros`: to the earliest of
     /// `now - window`, `held_from` and `cut_at` (the last commit time read
     /// when the read stopped at a page limit), never backwards. Then drops
-    /// from `recent` what is before the new watermark.
+    /// from `recent` the aggregates whose delivered events are all more
+    /// than a window before the new watermark (the audit band below it).
     pub(crate) fn advance(
         &mut self,
         now: u64,
@@ -202,8 +195,10 @@ impl SlicePosition {
         if target > self.watermark {
             self.watermark = target;
         }
-        let watermark = self.watermark;
-        self.recent.retain(|_, (_, micros)| *micros >= watermark);
+        // Kept for a window below the watermark: events read again there
+        // (the band a read starts in) are known.
+        let kept_from = self.watermark.saturating_sub(window_micros);
+        self.recent.retain(|_, (_, micros)| *micros >= kept_from);
     }
 }
 
@@ -260,9 +255,8 @@ mod tests {
         position.record(&events, &plan.deliver);
         position.advance(1_000, 100, plan.held_from, None);
         assert_eq!(position.watermark, 40);
-        // `a` left `recent` (its delivered event is before the watermark):
-        // the reader looks its predecessor up, committed at 5, delivered.
-        assert!(!position.recent.contains_key("a"));
+        // `a` stays in `recent` for a window below the watermark.
+        assert_eq!(position.recent.get("a"), Some(&(1, 5)));
         // The missing event shows (committed after the watermark, by a
         // writer whose clock runs behind): everything flows.
         let events = [
@@ -272,9 +266,7 @@ mod tests {
             seen("a", 4, 50),
         ];
         let plan = position.plan(&events, &HashMap::new());
-        assert_eq!(plan.unknown, [("a".to_string(), 1)]);
-        let known = HashMap::from([("a".to_string(), Some(5))]);
-        let plan = position.plan(&events, &known);
+        assert!(plan.unknown.is_empty());
         assert_eq!(
             delivered(&events, &plan),
             [("a".into(), 2), ("a".into(), 3), ("a".into(), 4)]
@@ -283,23 +275,49 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_aggregate_needs_its_predecessor() {
-        let position = SlicePosition::from_micros(100);
-        let events = [seen("a", 7, 150)];
+    fn a_late_event_below_the_watermark_is_delivered_in_order() {
+        let mut position = SlicePosition::from_micros(10);
+        position.watermark = 100;
+        position.recent.insert("a".into(), (2, 95));
+        // a#3 became visible after the watermark passed its time (read in
+        // the band below it): it still follows a#2.
+        let events = [seen("a", 2, 95), seen("a", 3, 97), seen("a", 4, 120)];
         let plan = position.plan(&events, &HashMap::new());
-        assert_eq!(plan.unknown, [("a".to_string(), 6)]);
-        assert!(plan.deliver.is_empty());
-        // Committed before the watermark: delivered earlier.
-        let before = HashMap::from([("a".to_string(), Some(90))]);
         assert_eq!(
-            delivered(&events, &position.plan(&events, &before)),
-            [("a".into(), 7)]
+            delivered(&events, &plan),
+            [("a".into(), 3), ("a".into(), 4)]
         );
-        // Committed after it and not read: not visible yet, held.
-        let after = HashMap::from([("a".to_string(), Some(120))]);
-        let plan = position.plan(&events, &after);
+        assert_eq!(plan.duplicates, 1);
+    }
+
+    #[test]
+    fn an_unknown_aggregate_needs_its_last_delivered_sequence() {
+        let position = SlicePosition::from_micros(100);
+        let events = [seen("a", 7, 150), seen("a", 8, 160)];
+        let plan = position.plan(&events, &HashMap::new());
+        assert_eq!(plan.unknown, [("a".to_string(), 7)]);
         assert!(plan.deliver.is_empty());
-        assert_eq!(plan.held_from, Some(150));
+        // Delivered up to 6: 7 and 8 follow.
+        let known = HashMap::from([("a".to_string(), 6)]);
+        assert_eq!(
+            delivered(&events, &position.plan(&events, &known)),
+            [("a".into(), 7), ("a".into(), 8)]
+        );
+        // Delivered up to 7: 7 is read again.
+        let known = HashMap::from([("a".to_string(), 7)]);
+        let plan = position.plan(&events, &known);
+        assert_eq!(
+            (delivered(&events, &plan), plan.duplicates),
+            (vec![("a".into(), 8)], 1)
+        );
+        // Delivered up to 5: 6 is missing, the rest held.
+        let known = HashMap::from([("a".to_string(), 5)]);
+        let plan = position.plan(&events, &known);
+        assert!(plan.deliver.is_empty());
+        assert_eq!(
+            (plan.held_from, plan.missing.clone()),
+            (Some(150), vec![("a".to_string(), 6)])
+        );
     }
 
     #[test]

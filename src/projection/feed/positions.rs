@@ -23,6 +23,9 @@ const WATERMARK: &str = "Watermark";
 const SEEN_TO: &str = "SeenTo";
 const RECENT: &str = "Recent";
 const VERSION: &str = "Version";
+const ORIGIN: &str = "Origin";
+const LAST_SEQUENCE: &str = "LastSequence";
+const COMMITTED: &str = "CommitTime";
 
 /// A slice's saved position and the version it was saved with (0: never
 /// saved).
@@ -113,8 +116,10 @@ impl FeedPositions {
             .key(LEASE_KEY, s(&key))
             .update_expression(
                 "SET #projection = :projection, #watermark = :watermark, #seen = :seen, \
-                 #recent = :recent, #version = :next",
+                 #recent = :recent, #origin = :origin, #version = :next",
             )
+            .expression_attribute_names("#origin", ORIGIN)
+            .expression_attribute_values(":origin", n(position.origin))
             .expression_attribute_names("#projection", PROJECTION)
             .expression_attribute_names("#watermark", WATERMARK)
             .expression_attribute_names("#seen", SEEN_TO)
@@ -151,6 +156,124 @@ impl FeedPositions {
                 err,
             ))),
         }
+    }
+}
+
+impl FeedPositions {
+    /// The item key of an aggregate's last delivered sequence.
+    fn sequence_key(&self, aggregate_type: &str, aggregate_id: &str) -> String {
+        format!(
+            "{}#feedseq#{aggregate_type}#{aggregate_id}",
+            self.projection
+        )
+    }
+
+    /// The last delivered sequence of each of `aggregate_ids` (0: none),
+    /// strongly consistent (`BatchGetItem`, 100 keys a request).
+    pub(crate) async fn last_sequences(
+        &self,
+        aggregate_type: &str,
+        aggregate_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>, Error> {
+        let mut found: std::collections::HashMap<String, usize> =
+            aggregate_ids.iter().map(|id| (id.clone(), 0)).collect();
+        let by_key: std::collections::HashMap<String, &String> = aggregate_ids
+            .iter()
+            .map(|id| (self.sequence_key(aggregate_type, id), id))
+            .collect();
+        let keys: Vec<String> = by_key.keys().cloned().collect();
+        for chunk in keys.chunks(100) {
+            let mut wanted = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(
+                        chunk
+                            .iter()
+                            .map(|key| {
+                                std::collections::HashMap::from([(LEASE_KEY.to_string(), s(key))])
+                            })
+                            .collect(),
+                    ))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(crate::Error::from)?,
+            );
+            let mut attempt = 0u32;
+            while let Some(keys) = wanted.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|err| StoreError::from_sdk_on("BatchGetItem", &self.table, err))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let key = crate::item::get_s(&item, LEASE_KEY, "LeaseKey")?;
+                    if let Some(id) = by_key.get(key) {
+                        found.insert((*id).clone(), get_n(&item, LAST_SEQUENCE, "LastSequence")?);
+                    }
+                }
+                wanted = out
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                    .filter(|left| !left.keys().is_empty());
+                if wanted.is_some() {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6)))
+                        .await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records each `(aggregate id, sequence, commit time)` as its
+    /// aggregate's last delivered event (`BatchWriteItem`, 25 a request).
+    pub(crate) async fn record_sequences(
+        &self,
+        aggregate_type: &str,
+        delivered: &[(String, usize, u64)],
+    ) -> Result<(), Error> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in delivered.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|(id, sequence, micros)| {
+                    let put = PutRequest::builder()
+                        .item(LEASE_KEY, s(self.sequence_key(aggregate_type, id)))
+                        .item(PROJECTION, s(&self.projection))
+                        .item(LAST_SEQUENCE, n(sequence))
+                        .item(COMMITTED, n(micros))
+                        .build()
+                        .map_err(crate::Error::from)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let mut attempt = 0u32;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|err| StoreError::from_sdk_on("BatchWriteItem", &self.table, err))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6)))
+                        .await;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -229,17 +352,47 @@ impl FeedPositions {
         Ok(slices)
     }
 
-    /// Deletes every saved slice position of the projection: feeds then
+    /// Deletes every saved slice position of the projection, its feed
+    /// processes' heartbeats and its per-aggregate records: feeds then
     /// start again from their [start](super::FeedStart). Stop its feeds
     /// first (a running one stops at its next save with
     /// [`Error::FeedPositionTaken`]). Returns the positions deleted.
     pub async fn reset(&self) -> Result<Vec<SliceStatus>, Error> {
         let slices = self.list().await?;
-        for slice in &slices {
+        let mut keys: Vec<String> = slices
+            .iter()
+            .map(|slice| self.key(&slice.aggregate_type, slice.slice))
+            .collect();
+        // The heartbeats and the per-aggregate records go with them.
+        for prefix in [
+            format!("{}#feed#", self.projection),
+            format!("{}#feedseq#", self.projection),
+        ] {
+            let mut pages = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("begins_with(#key, :prefix)")
+                .projection_expression("#key")
+                .expression_attribute_names("#key", LEASE_KEY)
+                .expression_attribute_values(":prefix", s(&prefix))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|err| StoreError::from_sdk_on("Scan", &self.table, err))?;
+                for item in page.items() {
+                    keys.push(crate::item::get_s(item, LEASE_KEY, "LeaseKey")?.to_string());
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             self.client
                 .delete_item()
                 .table_name(&self.table)
-                .key(LEASE_KEY, s(self.key(&slice.aggregate_type, slice.slice)))
+                .key(LEASE_KEY, s(key))
                 .send()
                 .await
                 .map_err(|err| StoreError::from_sdk_on("DeleteItem", &self.table, err))?;
@@ -286,6 +439,10 @@ fn parse(key: &str, item: &Item, start: &SlicePosition) -> Result<SavedPosition,
             watermark: get_n(item, WATERMARK, "Watermark")?,
             recent,
             seen_to: get_n(item, SEEN_TO, "SeenTo")?,
+            origin: match item.get(ORIGIN) {
+                Some(_) => get_n(item, ORIGIN, "Origin")?,
+                None => 0,
+            },
         },
         version,
     })

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::position::{Seen, SlicePosition};
+use super::positions::FeedPositions;
 use crate::error::Error as StoreError;
 use crate::item::{
     aggregate_key, describe_key, get_n, get_s, n, s, Item, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
@@ -59,6 +60,9 @@ pub struct SliceRead {
     /// Whether the read stopped at [`with_max_events`](SliceReader::with_max_events)
     /// with more to read.
     pub more: bool,
+    /// Per aggregate in `records`: its last sequence and latest commit
+    /// time, for the feed's per-aggregate records.
+    pub(crate) delivered: Vec<(String, usize, u64)>,
 }
 
 impl SliceReader {
@@ -109,50 +113,60 @@ impl SliceReader {
         &self.aggregate_type
     }
 
-    /// Reads slice `slice` from `position`.
+    /// Reads slice `slice` from `position`; `positions` holds the feed's
+    /// last delivered sequence of each aggregate.
     ///
-    /// [`Error::FeedGap`] if an event's predecessor is not in the index
-    /// at all (written without a slice: run the backfill) or missing from
-    /// the table; [`Error::Store`] if a request fails;
+    /// [`Error::FeedGap`] if an event that must come before one read was
+    /// missed (it became visible later than the window), is not in the
+    /// index at all (written without a slice: run the backfill) or is
+    /// missing from the table; [`Error::Store`] if a request fails;
     /// [`Error::InvalidRecord`] for an index item without its keys.
-    pub async fn read(&self, slice: u16, position: &SlicePosition) -> Result<SliceRead, Error> {
+    pub async fn read(
+        &self,
+        slice: u16,
+        position: &SlicePosition,
+        positions: &FeedPositions,
+    ) -> Result<SliceRead, Error> {
         let now = micros(SystemTime::now());
         let key = self.slices.key(&self.aggregate_type, slice);
-        let (items, more) = self.query(&key, position.watermark).await?;
-        let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
-        let mut predecessors = HashMap::new();
-        let mut plan = position.plan(&seen, &predecessors);
-        if !plan.unknown.is_empty() {
-            for (aggregate_id, sequence) in std::mem::take(&mut plan.unknown) {
-                let time = self.commit_time(&aggregate_id, sequence).await?;
-                predecessors.insert(aggregate_id, Some(time));
+        let mut known: HashMap<String, usize> = HashMap::new();
+        let mut limit = self.max_events;
+        let (items, more, seen, plan) = loop {
+            // From a window below the watermark: an event that became
+            // visible up to a window after the watermark passed its commit
+            // time is still read, and delivered in order.
+            let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+            let from = position.watermark.saturating_sub(window);
+            let (items, more) = self.query(&key, from, limit).await?;
+            let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
+            let mut plan = position.plan(&seen, &known);
+            if !plan.unknown.is_empty() {
+                self.resolve(
+                    &mut known,
+                    std::mem::take(&mut plan.unknown),
+                    position,
+                    positions,
+                )
+                .await?;
+                plan = position.plan(&seen, &known);
             }
-            plan = position.plan(&seen, &predecessors);
-        }
-        for (aggregate_id, sequence) in &plan.missing {
-            // Held for a missing predecessor: fine while it may still show
-            // up; lost if it was committed before the watermark (the index
-            // will never be asked for it again).
-            let time = self.commit_time(aggregate_id, *sequence).await?;
-            if time < position.watermark {
-                return Err(Error::FeedGap {
-                    table: self.table.clone(),
-                    event: format!(
-                        "{}#{sequence}",
-                        aggregate_key(&self.aggregate_type, aggregate_id)
-                    ),
-                    reason: format!(
-                        "it was committed at {time} µs, {} ms before the feed's watermark: it \
-                         became visible in the index later than the feed's window of {} ms \
-                         (a writer's clock runs behind by more); raise the window \
-                         (SliceReader::with_window) above that and start the feed again from \
-                         before it",
-                        (position.watermark - time) / 1_000,
-                        self.window.as_millis()
-                    ),
-                });
+            // A page with nothing to deliver (events read again, or held
+            // ones whose predecessor comes later in the index: a writer's
+            // clock behind) says nothing new: read further rather than
+            // stop on it, or the feed would read that page forever.
+            if plan.deliver.is_empty() && more {
+                limit = limit.saturating_mul(2);
+                continue;
             }
-        }
+            if self
+                .check_missing(&plan.missing, position, &mut known)
+                .await?
+            {
+                // An aggregate's missing event predates the feed's start.
+                continue;
+            }
+            break (items, more, seen, plan);
+        };
         let mut next = position.clone();
         next.record(&seen, &plan.deliver);
         let cut_at = more.then(|| seen.last().map(|e| e.micros)).flatten();
@@ -175,6 +189,16 @@ impl SliceReader {
                 );
             }
         }
+        let mut last: HashMap<&str, (usize, u64)> = HashMap::new();
+        for &index in &plan.deliver {
+            let event = &seen[index];
+            let entry = last.entry(&event.aggregate_id).or_default();
+            *entry = (entry.0.max(event.sequence), entry.1.max(event.micros));
+        }
+        let delivered = last
+            .into_iter()
+            .map(|(id, (sequence, micros))| (id.to_string(), sequence, micros))
+            .collect();
         let records = plan
             .deliver
             .iter()
@@ -185,18 +209,102 @@ impl SliceReader {
             position: next,
             duplicates: plan.duplicates,
             held: plan.held_from.is_some(),
+            delivered,
             late,
             more,
         })
     }
 
-    /// Every index item of `key` from `from` on, up to the event limit;
-    /// and whether more are left.
-    async fn query(&self, key: &str, from: u64) -> Result<(Vec<Item>, bool), Error> {
+    /// Learns the last delivered sequence of each aggregate not in the
+    /// position's `recent` (`(id, first sequence read)`), from the feed's
+    /// records; one never delivered in a feed that started at a time
+    /// counts as delivered up to the event before its first one read if
+    /// that event was committed before the start.
+    async fn resolve(
+        &self,
+        known: &mut HashMap<String, usize>,
+        unknown: Vec<(String, usize)>,
+        position: &SlicePosition,
+        positions: &FeedPositions,
+    ) -> Result<(), Error> {
+        let ids: Vec<String> = unknown.iter().map(|(id, _)| id.clone()).collect();
+        let last = positions.last_sequences(&self.aggregate_type, &ids).await?;
+        for (id, first) in unknown {
+            let mut delivered = last.get(&id).copied().unwrap_or_default();
+            if delivered == 0 && position.origin > 0 && first > 1 {
+                let time = self.commit_time(&id, first - 1).await?;
+                if time < position.origin {
+                    delivered = first - 1;
+                }
+            }
+            known.insert(id, delivered);
+        }
+        Ok(())
+    }
+
+    /// Checks the events held runs wait for: one committed before the
+    /// watermark was missed ([`Error::FeedGap`]), unless it predates the
+    /// feed's start for an aggregate never delivered (then `known` learns
+    /// it, and `true` says to plan again); otherwise it is only late.
+    async fn check_missing(
+        &self,
+        missing: &[(String, usize)],
+        position: &SlicePosition,
+        known: &mut HashMap<String, usize>,
+    ) -> Result<bool, Error> {
+        let mut replan = false;
+        for (aggregate_id, sequence) in missing {
+            let time = self.commit_time(aggregate_id, *sequence).await?;
+            let never_delivered = !position.recent.contains_key(aggregate_id)
+                && known.get(aggregate_id).is_none_or(|d| *d < *sequence);
+            if time < position.origin && never_delivered {
+                known.insert(aggregate_id.clone(), *sequence);
+                replan = true;
+                continue;
+            }
+            // Below the band a read starts in: it will never be read.
+            let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+            if time < position.watermark.saturating_sub(window) {
+                return Err(self.missed(aggregate_id, *sequence, time, position));
+            }
+        }
+        Ok(replan)
+    }
+
+    /// The error for event `sequence` of `aggregate_id`, committed at
+    /// `time`, before the watermark, and never delivered.
+    fn missed(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+        time: u64,
+        position: &SlicePosition,
+    ) -> Error {
+        Error::FeedGap {
+            table: self.table.clone(),
+            event: format!(
+                "{}#{sequence}",
+                aggregate_key(&self.aggregate_type, aggregate_id)
+            ),
+            reason: format!(
+                "it was committed at {time} µs, {} ms before the feed's watermark, and was not \
+                 delivered: it became visible in the index later than twice the feed's window of \
+                 {} ms \
+                 (a writer's clock runs behind by more); raise the window \
+                 (SliceReader::with_window) above that and start the feed again from before it",
+                position.watermark.saturating_sub(time) / 1_000,
+                self.window.as_millis()
+            ),
+        }
+    }
+
+    /// Every index item of `key` from `from` on, up to `limit`; and
+    /// whether more are left.
+    async fn query(&self, key: &str, from: u64, limit: usize) -> Result<(Vec<Item>, bool), Error> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let left = self.max_events - items.len();
+            let left = limit - items.len();
             let out = self
                 .client
                 .query()
@@ -215,7 +323,7 @@ impl SliceReader {
             let last = out.last_evaluated_key;
             items.extend(out.items.unwrap_or_default());
             match last {
-                Some(last) if items.len() < self.max_events => start = Some(last),
+                Some(last) if items.len() < limit => start = Some(last),
                 Some(_) => return Ok((items, true)),
                 None => return Ok((items, false)),
             }
