@@ -2,7 +2,7 @@
 # Creates the DynamoDB tables used by dynamo-es, with the AWS CLI.
 #
 # Usage:
-#   db/create_tables.sh [--no-endpoint | --endpoint-url URL] [--no-projections] [VIEW_TABLE ...]
+#   db/create_tables.sh [--no-endpoint | --endpoint-url URL] [--no-projections] [--slices N] [VIEW_TABLE ...]
 #
 # Endpoint, first match wins:
 #   --no-endpoint or DYNAMO_ES_REAL_AWS=1   real AWS (no --endpoint-url)
@@ -26,19 +26,26 @@
 # one is an error), and the checkpoint table is created. --no-projections
 # (or DYNAMO_ES_NO_PROJECTIONS=1) skips both.
 #
+# Feeds: --slices N (1 to 1024) gives the events table the EventsBySlice
+# index (HASH Slice S, RANGE CommitTime N, all attributes projected) and the
+# tag dynamo-es:slices=N, which writers and feeds check (see
+# dynamo_es::slice). The slice count never changes: a table tagged with
+# another one is an error.
+#
 # All tables use on-demand (PAY_PER_REQUEST) billing. Tables that already
 # exist are left alone, after checking that their key schema is the expected
 # one. Safe to run more than once.
 #
 # Permissions: dynamodb:DescribeTable, dynamodb:CreateTable and (to enable
-# the stream on an existing events table) dynamodb:UpdateTable on the tables
+# the stream or the index on an existing events table) dynamodb:UpdateTable,
+# with --slices dynamodb:TagResource and dynamodb:ListTagsOfResource, on the tables
 # (db/iam_policy_admin.json). The application, once the tables exist, needs
 # only db/iam_policy.json (no CreateTable).
 
 set -euo pipefail
 
 usage() {
-  sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 real_aws="${DYNAMO_ES_REAL_AWS:-0}"
@@ -47,6 +54,7 @@ if [[ "${DYNAMO_ES_NO_PROJECTIONS:-0}" == "1" ]]; then
   projections=0
 fi
 endpoint=""
+slices=""
 view_tables=()
 
 while [[ $# -gt 0 ]]; do
@@ -65,6 +73,14 @@ while [[ $# -gt 0 ]]; do
         exit 2
       fi
       endpoint="$2"
+      shift 2
+      ;;
+    --slices)
+      if [[ $# -lt 2 ]]; then
+        echo "error: --slices needs a number of slices" >&2
+        exit 2
+      fi
+      slices="$2"
       shift 2
       ;;
     --endpoint-url=*)
@@ -97,6 +113,11 @@ snapshots_table="${SNAPSHOTS_TABLE:-Snapshots}"
 checkpoints_table="${CHECKPOINTS_TABLE:-Checkpoints}"
 if [[ ${#view_tables[@]} -eq 0 ]]; then
   view_tables=(TestViewTable)
+fi
+
+if [[ -n "$slices" ]] && ! [[ "$slices" =~ ^[0-9]+$ && "$slices" -ge 1 && "$slices" -le 1024 ]]; then
+  echo "error: --slices must be a number of slices from 1 to 1024, not '$slices'" >&2
+  exit 2
 fi
 
 if ! command -v aws >/dev/null 2>&1; then
@@ -234,11 +255,53 @@ ensure_stream() {
   echo "Stream: $(ddb describe-table --table-name "$table" --query 'Table.LatestStreamArn' --output text)"
 }
 
+# ensure_slice_index TABLE N: the EventsBySlice index and the tag
+# dynamo-es:slices=N on TABLE (tagged first, as the crate's add_slice_index
+# does); a table tagged with another count is an error.
+ensure_slice_index() {
+  local table="$1" count="$2" arn tagged index status
+  arn="$(ddb describe-table --table-name "$table" --query 'Table.TableArn' --output text)"
+  tagged="$(ddb list-tags-of-resource --resource-arn "$arn" \
+    --query "Tags[?Key=='dynamo-es:slices'].Value | [0]" --output text)"
+  if [[ -n "$tagged" && "$tagged" != "None" ]]; then
+    if [[ "$tagged" != "$count" ]]; then
+      echo "error: table '$table' has $tagged slices (tag dynamo-es:slices), not $count; a table's slice count never changes" >&2
+      exit 1
+    fi
+  else
+    ddb tag-resource --resource-arn "$arn" --tags "Key=dynamo-es:slices,Value=$count"
+  fi
+  index="$(ddb describe-table --table-name "$table" \
+    --query "Table.GlobalSecondaryIndexes[?IndexName=='EventsBySlice'].IndexName | [0]" --output text)"
+  if [[ "$index" == "EventsBySlice" ]]; then
+    echo "Table '$table' already has the EventsBySlice index; keeping it."
+  else
+    echo "Adding the EventsBySlice index ($count slices) to table '$table'..."
+    ddb update-table --table-name "$table" \
+      --attribute-definitions AttributeName=Slice,AttributeType=S AttributeName=CommitTime,AttributeType=N \
+      --global-secondary-index-updates '[{"Create":{"IndexName":"EventsBySlice","KeySchema":[{"AttributeName":"Slice","KeyType":"HASH"},{"AttributeName":"CommitTime","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}}]' >/dev/null
+  fi
+  for _ in $(seq 1 300); do
+    status="$(ddb describe-table --table-name "$table" \
+      --query "Table.GlobalSecondaryIndexes[?IndexName=='EventsBySlice'].IndexStatus | [0]" --output text)"
+    [[ "$status" == "ACTIVE" ]] && break
+    sleep 2
+  done
+  if [[ "$status" != "ACTIVE" ]]; then
+    echo "error: the EventsBySlice index of table '$table' is still $status" >&2
+    exit 1
+  fi
+  echo "Index EventsBySlice on '$table': $count slices, ACTIVE."
+}
+
 if [[ "$projections" == "1" ]]; then
   stream_args=(--stream-specification StreamEnabled=true,StreamViewType=NEW_IMAGE)
 fi
 create_table "$events_table" AggregateTypeAndId S AggregateIdSequence N
 stream_args=()
+if [[ -n "$slices" ]]; then
+  ensure_slice_index "$events_table" "$slices"
+fi
 create_table "$snapshots_table" AggregateTypeAndId S
 for view_table in "${view_tables[@]}"; do
   create_table "$view_table" ViewId S

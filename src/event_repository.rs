@@ -44,6 +44,7 @@ use crate::item::{
     aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
 };
+use crate::slice::Slices;
 use crate::snapshot::{self, LoadedSnapshot};
 use crate::stream::{self, Pages};
 
@@ -105,6 +106,9 @@ pub struct DynamoEventRepository {
     /// The data keys personal data is sealed with (feature `encryption`).
     #[cfg(feature = "encryption")]
     keys: Option<crate::encryption::KeyStore>,
+    /// The events table's slice count, if its events feed the
+    /// `EventsBySlice` index.
+    slices: Option<Slices>,
 }
 
 impl DynamoEventRepository {
@@ -124,6 +128,7 @@ impl DynamoEventRepository {
             hints: hints::SnapshotHints::default(),
             #[cfg(feature = "encryption")]
             keys: None,
+            slices: None,
         }
     }
 
@@ -189,6 +194,38 @@ impl DynamoEventRepository {
             codec: self.dictionaries.attach(codec, &self.snapshot_table),
             ..self
         }
+    }
+
+    /// Writes every event with its slice and commit time (see
+    /// [`crate::slice`]), so that it appears in the events table's
+    /// `EventsBySlice` index and in every [feed](crate::projection::feed)
+    /// that reads its aggregate type. `slices` must be the table's slice
+    /// count (the one [`TableOptions::with_slices`](crate::tables::TableOptions::with_slices)
+    /// or [`add_slice_index`](crate::tables::add_slice_index) recorded):
+    /// check it once at start with [`check_slices`](crate::tables::check_slices).
+    /// Events written by a repository without it are in the feed only after
+    /// a [backfill](crate::recode::backfill_slices).
+    ///
+    /// ```
+    /// use aws_sdk_dynamodb::Client;
+    /// use dynamo_es::slice::Slices;
+    /// use dynamo_es::DynamoEventRepository;
+    ///
+    /// fn sliced(client: Client) -> DynamoEventRepository {
+    ///     DynamoEventRepository::new(client).with_slices(Slices::new(64).unwrap())
+    /// }
+    /// ```
+    #[must_use]
+    pub fn with_slices(self, slices: Slices) -> Self {
+        DynamoEventRepository {
+            slices: Some(slices),
+            ..self
+        }
+    }
+
+    /// The slice count events are written with, if any.
+    pub fn slices(&self) -> Option<Slices> {
+        self.slices
     }
 
     /// The DynamoDB client.

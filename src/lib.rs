@@ -267,6 +267,7 @@ mod outcome;
 pub mod projection;
 pub mod recode;
 pub mod size;
+pub mod slice;
 mod snapshot;
 mod store;
 mod stream;
@@ -300,6 +301,8 @@ mod guide {
     pub struct Snapshots;
     #[doc = include_str!("../docs/guide/projections.md")]
     pub struct Projections;
+    #[doc = include_str!("../docs/guide/feeds.md")]
+    pub struct Feeds;
     #[doc = include_str!("../docs/guide/recode-and-dictionaries.md")]
     pub struct RecodeAndDictionaries;
     #[doc = include_str!("../docs/guide/operations.md")]

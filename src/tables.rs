@@ -46,6 +46,10 @@
 //! shard; [`CheckpointStore`](crate::projection::CheckpointStore) documents
 //! its attributes.
 
+mod slice_index;
+
+pub use slice_index::{add_slice_index, check_slices, slices_of};
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -59,6 +63,7 @@ use aws_sdk_dynamodb::Client;
 
 use crate::error::{or_refused, Error, Result};
 use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
+use crate::slice::Slices;
 
 /// How long the functions of this module wait for a table to become ACTIVE
 /// (and, in [`enable_stream`], for its new stream to show).
@@ -186,6 +191,7 @@ pub async fn create_event_tables(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableOptions {
     stream: bool,
+    slices: Option<Slices>,
 }
 
 impl TableOptions {
@@ -201,6 +207,20 @@ impl TableOptions {
     /// Whether the events table gets a stream.
     pub fn stream(&self) -> bool {
         self.stream
+    }
+
+    /// The events table gets the `EventsBySlice` index for `slices`, for
+    /// [feeds](crate::projection::feed), through [`add_slice_index`]. Default: no index
+    /// (an existing one is left as it is).
+    #[must_use]
+    pub fn with_slices(mut self, slices: Slices) -> Self {
+        self.slices = Some(slices);
+        self
+    }
+
+    /// The slice count the events table's index gets, if any.
+    pub fn slices(&self) -> Option<Slices> {
+        self.slices
     }
 }
 
@@ -226,6 +246,9 @@ pub async fn create_event_tables_with(
     ensure_table(client, snapshot_table, &Schema::snapshots(), false).await?;
     if options.stream {
         enable_stream(client, event_table).await?;
+    }
+    if let Some(slices) = options.slices {
+        add_slice_index(client, event_table, slices).await?;
     }
     Ok(())
 }

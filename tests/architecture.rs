@@ -27,6 +27,7 @@ fn in_layer(file: &str, prefixes: &[&str]) -> bool {
 /// Storage and the repositories: what reads and writes tables.
 const STORAGE: &[&str] = &[
     "src/item.rs",
+    "src/slice.rs",
     "src/dictionary/",
     "src/encryption/",
     "src/event_repository",

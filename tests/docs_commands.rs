@@ -289,6 +289,19 @@ fn check(command: &Shown, ci: &[String]) -> Result<(), String> {
                 Err("a cargo command .ci/run does not run".into())
             }
         }
+        ["db/create_tables.sh", flags @ ..] if command.dir.as_os_str().is_empty() => {
+            // Every flag shown is one the script's usage names (the script
+            // itself runs in tests/projection_tables.rs).
+            let usage = read("db/create_tables.sh");
+            match flags
+                .iter()
+                .filter(|flag| flag.starts_with("--"))
+                .find(|flag| !usage.contains(&format!("    {flag})")))
+            {
+                Some(flag) => Err(format!("db/create_tables.sh takes no {flag}")),
+                None => Ok(()),
+            }
+        }
         ["bash", script] if command.dir.as_os_str().is_empty() => {
             if root().join(script).is_file() {
                 Ok(())
@@ -528,6 +541,7 @@ fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
         "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es --features cli,zstd",
         "rm -rf target",
         "dynamo-es local --no-such-flag",
+        "db/create_tables.sh --no-such-flag 3",
         "cargo lambda build --release --example no_such_example --features lambda",
         "cargo lambda build --release --arm64 --example lambda_projection",
         "sam local invoke NoSuchFunction --template-file db/lambda_projection.yaml",
@@ -543,6 +557,7 @@ fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
         "AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 cargo test --all-features",
         "cargo test --features compression # a comment",
         "dynamo-es local --port 0 --db local.sqlite --create-tables",
+        "db/create_tables.sh --slices 64",
         "cargo lambda build --release --arm64 --example lambda_projection --features lambda",
         "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
          --event tests/fixtures/lambda_stream_event.json",

@@ -402,3 +402,32 @@ async fn create_tables_sh_enables_the_stream_makes_the_checkpoint_table_and_refu
         Some("KEYS_ONLY")
     );
 }
+
+#[tokio::test]
+async fn create_tables_sh_adds_the_slice_index_and_keeps_its_count() {
+    let client = client_for(&endpoint().unwrap());
+    let names = ["events", "snapshots", "checkpoints", "views"].map(unique_name);
+    let tables = [&*names[0], &*names[1], &*names[2], &*names[3]];
+    let Some((ok, text)) = create_tables_sh(tables, &["--no-projections", "--slices", "16"]) else {
+        return;
+    };
+    assert!(ok, "{text}");
+    let slices = dynamo_es::tables::slices_of(&client, tables[0])
+        .await
+        .unwrap();
+    assert_eq!(
+        slices.map(dynamo_es::slice::Slices::count),
+        Some(16),
+        "{text}"
+    );
+    // Again with the same count: kept. With another: refused, unchanged.
+    let (ok, text) = create_tables_sh(tables, &["--no-projections", "--slices", "16"]).unwrap();
+    assert!(
+        ok && text.contains("already has the EventsBySlice index"),
+        "{text}"
+    );
+    let (ok, text) = create_tables_sh(tables, &["--no-projections", "--slices", "32"]).unwrap();
+    assert!(!ok && text.contains("has 16 slices"), "{text}");
+    let (ok, text) = create_tables_sh(tables, &["--slices", "2000"]).unwrap();
+    assert!(!ok && text.contains("from 1 to 1024"), "{text}");
+}

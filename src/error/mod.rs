@@ -177,6 +177,21 @@ pub enum Error {
         /// The view type the stream has, or `none`.
         found: String,
     },
+    /// An events table's `EventsBySlice` index is missing, or was made for
+    /// another slice count than the writer's or reader's (see
+    /// [`crate::slice`]), or the table's slice tag is missing or changed.
+    /// Nothing was written or read: configure the table's slice count
+    /// (`dynamo-es report` shows it), or add the index with
+    /// [`crate::tables::add_slice_index`].
+    #[error("table {table}: expected {expected}, found {found}")]
+    TableSlices {
+        /// The events table.
+        table: String,
+        /// What the caller needs.
+        expected: String,
+        /// What the table has.
+        found: String,
+    },
     /// A stored item lacks an attribute.
     #[error("item {key}: missing attribute {attribute}")]
     MissingAttribute {

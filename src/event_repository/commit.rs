@@ -210,6 +210,8 @@ impl DynamoEventRepository {
         let mut writes = Vec::with_capacity(events.len() + 1);
         let mut bytes = PayloadBytes::default();
         let codec = self.codec_for(aggregate_type);
+        // One commit, one time: its events sort together in their slice.
+        let commit_micros = crate::slice::micros(std::time::SystemTime::now());
         for event in events {
             if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
                 return Err(Error::InvalidCommit {
@@ -220,7 +222,10 @@ impl DynamoEventRepository {
                     ),
                 });
             }
-            let (item, event_bytes) = event_to_item(event, &codec)?;
+            let (mut item, event_bytes) = event_to_item(event, &codec)?;
+            if let Some(slices) = self.slices() {
+                slices.stamp(&mut item, aggregate_type, aggregate_id, commit_micros);
+            }
             bytes += event_bytes;
             let size = crate::size::item_size(&item);
             let put = Put::builder()

@@ -44,6 +44,29 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A feed cannot deliver an event that later events of its aggregate
+    /// need first: it is not in the `EventsBySlice` index (written without
+    /// a slice), not in the table, or became visible too late for the
+    /// feed's window. Nothing of that aggregate after it was delivered.
+    #[error("feed on {table}: event {event} is missing from the feed: {reason}")]
+    FeedGap {
+        /// The events table.
+        table: String,
+        /// The missing event, `{type}:{id}#{sequence}`.
+        event: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// Another process saved a feed position this process read: two feeds
+    /// of one projection read the same slice. Nothing was saved; this
+    /// process stops (give each process its own slice range).
+    #[error("feed position {key} in {table} was saved by another process meanwhile")]
+    FeedPositionTaken {
+        /// The checkpoint table.
+        table: String,
+        /// The position's item key.
+        key: String,
+    },
     /// A DynamoDB error (on the events, view or checkpoint table).
     #[error(transparent)]
     Store(#[from] crate::Error),

@@ -101,6 +101,7 @@ mod checkpoint;
 mod decode;
 mod dispatch;
 mod error;
+pub mod feed;
 mod fields;
 mod heartbeat;
 mod lag;

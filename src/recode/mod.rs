@@ -120,6 +120,7 @@ use crate::codec::Codec;
 use crate::error::Result;
 use crate::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, VIEW_ID};
 
+mod backfill;
 mod checkpoint;
 mod dictionary;
 mod error;
@@ -134,6 +135,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use backfill::{backfill_slices, BackfillKey, BackfillOptions, BackfillReport};
 pub use error::Error;
 pub use options::{
     Progress, ProgressFn, RecodeOptions, StopHandle, DEFAULT_CONFLICT_RETRIES, DEFAULT_PAGE_SIZE,

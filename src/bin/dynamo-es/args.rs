@@ -147,6 +147,10 @@ pub enum Command {
     Dictionary(crate::dictionary::DictionaryArgs),
     /// Inspect projections fed from the events table's stream.
     Projections(crate::projections::ProjectionsArgs),
+    /// Give events written without a slice (by upstream, an older release
+    /// or a writer without slices) their slice and a commit time, so that
+    /// feeds read them. Changes no payload; resumable.
+    BackfillSlices(crate::feeds::BackfillArgs),
     /// Run a local DynamoDB (the embedded dynoxide emulator, DynamoDB and
     /// DynamoDB Streams on one endpoint) until Ctrl-C, and print the
     /// environment variables that point the AWS SDKs at it.
@@ -203,7 +207,7 @@ impl Command {
             Command::Dictionary(_) => None,
             #[cfg(not(feature = "compression"))]
             Command::Dictionary { .. } => None,
-            Command::Projections(_) => None,
+            Command::Projections(_) | Command::BackfillSlices(_) => None,
             #[cfg(feature = "test-util")]
             Command::Local(_) => None,
             #[cfg(not(feature = "test-util"))]

@@ -15,6 +15,7 @@ mod args;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
+mod feeds;
 #[cfg(feature = "encryption")]
 mod forget;
 mod local;
@@ -263,6 +264,10 @@ async fn main() -> ExitCode {
     #[cfg(feature = "encryption")]
     if let Command::Forget(args) = &cli.command {
         let result = forget::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
+    }
+    if let Command::BackfillSlices(args) = &cli.command {
+        let result = feeds::backfill(args, client, &mut std::io::stdout()).await;
         return exit_code_of(result, &wire);
     }
     if let Command::Projections(args) = &cli.command {

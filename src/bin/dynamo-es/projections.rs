@@ -107,8 +107,18 @@ async fn reset(
         )
         .into());
     }
-    let store = CheckpointStore::new(client, &args.checkpoint_table, &args.projection);
+    let store = CheckpointStore::new(client.clone(), &args.checkpoint_table, &args.projection);
     let reset = store.reset().await?;
+    let feeds = dynamo_es::projection::feed::FeedPositions::new(
+        client,
+        &args.checkpoint_table,
+        &args.projection,
+    )
+    .reset()
+    .await?;
+    if !feeds.is_empty() {
+        writeln!(out, "deleted {} feed slice position(s)", feeds.len())?;
+    }
     writeln!(
         out,
         "deleted {} shard checkpoint(s){} of projection {} in {}",
@@ -155,13 +165,22 @@ async fn status(
         Some(events) => ProjectionStatus::read_for_table(&store, &client, streams, events).await?,
         None => ProjectionStatus::read(&store).await?,
     };
+    let feeds = crate::feeds::positions(client, &args.checkpoint_table, &args.projection).await?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &to_json(&status))?;
+        let mut json = to_json(&status);
+        json["feeds"] = crate::feeds::to_json(&feeds);
+        serde_json::to_writer_pretty(&mut *out, &json)?;
         writeln!(out)?;
     } else {
         print_table(&status, out)?;
+        crate::feeds::print(&feeds, out)?;
     }
-    for note in notes(&status, args.events_table.as_deref()) {
+    let notes = notes(&status, args.events_table.as_deref());
+    // A projection fed only by a feed has no shard checkpoints.
+    let notes = notes
+        .into_iter()
+        .filter(|note| feeds.is_empty() || !note.starts_with("note: no checkpoints"));
+    for note in notes {
         eprintln!("{note}");
     }
     Ok(())
