@@ -843,3 +843,28 @@ async fn the_cli_forgets_subjects_and_its_dry_run_writes_nothing() {
     let opened: Personal<String> = serde_json::from_value(event.payload).unwrap();
     assert!(opened.is_forgotten());
 }
+
+#[tokio::test]
+async fn the_hot_cache_serves_opened_states_and_stores_only_sealed_ones() {
+    let (db, keys) = setup().await;
+    let repo = db.repository().with_encryption(keys.clone());
+    let cache = dynamo_es::HotCache::new(100, 1 << 20);
+    let store = |cache: dynamo_es::HotCache| {
+        DynamoStore::<Order>::new(repo.clone(), SnapshotPolicy::Always).with_cache(cache)
+    };
+    let first = CqrsFramework::new(store(cache.clone()), vec![], ());
+    first.execute("o-hot", place()).await.unwrap();
+    first
+        .execute("o-hot", OrderCommand::Note("one".into()))
+        .await
+        .unwrap();
+    // A second store on the same cache has no state handed over by a
+    // commit of its own: it decodes the cached snapshot payload, which
+    // must be the opened one (a sealed one does not deserialize).
+    let second = store(cache);
+    let loaded = second.load_aggregate("o-hot").await.unwrap();
+    assert_eq!(known(&loaded.aggregate.customer), Some(CUSTOMER_NAME));
+    assert_eq!(loaded.aggregate.notes, ["one"]);
+    let tables = [db.events.as_str(), db.snapshots.as_str(), keys.table()];
+    assert_no_plaintext(&db.client, &tables).await;
+}
