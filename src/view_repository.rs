@@ -177,9 +177,11 @@ where
         #[cfg(feature = "encryption")]
         if let Some(keys) = &self.keys {
             let binding = crate::encryption::Binding::view(view_id);
-            let (value, _) =
+            let (value, held) =
                 crate::encryption::opened_value(keys, &self.codec, bytes, binding).await?;
-            return Ok(serde_json::from_value(value)?);
+            if held {
+                return Ok(serde_json::from_value(value)?);
+            }
         }
         let _ = view_id;
         self.codec.decode_deserialize::<V>(bytes)
@@ -191,8 +193,10 @@ where
         #[cfg(feature = "encryption")]
         {
             let binding = crate::encryption::Binding::view(view_id);
-            let value = crate::encryption::sealed_value(self.keys.as_ref(), view, binding).await?;
-            self.codec.encode(&value)
+            match crate::encryption::sealed_value(self.keys.as_ref(), view, binding).await? {
+                Some(value) => self.codec.encode(&value),
+                None => self.codec.encode_serialize(view),
+            }
         }
         #[cfg(not(feature = "encryption"))]
         {

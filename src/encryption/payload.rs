@@ -126,11 +126,16 @@ pub(crate) async fn sealed_value<T: serde::Serialize + ?Sized>(
     keys: Option<&KeyStore>,
     state: &T,
     binding: Binding<'_>,
-) -> crate::Result<Value> {
+) -> crate::Result<Option<Value>> {
     let mut value =
         crate::codec::to_value(state).map_err(|err| err.naming_payload(|| binding.describe()))?;
+    // Without personal data the caller encodes the state itself, typed: a
+    // JSON value does not hold every number the codecs do (u128, i128).
+    if !super::holds_personal(&value) {
+        return Ok(None);
+    }
     seal_all(keys, &mut [(&mut value, binding)]).await?;
-    Ok(value)
+    Ok(Some(value))
 }
 
 /// The stored `payload` decoded with `codec` and its personal data opened,

@@ -113,7 +113,11 @@ impl DynamoEventRepository {
         // With the feature, every state goes through its value, so that
         // personal data is sealed, or refused without a key store.
         #[cfg(feature = "encryption")]
-        let state = &sealed_value(self.keys.as_ref(), state, Binding::snapshot(&key)).await?;
+        if let Some(sealed) =
+            sealed_value(self.keys.as_ref(), state, Binding::snapshot(&key)).await?
+        {
+            return self.encode_snapshot(&key, &sealed);
+        }
         self.encode_snapshot(&key, state)
     }
 
@@ -150,12 +154,10 @@ impl DynamoEventRepository {
             let key = aggregate_key(aggregate_type, aggregate_id);
             let binding = Binding::snapshot(&key);
             let (value, held) = opened_value(keys, &self.codec, &payload, binding).await?;
-            let kept = if held {
-                self.codec.encode(&value)?
-            } else {
-                payload
-            };
-            return Ok((serde_json::from_value(value)?, kept));
+            if held {
+                let kept = self.codec.encode(&value)?;
+                return Ok((serde_json::from_value(value)?, kept));
+            }
         }
         let _ = (aggregate_type, aggregate_id);
         Ok((self.codec.decode_deserialize(&payload)?, payload))
