@@ -30,7 +30,8 @@ async fn the_index_adds_one_write_unit_to_a_small_one_event_commit() {
         .unwrap();
     let meter = Meter::new();
     let metered = dynamo_es::DynamoEventRepository::new(meter.client(&db.client))
-        .with_tables(&db.events, &db.snapshots);
+        .with_tables(&db.events, &db.snapshots)
+        .with_codec(Codec::json());
     let mut costs = Vec::new();
     for (id, repo) in [
         ("plain", metered.clone()),
@@ -57,7 +58,11 @@ async fn a_catch_up_of_one_type_reads_only_that_type() {
     add_slice_index(&db.client, &db.events, slices())
         .await
         .unwrap();
-    let repo = db.repository().with_slices(slices());
+    // JSON whatever the features: sizes, hence units, follow the codec.
+    let repo = db
+        .repository()
+        .with_codec(Codec::json())
+        .with_slices(slices());
     // 1,000 events of each of two types, 25 per commit (one transaction).
     let accounts = DynamoStore::<Account>::new(repo.clone(), SnapshotPolicy::Never);
     let others = DynamoStore::<Other>::new(repo.clone(), SnapshotPolicy::Never);
