@@ -148,8 +148,9 @@ SNAPSHOT_LOAD_WHY = (
 )
 
 SNAPSHOT_RCU_WHY = (
-    "this crate reads strongly consistent (a load never misses a committed event): a read of the same "
-    "items costs twice upstream's eventually consistent query of the events after its snapshot"
+    "by default this crate reads strongly consistent (a load never misses a committed event): a read of "
+    "the same items costs twice upstream's eventually consistent query of the events after its snapshot; "
+    "`json+eventual` (`ReadConsistency::Eventual`) reads them as upstream does"
 )
 
 LOAD_WHY = (

@@ -9,10 +9,11 @@
 //! and the transaction's request token). Beside them: `claim` (the
 //! aggregate store's claim on a snapshot head, removed before events are
 //! stored behind it) and `hints` (where each aggregate's snapshot was last
-//! seen, for the snapshot store's bounded tail query).
+//! seen, for the snapshot store's bounded tail query, which `tail` reads).
 //!
-//! **Invariant:** every read is strongly consistent and says how much it
-//! covers: [`read_events`](DynamoEventRepository::read_events) follows
+//! **Invariant:** every read is strongly consistent unless its caller asks
+//! otherwise (the store's `ReadConsistency::Eventual`, which checks what it
+//! applies), and says how much it covers: [`read_events`](DynamoEventRepository::read_events) follows
 //! `LastEvaluatedKey` to the end, and the bounded tail read
 //! ([`read_tail`](DynamoEventRepository::read_tail)) reports whether it
 //! reached the first event. Every commit writes all of its items or none,
@@ -27,6 +28,7 @@ mod limits;
 mod personal;
 mod single_put;
 mod slices;
+mod tail;
 mod token;
 mod transact;
 
@@ -40,7 +42,7 @@ use serde_json::Value;
 use tracing::{field, Instrument, Level};
 
 use crate::codec::Codec;
-use crate::error::{aggregate_span, in_span, Error, Result};
+use crate::error::{aggregate_span, in_span, Result};
 use crate::item::{
     aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
@@ -52,19 +54,8 @@ use crate::stream::{self, Pages};
 pub(crate) use claim::HeadClaim;
 pub(crate) use commit::SnapshotUpdate;
 pub(crate) use limits::check_limits;
+pub(crate) use tail::Tail;
 pub(crate) use token::request_token;
-
-/// The newest events of an aggregate, as [`read_tail`] returns them.
-///
-/// [`read_tail`]: DynamoEventRepository::read_tail
-#[derive(Debug, Default)]
-pub(crate) struct Tail {
-    /// Event items, newest first, undecoded.
-    pub items: Vec<Item>,
-    /// True if no event the query asked for precedes them: it reached the
-    /// aggregate's first event, or its lower bound (no `LastEvaluatedKey`).
-    pub complete: bool,
-}
 
 /// The default events table name, as upstream.
 pub const DEFAULT_EVENT_TABLE: &str = "Events";
@@ -222,12 +213,13 @@ impl DynamoEventRepository {
         aggregate_type: &str,
         aggregate_id: &str,
         after: Option<usize>,
+        consistent: bool,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let query = self
             .client
             .query()
             .table_name(&self.event_table)
-            .consistent_read(true)
+            .consistent_read(consistent)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
             .expression_attribute_values(":key", s(aggregate_key(aggregate_type, aggregate_id)));
@@ -240,12 +232,26 @@ impl DynamoEventRepository {
         }
     }
 
-    /// All events of an aggregate after `after` (or all), every page.
+    /// All events of an aggregate after `after` (or all), every page,
+    /// strongly consistent.
     pub(crate) async fn read_events(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
         after: Option<usize>,
+    ) -> Result<Vec<SerializedEvent>> {
+        self.read_events_with(aggregate_type, aggregate_id, after, true)
+            .await
+    }
+
+    /// All events of an aggregate after `after` (or all), every page,
+    /// strongly consistent if `consistent`.
+    pub(crate) async fn read_events_with(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after: Option<usize>,
+        consistent: bool,
     ) -> Result<Vec<SerializedEvent>> {
         let span = aggregate_span!(
             Level::DEBUG,
@@ -254,12 +260,16 @@ impl DynamoEventRepository {
             aggregate_type,
             aggregate_id,
             after = after.map(field::display),
+            consistent,
             items = field::Empty,
             stored_bytes = field::Empty,
             consumed_capacity = field::Empty
         );
         in_span("reading events", async {
-            let pages = Pages::query(self.events_query(aggregate_type, aggregate_id, after), None);
+            let pages = Pages::query(
+                self.events_query(aggregate_type, aggregate_id, after, consistent),
+                None,
+            );
             let (items, capacity) = pages.collect().await?;
             self.prefetch_dictionaries(&items).await?;
             let span = tracing::Span::current();
@@ -286,67 +296,6 @@ impl DynamoEventRepository {
     /// The snapshot hints of this repository and its clones.
     pub(crate) fn hints(&self) -> &hints::SnapshotHints {
         &self.hints
-    }
-
-    /// The newest events of an aggregate, newest first, undecoded: one
-    /// strongly consistent `Query` page of at most `limit` items
-    /// (`ScanIndexForward = false`) from sequence `from` on (`#seq >= from`;
-    /// every event if `from` is 0), whether or not more precede them.
-    pub(crate) async fn read_tail(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        limit: i32,
-        from: usize,
-    ) -> Result<Tail> {
-        let span = aggregate_span!(
-            Level::DEBUG,
-            "dynamo_es.read_tail",
-            self.event_table,
-            aggregate_type,
-            aggregate_id,
-            limit,
-            from,
-            items = field::Empty,
-            complete = field::Empty,
-            stored_bytes = field::Empty,
-            consumed_capacity = field::Empty
-        );
-        in_span("reading the newest events", async {
-            let out = self
-                .events_query(aggregate_type, aggregate_id, from.checked_sub(1))
-                .scan_index_forward(false)
-                .limit(limit.max(1))
-                .send()
-                .await
-                .map_err(|err| Error::from_sdk_on("Query", &self.event_table, err))?;
-            let complete = out
-                .last_evaluated_key
-                .as_ref()
-                .is_none_or(|key| key.is_empty());
-            let capacity = out
-                .consumed_capacity
-                .and_then(|c| c.capacity_units)
-                .unwrap_or_default();
-            let items = out.items.unwrap_or_default();
-            self.prefetch_dictionaries(&items).await?;
-            let span = tracing::Span::current();
-            let stored = stored_bytes(&span, &items);
-            span.record("items", items.len());
-            span.record("complete", complete);
-            span.record("stored_bytes", stored);
-            span.record("consumed_capacity", capacity);
-            tracing::trace!(
-                items = items.len(),
-                complete,
-                stored_bytes = stored,
-                consumed_capacity = capacity,
-                "newest events read"
-            );
-            Ok(Tail { items, complete })
-        })
-        .instrument(span)
-        .await
     }
 
     /// Decodes event items, naming the item on error; each item is dropped
@@ -552,7 +501,7 @@ impl PersistedEventRepository for DynamoEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
-        let query = self.events_query(A::TYPE, aggregate_id, None);
+        let query = self.events_query(A::TYPE, aggregate_id, None, true);
         let span = aggregate_span!(
             Level::INFO,
             "dynamo_es.stream_events",

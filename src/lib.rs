@@ -334,7 +334,8 @@ pub use event_repository::{
     DEFAULT_STREAMING_CHANNEL_SIZE,
 };
 pub use store::{
-    execute_with_retry, DynamoAggregateContext, DynamoStore, HotCache, SnapshotPolicy,
+    execute_with_retry, DynamoAggregateContext, DynamoStore, HotCache, ParseReadConsistencyError,
+    ReadConsistency, SnapshotPolicy,
 };
 pub use tables::{create_event_tables, create_view_table};
 pub use view_repository::DynamoViewRepository;

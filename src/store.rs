@@ -44,12 +44,14 @@
 //! after it.
 
 mod cache;
+mod consistency;
 mod hot;
 mod load;
 mod policy;
 mod retry;
 
 pub use cache::HotCache;
+pub use consistency::{ParseReadConsistencyError, ReadConsistency};
 pub use policy::SnapshotPolicy;
 pub use retry::execute_with_retry;
 
@@ -161,6 +163,7 @@ pub struct DynamoStore<A: Aggregate> {
     policy: SnapshotPolicy,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     cache: Option<HotCache>,
+    reads: consistency::Reads,
     /// Decoded states this store's commits left for the next load.
     handoff: Box<hot::Handoff<A>>,
     _aggregate: PhantomData<fn() -> A>,
@@ -174,6 +177,7 @@ impl<A: Aggregate> DynamoStore<A> {
             policy,
             upcasters: Vec::new(),
             cache: None,
+            reads: consistency::Reads::default(),
             handoff: Box::default(),
             _aggregate: PhantomData,
         }
@@ -222,6 +226,28 @@ impl<A: Aggregate> DynamoStore<A> {
             cache: Some(cache),
             ..self
         }
+    }
+
+    /// Reads the events of a load with `consistency`
+    /// ([`ReadConsistency::Strong`] by default).
+    ///
+    /// [`ReadConsistency::Eventual`] halves the read units of the events'
+    /// query of a snapshot store's load (and of an event store's replay),
+    /// which then may return a state a few events behind: its commit
+    /// conflicts, and the store's next load of that aggregate reads
+    /// strongly, so a command run with [`execute_with_retry`] costs one
+    /// retry, not an error. The snapshot and every fallback read stay
+    /// strongly consistent.
+    pub fn with_read_consistency(self, consistency: ReadConsistency) -> Self {
+        DynamoStore {
+            reads: consistency::Reads::new(consistency),
+            ..self
+        }
+    }
+
+    /// How the events of a load are read.
+    pub fn read_consistency(&self) -> ReadConsistency {
+        self.reads.consistency()
     }
 
     /// The hot-aggregate cache, if the store has one.
@@ -416,6 +442,9 @@ impl<A: Aggregate> DynamoStore<A> {
                 }
             }
             Err(err) => {
+                if err.is_conflict() {
+                    self.reads.conflicted(&context.aggregate_id);
+                }
                 Box::pin(self.after_conflict(&context, snapshot_at.is_some(), err)).await;
             }
         }

@@ -143,6 +143,34 @@ async fn a_snapshotted_load_reads_only_the_events_from_the_snapshot_on() {
     }
 }
 
+/// The same load under `ReadConsistency::Eventual`: the snapshot's
+/// `GetItem` stays strongly consistent (1 RCU), the events from the
+/// snapshot on are read eventually consistent, as upstream reads the
+/// events after its snapshot: no more read units than upstream, in one
+/// round trip where upstream takes two.
+#[tokio::test]
+async fn an_eventually_consistent_snapshotted_load_reads_no_more_than_upstream() {
+    let setup =
+        |implementation| async move { Setup::new(implementation, dynamodb().await.unwrap(), None) };
+    let upstream = setup(Implementation::Upstream).await;
+    let (_, upstream) = snapshotted_load(&upstream, SnapshotPolicy::Every(SNAPSHOT_EVERY)).await;
+    let eventual = setup(Implementation::Eventual(dynamo_es::Codec::json())).await;
+    let (id, costs) = snapshotted_load(&eventual, SnapshotPolicy::Every(SNAPSHOT_EVERY)).await;
+    let events = units_of_events_from(&eventual, &id, SNAPSHOT_EVERY).await;
+    assert_eq!(costs.read_units, 1.0 + events / 2.0, "{costs:?}");
+    assert_eq!(costs.round_trips, 1, "{costs:?}");
+    assert!(
+        costs.read_units <= upstream.read_units,
+        "{} RCU, upstream {}",
+        costs.read_units,
+        upstream.read_units
+    );
+    eprintln!(
+        "json+eventual: {} RCU, upstream {}",
+        costs.read_units, upstream.read_units
+    );
+}
+
 #[tokio::test]
 async fn an_aggregate_store_load_is_one_get_item_reading_no_more_than_upstream() {
     let mut upstream = None;

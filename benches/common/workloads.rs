@@ -27,7 +27,8 @@ use dynamo_es::testing::costs::{Costs, Meter};
 use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
 use dynamo_es::testing::{EmbeddedDynamo, TestTables};
 use dynamo_es::{
-    Codec, DynamoAggregateContext, DynamoEventRepository, DynamoStore, HotCache, SnapshotPolicy,
+    Codec, DynamoAggregateContext, DynamoEventRepository, DynamoStore, HotCache, ReadConsistency,
+    SnapshotPolicy,
 };
 
 /// Upstream's repository.
@@ -60,6 +61,9 @@ pub enum Implementation {
     Ours(Codec),
     /// This crate, with a codec and a [`HotCache`] on its stores.
     Cached(Codec),
+    /// This crate, with a codec, reading the events eventually consistent
+    /// ([`ReadConsistency::Eventual`]).
+    Eventual(Codec),
 }
 
 impl Implementation {
@@ -69,6 +73,7 @@ impl Implementation {
             Implementation::Upstream => "upstream".to_string(),
             Implementation::Ours(codec) => codec.name(),
             Implementation::Cached(codec) => format!("{}+cache", codec.name()),
+            Implementation::Eventual(codec) => format!("{}+eventual", codec.name()),
         }
     }
 }
@@ -81,6 +86,15 @@ pub fn hot_implementations() -> Vec<Implementation> {
         Implementation::Ours(Codec::json()),
         Implementation::Cached(Codec::json()),
     ]
+}
+
+/// The snapshotted load's contenders: [`implementations`], then this
+/// crate with the `json` codec reading the events eventually consistent,
+/// as upstream reads the events after its snapshot.
+pub fn snapshotted_implementations() -> Vec<Implementation> {
+    let mut all = implementations();
+    all.push(Implementation::Eventual(Codec::json()));
+    all
 }
 
 /// Upstream, then this crate under every codec the build has, compressing
@@ -260,13 +274,18 @@ impl Setup {
                     _ => PersistedEventStore::new_aggregate_store(repo),
                 })
             }
-            Implementation::Ours(codec) | Implementation::Cached(codec) => {
+            Implementation::Ours(codec)
+            | Implementation::Cached(codec)
+            | Implementation::Eventual(codec) => {
                 let repo = DynamoEventRepository::new(self.metered.clone())
                     .with_tables(&self.tables.events, &self.tables.snapshots)
                     .with_codec(codec.clone());
                 let store = DynamoStore::new(repo, policy);
                 Store::Ours(match &self.implementation {
                     Implementation::Cached(_) => store.with_cache(self.cache.clone()),
+                    Implementation::Eventual(_) => {
+                        store.with_read_consistency(ReadConsistency::Eventual)
+                    }
                     _ => store,
                 })
             }

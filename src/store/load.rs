@@ -2,7 +2,11 @@
 //!
 //! A store that snapshots sends the snapshot's `GetItem` and a `Query` for
 //! the newest events (newest first, at most [`tail_limit`] of them)
-//! concurrently, both strongly consistent: one sequential round trip where a
+//! concurrently, both strongly consistent (the query eventually consistent
+//! under [`ReadConsistency::Eventual`](super::ReadConsistency), whose
+//! answers are applied only without a hole: see the store's `consistency`
+//! module for why the argument below still holds of what is applied):
+//! one sequential round trip where a
 //! snapshot followed by the events after it took two. When the newest events
 //! do not reach back to the first event the load needs (the snapshot was
 //! skipped by commits since, a commit raced the load, the snapshot is not
@@ -129,6 +133,7 @@
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
 
+use super::consistency::consecutive;
 use super::{Base, DynamoAggregateContext, DynamoStore, Loaded, Payload, SnapshotPolicy};
 use crate::error::Result;
 use crate::event_repository::{HeadClaim, Tail};
@@ -172,7 +177,7 @@ pub(crate) fn events_after(
     floor: usize,
     after: usize,
 ) -> Option<usize> {
-    if !newest_first.windows(2).all(|pair| pair[0] > pair[1]) {
+    if !consecutive(newest_first, false) {
         return None;
     }
     let (Some(&newest), Some(&oldest)) = (newest_first.first(), newest_first.last()) else {
@@ -211,11 +216,11 @@ impl<A: Aggregate> DynamoStore<A> {
         };
         match self.policy {
             SnapshotPolicy::Never => {
-                let (context, replayed) = self.replay_into(context, None).await?;
+                let (context, replayed, tail) = self.replay_all(context).await?;
                 let loaded = Loaded {
                     snapshot: "none",
                     replayed,
-                    tail: "none",
+                    tail,
                 };
                 Ok((context, loaded))
             }
@@ -274,11 +279,15 @@ impl<A: Aggregate> DynamoStore<A> {
         let hints = self.repo.hints();
         let floor = hints.get(&key).unwrap_or(0);
         let limit = i32::try_from(tail_limit(self.policy)).unwrap_or(i32::MAX);
+        let consistent = self.reads.strong_for(&aggregate_id);
         // Boxed: two SDK calls side by side make a future too large for
         // the stack of a test thread in debug builds.
         let (head, tail) = tokio::join!(
             Box::pin(self.repo.read_snapshot(A::TYPE, &aggregate_id)),
-            Box::pin(self.repo.read_tail(A::TYPE, &aggregate_id, limit, floor)),
+            Box::pin(
+                self.repo
+                    .read_tail(A::TYPE, &aggregate_id, limit, floor, consistent)
+            ),
         );
         let snapshot = self.use_head(&mut context, head?).await?;
         let after = context
@@ -396,6 +405,37 @@ impl<A: Aggregate> DynamoStore<A> {
         }
     }
 
+    /// An event store's load: every event, read as the store's
+    /// [`ReadConsistency`](super::ReadConsistency) says; an eventually
+    /// consistent answer with a hole is read again, strongly. Returns how
+    /// the events were read: `none` (no tail: one strong query), `eventual`
+    /// or `fallback`.
+    async fn replay_all(
+        &self,
+        context: DynamoAggregateContext<A>,
+    ) -> Result<(DynamoAggregateContext<A>, usize, &'static str)> {
+        if self.reads.strong_for(&context.aggregate_id) {
+            let (context, replayed) = self.replay_into(context, None).await?;
+            return Ok((context, replayed, "none"));
+        }
+        let events = self
+            .repo
+            .read_events_with(A::TYPE, &context.aggregate_id, None, false)
+            .await?;
+        let sequences: Vec<usize> = events.iter().map(|event| event.sequence).collect();
+        if sequences.first().is_none_or(|&first| first == 1) && consecutive(&sequences, true) {
+            let (context, replayed) = self.apply(context, events)?;
+            return Ok((context, replayed, "eventual"));
+        }
+        tracing::debug!(
+            aggregate_type = A::TYPE,
+            aggregate_id = %context.aggregate_id,
+            "an eventually consistent read had a hole; reading again, strongly"
+        );
+        let (context, replayed) = self.replay_into(context, None).await?;
+        Ok((context, replayed, "fallback"))
+    }
+
     /// Applies the events stored after `after` (all if `None`) to `context`,
     /// returning it and how many events were applied.
     async fn replay_into(
@@ -458,9 +498,11 @@ mod tests {
         assert_eq!(events_after(&[], true, 0), Some(0));
         assert_eq!(events_after(&[3, 2], false, 0), None);
         assert_eq!(events_after(&[3, 2, 1], false, 0), Some(3));
-        // Out of order: never trusted.
+        // Out of order, or with a hole: never trusted.
         assert_eq!(events_after(&[11, 12], true, 10), None);
         assert_eq!(events_after(&[12, 12, 11], true, 10), None);
+        assert_eq!(events_after(&[14, 12, 11], true, 10), None);
+        assert_eq!(events_after(&[3, 1], true, 0), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! one ([`Interposed`]), one that loses the responses of applied writes
 //! (transactions, or any one operation), and misbehaving
 //! endpoints (a server that never answers, one that hangs up mid-body, a
-//! proxy that stops the emulator in the middle of a request).
+//! proxy that stops the emulator in the middle of a request), and a stale
+//! replica answering eventually consistent queries ([`StaleReads`]).
 //!
 //! The tests of this crate use them to prove how the store classifies
 //! throttling, cancellations, lost responses and broken connections; they
@@ -39,6 +40,7 @@ mod endpoints;
 mod interpose;
 mod lossy;
 mod script;
+mod stale;
 
 use std::time::Duration;
 
@@ -54,6 +56,7 @@ pub use endpoints::{black_hole, cut_off_server, CutOff, StopMidRequest};
 pub use interpose::{Interpose, Interposed, Next};
 pub use lossy::{losing_responses, losing_responses_to, LoseResponses, Losing};
 pub use script::{Request, Rule, Scripted, Step, REDACTED};
+pub use stale::{stale_reads, StaleQuery, StaleReads};
 
 use super::{client_config, unique_name};
 
