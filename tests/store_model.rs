@@ -17,7 +17,11 @@
 //!   that may have been applied is reported as `Error::Connection`;
 //! * with a `HotCache` on the writer (and other writers committing behind
 //!   its back), a load through the cache is the model's state at its
-//!   sequence, and a stale one only makes the next commit conflict, once.
+//!   sequence, and a stale one only makes the next commit conflict, once;
+//! * with `ReadConsistency::Eventual` on the writer over a stale replica
+//!   (`StaleReads`), an eventually consistent load is the model's state at
+//!   its sequence, behind only after a stale answer, and a commit from it
+//!   conflicts once, never overwrites.
 //!
 //! Seeded and reproducible: `MODEL_SEEDS=2000` runs more histories,
 //! `MODEL_SEED=7` runs one (a failure prints its seed and that command).
@@ -35,6 +39,8 @@ mod check;
 #[cfg(feature = "compression")]
 #[path = "store_model/dictionaries.rs"]
 mod dictionaries;
+#[path = "store_model/eventual.rs"]
+mod eventual;
 #[path = "store_model/faults.rs"]
 mod faults;
 #[path = "store_model/history.rs"]

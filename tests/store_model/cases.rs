@@ -26,6 +26,7 @@ pub fn config(codec: Codec, store: StoreMode) -> Config {
         collide: false,
         aggregates: 1,
         cache: false,
+        eventual: None,
     }
 }
 

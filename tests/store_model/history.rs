@@ -14,13 +14,12 @@ use cqrs_es::persist::{
 use cqrs_es::{AggregateError, CqrsFramework, DomainEvent, EventStore};
 use dynamo_es::recode::{RecodeOptions, Recoder, Table};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::{
-    execute_with_retry, Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy,
-};
+use dynamo_es::{execute_with_retry, Codec, DynamoEventRepository, Error, SnapshotPolicy};
 
 use super::aggregate::{Model, ModelError};
 use super::cache;
 use super::check;
+use super::eventual;
 use super::faults::{Attempt, Plan};
 use super::model::{Committed, Store};
 use super::payloads::{self, Carrier, Draw};
@@ -165,6 +164,7 @@ fn config(rng: &mut Rng) -> Config {
         collide,
         aggregates: rng.between(1, 3),
         cache: false,
+        eventual: None,
     }
 }
 
@@ -261,6 +261,9 @@ impl History {
             config.cache = true;
             steps = cache::with_writers_behind(&mut extra, &config, steps);
         }
+        // Likewise the writer's eventually consistent reads.
+        let mut extra = Rng::new(seed ^ eventual::EVENTUAL_SEED);
+        config.eventual = eventual::chosen(&mut extra, &config);
         // Likewise the untrusted snapshots of `Value` commits, and, in a
         // snapshot store, such commits right after a command (whose snapshot
         // the writer's hint then points below the untrusted one).
@@ -308,13 +311,14 @@ impl History {
         let c = &self.config;
         let mut text =
             format!(
-            "codec {}, cap {:?}, dictionaries {:?}{}, store {:?}{}, {} tables, {} aggregates each",
+            "codec {}, cap {:?}, dictionaries {:?}{}, store {:?}{}{}, {} tables, {} aggregates each",
             c.codec.name(),
             c.cap,
             c.dict,
             if c.collide { " (one id, different content, in every table)" } else { "" },
             c.store,
             if c.cache { " with a HotCache" } else { "" },
+            c.eventual.map(|r| format!(", eventually consistent over {r:?}")).unwrap_or_default(),
             c.tables,
             c.aggregates
         );
@@ -410,7 +414,11 @@ impl Runner<'_> {
             }
             Step::Check(Role::Writer) => {
                 self.check_all(&self.writer, None).await?;
-                self.check_cache().await
+                self.check_cache().await?;
+                for (table, id) in self.touched.clone() {
+                    eventual::check(&self.writer, self.config, &self.model, table, &id).await?;
+                }
+                Ok(())
             }
             Step::Check(Role::Reader) => {
                 let reader = Process::start(self.config, self.pairs, Role::Reader).await?;
@@ -481,8 +489,9 @@ impl Runner<'_> {
             self.writer.switch.arm(plan);
         }
         let result = match (carrier, self.config.store) {
-            (Carrier::Typed, StoreMode::Dynamo(policy)) => {
-                let store = DynamoStore::<Model>::new(repo.clone(), policy);
+            (Carrier::Typed, StoreMode::Dynamo(_)) => {
+                let store = eventual::store(self.config, &self.writer, table)
+                    .ok_or("a typed commit needs a DynamoStore history")?;
                 let store = match self.config.cache {
                     true => store.with_cache(self.writer.cache.clone()),
                     false => store,
@@ -492,10 +501,15 @@ impl Runner<'_> {
                 // outcomes the checks below accept.
                 let attempts = if fault.is_none() { 2 } else { 1 };
                 let key = (table, id.to_string());
+                let since = eventual::queries(&self.writer);
                 match execute_with_retry(&cqrs, id, payloads, metadata, attempts).await {
-                    Ok(2) if !self.stale.contains(&key) && !self.model.may_lag(table, id) => {
+                    Ok(2) if !self.stale.contains(&key)
+                        && !self.model.may_lag(table, id)
+                        && !eventual::lagged_since(self.config, &self.writer, since) =>
+                    {
                         return Err(
-                            "the command conflicted with no write behind the writer's back".into(),
+                            "the command conflicted with no write behind the writer's back and no stale read"
+                                .into(),
                         )
                     }
                     Ok(_) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
-use dynamo_es::testing::faults::{client_on, quick_retries};
+use dynamo_es::testing::faults::{client_on, quick_retries, stale_reads, StaleReads};
 use dynamo_es::testing::{endpoint, unique_name};
 use dynamo_es::{create_event_tables, Codec, DynamoEventRepository, HotCache, SnapshotPolicy};
 
@@ -54,6 +54,9 @@ pub struct Config {
     pub aggregates: usize,
     /// True if the writer's `DynamoStore` has a `HotCache`.
     pub cache: bool,
+    /// The writer's stale replica, if its `DynamoStore` reads eventually
+    /// consistent.
+    pub eventual: Option<super::eventual::Replica>,
 }
 
 impl Config {
@@ -98,6 +101,9 @@ pub struct Process {
     pub role: Role,
     /// The process's hot-aggregate cache (used when the history has one).
     pub cache: HotCache,
+    /// The writer's stale replica, if the history reads eventually
+    /// consistent.
+    pub stale: Option<StaleReads>,
 }
 
 /// A client for the shared emulator behind a fault switch: three
@@ -152,6 +158,13 @@ impl Process {
     /// A new process (new client, nothing cached) of `role` on `pairs`.
     pub async fn start(config: &Config, pairs: &[TablePair], role: Role) -> Result<Self, String> {
         let (client, switch) = faulty_client();
+        let (client, stale) = match (role, config.eventual) {
+            (Role::Writer, Some(replica)) => {
+                let (client, reads) = stale_reads(&client, replica.reads());
+                (client, Some(reads))
+            }
+            _ => (client, None),
+        };
         let base = DynamoEventRepository::new(client.clone()).with_codec(config.base_codec());
         let mut repos = Vec::new();
         for pair in pairs {
@@ -179,6 +192,7 @@ impl Process {
             repos,
             role,
             cache: super::cache::new_cache(),
+            stale,
         })
     }
 }

@@ -30,6 +30,7 @@
 //! page). A page read newest first keeps its `LastEvaluatedKey`: a page
 //! with fewer items than its limit is one DynamoDB may return.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_sdk_dynamodb::operation::query::QueryOutput;
@@ -68,6 +69,8 @@ pub struct StaleQuery {
 #[derive(Debug, Clone)]
 pub struct StaleReads {
     miss: Miss,
+    every: usize,
+    eventual: Arc<AtomicUsize>,
     queries: Arc<Mutex<Vec<StaleQuery>>>,
 }
 
@@ -98,7 +101,18 @@ impl StaleReads {
     fn missing(miss: Miss) -> Self {
         StaleReads {
             miss,
+            every: 1,
+            eventual: Arc::default(),
             queries: Arc::default(),
+        }
+    }
+
+    /// Stale on every `n`-th eventually consistent query only (the first,
+    /// the `n + 1`-th, ...); the others are answered as sent. 0 counts as 1.
+    pub fn on_every(self, n: usize) -> Self {
+        StaleReads {
+            every: n.max(1),
+            ..self
         }
     }
 
@@ -160,7 +174,9 @@ impl Intercept for StaleReads {
             .is_none_or(|key| key.is_empty());
         let mut dropped = 0;
         let last = complete || sent.newest_first;
-        if let (false, true, Some(items)) = (sent.consistent, last, output.items.as_mut()) {
+        let turn =
+            !sent.consistent && self.eventual.fetch_add(1, Ordering::Relaxed) % self.every == 0;
+        if let (true, true, Some(items)) = (turn, last, output.items.as_mut()) {
             // Newest first: the newest item leads the page.
             if !sent.newest_first {
                 items.reverse();
