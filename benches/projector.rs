@@ -22,21 +22,20 @@
 //! tables for docs/BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "common/counting.rs"]
+mod counting;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
-use cqrs_es::{Aggregate, EventEnvelope};
-use dynamo_es::projection::{
-    CheckpointStore, Dispatcher, Error, EventDecoder, Projection, Projector, ProjectorStats,
+use counting::{
+    checkpoints, event, lags, median, ms, per_second, percentile, projector, share, stream,
+    Counter, Stream, Times,
 };
-use dynamo_es::tables::{create_checkpoint_table, enable_stream};
-use dynamo_es::testing::aggregates::{BankAccount, BankEvent};
-use dynamo_es::testing::{dynamodb_with, streams, EmbeddedDynamo, TestTables};
-use dynamo_es::Codec;
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use dynamo_es::projection::ProjectorStats;
+use dynamo_es::testing::aggregates::BankAccount;
+use dynamo_es::testing::streams;
 use tokio::runtime::Runtime;
 
 /// Events in the stream for the throughput runs.
@@ -48,65 +47,6 @@ const PER_COMMIT: usize = 25;
 /// Commits per second and how long, for the lag runs.
 const RATE: u32 = 200;
 const LOAD_FOR: Duration = Duration::from_secs(5);
-
-/// Counts events and notes when each (aggregate, sequence) was dispatched.
-#[derive(Clone, Default)]
-struct Counter {
-    events: Arc<AtomicUsize>,
-    dispatched: Arc<Mutex<HashMap<(String, usize), Instant>>>,
-    note: bool,
-}
-
-#[async_trait]
-impl Projection<BankAccount> for Counter {
-    async fn project(&self, id: &str, events: &[EventEnvelope<BankAccount>]) -> Result<(), Error> {
-        if self.note {
-            let now = Instant::now();
-            let mut dispatched = self.dispatched.lock().unwrap();
-            for event in events {
-                dispatched.insert((id.to_string(), event.sequence), now);
-            }
-        }
-        self.events.fetch_add(events.len(), Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-struct Stream {
-    _server: EmbeddedDynamo,
-    tables: TestTables,
-    arn: String,
-    streams: aws_sdk_dynamodbstreams::Client,
-}
-
-async fn stream() -> Stream {
-    let server = EmbeddedDynamo::start().unwrap();
-    let tables = dynamodb_with(server.client()).await.unwrap();
-    let arn = enable_stream(&tables.client, &tables.events).await.unwrap();
-    let streams = streams::client_for(&server.endpoint());
-    Stream {
-        _server: server,
-        tables,
-        arn,
-        streams,
-    }
-}
-
-fn event(id: &str, sequence: usize) -> SerializedEvent {
-    let payload = BankEvent::Deposited {
-        cents: i64::try_from(sequence).unwrap(),
-        description: format!("deposit {sequence}"),
-    };
-    SerializedEvent {
-        aggregate_id: id.to_string(),
-        sequence,
-        aggregate_type: BankAccount::TYPE.to_string(),
-        event_type: "Deposited".into(),
-        event_version: "1.0".into(),
-        payload: serde_json::to_value(payload).unwrap(),
-        metadata: serde_json::json!({}),
-    }
-}
 
 /// Writes `EVENTS` events spread over `aggregates` aggregates.
 async fn load(stream: &Stream, aggregates: usize) {
@@ -128,39 +68,12 @@ async fn load(stream: &Stream, aggregates: usize) {
     }
 }
 
-async fn checkpoints(stream: &Stream) -> CheckpointStore {
-    let table = dynamo_es::testing::unique_name("checkpoints");
-    create_checkpoint_table(&stream.tables.client, &table)
-        .await
-        .unwrap();
-    CheckpointStore::new(stream.tables.client.clone(), &table, "bench")
-}
-
-fn projector(stream: &Stream, store: CheckpointStore, counter: &Counter) -> Projector<BankAccount> {
-    let dispatcher = Dispatcher::new(EventDecoder::<BankAccount>::new(Codec::default()))
-        .with_projection(counter.clone());
-    Projector::new(stream.streams.clone(), &stream.arn, store, dispatcher)
-}
-
 /// Reads the whole stream with bare `GetRecords` calls; returns the records.
 async fn bare_read(stream: &Stream) -> usize {
     streams::read_all(&stream.streams, &stream.arn)
         .await
         .unwrap()
         .len()
-}
-
-fn per_second(count: usize, took: Duration) -> String {
-    let count = u32::try_from(count).unwrap();
-    format!("{:.0}", f64::from(count) / took.as_secs_f64())
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn share(part: Duration, whole: Duration) -> String {
-    format!("{:.0}%", 100.0 * part.as_secs_f64() / whole.as_secs_f64())
 }
 
 /// One projector from the trim horizon over the whole stream: its wall
@@ -174,26 +87,11 @@ async fn project_all(stream: &Stream) -> (Duration, ProjectorStats) {
     let running = tokio::spawn(projector.run(async move {
         let _ = stopped.await;
     }));
-    while counter.events.load(Ordering::Relaxed) < EVENTS {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    counter.wait_for(EVENTS).await;
     let took = started.elapsed();
     let _ = stop.send(());
     running.await.unwrap().unwrap();
     (took, lag.stats())
-}
-
-/// The median of `runs` runs of `run` (by time).
-async fn median<T, F: std::future::Future<Output = (Duration, T)>>(
-    runs: usize,
-    mut run: impl FnMut() -> F,
-) -> (Duration, T) {
-    let mut results = Vec::new();
-    for _ in 0..runs {
-        results.push(run().await);
-    }
-    results.sort_by_key(|(took, _)| *took);
-    results.swap_remove(runs / 2)
 }
 
 async fn throughput(aggregates: usize) {
@@ -225,10 +123,7 @@ async fn throughput(aggregates: usize) {
 
 async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
     let stream = stream().await;
-    let counter = Counter {
-        note: true,
-        ..Counter::default()
-    };
+    let counter = Counter::noting();
     let mut projector = projector(&stream, checkpoints(&stream).await, &counter);
     if let Some((min, max)) = idle {
         projector = projector.with_idle_backoff(min, max);
@@ -239,7 +134,7 @@ async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
         let _ = stopped.await;
     }));
     let repo = stream.tables.repository();
-    let committed: Arc<Mutex<HashMap<(String, usize), Instant>>> = Arc::default();
+    let committed: Times = Arc::default();
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
     let mut sequences = [0usize; 50];
     let mut max_lag = Duration::ZERO;
@@ -269,19 +164,11 @@ async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
     while let Some(done) = commits.join_next().await {
         done.unwrap();
     }
-    while counter.events.load(Ordering::Relaxed) < n {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    counter.wait_for(n).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
-    let committed = committed.lock().unwrap();
-    let dispatched = counter.dispatched.lock().unwrap();
-    let mut lags: Vec<Duration> = committed
-        .iter()
-        .map(|(key, at)| dispatched[key].saturating_duration_since(*at))
-        .collect();
-    lags.sort_unstable();
-    let at = |q: usize| lags[(lags.len() - 1) * q / 100];
+    let lags = lags(&committed, &counter.dispatched);
+    let at = |q: usize| percentile(&lags, q);
     let stats = lag.stats();
     println!(
         "| {label} | {n} | {} | {} | {} | {} | {} | {} |",

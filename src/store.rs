@@ -163,7 +163,7 @@ pub struct DynamoStore<A: Aggregate> {
     policy: SnapshotPolicy,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     cache: Option<HotCache>,
-    reads: consistency::Reads,
+    reads: Box<consistency::Reads>,
     /// Decoded states this store's commits left for the next load.
     handoff: Box<hot::Handoff<A>>,
     _aggregate: PhantomData<fn() -> A>,
@@ -177,7 +177,7 @@ impl<A: Aggregate> DynamoStore<A> {
             policy,
             upcasters: Vec::new(),
             cache: None,
-            reads: consistency::Reads::default(),
+            reads: Box::default(),
             handoff: Box::default(),
             _aggregate: PhantomData,
         }
@@ -240,7 +240,7 @@ impl<A: Aggregate> DynamoStore<A> {
     /// strongly consistent.
     pub fn with_read_consistency(self, consistency: ReadConsistency) -> Self {
         DynamoStore {
-            reads: consistency::Reads::new(consistency),
+            reads: Box::new(consistency::Reads::new(consistency)),
             ..self
         }
     }

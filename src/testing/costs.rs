@@ -93,6 +93,8 @@ pub struct Costs {
 pub struct Meter {
     on: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
+    /// Set by [`Meter::without_rounds`]: no request is held.
+    no_rounds: bool,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +119,18 @@ impl Meter {
     /// A meter, off.
     pub fn new() -> Self {
         Meter::default()
+    }
+
+    /// A meter, off, that counts units and operations but not round
+    /// trips: its gate holds no request, so a metered run may also be
+    /// timed (`round_trips` stays 0). For long workloads of many
+    /// sequential requests, which a held round would slow by
+    /// [`ROUND_HOLD`] each.
+    pub fn without_rounds() -> Self {
+        Meter {
+            no_rounds: true,
+            ..Meter::default()
+        }
     }
 
     /// A client with `client`'s configuration, its HTTP client (or the
@@ -259,6 +273,10 @@ struct Gate(Meter);
 impl Interpose for Gate {
     fn call(self: Arc<Self>, request: HttpRequest, next: &Next) -> HttpConnectorFuture {
         if !self.0.is_on() {
+            return next.call(request);
+        }
+        if self.0.no_rounds {
+            self.0.tally().costs.operations.push(operation(&request));
             return next.call(request);
         }
         let release = {

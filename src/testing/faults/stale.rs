@@ -174,8 +174,11 @@ impl Intercept for StaleReads {
             .is_none_or(|key| key.is_empty());
         let mut dropped = 0;
         let last = complete || sent.newest_first;
-        let turn =
-            !sent.consistent && self.eventual.fetch_add(1, Ordering::Relaxed) % self.every == 0;
+        let turn = !sent.consistent
+            && self
+                .eventual
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.every);
         if let (true, true, Some(items)) = (turn, last, output.items.as_mut()) {
             // Newest first: the newest item leads the page.
             if !sent.newest_first {
