@@ -129,6 +129,13 @@
 //! claim, a stale state, and the next commit from it conflicts (its events
 //! exist) and removes the claim, so the retry
 //! ([`execute_with_retry`](crate::execute_with_retry)) reads the events.
+//! A commit from a [`HotCache`](crate::HotCache) entry cannot remove it
+//! (its claim names the head it was cached with, not the one stored now),
+//! so every conflict marks the aggregate and the store's next load of it
+//! trusts no claim: it reads the head and the newest events at once, as a
+//! snapshot store's load does (one round trip; the argument above holds of
+//! any head written with its commit's events), and the retry decides on
+//! the newest state.
 
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
@@ -214,9 +221,11 @@ impl<A: Aggregate> DynamoStore<A> {
                 claim: None,
             },
         };
+        // A commit of this aggregate conflicted since its last load.
+        let marked = self.reads.take_mark(aggregate_id);
         match self.policy {
             SnapshotPolicy::Never => {
-                let (context, replayed, tail) = self.replay_all(context).await?;
+                let (context, replayed, tail) = self.replay_all(context, marked).await?;
                 let loaded = Loaded {
                     snapshot: "none",
                     replayed,
@@ -226,8 +235,15 @@ impl<A: Aggregate> DynamoStore<A> {
             }
             // Boxed: each keeps SDK futures in its state, too large together
             // for the stack of a test thread in debug builds.
+            // After a conflict the claim is not trusted (the conflict may
+            // have come from a cached state, which could not remove a
+            // claim another writer left): the head and the newest events
+            // at once, as a snapshot store reads them.
+            SnapshotPolicy::Always if marked => {
+                Box::pin(self.load_with_tail(context, marked)).await
+            }
             SnapshotPolicy::Always => Box::pin(self.load_claimed(context)).await,
-            SnapshotPolicy::Every(_) => Box::pin(self.load_with_tail(context)).await,
+            SnapshotPolicy::Every(_) => Box::pin(self.load_with_tail(context, marked)).await,
         }
     }
 
@@ -273,13 +289,14 @@ impl<A: Aggregate> DynamoStore<A> {
     async fn load_with_tail(
         &self,
         mut context: DynamoAggregateContext<A>,
+        marked: bool,
     ) -> Result<(DynamoAggregateContext<A>, Loaded)> {
         let aggregate_id = context.aggregate_id.clone();
         let key = aggregate_key(A::TYPE, &aggregate_id);
         let hints = self.repo.hints();
         let floor = hints.get(&key).unwrap_or(0);
         let limit = i32::try_from(tail_limit(self.policy)).unwrap_or(i32::MAX);
-        let consistent = self.reads.strong_for(&aggregate_id);
+        let consistent = self.reads.strong(marked);
         // Boxed: two SDK calls side by side make a future too large for
         // the stack of a test thread in debug builds.
         let (head, tail) = tokio::join!(
@@ -413,8 +430,9 @@ impl<A: Aggregate> DynamoStore<A> {
     async fn replay_all(
         &self,
         context: DynamoAggregateContext<A>,
+        marked: bool,
     ) -> Result<(DynamoAggregateContext<A>, usize, &'static str)> {
-        if self.reads.strong_for(&context.aggregate_id) {
+        if self.reads.strong(marked) {
             let (context, replayed) = self.replay_into(context, None).await?;
             return Ok((context, replayed, "none"));
         }

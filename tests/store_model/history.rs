@@ -636,8 +636,10 @@ impl Runner<'_> {
             )
             .await?;
             if stale {
-                // The conflict dropped the entry and the head's claim.
-                self.model.claim_behind.remove(&(table, id.clone()));
+                // The conflict dropped the entry. A claim another writer
+                // left on the head stays until a commit replaces the head
+                // (the conflict's context named an older head); only the
+                // writer's next load, marked by the conflict, ignored it.
                 self.stale.remove(&(table, id));
             }
         }
