@@ -303,15 +303,7 @@ pub(crate) fn is_chunk(item: &Item) -> bool {
 
 /// Reads the head item of a snapshot.
 async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Item>> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .key(AGGREGATE_TYPE_AND_ID, s(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|err| Error::from_sdk_on("GetItem", table, err))?;
-    Ok(out.item)
+    crate::tables::reads::get_item(client, table, AGGREGATE_TYPE_AND_ID, key).await
 }
 
 /// A snapshot's payload as stored, with the size of each chunk item.

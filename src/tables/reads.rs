@@ -1,0 +1,147 @@
+//! Strongly consistent reads of a table keyed by one string attribute (the
+//! checkpoint and view tables): one item by key, many by key
+//! (`BatchGetItem`), and every item a filter keeps (`Scan`).
+//!
+//! **Invariant:** every read is strongly consistent and complete: a scan
+//! follows every page, a batch asks again for every key DynamoDB left
+//! unprocessed, and a failed request is an error naming the operation and
+//! the table (and the endpoint, where the SDK could not reach it), never a
+//! shorter answer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
+
+use crate::error::{Error, Result};
+use crate::item::{s, Item};
+
+/// Keys per `BatchGetItem` (DynamoDB's maximum).
+const BATCH_GET_KEYS: usize = 100;
+
+/// The longest pause before asking again for unprocessed keys.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The item of `table` whose `key_name` is `key`, if any (a consistent
+/// `GetItem`).
+pub(crate) async fn get_item(
+    client: &Client,
+    table: &str,
+    key_name: &str,
+    key: &str,
+) -> Result<Option<Item>> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key_name, s(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|err| Error::from_sdk_on("GetItem", table, err))?;
+    Ok(out.item)
+}
+
+/// The items of `table` whose `key_name` is one of `keys` (those that
+/// exist, in no particular order): consistent `BatchGetItem`s of at most
+/// 100 keys, unprocessed keys asked again after a growing pause.
+pub(crate) async fn get_items(
+    client: &Client,
+    table: &str,
+    key_name: &str,
+    keys: &[String],
+) -> Result<Vec<Item>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(BATCH_GET_KEYS) {
+        let mut pending: Vec<Item> = chunk
+            .iter()
+            .map(|key| HashMap::from([(key_name.to_string(), s(key))]))
+            .collect();
+        let mut pause = Duration::from_millis(20);
+        while !pending.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()?;
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|err| Error::from_sdk_on("BatchGetItem", table, err))?;
+            found.extend(
+                out.responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default(),
+            );
+            if let Some(left) = out.unprocessed_keys.and_then(|mut left| left.remove(table)) {
+                // Throttled keys: asked again after a growing pause.
+                pending = left.keys;
+                if !pending.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// What a [`scan`] keeps: a filter expression with its attribute names and
+/// values; the default keeps every item.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    expression: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Filter {
+    /// The filter `expression`, with no names or values yet.
+    pub(crate) fn new(expression: impl Into<String>) -> Self {
+        Filter {
+            expression: expression.into(),
+            ..Filter::default()
+        }
+    }
+
+    /// The items whose `key_name` begins with `prefix`.
+    pub(crate) fn prefix(key_name: &str, prefix: &str) -> Self {
+        Filter::new("begins_with(#key, :prefix)")
+            .name("#key", key_name)
+            .value(":prefix", s(prefix))
+    }
+
+    /// Names the attribute `name` in the expression `placeholder`.
+    pub(crate) fn name(mut self, placeholder: &str, name: &str) -> Self {
+        self.names.insert(placeholder.to_string(), name.to_string());
+        self
+    }
+
+    /// Gives the expression's `placeholder` the value `value`.
+    pub(crate) fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+        self.values.insert(placeholder.to_string(), value);
+        self
+    }
+}
+
+/// Every item of `table` that `filter` keeps: a consistent `Scan`, every
+/// page of it.
+pub(crate) async fn scan(client: &Client, table: &str, filter: Filter) -> Result<Vec<Item>> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .set_filter_expression(Some(filter.expression).filter(|e| !e.is_empty()))
+        .set_expression_attribute_names(Some(filter.names).filter(|n| !n.is_empty()))
+        .set_expression_attribute_values(Some(filter.values).filter(|v| !v.is_empty()))
+        .into_paginator()
+        .send();
+    let mut items = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::from_sdk_on("Scan", table, err))?;
+        items.extend(page.items.unwrap_or_default());
+    }
+    Ok(items)
+}
