@@ -48,6 +48,7 @@ pub mod costs;
 pub mod faults;
 pub mod fixtures;
 pub mod local;
+pub mod seeds;
 pub mod streams;
 
 /// The environment variable that points tests at another DynamoDB endpoint.
@@ -349,18 +350,7 @@ fn at_level(_codec: &Codec, _level: i32) -> Option<Codec> {
 
 /// Every item of `table`, all pages, read consistently.
 pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    let mut items = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| Error::from_sdk_on("Scan", table, err))?;
-        items.extend(page.items.unwrap_or_default());
-    }
-    Ok(items)
+    crate::tables::reads::scan(client, table, crate::tables::reads::Filter::default()).await
 }
 
 /// Encodes `value` as dynamo-es 0.5 wrote typed MessagePack payloads (tag
