@@ -23,6 +23,10 @@ const BATCH_GET_KEYS: usize = 100;
 /// The longest pause before asking again for unprocessed keys.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
+/// Answers in a row that return nothing while keys stay unprocessed before
+/// a batch read gives up.
+pub(crate) const IDLE_ROUNDS: u32 = 8;
+
 /// The item of `table` whose `key_name` is `key`, if any (a consistent
 /// `GetItem`).
 pub(crate) async fn get_item(
@@ -44,7 +48,9 @@ pub(crate) async fn get_item(
 
 /// The items of `table` whose `key_name` is one of `keys` (those that
 /// exist, in no particular order): consistent `BatchGetItem`s of at most
-/// 100 keys, unprocessed keys asked again after a growing pause.
+/// 100 keys, unprocessed keys asked again after a growing pause;
+/// [`Error::Throttled`] after [`IDLE_ROUNDS`] answers in a row that
+/// returned nothing and left keys unprocessed.
 pub(crate) async fn get_items(
     client: &Client,
     table: &str,
@@ -57,7 +63,7 @@ pub(crate) async fn get_items(
             .iter()
             .map(|key| HashMap::from([(key_name.to_string(), s(key))]))
             .collect();
-        let mut pause = Duration::from_millis(20);
+        let mut idle = 0u32;
         while !pending.is_empty() {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
@@ -69,23 +75,43 @@ pub(crate) async fn get_items(
                 .send()
                 .await
                 .map_err(|err| Error::from_sdk_on("BatchGetItem", table, err))?;
-            found.extend(
-                out.responses
-                    .unwrap_or_default()
-                    .remove(table)
-                    .unwrap_or_default(),
-            );
-            if let Some(left) = out.unprocessed_keys.and_then(|mut left| left.remove(table)) {
-                // Throttled keys: asked again after a growing pause.
-                pending = left.keys;
-                if !pending.is_empty() {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
-                }
+            let got = out
+                .responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default();
+            idle = if got.is_empty() { idle + 1 } else { 0 };
+            found.extend(got);
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut left| left.remove(table))
+                .map(|left| left.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                continue;
             }
+            if idle > IDLE_ROUNDS {
+                return Err(unprocessed(table, pending.len()));
+            }
+            // Throttled keys: asked again after a growing pause.
+            tokio::time::sleep(Duration::from_millis(25 << idle.min(6)).min(MAX_PAUSE)).await;
         }
     }
     Ok(found)
+}
+
+/// The error of a batch read that left keys unprocessed round after round.
+fn unprocessed(table: &str, left: usize) -> Error {
+    let message = format!(
+        "{left} keys left unprocessed after {IDLE_ROUNDS} answers in a row returned \
+         nothing; retry later, or raise the table's read capacity"
+    );
+    Error::Throttled {
+        operation: "BatchGetItem",
+        table: table.to_string(),
+        message: message.clone().into(),
+        source: message.into(),
+    }
 }
 
 /// What a [`scan`] keeps: a filter expression with its attribute names and
