@@ -47,14 +47,7 @@ enum VaultEvent {
     },
 }
 
-impl DomainEvent for VaultEvent {
-    fn event_type(&self) -> String {
-        "Stored".into()
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
+dynamo_es::domain_event!(VaultEvent, "1.0", Stored);
 
 dynamo_es::events_aggregate!(Vault, "Vault", VaultEvent, AccountError, empty => Ok(()));
 
