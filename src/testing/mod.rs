@@ -299,6 +299,17 @@ pub async fn dynamodb() -> Result<TestTables> {
     dynamodb_with(client_for(&endpoint()?)).await
 }
 
+/// Fresh tables (as [`dynamodb`] makes them) whose events table has the
+/// slice index of `slices`, and the name of a fresh checkpoint table: what
+/// a feed projection reads from and writes to.
+pub async fn sliced_dynamodb(slices: crate::slice::Slices) -> Result<(TestTables, String)> {
+    let db = dynamodb().await?;
+    crate::tables::add_slice_index(&db.client, &db.events, slices).await?;
+    let checkpoints = unique_name("checkpoints");
+    crate::tables::create_checkpoint_table(&db.client, &checkpoints).await?;
+    Ok((db, checkpoints))
+}
+
 /// Creates uniquely named tables through `client`.
 pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
     let tables = TestTables {
