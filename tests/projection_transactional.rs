@@ -112,16 +112,9 @@ impl OrdersAndDays {
 
     /// The stored per-day counts.
     async fn day_counts(&self) -> BTreeMap<String, u64> {
-        let items = self
-            .client
-            .scan()
-            .table_name(&self.days)
-            .consistent_read(true)
-            .send()
+        let items = dynamo_es::testing::scan_all(&self.client, &self.days)
             .await
-            .unwrap()
-            .items
-            .unwrap_or_default();
+            .unwrap();
         items
             .iter()
             .map(|item| {

@@ -63,16 +63,9 @@ impl TransactionalProjection<Account> for Counter {
 impl Counter {
     /// Every counter's count and total, by key (one consistent `Scan`).
     pub async fn read_all(&self) -> HashMap<String, (u64, i64)> {
-        let items = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .send()
+        let items = dynamo_es::testing::scan_all(&self.client, &self.table)
             .await
-            .expect("the counters")
-            .items
-            .unwrap_or_default();
+            .expect("the counters");
         let number = |item: &HashMap<String, AttributeValue>, name: &str| {
             item.get(name)
                 .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
