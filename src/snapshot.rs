@@ -303,7 +303,7 @@ pub(crate) fn is_chunk(item: &Item) -> bool {
 
 /// Reads the head item of a snapshot.
 async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Item>> {
-    crate::tables::reads::get_item(client, table, AGGREGATE_TYPE_AND_ID, key).await
+    crate::tables::requests::get_item(client, table, AGGREGATE_TYPE_AND_ID, key).await
 }
 
 /// A snapshot's payload as stored, with the size of each chunk item.
@@ -353,7 +353,8 @@ pub(crate) async fn stored_payload(
         .collect();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; count];
     let mut chunk_sizes = vec![0usize; count];
-    for item in crate::tables::reads::get_items(client, table, AGGREGATE_TYPE_AND_ID, &keys).await?
+    for item in
+        crate::tables::requests::get_items(client, table, AGGREGATE_TYPE_AND_ID, &keys).await?
     {
         let chunk_key_text = crate::item::describe_key(&item);
         let index: usize = get_n(&item, &chunk_key_text, CHUNK_INDEX)?;

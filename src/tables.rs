@@ -46,7 +46,7 @@
 //! shard; [`CheckpointStore`](crate::projection::CheckpointStore) documents
 //! its attributes.
 
-pub(crate) mod reads;
+pub(crate) mod requests;
 mod slice_index;
 
 pub use slice_index::{add_slice_index, check_slices, slices_of};

@@ -19,7 +19,7 @@ use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{b, get_b, get_n, n, s, Item, LAST_SEQUENCE, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::outcome::Attempts;
 use crate::size::{item_size, MAX_ITEM_SIZE};
-use crate::tables::reads::get_item;
+use crate::tables::requests::get_item;
 
 /// A view repository on a DynamoDB table keyed by `ViewId`, compatible with
 /// upstream `dynamo-es` view tables.

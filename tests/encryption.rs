@@ -296,11 +296,7 @@ async fn a_ciphertext_moved_to_another_item_does_not_open() {
     };
     let mut target = of("o-2");
     target.insert("Payload".into(), of("o-1")["Payload"].clone());
-    db.client
-        .put_item()
-        .table_name(&db.events)
-        .set_item(Some(target))
-        .send()
+    dynamo_es::testing::put_item(&db.client, &db.events, target)
         .await
         .unwrap();
     let err = repo.get_events::<Order>("o-2").await.unwrap_err();

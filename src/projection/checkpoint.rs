@@ -28,7 +28,7 @@ use super::fields::{
 use super::observed::Observed;
 use super::Error;
 use crate::item::{get_n, get_s, n, s, Item};
-use crate::tables::reads::{get_item, scan, Filter};
+use crate::tables::requests::{get_item, put_item, scan, Filter};
 use crate::tables::LEASE_KEY;
 
 /// The default [lease duration](CheckpointStore::with_lease_duration).
@@ -345,14 +345,7 @@ impl CheckpointStore {
                 aws_sdk_dynamodb::types::AttributeValue::Ss(marker.closed_shards.clone()),
             );
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|err| crate::Error::from_sdk_on("PutItem", &self.table, err))?;
-        Ok(())
+        Ok(put_item(&self.client, &self.table, item).await?)
     }
 }
 

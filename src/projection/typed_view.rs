@@ -22,7 +22,7 @@ use super::Error;
 use crate::codec::Codec;
 use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::size::{item_size, MAX_ITEM_SIZE};
-use crate::tables::reads::get_item;
+use crate::tables::requests::get_item;
 
 /// Views of type `V` in a view table (as [`create_view_table`](crate::create_view_table)
 /// creates it), keyed by any string, written with a [`Codec`] (reads

@@ -361,7 +361,13 @@ fn at_level(_codec: &Codec, _level: i32) -> Option<Codec> {
 
 /// Every item of `table`, all pages, read consistently.
 pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
-    crate::tables::reads::scan(client, table, crate::tables::reads::Filter::default()).await
+    crate::tables::requests::scan(client, table, crate::tables::requests::Filter::default()).await
+}
+
+/// Writes `item` to `table` as it is (an unconditional `PutItem`): to
+/// plant an item a test needs, such as one altered or moved by hand.
+pub async fn put_item(client: &Client, table: &str, item: Item) -> Result<()> {
+    crate::tables::requests::put_item(client, table, item).await
 }
 
 /// Encodes `value` as dynamo-es 0.5 wrote typed MessagePack payloads (tag

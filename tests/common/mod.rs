@@ -311,11 +311,7 @@ pub async fn create_raw(
 
 /// Writes `item` to `table` as it is.
 pub async fn put(db: &TestTables, table: &str, item: Item) {
-    db.client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
+    dynamo_es::testing::put_item(&db.client, table, item)
         .await
         .unwrap();
 }

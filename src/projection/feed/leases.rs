@@ -31,7 +31,7 @@ use super::super::observed::{Observed, Seen};
 use crate::error::{or_refused, Error as StoreError};
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::projection::Error;
-use crate::tables::reads::{scan, Filter};
+use crate::tables::requests::{scan, Filter};
 use crate::tables::LEASE_KEY;
 
 pub(super) const OWNER: &str = "Owner";

@@ -16,7 +16,7 @@ use super::position::SlicePosition;
 use crate::error::Error as StoreError;
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::projection::Error;
-use crate::tables::reads::{get_item, get_items, scan, Filter};
+use crate::tables::requests::{get_item, get_items, scan, Filter};
 use crate::tables::LEASE_KEY;
 
 const PROJECTION: &str = "Projection";

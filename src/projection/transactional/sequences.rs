@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::Client;
 use crate::item::{get_n, get_s, n, s, LAST_SEQUENCE};
 use crate::projection::fields::{now_millis, PROJECTION, UPDATED_AT};
 use crate::projection::Error;
-use crate::tables::reads::get_items;
+use crate::tables::requests::get_items;
 use crate::tables::LEASE_KEY;
 
 /// Where a projection keeps its aggregates' applied sequences.

@@ -1,6 +1,6 @@
-//! Strongly consistent reads of a table keyed by one string attribute (the
-//! checkpoint and view tables): one item by key, many by key
-//! (`BatchGetItem`), and every item a filter keeps (`Scan`).
+//! The plain requests of a table, written once: strongly consistent reads
+//! of one item by key, of many by key (`BatchGetItem`) and of every item a
+//! filter keeps (`Scan`), and an unconditional `PutItem`.
 //!
 //! **Invariant:** every read is strongly consistent and complete: a scan
 //! follows every page, a batch asks again for every key DynamoDB left
@@ -26,6 +26,19 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// Answers in a row that return nothing while keys stay unprocessed before
 /// a batch read gives up.
 pub(crate) const IDLE_ROUNDS: u32 = 8;
+
+/// Writes `item` to `table`, replacing any item with its key (an
+/// unconditional `PutItem`).
+pub(crate) async fn put_item(client: &Client, table: &str, item: Item) -> Result<()> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map_err(|err| Error::from_sdk_on("PutItem", table, err))?;
+    Ok(())
+}
 
 /// The item of `table` whose `key_name` is `key`, if any (a consistent
 /// `GetItem`).
