@@ -36,6 +36,22 @@ async fn json_status(args: &[&str]) -> (Value, std::process::Output) {
     (serde_json::from_slice(&out.stdout).unwrap(), out)
 }
 
+/// Tables with a stream, its ARN, and the checkpoint table of the
+/// projection `balances` ([`projection`]).
+async fn balances() -> (TestTables, String, String) {
+    let (db, arn) = stream_tables().await;
+    let table = projection(&db, &arn).await;
+    (db, arn, table)
+}
+
+/// `projections status` of `balances` in `table`, read with the events
+/// table `events`.
+fn status_args<'a>(table: &'a str, events: &'a str) -> Vec<&'a str> {
+    let mut args = projections_args("status", table, "balances");
+    args.extend(["--events-table", events]);
+    args
+}
+
 /// A new checkpoint table.
 async fn checkpoint_table(db: &TestTables) -> String {
     let table = unique_name("checkpoints");
@@ -98,10 +114,8 @@ async fn projection(db: &TestTables, arn: &str) -> String {
 
 #[tokio::test]
 async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
-    let mut base = projections_args("status", &table, "balances");
-    base.extend(["--events-table", &db.events]);
+    let (db, arn, table) = balances().await;
+    let base = status_args(&table, &db.events);
 
     let (status, _) = json_status(&base).await;
     assert_eq!(status["projection"], "balances");
@@ -249,8 +263,7 @@ async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
 
 #[tokio::test]
 async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
+    let (db, arn, table) = balances().await;
     let store = CheckpointStore::new(db.client.clone(), &table, "balances");
     let other = CheckpointStore::new(db.client.clone(), &table, "other");
     let shard = ShardInfo {
@@ -289,10 +302,8 @@ async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
 async fn a_table_without_a_stream_says_how_to_enable_one_not_to_rebuild() {
     // Checkpoints of the stream of one events table, and status asked about
     // another table that has no stream (the snapshots table, say).
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
-    let mut base = projections_args("status", &table, "balances");
-    base.extend(["--events-table", &db.snapshots]);
+    let (db, _, table) = balances().await;
+    let base = status_args(&table, &db.snapshots);
 
     let (status, out) = json_status(&base).await;
     assert_eq!(status["stream_enabled"], false);
