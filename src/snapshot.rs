@@ -303,7 +303,7 @@ pub(crate) fn is_chunk(item: &Item) -> bool {
 
 /// Reads the head item of a snapshot.
 async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Item>> {
-    crate::tables::requests::get_item(client, table, AGGREGATE_TYPE_AND_ID, key).await
+    crate::tables::requests::get_item(client, table, (AGGREGATE_TYPE_AND_ID, key)).await
 }
 
 /// A snapshot's payload as stored, with the size of each chunk item.

@@ -139,7 +139,7 @@ where
     }
 
     async fn read_item(&self, view_id: &str) -> Result<Option<StoredView<V>>> {
-        let Some(item) = get_item(&self.client, &self.table, VIEW_ID, view_id).await? else {
+        let Some(item) = get_item(&self.client, &self.table, (VIEW_ID, view_id)).await? else {
             tracing::trace!("no view stored");
             return Ok(None);
         };

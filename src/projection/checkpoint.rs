@@ -269,7 +269,7 @@ impl CheckpointStore {
 
     /// The item at `key`, read consistently.
     pub(super) async fn get_item(&self, key: &str) -> Result<Option<Item>, Error> {
-        Ok(get_item(&self.client, &self.table, LEASE_KEY, key).await?)
+        Ok(get_item(&self.client, &self.table, (LEASE_KEY, key)).await?)
     }
 
     /// Where a shard without a checkpoint starts after a finished rebuild:

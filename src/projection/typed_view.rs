@@ -104,7 +104,7 @@ impl<V: Serialize + DeserializeOwned> TypedViews<V> {
     /// The view at `key` and its version, if stored (a consistent
     /// `GetItem`): hand the version to [`save_write`](Self::save_write).
     pub async fn load_versioned(&self, key: &str) -> Result<Option<(V, u64)>, Error> {
-        let Some(item) = get_item(&self.client, &self.table, VIEW_ID, key).await? else {
+        let Some(item) = get_item(&self.client, &self.table, (VIEW_ID, key)).await? else {
             return Ok(None);
         };
         let version = match item.get(VIEW_VERSION) {

@@ -40,18 +40,17 @@ pub(crate) async fn put_item(client: &Client, table: &str, item: Item) -> Result
     Ok(())
 }
 
-/// The item of `table` whose `key_name` is `key`, if any (a consistent
-/// `GetItem`).
+/// The item of `table` with the key `(attribute name, value)`, if any (a
+/// consistent `GetItem`).
 pub(crate) async fn get_item(
     client: &Client,
     table: &str,
-    key_name: &str,
-    key: &str,
+    key: (&str, &str),
 ) -> Result<Option<Item>> {
     let out = client
         .get_item()
         .table_name(table)
-        .key(key_name, s(key))
+        .key(key.0, s(key.1))
         .consistent_read(true)
         .send()
         .await
@@ -183,4 +182,64 @@ pub(crate) async fn scan(client: &Client, table: &str, filter: Filter) -> Result
         items.extend(page.items.unwrap_or_default());
     }
     Ok(items)
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
+
+    /// A `BatchGetItem` answer returning `items` and leaving `left`
+    /// unprocessed, for table `T` keyed `K`.
+    fn answer(items: &[&str], left: &[&str]) -> Canned {
+        let keys = |ids: &[&str]| -> Vec<serde_json::Value> {
+            ids.iter().map(|id| json!({"K": {"S": id}})).collect()
+        };
+        let unprocessed = if left.is_empty() {
+            json!({})
+        } else {
+            json!({"T": {"Keys": keys(left), "ConsistentRead": true}})
+        };
+        Canned::ok(json!({"Responses": {"T": keys(items)}, "UnprocessedKeys": unprocessed}))
+    }
+
+    fn keys(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_read_asks_again_for_unprocessed_keys_until_it_has_them_all() {
+        let http = Scripted::replying([answer(&["a"], &["b", "c"]), answer(&["b", "c"], &[])]);
+        let client = client_on(http.clone(), quick_retries(1), short_timeouts());
+        let items = get_items(&client, "T", "K", &keys(&["a", "b", "c"]))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let mut got: Vec<&str> = items
+            .iter()
+            .filter_map(|item| item.get("K")?.as_s().ok().map(String::as_str))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(http.operations(), ["BatchGetItem"; 2]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_read_left_unprocessed_round_after_round_is_a_throttled_error() {
+        let rounds = usize::try_from(IDLE_ROUNDS).unwrap_or(8) + 1;
+        let http = Scripted::replying((0..rounds).map(|_| answer(&[], &["a"])));
+        let client = client_on(http.clone(), quick_retries(1), short_timeouts());
+        let err = get_items(&client, "T", "K", &keys(&["a"])).await.err();
+        let Some(Error::Throttled {
+            operation, table, ..
+        }) = &err
+        else {
+            panic!("expected Throttled, got {err:?}");
+        };
+        assert_eq!((*operation, table.as_str()), ("BatchGetItem", "T"));
+        let message = err.map(|err| err.to_string()).unwrap_or_default();
+        assert!(message.contains("1 keys left unprocessed"), "{message}");
+        assert_eq!(http.operations().len(), rounds);
+    }
 }

@@ -74,7 +74,7 @@ impl FeedPositions {
         start: &SlicePosition,
     ) -> Result<SavedPosition, Error> {
         let key = self.key(aggregate_type, slice);
-        let Some(item) = get_item(&self.client, &self.table, LEASE_KEY, &key).await? else {
+        let Some(item) = get_item(&self.client, &self.table, (LEASE_KEY, &key)).await? else {
             return Ok(SavedPosition {
                 position: start.clone(),
                 version: 0,
