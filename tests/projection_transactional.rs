@@ -23,7 +23,7 @@ use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::EventEnvelope;
 use dynamo_es::item::{s, VIEW_ID};
 use dynamo_es::projection::{
-    CheckpointStore, Dispatcher, Error, EventDecoder, Rebuild, Transactional, TypedViews,
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Rebuild, Transactional, TypedViews,
 };
 use dynamo_es::tables::create_view_table;
 use dynamo_es::testing::faults::losing_responses;
@@ -300,24 +300,26 @@ async fn applied_sequence(client: &Client, store: &CheckpointStore, order: &str)
     Some(item["LastSequence"].as_n().unwrap().parse().unwrap())
 }
 
-/// Starts a projector of `arn` as `owner` on `store`, applying `handler`'s
-/// transactions (on the same views) 400 records at a time.
+/// A projector of `arn` as `owner` on `store`, applying `handler`'s
+/// transactions (on the same views).
+fn handler_projector(
+    arn: &str,
+    store: &CheckpointStore,
+    handler: &OrdersAndDays,
+    owner: &str,
+) -> Projector<Account> {
+    let dispatcher = transactional(handler.same_views(), store);
+    projector(streams_client(), arn, store.clone(), dispatcher, owner)
+}
+
+/// Starts [`handler_projector`] reading 400 records at a time.
 fn start_handler(
     arn: &str,
     store: &CheckpointStore,
     handler: &OrdersAndDays,
     owner: &str,
 ) -> Running {
-    start(
-        projector(
-            streams_client(),
-            arn,
-            store.clone(),
-            transactional(handler.same_views(), store),
-            owner,
-        )
-        .with_batch_size(400),
-    )
+    start(handler_projector(arn, store, handler, owner).with_batch_size(400))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,13 +421,7 @@ async fn a_batch_over_a_hundred_items_is_split_and_a_restart_between_parts_resum
     );
 
     // A restart resumes after that checkpoint: every event exactly once.
-    let running = start(projector(
-        streams_client(),
-        &arn,
-        store.clone(),
-        transactional(handler.same_views(), &store),
-        "a",
-    ));
+    let running = start(handler_projector(&arn, &store, &handler, "a"));
     wait_counted(&handler, 150, &running.task).await;
     running.stop().await.unwrap();
     assert_eq!(handler.counted().await, 150);
@@ -441,13 +437,7 @@ async fn a_rebuild_overlapping_the_live_stream_applies_each_event_once() {
     let handler = OrdersAndDays::new(&db.client).await;
 
     // The live projector and a rebuild of the same projection, at once.
-    let live = start(projector(
-        streams_client(),
-        &arn,
-        store.clone(),
-        transactional(handler.same_views(), &store),
-        "live",
-    ));
+    let live = start(handler_projector(&arn, &store, &handler, "live"));
     let rebuild = Rebuild::new(
         db.client.clone(),
         &db.events,
