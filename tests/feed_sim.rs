@@ -43,7 +43,7 @@ use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, Error, EventDecoder, Projection};
 use dynamo_es::slice::{micros, Slices};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::testing::{seeds, sliced_dynamodb, unique_name, TestTables};
+use dynamo_es::testing::{seeds, sliced_dynamodb, TestTables};
 use dynamo_es::Codec;
 use projector_support::Recorder;
 

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
-use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, EventStore, View};
+use cqrs_es::{Aggregate, EventEnvelope, EventStore, View};
 use dynamo_es::codec::Encoding;
 use dynamo_es::item::Item;
 use dynamo_es::recode::{RecodeOptions, Recoder, Table};
