@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use cqrs_es::persist::SerializedSnapshot;
 use xxhash_rust::xxh3::xxh3_64;
@@ -303,15 +303,7 @@ pub(crate) fn is_chunk(item: &Item) -> bool {
 
 /// Reads the head item of a snapshot.
 async fn read_head(client: &Client, table: &str, key: &str) -> Result<Option<Item>> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .key(AGGREGATE_TYPE_AND_ID, s(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|err| Error::from_sdk_on("GetItem", table, err))?;
-    Ok(out.item)
+    crate::tables::requests::get_item(client, table, (AGGREGATE_TYPE_AND_ID, key)).await
 }
 
 /// A snapshot's payload as stored, with the size of each chunk item.
@@ -361,60 +353,22 @@ pub(crate) async fn stored_payload(
         .collect();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; count];
     let mut chunk_sizes = vec![0usize; count];
-    for batch in keys.chunks(100) {
-        let mut pending: Vec<Item> = batch
-            .iter()
-            .map(|k| Item::from([(AGGREGATE_TYPE_AND_ID.to_string(), s(k.clone()))]))
-            .collect();
-        let mut idle_rounds = 0u32;
-        while !pending.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending.clone()))
-                .consistent_read(true)
-                .build()?;
-            let out = client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(|err| Error::from_sdk_on("BatchGetItem", table, err))?;
-            let mut got = 0usize;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(table))
-                .unwrap_or_default()
-            {
-                let chunk_key_text = crate::item::describe_key(&item);
-                let index: usize = get_n(&item, &chunk_key_text, CHUNK_INDEX)?;
-                if get_s(&item, &chunk_key_text, PAYLOAD_HASH)? != hash {
-                    return Ok(Err(format!(
-                        "chunk {index} belongs to another snapshot version"
-                    )));
-                }
-                let Some(slot) = parts.get_mut(index) else {
-                    return Ok(Err(format!("chunk index {index} out of range")));
-                };
-                *slot = Some(get_b(&item, &chunk_key_text, PAYLOAD)?.to_vec());
-                if let Some(size) = chunk_sizes.get_mut(index) {
-                    *size = item_size(&item);
-                }
-                got += 1;
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if got == 0 && !pending.is_empty() {
-                idle_rounds += 1;
-                if idle_rounds > 8 {
-                    return Err(Error::Snapshot {
-                        key: key.to_string(),
-                        reason: "BatchGetItem made no progress on the chunks".into(),
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(25 << idle_rounds.min(6))).await;
-            }
+    for item in
+        crate::tables::requests::get_items(client, table, AGGREGATE_TYPE_AND_ID, &keys).await?
+    {
+        let chunk_key_text = crate::item::describe_key(&item);
+        let index: usize = get_n(&item, &chunk_key_text, CHUNK_INDEX)?;
+        if get_s(&item, &chunk_key_text, PAYLOAD_HASH)? != hash {
+            return Ok(Err(format!(
+                "chunk {index} belongs to another snapshot version"
+            )));
+        }
+        let Some(slot) = parts.get_mut(index) else {
+            return Ok(Err(format!("chunk index {index} out of range")));
+        };
+        *slot = Some(get_b(&item, &chunk_key_text, PAYLOAD)?.to_vec());
+        if let Some(size) = chunk_sizes.get_mut(index) {
+            *size = item_size(&item);
         }
     }
     let mut payload = Vec::with_capacity(size);

@@ -46,6 +46,7 @@
 //! shard; [`CheckpointStore`](crate::projection::CheckpointStore) documents
 //! its attributes.
 
+pub(crate) mod requests;
 mod slice_index;
 
 pub use slice_index::{add_slice_index, check_slices, slices_of};

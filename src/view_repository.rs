@@ -19,6 +19,7 @@ use crate::error::{in_span, Error, Limit, Result};
 use crate::item::{b, get_b, get_n, n, s, Item, LAST_SEQUENCE, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::outcome::Attempts;
 use crate::size::{item_size, MAX_ITEM_SIZE};
+use crate::tables::requests::get_item;
 
 /// A view repository on a DynamoDB table keyed by `ViewId`, compatible with
 /// upstream `dynamo-es` view tables.
@@ -138,16 +139,7 @@ where
     }
 
     async fn read_item(&self, view_id: &str) -> Result<Option<StoredView<V>>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(VIEW_ID, s(view_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| Error::from_sdk_on("GetItem", &self.table, err))?;
-        let Some(item) = out.item else {
+        let Some(item) = get_item(&self.client, &self.table, (VIEW_ID, view_id)).await? else {
             tracing::trace!("no view stored");
             return Ok(None);
         };

@@ -291,24 +291,21 @@ async fn the_meter_counts_sequential_requests_apart_and_concurrent_ones_together
 mod transactional {
     use std::collections::BTreeMap;
 
-    use async_trait::async_trait;
     use cqrs_es::persist::SerializedEvent;
     use cqrs_es::{Aggregate, EventEnvelope};
-    use dynamo_es::aws_sdk_dynamodb::types::TransactWriteItem;
     use dynamo_es::item::{event_to_item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
     use dynamo_es::projection::{
-        ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, EventDecoder, ShardInfo,
-        Transactional, TransactionalProjection, TypedViews,
+        ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, EventDecoder, ShardInfo,
+        Transactional, TypedViews,
     };
     use dynamo_es::tables::{create_checkpoint_table, create_view_table};
     use dynamo_es::testing::aggregates::{BankAccount, BankEvent};
     use dynamo_es::testing::costs::{Costs, Meter};
     use dynamo_es::testing::{dynamodb, unique_name};
     use dynamo_es::Codec;
-    use serde::{Deserialize, Serialize};
     use serde_json::json;
 
-    use crate::projection_common::add_to;
+    use crate::projection_common::{add_to, totals_writes, Totals};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Shape {
@@ -318,12 +315,6 @@ mod transactional {
         MultiAggregate,
         /// A counter per day, fed by ten aggregates in turn.
         DayCounter,
-    }
-
-    #[derive(Debug, Default, Serialize, Deserialize)]
-    struct Totals {
-        totals: BTreeMap<String, i64>,
-        events: u64,
     }
 
     struct Handler {
@@ -338,40 +329,22 @@ mod transactional {
         }
     }
 
-    #[async_trait]
-    impl TransactionalProjection<BankAccount> for Handler {
-        async fn writes(
-            &self,
-            events: &[EventEnvelope<BankAccount>],
-        ) -> Result<Vec<TransactWriteItem>, Error> {
-            if self.shape == Shape::DayCounter {
-                let count = i64::try_from(events.len()).unwrap();
-                let table = self.views.table();
-                return Ok(vec![add_to(table, "day-2026-12-07", &[("Count", count)])]);
-            }
-            let mut by_key: BTreeMap<String, Vec<&EventEnvelope<BankAccount>>> = BTreeMap::new();
-            for event in events {
-                let key = match self.shape {
-                    Shape::OneAggregate => event.aggregate_id.clone(),
-                    _ => "customer-1".to_string(),
-                };
-                by_key.entry(key).or_default().push(event);
-            }
-            let mut writes = Vec::new();
-            for (key, events) in by_key {
-                let (mut view, read) = match self.views.load_versioned(&key).await? {
-                    Some((view, version)) => (view, Some(version)),
-                    None => (Totals::default(), None),
-                };
-                for event in events {
-                    *view.totals.entry(event.aggregate_id.clone()).or_default() += amount(event);
-                    view.events += 1;
-                }
-                writes.push(self.views.save_write(&key, &view, read)?);
-            }
-            Ok(writes)
+    crate::projection_common::transactional_writes!(Handler, BankAccount, |self, events| {
+        if self.shape == Shape::DayCounter {
+            let count = i64::try_from(events.len()).unwrap();
+            let table = self.views.table();
+            return Ok(vec![add_to(table, "day-2026-12-07", &[("Count", count)])]);
         }
-    }
+        let mut by_key: BTreeMap<String, Vec<&EventEnvelope<BankAccount>>> = BTreeMap::new();
+        for event in events {
+            let key = match self.shape {
+                Shape::OneAggregate => event.aggregate_id.clone(),
+                _ => "customer-1".to_string(),
+            };
+            by_key.entry(key).or_default().push(event);
+        }
+        totals_writes(&self.views, by_key, amount).await
+    });
 
     /// The `b` events of `shape`, as stream records of one shard.
     fn records(shape: Shape, b: usize) -> Vec<ChangeRecord> {

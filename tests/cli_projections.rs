@@ -28,6 +28,30 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs the CLI with `args` and `--json`: the status it printed (it must
+/// succeed) and its output.
+async fn json_status(args: &[&str]) -> (Value, std::process::Output) {
+    let out = cli(&[args, &["--json"]].concat()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (serde_json::from_slice(&out.stdout).unwrap(), out)
+}
+
+/// Tables with a stream, its ARN, and the checkpoint table of the
+/// projection `balances` ([`projection`]).
+async fn balances() -> (TestTables, String, String) {
+    let (db, arn) = stream_tables().await;
+    let table = projection(&db, &arn).await;
+    (db, arn, table)
+}
+
+/// `projections status` of `balances` in `table`, read with the events
+/// table `events`.
+fn status_args<'a>(table: &'a str, events: &'a str) -> Vec<&'a str> {
+    let mut args = projections_args("status", table, "balances");
+    args.extend(["--events-table", events]);
+    args
+}
+
 /// A new checkpoint table.
 async fn checkpoint_table(db: &TestTables) -> String {
     let table = unique_name("checkpoints");
@@ -90,14 +114,10 @@ async fn projection(db: &TestTables, arn: &str) -> String {
 
 #[tokio::test]
 async fn status_shows_checkpoints_owners_finished_lag_and_the_rebuild() {
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
-    let mut base = projections_args("status", &table, "balances");
-    base.extend(["--events-table", &db.events]);
+    let (db, arn, table) = balances().await;
+    let base = status_args(&table, &db.events);
 
-    let out = cli(&[&base[..], &["--json"]].concat()).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, _) = json_status(&base).await;
     assert_eq!(status["projection"], "balances");
     assert_eq!(status["stream_arn"], arn.as_str());
     assert_eq!(status["rebuild"]["events"], 3);
@@ -218,9 +238,7 @@ async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
         .unwrap_err();
     let base = projections_args("status", &table, "failing");
 
-    let out = cli(&[&base[..], &["--json"]].concat()).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, _) = json_status(&base).await;
     assert_eq!(status["rebuild"]["state"], "failed");
     assert_eq!(status["rebuild"]["finished_at_ms"], Value::Null);
     let error = status["rebuild"]["error"].as_str().unwrap_or_default();
@@ -245,8 +263,7 @@ async fn a_failed_rebuild_is_shown_as_failed_with_its_error() {
 
 #[tokio::test]
 async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
+    let (db, arn, table) = balances().await;
     let store = CheckpointStore::new(db.client.clone(), &table, "balances");
     let other = CheckpointStore::new(db.client.clone(), &table, "other");
     let shard = ShardInfo {
@@ -285,14 +302,10 @@ async fn reset_deletes_every_checkpoint_and_the_marker_only_with_yes() {
 async fn a_table_without_a_stream_says_how_to_enable_one_not_to_rebuild() {
     // Checkpoints of the stream of one events table, and status asked about
     // another table that has no stream (the snapshots table, say).
-    let (db, arn) = stream_tables().await;
-    let table = projection(&db, &arn).await;
-    let mut base = projections_args("status", &table, "balances");
-    base.extend(["--events-table", &db.snapshots]);
+    let (db, _, table) = balances().await;
+    let base = status_args(&table, &db.snapshots);
 
-    let out = cli(&[&base[..], &["--json"]].concat()).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, out) = json_status(&base).await;
     assert_eq!(status["stream_enabled"], false);
     assert_eq!(status["stream_arn"], Value::Null);
 
@@ -321,10 +334,8 @@ async fn a_table_without_a_stream_says_how_to_enable_one_not_to_rebuild() {
 
     // With the events table itself, status says nothing of the kind.
     let mut right = projections_args("status", &table, "balances");
-    right.extend(["--events-table", &db.events, "--json"]);
-    let out = cli(&right).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    right.extend(["--events-table", &db.events]);
+    let (status, out) = json_status(&right).await;
     assert_eq!(status["stream_enabled"], true);
     assert!(!text(&out.stderr).contains("no stream enabled"));
 
@@ -344,11 +355,8 @@ async fn a_table_without_a_stream_says_how_to_enable_one_not_to_rebuild() {
 async fn an_unknown_projection_has_no_shards_and_says_so() {
     let (db, _) = stream_tables().await;
     let table = checkpoint_table(&db).await;
-    let mut args = projections_args("status", &table, "nobody");
-    args.push("--json");
-    let out = cli(&args).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = projections_args("status", &table, "nobody");
+    let (status, out) = json_status(&args).await;
     assert_eq!(status["shards"], Value::Array(vec![]));
     assert_eq!(status["rebuild"], Value::Null);
     assert_eq!(status["stream_arn"], Value::Null);

@@ -342,14 +342,11 @@ async fn a_snapshot_older_than_the_tail_falls_back_to_a_second_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_snapshot_replays_from_the_tail_when_it_holds_every_event() {
     let (db, repo) = json_tables().await;
-    let upstream = upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
-        .with_tables(&db.events, &db.snapshots);
+    let upstream = upstream_repo(&db);
     // The head, then every event: an untrusted head makes no claim.
     for (events, rounds) in [(3usize, 2usize), (9, 2)] {
         let id = new_id();
-        let stored: Vec<_> = (1..=events)
-            .map(|s| deposit_event(Account::TYPE, &id, s, 1))
-            .collect();
+        let stored = deposit_events(&id, events, 1);
         // Upstream's snapshot of a wrong state: never used.
         let wrong = serde_json::json!({"total": 999, "applied": 0, "notes": []});
         upstream

@@ -53,8 +53,7 @@ async fn streamed<A: Aggregate<Event = OrderEvent>>(
 #[tokio::test]
 async fn dictionary_events_read_back_equal_on_every_read_path() {
     let db = common::tables().await;
-    seed_training::<Order>(&db, 1000, 1).await;
-    let trained = trained::<Order>(&db).await;
+    let trained = seeded_and_trained::<Order>(&db, 1000, 1).await;
     let id = trained.dictionary.id();
     assert_eq!(trained.savings.events, 100, "{}", trained.savings);
     assert!(trained.savings.ratio() >= 2.5, "{}", trained.savings);
@@ -140,8 +139,7 @@ async fn dictionary_events_read_back_equal_on_every_read_path() {
 #[tokio::test]
 async fn unknown_or_corrupt_dictionaries_are_typed_errors_naming_id_and_item() {
     let source = common::tables().await;
-    seed_training::<Order>(&source, 300, 7).await;
-    let trained = trained::<Order>(&source).await;
+    let trained = seeded_and_trained::<Order>(&source, 300, 7).await;
     let id = trained.dictionary.id();
 
     // Events written with it into tables whose snapshots table lacks it.
@@ -340,8 +338,7 @@ async fn a_dictionary_is_never_overwritten_and_collisions_get_new_ids() {
 #[tokio::test]
 async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
     let (db, arn) = projection_common::stream_tables().await;
-    seed_training::<Order>(&db, 300, 40).await;
-    let dictionary = trained::<Order>(&db).await.dictionary;
+    let dictionary = seeded_and_trained::<Order>(&db, 300, 40).await.dictionary;
     let writer = writer::<Order>(&db, &dictionary);
     let fixture = events(Order::TYPE, "projected", 1, 20, 123_456);
     commit::<Order>(&writer, &fixture).await;
@@ -385,8 +382,7 @@ async fn the_projections_decoder_reads_dictionary_events_once_prefetched() {
 #[tokio::test]
 async fn a_dictionary_is_loaded_once_per_process_and_plain_reads_pay_nothing() {
     let db = common::tables().await;
-    seed_training::<Order>(&db, 200, 61).await;
-    let dictionary = trained::<Order>(&db).await.dictionary;
+    let dictionary = seeded_and_trained::<Order>(&db, 200, 61).await.dictionary;
     commit::<Order>(
         &writer::<Order>(&db, &dictionary),
         &events(Order::TYPE, "d", 1, 5, 9),

@@ -190,8 +190,7 @@ fn long_note() -> String {
 /// Tables holding a trained `Order` dictionary.
 async fn tables_with_dictionary(seed: u64) -> (TestTables, dynamo_es::dictionary::Dictionary) {
     let db = common::tables().await;
-    seed_training::<Order>(&db, 200, seed).await;
-    let dictionary = trained::<Order>(&db).await.dictionary;
+    let dictionary = seeded_and_trained::<Order>(&db, 200, seed).await.dictionary;
     (db, dictionary)
 }
 

@@ -2,6 +2,9 @@
 //! in `docs/tables/`, is included into the crate docs with `include_str!`,
 //! and must stand verbatim in the guide chapter that explains it.
 
+mod docs_support;
+
+use docs_support::read;
 use std::path::Path;
 
 /// Each shared table, the guide chapter showing it, and the source whose
@@ -20,11 +23,6 @@ const TABLES: [(&str, &str, &str); 4] = [
         "src/codec/mod.rs",
     ),
 ];
-
-fn read(path: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
 
 /// The README and every guide chapter, concatenated.
 fn all_docs() -> String {

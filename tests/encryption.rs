@@ -14,9 +14,8 @@ mod common;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use common::{typed, typed_aggregate};
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
+use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use dynamo_es::encryption::{self, Forgot, KeyStore, LocalKek, Personal};
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
 use dynamo_es::testing::{dynamodb, scan_all, unique_name, TestTables};
@@ -65,37 +64,14 @@ enum OrderEvent {
     },
 }
 
-impl DomainEvent for OrderEvent {
-    fn event_type(&self) -> String {
-        match self {
-            OrderEvent::Placed { .. } => "Placed",
-            OrderEvent::CourierAssigned { .. } => "CourierAssigned",
-            OrderEvent::Noted { .. } => "Noted",
-        }
-        .to_string()
-    }
-    fn event_version(&self) -> String {
-        "1".to_string()
-    }
-}
+dynamo_es::domain_event!(OrderEvent, "1", Placed, CourierAssigned, Noted);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct OrderError(String);
 
-impl Aggregate for Order {
-    const TYPE: &'static str = "Order";
-    type Command = OrderCommand;
-    type Event = OrderEvent;
-    type Error = OrderError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: OrderCommand,
-        _services: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), OrderError> {
+dynamo_es::command_aggregate!(Order, "Order", OrderCommand, OrderEvent, OrderError,
+    handle(self, command, sink) {
         let event = match command {
             OrderCommand::Place {
                 customer,
@@ -114,8 +90,7 @@ impl Aggregate for Order {
         sink.write(event, self).await;
         Ok(())
     }
-
-    fn apply(&mut self, event: OrderEvent) {
+    apply(self, event) {
         match event {
             OrderEvent::Placed {
                 customer, email, ..
@@ -127,7 +102,7 @@ impl Aggregate for Order {
             OrderEvent::Noted { text } => self.notes.push(text),
         }
     }
-}
+);
 
 type Cqrs = CqrsFramework<Order, DynamoStore<Order>>;
 
@@ -321,11 +296,7 @@ async fn a_ciphertext_moved_to_another_item_does_not_open() {
     };
     let mut target = of("o-2");
     target.insert("Payload".into(), of("o-1")["Payload"].clone());
-    db.client
-        .put_item()
-        .table_name(&db.events)
-        .set_item(Some(target))
-        .send()
+    dynamo_es::testing::put_item(&db.client, &db.events, target)
         .await
         .unwrap();
     let err = repo.get_events::<Order>("o-2").await.unwrap_err();

@@ -34,15 +34,7 @@ fn slices() -> Slices {
 /// Fresh tables whose events table has the slice index, and a checkpoint
 /// table.
 async fn sliced_tables() -> (TestTables, String) {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
-    (db, checkpoints)
+    dynamo_es::testing::sliced_dynamodb(slices()).await.unwrap()
 }
 
 fn writer(db: &TestTables) -> DynamoEventRepository {

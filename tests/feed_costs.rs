@@ -13,9 +13,9 @@ use cqrs_es::EventStore;
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, EventDecoder};
 use dynamo_es::slice::Slices;
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
+
 use dynamo_es::testing::costs::Meter;
-use dynamo_es::testing::{dynamodb, unique_name};
+use dynamo_es::testing::sliced_dynamodb;
 use dynamo_es::{Codec, DynamoStore, SnapshotPolicy};
 
 fn slices() -> Slices {
@@ -24,10 +24,7 @@ fn slices() -> Slices {
 
 #[tokio::test]
 async fn the_index_adds_one_write_unit_to_a_small_one_event_commit() {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
+    let (db, _checkpoints) = sliced_dynamodb(slices()).await.unwrap();
     let meter = Meter::new();
     let metered = dynamo_es::DynamoEventRepository::new(meter.client(&db.client))
         .with_tables(&db.events, &db.snapshots)
@@ -54,10 +51,7 @@ async fn the_index_adds_one_write_unit_to_a_small_one_event_commit() {
 
 #[tokio::test]
 async fn a_catch_up_of_one_type_reads_only_that_type() {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
+    let (db, checkpoints) = sliced_dynamodb(slices()).await.unwrap();
     // JSON whatever the features: sizes, hence units, follow the codec.
     let repo = db
         .repository()
@@ -80,10 +74,6 @@ async fn a_catch_up_of_one_type_reads_only_that_type() {
         }
     }
     let meter = Meter::new();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
     let reader = SliceReader::new(meter.client(&db.client), &db.events, "Account", slices())
         .with_max_events(1_000);
     let positions = FeedPositions::new(db.client.clone(), &checkpoints, "costs");

@@ -24,7 +24,7 @@
 mod common;
 mod projector_support;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -42,9 +42,8 @@ use dynamo_es::item::{event_to_item, get_n, get_s, AGGREGATE_ID, AGGREGATE_ID_SE
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, Error, EventDecoder, Projection};
 use dynamo_es::slice::{micros, Slices};
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::testing::{dynamodb, unique_name, TestTables};
+use dynamo_es::testing::{seeds, sliced_dynamodb, TestTables};
 use dynamo_es::Codec;
 use projector_support::Recorder;
 
@@ -138,15 +137,8 @@ struct World {
 impl World {
     async fn new(seed: u64) -> World {
         let mut rng = Rng::new(seed);
-        let db = dynamodb().await.unwrap();
         let slices = Slices::new(1 + u16::try_from(rng.below(4)).unwrap()).unwrap();
-        add_slice_index(&db.client, &db.events, slices)
-            .await
-            .unwrap();
-        let checkpoints = unique_name("checkpoints");
-        create_checkpoint_table(&db.client, &checkpoints)
-            .await
-            .unwrap();
+        let (db, checkpoints) = sliced_dynamodb(slices).await.unwrap();
         let visibility = Arc::new(Visibility::default());
         let reader_client = aws_sdk_dynamodb::Client::from_conf(
             db.client
@@ -396,72 +388,13 @@ async fn history(seed: u64) -> Result<(), String> {
 }
 
 fn run_one(seed: u64) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(history(seed))
-    }));
-    runtime.shutdown_background();
-    outcome.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_default();
-        Err(format!("PANIC: {message}"))
-    })
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+    seeds::run_isolated(history(seed))
 }
 
 #[test]
 fn seeded_feed_histories_dispatch_every_event_in_order_or_stop_with_a_gap() {
-    let seeds: Vec<u64> = match env_u64("FEED_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("FEED_SIM_FIRST_SEED").unwrap_or(0);
-            (first..first + env_u64("FEED_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
-        }
-    };
-    let count = seeds.len();
-    let started = Instant::now();
-    let queue = Arc::new(Mutex::new(VecDeque::from(seeds)));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (queue, failures) = (queue.clone(), failures.clone());
-            std::thread::spawn(move || loop {
-                let Some(seed) = queue.lock().unwrap().pop_front() else {
-                    return;
-                };
-                if let Err(message) = run_one(seed) {
-                    failures.lock().unwrap().push((seed, message));
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
-    let mut failures = std::mem::take(&mut *failures.lock().unwrap());
-    failures.sort_by_key(|(seed, _)| *seed);
-    eprintln!(
-        "feed simulation: {count} histories in {:.1?}, {} failed",
-        started.elapsed(),
-        failures.len()
-    );
-    let report: Vec<String> = failures
-        .iter()
-        .map(|(seed, message)| {
-            format!(
-                "seed {seed} failed (re-run: FEED_SIM_SEED={seed} cargo test --all-features \
-                 --test feed_sim -- --nocapture):\n{message}"
-            )
-        })
-        .collect();
-    assert!(failures.is_empty(), "{}", report.join("\n\n"));
+    let seeds = seeds::seeds_from_env("FEED_SIM_", DEFAULT_SEEDS);
+    seeds::check_seeds("feed simulation", seeds, THREADS, run_one, |seed| {
+        format!("FEED_SIM_SEED={seed} cargo test --all-features --test feed_sim -- --nocapture")
+    });
 }

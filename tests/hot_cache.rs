@@ -67,11 +67,22 @@ async fn replayed(db: &TestTables, id: &str) -> BankAccount {
 }
 
 /// Stores on `db` whose requests `meter` counts.
-fn metered(db: &TestTables, meter: &Meter) -> TestTables {
-    TestTables {
+/// Fresh tables, a meter, and the same tables seen through the meter.
+async fn metered_tables() -> (TestTables, Meter, TestTables) {
+    let db = dynamodb().await.unwrap();
+    let meter = Meter::new();
+    let metered = TestTables {
         client: meter.client(&db.client),
         ..db.clone()
-    }
+    };
+    (db, meter, metered)
+}
+
+/// A fresh cache and a framework whose store on `tables` uses it.
+fn cached_cqrs(tables: &TestTables, policy: SnapshotPolicy) -> (HotCache, Cqrs) {
+    let cache = big_cache();
+    let cached = cqrs(store(tables, policy, Some(&cache)));
+    (cache, cached)
 }
 
 async fn command_costs(cqrs: &Cqrs, meter: &Meter, id: &str, command: BankCommand) -> Costs {
@@ -82,12 +93,9 @@ async fn command_costs(cqrs: &Cqrs, meter: &Meter, id: &str, command: BankComman
 
 #[tokio::test]
 async fn a_hot_command_with_the_cache_is_one_round_trip_and_no_read() {
-    let db = dynamodb().await.unwrap();
-    let meter = Meter::new();
-    let metered = metered(&db, &meter);
+    let (db, meter, metered) = metered_tables().await;
     for policy in POLICIES {
-        let cache = big_cache();
-        let cached = cqrs(store(&metered, policy, Some(&cache)));
+        let (cache, cached) = cached_cqrs(&metered, policy);
         let plain = cqrs(store(&metered, policy, None));
         let (hot, cold) = (unique_name("hot"), unique_name("cold"));
         // The first command loads from the table (an aggregate store reads
@@ -175,12 +183,9 @@ async fn two_processes_alternating_on_one_aggregate_all_succeed_through_the_retr
 
 #[tokio::test]
 async fn a_stale_entry_conflicts_and_is_dropped_never_overwriting() {
-    let db = dynamodb().await.unwrap();
-    let meter = Meter::new();
-    let metered = metered(&db, &meter);
+    let (db, meter, metered) = metered_tables().await;
     for policy in POLICIES {
-        let cache = big_cache();
-        let cached = cqrs(store(&metered, policy, Some(&cache)));
+        let (cache, cached) = cached_cqrs(&metered, policy);
         let other = cqrs(store(&db, policy, None));
         let id = unique_name("stale");
         cached.execute(&id, open()).await.unwrap();
@@ -243,9 +248,7 @@ async fn load_round_trips(store: &DynamoStore<BankAccount>, meter: &Meter, id: &
 
 #[tokio::test]
 async fn entries_and_bytes_evict_the_least_recently_used_and_max_age_expires() {
-    let db = dynamodb().await.unwrap();
-    let meter = Meter::new();
-    let metered = metered(&db, &meter);
+    let (_db, meter, metered) = metered_tables().await;
     let policy = SnapshotPolicy::Always;
     // Ids of one length and the same command: entries of one size.
     let base = unique_name("bounds");
@@ -381,30 +384,18 @@ struct Tally {
     total: i64,
 }
 
-impl cqrs_es::Aggregate for Tally {
-    const TYPE: &'static str = "Tally";
-    type Command = i64;
-    type Event = common::AccountEvent;
-    type Error = common::AccountError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        amount: i64,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), common::AccountError> {
+dynamo_es::command_aggregate!(Tally, "Tally", i64, common::AccountEvent, common::AccountError,
+    handle(self, amount, sink) {
         sink.write(common::AccountEvent::Deposited { amount }, self)
             .await;
         Ok(())
     }
-
-    fn apply(&mut self, event: common::AccountEvent) {
+    apply(self, event) {
         if let common::AccountEvent::Deposited { amount } = event {
             self.total += amount;
         }
     }
-}
+);
 
 #[tokio::test]
 async fn a_hot_command_decodes_its_state_once() {

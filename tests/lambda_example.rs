@@ -10,12 +10,12 @@
 #![cfg(feature = "lambda")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod docs_support;
 #[path = "../examples/lambda_projection.rs"]
 #[allow(dead_code)]
 mod example;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use cqrs_es::persist::ViewRepository;
 use dynamo_es::projection::lambda::{self, Context, DynamoDbEventResponse, Event, LambdaEvent};
@@ -24,15 +24,11 @@ use dynamo_es::testing::{dynamodb, unique_name, TestTables};
 use dynamo_es::DynamoViewRepository;
 use serde_json::{json, Value};
 
+use docs_support::{block_containing, read};
 use example::{Account, BalanceView};
 
 /// The recorded event.
 const RECORDED: &str = include_str!("fixtures/lambda_stream_event.json");
-
-fn read(path: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
 
 /// One invocation of the deployed function's handler with the recorded
 /// event.
@@ -112,13 +108,11 @@ fn the_recorded_event_is_what_lambda_sends() {
 /// The crates of the guide's `Cargo.toml` block for the Lambda function
 /// (the one whose `dynamo-es` line enables `lambda`), as Rust names them.
 fn stated_dependencies() -> BTreeSet<String> {
-    let guide = read("docs/guide/projections.md");
-    let block = guide
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
-        .find(|block| block.contains("features = [\"lambda\"]"))
-        .expect("docs/guide/projections.md shows the Lambda function's Cargo.toml lines");
+    let block = block_containing(
+        "docs/guide/projections.md",
+        "toml",
+        "features = [\"lambda\"]",
+    );
     block
         .lines()
         .filter_map(|line| line.split_once(" = "))

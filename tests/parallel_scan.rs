@@ -192,6 +192,18 @@ fn after(request: &Request) -> usize {
         .map_or(0, |n| n.parse().unwrap())
 }
 
+/// The accounts' event stream of a repository scanning `segments`
+/// segments, answered by `rules`, with the script.
+async fn scripted_stream(
+    rules: impl IntoIterator<Item = Rule>,
+    segments: u32,
+) -> (Scripted, cqrs_es::persist::ReplayStream) {
+    let http = Scripted::by_rules(rules);
+    let repo = canned_repo(&http, 1).with_scan_segments(segments);
+    let stream = repo.stream_all_events::<Account>().await.unwrap();
+    (http, stream)
+}
+
 #[tokio::test]
 async fn an_error_of_one_segment_reaches_the_consumer_then_the_stream_ends() {
     // Segment 0 has a page after every page; segment 1 fails at once
@@ -207,9 +219,7 @@ async fn an_error_of_one_segment_reaches_the_consumer_then_the_stream_ends() {
             .into()
         })
     });
-    let http = Scripted::by_rules(rules);
-    let repo = canned_repo(&http, 1).with_scan_segments(3);
-    let mut stream = repo.stream_all_events::<Account>().await.unwrap();
+    let (http, mut stream) = scripted_stream(rules, 3).await;
     let (events, err) = drain::<Account>(&mut stream).await;
     let err = err.expect("the segment's error reaches the consumer");
     assert_failed(&err, "Dynamo", "Scan");
@@ -239,9 +249,7 @@ async fn events_of_every_segment_before_the_end_are_delivered_in_order() {
             .into()
         })
     });
-    let http = Scripted::by_rules(rules);
-    let repo = canned_repo(&http, 1).with_scan_segments(2);
-    let mut stream = repo.stream_all_events::<Account>().await.unwrap();
+    let (http, mut stream) = scripted_stream(rules, 2).await;
     let mut seen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     while let Some(envelope) = next_within_bound::<Account>(&mut stream).await {
         let envelope = envelope.unwrap();

@@ -9,6 +9,8 @@
 //! live owner is kept live by renewing between every two observations.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod projection_common;
+
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
@@ -81,11 +83,7 @@ fn assert_lease_lost(err: Error, shard_id: &str, owner: &str) {
         } => assert_eq!((s.as_str(), o.as_str()), (shard_id, owner)),
         other => panic!("expected LeaseLost, got {other:?}"),
     }
-    let message = err.to_string();
-    assert!(
-        message.contains(shard_id) && message.contains(owner),
-        "{message}"
-    );
+    projection_common::assert_names(&err, &[shard_id, owner]);
 }
 
 #[tokio::test]

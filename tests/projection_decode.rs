@@ -99,12 +99,9 @@ async fn events_committed_with_every_codec_decode_as_the_store_loads_them() {
 #[tokio::test]
 async fn events_written_by_upstream_decode() {
     let (db, arn) = stream_tables().await;
-    let upstream = upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
-        .with_tables(&db.events, &db.snapshots);
+    let upstream = upstream_repo(&db);
     let id = new_id();
-    let events: Vec<SerializedEvent> = (1..=3)
-        .map(|sequence| deposit_event(Account::TYPE, &id, sequence, 5))
-        .collect();
+    let events = deposit_events(&id, 3, 5);
     upstream.persist::<Account>(&events, None).await.unwrap();
 
     let records = change_records(&arn).await;

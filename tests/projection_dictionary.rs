@@ -27,8 +27,7 @@ use projection_common::{change_records, stream_tables};
 
 /// A dictionary trained on `db`'s events (stored in its snapshots table).
 async fn dictionary(db: &TestTables, seed: u64) -> Dictionary {
-    seed_training::<Order>(db, 300, seed).await;
-    trained::<Order>(db).await.dictionary
+    seeded_and_trained::<Order>(db, 300, seed).await.dictionary
 }
 
 /// The stream's records of the events of `Order:{aggregate_id}`.

@@ -4,12 +4,9 @@
 
 #![allow(clippy::expect_used)]
 
-use std::path::Path;
+mod docs_support;
 
-fn read(path: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
+use docs_support::{block_containing, read};
 
 /// `code` as module-doc lines (`//! ` before each line, `//!` alone on
 /// empty ones).
@@ -22,20 +19,24 @@ fn as_module_doc(code: &str) -> String {
         .collect()
 }
 
+/// The guide's `rust,no_run` block containing `needle` shows `shown` and
+/// stands verbatim, as a `no_run` crate-doc example, in `source`.
+fn assert_guide_example_compiled(needle: &str, shown: &str, source: &str) {
+    let example = block_containing("docs/guide/projections.md", "rust,no_run", needle);
+    assert!(example.contains(shown), "the example shows no {shown:?}");
+    let compiled = format!("//! ```no_run\n{}//! ```\n", as_module_doc(&example));
+    assert!(
+        read(source).contains(&compiled),
+        "the guide's example with {needle:?} is not {source}'s no_run example verbatim"
+    );
+}
+
 #[test]
 fn the_guide_shows_the_compiled_projector_example_verbatim() {
-    let chapter = read("docs/guide/projections.md");
-    let example = chapter
-        .split("```rust,no_run\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("```\n").map(|(body, _)| body))
-        .find(|body| body.contains("Projector::new("))
-        .expect("docs/guide/projections.md shows a rust,no_run projector example");
-    assert!(example.contains("ViewProjection::new("));
-    let compiled = format!("//! ```no_run\n{}//! ```\n", as_module_doc(example));
-    assert!(
-        read("src/projection/mod.rs").contains(&compiled),
-        "the guide's projector example is not src/projection/mod.rs's no_run example verbatim"
+    assert_guide_example_compiled(
+        "Projector::new(",
+        "ViewProjection::new(",
+        "src/projection/mod.rs",
     );
 }
 
@@ -54,17 +55,9 @@ fn the_projections_table_is_shared_by_the_guide_and_the_crate_docs() {
 
 #[test]
 fn the_guide_shows_the_compiled_transactional_example_verbatim() {
-    let chapter = read("docs/guide/projections.md");
-    let example = chapter
-        .split("```rust,no_run\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("```\n").map(|(body, _)| body))
-        .find(|body| body.contains("Transactional::new("))
-        .expect("docs/guide/projections.md shows a rust,no_run transactional example");
-    assert!(example.contains("TransactionalProjection<A> for"));
-    let compiled = format!("//! ```no_run\n{}//! ```\n", as_module_doc(example));
-    assert!(
-        read("src/projection/transactional/mod.rs").contains(&compiled),
-        "the guide's transactional example is not src/projection/transactional/mod.rs's no_run example verbatim"
+    assert_guide_example_compiled(
+        "Transactional::new(",
+        "TransactionalProjection<A> for",
+        "src/projection/transactional/mod.rs",
     );
 }

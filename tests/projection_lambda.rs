@@ -18,7 +18,6 @@ mod projection_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::Record;
 use common::*;
@@ -26,7 +25,7 @@ use cqrs_es::persist::ViewRepository;
 use cqrs_es::{EventEnvelope, View};
 use dynamo_es::item::{b, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 use dynamo_es::projection::{
-    lambda, ChangeRecord, Dispatcher, Error, EventDecoder, Projection, ViewProjection,
+    lambda, ChangeRecord, Dispatcher, Error, EventDecoder, ViewProjection,
 };
 use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, SnapshotPolicy};
@@ -52,21 +51,6 @@ struct Applications {
 impl View<Account> for Applications {
     fn update(&mut self, event: &EventEnvelope<Account>) {
         self.sequences.push(event.sequence);
-    }
-}
-
-/// Fails for one aggregate, as a failing view write would.
-struct FailOn(String);
-
-#[async_trait]
-impl Projection<Account> for FailOn {
-    async fn project(&self, aggregate_id: &str, _: &[EventEnvelope<Account>]) -> Result<(), Error> {
-        if aggregate_id == self.0 {
-            return Err(Error::projection(format!(
-                "view write for {aggregate_id} failed"
-            )));
-        }
-        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{endpoint, TestTables};
 use dynamo_es::{Codec, SnapshotPolicy};
 
-use common::{cqrs, deposit, replay, Account, AccountView, Other};
+use common::{cqrs, deposit, replay, Account, AccountView, FailOn, Other};
 use projection_common::stream_tables;
 use projector_support::{checkpoints, run_until, start, wait_until, Recorder};
 
@@ -159,30 +159,13 @@ async fn a_rebuild_during_commits_handed_to_the_projector_applies_each_event_onc
     assert!(recorder.redelivered() <= AGGREGATES * DURING);
 }
 
-/// A projection failing on one aggregate.
-struct FailOn(&'static str);
-
-#[async_trait::async_trait]
-impl Projection<Account> for FailOn {
-    async fn project(
-        &self,
-        id: &str,
-        _events: &[cqrs_es::EventEnvelope<Account>],
-    ) -> Result<(), Error> {
-        if id == self.0 {
-            return Err(Error::projection(format!("view of {id} refused")));
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_failing_projection_stops_the_rebuild_with_its_error_and_no_finish_mark() {
     let (db, _) = stream_tables().await;
     let ids = ids("failing");
     commit(&db, &ids, 2).await;
     let store = checkpoints(&db.client, Duration::from_secs(2)).await;
-    let dispatcher = dispatching_to(FailOn("failing-3"));
+    let dispatcher = dispatching_to(FailOn("failing-3".into()));
     let err = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher)
         .with_segments(2)
         .run()

@@ -89,11 +89,7 @@ fn assert_stream_error(err: &Error, table: &str, found: &str) {
         }
         other => panic!("expected Error::TableStream for {table}, got {other:?}"),
     }
-    let message = err.to_string();
-    assert!(
-        message.contains(table) && message.contains(found),
-        "{message}"
-    );
+    projection_common::assert_names(&err, &[table, found]);
 }
 
 #[tokio::test]

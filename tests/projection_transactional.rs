@@ -17,25 +17,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::EventEnvelope;
 use dynamo_es::item::{s, VIEW_ID};
 use dynamo_es::projection::{
-    CheckpointStore, Dispatcher, Error, EventDecoder, Rebuild, Transactional,
-    TransactionalProjection, TypedViews,
+    CheckpointStore, Dispatcher, Error, EventDecoder, Projector, Rebuild, Transactional, TypedViews,
 };
 use dynamo_es::tables::create_view_table;
 use dynamo_es::testing::faults::losing_responses;
 use dynamo_es::testing::unique_name;
 use dynamo_es::Codec;
-use serde::{Deserialize, Serialize};
 
 use common::{deposit_event, Account, AccountEvent};
-use projection_common::{add_to, stream_tables, streams_client};
-use projector_support::{checkpoints, projector, start};
+use projection_common::{add_to, stream_tables, streams_client, totals_writes, Totals};
+use projector_support::{checkpoints, projector, start, Running};
 
 const CUSTOMERS: usize = 50;
 const ORDERS_PER_CUSTOMER: usize = 10;
@@ -43,11 +40,7 @@ const EVENTS_PER_ORDER: usize = 10;
 const WAIT: Duration = Duration::from_secs(120);
 
 /// A customer's orders: each order's total, and how many events made it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CustomerOrders {
-    totals: BTreeMap<String, i64>,
-    events: u64,
-}
+type CustomerOrders = Totals;
 
 /// Orders are aggregates `c07-o3`: customer `c07`.
 fn customer_of(order: &str) -> String {
@@ -112,16 +105,9 @@ impl OrdersAndDays {
 
     /// The stored per-day counts.
     async fn day_counts(&self) -> BTreeMap<String, u64> {
-        let items = self
-            .client
-            .scan()
-            .table_name(&self.days)
-            .consistent_read(true)
-            .send()
+        let items = dynamo_es::testing::scan_all(&self.client, &self.days)
             .await
-            .unwrap()
-            .items
-            .unwrap_or_default();
+            .unwrap();
         items
             .iter()
             .map(|item| {
@@ -136,65 +122,48 @@ impl OrdersAndDays {
     }
 }
 
-#[async_trait]
-impl TransactionalProjection<Account> for OrdersAndDays {
-    async fn writes(
-        &self,
-        events: &[EventEnvelope<Account>],
-    ) -> Result<Vec<TransactWriteItem>, Error> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let hang = {
-            let mut hang = self.hang_once_on.lock().unwrap();
-            hang.as_ref()
-                .is_some_and(|id| events.iter().any(|e| &e.aggregate_id == id))
-                && hang.take().is_some()
-        };
-        if hang {
-            // The process "dies" here: the test aborts it while it waits.
-            self.hung.store(true, Ordering::SeqCst);
-            std::future::pending::<()>().await;
-        }
-        let mut by_customer: BTreeMap<String, Vec<&EventEnvelope<Account>>> = BTreeMap::new();
-        let mut by_day: BTreeMap<String, u64> = BTreeMap::new();
-        for event in events {
-            by_customer
-                .entry(customer_of(&event.aggregate_id))
-                .or_default()
-                .push(event);
-            *by_day.entry(day_of(amount(event))).or_default() += 1;
-        }
-        let mut writes = Vec::new();
-        // One write per item: the handler merges its changes.
-        for (customer, events) in by_customer {
-            let (mut view, read) = match self.customers.load_versioned(&customer).await? {
-                Some((view, version)) => (view, Some(version)),
-                None => (CustomerOrders::default(), None),
-            };
-            for event in events {
-                *view.totals.entry(event.aggregate_id.clone()).or_default() += amount(event);
-                view.events += 1;
-            }
-            writes.push(self.customers.save_write(&customer, &view, read)?);
-        }
-        for (day, count) in by_day {
-            let count = i64::try_from(count).unwrap();
-            writes.push(add_to(&self.days, &day, &[("Count", count)]));
-        }
-        if let Some(refused) = &self.refuse {
-            if events.iter().any(|e| &e.aggregate_id == refused) {
-                let check = ConditionCheck::builder()
-                    .table_name(&self.days)
-                    .key(VIEW_ID, s("no-such-day"))
-                    .condition_expression("attribute_exists(#id)")
-                    .expression_attribute_names("#id", VIEW_ID)
-                    .build()
-                    .unwrap();
-                writes.push(TransactWriteItem::builder().condition_check(check).build());
-            }
-        }
-        Ok(writes)
+projection_common::transactional_writes!(OrdersAndDays, Account, |self, events| {
+    self.calls.fetch_add(1, Ordering::SeqCst);
+    let hang = {
+        let mut hang = self.hang_once_on.lock().unwrap();
+        hang.as_ref()
+            .is_some_and(|id| events.iter().any(|e| &e.aggregate_id == id))
+            && hang.take().is_some()
+    };
+    if hang {
+        // The process "dies" here: the test aborts it while it waits.
+        self.hung.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
     }
-}
+    let mut by_customer: BTreeMap<String, Vec<&EventEnvelope<Account>>> = BTreeMap::new();
+    let mut by_day: BTreeMap<String, u64> = BTreeMap::new();
+    for event in events {
+        by_customer
+            .entry(customer_of(&event.aggregate_id))
+            .or_default()
+            .push(event);
+        *by_day.entry(day_of(amount(event))).or_default() += 1;
+    }
+    // One write per item: the handler merges its changes.
+    let mut writes = totals_writes(&self.customers, by_customer, amount).await?;
+    for (day, count) in by_day {
+        let count = i64::try_from(count).unwrap();
+        writes.push(add_to(&self.days, &day, &[("Count", count)]));
+    }
+    if let Some(refused) = &self.refuse {
+        if events.iter().any(|e| &e.aggregate_id == refused) {
+            let check = ConditionCheck::builder()
+                .table_name(&self.days)
+                .key(VIEW_ID, s("no-such-day"))
+                .condition_expression("attribute_exists(#id)")
+                .expression_attribute_names("#id", VIEW_ID)
+                .build()
+                .unwrap();
+            writes.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+    }
+    Ok(writes)
+});
 
 /// The order ids: `customers` customers of `orders` orders each.
 fn order_ids(customers: usize, orders: usize) -> Vec<String> {
@@ -331,6 +300,28 @@ async fn applied_sequence(client: &Client, store: &CheckpointStore, order: &str)
     Some(item["LastSequence"].as_n().unwrap().parse().unwrap())
 }
 
+/// A projector of `arn` as `owner` on `store`, applying `handler`'s
+/// transactions (on the same views).
+fn handler_projector(
+    arn: &str,
+    store: &CheckpointStore,
+    handler: &OrdersAndDays,
+    owner: &str,
+) -> Projector<Account> {
+    let dispatcher = transactional(handler.same_views(), store);
+    projector(streams_client(), arn, store.clone(), dispatcher, owner)
+}
+
+/// Starts [`handler_projector`] reading 400 records at a time.
+fn start_handler(
+    arn: &str,
+    store: &CheckpointStore,
+    handler: &OrdersAndDays,
+    owner: &str,
+) -> Running {
+    start(handler_projector(arn, store, handler, owner).with_batch_size(400))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_per_customer_and_events_per_day_equal_a_recomputation_through_lost_answers_an_abrupt_stop_and_a_competing_projector(
 ) {
@@ -346,16 +337,7 @@ async fn orders_per_customer_and_events_per_day_equal_a_recomputation_through_lo
     let (lossy, lost) = losing_responses(&db.client, 3);
     let lossy_store = CheckpointStore::new(lossy, store.table(), store.projection())
         .with_lease_duration(store.lease_duration());
-    let first = start(
-        projector(
-            streams_client(),
-            &arn,
-            lossy_store.clone(),
-            transactional(handler.same_views(), &lossy_store),
-            "a",
-        )
-        .with_batch_size(400),
-    );
+    let first = start_handler(&arn, &lossy_store, &handler, "a");
     wait_counted(&handler, u64::try_from(events / 5).unwrap(), &first.task).await;
     first.task.abort();
     assert!(
@@ -366,26 +348,8 @@ async fn orders_per_customer_and_events_per_day_equal_a_recomputation_through_lo
 
     // Restarted as the same owner (it takes its lease back at once), with a
     // second projector competing for the shards.
-    let again = start(
-        projector(
-            streams_client(),
-            &arn,
-            store.clone(),
-            transactional(handler.same_views(), &store),
-            "a",
-        )
-        .with_batch_size(400),
-    );
-    let other = start(
-        projector(
-            streams_client(),
-            &arn,
-            store.clone(),
-            transactional(handler.same_views(), &store),
-            "b",
-        )
-        .with_batch_size(400),
-    );
+    let again = start_handler(&arn, &store, &handler, "a");
+    let other = start_handler(&arn, &store, &handler, "b");
     let total = u64::try_from(events).unwrap();
     wait_counted(&handler, total, &again.task).await;
     again.stop().await.unwrap();
@@ -457,13 +421,7 @@ async fn a_batch_over_a_hundred_items_is_split_and_a_restart_between_parts_resum
     );
 
     // A restart resumes after that checkpoint: every event exactly once.
-    let running = start(projector(
-        streams_client(),
-        &arn,
-        store.clone(),
-        transactional(handler.same_views(), &store),
-        "a",
-    ));
+    let running = start(handler_projector(&arn, &store, &handler, "a"));
     wait_counted(&handler, 150, &running.task).await;
     running.stop().await.unwrap();
     assert_eq!(handler.counted().await, 150);
@@ -479,13 +437,7 @@ async fn a_rebuild_overlapping_the_live_stream_applies_each_event_once() {
     let handler = OrdersAndDays::new(&db.client).await;
 
     // The live projector and a rebuild of the same projection, at once.
-    let live = start(projector(
-        streams_client(),
-        &arn,
-        store.clone(),
-        transactional(handler.same_views(), &store),
-        "live",
-    ));
+    let live = start(handler_projector(&arn, &store, &handler, "live"));
     let rebuild = Rebuild::new(
         db.client.clone(),
         &db.events,
@@ -529,16 +481,10 @@ async fn a_refused_condition_names_the_part_and_a_duplicate_item_says_to_merge()
 
     // Two writes to one item: a typed error that says to merge them.
     struct Twice(String);
-    #[async_trait]
-    impl TransactionalProjection<Account> for Twice {
-        async fn writes(
-            &self,
-            _: &[EventEnvelope<Account>],
-        ) -> Result<Vec<TransactWriteItem>, Error> {
-            let put = || add_to(&self.0, "same", &[("Count", 1)]);
-            Ok(vec![put(), put()])
-        }
-    }
+    projection_common::transactional_writes!(Twice, Account, |self, _| {
+        let put = || add_to(&self.0, "same", &[("Count", 1)]);
+        Ok(vec![put(), put()])
+    });
     let other = checkpoints(&db.client, Duration::from_secs(2)).await;
     let twice = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
         .with_transactional(Transactional::new(Twice(views.days.clone()), &other));
@@ -562,17 +508,11 @@ async fn one_aggregates_writes_over_a_transaction_are_a_typed_error_naming_it() 
     commit_orders(&db, &orders, 1, false).await;
     let records = projection_common::change_records(&arn).await;
     struct Many(String);
-    #[async_trait]
-    impl TransactionalProjection<Account> for Many {
-        async fn writes(
-            &self,
-            _: &[EventEnvelope<Account>],
-        ) -> Result<Vec<TransactWriteItem>, Error> {
-            Ok((0..100)
-                .map(|i| add_to(&self.0, &format!("item-{i}"), &[("Count", 1)]))
-                .collect())
-        }
-    }
+    projection_common::transactional_writes!(Many, Account, |self, _| {
+        Ok((0..100)
+            .map(|i| add_to(&self.0, &format!("item-{i}"), &[("Count", 1)]))
+            .collect())
+    });
     let store = checkpoints(&db.client, Duration::from_secs(2)).await;
     let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
         .with_transactional(Transactional::new(Many(db.views.clone()), &store));

@@ -80,6 +80,23 @@ fn with_views(db: &TestTables, recorder: &Recorder) -> Dispatcher<Account> {
 }
 
 /// Every aggregate's stored view equals its events replayed into a view.
+/// Commits the second half of `ids`' events while `running` projects,
+/// waits (`what`) until the recorder saw every event, stops it, and checks
+/// the views, recorded and stored, against a replay.
+async fn second_half_then_check(
+    db: &TestTables,
+    ids: &[String],
+    recorder: &Recorder,
+    running: projector_support::Running,
+    what: &str,
+) {
+    commit_all(db, ids, SHORT / 2..SHORT).await;
+    wait_until(what, WAIT, || recorder.distinct() == SHORT).await;
+    running.stop().await.unwrap();
+    assert_views_equal_replay(db, recorder, ids).await;
+    assert_stored_views_equal_replay(db, ids).await;
+}
+
 async fn assert_stored_views_equal_replay(db: &TestTables, ids: &[String]) {
     let store = DynamoStore::<Account>::new_event_store(db.repository());
     let views = db.view_repository::<AccountView, Account>();
@@ -173,15 +190,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
         with_views(&db, &recorder),
         "second",
     ));
-    commit_all(&db, &ids, SHORT / 2..SHORT).await;
-    wait_until("the restart catches up", WAIT, || {
-        recorder.distinct() == SHORT
-    })
-    .await;
-    restarted.stop().await.unwrap();
-
-    assert_views_equal_replay(&db, &recorder, &ids).await;
-    assert_stored_views_equal_replay(&db, &ids).await;
+    second_half_then_check(&db, &ids, &recorder, restarted, "the restart catches up").await;
     // At-least-once: only the batch in flight at the abort came again.
     let redelivered = recorder.redelivered();
     assert!(
@@ -227,15 +236,14 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
         (b, a)
     };
     stopping.stop().await.unwrap();
-    commit_all(&db, &ids, SHORT / 2..SHORT).await;
-    wait_until("the second half is projected", WAIT, || {
-        recorder.distinct() == SHORT
-    })
+    second_half_then_check(
+        &db,
+        &ids,
+        &recorder,
+        staying,
+        "the second half is projected",
+    )
     .await;
-    staying.stop().await.unwrap();
-
-    assert_views_equal_replay(&db, &recorder, &ids).await;
-    assert_stored_views_equal_replay(&db, &ids).await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
     assert_eq!(recorder.delivered(), SHORT);
 }
@@ -248,17 +256,30 @@ async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_o
     let store = checkpoints(&db.client, lease).await;
     let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
     let recorder = Recorder::default();
-    let first = start(projector(
+    // Starts projector `owner`, deposits `amount`, and waits until the
+    // recorder holds `distinct` events.
+    let start_and_deposit = |streams, owner: &'static str, amount, what: &'static str, distinct| {
+        let (arn, store, recorder, framework) = (&arn, &store, &recorder, &framework);
+        async move {
+            let running = start(projector(
+                streams,
+                arn,
+                store.clone(),
+                recording(recorder),
+                owner,
+            ));
+            deposit(framework, "stalled-1", amount).await;
+            wait_until(what, WAIT, || recorder.distinct() == distinct).await;
+            running
+        }
+    };
+    let first = start_and_deposit(
         streams.clone(),
-        &arn,
-        store.clone(),
-        recording(&recorder),
         "first",
-    ));
-    deposit(&framework, "stalled-1", 5).await;
-    wait_until("the first projector projects", WAIT, || {
-        recorder.distinct() == 1
-    })
+        5,
+        "the first projector projects",
+        1,
+    )
     .await;
     // It dies holding the lease: nobody renews it any more.
     first.task.abort();
@@ -268,18 +289,8 @@ async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_o
 
     let (logs, _guard) = common::capture(tracing::Level::INFO, false);
     let restarted = std::time::Instant::now();
-    let second = start(projector(
-        streams,
-        &arn,
-        store.clone(),
-        recording(&recorder),
-        "second",
-    ));
-    deposit(&framework, "stalled-1", 7).await;
-    wait_until("the restart takes the shard over", WAIT, || {
-        recorder.distinct() == 2
-    })
-    .await;
+    let second =
+        start_and_deposit(streams, "second", 7, "the restart takes the shard over", 2).await;
     second.stop().await.unwrap();
 
     // Polled every 50 ms for two seconds, it said so once: which shard, who

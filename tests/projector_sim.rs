@@ -14,6 +14,7 @@ mod lambda_json;
 mod projection_common;
 mod projector_sim_support;
 
+use dynamo_es::testing::seeds::seeds_from_env;
 use projector_sim_support::{check_seeds, rerun, run_one};
 
 /// Seeds of a plain `cargo test`.
@@ -22,19 +23,11 @@ const DEFAULT_SEEDS: u64 = 120;
 /// Histories run at once (each on its own runtime and thread).
 const THREADS: usize = 8;
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn seeded_histories_dispatch_every_event_in_order_or_stop_with_a_typed_error() {
-    if let Some(seed) = env_u64("SIM_SEED") {
-        check_seeds(vec![seed], 1);
-        return;
-    }
-    let first = env_u64("SIM_FIRST_SEED").unwrap_or(0);
-    let count = env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    check_seeds((first..first + count).collect(), THREADS);
+    let seeds = seeds_from_env("SIM_", DEFAULT_SEEDS);
+    let threads = if seeds.len() == 1 { 1 } else { THREADS };
+    check_seeds(seeds, threads);
 }
 
 /// Runs one seed; panics with its violations and the command to re-run it.

@@ -7,12 +7,10 @@
 //! module `guide`), so their Rust blocks compile; the README links every
 //! chapter, and every relative link resolves.
 
-use std::path::Path;
+mod docs_support;
 
-fn read(path: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
+use docs_support::{blocks_of, read};
+use std::path::Path;
 
 /// The code of the crate-doc block opened by `//! ```{fence}` after the
 /// `//! ## Quick start` heading, without the `//! ` prefixes.
@@ -71,26 +69,6 @@ fn documents() -> Vec<String> {
     let mut documents = vec!["README.md".to_string()];
     documents.extend(chapters());
     documents
-}
-
-/// Every fenced block of the markdown file `path`: its info string (what
-/// follows the opening ```) and its text.
-fn blocks_of(path: &str) -> Vec<(String, String)> {
-    let mut blocks = Vec::new();
-    let mut open: Option<(String, String)> = None;
-    for line in read(path).lines() {
-        match (&mut open, line.strip_prefix("```")) {
-            (None, Some(info)) => open = Some((info.trim().to_string(), String::new())),
-            (Some(_), Some("")) => blocks.extend(open.take()),
-            (Some((_, body)), _) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            (None, None) => {}
-        }
-    }
-    assert!(open.is_none(), "{path}: an unclosed code block");
-    blocks
 }
 
 /// The lines of a Rust block a reader sees (rustdoc hides `# ` lines).

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent, ViewContext, ViewRepository};
-use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, EventStore, View};
+use cqrs_es::{Aggregate, EventEnvelope, EventStore, View};
 use dynamo_es::codec::Encoding;
 use dynamo_es::item::Item;
 use dynamo_es::recode::{RecodeOptions, Recoder, Table};
@@ -47,14 +47,7 @@ enum VaultEvent {
     },
 }
 
-impl DomainEvent for VaultEvent {
-    fn event_type(&self) -> String {
-        "Stored".into()
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
+dynamo_es::domain_event!(VaultEvent, "1.0", Stored);
 
 dynamo_es::events_aggregate!(Vault, "Vault", VaultEvent, AccountError, empty => Ok(()));
 

@@ -489,8 +489,7 @@ async fn on_the_emulator_a_lost_race_is_a_conflict_whoever_wrote_first() {
     assert_first_event_conflicts(&ours, &id).await;
 
     // Against an upstream item (no commit id).
-    let upstream = upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
-        .with_tables(&db.events, &db.snapshots);
+    let upstream = upstream_repo(&db);
     let id = new_id();
     upstream
         .persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
@@ -575,12 +574,9 @@ async fn a_one_event_commit_costs_one_write_unit_where_a_transaction_cost_two() 
 async fn upstream_reads_events_committed_by_single_puts_and_continues_them() {
     let db = tables().await;
     let ours = db.repository().with_codec(Codec::json());
-    let upstream = upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
-        .with_tables(&db.events, &db.snapshots);
+    let upstream = upstream_repo(&db);
     let id = new_id();
-    let events: Vec<_> = (1..=3)
-        .map(|s| deposit_event(Account::TYPE, &id, s, 5))
-        .collect();
+    let events = deposit_events(&id, 3, 5);
     for event in &events {
         ours.persist::<Account>(std::slice::from_ref(event), None)
             .await

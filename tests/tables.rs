@@ -94,12 +94,7 @@ fn assert_schema_error(err: &Error, table: &str, expected: &str, found: &str) {
         }
         other => panic!("expected Error::TableSchema for {table}, got {other:?}"),
     }
-    let message = err.to_string();
-    assert!(message.contains(table), "{message}");
-    assert!(
-        message.contains(expected) && message.contains(found),
-        "{message}"
-    );
+    projection_common::assert_names(&err, &[table, expected, found]);
 }
 
 /// `create_event_tables` for `t`, which must fail with a schema error on

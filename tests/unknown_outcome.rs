@@ -90,11 +90,23 @@ async fn two_events(http: &Scripted) -> Result<(), PersistenceError> {
 }
 
 #[tokio::test]
-async fn a_put_item_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = three_server_errors();
-    let err = one_event(&http).await.unwrap_err();
-    assert_unknown(&err, "PutItem");
-    assert_eq!(http.operations(), ["PutItem"; 3]);
+async fn commits_answered_only_by_server_errors_have_an_unknown_outcome() {
+    // One event (PutItem), two events and one event with its snapshot
+    // (TransactWriteItems): three attempts, then an unknown outcome.
+    for (commit, operation) in [
+        (0, "PutItem"),
+        (1, "TransactWriteItems"),
+        (2, "TransactWriteItems"),
+    ] {
+        let http = three_server_errors();
+        let result = match commit {
+            0 => one_event(&http).await,
+            1 => two_events(&http).await,
+            _ => one_event_with_a_snapshot(&http).await,
+        };
+        assert_unknown(&result.unwrap_err(), operation);
+        assert_eq!(http.operations(), [operation; 3]);
+    }
 }
 
 #[tokio::test]
@@ -127,14 +139,6 @@ async fn a_clean_refusal_on_the_first_attempt_stays_a_refusal() {
 }
 
 #[tokio::test]
-async fn a_transaction_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = three_server_errors();
-    let err = two_events(&http).await.unwrap_err();
-    assert_unknown(&err, "TransactWriteItems");
-    assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
-}
-
-#[tokio::test]
 async fn a_lost_transaction_then_throttling_has_an_unknown_outcome() {
     let http = script([
         Step::Lost,
@@ -158,12 +162,7 @@ async fn a_lost_transaction_then_throttling_has_an_unknown_outcome() {
 }
 
 #[tokio::test]
-async fn a_commit_with_its_snapshot_answered_only_by_server_errors_has_an_unknown_outcome() {
-    let http = three_server_errors();
-    let err = one_event_with_a_snapshot(&http).await.unwrap_err();
-    assert_unknown(&err, "TransactWriteItems");
-    assert_eq!(http.operations(), ["TransactWriteItems"; 3]);
-
+async fn a_commit_with_its_snapshot_refused_after_a_lost_attempt_has_an_unknown_outcome() {
     // A validation error after a lost attempt: not retried without the
     // snapshot (the lost attempt may have stored the events).
     let http = script([

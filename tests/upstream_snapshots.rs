@@ -139,11 +139,7 @@ async fn ours_after_upstream(
             .unwrap(),
         ),
     );
-    db.client
-        .put_item()
-        .table_name(&db.snapshots)
-        .set_item(Some(altered))
-        .send()
+    dynamo_es::testing::put_item(&db.client, &db.snapshots, altered)
         .await
         .unwrap();
     assert_eq!(store.load_aggregate(&id).await.unwrap().aggregate.total, 40);

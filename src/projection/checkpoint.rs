@@ -28,6 +28,7 @@ use super::fields::{
 use super::observed::Observed;
 use super::Error;
 use crate::item::{get_n, get_s, n, s, Item};
+use crate::tables::requests::{get_item, put_item, scan, Filter};
 use crate::tables::LEASE_KEY;
 
 /// The default [lease duration](CheckpointStore::with_lease_duration).
@@ -230,26 +231,32 @@ impl CheckpointStore {
     /// Every shard item of the projection (a consistent `Scan` of the
     /// checkpoint table, filtered by projection), ordered by shard id.
     pub async fn list(&self) -> Result<Vec<ShardCheckpoint>, Error> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("#projection = :projection AND attribute_exists(#shard)")
-            .expression_attribute_names("#projection", PROJECTION)
-            .expression_attribute_names("#shard", SHARD_ID)
-            .expression_attribute_values(":projection", s(&self.projection))
-            .into_paginator()
-            .send();
-        let mut shards = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| crate::Error::from_sdk_on("Scan", &self.table, err))?;
-            for item in page.items() {
-                shards.push(ShardCheckpoint::from_item(item)?);
-            }
-        }
+        let items = self.items_with(&[SHARD_ID]).await?;
+        let mut shards = items
+            .iter()
+            .map(ShardCheckpoint::from_item)
+            .collect::<Result<Vec<_>, Error>>()?;
         shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         Ok(shards)
+    }
+
+    /// Every item of the projection that has one of the attributes
+    /// `any_of` (a consistent `Scan` of the checkpoint table, filtered by
+    /// projection).
+    pub(super) async fn items_with(&self, any_of: &[&str]) -> Result<Vec<Item>, Error> {
+        let exists: Vec<String> = (0..any_of.len())
+            .map(|i| format!("attribute_exists(#a{i})"))
+            .collect();
+        let mut filter = Filter::new(format!(
+            "#projection = :projection AND ({})",
+            exists.join(" OR ")
+        ))
+        .name("#projection", PROJECTION)
+        .value(":projection", s(&self.projection));
+        for (i, name) in any_of.iter().enumerate() {
+            filter = filter.name(&format!("#a{i}"), name);
+        }
+        Ok(scan(&self.client, &self.table, filter).await?)
     }
 
     /// One shard's item, if it exists (a consistent `GetItem`).
@@ -262,16 +269,7 @@ impl CheckpointStore {
 
     /// The item at `key`, read consistently.
     pub(super) async fn get_item(&self, key: &str) -> Result<Option<Item>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(LEASE_KEY, s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| crate::Error::from_sdk_on("GetItem", &self.table, err))?;
-        Ok(out.item)
+        Ok(get_item(&self.client, &self.table, (LEASE_KEY, key)).await?)
     }
 
     /// Where a shard without a checkpoint starts after a finished rebuild:
@@ -347,14 +345,7 @@ impl CheckpointStore {
                 aws_sdk_dynamodb::types::AttributeValue::Ss(marker.closed_shards.clone()),
             );
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|err| crate::Error::from_sdk_on("PutItem", &self.table, err))?;
-        Ok(())
+        Ok(put_item(&self.client, &self.table, item).await?)
     }
 }
 

@@ -18,10 +18,10 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::checkpoint::RebuildMarker;
-use super::fields::{CHECKPOINT, FINISHED, PROJECTION};
+use super::fields::{CHECKPOINT, FINISHED, SHARD_ID};
 use super::{CheckpointStore, Error, ShardCheckpoint};
 use crate::error::or_refused;
-use crate::item::{get_s, s, LAST_SEQUENCE};
+use crate::item::{get_s, s, Item, LAST_SEQUENCE};
 use crate::tables::LEASE_KEY;
 
 /// What [`CheckpointStore::reset`] deleted.
@@ -60,7 +60,14 @@ impl CheckpointStore {
     /// lease the shard again (without a checkpoint) and keeps the rebuild
     /// marker it read when it started.
     pub async fn reset(&self) -> Result<Reset, Error> {
-        let shards = self.list().await?;
+        // One scan: the shard items and the applied sequences.
+        let items = self.items_with(&[SHARD_ID, LAST_SEQUENCE]).await?;
+        let mut shards = items
+            .iter()
+            .filter(|item| item.contains_key(SHARD_ID))
+            .map(ShardCheckpoint::from_item)
+            .collect::<Result<Vec<_>, Error>>()?;
+        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         let rebuild = self.rebuild_marker().await?;
         for shard in &shards {
             self.delete(&self.key(&shard.shard_id), None).await?;
@@ -72,7 +79,7 @@ impl CheckpointStore {
         // otherwise: deleting nothing is harmless).
         self.delete(&format!("{}#!start", self.projection()), None)
             .await?;
-        let sequences = self.delete_sequences().await?;
+        let sequences = self.delete_sequences(&items).await?;
         tracing::info!(
             projection = self.projection(),
             table = self.table(),
@@ -87,33 +94,16 @@ impl CheckpointStore {
         })
     }
 
-    /// Deletes the projection's applied sequences (items with a
+    /// Deletes the applied sequences among `items` (those with a
     /// `LastSequence`); returns how many.
-    async fn delete_sequences(&self) -> Result<usize, Error> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("#projection = :projection AND attribute_exists(#seq)")
-            .expression_attribute_names("#projection", PROJECTION)
-            .expression_attribute_names("#seq", LAST_SEQUENCE)
-            .expression_attribute_values(":projection", s(self.projection()))
-            .projection_expression("#key")
-            .expression_attribute_names("#key", LEASE_KEY)
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| crate::Error::from_sdk_on("Scan", &self.table, err))?;
-            for item in page.items() {
-                keys.push(get_s(item, "<sequence item>", LEASE_KEY)?.to_string());
-            }
+    async fn delete_sequences(&self, items: &[Item]) -> Result<usize, Error> {
+        let mut deleted = 0;
+        for item in items.iter().filter(|item| item.contains_key(LAST_SEQUENCE)) {
+            self.delete(get_s(item, "<sequence item>", LEASE_KEY)?, None)
+                .await?;
+            deleted += 1;
         }
-        for key in &keys {
-            self.delete(key, None).await?;
-        }
-        Ok(keys.len())
+        Ok(deleted)
     }
 
     /// Deletes the items of `before` (read before a rebuild's marker was

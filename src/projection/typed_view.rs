@@ -22,6 +22,7 @@ use super::Error;
 use crate::codec::Codec;
 use crate::item::{b, get_b, get_n, n, s, Item, PAYLOAD, VIEW_ID, VIEW_VERSION};
 use crate::size::{item_size, MAX_ITEM_SIZE};
+use crate::tables::requests::get_item;
 
 /// Views of type `V` in a view table (as [`create_view_table`](crate::create_view_table)
 /// creates it), keyed by any string, written with a [`Codec`] (reads
@@ -103,16 +104,7 @@ impl<V: Serialize + DeserializeOwned> TypedViews<V> {
     /// The view at `key` and its version, if stored (a consistent
     /// `GetItem`): hand the version to [`save_write`](Self::save_write).
     pub async fn load_versioned(&self, key: &str) -> Result<Option<(V, u64)>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(VIEW_ID, s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| crate::Error::from_sdk_on("GetItem", &self.table, err))?;
-        let Some(item) = out.item else {
+        let Some(item) = get_item(&self.client, &self.table, (VIEW_ID, key)).await? else {
             return Ok(None);
         };
         let version = match item.get(VIEW_VERSION) {

@@ -48,6 +48,7 @@ pub mod costs;
 pub mod faults;
 pub mod fixtures;
 pub mod local;
+pub mod seeds;
 pub mod streams;
 
 /// The environment variable that points tests at another DynamoDB endpoint.
@@ -298,6 +299,17 @@ pub async fn dynamodb() -> Result<TestTables> {
     dynamodb_with(client_for(&endpoint()?)).await
 }
 
+/// Fresh tables (as [`dynamodb`] makes them) whose events table has the
+/// slice index of `slices`, and the name of a fresh checkpoint table: what
+/// a feed projection reads from and writes to.
+pub async fn sliced_dynamodb(slices: crate::slice::Slices) -> Result<(TestTables, String)> {
+    let db = dynamodb().await?;
+    crate::tables::add_slice_index(&db.client, &db.events, slices).await?;
+    let checkpoints = unique_name("checkpoints");
+    crate::tables::create_checkpoint_table(&db.client, &checkpoints).await?;
+    Ok((db, checkpoints))
+}
+
 /// Creates uniquely named tables through `client`.
 pub async fn dynamodb_with(client: Client) -> Result<TestTables> {
     let tables = TestTables {
@@ -349,18 +361,13 @@ fn at_level(_codec: &Codec, _level: i32) -> Option<Codec> {
 
 /// Every item of `table`, all pages, read consistently.
 pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    let mut items = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| Error::from_sdk_on("Scan", table, err))?;
-        items.extend(page.items.unwrap_or_default());
-    }
-    Ok(items)
+    crate::tables::requests::scan(client, table, crate::tables::requests::Filter::default()).await
+}
+
+/// Writes `item` to `table` as it is (an unconditional `PutItem`): to
+/// plant an item a test needs, such as one altered or moved by hand.
+pub async fn put_item(client: &Client, table: &str, item: Item) -> Result<()> {
+    crate::tables::requests::put_item(client, table, item).await
 }
 
 /// Encodes `value` as dynamo-es 0.5 wrote typed MessagePack payloads (tag

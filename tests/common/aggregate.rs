@@ -2,7 +2,7 @@
 //! records exactly which events it saw, its view, and aggregates that only
 //! count their events (`Other`, and those `counting_aggregate!` defines).
 
-use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, View};
+use cqrs_es::{EventEnvelope, View};
 use serde::{Deserialize, Serialize};
 
 /// A ledger-like aggregate whose state records exactly which events it saw,
@@ -42,35 +42,14 @@ pub enum AccountEvent {
     Noted { text: String },
 }
 
-impl DomainEvent for AccountEvent {
-    fn event_type(&self) -> String {
-        match self {
-            AccountEvent::Deposited { .. } => "Deposited".into(),
-            AccountEvent::Noted { .. } => "Noted".into(),
-        }
-    }
-    fn event_version(&self) -> String {
-        "1.0".into()
-    }
-}
+dynamo_es::domain_event!(AccountEvent, "1.0", Deposited, Noted);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AccountError(pub String);
 
-impl Aggregate for Account {
-    const TYPE: &'static str = "Account";
-    type Command = AccountCommand;
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+dynamo_es::command_aggregate!(Account, "Account", AccountCommand, AccountEvent, AccountError,
+    handle(self, command, sink) {
         match command {
             AccountCommand::Deposit { amount, times } => {
                 for _ in 0..times {
@@ -82,15 +61,14 @@ impl Aggregate for Account {
         }
         Ok(())
     }
-
-    fn apply(&mut self, event: Self::Event) {
+    apply(self, event) {
         self.applied += 1;
         match event {
             AccountEvent::Deposited { amount } => self.total += amount,
             AccountEvent::Noted { text } => self.notes.push(text),
         }
     }
-}
+);
 
 /// An aggregate `$name` of type `$type` that only counts the `$event`s
 /// it applies (in its field `$count`); its one command, `()`, emits

@@ -311,11 +311,7 @@ pub async fn create_raw(
 
 /// Writes `item` to `table` as it is.
 pub async fn put(db: &TestTables, table: &str, item: Item) {
-    db.client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
+    dynamo_es::testing::put_item(&db.client, table, item)
         .await
         .unwrap();
 }
@@ -460,4 +456,37 @@ pub fn assert_failed(err: &PersistenceError, class: &str, operation: &str) {
         (Some((class, operation)), class != "Dynamo"),
         "{err:?}"
     );
+}
+
+/// A projection failing on one aggregate (as a failing view write would),
+/// with "view of {id} refused".
+pub struct FailOn(pub String);
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for FailOn {
+    async fn project(
+        &self,
+        id: &str,
+        _: &[EventEnvelope<Account>],
+    ) -> Result<(), dynamo_es::projection::Error> {
+        if id == self.0 {
+            return Err(dynamo_es::projection::Error::projection(format!(
+                "view of {id} refused"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Upstream `dynamo-es` 0.5's event repository on `db`'s tables.
+pub fn upstream_repo(db: &TestTables) -> upstream_dynamo_es::DynamoEventRepository {
+    upstream_dynamo_es::DynamoEventRepository::new(db.client.clone())
+        .with_tables(&db.events, &db.snapshots)
+}
+
+/// `count` deposits of `amount` into account `id`, sequences 1 to `count`.
+pub fn deposit_events(id: &str, count: usize, amount: i64) -> Vec<SerializedEvent> {
+    (1..=count)
+        .map(|sequence| deposit_event(Account::TYPE, id, sequence, amount))
+        .collect()
 }

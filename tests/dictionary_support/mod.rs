@@ -111,6 +111,13 @@ pub async fn trained<A: Aggregate>(db: &TestTables) -> Trained {
         .unwrap()
 }
 
+/// Seeds `count` training events of `A` into `db` (from `seed`), then
+/// trains and stores a dictionary on them.
+pub async fn seeded_and_trained<A: Aggregate>(db: &TestTables, count: usize, seed: u64) -> Trained {
+    seed_training::<A>(db, count, seed).await;
+    trained::<A>(db).await
+}
+
 /// The dictionary id the frame of `attribute` of `item` names.
 pub fn frame_dictionary(item: &Item, attribute: &str) -> Option<u32> {
     let Some(AttributeValue::B(bytes)) = item.get(attribute) else {

@@ -118,3 +118,63 @@ pub fn add_to(
         .update(update.build().unwrap())
         .build()
 }
+
+/// A view of per-aggregate totals: each aggregate's sum, and how many
+/// events made them (the transactional tests' and benchmarks' view).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Totals {
+    pub totals: std::collections::BTreeMap<String, i64>,
+    pub events: u64,
+}
+
+/// One versioned write per key of `groups`, as a transactional handler
+/// merges its changes: the key's stored [`Totals`] (or none), plus each of
+/// its events' `amount`.
+pub async fn totals_writes<A: cqrs_es::Aggregate>(
+    views: &dynamo_es::projection::TypedViews<Totals>,
+    groups: std::collections::BTreeMap<String, Vec<&cqrs_es::EventEnvelope<A>>>,
+    amount: fn(&cqrs_es::EventEnvelope<A>) -> i64,
+) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, dynamo_es::projection::Error> {
+    let mut writes = Vec::new();
+    for (key, events) in groups {
+        let (mut view, read) = match views.load_versioned(&key).await? {
+            Some((view, version)) => (view, Some(version)),
+            None => (Totals::default(), None),
+        };
+        for event in events {
+            *view.totals.entry(event.aggregate_id.clone()).or_default() += amount(event);
+            view.events += 1;
+        }
+        writes.push(views.save_write(&key, &view, read)?);
+    }
+    Ok(writes)
+}
+
+/// `err`'s message names each of `names` (the item, table or owner a
+/// typed error is about).
+pub fn assert_names(err: &impl std::fmt::Display, names: &[&str]) {
+    let message = err.to_string();
+    for name in names {
+        assert!(message.contains(name), "{name:?} not named in: {message}");
+    }
+}
+
+/// Implements `TransactionalProjection<$aggregate>` for `$handler`: the
+/// header the tests' handlers share; `$events` names the batch in `$body`.
+#[allow(unused_macros)]
+macro_rules! transactional_writes {
+    ($handler:ty, $aggregate:ty, |$self_:ident, $events:pat_param| $body:block) => {
+        #[async_trait::async_trait]
+        impl dynamo_es::projection::TransactionalProjection<$aggregate> for $handler {
+            async fn writes(
+                &$self_,
+                $events: &[cqrs_es::EventEnvelope<$aggregate>],
+            ) -> Result<
+                Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+                dynamo_es::projection::Error,
+            > $body
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use transactional_writes;

@@ -9,12 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use async_trait::async_trait;
-use cqrs_es::EventEnvelope;
 use dynamo_es::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use dynamo_es::aws_sdk_dynamodb::Client;
 use dynamo_es::item::VIEW_ID;
-use dynamo_es::projection::{Error, TransactionalProjection};
 
 use crate::common::{Account, AccountEvent};
 use crate::projection_common::add_to;
@@ -31,48 +28,35 @@ fn add(table: &str, key: &str, count: u64, total: i64) -> TransactWriteItem {
     add_to(table, key, &[("Count", count), ("Total", total)])
 }
 
-#[async_trait]
-impl TransactionalProjection<Account> for Counter {
-    async fn writes(
-        &self,
-        events: &[EventEnvelope<Account>],
-    ) -> Result<Vec<TransactWriteItem>, Error> {
-        // One write per item: merged per aggregate.
-        let mut by_aggregate: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
-        for event in events {
-            let amount = match &event.payload {
-                AccountEvent::Deposited { amount } => *amount,
-                AccountEvent::Noted { .. } => 0,
-            };
-            let entry = by_aggregate.entry(&event.aggregate_id).or_default();
-            entry.0 += 1;
-            entry.1 += amount;
-        }
-        let mut writes: Vec<TransactWriteItem> = by_aggregate
-            .iter()
-            .map(|(id, (count, total))| add(&self.table, &format!("count#{id}"), *count, *total))
-            .collect();
-        let (count, total) = by_aggregate
-            .values()
-            .fold((0, 0), |(c, t), (count, total)| (c + count, t + total));
-        writes.push(add(&self.table, "count#all", count, total));
-        Ok(writes)
+crate::projection_common::transactional_writes!(Counter, Account, |self, events| {
+    // One write per item: merged per aggregate.
+    let mut by_aggregate: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
+    for event in events {
+        let amount = match &event.payload {
+            AccountEvent::Deposited { amount } => *amount,
+            AccountEvent::Noted { .. } => 0,
+        };
+        let entry = by_aggregate.entry(&event.aggregate_id).or_default();
+        entry.0 += 1;
+        entry.1 += amount;
     }
-}
+    let mut writes: Vec<TransactWriteItem> = by_aggregate
+        .iter()
+        .map(|(id, (count, total))| add(&self.table, &format!("count#{id}"), *count, *total))
+        .collect();
+    let (count, total) = by_aggregate
+        .values()
+        .fold((0, 0), |(c, t), (count, total)| (c + count, t + total));
+    writes.push(add(&self.table, "count#all", count, total));
+    Ok(writes)
+});
 
 impl Counter {
     /// Every counter's count and total, by key (one consistent `Scan`).
     pub async fn read_all(&self) -> HashMap<String, (u64, i64)> {
-        let items = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .send()
+        let items = dynamo_es::testing::scan_all(&self.client, &self.table)
             .await
-            .expect("the counters")
-            .items
-            .unwrap_or_default();
+            .expect("the counters");
         let number = |item: &HashMap<String, AttributeValue>, name: &str| {
             item.get(name)
                 .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())

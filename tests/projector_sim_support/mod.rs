@@ -36,10 +36,6 @@ pub mod runs;
 pub mod schedule;
 pub mod world;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
 use runs::Sim;
 use schedule::Schedule;
 
@@ -84,47 +80,7 @@ pub async fn history(seed: u64) -> Result<(), String> {
 
 /// Runs one history on a runtime of its own.
 pub fn run_one(seed: u64) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(history(seed))
-    }));
-    runtime.shutdown_background();
-    outcome.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(format!("PANIC: {message}"))
-    })
-}
-
-/// Runs the histories of `seeds` on `threads` threads; the failures, by seed.
-pub fn run_many(seeds: Vec<u64>, threads: usize) -> Vec<(u64, String)> {
-    let queue = Arc::new(Mutex::new(VecDeque::from(seeds)));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..threads.max(1))
-        .map(|_| {
-            let (queue, failures) = (queue.clone(), failures.clone());
-            std::thread::spawn(move || loop {
-                let Some(seed) = queue.lock().unwrap().pop_front() else {
-                    return;
-                };
-                if let Err(message) = run_one(seed) {
-                    failures.lock().unwrap().push((seed, message));
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().expect("a worker");
-    }
-    let mut failures = std::mem::take(&mut *failures.lock().unwrap());
-    failures.sort_by_key(|(seed, _)| *seed);
-    failures
+    dynamo_es::testing::seeds::run_isolated(history(seed))
 }
 
 /// The command that re-runs `seed`.
@@ -135,25 +91,5 @@ pub fn rerun(seed: u64) -> String {
 /// Runs `seeds` and panics with every failing seed, its violations and the
 /// command that re-runs it.
 pub fn check_seeds(seeds: Vec<u64>, threads: usize) {
-    let count = seeds.len();
-    let started = Instant::now();
-    let failures = run_many(seeds, threads);
-    eprintln!(
-        "projector simulation: {count} histories in {:.1?}, {} failed",
-        started.elapsed(),
-        failures.len()
-    );
-    if failures.is_empty() {
-        return;
-    }
-    let report: Vec<String> = failures
-        .iter()
-        .map(|(seed, message)| format!("seed {seed} failed (re-run: {}):\n{message}", rerun(*seed)))
-        .collect();
-    panic!(
-        "{} of {count} histories failed; failing seeds: {:?}\n\n{}",
-        failures.len(),
-        failures.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        report.join("\n\n")
-    );
+    dynamo_es::testing::seeds::check_seeds("projector simulation", seeds, threads, run_one, rerun);
 }

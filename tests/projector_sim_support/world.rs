@@ -194,12 +194,7 @@ impl World {
             let amount = 1 + i64::try_from(rng.below(100)).unwrap();
             let event = deposit_event(kind, &aggregate, sequence, amount);
             let (item, _) = event_to_item(&event, &Codec::default()).unwrap();
-            self.db
-                .client
-                .put_item()
-                .table_name(&self.db.events)
-                .set_item(Some(item))
-                .send()
+            dynamo_es::testing::put_item(&self.db.client, &self.db.events, item)
                 .await
                 .expect("the commit");
             let shard = self

@@ -47,20 +47,7 @@ impl ModelEvent {
     }
 }
 
-impl DomainEvent for ModelEvent {
-    fn event_type(&self) -> String {
-        match self {
-            ModelEvent::Plain { .. } => "Plain",
-            ModelEvent::Flat(_) => "Flat",
-            ModelEvent::Big { .. } => "Big",
-            ModelEvent::Deep { .. } => "Deep",
-        }
-        .to_string()
-    }
-    fn event_version(&self) -> String {
-        "1.0".to_string()
-    }
-}
+dynamo_es::domain_event!(ModelEvent, "1.0", Plain, Flat, Big, Deep);
 
 /// The model aggregate: a digest of every event it applied.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

@@ -104,11 +104,7 @@ pub async fn store_as(
     item.insert("DictionaryId".into(), n(id));
     item.insert("DictionaryBytes".into(), b(bytes));
     item.insert("DictionaryHash".into(), AttributeValue::S(hash));
-    client
-        .put_item()
-        .table_name(snapshots)
-        .set_item(Some(item))
-        .send()
+    dynamo_es::testing::put_item(client, snapshots, item)
         .await
         .unwrap();
     load(client, snapshots, id).await

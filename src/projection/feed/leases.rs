@@ -31,6 +31,7 @@ use super::super::observed::{Observed, Seen};
 use crate::error::{or_refused, Error as StoreError};
 use crate::item::{get_n, get_s, n, s, Item};
 use crate::projection::Error;
+use crate::tables::requests::{scan, Filter};
 use crate::tables::LEASE_KEY;
 
 pub(super) const OWNER: &str = "Owner";
@@ -101,23 +102,16 @@ impl SliceLeases {
             .send()
             .await
             .map_err(|err| StoreError::from_sdk_on("PutItem", &self.table, err))?;
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#key, :prefix)")
-            .expression_attribute_names("#key", LEASE_KEY)
-            .expression_attribute_values(":prefix", s(&self.prefix))
-            .into_paginator()
-            .send();
+        let items = scan(
+            &self.client,
+            &self.table,
+            Filter::prefix(LEASE_KEY, &self.prefix),
+        )
+        .await?;
         let mut round = Round::default();
         round.alive.insert(self.owner.clone());
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| StoreError::from_sdk_on("Scan", &self.table, err))?;
-            for item in page.items() {
-                self.read_item(item, &mut round)?;
-            }
+        for item in &items {
+            self.read_item(item, &mut round)?;
         }
         Ok(round)
     }

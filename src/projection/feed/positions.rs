@@ -14,8 +14,9 @@ use aws_sdk_dynamodb::Client;
 
 use super::position::SlicePosition;
 use crate::error::Error as StoreError;
-use crate::item::{get_n, n, s, Item};
+use crate::item::{get_n, get_s, n, s, Item};
 use crate::projection::Error;
+use crate::tables::requests::{get_item, get_items, scan, Filter};
 use crate::tables::LEASE_KEY;
 
 const PROJECTION: &str = "Projection";
@@ -73,16 +74,7 @@ impl FeedPositions {
         start: &SlicePosition,
     ) -> Result<SavedPosition, Error> {
         let key = self.key(aggregate_type, slice);
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(LEASE_KEY, s(&key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| StoreError::from_sdk_on("GetItem", &self.table, err))?;
-        let Some(item) = got.item else {
+        let Some(item) = get_item(&self.client, &self.table, (LEASE_KEY, &key)).await? else {
             return Ok(SavedPosition {
                 position: start.clone(),
                 version: 0,
@@ -182,50 +174,10 @@ impl FeedPositions {
             .map(|id| (self.sequence_key(aggregate_type, id), id))
             .collect();
         let keys: Vec<String> = by_key.keys().cloned().collect();
-        for chunk in keys.chunks(100) {
-            let mut wanted = Some(
-                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(
-                        chunk
-                            .iter()
-                            .map(|key| {
-                                std::collections::HashMap::from([(LEASE_KEY.to_string(), s(key))])
-                            })
-                            .collect(),
-                    ))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(crate::Error::from)?,
-            );
-            let mut attempt = 0u32;
-            while let Some(keys) = wanted.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|err| StoreError::from_sdk_on("BatchGetItem", &self.table, err))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let key = crate::item::get_s(&item, LEASE_KEY, "LeaseKey")?;
-                    if let Some(id) = by_key.get(key) {
-                        found.insert((*id).clone(), get_n(&item, LAST_SEQUENCE, "LastSequence")?);
-                    }
-                }
-                wanted = out
-                    .unprocessed_keys
-                    .and_then(|mut left| left.remove(&self.table))
-                    .filter(|left| !left.keys().is_empty());
-                if wanted.is_some() {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6)))
-                        .await;
-                }
+        for item in get_items(&self.client, &self.table, LEASE_KEY, &keys).await? {
+            let key = get_s(&item, LEASE_KEY, "LeaseKey")?;
+            if let Some(id) = by_key.get(key) {
+                found.insert((*id).clone(), get_n(&item, LAST_SEQUENCE, "LastSequence")?);
             }
         }
         Ok(found)
@@ -307,46 +259,48 @@ impl FeedPositions {
     /// of the checkpoint table), by aggregate type and slice.
     pub async fn list(&self) -> Result<Vec<SliceStatus>, Error> {
         let prefix = format!("{}#feed#", self.projection);
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#key, :prefix)")
-            .expression_attribute_names("#key", LEASE_KEY)
-            .expression_attribute_values(":prefix", s(&prefix))
-            .into_paginator()
-            .send();
+        let items = scan(
+            &self.client,
+            &self.table,
+            Filter::prefix(LEASE_KEY, &prefix),
+        )
+        .await?;
+        self.slices(&prefix, &items)
+    }
+
+    /// The slice positions among `items` (those keyed `prefix` and
+    /// `{aggregate type}#{slice}`; heartbeats skipped), by aggregate type
+    /// and slice.
+    fn slices(&self, prefix: &str, items: &[Item]) -> Result<Vec<SliceStatus>, Error> {
         let mut slices = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| StoreError::from_sdk_on("Scan", &self.table, err))?;
-            for item in page.items() {
-                let key = crate::item::get_s(item, LEASE_KEY, "LeaseKey")?;
-                let rest = key.strip_prefix(&prefix).unwrap_or_default();
-                let parsed = rest.rsplit_once('#').and_then(|(aggregate_type, slice)| {
-                    Some((aggregate_type, slice.parse().ok()?))
-                });
-                let Some((aggregate_type, slice)) = parsed else {
-                    if rest.contains("#owner#") {
-                        // A feed process's heartbeat.
-                        continue;
-                    }
-                    return Err(Error::Store(StoreError::InvalidAttribute {
-                        key: key.to_string(),
-                        attribute: "LeaseKey",
-                        expected: "`{projection}#feed#{aggregate type}#{slice}`",
-                    }));
-                };
-                slices.push(SliceStatus {
-                    aggregate_type: aggregate_type.to_string(),
-                    slice,
-                    owner: item
-                        .get(super::leases::OWNER)
-                        .and_then(|owner| owner.as_s().ok())
-                        .cloned(),
-                    saved: parse(key, item, &SlicePosition::default())?,
-                });
-            }
+        for item in items {
+            let key = get_s(item, LEASE_KEY, "LeaseKey")?;
+            let Some(rest) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let parsed = rest
+                .rsplit_once('#')
+                .and_then(|(aggregate_type, slice)| Some((aggregate_type, slice.parse().ok()?)));
+            let Some((aggregate_type, slice)) = parsed else {
+                if rest.contains("#owner#") {
+                    // A feed process's heartbeat.
+                    continue;
+                }
+                return Err(Error::Store(StoreError::InvalidAttribute {
+                    key: key.to_string(),
+                    attribute: "LeaseKey",
+                    expected: "`{projection}#feed#{aggregate type}#{slice}`",
+                }));
+            };
+            slices.push(SliceStatus {
+                aggregate_type: aggregate_type.to_string(),
+                slice,
+                owner: item
+                    .get(super::leases::OWNER)
+                    .and_then(|owner| owner.as_s().ok())
+                    .cloned(),
+                saved: parse(key, item, &SlicePosition::default())?,
+            });
         }
         slices.sort_by(|a, b| (&a.aggregate_type, a.slice).cmp(&(&b.aggregate_type, b.slice)));
         Ok(slices)
@@ -358,34 +312,19 @@ impl FeedPositions {
     /// first (a running one stops at its next save with
     /// [`Error::FeedPositionTaken`]). Returns the positions deleted.
     pub async fn reset(&self) -> Result<Vec<SliceStatus>, Error> {
-        let slices = self.list().await?;
-        let mut keys: Vec<String> = slices
+        // One scan: the positions, the heartbeats and the per-aggregate
+        // records.
+        let prefix = format!("{}#feed#", self.projection);
+        let filter = Filter::new("begins_with(#key, :feed) OR begins_with(#key, :seq)")
+            .name("#key", LEASE_KEY)
+            .value(":feed", s(&prefix))
+            .value(":seq", s(format!("{}#feedseq#", self.projection)));
+        let items = scan(&self.client, &self.table, filter).await?;
+        let slices = self.slices(&prefix, &items)?;
+        let mut keys = items
             .iter()
-            .map(|slice| self.key(&slice.aggregate_type, slice.slice))
-            .collect();
-        // The heartbeats and the per-aggregate records go with them.
-        for prefix in [
-            format!("{}#feed#", self.projection),
-            format!("{}#feedseq#", self.projection),
-        ] {
-            let mut pages = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .filter_expression("begins_with(#key, :prefix)")
-                .projection_expression("#key")
-                .expression_attribute_names("#key", LEASE_KEY)
-                .expression_attribute_values(":prefix", s(&prefix))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|err| StoreError::from_sdk_on("Scan", &self.table, err))?;
-                for item in page.items() {
-                    keys.push(crate::item::get_s(item, LEASE_KEY, "LeaseKey")?.to_string());
-                }
-            }
-        }
+            .map(|item| Ok(get_s(item, LEASE_KEY, "LeaseKey")?.to_string()))
+            .collect::<Result<Vec<String>, Error>>()?;
         keys.sort();
         keys.dedup();
         for key in keys {

@@ -105,54 +105,34 @@ pub(super) fn write_size(write: &TransactWriteItem) -> usize {
             .sum();
         table.len() + item_size(item) + texts + names + values
     };
-    let put = write.put.as_ref().map(|w| {
-        let texts = [w.condition_expression.as_deref(), None];
-        (
-            &w.table_name,
-            &w.item,
-            texts,
-            &w.expression_attribute_names,
-            &w.expression_attribute_values,
-        )
-    });
-    let update = write.update.as_ref().map(|w| {
-        let texts = [
-            w.condition_expression.as_deref(),
-            Some(w.update_expression.as_str()),
-        ];
-        (
-            &w.table_name,
-            &w.key,
-            texts,
-            &w.expression_attribute_names,
-            &w.expression_attribute_values,
-        )
-    });
-    let delete = write.delete.as_ref().map(|w| {
-        let texts = [w.condition_expression.as_deref(), None];
-        (
-            &w.table_name,
-            &w.key,
-            texts,
-            &w.expression_attribute_names,
-            &w.expression_attribute_values,
-        )
-    });
-    let check = write.condition_check.as_ref().map(|w| {
-        let texts = [Some(w.condition_expression.as_str()), None];
-        (
-            &w.table_name,
-            &w.key,
-            texts,
-            &w.expression_attribute_names,
-            &w.expression_attribute_values,
-        )
-    });
-    [put, update, delete, check]
-        .into_iter()
-        .flatten()
-        .map(|(table, item, texts, names, values)| part(table, item, texts, names, values))
-        .sum()
+    // Each kind of write: its table, its item or key, its texts, names
+    // and values.
+    macro_rules! size {
+        ($kind:ident, $item:ident, |$w:ident| $texts:expr) => {
+            write.$kind.as_ref().map(|$w| {
+                let (names, values) = (
+                    &$w.expression_attribute_names,
+                    &$w.expression_attribute_values,
+                );
+                part(&$w.table_name, &$w.$item, $texts, names, values)
+            })
+        };
+    }
+    let sizes = [
+        size!(put, item, |w| [w.condition_expression.as_deref(), None]),
+        size!(update, key, |w| {
+            [
+                w.condition_expression.as_deref(),
+                Some(w.update_expression.as_str()),
+            ]
+        }),
+        size!(delete, key, |w| [w.condition_expression.as_deref(), None]),
+        size!(condition_check, key, |w| [
+            Some(w.condition_expression.as_str()),
+            None
+        ]),
+    ];
+    sizes.into_iter().flatten().sum()
 }
 
 /// Sends `writes` (the handler's first `handler` items, then the

@@ -11,16 +11,14 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use crate::item::{get_n, get_s, n, s, Item, LAST_SEQUENCE};
+use crate::item::{get_n, get_s, n, s, LAST_SEQUENCE};
 use crate::projection::fields::{now_millis, PROJECTION, UPDATED_AT};
 use crate::projection::Error;
+use crate::tables::requests::get_items;
 use crate::tables::LEASE_KEY;
-
-/// Keys per `BatchGetItem` (DynamoDB's maximum).
-const BATCH_GET_KEYS: usize = 100;
 
 /// Where a projection keeps its aggregates' applied sequences.
 #[derive(Debug, Clone)]
@@ -48,49 +46,12 @@ impl Sequences {
             .iter()
             .map(|id| (self.key(aggregate_type, id), *id))
             .collect();
-        let keys: Vec<&String> = by_key.keys().collect();
+        let keys: Vec<String> = by_key.keys().cloned().collect();
         let mut applied = HashMap::new();
-        for chunk in keys.chunks(BATCH_GET_KEYS) {
-            let mut pending: Vec<Item> = chunk
-                .iter()
-                .map(|key| HashMap::from([(LEASE_KEY.to_string(), s(key.as_str()))]))
-                .collect();
-            let mut wait = std::time::Duration::from_millis(25);
-            while !pending.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(crate::Error::from)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|err| crate::Error::from_sdk_on("BatchGetItem", &self.table, err))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let key = get_s(&item, "<sequence item>", LEASE_KEY)?;
-                    if let Some(id) = by_key.get(key) {
-                        applied.insert((*id).to_string(), get_n(&item, key, LAST_SEQUENCE)?);
-                    }
-                }
-                if let Some(left) = out
-                    .unprocessed_keys
-                    .and_then(|mut left| left.remove(&self.table))
-                {
-                    // Throttled keys: asked again after a growing pause.
-                    pending = left.keys;
-                    if !pending.is_empty() {
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(std::time::Duration::from_secs(1));
-                    }
-                }
+        for item in get_items(&self.client, &self.table, LEASE_KEY, &keys).await? {
+            let key = get_s(&item, "<sequence item>", LEASE_KEY)?;
+            if let Some(id) = by_key.get(key) {
+                applied.insert((*id).to_string(), get_n(&item, key, LAST_SEQUENCE)?);
             }
         }
         Ok(applied)

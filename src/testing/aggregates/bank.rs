@@ -4,8 +4,7 @@
 //! **Invariant:** the balance is the sum of the statement's amounts, and a
 //! command that would overdraw the account emits nothing.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent, EventEnvelope, View};
+use cqrs_es::{EventEnvelope, View};
 use serde::{Deserialize, Serialize};
 
 /// A bank account, with a statement line per deposit and withdrawal.
@@ -78,38 +77,15 @@ pub enum BankEvent {
     },
 }
 
-impl DomainEvent for BankEvent {
-    fn event_type(&self) -> String {
-        match self {
-            BankEvent::Opened { .. } => "Opened",
-            BankEvent::Deposited { .. } => "Deposited",
-            BankEvent::Withdrew { .. } => "Withdrew",
-        }
-        .to_string()
-    }
-    fn event_version(&self) -> String {
-        "1.0".to_string()
-    }
-}
+crate::domain_event!(BankEvent, "1.0", Opened, Deposited, Withdrew);
 
 /// A refused [`BankCommand`]: opening twice, or overdrawing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BankError(pub String);
 
-impl Aggregate for BankAccount {
-    const TYPE: &'static str = "BankAccount";
-    type Command = BankCommand;
-    type Event = BankEvent;
-    type Error = BankError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: BankCommand,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), BankError> {
+crate::command_aggregate!(BankAccount, "BankAccount", BankCommand, BankEvent, BankError,
+    handle(self, command, sink) {
         match command {
             BankCommand::Open { owner } if !self.opened => {
                 sink.write(BankEvent::Opened { owner }, self).await
@@ -127,8 +103,7 @@ impl Aggregate for BankAccount {
         }
         Ok(())
     }
-
-    fn apply(&mut self, event: BankEvent) {
+    apply(self, event) {
         let (description, amount) = match event {
             BankEvent::Opened { .. } => {
                 self.opened = true;
@@ -144,7 +119,7 @@ impl Aggregate for BankAccount {
             balance_cents: self.balance_cents,
         });
     }
-}
+);
 
 /// A view of a [`BankAccount`]: how many deposits and withdrawals, and the
 /// balance they add up to.

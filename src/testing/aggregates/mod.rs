@@ -16,6 +16,7 @@
 //! is what the store's tests and benchmarks measure).
 
 mod bank;
+mod header;
 mod ledger;
 
 /// Implements [`cqrs_es::Aggregate`] for a test aggregate whose command is
