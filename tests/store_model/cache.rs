@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::{DynamoStore, HotCache};
+use dynamo_es::{DynamoAggregateContext, DynamoStore, HotCache};
 
 use super::aggregate::{Model, ModelEvent};
 use super::history::{Commit, Step};
@@ -100,6 +100,29 @@ pub async fn check(
     let store = DynamoStore::<Model>::new(process.repos[table].clone(), policy)
         .with_cache(process.cache.clone());
     let name = format!("load of Model:{id} (table {table}) through the cache");
+    let (context, at, want) = load_at_most_the_model(&store, &name, model, table, id).await?;
+    if at == want {
+        return Ok(false);
+    }
+    if !stale.contains(&(table, id.to_string())) && !model.may_lag(table, id) {
+        return Err(format!(
+            "{name}: at sequence {at}, behind the model's {want}, with no write behind its back"
+        ));
+    }
+    a_stale_state_conflicts(&store, &name, context, model, table, id).await?;
+    Ok(true)
+}
+
+/// Loads `id` through `store`: the model's state at the sequence loaded,
+/// which is at most the model's; the context, that sequence and the
+/// model's.
+pub async fn load_at_most_the_model(
+    store: &DynamoStore<Model>,
+    name: &str,
+    model: &Store,
+    table: usize,
+    id: &str,
+) -> Result<(DynamoAggregateContext<Model>, usize, usize), String> {
     let want = model.events(table, id).len();
     let context = store
         .load_aggregate(id)
@@ -115,14 +138,21 @@ pub async fn check(
             context.aggregate
         ));
     }
-    if at == want {
-        return Ok(false);
-    }
-    if !stale.contains(&(table, id.to_string())) && !model.may_lag(table, id) {
-        return Err(format!(
-            "{name}: at sequence {at}, behind the model's {want}, with no write behind its back"
-        ));
-    }
+    Ok((context, at, want))
+}
+
+/// A commit from `context`, a state behind the model, conflicts; the
+/// store's next load is the model's state.
+pub async fn a_stale_state_conflicts(
+    store: &DynamoStore<Model>,
+    name: &str,
+    context: DynamoAggregateContext<Model>,
+    model: &Store,
+    table: usize,
+    id: &str,
+) -> Result<(), String> {
+    let at = context.current_sequence;
+    let want = model.events(table, id).len();
     let probe = vec![ModelEvent::Plain {
         amount: 1,
         note: "probe".into(),
@@ -143,9 +173,9 @@ pub async fn check(
         .map_err(|e| format!("{name}, after the conflict: {e}"))?;
     if again.current_sequence != want || again.aggregate != model.state(table, id, want) {
         return Err(format!(
-            "{name}: after the conflict dropped the entry, loaded sequence {} where the model has {want}",
+            "{name}: after the conflict, loaded sequence {} where the model has {want}",
             again.current_sequence
         ));
     }
-    Ok(true)
+    Ok(())
 }

@@ -12,14 +12,12 @@
 //! commands conflict only after a write behind its back or a stale read,
 //! and their one retry then succeeds.
 
-use std::collections::HashMap;
-
-use cqrs_es::{AggregateError, EventStore};
 use dynamo_es::testing::faults::StaleReads;
 use dynamo_es::testing::fixtures::Rng;
 use dynamo_es::{DynamoStore, ReadConsistency, SnapshotPolicy};
 
-use super::aggregate::{Model, ModelEvent};
+use super::aggregate::Model;
+use super::cache;
 use super::model::Store;
 use super::payloads::{self, Draw};
 use super::world::{Config, Process, StoreMode};
@@ -127,21 +125,8 @@ pub async fn check(
     };
     let name = format!("eventually consistent load of Model:{id} (table {table})");
     let since = queries(process);
-    let context = store
-        .load_aggregate(id)
-        .await
-        .map_err(|e| format!("{name}: {e}"))?;
-    let want = model.events(table, id).len();
-    let at = context.current_sequence;
-    if at > want {
-        return Err(format!("{name}: at sequence {at}, past the model's {want}"));
-    }
-    if context.aggregate != model.state(table, id, at) {
-        return Err(format!(
-            "{name}: {:?} at sequence {at} is not the model's state there",
-            context.aggregate
-        ));
-    }
+    let (context, at, want) =
+        cache::load_at_most_the_model(&store, &name, model, table, id).await?;
     if at == want {
         return Ok(());
     }
@@ -150,29 +135,5 @@ pub async fn check(
             "{name}: at sequence {at}, behind the model's {want}, with no stale answer"
         ));
     }
-    let probe = vec![ModelEvent::Plain {
-        amount: 1,
-        note: "probe".into(),
-        ratio: 0.5,
-    }];
-    match store.commit(probe, context, HashMap::new()).await {
-        Err(AggregateError::AggregateConflict) => {}
-        other => {
-            return Err(format!(
-                "{name}: a commit from the stale state at {at} must conflict, got {:?}",
-                other.map(|events| events.len())
-            ))
-        }
-    }
-    let again = store
-        .load_aggregate(id)
-        .await
-        .map_err(|e| format!("{name}, after the conflict: {e}"))?;
-    if again.current_sequence != want || again.aggregate != model.state(table, id, want) {
-        return Err(format!(
-            "{name}: after the conflict, loaded sequence {} where the model has {want}",
-            again.current_sequence
-        ));
-    }
-    Ok(())
+    cache::a_stale_state_conflicts(&store, &name, context, model, table, id).await
 }
