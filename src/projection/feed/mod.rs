@@ -302,6 +302,39 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         self.pass(Pass::Follow).await
     }
 
+    /// Passes until every slice this process reads has its watermark at
+    /// or after `until`: then every event of the type committed before
+    /// `until` (by its writer's clock) has been dispatched. The watermarks
+    /// trail the clock by the reader's window, so this returns a window
+    /// after `until` at the earliest; between passes that dispatched
+    /// nothing it waits the [poll interval](Self::with_poll_interval).
+    /// [`Rebuild::with_feed`](super::Rebuild::with_feed) hands over to the
+    /// stream projector with it.
+    pub async fn catch_up_until(&mut self, until: SystemTime) -> Result<FeedReport, Error> {
+        let until = micros(until);
+        let mut total = FeedReport::default();
+        loop {
+            let report = self.catch_up().await?;
+            total.events += report.events;
+            total.duplicates += report.duplicates;
+            total.reads += report.reads;
+            total.recovered += report.recovered;
+            total.held = report.held;
+            let reached = self.active().into_iter().all(|slice| {
+                self.slices
+                    .get(usize::from(slice))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|(_, position)| position.watermark >= until)
+            });
+            if reached || self.stopping() {
+                return Ok(total);
+            }
+            if report.events == 0 {
+                tokio::time::sleep(self.poll).await;
+            }
+        }
+    }
+
     /// One audit of the slices: reads the index from `depth` below each
     /// slice's watermark up to where [`catch_up`](Self::catch_up) reads
     /// start (a window below it), and delivers, in order, the events there

@@ -1,0 +1,257 @@
+//! `Rebuild::with_feed`: a projection rebuilt from the `EventsBySlice`
+//! index (its own aggregate type only) instead of a scan of the table, then
+//! handed to the stream projector with no gap and, for an exactly-once
+//! view, no event applied twice. On the embedded emulator and its stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod projection_common;
+mod projector_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::ViewRepository;
+use dynamo_es::projection::feed::SliceReader;
+use dynamo_es::projection::{
+    CheckpointStore, Dispatcher, EventDecoder, Projector, Rebuild, ViewProjection,
+};
+use dynamo_es::slice::Slices;
+use dynamo_es::tables::{add_slice_index, create_checkpoint_table, create_view_table};
+use dynamo_es::testing::streams::client_for;
+use dynamo_es::testing::{endpoint, unique_name, TestTables};
+use dynamo_es::{Codec, DynamoEventRepository, DynamoViewRepository, SnapshotPolicy};
+
+use common::{cqrs, replay, Account, AccountCommand, AccountView, Other};
+use projection_common::stream_tables;
+use projector_support::{start, wait_until, Recorder};
+
+const AGGREGATES: usize = 12;
+const MARGIN: Duration = Duration::from_secs(1);
+const WINDOW: Duration = Duration::from_millis(200);
+
+fn slices() -> Slices {
+    Slices::new(8).unwrap()
+}
+
+/// Tables with a stream and the slice index, and a checkpoint table.
+async fn tables() -> (TestTables, String, String) {
+    let (db, arn) = stream_tables().await;
+    add_slice_index(&db.client, &db.events, slices())
+        .await
+        .unwrap();
+    let checkpoints = unique_name("checkpoints");
+    create_checkpoint_table(&db.client, &checkpoints)
+        .await
+        .unwrap();
+    (db, arn, checkpoints)
+}
+
+fn ids() -> Vec<String> {
+    (0..AGGREGATES).map(|i| format!("acct-{i}")).collect()
+}
+
+/// `rounds` commits on each account (three events in one transaction every
+/// third round), one task per account, by a writer with slices; and an
+/// `Other` event per account. Returns the Account events committed.
+async fn commit(repo: &DynamoEventRepository, rounds: usize) -> usize {
+    let framework = Arc::new(cqrs::<Account>(repo.clone(), SnapshotPolicy::Never));
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids() {
+        let (framework, repo) = (framework.clone(), repo.clone());
+        tasks.spawn(async move {
+            let mut events = 0;
+            for round in 0..rounds {
+                let times = if round % 3 == 2 { 3 } else { 1 };
+                framework
+                    .execute(&id, AccountCommand::deposit(1 + round as i64, times))
+                    .await
+                    .unwrap();
+                events += times;
+            }
+            let others = dynamo_es::DynamoStore::<Other>::new(repo, SnapshotPolicy::Never);
+            let context = cqrs_es::EventStore::load_aggregate(&others, &id)
+                .await
+                .unwrap();
+            cqrs_es::EventStore::commit(
+                &others,
+                vec![common::AccountEvent::Deposited { amount: 1 }],
+                context,
+                common::no_metadata(),
+            )
+            .await
+            .unwrap();
+            events
+        });
+    }
+    let mut events = 0;
+    while let Some(done) = tasks.join_next().await {
+        events += done.unwrap();
+    }
+    events
+}
+
+/// A view table of its own.
+async fn views(db: &TestTables) -> DynamoViewRepository<AccountView, Account> {
+    let table = unique_name("views");
+    create_view_table(&db.client, &table).await.unwrap();
+    DynamoViewRepository::new(&table, db.client.clone())
+}
+
+fn dispatcher(
+    views: &DynamoViewRepository<AccountView, Account>,
+    recorder: &Recorder,
+) -> Dispatcher<Account> {
+    Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+        .with_projection(ViewProjection::new(views.clone()))
+        .with_projection(recorder.clone())
+}
+
+fn reader(db: &TestTables) -> SliceReader {
+    SliceReader::new(db.client.clone(), &db.events, "Account", slices())
+        .with_window(WINDOW)
+        .with_max_events(7)
+}
+
+fn projector(
+    arn: &str,
+    store: &CheckpointStore,
+    dispatcher: Dispatcher<Account>,
+) -> Projector<Account> {
+    Projector::new(
+        client_for(&endpoint().unwrap()),
+        arn,
+        store.clone(),
+        dispatcher,
+    )
+    .with_owner(&unique_name("owner"))
+    .with_idle_backoff(Duration::from_millis(5), Duration::from_millis(40))
+    .with_heartbeat(Duration::from_millis(500))
+    .with_discovery_interval(Duration::from_millis(50))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_rebuilt_from_the_feed_equals_the_one_the_stream_projector_builds() {
+    let (db, arn, checkpoints) = tables().await;
+    let writer = db.repository().with_slices(slices());
+    let total = commit(&writer, 7).await;
+
+    // The stream projector's view, from the trim horizon.
+    let (streamed, stream_recorder) = (views(&db).await, Recorder::default());
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "streamed");
+    let running = start(projector(
+        &arn,
+        &store,
+        dispatcher(&streamed, &stream_recorder),
+    ));
+    wait_until("the stream view is built", Duration::from_secs(60), || {
+        stream_recorder.distinct() == total
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    // The same view rebuilt from the feed.
+    let (rebuilt, feed_recorder) = (views(&db).await, Recorder::default());
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "rebuilt");
+    let report = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store,
+        dispatcher(&rebuilt, &feed_recorder),
+    )
+    .with_feed(reader(&db))
+    .with_safety_margin(MARGIN)
+    .run()
+    .await
+    .unwrap();
+    // Only Account events were read, each once, in order.
+    assert_eq!(usize::try_from(report.progress.events).unwrap(), total);
+    assert_eq!(feed_recorder.distinct(), total);
+    assert_eq!(feed_recorder.redelivered(), 0);
+    assert_eq!(feed_recorder.gaps(), 0);
+    for id in ids() {
+        let (replayed, sequences) = replay(&db.repository(), &id).await;
+        let view = rebuilt.load(&id).await.unwrap().unwrap();
+        assert_eq!(
+            Some(&view),
+            streamed.load(&id).await.unwrap().as_ref(),
+            "{id}"
+        );
+        assert_eq!(
+            (view.total, view.deposits),
+            (replayed.total, sequences.len()),
+            "{id}"
+        );
+    }
+    // The feed's positions are gone with the rebuild: only the stream
+    // projections' items are left.
+    let left = dynamo_es::projection::feed::FeedPositions::new(
+        db.client.clone(),
+        &checkpoints,
+        "rebuilt#rebuild",
+    )
+    .list()
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_the_feed_during_commits_hands_over_to_the_projector_exactly_once() {
+    let (db, arn, checkpoints) = tables().await;
+    let writer = db.repository().with_slices(slices());
+    let before = commit(&writer, 4).await;
+    // The history is older than the marker will be (T0 minus the margin).
+    tokio::time::sleep(MARGIN * 2).await;
+
+    let (view, recorder) = (views(&db).await, Recorder::default());
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "accounts")
+        .with_lease_duration(Duration::from_secs(2));
+    let rebuild = Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store.clone(),
+        dispatcher(&view, &recorder),
+    )
+    .with_feed(reader(&db))
+    .with_safety_margin(MARGIN);
+    let (during, report) = tokio::join!(commit(&writer, 4), rebuild.run());
+    let report = report.unwrap();
+    let total = before + during;
+    let events = usize::try_from(report.progress.events).unwrap();
+    assert!((before..=total).contains(&events), "{report:?}");
+    assert_eq!(recorder.log().len(), events);
+
+    // Hand over: the projector reads the stream from the trim horizon and
+    // skips what the rebuild covered.
+    let running = start(projector(&arn, &store, dispatcher(&view, &recorder)));
+    wait_until("every event is projected", Duration::from_secs(60), || {
+        recorder.distinct() == total
+    })
+    .await;
+    running.stop().await.unwrap();
+    for id in ids() {
+        let (replayed, sequences) = replay(&db.repository(), &id).await;
+        let view = view.load(&id).await.unwrap().unwrap();
+        // Each event applied once: one deposit counted per event.
+        assert_eq!(view.deposits, sequences.len(), "{id}");
+        assert_eq!(view.total, replayed.total, "{id}");
+        assert_eq!(view.last_sequence, sequences.len(), "{id}");
+    }
+    // In order per aggregate, nothing missed; what both delivered (the
+    // overlap after the marker) the view skipped, and the history before
+    // the marker came once.
+    assert_eq!(recorder.gaps(), 0);
+    assert!(
+        recorder.redelivered() <= during,
+        "{}",
+        recorder.redelivered()
+    );
+    for id in ids() {
+        let delivered = recorder.sequences(&id);
+        for sequence in 1..=before / AGGREGATES {
+            let times = delivered.iter().filter(|s| **s == sequence).count();
+            assert_eq!(times, 1, "{id}: event {sequence} delivered {times} times");
+        }
+    }
+}
