@@ -39,6 +39,7 @@
 
 mod audit;
 mod leases;
+mod merge;
 mod position;
 mod positions;
 mod reader;
@@ -52,22 +53,13 @@ use std::time::{Duration, SystemTime};
 
 use cqrs_es::Aggregate;
 
-pub use position::SlicePosition;
+pub use merge::{GlobalEvent, GlobalReader};
+pub use position::{FeedStart, SlicePosition};
 pub use positions::{FeedPositions, SavedPosition, SliceStatus};
 pub use reader::{SliceRead, SliceReader, DEFAULT_MAX_EVENTS, DEFAULT_WINDOW};
 
 use super::{Dispatcher, Error};
 use crate::slice::micros;
-
-/// Where a feed projection starts in a slice it has no saved position for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FeedStart {
-    /// Every event in the index.
-    #[default]
-    Beginning,
-    /// The events committed at or after this time.
-    At(SystemTime),
-}
 
 /// What one [`FeedProjector::catch_up`] pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -380,10 +372,7 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         let (mut saved, mut position) = match self.slices.get(index).cloned().flatten() {
             Some(state) => state,
             None => {
-                let start = match self.start {
-                    FeedStart::Beginning => SlicePosition::default(),
-                    FeedStart::At(time) => SlicePosition::from_micros(micros(time)),
-                };
+                let start = SlicePosition::start(self.start);
                 let saved = self.positions.load(&aggregate_type, slice, &start).await?;
                 let position = saved.position.clone();
                 (saved, position)

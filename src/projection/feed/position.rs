@@ -4,6 +4,17 @@
 //! The proof that nothing is skipped or repeated is on [`SlicePosition`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+/// Where a feed projection starts in a slice it has no saved position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeedStart {
+    /// Every event in the index.
+    #[default]
+    Beginning,
+    /// The events committed at or after this time.
+    At(SystemTime),
+}
 
 /// One event as the index returned it, reduced to what ordering needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +97,15 @@ pub struct SlicePosition {
 }
 
 impl SlicePosition {
+    /// The position a feed starting at `start` begins a slice with.
+    #[must_use]
+    pub fn start(start: FeedStart) -> Self {
+        match start {
+            FeedStart::Beginning => SlicePosition::default(),
+            FeedStart::At(time) => SlicePosition::from_micros(crate::slice::micros(time)),
+        }
+    }
+
     /// A position from which every event at or after `micros` is new.
     #[must_use]
     pub fn from_micros(micros: u64) -> Self {
