@@ -15,9 +15,15 @@
 //! dispatched again unless the process stopped between a dispatch and the
 //! save of its position (then the batch comes again, as with the stream:
 //! a [`ViewProjection`](super::ViewProjection) drops it by sequence). The
-//! proof is on [`SlicePosition`]; it assumes every event shows in
-//! the index within the reader's [window](SliceReader::with_window) of its
-//! commit time, and the reader warns when events come close to that.
+//! proof is on [`SlicePosition`]; it assumes every event shows in the
+//! index within twice the reader's [window](SliceReader::with_window) of
+//! its commit time. One that shows later is never skipped silently past:
+//! when a later event of its aggregate is read, the gap in the sequences
+//! makes the reader fetch it from the table by key and deliver it first;
+//! otherwise an [audit](FeedProjector::audit) finds it (if it showed
+//! within the audit's depth). Other types: [`GlobalReader`] merges several
+//! aggregate types by commit time; [`Rebuild::with_feed`](super::Rebuild::with_feed)
+//! rebuilds a stream projection from the feed.
 //!
 //! ```no_run
 //! # async fn demo<A: cqrs_es::Aggregate + 'static>(

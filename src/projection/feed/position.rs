@@ -74,10 +74,12 @@ pub(crate) struct Plan {
 /// before that is either delivered or was visible and not held, so the
 /// invariant holds again; `recent` then drops aggregates whose delivered
 /// events are all before the new `W` (they are never read again). A held
-/// run whose missing predecessor was committed before `W` was missed (it
-/// became visible later than the window): the reader stops with
-/// [`Error::FeedGap`](crate::projection::Error::FeedGap) instead of
-/// delivering past it.
+/// run whose missing predecessor was committed below the band a read
+/// starts in (it became visible later than twice the window) is never
+/// delivered past: the reader reads the missing events from the table by
+/// key and delivers them first (or stops with
+/// [`Error::FeedGap`](crate::projection::Error::FeedGap) if the table does
+/// not hold them, sliced).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlicePosition {
     /// Every event before this commit time (microseconds) was delivered.

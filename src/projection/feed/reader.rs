@@ -89,8 +89,10 @@ impl SliceReader {
     /// index: the index's propagation delay plus the largest difference
     /// between a writer's clock and this reader's. The watermark trails the
     /// read time by this much, so events are read again for this long
-    /// (and dropped as duplicates). An event later than this is missed:
-    /// reads log a warning when events come later than half of it.
+    /// (and dropped as duplicates). Reads log a warning when events come
+    /// later than half of it; one later than twice the window is read from
+    /// the table by key when a later event of its aggregate shows it
+    /// missing, or found by an [audit](super::FeedProjector::audit).
     #[must_use]
     pub fn with_window(mut self, window: Duration) -> Self {
         self.window = window;
@@ -122,10 +124,14 @@ impl SliceReader {
     /// Reads slice `slice` from `position`; `positions` holds the feed's
     /// last delivered sequence of each aggregate.
     ///
-    /// [`Error::FeedGap`] if an event that must come before one read was
-    /// missed (it became visible later than the window), is not in the
-    /// index at all (written without a slice: run the backfill) or is
-    /// missing from the table; [`Error::Store`] if a request fails;
+    /// An event that must come before one read and became visible too
+    /// late to be read from the index (later than twice the window) is
+    /// read from the table by key and delivered first
+    /// ([`SliceRead::recovered`]).
+    ///
+    /// [`Error::FeedGap`] if such an event is not in the index at all
+    /// (written without a slice: run the backfill) or is missing from the
+    /// table; [`Error::Store`] if a request fails;
     /// [`Error::InvalidRecord`] for an index item without its keys.
     pub async fn read(
         &self,
