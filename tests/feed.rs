@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 mod projector_support;
 
 use std::time::{Duration, SystemTime};
@@ -34,15 +35,7 @@ fn slices() -> Slices {
 /// Fresh tables whose events table has the slice index, and a checkpoint
 /// table.
 async fn sliced_tables() -> (TestTables, String) {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
-    (db, checkpoints)
+    feed_support::sliced_tables(slices()).await
 }
 
 fn writer(db: &TestTables) -> DynamoEventRepository {
@@ -74,7 +67,6 @@ async fn commit_rounds(
     rounds: usize,
 ) -> usize {
     let accounts = cqrs::<Account>(repo.clone(), SnapshotPolicy::Never);
-    let others = dynamo_es::DynamoStore::<Other>::new(repo.clone(), SnapshotPolicy::Never);
     let mut events = 0;
     for round in 0..rounds {
         for a in first..first + aggregates {
@@ -86,18 +78,7 @@ async fn commit_rounds(
             events += times;
             // `Other` commits nothing on its command: write its events
             // through the repository's store directly.
-            let id = format!("other-{a}");
-            let context = cqrs_es::EventStore::load_aggregate(&others, &id)
-                .await
-                .unwrap();
-            cqrs_es::EventStore::commit(
-                &others,
-                vec![AccountEvent::Deposited { amount: 1 }],
-                context,
-                no_metadata(),
-            )
-            .await
-            .unwrap();
+            feed_support::commit_other(repo, &format!("other-{a}"), 1).await;
         }
     }
     events

@@ -5,18 +5,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{cqrs, deposit_event, put, AccountCommand, Other};
+use common::{cqrs, deposit_event, put, AccountCommand};
 use dynamo_es::item::event_to_item;
 use dynamo_es::projection::feed::{
     FeedPositions, FeedStart, GlobalEvent, GlobalReader, SliceReader,
 };
 use dynamo_es::slice::{micros, Slices};
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
-use dynamo_es::testing::{dynamodb, unique_name, TestTables};
+use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoEventRepository, SnapshotPolicy};
 
 const WINDOW: Duration = Duration::from_secs(2);
@@ -46,26 +46,14 @@ async fn put_skewed(
 /// on `aggregates` accounts and as many `Other` aggregates.
 async fn commit(repo: &DynamoEventRepository, round: usize, aggregates: usize) -> usize {
     let accounts = cqrs::<common::Account>(repo.clone(), SnapshotPolicy::Never);
-    let others = dynamo_es::DynamoStore::<Other>::new(repo.clone(), SnapshotPolicy::Never);
     let mut events = 0;
     for a in 0..aggregates {
-        let times = if (round + a) % 3 == 0 { 3 } else { 1 };
+        let times = if (round + a).is_multiple_of(3) { 3 } else { 1 };
         accounts
             .execute(&format!("acct-{a}"), AccountCommand::deposit(1, times))
             .await
             .unwrap();
-        let id = format!("other-{a}");
-        let context = cqrs_es::EventStore::load_aggregate(&others, &id)
-            .await
-            .unwrap();
-        cqrs_es::EventStore::commit(
-            &others,
-            vec![common::AccountEvent::Deposited { amount: 1 }; times],
-            context,
-            common::no_metadata(),
-        )
-        .await
-        .unwrap();
+        feed_support::commit_other(repo, &format!("other-{a}"), times).await;
         events += 2 * times;
     }
     events
@@ -90,14 +78,7 @@ async fn read_all(reader: &mut GlobalReader, out: &mut Vec<GlobalEvent>, total: 
 
 #[tokio::test]
 async fn the_global_reader_merges_types_and_slices_by_commit_time_in_sequence_order() {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
+    let (db, checkpoints) = feed_support::sliced_tables(slices()).await;
     let repo = db.repository().with_slices(slices());
     let readers = ["Account", "Other"]
         .map(|t| {

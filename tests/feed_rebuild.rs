@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 mod projection_common;
 mod projector_support;
 
@@ -17,12 +18,12 @@ use dynamo_es::projection::{
     CheckpointStore, Dispatcher, EventDecoder, Projector, Rebuild, ViewProjection,
 };
 use dynamo_es::slice::Slices;
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table, create_view_table};
+use dynamo_es::tables::create_view_table;
 use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{endpoint, unique_name, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoViewRepository, SnapshotPolicy};
 
-use common::{cqrs, replay, Account, AccountCommand, AccountView, Other};
+use common::{cqrs, replay, Account, AccountCommand, AccountView};
 use projection_common::stream_tables;
 use projector_support::{start, wait_until, Recorder};
 
@@ -37,13 +38,7 @@ fn slices() -> Slices {
 /// Tables with a stream and the slice index, and a checkpoint table.
 async fn tables() -> (TestTables, String, String) {
     let (db, arn) = stream_tables().await;
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
+    let checkpoints = feed_support::slice(&db, slices()).await;
     (db, arn, checkpoints)
 }
 
@@ -64,23 +59,15 @@ async fn commit(repo: &DynamoEventRepository, rounds: usize) -> usize {
             for round in 0..rounds {
                 let times = if round % 3 == 2 { 3 } else { 1 };
                 framework
-                    .execute(&id, AccountCommand::deposit(1 + round as i64, times))
+                    .execute(
+                        &id,
+                        AccountCommand::deposit(1 + i64::try_from(round).unwrap(), times),
+                    )
                     .await
                     .unwrap();
                 events += times;
             }
-            let others = dynamo_es::DynamoStore::<Other>::new(repo, SnapshotPolicy::Never);
-            let context = cqrs_es::EventStore::load_aggregate(&others, &id)
-                .await
-                .unwrap();
-            cqrs_es::EventStore::commit(
-                &others,
-                vec![common::AccountEvent::Deposited { amount: 1 }],
-                context,
-                common::no_metadata(),
-            )
-            .await
-            .unwrap();
+            feed_support::commit_other(&repo, &id, 1).await;
             events
         });
     }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 mod projector_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +21,7 @@ use dynamo_es::item::event_to_item;
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, FeedStart, SliceReader};
 use dynamo_es::projection::{Dispatcher, EventDecoder};
 use dynamo_es::slice::{micros, Slices};
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
-use dynamo_es::testing::{dynamodb, unique_name, TestTables};
+use dynamo_es::testing::TestTables;
 use dynamo_es::{Codec, DynamoEventRepository};
 use projector_support::Recorder;
 
@@ -62,7 +62,7 @@ async fn write<A: cqrs_es::Aggregate + 'static>(
                             deposit_event(aggregate_type, &id, sequence, amount)
                         })
                         .collect();
-                    if commit == 0 && a % 10 == 0 {
+                    if commit == 0 && a.is_multiple_of(10) {
                         repo.persist::<A>(&events, None).await.unwrap();
                         continue;
                     }
@@ -120,14 +120,7 @@ fn process(db: &TestTables, checkpoints: &str, recorder: &Recorder, owner: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_reach_the_view_once_through_processes_that_die_and_join() {
-    let db = dynamodb().await.unwrap();
-    add_slice_index(&db.client, &db.events, slices())
-        .await
-        .unwrap();
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
+    let (db, checkpoints) = feed_support::sliced_tables(slices()).await;
     let repo = db.repository().with_slices(slices());
     let ((), ()) = tokio::join!(
         write::<Account>(&repo, &db, "Account", "acct", AGGREGATES),

@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 mod projector_support;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -45,9 +46,8 @@ use dynamo_es::item::{event_to_item, get_n, get_s, AGGREGATE_ID, AGGREGATE_ID_SE
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, Error, EventDecoder, Projection};
 use dynamo_es::slice::{micros, Slices};
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
 use dynamo_es::testing::fixtures::Rng;
-use dynamo_es::testing::{dynamodb, unique_name, TestTables};
+use dynamo_es::testing::{dynamodb, TestTables};
 use dynamo_es::Codec;
 use projector_support::Recorder;
 
@@ -145,13 +145,7 @@ impl World {
         let mut rng = Rng::new(seed);
         let db = dynamodb().await.unwrap();
         let slices = Slices::new(1 + u16::try_from(rng.below(4)).unwrap()).unwrap();
-        add_slice_index(&db.client, &db.events, slices)
-            .await
-            .unwrap();
-        let checkpoints = unique_name("checkpoints");
-        create_checkpoint_table(&db.client, &checkpoints)
-            .await
-            .unwrap();
+        let checkpoints = feed_support::slice(&db, slices).await;
         let visibility = Arc::new(Visibility::default());
         let reader_client = aws_sdk_dynamodb::Client::from_conf(
             db.client

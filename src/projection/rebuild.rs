@@ -342,7 +342,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
 
         let totals = Arc::new(Totals::default());
         let read = match &self.feed {
-            Some(reader) => self.from_feed(reader, started_at, &totals, started).await,
+            Some(reader) => self.read_feed(reader, started_at, &totals, started).await,
             None => self.scan_and_dispatch(&totals, started).await,
         };
         let dispatched = match read {
@@ -389,7 +389,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
     }
 
     /// Catches a feed of `A` up to `until` (see [`with_feed`](Self::with_feed)).
-    async fn from_feed(
+    async fn read_feed(
         &self,
         reader: &SliceReader,
         until: SystemTime,

@@ -74,21 +74,9 @@ impl SliceReader {
             positions,
         )
         .await?;
-        let (seen, plan) = loop {
-            let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
-            let plan = position.plan(&seen, &known);
-            let checked = self
-                .check_missing(&plan.missing, position, &mut known, &seen)
-                .await?;
-            if !checked.recovered.is_empty() {
-                items.extend(checked.recovered);
-                continue;
-            }
-            if checked.replan {
-                continue;
-            }
-            break (seen, plan);
-        };
+        let (seen, plan) = self
+            .settle(&mut items, position, positions, &mut known)
+            .await?;
         let mut position = position.clone();
         position.record(&seen, &plan.deliver);
         if !plan.deliver.is_empty() {

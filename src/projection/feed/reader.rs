@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::position::{Seen, SlicePosition};
+use super::position::{Plan, Seen, SlicePosition};
 use super::positions::FeedPositions;
 use crate::error::Error as StoreError;
 use crate::item::{
@@ -144,53 +144,25 @@ impl SliceReader {
         let mut known: HashMap<String, usize> = HashMap::new();
         let mut limit = self.max_events;
         let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
-        let (items, indexed, more, seen, plan) = 'read: loop {
+        let (items, indexed, more, seen, plan) = loop {
             // From a window below the watermark: an event that became
             // visible up to a window after the watermark passed its commit
             // time is still read, and delivered in order.
             let from = position.watermark.saturating_sub(window);
             let (mut items, more) = self.query(&key, from, None, limit).await?;
             let indexed = items.len();
-            loop {
-                let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
-                let mut plan = position.plan(&seen, &known);
-                if !plan.unknown.is_empty() {
-                    self.resolve(
-                        &mut known,
-                        std::mem::take(&mut plan.unknown),
-                        position,
-                        positions,
-                    )
-                    .await?;
-                    plan = position.plan(&seen, &known);
-                }
-                // A page with nothing to deliver (events read again, or held
-                // ones whose predecessor comes later in the index: a writer's
-                // clock behind) says nothing new: read further rather than
-                // stop on it, or the feed would read that page forever.
-                if plan.deliver.is_empty() && more && plan.missing.is_empty() {
-                    limit = limit.saturating_mul(2);
-                    continue 'read;
-                }
-                let checked = self
-                    .check_missing(&plan.missing, position, &mut known, &seen)
-                    .await?;
-                if !checked.recovered.is_empty() {
-                    // Events whose index entries came too late to be read:
-                    // delivered from the table, in order, with the rest.
-                    items.extend(checked.recovered);
-                    continue;
-                }
-                if checked.replan {
-                    // An aggregate's missing event predates the feed's start.
-                    continue;
-                }
-                if plan.deliver.is_empty() && more {
-                    limit = limit.saturating_mul(2);
-                    continue 'read;
-                }
-                break 'read (items, indexed, more, seen, plan);
+            let (seen, plan) = self
+                .settle(&mut items, position, positions, &mut known)
+                .await?;
+            // A page with nothing to deliver (events read again, or held
+            // ones whose predecessor comes later in the index: a writer's
+            // clock behind) says nothing new: read further rather than
+            // stop on it, or the feed would read that page forever.
+            if plan.deliver.is_empty() && more {
+                limit = limit.saturating_mul(2);
+                continue;
             }
+            break (items, indexed, more, seen, plan);
         };
         let mut next = position.clone();
         next.record(&seen, &plan.deliver);
@@ -247,6 +219,43 @@ impl SliceReader {
         })
     }
 
+    /// Plans the events of `items` (index items, then any read by key):
+    /// learns the last delivered sequence of aggregates the position does
+    /// not know, and reads from the table by key the events held runs miss
+    /// that will never show in a read (appended to `items`), until the
+    /// plan is final.
+    pub(super) async fn settle(
+        &self,
+        items: &mut Vec<Item>,
+        position: &SlicePosition,
+        positions: &FeedPositions,
+        known: &mut HashMap<String, usize>,
+    ) -> Result<(Vec<Seen>, Plan), Error> {
+        loop {
+            let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
+            let mut plan = position.plan(&seen, known);
+            if !plan.unknown.is_empty() {
+                let unknown = std::mem::take(&mut plan.unknown);
+                self.resolve(known, unknown, position, positions).await?;
+                plan = position.plan(&seen, known);
+            }
+            let checked = self
+                .check_missing(&plan.missing, position, known, &seen)
+                .await?;
+            if !checked.recovered.is_empty() {
+                // Events whose index entries came too late to be read:
+                // delivered from the table, in order, with the rest.
+                items.extend(checked.recovered);
+                continue;
+            }
+            if checked.replan {
+                // An aggregate's missing event predates the feed's start.
+                continue;
+            }
+            return Ok((seen, plan));
+        }
+    }
+
     /// Learns the last delivered sequence of each aggregate not in the
     /// position's `recent` (`(id, first sequence read)`), from the feed's
     /// records; one never delivered in a feed that started at a time
@@ -281,7 +290,7 @@ impl SliceReader {
     /// read from the index: it and the events up to the held run's first
     /// are read from the table by key (`recovered`), so the run is
     /// delivered whole and in order. Otherwise it is only late, and waits.
-    pub(super) async fn check_missing(
+    async fn check_missing(
         &self,
         missing: &[(String, usize)],
         position: &SlicePosition,
@@ -446,11 +455,11 @@ impl SliceReader {
 
 /// What [`SliceReader::check_missing`] found.
 #[derive(Default)]
-pub(super) struct Checked {
+struct Checked {
     /// Plan again: `known` learned an aggregate's start.
-    pub(super) replan: bool,
+    replan: bool,
     /// Events read from the table by key, to deliver with the read.
-    pub(super) recovered: Vec<Item>,
+    recovered: Vec<Item>,
 }
 
 /// Per aggregate among `seen[i]` for `i` in `deliver`: its last sequence
