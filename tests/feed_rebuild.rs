@@ -25,7 +25,7 @@ use dynamo_es::{Codec, DynamoEventRepository, DynamoViewRepository, SnapshotPoli
 
 use common::{cqrs, replay, Account, AccountCommand, AccountView};
 use projection_common::stream_tables;
-use projector_support::{start, wait_until, Recorder};
+use projector_support::{fake, start, wait_until, Recorder};
 
 const AGGREGATES: usize = 12;
 const MARGIN: Duration = Duration::from_secs(1);
@@ -241,4 +241,65 @@ async fn a_rebuild_from_the_feed_during_commits_hands_over_to_the_projector_exac
             assert_eq!(times, 1, "{id}: event {sequence} delivered {times} times");
         }
     }
+}
+
+/// Commits deposits `sequences` of `id` by a writer with slices, in one
+/// transaction, and appends their records to shard `s` of the fake stream,
+/// created at `created`.
+async fn commit_sliced(
+    db: &TestTables,
+    fake: &dynamo_es::testing::streams::FakeStreams,
+    id: &str,
+    sequences: std::ops::RangeInclusive<usize>,
+    created: std::time::SystemTime,
+) {
+    let events: Vec<_> = sequences
+        .clone()
+        .map(|sequence| common::deposit_event("Account", id, sequence, 10))
+        .collect();
+    let writer = db.repository().with_slices(slices());
+    cqrs_es::persist::PersistedEventRepository::persist::<Account>(&writer, &events, None)
+        .await
+        .unwrap();
+    sequences.for_each(|sequence| drop(fake::push_at(fake, "s", id, sequence, created)));
+}
+
+#[tokio::test]
+async fn a_projection_stopped_by_trimmed_recovers_by_a_rebuild_from_the_feed() {
+    let db = dynamo_es::testing::dynamodb().await.unwrap();
+    feed_support::slice(&db, slices()).await;
+    let (fake, store) = fake::setup(Duration::from_secs(2)).await;
+    let recorder = Recorder::default();
+    let projector = || fake::on_fake(&fake, &store, &recorder, "p").with_batch_size(2);
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fake.add_shard("s", None);
+    commit_sliced(&db, &fake, "a", 1..=2, long_ago).await;
+    projector_support::run_until(projector(), &recorder, 2).await;
+
+    // Down past the retention: the records after its checkpoint are
+    // trimmed away, and it stops with Trimmed.
+    commit_sliced(&db, &fake, "a", 3..=6, long_ago).await;
+    fake.trim("s", 4);
+    let stopped = projector().run(std::future::pending()).await;
+    assert!(
+        matches!(stopped, Err(dynamo_es::projection::Error::Trimmed { .. })),
+        "{stopped:?}"
+    );
+
+    // The recovery, from the feed: only Account's slices are read.
+    let dispatcher = projector_support::recording(&recorder);
+    let rebuild = Rebuild::new(db.client.clone(), &db.events, store.clone(), dispatcher);
+    let report = rebuild.with_feed(reader(&db)).with_safety_margin(MARGIN);
+    let report = report.run().await.unwrap();
+    assert_eq!(
+        (report.progress.events, report.superseded),
+        (6, vec!["s".to_string()])
+    );
+    // Commits after the rebuild reach the restarted projector.
+    commit_sliced(&db, &fake, "a", 7..=8, std::time::SystemTime::now()).await;
+    projector_support::run_until(projector(), &recorder, 8).await;
+    // Before the gap, the rebuild, and after it: the trimmed records the
+    // rebuild covered were skipped, nothing was missed.
+    assert_eq!(recorder.sequences("a"), [1, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(recorder.gaps(), 0);
 }
