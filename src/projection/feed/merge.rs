@@ -8,24 +8,8 @@
 //! aggregate's in sequence order with none skipped. The order time of an
 //! event is its commit time, raised to its predecessor's order time when
 //! its writer's clock ran behind, and to what was already emitted when it
-//! came late (so the order never goes back).
-//!
-//! *Why.* Each slice is read by a [`SliceReader`], which delivers each
-//! aggregate's events in sequence order and keeps a watermark below which
-//! every event of the slice was delivered. Read events wait in a buffer;
-//! only those whose order time is below the **frontier**, the lowest
-//! watermark over all slices, are emitted, sorted. An event read later has
-//! a commit time at or after its slice's watermark when it was read, hence
-//! at or after the frontier of every earlier emission, unless it came
-//! later than twice the window (then it is raised to that frontier): so it
-//! never sorts before an emitted one.
-//!
-//! *Precision.* Within one aggregate, the order is its sequence order.
-//! Across aggregates, it is the writers' clocks: two events committed by
-//! different writers within their clocks' skew of each other may come in
-//! either order. Events come out a window (the readers'
-//! [window](SliceReader::with_window)) after their commit time at the
-//! earliest.
+//! came late (so the order never goes back). Why, and how precise the
+//! order is across aggregates: see [`GlobalReader`].
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -49,7 +33,7 @@ pub struct GlobalEvent {
     /// Its commit time, by its writer's clock.
     pub committed: SystemTime,
     /// The time it is ordered by, microseconds since the epoch: the commit
-    /// time, or later (see the [module](self) docs).
+    /// time, or later (see [`GlobalReader`]).
     pub order_micros: u64,
     /// The event as a projection reads it (decode it with the
     /// [`EventDecoder`](crate::projection::EventDecoder) of its type).
@@ -70,8 +54,25 @@ impl GlobalEvent {
 }
 
 /// Reads every slice of several aggregate types and returns their events
-/// merged in one order; see the [module](self) docs for the order and its
-/// precision.
+/// merged in one order: by [`GlobalEvent::order`], each aggregate's in
+/// sequence order, each event once.
+///
+/// *Why.* Each slice is read by a [`SliceReader`], which delivers each
+/// aggregate's events in sequence order and keeps a watermark below which
+/// every event of the slice was delivered. Read events wait in a buffer;
+/// only those whose order time is below the **frontier**, the lowest
+/// watermark over all slices, are emitted, sorted. An event read later has
+/// a commit time at or after its slice's watermark when it was read, hence
+/// at or after the frontier of every earlier emission, unless it came
+/// later than twice the window (then it is raised to that frontier): so it
+/// never sorts before an emitted one.
+///
+/// *Precision.* Within one aggregate, the order is its sequence order.
+/// Across aggregates, it is the writers' clocks: two events committed by
+/// different writers within their clocks' skew of each other may come in
+/// either order. Events come out a window (the readers'
+/// [window](SliceReader::with_window)) after their commit time at the
+/// earliest.
 ///
 /// The reader keeps its slice positions in memory and starts from a
 /// [`FeedStart`]; the per-aggregate records the slice readers need go to
@@ -84,7 +85,7 @@ pub struct GlobalReader {
     positions: FeedPositions,
     start: FeedStart,
     /// Per slice of every reader: the reader's index, the slice, its
-    /// position (`None` before the first read).
+    /// position (the start's until the first read).
     slices: Vec<(usize, u16, SlicePosition)>,
     /// Events read and not emitted yet.
     buffer: Vec<GlobalEvent>,
