@@ -301,6 +301,34 @@ async fn an_audit_delivers_very_late_events_no_later_event_reveals() {
 }
 
 #[tokio::test]
+async fn a_running_feed_with_audits_delivers_a_very_late_last_event() {
+    let (db, checkpoints) = sliced_tables().await;
+    let recorder = Recorder::default();
+    put_as_of(&db, "tail", 1, SystemTime::now()).await;
+    let feed = feed(&db, &checkpoints, &recorder, Duration::from_millis(200))
+        .with_poll_interval(Duration::from_millis(10))
+        .with_audit(Duration::from_secs(600), Duration::from_millis(100));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(feed.run(async move {
+        let _ = stopped.await;
+    }));
+    projector_support::wait_until("the first event", Duration::from_secs(30), || {
+        recorder.distinct() == 1
+    })
+    .await;
+    // The last event of its aggregate, from a clock a minute behind: no
+    // read sees it, the next audit does.
+    put_as_of(&db, "tail", 2, SystemTime::now() - Duration::from_secs(60)).await;
+    projector_support::wait_until("the late event", Duration::from_secs(30), || {
+        recorder.distinct() == 2
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    assert_eq!(recorder.sequences("tail"), [1, 2]);
+}
+
+#[tokio::test]
 async fn events_written_without_slices_join_the_feed_after_a_backfill() {
     let (db, checkpoints) = sliced_tables().await;
     // An upstream (or older) writer: no slices.
