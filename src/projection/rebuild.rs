@@ -270,7 +270,8 @@ impl<A: Aggregate + 'static> Rebuild<A> {
     /// its watermarks. The feed's positions are kept under the projection
     /// `{projection}#rebuild` while it runs, deleted when it starts and
     /// when it succeeds (a rebuild always reads from the beginning);
-    /// [`RebuildProgress`] counts its index reads as pages.
+    /// [`RebuildProgress`] counts its index reads as pages (segments and the
+    /// page size do not apply; the reader's `with_max_events` does).
     #[must_use]
     pub fn with_feed(mut self, reader: SliceReader) -> Self {
         self.feed = Some(reader);
