@@ -10,7 +10,7 @@ mod projection_common;
 mod projector_support;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cqrs_es::persist::ViewRepository;
 use dynamo_es::projection::feed::SliceReader;
@@ -302,4 +302,47 @@ async fn a_projection_stopped_by_trimmed_recovers_by_a_rebuild_from_the_feed() {
     // rebuild covered were skipped, nothing was missed.
     assert_eq!(recorder.sequences("a"), [1, 2, 1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(recorder.gaps(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_the_feed_waits_for_an_event_the_index_shows_after_t0() {
+    let (db, arn, checkpoints) = tables().await;
+    let writer = db.repository().with_slices(slices());
+    let history = commit(&writer, 2).await;
+    // One more event, committed before the marker (T0 minus the margin),
+    // whose index entry shows only after T0: the stream projector will
+    // skip its record, so the rebuild must wait for it.
+    let visibility = Arc::new(feed_support::Visibility::default());
+    let hidden = Instant::now() + MARGIN + Duration::from_millis(600);
+    visibility
+        .0
+        .lock()
+        .unwrap()
+        .insert(("late".to_string(), 1), hidden);
+    let late = common::deposit_event("Account", "late", 1, 5);
+    cqrs_es::persist::PersistedEventRepository::persist::<Account>(&writer, &[late], None)
+        .await
+        .unwrap();
+    tokio::time::sleep(MARGIN + Duration::from_millis(200)).await;
+
+    let (view, recorder) = (views(&db).await, Recorder::default());
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "accounts");
+    let client = feed_support::lagging_client(&db, &visibility);
+    let reader = SliceReader::new(client, &db.events, "Account", slices())
+        .with_window(Duration::from_secs(1));
+    let rebuilding = dispatcher(&view, &recorder);
+    let rebuild = Rebuild::new(db.client.clone(), &db.events, store.clone(), rebuilding);
+    rebuild
+        .with_feed(reader)
+        .with_safety_margin(MARGIN)
+        .run()
+        .await
+        .unwrap();
+    let running = start(projector(&arn, &store, dispatcher(&view, &recorder)));
+    wait_until("every event is projected", Duration::from_secs(30), || {
+        recorder.distinct() == history + 1
+    })
+    .await;
+    running.stop().await.unwrap();
+    assert_eq!(recorder.sequences("late"), [1]);
 }

@@ -28,27 +28,22 @@ mod common;
 mod feed_support;
 mod projector_support;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::query::QueryOutput;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use common::{deposit_event, Account};
 use cqrs_es::EventEnvelope;
-use dynamo_es::item::{event_to_item, get_n, get_s, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE};
+use dynamo_es::item::event_to_item;
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, Error, EventDecoder, Projection};
 use dynamo_es::slice::{micros, Slices};
 use dynamo_es::testing::fixtures::Rng;
 use dynamo_es::testing::{dynamodb, TestTables};
 use dynamo_es::Codec;
+use feed_support::Visibility;
 use projector_support::Recorder;
 
 const WINDOW: Duration = Duration::from_millis(400);
@@ -57,47 +52,6 @@ const DEFAULT_SEEDS: u64 = 48;
 const THREADS: usize = 4;
 /// How deep the feeds' audits read below the watermark.
 const AUDIT_DEPTH: Duration = Duration::from_secs(40);
-
-/// When each event becomes visible in the index.
-#[derive(Debug, Default)]
-struct Visibility(Mutex<HashMap<(String, usize), Instant>>);
-
-/// Hides from every `Query` answer the events not visible yet.
-#[derive(Debug)]
-struct LaggingIndex(Arc<Visibility>);
-
-impl Intercept for LaggingIndex {
-    fn name(&self) -> &'static str {
-        "feed_sim::LaggingIndex"
-    }
-
-    fn modify_before_completion(
-        &self,
-        context: &mut FinalizerInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(Ok(output)) = context.output_or_error_mut() else {
-            return Ok(());
-        };
-        let Some(query) = output.downcast_mut::<QueryOutput>() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let visible = self.0 .0.lock().unwrap();
-        if let Some(items) = query.items.as_mut() {
-            items.retain(|item| {
-                let id = get_s(item, AGGREGATE_ID, "AggregateId")
-                    .unwrap()
-                    .to_string();
-                let sequence: usize =
-                    get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").unwrap();
-                visible.get(&(id, sequence)).is_none_or(|at| *at <= now)
-            });
-        }
-        Ok(())
-    }
-}
 
 /// The shared recorder, and a process's death after a number of calls.
 struct Mortal {
@@ -147,13 +101,7 @@ impl World {
         let slices = Slices::new(1 + u16::try_from(rng.below(4)).unwrap()).unwrap();
         let checkpoints = feed_support::slice(&db, slices).await;
         let visibility = Arc::new(Visibility::default());
-        let reader_client = aws_sdk_dynamodb::Client::from_conf(
-            db.client
-                .config()
-                .to_builder()
-                .interceptor(LaggingIndex(visibility.clone()))
-                .build(),
-        );
+        let reader_client = feed_support::lagging_client(&db, &visibility);
         let third = i64::try_from(WINDOW.as_micros() / 3).unwrap();
         let beyond = rng.below(5) == 0;
         let very = !beyond && rng.below(4) == 0;
