@@ -16,12 +16,6 @@
 //!   commit's response to its dispatch (percentiles), with the default idle
 //!   backoff and a tight one.
 //!
-//! * **feeds** (`projector_support/feed.rs`): catching up on one type's `EVENTS`
-//!   events in a table that holds as many of another type, by a feed, a
-//!   `Rebuild` scan, a `Rebuild` from the feed and the stream projector
-//!   (wall time, events/s, read units per 1,000 events); and the feed's
-//!   lag at the same steady load as the stream's.
-//!
 //! A plain `main` (no criterion: each figure is one long run, not a
 //! per-iteration timing). Run with
 //! `cargo bench --all-features --bench projector`; it prints Markdown
@@ -42,11 +36,8 @@ use dynamo_es::projection::{
 use dynamo_es::tables::{create_checkpoint_table, enable_stream};
 use dynamo_es::testing::aggregates::{BankAccount, BankEvent};
 use dynamo_es::testing::{dynamodb_with, streams, EmbeddedDynamo, TestTables};
-use dynamo_es::{Codec, DynamoEventRepository};
+use dynamo_es::Codec;
 use tokio::runtime::Runtime;
-
-#[path = "projector_support/feed.rs"]
-mod feed;
 
 /// Events in the stream for the throughput runs.
 const EVENTS: usize = 20_000;
@@ -119,24 +110,14 @@ fn event(id: &str, sequence: usize) -> SerializedEvent {
 
 /// Writes `EVENTS` events spread over `aggregates` aggregates.
 async fn load(stream: &Stream, aggregates: usize) {
-    load_with(&stream.tables.repository(), aggregates, BankAccount::TYPE).await;
-}
-
-/// Writes `EVENTS` events of `aggregate_type` spread over `aggregates`
-/// aggregates through `repo`.
-async fn load_with(repo: &DynamoEventRepository, aggregates: usize, aggregate_type: &'static str) {
+    let repo = stream.tables.repository();
     let per_aggregate = EVENTS / aggregates;
     let mut tasks = tokio::task::JoinSet::new();
     for a in 0..aggregates {
         let repo = repo.clone();
         tasks.spawn(async move {
             let id = format!("acct-{a}");
-            let events: Vec<SerializedEvent> = (1..=per_aggregate)
-                .map(|s| SerializedEvent {
-                    aggregate_type: aggregate_type.to_string(),
-                    ..event(&id, s)
-                })
-                .collect();
+            let events: Vec<SerializedEvent> = (1..=per_aggregate).map(|s| event(&id, s)).collect();
             for commit in events.chunks(PER_COMMIT) {
                 repo.persist::<BankAccount>(commit, None).await.unwrap();
             }
@@ -242,16 +223,26 @@ async fn throughput(aggregates: usize) {
     );
 }
 
-/// Commits one event at a time at `RATE` per second on 50 aggregates for
-/// `LOAD_FOR` through `repo`, calling `sample` at each tick; returns the
-/// commits and when each was acknowledged.
-async fn commit_at_rate(
-    repo: &DynamoEventRepository,
-    mut sample: impl FnMut(),
-) -> (usize, HashMap<(String, usize), Instant>) {
+async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
+    let stream = stream().await;
+    let counter = Counter {
+        note: true,
+        ..Counter::default()
+    };
+    let mut projector = projector(&stream, checkpoints(&stream).await, &counter);
+    if let Some((min, max)) = idle {
+        projector = projector.with_idle_backoff(min, max);
+    }
+    let lag = projector.lag();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    let repo = stream.tables.repository();
     let committed: Arc<Mutex<HashMap<(String, usize), Instant>>> = Arc::default();
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
     let mut sequences = [0usize; 50];
+    let mut max_lag = Duration::ZERO;
     let mut commits = tokio::task::JoinSet::new();
     let started = Instant::now();
     let mut n = 0usize;
@@ -271,64 +262,32 @@ async fn commit_at_rate(
                 .insert((id, sequence), Instant::now());
         });
         n += 1;
-        sample();
+        if let Some(now) = lag.max_lag() {
+            max_lag = max_lag.max(now);
+        }
     }
     while let Some(done) = commits.join_next().await {
         done.unwrap();
     }
-    let committed = std::mem::take(&mut *committed.lock().unwrap());
-    (n, committed)
-}
-
-/// Per commit, the time from its acknowledgement to its dispatch, sorted.
-fn lags(committed: &HashMap<(String, usize), Instant>, counter: &Counter) -> Vec<Duration> {
+    while counter.events.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    let committed = committed.lock().unwrap();
     let dispatched = counter.dispatched.lock().unwrap();
     let mut lags: Vec<Duration> = committed
         .iter()
         .map(|(key, at)| dispatched[key].saturating_duration_since(*at))
         .collect();
     lags.sort_unstable();
-    lags
-}
-
-fn at(lags: &[Duration], q: usize) -> Duration {
-    lags[(lags.len() - 1) * q / 100]
-}
-
-async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
-    let stream = stream().await;
-    let counter = Counter {
-        note: true,
-        ..Counter::default()
-    };
-    let mut projector = projector(&stream, checkpoints(&stream).await, &counter);
-    if let Some((min, max)) = idle {
-        projector = projector.with_idle_backoff(min, max);
-    }
-    let lag = projector.lag();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(projector.run(async move {
-        let _ = stopped.await;
-    }));
-    let mut max_lag = Duration::ZERO;
-    let (n, committed) = commit_at_rate(&stream.tables.repository(), || {
-        if let Some(now) = lag.max_lag() {
-            max_lag = max_lag.max(now);
-        }
-    })
-    .await;
-    while counter.events.load(Ordering::Relaxed) < n {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
-    let lags = lags(&committed, &counter);
+    let at = |q: usize| lags[(lags.len() - 1) * q / 100];
     let stats = lag.stats();
     println!(
         "| {label} | {n} | {} | {} | {} | {} | {} | {} |",
         per_second(n, LOAD_FOR),
-        ms(at(&lags, 50)),
-        ms(at(&lags, 99)),
+        ms(at(50)),
+        ms(at(99)),
         ms(lags[lags.len() - 1]),
         ms(max_lag),
         stats.get_records_calls,
@@ -367,6 +326,5 @@ fn main() {
             Some((Duration::from_millis(5), Duration::from_millis(50))),
         )
         .await;
-        feed::report().await;
     });
 }
