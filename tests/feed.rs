@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod feed_support;
 mod projector_support;
 
 use std::time::{Duration, SystemTime};
@@ -66,7 +67,6 @@ async fn commit_rounds(
     rounds: usize,
 ) -> usize {
     let accounts = cqrs::<Account>(repo.clone(), SnapshotPolicy::Never);
-    let others = dynamo_es::DynamoStore::<Other>::new(repo.clone(), SnapshotPolicy::Never);
     let mut events = 0;
     for round in 0..rounds {
         for a in first..first + aggregates {
@@ -78,18 +78,7 @@ async fn commit_rounds(
             events += times;
             // `Other` commits nothing on its command: write its events
             // through the repository's store directly.
-            let id = format!("other-{a}");
-            let context = cqrs_es::EventStore::load_aggregate(&others, &id)
-                .await
-                .unwrap();
-            cqrs_es::EventStore::commit(
-                &others,
-                vec![AccountEvent::Deposited { amount: 1 }],
-                context,
-                no_metadata(),
-            )
-            .await
-            .unwrap();
+            feed_support::commit_other(repo, &format!("other-{a}"), 1).await;
         }
     }
     events
@@ -256,23 +245,87 @@ async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_abo
 }
 
 #[tokio::test]
-async fn a_writer_behind_by_more_than_the_window_stops_the_feed_with_a_gap() {
+async fn an_event_later_than_twice_the_window_is_read_by_key_when_its_successor_shows() {
     let (db, checkpoints) = sliced_tables().await;
     let recorder = Recorder::default();
     let mut projector = feed(&db, &checkpoints, &recorder, Duration::from_millis(300));
     put_as_of(&db, "lost", 1, SystemTime::now()).await;
     projector.catch_up().await.unwrap();
-    // Event 2 from a clock a minute behind: under the watermark, never
-    // read; event 3 shows it is missing.
+    // Event 2 from a clock a minute behind: under the band reads start
+    // in, never read from the index; event 3 shows it is missing.
     put_as_of(&db, "lost", 2, SystemTime::now() - Duration::from_secs(60)).await;
     put_as_of(&db, "lost", 3, SystemTime::now()).await;
-    let err = projector.catch_up().await.unwrap_err();
-    assert!(
-        matches!(&err, Error::FeedGap { event, .. } if event == "Account:lost#2"),
-        "{err}"
-    );
-    assert!(err.to_string().contains("raise the window"), "{err}");
-    assert_eq!(recorder.sequences("lost"), [1]);
+    let (logs, _guard) = capture(tracing::Level::WARN, false);
+    let report = projector.catch_up().await.unwrap();
+    assert_eq!(recorder.sequences("lost"), [1, 2, 3]);
+    assert_eq!((report.events, report.recovered), (2, 1));
+    let warned = logs.lines_with("were read from the table, not the slice index");
+    assert_eq!(warned.len(), 1, "{}", logs.text());
+    // Nothing comes twice, the audit included.
+    projector.catch_up().await.unwrap();
+    projector.audit(Duration::from_secs(600)).await.unwrap();
+    assert_eq!(recorder.sequences("lost"), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn an_audit_delivers_very_late_events_no_later_event_reveals() {
+    let (db, checkpoints) = sliced_tables().await;
+    let recorder = Recorder::default();
+    let mut projector = feed(&db, &checkpoints, &recorder, Duration::from_millis(300));
+    put_as_of(&db, "tail", 1, SystemTime::now()).await;
+    put_as_of(&db, "busy", 1, SystemTime::now()).await;
+    projector.catch_up().await.unwrap();
+    // From a clock a minute behind, after the feed read: the last event of
+    // `tail`, the first two of `fresh` (a new aggregate) and, to check
+    // that audits do not repeat what reads deliver, one of `busy` on time.
+    let behind = SystemTime::now() - Duration::from_secs(60);
+    put_as_of(&db, "tail", 2, behind).await;
+    put_as_of(&db, "fresh", 1, behind).await;
+    put_as_of(&db, "fresh", 2, behind + Duration::from_millis(1)).await;
+    put_as_of(&db, "busy", 2, SystemTime::now()).await;
+    projector.catch_up().await.unwrap();
+    assert_eq!(recorder.sequences("busy"), [1, 2]);
+    let report = projector.audit(Duration::from_secs(600)).await.unwrap();
+    assert_eq!((report.events, report.recovered), (3, 3));
+    assert_eq!(recorder.sequences("tail"), [1, 2]);
+    assert_eq!(recorder.sequences("fresh"), [1, 2]);
+    // Audited again, and read on after a restart: nothing comes twice.
+    let report = projector.audit(Duration::from_secs(600)).await.unwrap();
+    assert_eq!(report.events, 0);
+    let mut restarted = feed(&db, &checkpoints, &recorder, Duration::from_millis(300));
+    restarted.catch_up().await.unwrap();
+    restarted.audit(Duration::from_secs(600)).await.unwrap();
+    assert_eq!(recorder.redelivered(), 0);
+    assert_eq!(recorder.distinct(), 6);
+    assert_eq!(recorder.gaps(), 0);
+}
+
+#[tokio::test]
+async fn a_running_feed_with_audits_delivers_a_very_late_last_event() {
+    let (db, checkpoints) = sliced_tables().await;
+    let recorder = Recorder::default();
+    put_as_of(&db, "tail", 1, SystemTime::now()).await;
+    let feed = feed(&db, &checkpoints, &recorder, Duration::from_millis(200))
+        .with_poll_interval(Duration::from_millis(10))
+        .with_audit(Duration::from_secs(600), Duration::from_millis(100));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(feed.run(async move {
+        let _ = stopped.await;
+    }));
+    projector_support::wait_until("the first event", Duration::from_secs(30), || {
+        recorder.distinct() == 1
+    })
+    .await;
+    // The last event of its aggregate, from a clock a minute behind: no
+    // read sees it, the next audit does.
+    put_as_of(&db, "tail", 2, SystemTime::now() - Duration::from_secs(60)).await;
+    projector_support::wait_until("the late event", Duration::from_secs(30), || {
+        recorder.distinct() == 2
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    assert_eq!(recorder.sequences("tail"), [1, 2]);
 }
 
 #[tokio::test]

@@ -173,10 +173,10 @@ fn dictionary_snapshot_reads_in_a_fresh_process() {
 /// claiming sequence 3 by another writer, events to 5 written behind it by
 /// a writer that never reads the head, and the writer's cached state at 2.
 /// A commit from the cache conflicts but cannot remove that claim (its
-/// context names an older head). Before the fix: "load of Model:a1 (table
-/// 1) through the cache: after the conflict dropped the entry, loaded
-/// sequence 3 where the model has 5": a command needed two retries. Now
-/// every conflict makes the next load trust no claim.
+/// context names an older head). Before the fix: "load of Model:a1
+/// (table 1) through the cache: after the conflict dropped the entry,
+/// loaded sequence 3 where the model has 5": a command needed two retries.
+/// Now every conflict makes the next load trust no claim.
 #[test]
 fn after_a_conflict_from_the_cache_the_next_load_trusts_no_claim() {
     play(history::History::generate(719));

@@ -46,8 +46,8 @@ pub enum Error {
     },
     /// A feed cannot deliver an event that later events of its aggregate
     /// need first: it is not in the `EventsBySlice` index (written without
-    /// a slice), not in the table, or became visible too late for the
-    /// feed's window. Nothing of that aggregate after it was delivered.
+    /// a slice) or not in the table. Nothing of that aggregate after it was
+    /// delivered.
     #[error("feed on {table}: event {event} is missing from the feed: {reason}")]
     FeedGap {
         /// The events table.

@@ -6,7 +6,10 @@
 //! after it is on the stream after the marker, so the scan and a projector
 //! started afterwards together see every event; an event near T0 may be
 //! seen by both (an overlap of at most the margin plus the scan's length).
-//! Why is argued on [`Rebuild`].
+//! Why is argued on [`Rebuild`]. With a feed ([`Rebuild::with_feed`]) the
+//! scan is replaced by a catch-up of the `EventsBySlice` index until every
+//! slice's watermark passes T0, which dispatches every event committed
+//! before T0 by its writer's clock.
 //!
 //! Per-aggregate order: the scan yields each aggregate's events in
 //! sequence order (all of them in one segment, see `stream::scan`); pages
@@ -25,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::checkpoint::RebuildMarker;
+use super::feed::{FeedPositions, FeedProjector, FeedStart, SliceReader};
 use super::fields::{millis, time_of};
 use super::{ChangeKind, ChangeRecord, CheckpointStore, Dispatcher, Error, Image};
 use crate::item::{Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
@@ -149,6 +153,8 @@ pub struct Rebuild<A: Aggregate> {
     safety_margin: Duration,
     progress: Option<ProgressFn>,
     stream: Option<(aws_sdk_dynamodbstreams::Client, String)>,
+    /// Read from the slice index instead of scanning the table.
+    feed: Option<SliceReader>,
 }
 
 impl<A: Aggregate> fmt::Debug for Rebuild<A> {
@@ -208,6 +214,7 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             safety_margin: DEFAULT_SAFETY_MARGIN,
             progress: None,
             stream: None,
+            feed: None,
         }
     }
 
@@ -249,6 +256,25 @@ impl<A: Aggregate + 'static> Rebuild<A> {
         stream_arn: &str,
     ) -> Self {
         self.stream = Some((streams, stream_arn.to_string()));
+        self
+    }
+
+    /// Reads the events from the `EventsBySlice` index with `reader` (a
+    /// [feed](super::feed)) instead of scanning the table: only the
+    /// events of `A` are read, at the index's cost, and the rebuild ends
+    /// once every slice's watermark has passed T0, a window after it at the
+    /// earliest. Why nothing is missed: an event the projector skips was
+    /// created before the marker (T0 minus the margin) by DynamoDB's clock,
+    /// so before T0 by its writer's (the margin covers the difference, as
+    /// for the scan), and the feed dispatched every event committed before
+    /// its watermarks. The feed's positions are kept under the projection
+    /// `{projection}#rebuild` while it runs, deleted when it starts and
+    /// when it succeeds (a rebuild always reads from the beginning);
+    /// [`RebuildProgress`] counts its index reads as pages (segments and the
+    /// page size do not apply; the reader's `with_max_events` does).
+    #[must_use]
+    pub fn with_feed(mut self, reader: SliceReader) -> Self {
+        self.feed = Some(reader);
         self
     }
 
@@ -316,7 +342,11 @@ impl<A: Aggregate + 'static> Rebuild<A> {
         );
 
         let totals = Arc::new(Totals::default());
-        let dispatched = match self.scan_and_dispatch(&totals, started).await {
+        let read = match &self.feed {
+            Some(reader) => self.read_feed(reader, started_at, &totals, started).await,
+            None => self.scan_and_dispatch(&totals, started).await,
+        };
+        let dispatched = match read {
             Ok(()) => self.checkpoints.supersede(&before).await,
             Err(err) => Err(err),
         };
@@ -357,6 +387,39 @@ impl<A: Aggregate + 'static> Rebuild<A> {
             skipped,
             superseded,
         })
+    }
+
+    /// Catches a feed of `A` up to `until` (see [`with_feed`](Self::with_feed)).
+    async fn read_feed(
+        &self,
+        reader: &SliceReader,
+        until: SystemTime,
+        totals: &Totals,
+        started: Instant,
+    ) -> Result<(), Error> {
+        let positions = FeedPositions::new(
+            self.client.clone(),
+            self.checkpoints.table(),
+            &format!("{}#rebuild", self.checkpoints.projection()),
+        );
+        positions.reset().await?;
+        let poll = (reader.window() / 10).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let report = FeedProjector::new(reader.clone(), positions.clone(), self.dispatcher.clone())
+            .with_start(FeedStart::Beginning)
+            .with_poll_interval(poll)
+            .catch_up_until(until)
+            .await?;
+        positions.reset().await?;
+        let events = len_u64(report.events);
+        totals
+            .pages
+            .fetch_add(len_u64(report.reads), Ordering::Relaxed);
+        totals.items.fetch_add(events, Ordering::Relaxed);
+        totals.events.fetch_add(events, Ordering::Relaxed);
+        if let Some(progress) = &self.progress {
+            progress(totals.progress(started));
+        }
+        Ok(())
     }
 
     /// Reads the scan and hands each page to its segment's worker.

@@ -304,10 +304,17 @@ pub async fn dynamodb() -> Result<TestTables> {
 /// a feed projection reads from and writes to.
 pub async fn sliced_dynamodb(slices: crate::slice::Slices) -> Result<(TestTables, String)> {
     let db = dynamodb().await?;
+    let checkpoints = slice_tables(&db, slices).await?;
+    Ok((db, checkpoints))
+}
+
+/// Adds the slice index of `slices` to `db`'s events table and creates a
+/// fresh checkpoint table; returns its name.
+pub async fn slice_tables(db: &TestTables, slices: crate::slice::Slices) -> Result<String> {
     crate::tables::add_slice_index(&db.client, &db.events, slices).await?;
     let checkpoints = unique_name("checkpoints");
     crate::tables::create_checkpoint_table(&db.client, &checkpoints).await?;
-    Ok((db, checkpoints))
+    Ok(checkpoints)
 }
 
 /// Creates uniquely named tables through `client`.

@@ -15,9 +15,15 @@
 //! dispatched again unless the process stopped between a dispatch and the
 //! save of its position (then the batch comes again, as with the stream:
 //! a [`ViewProjection`](super::ViewProjection) drops it by sequence). The
-//! proof is on [`SlicePosition`]; it assumes every event shows in
-//! the index within the reader's [window](SliceReader::with_window) of its
-//! commit time, and the reader warns when events come close to that.
+//! proof is on [`SlicePosition`]; it assumes every event shows in the
+//! index within twice the reader's [window](SliceReader::with_window) of
+//! its commit time. One that shows later is never skipped silently past:
+//! when a later event of its aggregate is read, the gap in the sequences
+//! makes the reader fetch it from the table by key and deliver it first;
+//! otherwise an [audit](FeedProjector::audit) finds it (if it showed
+//! within the audit's depth). Other types: [`GlobalReader`] merges several
+//! aggregate types by commit time; [`Rebuild::with_feed`](super::Rebuild::with_feed)
+//! rebuilds a stream projection from the feed.
 //!
 //! ```no_run
 //! # async fn demo<A: cqrs_es::Aggregate + 'static>(
@@ -37,7 +43,9 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod leases;
+mod merge;
 mod position;
 mod positions;
 mod reader;
@@ -51,22 +59,13 @@ use std::time::{Duration, SystemTime};
 
 use cqrs_es::Aggregate;
 
-pub use position::SlicePosition;
+pub use merge::{GlobalEvent, GlobalReader};
+pub use position::{FeedStart, SlicePosition};
 pub use positions::{FeedPositions, SavedPosition, SliceStatus};
 pub use reader::{SliceRead, SliceReader, DEFAULT_MAX_EVENTS, DEFAULT_WINDOW};
 
 use super::{Dispatcher, Error};
 use crate::slice::micros;
-
-/// Where a feed projection starts in a slice it has no saved position for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FeedStart {
-    /// Every event in the index.
-    #[default]
-    Beginning,
-    /// The events committed at or after this time.
-    At(SystemTime),
-}
 
 /// What one [`FeedProjector::catch_up`] pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +80,19 @@ pub struct FeedReport {
     pub held: usize,
     /// Index reads made.
     pub reads: usize,
+    /// Of `events`, how many came later than twice the reader's window:
+    /// read from the table by key, or found by an [audit](FeedProjector::audit).
+    pub recovered: usize,
+}
+
+/// What a pass over a slice reads.
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// From the band below the watermark on.
+    Follow,
+    /// The band `depth` (microseconds) below the watermark, down to where
+    /// reads start.
+    Audit(u64),
 }
 
 /// Reads a range of slices of one aggregate type and dispatches the events.
@@ -101,6 +113,8 @@ pub struct FeedProjector<A: Aggregate> {
     /// the slices it holds.
     leases: Option<(leases::SliceLeases, BTreeSet<u16>)>,
     lease_duration: Duration,
+    /// [`run`](Self::run)'s audits: how deep, how often.
+    audits: Option<(Duration, Duration)>,
 }
 
 /// What one [`FeedProjector::balance`] round did.
@@ -133,6 +147,7 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
             leases: None,
             lease_duration: Duration::from_secs(30),
             stop: Arc::default(),
+            audits: None,
         }
     }
 
@@ -265,15 +280,78 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         self
     }
 
+    /// Makes [`run`](Self::run) [audit](Self::audit) `depth` below the
+    /// watermarks every `every`: an event whose index entry comes later
+    /// than twice the reader's window, and that no later event of its
+    /// aggregate reveals, is then still delivered if it shows within
+    /// `depth` of its commit time. An audit reads `depth` of the slices'
+    /// events again (at the index's read cost): choose `every` so that
+    /// this stays a fraction of the reads, e.g. a depth of 10 minutes
+    /// every 5 minutes.
+    #[must_use]
+    pub fn with_audit(mut self, depth: Duration, every: Duration) -> Self {
+        self.audits = Some((depth, every));
+        self
+    }
+
     /// One pass over the slices: reads each until it has nothing more,
     /// dispatching and saving as it goes.
     pub async fn catch_up(&mut self) -> Result<FeedReport, Error> {
+        self.pass(Pass::Follow).await
+    }
+
+    /// Passes until every slice this process reads has its watermark at
+    /// or after `until`: then every event of the type committed before
+    /// `until` (by its writer's clock) has been dispatched. The watermarks
+    /// trail the clock by the reader's window, so this returns a window
+    /// after `until` at the earliest; between passes that dispatched
+    /// nothing it waits the [poll interval](Self::with_poll_interval).
+    /// [`Rebuild::with_feed`](super::Rebuild::with_feed) hands over to the
+    /// stream projector with it.
+    pub async fn catch_up_until(&mut self, until: SystemTime) -> Result<FeedReport, Error> {
+        let until = micros(until);
+        let mut total = FeedReport::default();
+        loop {
+            let report = self.catch_up().await?;
+            total.events += report.events;
+            total.duplicates += report.duplicates;
+            total.reads += report.reads;
+            total.recovered += report.recovered;
+            total.held = report.held;
+            let reached = self.active().into_iter().all(|slice| {
+                self.slices
+                    .get(usize::from(slice))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|(_, position)| position.watermark >= until)
+            });
+            if reached || self.stopping() {
+                return Ok(total);
+            }
+            if report.events == 0 {
+                tokio::time::sleep(self.poll).await;
+            }
+        }
+    }
+
+    /// One audit of the slices: reads the index from `depth` below each
+    /// slice's watermark up to where [`catch_up`](Self::catch_up) reads
+    /// start (a window below it), and delivers, in order, the events there
+    /// that were never delivered (their index entries came later than
+    /// twice the window, after the reads had passed them), with any
+    /// missing predecessor read from the table by key. Nothing delivered is
+    /// delivered again; the watermarks do not move.
+    pub async fn audit(&mut self, depth: Duration) -> Result<FeedReport, Error> {
+        let depth = u64::try_from(depth.as_micros()).unwrap_or(u64::MAX);
+        self.pass(Pass::Audit(depth)).await
+    }
+
+    async fn pass(&mut self, pass: Pass) -> Result<FeedReport, Error> {
         let mut report = FeedReport::default();
         for slice in self.active() {
             if self.stopping() {
                 break;
             }
-            match self.catch_up_slice(slice, &mut report).await {
+            match self.catch_up_slice(slice, pass, &mut report).await {
                 // Sharing: another process took the slice meanwhile.
                 Err(Error::FeedPositionTaken { .. }) if self.leases.is_some() => {
                     if let Some((_, held)) = &mut self.leases {
@@ -289,26 +367,53 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         Ok(report)
     }
 
-    async fn catch_up_slice(&mut self, slice: u16, report: &mut FeedReport) -> Result<(), Error> {
+    async fn catch_up_slice(
+        &mut self,
+        slice: u16,
+        pass: Pass,
+        report: &mut FeedReport,
+    ) -> Result<(), Error> {
         let index = usize::from(slice);
         let aggregate_type = self.reader.aggregate_type().to_string();
         let (mut saved, mut position) = match self.slices.get(index).cloned().flatten() {
             Some(state) => state,
             None => {
-                let start = match self.start {
-                    FeedStart::Beginning => SlicePosition::default(),
-                    FeedStart::At(time) => SlicePosition::from_micros(micros(time)),
-                };
+                let start = SlicePosition::start(self.start);
                 let saved = self.positions.load(&aggregate_type, slice, &start).await?;
                 let position = saved.position.clone();
                 (saved, position)
             }
         };
         let save_every = u64::try_from(self.save_every.as_micros()).unwrap_or(u64::MAX);
+        let window = u64::try_from(self.reader.window().as_micros()).unwrap_or(u64::MAX);
+        // An audit's band: from `depth` below the watermark (not before the
+        // feed's start) to where reads start.
+        let mut band = match pass {
+            Pass::Follow => None,
+            Pass::Audit(depth) => Some((
+                position
+                    .watermark
+                    .saturating_sub(depth)
+                    .max(position.origin),
+                position.watermark.saturating_sub(window),
+            )),
+        };
         loop {
-            let read = self.reader.read(slice, &position, &self.positions).await?;
+            let read = match band {
+                None => self.reader.read(slice, &position, &self.positions).await?,
+                Some((from, to)) if from >= to => break,
+                Some((from, to)) => {
+                    let (read, next) = self
+                        .reader
+                        .audit(slice, &position, &self.positions, from, to)
+                        .await?;
+                    band = Some((next.unwrap_or(to), to));
+                    read
+                }
+            };
             report.reads += 1;
             report.duplicates += read.duplicates;
+            report.recovered += read.recovered;
             let dispatched = !read.records.is_empty();
             if dispatched {
                 self.dispatcher
@@ -322,7 +427,8 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
                     .record_sequences(&aggregate_type, &read.delivered)
                     .await?;
             }
-            let progressed = dispatched || read.position != position;
+            // An audit reads its band to the end, pages of duplicates too.
+            let progressed = dispatched || read.position != position || band.is_some();
             position = read.position;
             let stale = position.watermark.saturating_sub(saved.position.watermark) >= save_every;
             if position != saved.position && (dispatched || stale) {
@@ -373,9 +479,16 @@ impl<A: Aggregate + 'static> FeedProjector<A> {
         let every = self.lease_duration / 3;
         let work = async {
             let mut balanced: Option<tokio::time::Instant> = None;
+            let mut audited = tokio::time::Instant::now();
             loop {
                 if self.stopping() {
                     return Ok(());
+                }
+                if let Some((depth, audit_every)) = self.audits {
+                    if audited.elapsed() >= audit_every {
+                        self.audit(depth).await?;
+                        audited = tokio::time::Instant::now();
+                    }
                 }
                 if self.leases.is_some() && balanced.is_none_or(|at| at.elapsed() >= every) {
                     self.balance().await?;

@@ -4,6 +4,17 @@
 //! The proof that nothing is skipped or repeated is on [`SlicePosition`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+/// Where a feed projection starts in a slice it has no saved position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeedStart {
+    /// Every event in the index.
+    #[default]
+    Beginning,
+    /// The events committed at or after this time.
+    At(SystemTime),
+}
 
 /// One event as the index returned it, reduced to what ordering needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +74,12 @@ pub(crate) struct Plan {
 /// before that is either delivered or was visible and not held, so the
 /// invariant holds again; `recent` then drops aggregates whose delivered
 /// events are all before the new `W` (they are never read again). A held
-/// run whose missing predecessor was committed before `W` was missed (it
-/// became visible later than the window): the reader stops with
-/// [`Error::FeedGap`](crate::projection::Error::FeedGap) instead of
-/// delivering past it.
+/// run whose missing predecessor was committed below the band a read
+/// starts in (it became visible later than twice the window) is never
+/// delivered past: the reader reads the missing events from the table by
+/// key and delivers them first (or stops with
+/// [`Error::FeedGap`](crate::projection::Error::FeedGap) if the table does
+/// not hold them, sliced).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlicePosition {
     /// Every event before this commit time (microseconds) was delivered.
@@ -86,6 +99,15 @@ pub struct SlicePosition {
 }
 
 impl SlicePosition {
+    /// The position a feed starting at `start` begins a slice with.
+    #[must_use]
+    pub fn start(start: FeedStart) -> Self {
+        match start {
+            FeedStart::Beginning => SlicePosition::default(),
+            FeedStart::At(time) => SlicePosition::from_micros(crate::slice::micros(time)),
+        }
+    }
+
     /// A position from which every event at or after `micros` is new.
     #[must_use]
     pub fn from_micros(micros: u64) -> Self {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::position::{Seen, SlicePosition};
+use super::position::{Plan, Seen, SlicePosition};
 use super::positions::FeedPositions;
 use crate::error::Error as StoreError;
 use crate::item::{
@@ -31,12 +31,12 @@ pub const DEFAULT_MAX_EVENTS: usize = 1_000;
 /// `EventsBySlice` index.
 #[derive(Debug, Clone)]
 pub struct SliceReader {
-    client: Client,
-    table: String,
-    aggregate_type: String,
-    slices: Slices,
-    window: Duration,
-    max_events: usize,
+    pub(super) client: Client,
+    pub(super) table: String,
+    pub(super) aggregate_type: String,
+    pub(super) slices: Slices,
+    pub(super) window: Duration,
+    pub(super) max_events: usize,
 }
 
 /// What one [`SliceReader::read`] found.
@@ -57,6 +57,12 @@ pub struct SliceRead {
     /// Of `records`, how many became visible later than the previous read
     /// (their commit time was before it), and the most any was late by.
     pub late: Option<(usize, Duration)>,
+    /// Of `records`, how many were read from the table by key, not from
+    /// the index: their index entries came later than twice the window,
+    /// below the band a read starts in, and a later event of their
+    /// aggregate (or an [audit](super::FeedProjector::audit)) showed them
+    /// missing.
+    pub recovered: usize,
     /// Whether the read stopped at [`with_max_events`](SliceReader::with_max_events)
     /// with more to read.
     pub more: bool,
@@ -83,8 +89,10 @@ impl SliceReader {
     /// index: the index's propagation delay plus the largest difference
     /// between a writer's clock and this reader's. The watermark trails the
     /// read time by this much, so events are read again for this long
-    /// (and dropped as duplicates). An event later than this is missed:
-    /// reads log a warning when events come later than half of it.
+    /// (and dropped as duplicates). Reads log a warning when events come
+    /// later than half of it; one later than twice the window is read from
+    /// the table by key when a later event of its aggregate shows it
+    /// missing, or found by an [audit](super::FeedProjector::audit).
     #[must_use]
     pub fn with_window(mut self, window: Duration) -> Self {
         self.window = window;
@@ -116,10 +124,14 @@ impl SliceReader {
     /// Reads slice `slice` from `position`; `positions` holds the feed's
     /// last delivered sequence of each aggregate.
     ///
-    /// [`Error::FeedGap`] if an event that must come before one read was
-    /// missed (it became visible later than the window), is not in the
-    /// index at all (written without a slice: run the backfill) or is
-    /// missing from the table; [`Error::Store`] if a request fails;
+    /// An event that must come before one read and became visible too
+    /// late to be read from the index (later than twice the window) is
+    /// read from the table by key and delivered first
+    /// ([`SliceRead::recovered`]).
+    ///
+    /// [`Error::FeedGap`] if such an event is not in the index at all
+    /// (written without a slice: run the backfill) or is missing from the
+    /// table; [`Error::Store`] if a request fails;
     /// [`Error::InvalidRecord`] for an index item without its keys.
     pub async fn read(
         &self,
@@ -131,25 +143,17 @@ impl SliceReader {
         let key = self.slices.key(&self.aggregate_type, slice);
         let mut known: HashMap<String, usize> = HashMap::new();
         let mut limit = self.max_events;
-        let (items, more, seen, plan) = loop {
+        let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+        let (items, indexed, more, seen, plan) = loop {
             // From a window below the watermark: an event that became
             // visible up to a window after the watermark passed its commit
             // time is still read, and delivered in order.
-            let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
             let from = position.watermark.saturating_sub(window);
-            let (items, more) = self.query(&key, from, limit).await?;
-            let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
-            let mut plan = position.plan(&seen, &known);
-            if !plan.unknown.is_empty() {
-                self.resolve(
-                    &mut known,
-                    std::mem::take(&mut plan.unknown),
-                    position,
-                    positions,
-                )
+            let (mut items, more) = self.query(&key, from, None, limit).await?;
+            let indexed = items.len();
+            let (seen, plan) = self
+                .settle(&mut items, position, positions, &mut known)
                 .await?;
-                plan = position.plan(&seen, &known);
-            }
             // A page with nothing to deliver (events read again, or held
             // ones whose predecessor comes later in the index: a writer's
             // clock behind) says nothing new: read further rather than
@@ -158,21 +162,29 @@ impl SliceReader {
                 limit = limit.saturating_mul(2);
                 continue;
             }
-            if self
-                .check_missing(&plan.missing, position, &mut known)
-                .await?
-            {
-                // An aggregate's missing event predates the feed's start.
-                continue;
-            }
-            break (items, more, seen, plan);
+            break (items, indexed, more, seen, plan);
         };
         let mut next = position.clone();
         next.record(&seen, &plan.deliver);
-        let cut_at = more.then(|| seen.last().map(|e| e.micros)).flatten();
-        let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+        let cut_at = more
+            .then(|| indexed.checked_sub(1).map(|last| seen[last].micros))
+            .flatten();
         next.advance(now, window, plan.held_from, cut_at);
         next.seen_to = cut_at.unwrap_or(now);
+        let recovered = plan.deliver.iter().filter(|&&i| i >= indexed).count();
+        if recovered > 0 {
+            tracing::warn!(
+                table = %self.table,
+                slice = %key,
+                events = recovered,
+                window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
+                "events were read from the table, not the slice index: their index entries \
+                 came later than twice the feed's window (a writer's clock runs behind, or the \
+                 index lags); they are delivered in order, but such an event with no later \
+                 event of its aggregate is only found by an audit \
+                 (FeedProjector::with_audit): raise the window (SliceReader::with_window)"
+            );
+        }
         let late = late(&seen, &plan.deliver, position.seen_to);
         if let Some((count, by)) = late {
             if by > self.window / 2 {
@@ -189,16 +201,7 @@ impl SliceReader {
                 );
             }
         }
-        let mut last: HashMap<&str, (usize, u64)> = HashMap::new();
-        for &index in &plan.deliver {
-            let event = &seen[index];
-            let entry = last.entry(&event.aggregate_id).or_default();
-            *entry = (entry.0.max(event.sequence), entry.1.max(event.micros));
-        }
-        let delivered = last
-            .into_iter()
-            .map(|(id, (sequence, micros))| (id.to_string(), sequence, micros))
-            .collect();
+        let delivered = delivered(&seen, &plan.deliver);
         let records = plan
             .deliver
             .iter()
@@ -211,8 +214,46 @@ impl SliceReader {
             held: plan.held_from.is_some(),
             delivered,
             late,
+            recovered,
             more,
         })
+    }
+
+    /// Plans the events of `items` (index items, then any read by key):
+    /// learns the last delivered sequence of aggregates the position does
+    /// not know, and reads from the table by key the events held runs miss
+    /// that will never show in a read (appended to `items`), until the
+    /// plan is final.
+    pub(super) async fn settle(
+        &self,
+        items: &mut Vec<Item>,
+        position: &SlicePosition,
+        positions: &FeedPositions,
+        known: &mut HashMap<String, usize>,
+    ) -> Result<(Vec<Seen>, Plan), Error> {
+        loop {
+            let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
+            let mut plan = position.plan(&seen, known);
+            if !plan.unknown.is_empty() {
+                let unknown = std::mem::take(&mut plan.unknown);
+                self.resolve(known, unknown, position, positions).await?;
+                plan = position.plan(&seen, known);
+            }
+            let checked = self
+                .check_missing(&plan.missing, position, known, &seen)
+                .await?;
+            if !checked.recovered.is_empty() {
+                // Events whose index entries came too late to be read:
+                // delivered from the table, in order, with the rest.
+                items.extend(checked.recovered);
+                continue;
+            }
+            if checked.replan {
+                // An aggregate's missing event predates the feed's start.
+                continue;
+            }
+            return Ok((seen, plan));
+        }
     }
 
     /// Learns the last delivered sequence of each aggregate not in the
@@ -220,7 +261,7 @@ impl SliceReader {
     /// records; one never delivered in a feed that started at a time
     /// counts as delivered up to the event before its first one read if
     /// that event was committed before the start.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         known: &mut HashMap<String, usize>,
         unknown: Vec<(String, usize)>,
@@ -242,79 +283,126 @@ impl SliceReader {
         Ok(())
     }
 
-    /// Checks the events held runs wait for: one committed before the
-    /// watermark was missed ([`Error::FeedGap`]), unless it predates the
-    /// feed's start for an aggregate never delivered (then `known` learns
-    /// it, and `true` says to plan again); otherwise it is only late.
+    /// Checks the events held runs wait for. One that predates the feed's
+    /// start for an aggregate never delivered counts as delivered (`known`
+    /// learns it, and `replan` says to plan again). One committed below the
+    /// band a read starts in (a window below the watermark) will never be
+    /// read from the index: it and the events up to the held run's first
+    /// are read from the table by key (`recovered`), so the run is
+    /// delivered whole and in order. Otherwise it is only late, and waits.
     async fn check_missing(
         &self,
         missing: &[(String, usize)],
         position: &SlicePosition,
         known: &mut HashMap<String, usize>,
-    ) -> Result<bool, Error> {
-        let mut replan = false;
+        seen: &[Seen],
+    ) -> Result<Checked, Error> {
+        let mut checked = Checked::default();
+        let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
         for (aggregate_id, sequence) in missing {
             let time = self.commit_time(aggregate_id, *sequence).await?;
             let never_delivered = !position.recent.contains_key(aggregate_id)
                 && known.get(aggregate_id).is_none_or(|d| *d < *sequence);
             if time < position.origin && never_delivered {
                 known.insert(aggregate_id.clone(), *sequence);
-                replan = true;
+                checked.replan = true;
                 continue;
             }
-            // Below the band a read starts in: it will never be read.
-            let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
             if time < position.watermark.saturating_sub(window) {
-                return Err(self.missed(aggregate_id, *sequence, time, position));
+                // The held run starts at the first sequence read after it.
+                let until = seen
+                    .iter()
+                    .filter(|e| e.aggregate_id == *aggregate_id && e.sequence > *sequence)
+                    .map(|e| e.sequence)
+                    .min()
+                    .unwrap_or(*sequence + 1);
+                checked
+                    .recovered
+                    .extend(self.events_between(aggregate_id, *sequence, until).await?);
             }
         }
-        Ok(replan)
+        Ok(checked)
     }
 
-    /// The error for event `sequence` of `aggregate_id`, committed at
-    /// `time`, before the watermark, and never delivered.
-    fn missed(
+    /// Events `first..until` of `aggregate_id`, read from the table
+    /// (strongly consistent), every one of them sliced.
+    pub(super) async fn events_between(
         &self,
         aggregate_id: &str,
-        sequence: usize,
-        time: u64,
-        position: &SlicePosition,
-    ) -> Error {
-        Error::FeedGap {
-            table: self.table.clone(),
-            event: format!(
-                "{}#{sequence}",
-                aggregate_key(&self.aggregate_type, aggregate_id)
-            ),
-            reason: format!(
-                "it was committed at {time} µs, {} ms before the feed's watermark, and was not \
-                 delivered: it became visible in the index later than twice the feed's window of \
-                 {} ms \
-                 (a writer's clock runs behind by more); raise the window \
-                 (SliceReader::with_window) above that and start the feed again from before it",
-                position.watermark.saturating_sub(time) / 1_000,
-                self.window.as_millis()
-            ),
-        }
-    }
-
-    /// Every index item of `key` from `from` on, up to `limit`; and
-    /// whether more are left.
-    async fn query(&self, key: &str, from: u64, limit: usize) -> Result<(Vec<Item>, bool), Error> {
-        let mut items = Vec::new();
+        first: usize,
+        until: usize,
+    ) -> Result<Vec<Item>, Error> {
+        let key = aggregate_key(&self.aggregate_type, aggregate_id);
+        let mut items: Vec<Item> = Vec::new();
         let mut start = None;
         loop {
-            let left = limit - items.len();
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
+                .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
+                .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
+                .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
+                .expression_attribute_values(":key", s(&key))
+                .expression_attribute_values(":first", n(first))
+                .expression_attribute_values(":last", n(until.saturating_sub(1).max(first)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| StoreError::from_sdk_on("Query", &self.table, err))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        for (offset, item) in items.iter().enumerate() {
+            let expected = first + offset;
+            let sequence: usize =
+                get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").map_err(Error::Store)?;
+            if sequence != expected || !item.contains_key(COMMIT_TIME) {
+                // Missing from the table, or not sliced: the look-up of
+                // `expected` says which, with the fix.
+                self.commit_time(aggregate_id, expected).await?;
+            }
+        }
+        if items.len() < until.saturating_sub(first).max(1) {
+            self.commit_time(aggregate_id, first + items.len()).await?;
+        }
+        Ok(items)
+    }
+
+    /// Every index item of `key` from `from` on (before `to` if given), up
+    /// to `limit`; and whether more are left.
+    pub(super) async fn query(
+        &self,
+        key: &str,
+        from: u64,
+        to: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), Error> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let left = limit - items.len();
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
                 .index_name(SLICE_INDEX)
-                .key_condition_expression("#slice = :slice AND #time >= :from")
+                .key_condition_expression(match to {
+                    Some(_) => "#slice = :slice AND #time BETWEEN :from AND :to",
+                    None => "#slice = :slice AND #time >= :from",
+                })
                 .expression_attribute_names("#slice", SLICE)
                 .expression_attribute_names("#time", COMMIT_TIME)
                 .expression_attribute_values(":slice", s(key))
-                .expression_attribute_values(":from", n(from))
+                .expression_attribute_values(":from", n(from));
+            if let Some(to) = to {
+                query = query.expression_attribute_values(":to", n(to.saturating_sub(1).max(from)));
+            }
+            let out = query
                 .limit(i32::try_from(left).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
                 .send()
@@ -365,8 +453,31 @@ impl SliceReader {
     }
 }
 
+/// What [`SliceReader::check_missing`] found.
+#[derive(Default)]
+struct Checked {
+    /// Plan again: `known` learned an aggregate's start.
+    replan: bool,
+    /// Events read from the table by key, to deliver with the read.
+    recovered: Vec<Item>,
+}
+
+/// Per aggregate among `seen[i]` for `i` in `deliver`: its last sequence
+/// and latest commit time.
+pub(super) fn delivered(seen: &[Seen], deliver: &[usize]) -> Vec<(String, usize, u64)> {
+    let mut last: HashMap<&str, (usize, u64)> = HashMap::new();
+    for &index in deliver {
+        let event = &seen[index];
+        let entry = last.entry(&event.aggregate_id).or_default();
+        *entry = (entry.0.max(event.sequence), entry.1.max(event.micros));
+    }
+    last.into_iter()
+        .map(|(id, (sequence, micros))| (id.to_string(), sequence, micros))
+        .collect()
+}
+
 /// The ordering facts of an index item.
-fn seen_of(item: &Item) -> Result<Seen, Error> {
+pub(super) fn seen_of(item: &Item) -> Result<Seen, Error> {
     let invalid = |err: StoreError| Error::InvalidRecord {
         record: describe_key(item),
         reason: err.to_string(),
@@ -395,7 +506,7 @@ fn late(seen: &[Seen], delivered: &[usize], seen_to: u64) -> Option<(usize, Dura
 }
 
 /// The stream-shaped record of an index item.
-fn record(slice_key: &str, seen: &Seen, item: Item) -> ChangeRecord {
+pub(super) fn record(slice_key: &str, seen: &Seen, item: Item) -> ChangeRecord {
     let keys: Item = [AGGREGATE_TYPE_AND_ID, AGGREGATE_ID_SEQUENCE]
         .into_iter()
         .filter_map(|name| item.get(name).map(|v| (name.to_string(), v.clone())))
