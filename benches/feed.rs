@@ -9,10 +9,10 @@
 //!   type (`Ledger`) in one sliced table; a fresh feed projection of
 //!   `BankAccount` from the beginning (counting projection, a fresh
 //!   checkpoint table each run) against a `Rebuild` of the same projection
-//!   (a parallel scan of the whole table): events per second until the
-//!   last one, and read units per 1,000 events dispatched (the feed metered
-//!   by `Meter::without_rounds`, which holds no request; the rebuild by its
-//!   own `ConsumedCapacity` sum). Medians of `RUNS` runs.
+//!   (a parallel scan of the whole table) and a `Rebuild::with_feed` (the
+//!   slice index): events per second until the last one, and read units
+//!   per 1,000 events dispatched (metered by `Meter::without_rounds`,
+//!   which holds no request). Medians of `RUNS` runs.
 //! * **live lag**: one-event commits at `RATE` per second on 50 aggregates
 //!   for `LOAD_FOR`, read live by the stream projector and by the feed
 //!   projector (its default poll interval, and a short one); per event,
@@ -63,6 +63,9 @@ const PER_COMMIT: usize = 25;
 const WRITERS: usize = 8;
 /// Slices of the sliced table.
 const SLICES: u16 = 64;
+/// The window of a rebuild from the feed: it ends a window after T0 at
+/// the earliest.
+const FEED_WINDOW: Duration = Duration::from_secs(1);
 /// Commits per second and how long, for the lag runs.
 const RATE: u32 = 200;
 const LOAD_FOR: Duration = Duration::from_secs(5);
@@ -168,25 +171,33 @@ async fn feed_catch_up(stream: &Stream, events: usize) -> (Duration, f64) {
     (took, costs.read_units)
 }
 
-/// One rebuild (parallel scan of the whole table): its wall time, and the
-/// read units its scan consumed.
-async fn rebuild(stream: &Stream, events: usize) -> (Duration, f64) {
+/// One rebuild (a parallel scan of the whole table, or with `feed` a
+/// read of the slice index): its wall time, and the read units it consumed
+/// (metered, as the feed's).
+async fn rebuild(stream: &Stream, events: usize, feed: bool) -> (Duration, f64) {
     let counter = Counter::default();
     let table = checkpoint_table(stream).await;
-    let checkpoints = CheckpointStore::new(stream.tables.client.clone(), &table, "bench");
-    let started = Instant::now();
-    let report = Rebuild::new(
-        stream.tables.client.clone(),
+    let meter = Meter::without_rounds();
+    let client = meter.client(&stream.tables.client);
+    let checkpoints = CheckpointStore::new(client.clone(), &table, "bench");
+    let mut rebuild = Rebuild::new(
+        client.clone(),
         &stream.tables.events,
         checkpoints,
         dispatcher(&counter),
-    )
-    .run()
-    .await
-    .unwrap();
+    );
+    if feed {
+        let reader = SliceReader::new(client, &stream.tables.events, BankAccount::TYPE, slices())
+            .with_window(FEED_WINDOW);
+        rebuild = rebuild.with_feed(reader);
+    }
+    meter.start();
+    let started = Instant::now();
+    rebuild.run().await.unwrap();
     let took = started.elapsed();
+    let costs = meter.stop();
     assert_eq!(counter.count(), events, "each event once");
-    (took, report.progress.consumed_capacity)
+    (took, costs.read_units)
 }
 
 fn per_thousand(units: f64, events: usize) -> String {
@@ -203,14 +214,19 @@ async fn catch_up(stream: &Stream, events: usize) {
         units,
         per_thousand(units, events),
     );
-    let (took, units) = median(RUNS, || rebuild(stream, events)).await;
-    println!(
-        "| `Rebuild` (parallel scan, 4 segments) | {events} | {} | {} | {} | {} |",
-        per_second(events, took),
-        ms(took),
-        units,
-        per_thousand(units, events),
-    );
+    for (label, feed) in [
+        ("`Rebuild` (parallel scan, 4 segments)", false),
+        ("`Rebuild::with_feed` (the slice index, 1 s window)", true),
+    ] {
+        let (took, units) = median(RUNS, || rebuild(stream, events, feed)).await;
+        println!(
+            "| {label} | {events} | {} | {} | {} | {} |",
+            per_second(events, took),
+            ms(took),
+            units,
+            per_thousand(units, events),
+        );
+    }
 }
 
 /// Index storage by DynamoDB's rule: every sliced item once more, plus
