@@ -30,12 +30,11 @@
 #[path = "common/counting.rs"]
 mod counting;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use counting::{
-    checkpoints, event, event_of, lags, median, ms, per_second, percentile, projector, stream,
-    Counter, Stream, Times,
+    checkpoints, commit_at_rate, event, event_of, lags, median, ms, per_second, percentile,
+    projector, stream, Counter, Stream,
 };
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::Aggregate;
@@ -296,33 +295,7 @@ async fn steady_lag(label: &str, live: Live) {
             tokio::spawn(projector.run(shutdown))
         }
     };
-    let committed: Times = Arc::default();
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
-    let mut sequences = [0usize; 50];
-    let mut commits = tokio::task::JoinSet::new();
-    let started = Instant::now();
-    let mut n = 0usize;
-    while started.elapsed() < LOAD_FOR {
-        ticks.tick().await;
-        let slot = n % sequences.len();
-        sequences[slot] += 1;
-        let (id, sequence) = (format!("acct-{slot}"), sequences[slot]);
-        let (writer, committed) = (writer.clone(), committed.clone());
-        commits.spawn(async move {
-            writer
-                .persist::<BankAccount>(&[event(&id, sequence)], None)
-                .await
-                .unwrap();
-            committed
-                .lock()
-                .unwrap()
-                .insert((id, sequence), Instant::now());
-        });
-        n += 1;
-    }
-    while let Some(done) = commits.join_next().await {
-        done.unwrap();
-    }
+    let (n, committed) = commit_at_rate(&writer, RATE, LOAD_FOR, || {}).await;
     counter.wait_for(n).await;
     let _ = stop.send(());
     // Ends without error: the run's result is the projector's.

@@ -25,12 +25,11 @@
 #[path = "common/counting.rs"]
 mod counting;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use counting::{
-    checkpoints, event, lags, median, ms, per_second, percentile, projector, share, stream,
-    Counter, Stream, Times,
+    checkpoints, commit_at_rate, event, lags, median, ms, per_second, percentile, projector, share,
+    stream, Counter, Stream,
 };
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use dynamo_es::projection::ProjectorStats;
@@ -133,37 +132,13 @@ async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
     let running = tokio::spawn(projector.run(async move {
         let _ = stopped.await;
     }));
-    let repo = stream.tables.repository();
-    let committed: Times = Arc::default();
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
-    let mut sequences = [0usize; 50];
     let mut max_lag = Duration::ZERO;
-    let mut commits = tokio::task::JoinSet::new();
-    let started = Instant::now();
-    let mut n = 0usize;
-    while started.elapsed() < LOAD_FOR {
-        ticks.tick().await;
-        let slot = n % sequences.len();
-        sequences[slot] += 1;
-        let (id, sequence) = (format!("acct-{slot}"), sequences[slot]);
-        let (repo, committed) = (repo.clone(), committed.clone());
-        commits.spawn(async move {
-            repo.persist::<BankAccount>(&[event(&id, sequence)], None)
-                .await
-                .unwrap();
-            committed
-                .lock()
-                .unwrap()
-                .insert((id, sequence), Instant::now());
-        });
-        n += 1;
+    let (n, committed) = commit_at_rate(&stream.tables.repository(), RATE, LOAD_FOR, || {
         if let Some(now) = lag.max_lag() {
             max_lag = max_lag.max(now);
         }
-    }
-    while let Some(done) = commits.join_next().await {
-        done.unwrap();
-    }
+    })
+    .await;
     counter.wait_for(n).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();

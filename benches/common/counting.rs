@@ -182,3 +182,45 @@ pub fn lags(committed: &Times, dispatched: &Times) -> Vec<Duration> {
 pub fn percentile(lags: &[Duration], q: usize) -> Duration {
     lags[(lags.len() - 1) * q / 100]
 }
+
+/// One-event `BankAccount` deposits through `writer`, `rate` per second
+/// going round 50 aggregates, for `load_for`, calling `tick` after each
+/// one is sent; waits for every commit. Returns how many, and when each
+/// commit's response came.
+pub async fn commit_at_rate(
+    writer: &dynamo_es::DynamoEventRepository,
+    rate: u32,
+    load_for: Duration,
+    mut tick: impl FnMut(),
+) -> (usize, Times) {
+    use cqrs_es::persist::PersistedEventRepository;
+    let committed: Times = Arc::default();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut sequences = [0usize; 50];
+    let mut commits = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < load_for {
+        ticks.tick().await;
+        let slot = n % sequences.len();
+        sequences[slot] += 1;
+        let (id, sequence) = (format!("acct-{slot}"), sequences[slot]);
+        let (writer, committed) = (writer.clone(), committed.clone());
+        commits.spawn(async move {
+            writer
+                .persist::<BankAccount>(&[event(&id, sequence)], None)
+                .await
+                .unwrap();
+            committed
+                .lock()
+                .unwrap()
+                .insert((id, sequence), Instant::now());
+        });
+        n += 1;
+        tick();
+    }
+    while let Some(done) = commits.join_next().await {
+        done.unwrap();
+    }
+    (n, committed)
+}
