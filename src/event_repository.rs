@@ -9,7 +9,8 @@
 //! and the transaction's request token). Beside them: `claim` (the
 //! aggregate store's claim on a snapshot head, removed before events are
 //! stored behind it) and `hints` (where each aggregate's snapshot was last
-//! seen, for the snapshot store's bounded tail query).
+//! seen, for the snapshot store's bounded tail query), and `delete` (an
+//! aggregate's tombstone, then its items removed in resumable batches).
 //!
 //! **Invariant:** every read is strongly consistent and says how much it
 //! covers: [`read_events`](DynamoEventRepository::read_events) follows
@@ -21,6 +22,7 @@
 
 mod claim;
 mod commit;
+mod delete;
 mod dictionaries;
 mod hints;
 mod limits;
@@ -42,7 +44,7 @@ use tracing::{field, Instrument, Level};
 use crate::codec::Codec;
 use crate::error::{aggregate_span, in_span, Error, Result};
 use crate::item::{
-    aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
+    aggregate_key, is_tombstone, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
     AGGREGATE_TYPE_AND_ID,
 };
 use crate::slice::Slices;
@@ -51,6 +53,7 @@ use crate::stream::{self, Pages};
 
 pub(crate) use claim::HeadClaim;
 pub(crate) use commit::SnapshotUpdate;
+pub use delete::{DeleteOptions, Deletion, DeletionPlan};
 pub(crate) use limits::check_limits;
 pub(crate) use token::request_token;
 
@@ -350,14 +353,20 @@ impl DynamoEventRepository {
     }
 
     /// Decodes event items, naming the item on error; each item is dropped
-    /// once decoded.
+    /// once decoded. An aggregate's tombstone among them is
+    /// [`Error::AggregateDeleted`].
     pub(crate) fn decode_events(
         &self,
         items: impl IntoIterator<Item = Item>,
     ) -> Result<Vec<SerializedEvent>> {
         items
             .into_iter()
-            .map(|item| item_to_event(&item, &self.codec))
+            .map(|item| {
+                if is_tombstone(&item) {
+                    return Err(self.deleted_error(&item));
+                }
+                item_to_event(&item, &self.codec)
+            })
             .collect()
     }
 
@@ -413,6 +422,7 @@ impl DynamoEventRepository {
         span: tracing::Span,
     ) -> ReplayStream {
         let codec = self.codec.clone();
+        let table = self.event_table.clone();
         let prep = self.page_prep();
         let finish = self.event_finish();
         stream::replay(
@@ -428,6 +438,13 @@ impl DynamoEventRepository {
                     {
                         return None;
                     }
+                    // Every aggregate of the type: a deleted one has no
+                    // events left to replay (and its tombstone is none).
+                    if is_tombstone(item) {
+                        return None;
+                    }
+                } else if is_tombstone(item) {
+                    return Some(Err(delete::deleted_error(item, &table)));
                 }
                 Some(item_to_event(item, &codec))
             },

@@ -50,6 +50,25 @@ pub enum Error {
         /// The table(s) written, comma-separated (empty if not recorded).
         table: String,
     },
+    /// The aggregate was deleted
+    /// ([`delete_aggregate`](crate::DynamoEventRepository::delete_aggregate)):
+    /// its tombstone keeps its sequence, so it can be neither loaded nor
+    /// written again. Use another aggregate id.
+    #[error(
+        "aggregate {aggregate_type}:{id} was deleted (its events through sequence \
+         {last_sequence}; tombstone in table {table}): it cannot be loaded or changed; \
+         use another aggregate id"
+    )]
+    AggregateDeleted {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        id: String,
+        /// The sequence of its last event, kept by the tombstone.
+        last_sequence: usize,
+        /// The events table holding the tombstone.
+        table: String,
+    },
     /// DynamoDB throttled the request and the SDK's retries ran out.
     #[error(
         "{operation}{} throttled by DynamoDB after retries: {message}",
@@ -338,6 +357,11 @@ impl Error {
     /// True for a lost optimistic-lock race.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// True if the aggregate was deleted ([`Error::AggregateDeleted`]).
+    pub fn is_deleted(&self) -> bool {
+        matches!(self, Error::AggregateDeleted { .. })
     }
 
     /// True where the stored data (not the request) is at fault.

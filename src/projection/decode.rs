@@ -27,8 +27,8 @@ use crate::codec::Codec;
 #[cfg(feature = "compression")]
 use crate::dictionary::{DictionaryCache, DictionaryStore};
 use crate::item::{
-    describe_key, item_to_event, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
-    PAYLOAD,
+    describe_key, get_n, is_tombstone, item_to_event, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
+    AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID, DELETED_THROUGH, PAYLOAD,
 };
 use crate::DynamoEventRepository;
 
@@ -276,6 +276,10 @@ impl<A: Aggregate> EventDecoder<A> {
         let Some(image) = self.claim(record)? else {
             return Ok(None);
         };
+        if is_tombstone(image) {
+            // Not an event: see `deletion`.
+            return Ok(None);
+        }
         let key = describe_key(image);
         #[allow(unused_mut)]
         let mut event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
@@ -293,6 +297,30 @@ impl<A: Aggregate> EventDecoder<A> {
                 })?;
         }
         self.envelope(event)
+            .map(Some)
+            .map_err(|source| Error::Decode { key, source })
+    }
+
+    /// The deletion of an aggregate of `A`, if `record` inserted its
+    /// tombstone ([`DynamoEventRepository::delete_aggregate`]); `None` for
+    /// every other record. [`decode`](Self::decode) returns `Ok(None)` for
+    /// such a record: the [`Dispatcher`](super::Dispatcher) passes it to
+    /// [`Projection::deleted`](super::Projection::deleted).
+    pub fn deletion(&self, record: &ChangeRecord) -> Result<Option<DeletedAggregate>, Error> {
+        let Some(image) = self.claim(record)? else {
+            return Ok(None);
+        };
+        if !is_tombstone(image) {
+            return Ok(None);
+        }
+        let key = describe_key(image);
+        let read = || -> crate::Result<DeletedAggregate> {
+            Ok(DeletedAggregate {
+                aggregate_id: crate::item::get_s(image, &key, AGGREGATE_ID)?.to_string(),
+                last_sequence: get_n(image, &key, DELETED_THROUGH)?,
+            })
+        };
+        read()
             .map(Some)
             .map_err(|source| Error::Decode { key, source })
     }
@@ -436,6 +464,17 @@ impl<A: Aggregate> EventDecoder<A> {
         EventEnvelope::<A>::try_from(event)
             .map_err(|err| crate::Error::Serde(Box::new(err)).in_item(&key, PAYLOAD))
     }
+}
+
+/// An aggregate's deletion as the stream carries it: the insert of its
+/// tombstone ([`EventDecoder::deletion`]), after every event it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeletedAggregate {
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// The sequence of its last event, which the tombstone keeps.
+    pub last_sequence: usize,
 }
 
 /// The dictionaries (id, attribute) the payloads of event item `image`

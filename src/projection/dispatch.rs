@@ -1,6 +1,8 @@
 //! [`Dispatcher`]: stream records to projections, exactly in stream order.
 //! Consecutive events of one aggregate go to each projection in one call;
 //! nothing is reordered, so each aggregate's events arrive in sequence order.
+//! An aggregate's tombstone (its deletion) goes to
+//! [`Projection::deleted`] in its place in the stream.
 //! A failure reports the first record not known to be applied to every
 //! projection, and every record before it is.
 //!
@@ -311,6 +313,25 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                 let lag = now.duration_since(created).unwrap_or_default();
                 report.max_lag = Some(report.max_lag.map_or(lag, |max| max.max(lag)));
             }
+            match self.decoder.deletion(record) {
+                Ok(None) => {}
+                Ok(Some(deleted)) => {
+                    if let Some(run) = run.take() {
+                        self.apply(run, report, runs).await?;
+                    }
+                    self.apply_deletion(&deleted, index).await?;
+                    continue;
+                }
+                Err(error) => {
+                    if let Some(run) = run.take() {
+                        self.apply(run, report, runs).await?;
+                    }
+                    return Err(DispatchFailure {
+                        first_failed: index,
+                        error,
+                    });
+                }
+            }
             let event = match self.decoder.decode_loaded(record, &unloadable) {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
@@ -351,6 +372,30 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         if let Some(run) = run {
             self.apply(run, report, runs).await?;
         }
+        Ok(())
+    }
+
+    /// Tells every plain projection that an aggregate was deleted (the
+    /// transactional one is not told: its writes go by event runs).
+    async fn apply_deletion(
+        &self,
+        deleted: &super::DeletedAggregate,
+        index: usize,
+    ) -> Result<(), DispatchFailure> {
+        for projection in &self.projections {
+            projection
+                .deleted(&deleted.aggregate_id, deleted.last_sequence)
+                .await
+                .map_err(|error| DispatchFailure {
+                    first_failed: index,
+                    error,
+                })?;
+        }
+        tracing::debug!(
+            aggregate_id = %deleted.aggregate_id,
+            last_sequence = deleted.last_sequence,
+            "aggregate deletion dispatched"
+        );
         Ok(())
     }
 

@@ -227,6 +227,14 @@ impl TableRun {
         let key = describe_key(item);
         let before_size = item_size(item);
         let before = Layout::of(kind, before_size, &[]);
+        if crate::item::is_tombstone(item) {
+            // A deleted aggregate's tombstone holds no payload: left as it
+            // is (it must stay, keeping the aggregate's last sequence).
+            return Ok(Attempt::Done(ItemStats::unchanged(
+                before,
+                Outcome::Skipped,
+            )));
+        }
         let guards = how.condition.iter().map(|(name, _)| *name);
         if let Some(attribute) = guards
             .filter(|name| !how.payloads.contains(name))
