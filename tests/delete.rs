@@ -309,3 +309,60 @@ async fn a_projection_over_the_stream_is_told_of_the_deletion() {
         "the deletion in its place, the removals of its events unseen"
     );
 }
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn the_cli_deletes_an_aggregate_with_progress_and_its_dry_run_writes_nothing() {
+    let db = dynamodb().await.unwrap();
+    let id = "by-cli";
+    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Every(10));
+    for _ in 0..3 {
+        let command = common::AccountCommand::deposit(1, 10);
+        framework.execute(id, command).await.unwrap();
+    }
+    let args = |dry_run: bool| {
+        let mut args = vec![
+            "delete-aggregate",
+            "Account",
+            id,
+            "--events-table",
+            &db.events,
+            "--snapshots-table",
+            &db.snapshots,
+            "--batch-size",
+            "10",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args
+    };
+    let out = common::cli(&args(true)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("would delete 30 events and 1 snapshot items"),
+        "{stdout}"
+    );
+    assert_eq!(items_of(&db, &db.events, id).await.len(), 30, "dry run");
+    assert_eq!(items_of(&db, &db.snapshots, id).await.len(), 1, "dry run");
+
+    let out = common::cli(&args(false)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for progress in ["[11/31] items deleted", "[31/31] items deleted"] {
+        assert!(stdout.contains(progress), "{progress}: {stdout}");
+    }
+    assert!(
+        stdout.contains("tombstone written (keeps sequence 30), 30 events and 1 snapshot items"),
+        "{stdout}"
+    );
+    only_the_tombstone(&db, id, 30).await;
+
+    let out = common::cli(&args(true)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("already deleted through sequence 30"),
+        "{stdout}"
+    );
+}

@@ -126,6 +126,8 @@ pub struct DeletionPlan {
 struct Tombstone {
     last_sequence: usize,
     chunks: usize,
+    /// True if the transaction that wrote it deleted a snapshot head.
+    deleted_head: bool,
 }
 
 impl DynamoEventRepository {
@@ -171,6 +173,7 @@ impl DynamoEventRepository {
         let mut done = Deletion {
             last_sequence: tombstone.last_sequence,
             tombstone_written: written,
+            snapshot_items_deleted: usize::from(tombstone.deleted_head),
             ..Deletion::default()
         };
         // A head written after the tombstone's transaction (a stale
@@ -345,6 +348,7 @@ impl DynamoEventRepository {
                     Tombstone {
                         last_sequence,
                         chunks,
+                        deleted_head: head.is_some(),
                     },
                     true,
                 ));
@@ -500,6 +504,7 @@ fn read_tombstone(item: &Item, key: &str) -> Result<Tombstone> {
     Ok(Tombstone {
         last_sequence: get_n(item, key, DELETED_THROUGH)?,
         chunks: get_n(item, key, DELETED_CHUNKS).unwrap_or(0),
+        deleted_head: false,
     })
 }
 
