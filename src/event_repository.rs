@@ -9,8 +9,9 @@
 //! and the transaction's request token). Beside them: `claim` (the
 //! aggregate store's claim on a snapshot head, removed before events are
 //! stored behind it) and `hints` (where each aggregate's snapshot was last
-//! seen, for the snapshot store's bounded tail query), and `delete` (an
-//! aggregate's tombstone, then its items removed in resumable batches).
+//! seen, for the snapshot store's bounded tail query), `delete` (an
+//! aggregate's tombstone, then its items removed in resumable batches) and
+//! `gone` (what reads treat as gone: tombstones and expired items).
 //!
 //! **Invariant:** every read is strongly consistent and says how much it
 //! covers: [`read_events`](DynamoEventRepository::read_events) follows
@@ -24,6 +25,7 @@ mod claim;
 mod commit;
 mod delete;
 mod dictionaries;
+mod gone;
 mod hints;
 mod limits;
 mod personal;
@@ -32,7 +34,7 @@ mod slices;
 mod token;
 mod transact;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::Client;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -44,8 +46,7 @@ use tracing::{field, Instrument, Level};
 use crate::codec::Codec;
 use crate::error::{aggregate_span, in_span, Error, Result};
 use crate::item::{
-    aggregate_key, is_tombstone, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
-    AGGREGATE_TYPE_AND_ID,
+    aggregate_key, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
 };
 use crate::slice::Slices;
 use crate::snapshot::{self, LoadedSnapshot};
@@ -113,6 +114,8 @@ pub struct DynamoEventRepository {
     /// The events table's slice count, if its events feed the
     /// `EventsBySlice` index.
     slices: Option<Slices>,
+    /// The time to live per aggregate type, and the clock.
+    expiry: crate::expiry::Expiry,
 }
 
 impl DynamoEventRepository {
@@ -133,6 +136,7 @@ impl DynamoEventRepository {
             #[cfg(feature = "encryption")]
             keys: None,
             slices: None,
+            expiry: crate::expiry::Expiry::default(),
         }
     }
 
@@ -352,24 +356,6 @@ impl DynamoEventRepository {
         .await
     }
 
-    /// Decodes event items, naming the item on error; each item is dropped
-    /// once decoded. An aggregate's tombstone among them is
-    /// [`Error::AggregateDeleted`].
-    pub(crate) fn decode_events(
-        &self,
-        items: impl IntoIterator<Item = Item>,
-    ) -> Result<Vec<SerializedEvent>> {
-        items
-            .into_iter()
-            .map(|item| {
-                if is_tombstone(&item) {
-                    return Err(self.deleted_error(&item));
-                }
-                item_to_event(&item, &self.codec)
-            })
-            .collect()
-    }
-
     /// Reads a snapshot and how it is stored.
     pub(crate) async fn read_snapshot(
         &self,
@@ -421,34 +407,10 @@ impl DynamoEventRepository {
         aggregate_type: Option<String>,
         span: tracing::Span,
     ) -> ReplayStream {
-        let codec = self.codec.clone();
-        let table = self.event_table.clone();
         let prep = self.page_prep();
         let finish = self.event_finish();
-        stream::replay(
-            pages,
-            self.stream_channel_size,
-            span,
-            prep,
-            finish,
-            move |item| {
-                if let Some(wanted) = &aggregate_type {
-                    // Scans are filtered by the server; this guards the contract.
-                    if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted)
-                    {
-                        return None;
-                    }
-                    // Every aggregate of the type: a deleted one has no
-                    // events left to replay (and its tombstone is none).
-                    if is_tombstone(item) {
-                        return None;
-                    }
-                } else if is_tombstone(item) {
-                    return Some(Err(delete::deleted_error(item, &table)));
-                }
-                Some(item_to_event(item, &codec))
-            },
-        )
+        let filter = self.replay_filter(aggregate_type);
+        stream::replay(pages, self.stream_channel_size, span, prep, finish, filter)
     }
 
     fn page_size(&self) -> i32 {
@@ -512,6 +474,8 @@ impl PersistedEventRepository for DynamoEventRepository {
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self.read_snapshot(A::TYPE, aggregate_id).await? {
             None => Ok(None),
+            // Past its expiry: gone, as DynamoDB will make it.
+            Some(loaded) if self.expiry.is_past(loaded.expires_at) => Ok(None),
             Some(loaded) => {
                 self.prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
                     .await?;

@@ -110,6 +110,11 @@ pub const DELETED_AT: &str = "DeletedAt";
 /// On an aggregate's tombstone: the chunk items of the snapshot head the
 /// deletion removed (N), so an interrupted deletion still finds them.
 pub const DELETED_CHUNKS: &str = "DeletedChunks";
+/// On an event or snapshot item of an aggregate type with a time to live
+/// ([`with_expiry`](crate::DynamoEventRepository::with_expiry)): when it
+/// expires, in seconds since the epoch (N), DynamoDB's TTL attribute. Every
+/// read treats an item past it as gone.
+pub const EXPIRES_AT: &str = "ExpiresAt";
 /// On a chunk item: the head's key.
 pub const CHUNK_OF: &str = "ChunkOf";
 /// On a chunk item: its position, from 0.

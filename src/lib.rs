@@ -262,6 +262,7 @@ pub mod dictionary;
 pub mod encryption;
 mod error;
 mod event_repository;
+pub mod expiry;
 pub mod item;
 mod outcome;
 pub mod projection;

@@ -217,7 +217,19 @@ impl<A: Aggregate> DynamoStore<A> {
     /// ([`HANDOFF_MAX`](Self::HANDOFF_MAX)) until the next load of each
     /// takes it, so a hit decodes nothing and a hot command decodes its
     /// state once, in the commit.
+    ///
+    /// A type with a time to live
+    /// ([`DynamoEventRepository::with_expiry`]) is never cached: its state
+    /// would have to expire with its oldest item, so the store keeps no
+    /// cache (and says so in a `warn` log).
     pub fn with_cache(self, cache: HotCache) -> Self {
+        if self.repo.expiry_of(A::TYPE).is_some() {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                "aggregate type with a time to live: DynamoStore keeps no hot cache for it"
+            );
+            return self;
+        }
         DynamoStore {
             cache: Some(cache),
             ..self

@@ -47,8 +47,10 @@
 //! its attributes.
 
 mod slice_index;
+mod ttl;
 
 pub use slice_index::{add_slice_index, check_slices, slices_of};
+pub use ttl::enable_ttl;
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -69,6 +69,43 @@ pub enum Error {
         /// The events table holding the tombstone.
         table: String,
     },
+    /// Every item of the aggregate is past its expiry
+    /// ([`with_expiry`](crate::DynamoEventRepository::with_expiry)): it is
+    /// gone, and refused as a deleted one is, until DynamoDB removes its
+    /// items (then its id starts afresh).
+    #[error(
+        "aggregate {aggregate_type}:{id} expired (every event through sequence {last_sequence} \
+         in table {table} is past its ExpiresAt): it is gone; DynamoDB removes its items \
+         within days, after which the id can be used again"
+    )]
+    AggregateExpired {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        id: String,
+        /// The sequence of its last expired event.
+        last_sequence: usize,
+        /// The events table.
+        table: String,
+    },
+    /// Some events of the aggregate are past their expiry and later ones
+    /// are not: it cannot be loaded whole, and is not loaded in part.
+    #[error(
+        "aggregate {aggregate_type}:{id} is partly expired: its events through sequence \
+         {sequence} in table {table} are past their ExpiresAt and later ones are not; it cannot \
+         be loaded whole (raise the type's time to live above the aggregate's life, or \
+         snapshot it so a snapshot covers the expired events)"
+    )]
+    PartlyExpired {
+        /// The aggregate type.
+        aggregate_type: String,
+        /// The aggregate id.
+        id: String,
+        /// The sequence of an expired event followed by live ones.
+        sequence: usize,
+        /// The events table.
+        table: String,
+    },
     /// DynamoDB throttled the request and the SDK's retries ran out.
     #[error(
         "{operation}{} throttled by DynamoDB after retries: {message}",
@@ -209,6 +246,19 @@ pub enum Error {
         /// What the caller needs.
         expected: String,
         /// What the table has.
+        found: String,
+    },
+    /// The table's Time to Live is on another attribute than
+    /// [`EXPIRES_AT`](crate::item::EXPIRES_AT) (a table has one): see
+    /// [`crate::tables::enable_ttl`].
+    #[error(
+        "table {table} expires items by attribute {found}, not ExpiresAt, which dynamo-es \
+         writes: disable its Time to Live (UpdateTimeToLive) before enabling it for ExpiresAt"
+    )]
+    TableTtl {
+        /// The table.
+        table: String,
+        /// Its TTL attribute.
         found: String,
     },
     /// A stored item lacks an attribute.

@@ -113,6 +113,8 @@ pub struct EventDecoder<A: Aggregate> {
     /// The data keys personal data is opened with (feature `encryption`).
     #[cfg(feature = "encryption")]
     keys: Option<crate::encryption::KeyStore>,
+    /// The clock expiry is compared with (the system's if `None`).
+    clock: Option<crate::expiry::Clock>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -134,6 +136,7 @@ impl<A: Aggregate> Clone for EventDecoder<A> {
             dictionaries: self.dictionaries.clone(),
             #[cfg(feature = "encryption")]
             keys: self.keys.clone(),
+            clock: self.clock.clone(),
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -167,6 +170,7 @@ impl<A: Aggregate> EventDecoder<A> {
             dictionaries: None,
             #[cfg(feature = "encryption")]
             keys: None,
+            clock: None,
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -186,7 +190,10 @@ impl<A: Aggregate> EventDecoder<A> {
     /// }
     /// ```
     pub fn from_repository(repository: &DynamoEventRepository) -> Self {
-        let decoder = EventDecoder::new(repository.codec().clone());
+        let decoder = EventDecoder {
+            clock: repository.expiry().clock().cloned(),
+            ..EventDecoder::new(repository.codec().clone())
+        };
         #[cfg(feature = "compression")]
         // The repository's cache, shared by its clones.
         let decoder = decoder.loading(
@@ -199,6 +206,20 @@ impl<A: Aggregate> EventDecoder<A> {
             ..decoder
         };
         decoder
+    }
+
+    /// Takes the time from `clock` (for tests): an event item past its
+    /// [`EXPIRES_AT`](crate::item::EXPIRES_AT) is gone, and decodes as
+    /// `None`. [`from_repository`](Self::from_repository) takes the
+    /// repository's clock.
+    pub fn with_clock(
+        self,
+        clock: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        EventDecoder {
+            clock: Some(Arc::new(clock)),
+            ..self
+        }
     }
 
     /// Opens the personal data of the events it decodes with `keys` (a
@@ -261,8 +282,9 @@ impl<A: Aggregate> EventDecoder<A> {
 
     /// The event `record` inserted, if it inserted an event item of `A`.
     ///
-    /// `Ok(None)` for removes and modifies (events are never changed in
-    /// place; `dynamo-es recode` rewriting a payload in another codec is a
+    /// `Ok(None)` for an aggregate's tombstone (see
+    /// [`deletion`](Self::deletion)), an event past its expiry, removes and
+    /// modifies (events are never changed in place; `dynamo-es recode` rewriting a payload in another codec is a
     /// modify of the same event), items of other aggregate types, and items
     /// that are not events (no `AggregateIdSequence` key).
     /// [`Error::Decode`] naming the item key if an event item of `A` cannot
@@ -278,6 +300,11 @@ impl<A: Aggregate> EventDecoder<A> {
         };
         if is_tombstone(image) {
             // Not an event: see `deletion`.
+            return Ok(None);
+        }
+        if crate::expiry::is_expired_at(image, crate::expiry::now(self.clock.as_ref())) {
+            // Past its expiry: gone, as for every read (DynamoDB removes
+            // it later, and its removal is not an event either).
             return Ok(None);
         }
         let key = describe_key(image);

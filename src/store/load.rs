@@ -327,8 +327,8 @@ impl<A: Aggregate> DynamoStore<A> {
 
     /// Takes what the stored head gives `context`: its version, chunk count
     /// and claim always; its state and sequence if it is trusted and
-    /// decodes. Returns how the snapshot was used: `none`, `used`,
-    /// `untrusted` or `unreadable`.
+    /// decodes and is not past its expiry. Returns how the snapshot was
+    /// used: `none`, `used`, `expired`, `untrusted` or `unreadable`.
     async fn use_head(
         &self,
         context: &mut DynamoAggregateContext<A>,
@@ -346,6 +346,17 @@ impl<A: Aggregate> DynamoStore<A> {
             version: loaded.current_snapshot,
             through,
         });
+        if self.repo.expiry().is_past(loaded.expires_at) {
+            // Gone for every read, as the events it covers are: its version
+            // and chunks stay, so the next snapshot replaces it.
+            tracing::debug!(
+                aggregate_type = A::TYPE,
+                aggregate_id,
+                current_snapshot = loaded.current_snapshot,
+                "snapshot past its expiry; reading the events"
+            );
+            return Ok("expired");
+        }
         if !loaded.trusted {
             // Not written by DynamoStore (upstream dynamo-es, or
             // cqrs-es's PersistedEventStore): its state may hold events
