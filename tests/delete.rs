@@ -70,8 +70,8 @@ fn deleted(err: &Error) -> (String, usize) {
             last_sequence,
             ..
         } => {
-            assert_eq!(aggregate_type, "Account");
-            (id.clone(), *last_sequence)
+            assert_eq!(&**aggregate_type, "Account");
+            (id.to_string(), *last_sequence)
         }
         other => panic!("expected AggregateDeleted, got {other}"),
     }

@@ -61,13 +61,13 @@ pub enum Error {
     )]
     AggregateDeleted {
         /// The aggregate type.
-        aggregate_type: String,
+        aggregate_type: Box<str>,
         /// The aggregate id.
-        id: String,
+        id: Box<str>,
         /// The sequence of its last event, kept by the tombstone.
         last_sequence: usize,
         /// The events table holding the tombstone.
-        table: String,
+        table: Box<str>,
     },
     /// Every item of the aggregate is past its expiry
     /// ([`with_expiry`](crate::DynamoEventRepository::with_expiry)): it is
@@ -80,13 +80,13 @@ pub enum Error {
     )]
     AggregateExpired {
         /// The aggregate type.
-        aggregate_type: String,
+        aggregate_type: Box<str>,
         /// The aggregate id.
-        id: String,
+        id: Box<str>,
         /// The sequence of its last expired event.
         last_sequence: usize,
         /// The events table.
-        table: String,
+        table: Box<str>,
     },
     /// Some events of the aggregate are past their expiry and later ones
     /// are not: it cannot be loaded whole, and is not loaded in part.
@@ -98,13 +98,13 @@ pub enum Error {
     )]
     PartlyExpired {
         /// The aggregate type.
-        aggregate_type: String,
+        aggregate_type: Box<str>,
         /// The aggregate id.
-        id: String,
+        id: Box<str>,
         /// The sequence of an expired event followed by live ones.
         sequence: usize,
         /// The events table.
-        table: String,
+        table: Box<str>,
     },
     /// DynamoDB throttled the request and the SDK's retries ran out.
     #[error(

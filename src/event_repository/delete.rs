@@ -518,13 +518,13 @@ impl DynamoEventRepository {
 /// [`Error::AggregateDeleted`] for the tombstone `item` of `table`.
 pub(crate) fn deleted_error(item: &Item, table: &str) -> Error {
     let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(text)) => text.clone(),
-        _ => String::new(),
+        Some(AttributeValue::S(text)) => text.as_str().into(),
+        _ => "".into(),
     };
     Error::AggregateDeleted {
         aggregate_type: text(AGGREGATE_TYPE),
         id: text(AGGREGATE_ID),
         last_sequence: get_n(item, "", DELETED_THROUGH).unwrap_or(0),
-        table: table.to_string(),
+        table: table.into(),
     }
 }

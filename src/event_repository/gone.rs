@@ -140,14 +140,16 @@ impl DynamoEventRepository {
 /// [`Error::AggregateExpired`] (`all`) or [`Error::PartlyExpired`] for the
 /// aggregate of `item`, naming `item`'s sequence.
 fn expired_error(item: &Item, table: &str, all: bool) -> Error {
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(text)) => text.clone(),
-        _ => String::new(),
+    let text = |name: &str| -> Box<str> {
+        match item.get(name) {
+            Some(AttributeValue::S(text)) => text.as_str().into(),
+            _ => "".into(),
+        }
     };
     let aggregate_type = text(AGGREGATE_TYPE);
     let id = text(AGGREGATE_ID);
     let sequence = get_n(item, "", AGGREGATE_ID_SEQUENCE).unwrap_or(0);
-    let table = table.to_string();
+    let table: Box<str> = table.into();
     if all {
         Error::AggregateExpired {
             aggregate_type,
