@@ -106,7 +106,7 @@ async fn a_deleted_aggregate_loads_as_a_typed_error_and_refuses_commands() {
 
         let err = store.load_aggregate(&id).await.err().expect("refused");
         assert_eq!(deleted(inner(&err)), (id.clone(), 5), "{policy:?}");
-        let err = store.load_events(&id).await.err().expect("refused");
+        let err = store.load_events(&id).await.expect_err("refused");
         assert_eq!(deleted(inner(&err)).1, 5);
         let err = failed_deposit(&framework, &id).await;
         assert_eq!(deleted(inner(&err)).1, 5, "a command is refused");
@@ -144,8 +144,7 @@ async fn a_stale_writer_cannot_commit_behind_the_tombstone() {
         let err = store
             .commit(payloads, stale, no_metadata())
             .await
-            .err()
-            .expect("the stale commit is refused");
+            .expect_err("the stale commit is refused");
         // The one-event put reads the tombstone in its failed condition;
         // a transaction's cancellation is a conflict, and the retry's load
         // finds the tombstone.
