@@ -90,16 +90,30 @@ fn inner(err: &AggregateError<AccountError>) -> &Error {
         .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
 }
 
+/// Deposits of 1 to `count` on `id` through a framework over a store with
+/// `policy`; that framework, and another store like its.
+async fn deposits(
+    db: &TestTables,
+    policy: SnapshotPolicy,
+    id: &str,
+    count: i64,
+) -> (
+    cqrs_es::CqrsFramework<Account, DynamoStore<Account>>,
+    DynamoStore<Account>,
+) {
+    let framework = cqrs::<Account>(db.repository(), policy);
+    for amount in 1..=count {
+        deposit(&framework, id, amount).await;
+    }
+    (framework, DynamoStore::new(db.repository(), policy))
+}
+
 #[tokio::test]
 async fn a_deleted_aggregate_loads_as_a_typed_error_and_refuses_commands() {
     let db = dynamodb().await.unwrap();
     for policy in POLICIES {
         let id = format!("deleted-{policy:?}");
-        let framework = cqrs::<Account>(db.repository(), policy);
-        for amount in 1..=5 {
-            deposit(&framework, &id, amount).await;
-        }
-        let store = DynamoStore::<Account>::new(db.repository(), policy);
+        let (framework, store) = deposits(&db, policy, &id, 5).await;
         let done = store.delete_aggregate(&id).await.unwrap();
         assert!(done.finished && done.tombstone_written, "{done:?}");
         assert_eq!((done.last_sequence, done.events_deleted), (5, 5));
@@ -132,11 +146,7 @@ async fn a_stale_writer_cannot_commit_behind_the_tombstone() {
         (SnapshotPolicy::Every(2), 1),
     ] {
         let id = format!("stale-{policy:?}-{events}");
-        let framework = cqrs::<Account>(db.repository(), policy);
-        for amount in 1..=3 {
-            deposit(&framework, &id, amount).await;
-        }
-        let store = DynamoStore::<Account>::new(db.repository(), policy);
+        let (_, store) = deposits(&db, policy, &id, 3).await;
         let stale = store.load_aggregate(&id).await.unwrap();
         store.delete_aggregate(&id).await.unwrap();
 
@@ -187,15 +197,20 @@ async fn an_older_stale_writer_leaves_an_orphan_that_loads_refuse_and_a_rerun_de
     only_the_tombstone(&db, id, 3).await;
 }
 
+/// `commits` commits of ten events each on `id`, a snapshot every ten.
+async fn commit_tens(db: &TestTables, id: &str, commits: usize) {
+    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Every(10));
+    for _ in 0..commits {
+        let command = common::AccountCommand::deposit(1, 10);
+        framework.execute(id, command).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_interrupted_deletion_resumes_and_a_dry_run_counts() {
     let db = dynamodb().await.unwrap();
     let id = "long";
-    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Every(10));
-    for _ in 0..6 {
-        let command = common::AccountCommand::deposit(1, 10);
-        framework.execute(id, command).await.unwrap();
-    }
+    commit_tens(&db, id, 6).await;
     let repo = db.repository();
     let plan = repo.plan_deletion("Account", id).await.unwrap();
     assert_eq!(
@@ -314,29 +329,20 @@ async fn a_projection_over_the_stream_is_told_of_the_deletion() {
 async fn the_cli_deletes_an_aggregate_with_progress_and_its_dry_run_writes_nothing() {
     let db = dynamodb().await.unwrap();
     let id = "by-cli";
-    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Every(10));
-    for _ in 0..3 {
-        let command = common::AccountCommand::deposit(1, 10);
-        framework.execute(id, command).await.unwrap();
-    }
-    let args = |dry_run: bool| {
-        let mut args = vec![
-            "delete-aggregate",
-            "Account",
-            id,
-            "--events-table",
-            &db.events,
-            "--snapshots-table",
-            &db.snapshots,
-            "--batch-size",
-            "10",
-        ];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        args
-    };
-    let out = common::cli(&args(true)).await;
+    commit_tens(&db, id, 3).await;
+    let args = [
+        "delete-aggregate",
+        "Account",
+        id,
+        "--events-table",
+        &db.events,
+        "--snapshots-table",
+        &db.snapshots,
+        "--batch-size",
+        "10",
+    ];
+    let dry_run = [&args[..], &["--dry-run"]].concat();
+    let out = common::cli(&dry_run).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -346,7 +352,7 @@ async fn the_cli_deletes_an_aggregate_with_progress_and_its_dry_run_writes_nothi
     assert_eq!(items_of(&db, &db.events, id).await.len(), 30, "dry run");
     assert_eq!(items_of(&db, &db.snapshots, id).await.len(), 1, "dry run");
 
-    let out = common::cli(&args(false)).await;
+    let out = common::cli(&args).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     for progress in ["[11/31] items deleted", "[31/31] items deleted"] {
@@ -358,7 +364,7 @@ async fn the_cli_deletes_an_aggregate_with_progress_and_its_dry_run_writes_nothi
     );
     only_the_tombstone(&db, id, 30).await;
 
-    let out = common::cli(&args(true)).await;
+    let out = common::cli(&dry_run).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("already deleted through sequence 30"),

@@ -21,6 +21,12 @@ use common::{cqrs, deposit, Account, AccountError};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+const POLICIES: [SnapshotPolicy; 3] = [
+    SnapshotPolicy::Never,
+    SnapshotPolicy::Every(2),
+    SnapshotPolicy::Always,
+];
+
 /// A time in the past: items written then with a time to live of a day
 /// have expired by the system clock too (recode reads that one).
 fn written_at() -> SystemTime {
@@ -131,11 +137,7 @@ async fn an_expired_aggregate_is_gone_on_every_read_path_and_live_before() {
     enable_stream(&db.client, &db.events).await.unwrap();
     let arn = stream_arn(&db.client, &db.events).await.unwrap();
     let at = written_at();
-    for policy in [
-        SnapshotPolicy::Never,
-        SnapshotPolicy::Every(2),
-        SnapshotPolicy::Always,
-    ] {
+    for policy in POLICIES {
         let id = format!("gone-{policy:?}");
         let framework = cqrs::<Account>(expiring(&db, at), policy);
         for amount in 1..=3 {
@@ -198,11 +200,7 @@ async fn an_expired_aggregate_is_gone_on_every_read_path_and_live_before() {
 async fn a_partly_expired_aggregate_is_a_typed_error_unless_a_snapshot_covers_it() {
     let db = dynamodb().await.unwrap();
     let at = written_at();
-    for policy in [
-        SnapshotPolicy::Never,
-        SnapshotPolicy::Every(2),
-        SnapshotPolicy::Always,
-    ] {
+    for policy in POLICIES {
         let id = format!("partly-{policy:?}");
         let early = cqrs::<Account>(expiring(&db, at), policy);
         deposit(&early, &id, 1).await;

@@ -31,9 +31,9 @@ use aws_sdk_dynamodb::types::{
 use super::DynamoEventRepository;
 use crate::error::{or_refused, Error, Result};
 use crate::item::{
-    aggregate_key, chunk_key, get_n, is_tombstone, n, s, Item, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
-    AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID, CURRENT_SNAPSHOT, DELETED_AT, DELETED_CHUNKS,
-    DELETED_THROUGH, PAYLOAD_CHUNKS,
+    aggregate_key, chunk_key, get_n, get_s, is_tombstone, n, s, Item, AGGREGATE_ID,
+    AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID, CURRENT_SNAPSHOT, DELETED_AT,
+    DELETED_CHUNKS, DELETED_THROUGH, PAYLOAD_CHUNKS,
 };
 
 /// DynamoDB's limit of requests in one `BatchWriteItem`.
@@ -206,7 +206,12 @@ impl DynamoEventRepository {
                 return Ok(done);
             }
             let keys = self
-                .events_below(&key, tombstone.last_sequence + 1, options.batch_size)
+                .events_below(
+                    aggregate_type,
+                    aggregate_id,
+                    tombstone.last_sequence + 1,
+                    options.batch_size,
+                )
                 .await?;
             if keys.is_empty() {
                 break;
@@ -238,7 +243,7 @@ impl DynamoEventRepository {
         aggregate_id: &str,
     ) -> Result<DeletionPlan> {
         let key = aggregate_key(aggregate_type, aggregate_id);
-        let newest = self.newest_item(&key).await?;
+        let newest = self.newest_item(aggregate_type, aggregate_id).await?;
         let (last_sequence, deleted, below) = match &newest {
             Some(item) if is_tombstone(item) => {
                 let tombstone = read_tombstone(item, &key)?;
@@ -250,7 +255,9 @@ impl DynamoEventRepository {
             }
             None => (0, false, 1),
         };
-        let events = self.count_events_below(&key, below).await?;
+        let events = self
+            .count_events_below(aggregate_type, aggregate_id, below)
+            .await?;
         let snapshot_items = match self.read_head(&key).await? {
             Some(head) => 1 + get_n::<usize>(&head, &key, PAYLOAD_CHUNKS).unwrap_or(0),
             None => 0,
@@ -272,7 +279,7 @@ impl DynamoEventRepository {
     ) -> Result<(Tombstone, bool)> {
         let tables = format!("{}, {}", self.event_table, self.snapshot_table);
         for _ in 0..TOMBSTONE_ATTEMPTS {
-            let last_sequence = match self.newest_item(key).await? {
+            let last_sequence = match self.newest_item(aggregate_type, aggregate_id).await? {
                 Some(item) if is_tombstone(&item) => {
                     return Ok((read_tombstone(&item, key)?, false));
                 }
@@ -361,17 +368,11 @@ impl DynamoEventRepository {
         })
     }
 
-    /// The newest item of `key` in the events table (an event or the
-    /// tombstone), strongly consistent.
-    async fn newest_item(&self, key: &str) -> Result<Option<Item>> {
+    /// The newest item of an aggregate in the events table (an event or
+    /// its tombstone), strongly consistent.
+    async fn newest_item(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Option<Item>> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.event_table)
-            .consistent_read(true)
-            .key_condition_expression("#key = :key")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-            .expression_attribute_values(":key", s(key))
+            .events_query(aggregate_type, aggregate_id, None)
             .scan_index_forward(false)
             .limit(1)
             .send()
@@ -396,9 +397,15 @@ impl DynamoEventRepository {
 
     /// The keys of at most `limit` events of `key` below sequence `below`,
     /// oldest first.
-    async fn events_below(&self, key: &str, below: usize, limit: usize) -> Result<Vec<Item>> {
+    async fn events_below(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        below: usize,
+        limit: usize,
+    ) -> Result<Vec<Item>> {
         let out = self
-            .below_query(key, below)
+            .below_query(aggregate_type, aggregate_id, below)
             .projection_expression("#key, #seq")
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
@@ -408,12 +415,17 @@ impl DynamoEventRepository {
     }
 
     /// The number of events of `key` below sequence `below`, every page.
-    async fn count_events_below(&self, key: &str, below: usize) -> Result<usize> {
+    async fn count_events_below(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        below: usize,
+    ) -> Result<usize> {
         let mut count = 0;
         let mut start = None;
         loop {
             let out = self
-                .below_query(key, below)
+                .below_query(aggregate_type, aggregate_id, below)
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
@@ -427,19 +439,17 @@ impl DynamoEventRepository {
         }
     }
 
+    /// The events query of an aggregate, bounded to the sequences below
+    /// `below`.
     fn below_query(
         &self,
-        key: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
         below: usize,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.event_table)
-            .consistent_read(true)
+        self.events_query(aggregate_type, aggregate_id, None)
             .key_condition_expression("#key = :key AND #seq < :below")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
             .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
-            .expression_attribute_values(":key", s(key))
             .expression_attribute_values(":below", n(below))
     }
 
@@ -517,13 +527,9 @@ impl DynamoEventRepository {
 
 /// [`Error::AggregateDeleted`] for the tombstone `item` of `table`.
 pub(crate) fn deleted_error(item: &Item, table: &str) -> Error {
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(text)) => text.as_str().into(),
-        _ => "".into(),
-    };
     Error::AggregateDeleted {
-        aggregate_type: text(AGGREGATE_TYPE),
-        id: text(AGGREGATE_ID),
+        aggregate_type: get_s(item, "", AGGREGATE_TYPE).unwrap_or_default().into(),
+        id: get_s(item, "", AGGREGATE_ID).unwrap_or_default().into(),
         last_sequence: get_n(item, "", DELETED_THROUGH).unwrap_or(0),
         table: table.into(),
     }

@@ -19,8 +19,8 @@ use super::DynamoEventRepository;
 use crate::error::{Error, Result};
 use crate::expiry::{is_expired_at, Clock};
 use crate::item::{
-    get_n, is_tombstone, item_to_event, Item, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
-    AGGREGATE_TYPE_AND_ID,
+    get_n, get_s, is_tombstone, item_to_event, Item, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
+    AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
 };
 
 impl DynamoEventRepository {
@@ -140,14 +140,8 @@ impl DynamoEventRepository {
 /// [`Error::AggregateExpired`] (`all`) or [`Error::PartlyExpired`] for the
 /// aggregate of `item`, naming `item`'s sequence.
 fn expired_error(item: &Item, table: &str, all: bool) -> Error {
-    let text = |name: &str| -> Box<str> {
-        match item.get(name) {
-            Some(AttributeValue::S(text)) => text.as_str().into(),
-            _ => "".into(),
-        }
-    };
-    let aggregate_type = text(AGGREGATE_TYPE);
-    let id = text(AGGREGATE_ID);
+    let aggregate_type: Box<str> = get_s(item, "", AGGREGATE_TYPE).unwrap_or_default().into();
+    let id: Box<str> = get_s(item, "", AGGREGATE_ID).unwrap_or_default().into();
     let sequence = get_n(item, "", AGGREGATE_ID_SEQUENCE).unwrap_or(0);
     let table: Box<str> = table.into();
     if all {

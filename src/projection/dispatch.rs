@@ -313,27 +313,25 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                 let lag = now.duration_since(created).unwrap_or_default();
                 report.max_lag = Some(report.max_lag.map_or(lag, |max| max.max(lag)));
             }
-            match self.decoder.deletion(record) {
-                Ok(None) => {}
-                Ok(Some(deleted)) => {
+            let decoded = self
+                .decoder
+                .deletion(record)
+                .and_then(|deleted| match deleted {
+                    Some(deleted) => Ok(Some(Decoded::Deleted(deleted))),
+                    None => self
+                        .decoder
+                        .decode_loaded(record, &unloadable)
+                        .map(|event| event.map(Decoded::Event)),
+                });
+            let event = match decoded {
+                Ok(Some(Decoded::Event(event))) => event,
+                Ok(Some(Decoded::Deleted(deleted))) => {
                     if let Some(run) = run.take() {
                         self.apply(run, report, runs).await?;
                     }
                     self.apply_deletion(&deleted, index).await?;
                     continue;
                 }
-                Err(error) => {
-                    if let Some(run) = run.take() {
-                        self.apply(run, report, runs).await?;
-                    }
-                    return Err(DispatchFailure {
-                        first_failed: index,
-                        error,
-                    });
-                }
-            }
-            let event = match self.decoder.decode_loaded(record, &unloadable) {
-                Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(error) if self.policy == DecodeErrorPolicy::SkipAndReport => {
                     tracing::warn!(
@@ -422,6 +420,12 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         }
         Ok(())
     }
+}
+
+/// A record the dispatcher passes on: an event, or an aggregate's deletion.
+enum Decoded<A: Aggregate> {
+    Event(cqrs_es::EventEnvelope<A>),
+    Deleted(super::DeletedAggregate),
 }
 
 fn report_of(records: &[ChangeRecord]) -> DispatchReport {

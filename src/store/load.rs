@@ -346,28 +346,29 @@ impl<A: Aggregate> DynamoStore<A> {
             version: loaded.current_snapshot,
             through,
         });
-        if self.repo.expiry().is_past(loaded.expires_at) {
-            // Gone for every read, as the events it covers are: its version
-            // and chunks stay, so the next snapshot replaces it.
+        // Its state is not used when it is past its expiry (gone for every
+        // read, as the events it covers are), or not written by
+        // DynamoStore (upstream dynamo-es, or cqrs-es's
+        // PersistedEventStore: its state may hold events applied twice).
+        // Its version and chunks stay, so the next snapshot replaces it.
+        let unused = if self.repo.expiry().is_past(loaded.expires_at) {
+            Some(("expired", "snapshot past its expiry; reading the events"))
+        } else if !loaded.trusted {
+            Some((
+                "untrusted",
+                "snapshot not written by DynamoStore; rebuilding from events",
+            ))
+        } else {
+            None
+        };
+        if let Some((how, why)) = unused {
             tracing::debug!(
                 aggregate_type = A::TYPE,
                 aggregate_id,
                 current_snapshot = loaded.current_snapshot,
-                "snapshot past its expiry; reading the events"
+                "{why}"
             );
-            return Ok("expired");
-        }
-        if !loaded.trusted {
-            // Not written by DynamoStore (upstream dynamo-es, or
-            // cqrs-es's PersistedEventStore): its state may hold events
-            // applied twice.
-            tracing::debug!(
-                aggregate_type = A::TYPE,
-                aggregate_id,
-                current_snapshot = loaded.current_snapshot,
-                "snapshot not written by DynamoStore; rebuilding from events"
-            );
-            return Ok("untrusted");
+            return Ok(how);
         }
         // The dictionary its payload names, if any and not yet loaded by
         // this process. One that is not stored (or is corrupt) makes the
