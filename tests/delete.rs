@@ -22,7 +22,7 @@ use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, TestTables};
 use dynamo_es::{Codec, DeleteOptions, DynamoStore, Error, SnapshotPolicy};
 
-use common::{cqrs, deposit, failed_deposit, no_metadata, Account, AccountError, AccountEvent};
+use common::{cqrs, deposit, failed_deposit, no_metadata, typed_aggregate, Account, AccountEvent};
 use projector_support::{checkpoints, projector, start, wait_until};
 
 const POLICIES: [SnapshotPolicy; 3] = [
@@ -77,19 +77,6 @@ fn deleted(err: &Error) -> (String, usize) {
     }
 }
 
-/// The crate error inside a cqrs-es error.
-fn inner(err: &AggregateError<AccountError>) -> &Error {
-    let source = match err {
-        AggregateError::UnexpectedError(source) | AggregateError::DeserializationError(source) => {
-            source
-        }
-        other => panic!("expected a dynamo_es::Error inside, got {other:?}"),
-    };
-    source
-        .downcast_ref::<Error>()
-        .unwrap_or_else(|| panic!("not a dynamo_es::Error: {source:?}"))
-}
-
 /// Deposits of 1 to `count` on `id` through a framework over a store with
 /// `policy`; that framework, and another store like its.
 async fn deposits(
@@ -119,11 +106,15 @@ async fn a_deleted_aggregate_loads_as_a_typed_error_and_refuses_commands() {
         assert_eq!((done.last_sequence, done.events_deleted), (5, 5));
 
         let err = store.load_aggregate(&id).await.err().expect("refused");
-        assert_eq!(deleted(inner(&err)), (id.clone(), 5), "{policy:?}");
+        assert_eq!(
+            deleted(typed_aggregate(&err)),
+            (id.clone(), 5),
+            "{policy:?}"
+        );
         let err = store.load_events(&id).await.expect_err("refused");
-        assert_eq!(deleted(inner(&err)).1, 5);
+        assert_eq!(deleted(typed_aggregate(&err)).1, 5);
         let err = failed_deposit(&framework, &id).await;
-        assert_eq!(deleted(inner(&err)).1, 5, "a command is refused");
+        assert_eq!(deleted(typed_aggregate(&err)).1, 5, "a command is refused");
         only_the_tombstone(&db, &id, 5).await;
 
         // Deleting again only finds the tombstone.
@@ -159,13 +150,16 @@ async fn a_stale_writer_cannot_commit_behind_the_tombstone() {
         // a transaction's cancellation is a conflict, and the retry's load
         // finds the tombstone.
         match (policy, events, &err) {
-            (SnapshotPolicy::Never, 1, err) => assert!(inner(err).is_deleted(), "{err}"),
+            (SnapshotPolicy::Never, 1, err) => assert!(typed_aggregate(err).is_deleted(), "{err}"),
             (_, _, AggregateError::AggregateConflict) => {}
-            (_, _, err) => assert!(inner(err).is_deleted(), "{policy:?}, {events}: {err}"),
+            (_, _, err) => assert!(
+                typed_aggregate(err).is_deleted(),
+                "{policy:?}, {events}: {err}"
+            ),
         }
         only_the_tombstone(&db, &id, 3).await;
         let err = store.load_aggregate(&id).await.err().expect("refused");
-        assert_eq!(deleted(inner(&err)).1, 3);
+        assert_eq!(deleted(typed_aggregate(&err)).1, 3);
     }
 }
 
@@ -191,7 +185,7 @@ async fn an_older_stale_writer_leaves_an_orphan_that_loads_refuse_and_a_rerun_de
         .await;
     assert!(landed.is_ok(), "documented: {landed:?}");
     let err = store.load_aggregate(id).await.err().expect("still refused");
-    assert_eq!(deleted(inner(&err)).1, 3);
+    assert_eq!(deleted(typed_aggregate(&err)).1, 3);
     let rerun = store.delete_aggregate(id).await.unwrap();
     assert_eq!(rerun.events_deleted, 1);
     only_the_tombstone(&db, id, 3).await;
@@ -233,7 +227,7 @@ async fn an_interrupted_deletion_resumes_and_a_dry_run_counts() {
     // Interrupted: the aggregate is already refused, and 40 events remain.
     let store = DynamoStore::<Account>::new(db.repository(), SnapshotPolicy::Every(10));
     let err = store.load_aggregate(id).await.err().expect("refused");
-    assert_eq!(deleted(inner(&err)).1, 60);
+    assert_eq!(deleted(typed_aggregate(&err)).1, 60);
     assert_eq!(items_of(&db, &db.events, id).await.len(), 41);
     let plan = repo.plan_deletion("Account", id).await.unwrap();
     assert_eq!(

@@ -696,6 +696,74 @@ async fn the_projector_runs_over_the_stream_after_a_forget() {
     assert_eq!(known(&view.courier), Some(COURIER_NAME));
 }
 
+/// An event whose personal value is a 128-bit integer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wide {
+    amount: Personal<u128>,
+    balance: Personal<i128>,
+}
+
+impl DomainEvent for Wide {
+    fn event_type(&self) -> String {
+        "Wide".to_string()
+    }
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[allow(missing_docs)]
+mod wide {
+    crate::common::counting_aggregate!(
+        WideLedger,
+        "WideLedger",
+        super::Wide,
+        crate::common::AccountError,
+        applied,
+        Ok(())
+    );
+}
+use wide::WideLedger;
+
+#[tokio::test]
+async fn a_personal_integer_beyond_64_bits_is_refused_and_one_within_round_trips() {
+    let (db, keys) = setup().await;
+    let repo = db.repository().with_encryption(keys.clone());
+    let store = DynamoStore::<WideLedger>::new(repo, SnapshotPolicy::Never);
+    let wide = |amount: u128, balance: i128| Wide {
+        amount: Personal::new(CUSTOMER, amount),
+        balance: Personal::new(CUSTOMER, balance),
+    };
+    for (amount, balance) in [
+        (u128::MAX, 0),
+        (0, i128::MIN),
+        (u128::from(u64::MAX) + 1, 0),
+    ] {
+        let context = store.load_aggregate("w-1").await.unwrap();
+        let err = store
+            .commit(vec![wide(amount, balance)], context, Default::default())
+            .await
+            .expect_err("refused");
+        let err = typed_aggregate(&err);
+        assert!(
+            matches!(err, dynamo_es::Error::Encryption(inner)
+                if matches!(**inner, encryption::Error::Malformed { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("u128 or i128"), "{err}");
+        assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
+    }
+    // At the edges of 64 bits, exact.
+    let edge = wide(u128::from(u64::MAX), i128::from(i64::MIN));
+    let context = store.load_aggregate("w-1").await.unwrap();
+    store
+        .commit(vec![edge.clone()], context, Default::default())
+        .await
+        .unwrap();
+    let events = store.load_events("w-1").await.unwrap();
+    assert_eq!(events[0].payload, edge);
+}
+
 #[tokio::test]
 async fn recode_copies_the_ciphertext_untouched() {
     use dynamo_es::recode::{RecodeOptions, Recoder};

@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use cqrs_es::persist::PersistedEventRepository;
-use cqrs_es::{AggregateError, EventStore};
+use cqrs_es::EventStore;
 use dynamo_es::item::{AGGREGATE_TYPE, EXPIRES_AT};
 use dynamo_es::projection::{stream_arn, ChangeRecord, EventDecoder};
 use dynamo_es::tables::{enable_stream, enable_ttl};
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, streams, TestTables};
 use dynamo_es::{DynamoEventRepository, DynamoStore, Error, HotCache, SnapshotPolicy};
 
-use common::{cqrs, deposit, Account, AccountError};
+use common::{cqrs, deposit, typed_aggregate, Account};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -51,15 +51,6 @@ fn expiring(db: &TestTables, at: SystemTime) -> DynamoEventRepository {
         .with_clock(move || at)
 }
 
-fn inner(err: &AggregateError<AccountError>) -> &Error {
-    match err {
-        AggregateError::UnexpectedError(source) | AggregateError::DeserializationError(source) => {
-            source.downcast_ref::<Error>().expect("a dynamo_es::Error")
-        }
-        other => panic!("expected a dynamo_es::Error inside, got {other:?}"),
-    }
-}
-
 async fn load(
     repo: &DynamoEventRepository,
     policy: SnapshotPolicy,
@@ -70,7 +61,7 @@ async fn load(
         .await
     {
         Ok(context) => Ok(context.current_sequence),
-        Err(err) => Err(match inner(&err) {
+        Err(err) => Err(match typed_aggregate(&err) {
             Error::AggregateExpired {
                 aggregate_type,
                 id,
