@@ -7,7 +7,7 @@
 //! return it. So every read path here treats an item whose [`EXPIRES_AT`]
 //! is at or before the clock's second as already gone.
 //!
-//! **Invariant:** pure: the time comes from the [`Expiry`]'s clock (the
+//! **Invariant:** pure: the time comes from the repository's clock (the
 //! system clock unless one was injected), and an item without
 //! [`EXPIRES_AT`] never expires.
 
