@@ -44,6 +44,7 @@
 //! after it.
 
 mod cache;
+mod delete;
 mod hot;
 mod load;
 mod policy;
@@ -244,21 +245,6 @@ impl<A: Aggregate> DynamoStore<A> {
     /// The repository underneath.
     pub fn repository(&self) -> &DynamoEventRepository {
         &self.repo
-    }
-
-    /// Deletes the aggregate `aggregate_id`
-    /// ([`DynamoEventRepository::delete_aggregate`]: a tombstone keeping its
-    /// last sequence, then its events and snapshot items in batches), after
-    /// dropping it from this store's hot cache. Later loads and commands on
-    /// it are [`Error::AggregateDeleted`](crate::Error::AggregateDeleted).
-    pub async fn delete_aggregate(&self, aggregate_id: &str) -> Result<crate::Deletion> {
-        self.forget_deleted(aggregate_id);
-        let key = crate::item::aggregate_key(A::TYPE, aggregate_id);
-        self.repo.hints().forget(&key);
-        let deleted = self.repo.delete_aggregate::<A>(aggregate_id).await;
-        // A command that raced the deletion may have cached its state.
-        self.forget_deleted(aggregate_id);
-        deleted
     }
 
     /// The snapshot policy.
