@@ -409,16 +409,16 @@ impl<A: Aggregate> DynamoStore<A> {
             _ => None,
         };
         let snapshot_at = snapshot.as_ref().map(|update| update.current_sequence);
-        let committed = self
-            .repo
-            .commit(
-                A::TYPE,
-                &context.aggregate_id,
-                &serialized,
-                snapshot,
-                context.base.claim,
-            )
-            .await;
+        // Boxed: the commit's SDK futures on top of a command's would
+        // overflow the stack of a test thread in debug builds.
+        let committed = Box::pin(self.repo.commit(
+            A::TYPE,
+            &context.aggregate_id,
+            &serialized,
+            snapshot,
+            context.base.claim,
+        ))
+        .await;
         match &committed {
             Ok(outcome) => {
                 if let (Some(at), Some(_), SnapshotPolicy::Every(_)) =
