@@ -9,7 +9,10 @@
 //! and the transaction's request token). Beside them: `claim` (the
 //! aggregate store's claim on a snapshot head, removed before events are
 //! stored behind it) and `hints` (where each aggregate's snapshot was last
-//! seen, for the snapshot store's bounded tail query, which `tail` reads).
+//! seen, for the snapshot store's bounded tail query, which `tail` reads),
+//! `delete` (an aggregate's tombstone, then its items removed in resumable
+//! batches) and `gone` (what reads treat as gone: tombstones and expired
+//! items).
 //!
 //! **Invariant:** every read is strongly consistent unless its caller asks
 //! otherwise (the store's `ReadConsistency::Eventual`, which checks what it
@@ -22,7 +25,9 @@
 
 mod claim;
 mod commit;
+mod delete;
 mod dictionaries;
+mod gone;
 mod hints;
 mod limits;
 mod personal;
@@ -32,7 +37,7 @@ mod tail;
 mod token;
 mod transact;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::Client;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -44,8 +49,7 @@ use tracing::{field, Instrument, Level};
 use crate::codec::Codec;
 use crate::error::{aggregate_span, in_span, Result};
 use crate::item::{
-    aggregate_key, item_to_event, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE,
-    AGGREGATE_TYPE_AND_ID,
+    aggregate_key, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
 };
 use crate::slice::Slices;
 use crate::snapshot::{self, LoadedSnapshot};
@@ -53,6 +57,7 @@ use crate::stream::{self, Pages};
 
 pub(crate) use claim::HeadClaim;
 pub(crate) use commit::SnapshotUpdate;
+pub use delete::{DeleteOptions, Deletion, DeletionPlan};
 pub(crate) use limits::check_limits;
 pub(crate) use tail::Tail;
 pub(crate) use token::request_token;
@@ -101,6 +106,8 @@ pub struct DynamoEventRepository {
     /// The events table's slice count, if its events feed the
     /// `EventsBySlice` index.
     slices: Option<Slices>,
+    /// The time to live per aggregate type, and the clock.
+    expiry: crate::expiry::Expiry,
 }
 
 impl DynamoEventRepository {
@@ -121,6 +128,7 @@ impl DynamoEventRepository {
             #[cfg(feature = "encryption")]
             keys: None,
             slices: None,
+            expiry: crate::expiry::Expiry::default(),
         }
     }
 
@@ -298,18 +306,6 @@ impl DynamoEventRepository {
         &self.hints
     }
 
-    /// Decodes event items, naming the item on error; each item is dropped
-    /// once decoded.
-    pub(crate) fn decode_events(
-        &self,
-        items: impl IntoIterator<Item = Item>,
-    ) -> Result<Vec<SerializedEvent>> {
-        items
-            .into_iter()
-            .map(|item| item_to_event(&item, &self.codec))
-            .collect()
-    }
-
     /// Reads a snapshot and how it is stored.
     pub(crate) async fn read_snapshot(
         &self,
@@ -361,26 +357,10 @@ impl DynamoEventRepository {
         aggregate_type: Option<String>,
         span: tracing::Span,
     ) -> ReplayStream {
-        let codec = self.codec.clone();
         let prep = self.page_prep();
         let finish = self.event_finish();
-        stream::replay(
-            pages,
-            self.stream_channel_size,
-            span,
-            prep,
-            finish,
-            move |item| {
-                if let Some(wanted) = &aggregate_type {
-                    // Scans are filtered by the server; this guards the contract.
-                    if !matches!(item.get(AGGREGATE_TYPE), Some(AttributeValue::S(t)) if t == wanted)
-                    {
-                        return None;
-                    }
-                }
-                Some(item_to_event(item, &codec))
-            },
-        )
+        let filter = self.replay_filter(aggregate_type);
+        stream::replay(pages, self.stream_channel_size, span, prep, finish, filter)
     }
 
     fn page_size(&self) -> i32 {
@@ -444,6 +424,8 @@ impl PersistedEventRepository for DynamoEventRepository {
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self.read_snapshot(A::TYPE, aggregate_id).await? {
             None => Ok(None),
+            // Past its expiry: gone, as DynamoDB will make it.
+            Some(loaded) if self.expiry.is_past(loaded.expires_at) => Ok(None),
             Some(loaded) => {
                 self.prefetch_snapshot_dictionary(A::TYPE, aggregate_id, &loaded.payload)
                     .await?;

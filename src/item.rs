@@ -98,6 +98,23 @@ pub const EVENTS_THROUGH: &str = "EventsThrough";
 /// by a transaction rely on its `ClientRequestToken` instead and carry no
 /// commit id. Upstream, and every reader here, ignore the attribute.
 pub const COMMIT_ID: &str = "CommitId";
+/// On an aggregate's tombstone (an item of the events table written by
+/// [`delete_aggregate`](crate::DynamoEventRepository::delete_aggregate) at
+/// the sequence after its last event): that last event's sequence (N). The
+/// tombstone keeps the sequence taken, so no commit can ever reuse it, and
+/// marks the aggregate deleted for every read. Upstream does not know it.
+pub const DELETED_THROUGH: &str = "DeletedThrough";
+/// On an aggregate's tombstone: when the deletion began, in UTC
+/// (`2026-12-07T08:00:00Z`).
+pub const DELETED_AT: &str = "DeletedAt";
+/// On an aggregate's tombstone: the chunk items of the snapshot head the
+/// deletion removed (N), so an interrupted deletion still finds them.
+pub const DELETED_CHUNKS: &str = "DeletedChunks";
+/// On an event or snapshot item of an aggregate type with a time to live
+/// ([`with_expiry`](crate::DynamoEventRepository::with_expiry)): when it
+/// expires, in seconds since the epoch (N), DynamoDB's TTL attribute. Every
+/// read treats an item past it as gone.
+pub const EXPIRES_AT: &str = "ExpiresAt";
 /// On a chunk item: the head's key.
 pub const CHUNK_OF: &str = "ChunkOf";
 /// On a chunk item: its position, from 0.
@@ -134,6 +151,12 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// True if `item` is an aggregate's tombstone (it carries
+/// [`DELETED_THROUGH`]): not an event, the mark of a deleted aggregate.
+pub fn is_tombstone(item: &Item) -> bool {
+    item.contains_key(DELETED_THROUGH)
 }
 
 #[doc(hidden)]

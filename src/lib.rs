@@ -262,6 +262,7 @@ pub mod dictionary;
 pub mod encryption;
 mod error;
 mod event_repository;
+pub mod expiry;
 pub mod item;
 mod outcome;
 pub mod projection;
@@ -330,8 +331,8 @@ pub use codec::Codec;
 pub use cqrs::{dynamodb_aggregate_cqrs, dynamodb_cqrs, dynamodb_snapshot_cqrs, DynamoCqrs};
 pub use error::{BoxError, Error, Limit, Result};
 pub use event_repository::{
-    DynamoEventRepository, DEFAULT_EVENT_TABLE, DEFAULT_SCAN_SEGMENTS, DEFAULT_SNAPSHOT_TABLE,
-    DEFAULT_STREAMING_CHANNEL_SIZE,
+    DeleteOptions, Deletion, DeletionPlan, DynamoEventRepository, DEFAULT_EVENT_TABLE,
+    DEFAULT_SCAN_SEGMENTS, DEFAULT_SNAPSHOT_TABLE, DEFAULT_STREAMING_CHANNEL_SIZE,
 };
 pub use store::{
     execute_with_retry, DynamoAggregateContext, DynamoStore, HotCache, ParseReadConsistencyError,

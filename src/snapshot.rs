@@ -75,6 +75,8 @@ pub(crate) struct LoadedSnapshot {
     pub trusted: bool,
     /// The head's [`EVENTS_THROUGH`] claim, if it carries one.
     pub events_through: Option<usize>,
+    /// The head's [`EXPIRES_AT`](crate::item::EXPIRES_AT), if it has one.
+    pub expires_at: Option<u64>,
 }
 
 /// True if a snapshot head carries this crate's writer mark.
@@ -137,6 +139,9 @@ pub(crate) struct SnapshotSpec<'a> {
     pub previous_chunks: usize,
     /// The head's [`EVENTS_THROUGH`] claim, if it makes one.
     pub events_through: Option<usize>,
+    /// The [`EXPIRES_AT`](crate::item::EXPIRES_AT) of the head and every
+    /// chunk, if the aggregate type has a time to live.
+    pub expires_at: Option<u64>,
 }
 
 /// The head's version condition for a write of snapshot `current_snapshot`.
@@ -196,6 +201,13 @@ fn plan_with(spec: SnapshotSpec<'_>, marked: bool) -> Result<SnapshotPlan> {
     if let Some(through) = spec.events_through {
         head.insert(EVENTS_THROUGH.to_string(), n(through));
     }
+    let expiring = |mut item: Item| {
+        if let Some(at) = spec.expires_at {
+            item.insert(crate::item::EXPIRES_AT.to_string(), n(at));
+        }
+        item
+    };
+    head = expiring(head);
     let head_overhead = item_size(&head);
     let mut writes = Vec::new();
     let chunks;
@@ -211,13 +223,13 @@ fn plan_with(spec: SnapshotSpec<'_>, marked: bool) -> Result<SnapshotPlan> {
     } else {
         let hash = payload_hash(&spec.payload);
         // The largest chunk item's fixed part, with the longest index it may carry.
-        let probe = chunk_item(
+        let probe = expiring(chunk_item(
             spec.aggregate_type,
             spec.aggregate_id,
             usize::MAX,
             &hash,
             Vec::new(),
-        );
+        ));
         let chunk_key_len = chunk_key(spec.aggregate_type, spec.aggregate_id, usize::MAX).len();
         if chunk_key_len > MAX_PARTITION_KEY_SIZE {
             return Err(Error::LimitExceeded {
@@ -231,13 +243,13 @@ fn plan_with(spec: SnapshotSpec<'_>, marked: bool) -> Result<SnapshotPlan> {
         let capacity = MAX_ITEM_SIZE - item_size(&probe);
         chunks = stored.div_ceil(capacity);
         for (index, part) in spec.payload.chunks(capacity).enumerate() {
-            let item = chunk_item(
+            let item = expiring(chunk_item(
                 spec.aggregate_type,
                 spec.aggregate_id,
                 index,
                 &hash,
                 part.to_vec(),
-            );
+            ));
             let size = item_size(&item);
             writes.push(PlannedWrite {
                 write: put(spec.table, item, &None)?,
@@ -423,6 +435,7 @@ pub(crate) async fn read(
                     chunks: chunk_sizes.len(),
                     trusted: is_marked(&head),
                     events_through: get_n(&head, &key, EVENTS_THROUGH).ok(),
+                    expires_at: crate::expiry::expires_at_of(&head),
                 }));
             }
             Err(reason) => {

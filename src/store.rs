@@ -45,6 +45,7 @@
 
 mod cache;
 mod consistency;
+mod delete;
 mod hot;
 mod load;
 mod policy;
@@ -221,7 +222,19 @@ impl<A: Aggregate> DynamoStore<A> {
     /// ([`HANDOFF_MAX`](Self::HANDOFF_MAX)) until the next load of each
     /// takes it, so a hit decodes nothing and a hot command decodes its
     /// state once, in the commit.
+    ///
+    /// A type with a time to live
+    /// ([`DynamoEventRepository::with_expiry`]) is never cached: its state
+    /// would have to expire with its oldest item, so the store keeps no
+    /// cache (and says so in a `warn` log).
     pub fn with_cache(self, cache: HotCache) -> Self {
+        if self.repo.expiry_of(A::TYPE).is_some() {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                "aggregate type with a time to live: DynamoStore keeps no hot cache for it"
+            );
+            return self;
+        }
         DynamoStore {
             cache: Some(cache),
             ..self
@@ -422,16 +435,16 @@ impl<A: Aggregate> DynamoStore<A> {
             _ => None,
         };
         let snapshot_at = snapshot.as_ref().map(|update| update.current_sequence);
-        let committed = self
-            .repo
-            .commit(
-                A::TYPE,
-                &context.aggregate_id,
-                &serialized,
-                snapshot,
-                context.base.claim,
-            )
-            .await;
+        // Boxed: the commit's SDK futures on top of a command's would
+        // overflow the stack of a test thread in debug builds.
+        let committed = Box::pin(self.repo.commit(
+            A::TYPE,
+            &context.aggregate_id,
+            &serialized,
+            snapshot,
+            context.base.claim,
+        ))
+        .await;
         match &committed {
             Ok(outcome) => {
                 if let (Some(at), Some(_), SnapshotPolicy::Every(_)) =

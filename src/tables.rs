@@ -48,8 +48,10 @@
 
 pub(crate) mod requests;
 mod slice_index;
+mod ttl;
 
 pub use slice_index::{add_slice_index, check_slices, slices_of};
+pub use ttl::enable_ttl;
 
 use std::fmt;
 use std::time::{Duration, Instant};

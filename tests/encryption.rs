@@ -604,6 +604,137 @@ async fn the_projection_decoder_opens_and_forgets_like_the_store() {
     assert_no_plaintext(&db.client, &[db.views.as_str()]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_runs_over_the_stream_after_a_forget() {
+    use dynamo_es::projection::ViewProjection;
+    use dynamo_es::projection::{stream_arn, CheckpointStore, Dispatcher, EventDecoder, Projector};
+    let (db, keys) = setup().await;
+    dynamo_es::tables::enable_stream(&db.client, &db.events)
+        .await
+        .unwrap();
+    let arn = stream_arn(&db.client, &db.events).await.unwrap();
+    let repo = db.repository().with_encryption(keys.clone());
+    let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
+    cqrs.execute("o-1", place()).await.unwrap();
+    cqrs.execute("o-1", assign()).await.unwrap();
+    assert_eq!(keys.forget(CUSTOMER).await.unwrap(), Forgot::KeyDestroyed);
+
+    // The projector, from the stream's first record, into a sealed view.
+    let views = db
+        .view_repository::<OrderView, Order>()
+        .with_encryption(keys.clone());
+    let dispatcher = Dispatcher::new(EventDecoder::from_repository(&repo))
+        .with_projection(ViewProjection::new(views.clone()));
+    let leases = unique_name("leases");
+    dynamo_es::tables::create_checkpoint_table(&db.client, &leases)
+        .await
+        .unwrap();
+    let streams = dynamo_es::testing::streams::client_for(&dynamo_es::testing::endpoint().unwrap());
+    let projector = Projector::new(
+        streams,
+        &arn,
+        CheckpointStore::new(db.client.clone(), &leases, "orders"),
+        dispatcher,
+    )
+    .with_idle_backoff(
+        std::time::Duration::from_millis(5),
+        std::time::Duration::from_millis(40),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    let started = std::time::Instant::now();
+    let view = loop {
+        let view = cqrs_es::persist::ViewRepository::load(&views, "o-1")
+            .await
+            .unwrap();
+        match view {
+            Some(view) if view.events == 2 => break view,
+            _ => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60)
+                        && !running.is_finished(),
+                    "the projector stopped or never projected both events"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    assert!(forgotten(&view.customer, CUSTOMER), "{view:?}");
+    assert_eq!(known(&view.courier), Some(COURIER_NAME));
+}
+
+/// An event whose personal value is a 128-bit integer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wide {
+    amount: Personal<u128>,
+    balance: Personal<i128>,
+}
+
+impl cqrs_es::DomainEvent for Wide {
+    fn event_type(&self) -> String {
+        "Wide".to_string()
+    }
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[allow(missing_docs)]
+mod wide {
+    crate::common::counting_aggregate!(
+        WideLedger,
+        "WideLedger",
+        super::Wide,
+        crate::common::AccountError,
+        applied,
+        Ok(())
+    );
+}
+use wide::WideLedger;
+
+#[tokio::test]
+async fn a_personal_integer_beyond_64_bits_is_refused_and_one_within_round_trips() {
+    let (db, keys) = setup().await;
+    let repo = db.repository().with_encryption(keys.clone());
+    let store = DynamoStore::<WideLedger>::new(repo, SnapshotPolicy::Never);
+    let wide = |amount: u128, balance: i128| Wide {
+        amount: Personal::new(CUSTOMER, amount),
+        balance: Personal::new(CUSTOMER, balance),
+    };
+    for (amount, balance) in [
+        (u128::MAX, 0),
+        (0, i128::MIN),
+        (u128::from(u64::MAX) + 1, 0),
+    ] {
+        let context = store.load_aggregate("w-1").await.unwrap();
+        let err = store
+            .commit(vec![wide(amount, balance)], context, Default::default())
+            .await
+            .expect_err("refused");
+        let err = typed_aggregate(&err);
+        assert!(
+            matches!(err, dynamo_es::Error::Encryption(inner)
+                if matches!(**inner, encryption::Error::Malformed { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("u128 or i128"), "{err}");
+        assert!(scan_all(&db.client, &db.events).await.unwrap().is_empty());
+    }
+    // At the edges of 64 bits, exact.
+    let edge = wide(u128::from(u64::MAX), i128::from(i64::MIN));
+    let context = store.load_aggregate("w-1").await.unwrap();
+    store
+        .commit(vec![edge.clone()], context, Default::default())
+        .await
+        .unwrap();
+    let events = store.load_events("w-1").await.unwrap();
+    assert_eq!(events[0].payload, edge);
+}
+
 #[tokio::test]
 async fn recode_copies_the_ciphertext_untouched() {
     use dynamo_es::recode::{RecodeOptions, Recoder};

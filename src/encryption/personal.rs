@@ -19,6 +19,9 @@ const SUBJECT: &str = "subject";
 const VALUE: &str = "value";
 const SEALED: &str = "sealed";
 const FORGOTTEN: &str = "forgotten";
+/// In place of `value`, in a marker no writer accepts: why the value has
+/// no exact `serde_json::Value` (see [`Personal`]'s `Serialize`).
+const INEXACT: &str = "inexact";
 
 /// A value that belongs to a data subject (a customer, a courier), stored
 /// encrypted under that subject's data key, and read back as
@@ -97,11 +100,28 @@ impl<T: Serialize> Serialize for Personal<T> {
             subject: &'a str,
             forgotten: bool,
         }
+        #[derive(Serialize)]
+        struct Inexact<'a> {
+            subject: &'a str,
+            inexact: String,
+        }
         let mut map = serializer.serialize_map(Some(1))?;
         match self {
-            Personal::Known { subject, value } => {
-                map.serialize_entry(MARKER, &Known { subject, value })?
-            }
+            // Every payload is sealed as a `serde_json::Value`, which holds
+            // integers of 64 bits: a value it cannot hold exactly (a u128
+            // or i128 beyond them) would be sealed changed. It is written
+            // as a marker every writer refuses instead
+            // (`encryption::Error::Malformed`), so nothing is stored.
+            Personal::Known { subject, value } => match serde_json::to_value(value) {
+                Ok(_) => map.serialize_entry(MARKER, &Known { subject, value })?,
+                Err(err) => map.serialize_entry(
+                    MARKER,
+                    &Inexact {
+                        subject,
+                        inexact: err.to_string(),
+                    },
+                )?,
+            },
             Personal::Forgotten { subject } => map.serialize_entry(
                 MARKER,
                 &Forgotten {
@@ -191,6 +211,13 @@ impl<'a> Marker<'a> {
         if let Some(value) = inner.get(VALUE) {
             return Ok(Marker::Plain { subject, value });
         }
+        if let Some(Value::String(reason)) = inner.get(INEXACT) {
+            return Err(format!(
+                "subject {subject}: its value has no exact JSON value ({reason}): an integer \
+                 beyond 64 bits (a u128 or i128 past u64 or i64) would be sealed changed; keep \
+                 such a number in a `Personal<String>` (its decimal digits), or split it"
+            ));
+        }
         match (inner.get(SEALED), inner.get(FORGOTTEN)) {
             (Some(Value::String(sealed)), None) => Ok(Marker::Sealed { subject, sealed }),
             (None, Some(Value::Bool(true))) => Ok(Marker::Forgotten { subject }),
@@ -251,6 +278,22 @@ mod tests {
             serde_json::from_value::<Personal<String>>(value).unwrap(),
             forgotten
         );
+    }
+
+    #[test]
+    fn a_value_beyond_64_bits_is_a_marker_every_reader_refuses() {
+        for value in [
+            serde_json::to_value(Personal::new("c-1", u128::MAX)).unwrap(),
+            serde_json::to_value(Personal::new("c-1", i128::MIN)).unwrap(),
+        ] {
+            let reason = Marker::parse(&value).unwrap().unwrap_err();
+            assert!(reason.contains("u128 or i128"), "{reason}");
+        }
+        let fits = serde_json::to_value(Personal::new("c-1", u128::from(u64::MAX))).unwrap();
+        assert!(matches!(
+            Marker::parse(&fits),
+            Some(Ok(Marker::Plain { .. }))
+        ));
     }
 
     #[test]

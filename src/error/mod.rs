@@ -50,6 +50,62 @@ pub enum Error {
         /// The table(s) written, comma-separated (empty if not recorded).
         table: String,
     },
+    /// The aggregate was deleted
+    /// ([`delete_aggregate`](crate::DynamoEventRepository::delete_aggregate)):
+    /// its tombstone keeps its sequence, so it can be neither loaded nor
+    /// written again. Use another aggregate id.
+    #[error(
+        "aggregate {aggregate_type}:{id} was deleted (its events through sequence \
+         {last_sequence}; tombstone in table {table}): it cannot be loaded or changed; \
+         use another aggregate id"
+    )]
+    AggregateDeleted {
+        /// The aggregate type.
+        aggregate_type: Box<str>,
+        /// The aggregate id.
+        id: Box<str>,
+        /// The sequence of its last event, kept by the tombstone.
+        last_sequence: usize,
+        /// The events table holding the tombstone.
+        table: Box<str>,
+    },
+    /// Every item of the aggregate is past its expiry
+    /// ([`with_expiry`](crate::DynamoEventRepository::with_expiry)): it is
+    /// gone, and refused as a deleted one is, until DynamoDB removes its
+    /// items (then its id starts afresh).
+    #[error(
+        "aggregate {aggregate_type}:{id} expired (every event through sequence {last_sequence} \
+         in table {table} is past its ExpiresAt): it is gone; DynamoDB removes its items \
+         within days, after which the id can be used again"
+    )]
+    AggregateExpired {
+        /// The aggregate type.
+        aggregate_type: Box<str>,
+        /// The aggregate id.
+        id: Box<str>,
+        /// The sequence of its last expired event.
+        last_sequence: usize,
+        /// The events table.
+        table: Box<str>,
+    },
+    /// Some events of the aggregate are past their expiry and later ones
+    /// are not: it cannot be loaded whole, and is not loaded in part.
+    #[error(
+        "aggregate {aggregate_type}:{id} is partly expired: its events through sequence \
+         {sequence} in table {table} are past their ExpiresAt and later ones are not; it cannot \
+         be loaded whole (raise the type's time to live above the aggregate's life, or \
+         snapshot it so a snapshot covers the expired events)"
+    )]
+    PartlyExpired {
+        /// The aggregate type.
+        aggregate_type: Box<str>,
+        /// The aggregate id.
+        id: Box<str>,
+        /// The sequence of an expired event followed by live ones.
+        sequence: usize,
+        /// The events table.
+        table: Box<str>,
+    },
     /// DynamoDB throttled the request and the SDK's retries ran out.
     #[error(
         "{operation}{} throttled by DynamoDB after retries: {message}",
@@ -190,6 +246,19 @@ pub enum Error {
         /// What the caller needs.
         expected: String,
         /// What the table has.
+        found: String,
+    },
+    /// The table's Time to Live is on another attribute than
+    /// [`EXPIRES_AT`](crate::item::EXPIRES_AT) (a table has one): see
+    /// [`crate::tables::enable_ttl`].
+    #[error(
+        "table {table} expires items by attribute {found}, not ExpiresAt, which dynamo-es \
+         writes: disable its Time to Live (UpdateTimeToLive) before enabling it for ExpiresAt"
+    )]
+    TableTtl {
+        /// The table.
+        table: String,
+        /// Its TTL attribute.
         found: String,
     },
     /// A stored item lacks an attribute.
@@ -338,6 +407,11 @@ impl Error {
     /// True for a lost optimistic-lock race.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// True if the aggregate was deleted ([`Error::AggregateDeleted`]).
+    pub fn is_deleted(&self) -> bool {
+        matches!(self, Error::AggregateDeleted { .. })
     }
 
     /// True where the stored data (not the request) is at fault.

@@ -212,6 +212,7 @@ impl DynamoEventRepository {
         let codec = self.codec_for(aggregate_type);
         // One commit, one time: its events sort together in their slice.
         let commit_micros = crate::slice::micros(std::time::SystemTime::now());
+        let expires_at = self.expiry().expires_at(aggregate_type);
         for event in events {
             if event.aggregate_type != aggregate_type || event.aggregate_id != aggregate_id {
                 return Err(Error::InvalidCommit {
@@ -225,6 +226,9 @@ impl DynamoEventRepository {
             let (mut item, event_bytes) = event_to_item(event, &codec)?;
             if let Some(slices) = self.slices() {
                 slices.stamp(&mut item, aggregate_type, aggregate_id, commit_micros);
+            }
+            if let Some(at) = expires_at {
+                item.insert(crate::item::EXPIRES_AT.to_string(), crate::item::n(at));
             }
             bytes += event_bytes;
             let size = crate::size::item_size(&item);
@@ -413,6 +417,7 @@ impl DynamoEventRepository {
             condition: Some(snapshot::version_condition(update.current_snapshot)),
             previous_chunks: update.previous_chunks,
             events_through: update.events_through,
+            expires_at: self.expiry().expires_at(aggregate_type),
         };
         let planned = if update.marked {
             snapshot::plan_marked(spec)

@@ -134,6 +134,10 @@ impl DynamoEventRepository {
                     self.applied_earlier(key);
                     Ok(0.0)
                 }
+                // The aggregate was deleted: its tombstone holds the key.
+                Some(stored) if crate::item::is_tombstone(stored) => {
+                    Err(self.deleted_error(stored))
+                }
                 Some(_) => Err(self.conflict(key)),
                 // A server that ignores ReturnValuesOnConditionCheckFailure:
                 // after a lost response, read what is stored.

@@ -27,8 +27,8 @@ use crate::codec::Codec;
 #[cfg(feature = "compression")]
 use crate::dictionary::{DictionaryCache, DictionaryStore};
 use crate::item::{
-    describe_key, item_to_event, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
-    PAYLOAD,
+    describe_key, get_n, is_tombstone, item_to_event, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
+    AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID, DELETED_THROUGH, PAYLOAD,
 };
 use crate::DynamoEventRepository;
 
@@ -113,6 +113,8 @@ pub struct EventDecoder<A: Aggregate> {
     /// The data keys personal data is opened with (feature `encryption`).
     #[cfg(feature = "encryption")]
     keys: Option<crate::encryption::KeyStore>,
+    /// The clock expiry is compared with (the system's if `None`).
+    clock: Option<crate::expiry::Clock>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -134,6 +136,7 @@ impl<A: Aggregate> Clone for EventDecoder<A> {
             dictionaries: self.dictionaries.clone(),
             #[cfg(feature = "encryption")]
             keys: self.keys.clone(),
+            clock: self.clock.clone(),
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -167,6 +170,7 @@ impl<A: Aggregate> EventDecoder<A> {
             dictionaries: None,
             #[cfg(feature = "encryption")]
             keys: None,
+            clock: None,
             _aggregate: std::marker::PhantomData,
         }
     }
@@ -186,7 +190,10 @@ impl<A: Aggregate> EventDecoder<A> {
     /// }
     /// ```
     pub fn from_repository(repository: &DynamoEventRepository) -> Self {
-        let decoder = EventDecoder::new(repository.codec().clone());
+        let decoder = EventDecoder {
+            clock: repository.expiry().clock().cloned(),
+            ..EventDecoder::new(repository.codec().clone())
+        };
         #[cfg(feature = "compression")]
         // The repository's cache, shared by its clones.
         let decoder = decoder.loading(
@@ -199,6 +206,20 @@ impl<A: Aggregate> EventDecoder<A> {
             ..decoder
         };
         decoder
+    }
+
+    /// Takes the time from `clock` (for tests): an event item past its
+    /// [`EXPIRES_AT`](crate::item::EXPIRES_AT) is gone, and decodes as
+    /// `None`. [`from_repository`](Self::from_repository) takes the
+    /// repository's clock.
+    pub fn with_clock(
+        self,
+        clock: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        EventDecoder {
+            clock: Some(Arc::new(clock)),
+            ..self
+        }
     }
 
     /// Opens the personal data of the events it decodes with `keys` (a
@@ -261,8 +282,9 @@ impl<A: Aggregate> EventDecoder<A> {
 
     /// The event `record` inserted, if it inserted an event item of `A`.
     ///
-    /// `Ok(None)` for removes and modifies (events are never changed in
-    /// place; `dynamo-es recode` rewriting a payload in another codec is a
+    /// `Ok(None)` for an aggregate's tombstone (see
+    /// [`deletion`](Self::deletion)), an event past its expiry, removes and
+    /// modifies (events are never changed in place; `dynamo-es recode` rewriting a payload in another codec is a
     /// modify of the same event), items of other aggregate types, and items
     /// that are not events (no `AggregateIdSequence` key).
     /// [`Error::Decode`] naming the item key if an event item of `A` cannot
@@ -276,6 +298,15 @@ impl<A: Aggregate> EventDecoder<A> {
         let Some(image) = self.claim(record)? else {
             return Ok(None);
         };
+        if is_tombstone(image) {
+            // Not an event: see `deletion`.
+            return Ok(None);
+        }
+        if crate::expiry::is_expired_at(image, crate::expiry::now(self.clock.as_ref())) {
+            // Past its expiry: gone, as for every read (DynamoDB removes
+            // it later, and its removal is not an event either).
+            return Ok(None);
+        }
         let key = describe_key(image);
         #[allow(unused_mut)]
         let mut event = item_to_event(image, &self.codec).map_err(|source| Error::Decode {
@@ -293,6 +324,30 @@ impl<A: Aggregate> EventDecoder<A> {
                 })?;
         }
         self.envelope(event)
+            .map(Some)
+            .map_err(|source| Error::Decode { key, source })
+    }
+
+    /// The deletion of an aggregate of `A`, if `record` inserted its
+    /// tombstone ([`DynamoEventRepository::delete_aggregate`]); `None` for
+    /// every other record. [`decode`](Self::decode) returns `Ok(None)` for
+    /// such a record: the [`Dispatcher`](super::Dispatcher) passes it to
+    /// [`Projection::deleted`](super::Projection::deleted).
+    pub fn deletion(&self, record: &ChangeRecord) -> Result<Option<DeletedAggregate>, Error> {
+        let Some(image) = self.claim(record)? else {
+            return Ok(None);
+        };
+        if !is_tombstone(image) {
+            return Ok(None);
+        }
+        let key = describe_key(image);
+        let read = || -> crate::Result<DeletedAggregate> {
+            Ok(DeletedAggregate {
+                aggregate_id: crate::item::get_s(image, &key, AGGREGATE_ID)?.to_string(),
+                last_sequence: get_n(image, &key, DELETED_THROUGH)?,
+            })
+        };
+        read()
             .map(Some)
             .map_err(|source| Error::Decode { key, source })
     }
@@ -436,6 +491,17 @@ impl<A: Aggregate> EventDecoder<A> {
         EventEnvelope::<A>::try_from(event)
             .map_err(|err| crate::Error::Serde(Box::new(err)).in_item(&key, PAYLOAD))
     }
+}
+
+/// An aggregate's deletion as the stream carries it: the insert of its
+/// tombstone ([`EventDecoder::deletion`]), after every event it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeletedAggregate {
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// The sequence of its last event, which the tombstone keeps.
+    pub last_sequence: usize,
 }
 
 /// The dictionaries (id, attribute) the payloads of event item `image`

@@ -1,6 +1,8 @@
 //! [`Dispatcher`]: stream records to projections, exactly in stream order.
 //! Consecutive events of one aggregate go to each projection in one call;
 //! nothing is reordered, so each aggregate's events arrive in sequence order.
+//! An aggregate's tombstone (its deletion) goes to
+//! [`Projection::deleted`] in its place in the stream.
 //! A failure reports the first record not known to be applied to every
 //! projection, and every record before it is.
 //!
@@ -311,8 +313,25 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                 let lag = now.duration_since(created).unwrap_or_default();
                 report.max_lag = Some(report.max_lag.map_or(lag, |max| max.max(lag)));
             }
-            let event = match self.decoder.decode_loaded(record, &unloadable) {
-                Ok(Some(event)) => event,
+            let decoded = self
+                .decoder
+                .deletion(record)
+                .and_then(|deleted| match deleted {
+                    Some(deleted) => Ok(Some(Decoded::Deleted(deleted))),
+                    None => self
+                        .decoder
+                        .decode_loaded(record, &unloadable)
+                        .map(|event| event.map(Decoded::Event)),
+                });
+            let event = match decoded {
+                Ok(Some(Decoded::Event(event))) => event,
+                Ok(Some(Decoded::Deleted(deleted))) => {
+                    if let Some(run) = run.take() {
+                        self.apply(run, report, runs).await?;
+                    }
+                    self.apply_deletion(&deleted, index).await?;
+                    continue;
+                }
                 Ok(None) => continue,
                 Err(error) if self.policy == DecodeErrorPolicy::SkipAndReport => {
                     tracing::warn!(
@@ -354,6 +373,30 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         Ok(())
     }
 
+    /// Tells every plain projection that an aggregate was deleted (the
+    /// transactional one is not told: its writes go by event runs).
+    async fn apply_deletion(
+        &self,
+        deleted: &super::DeletedAggregate,
+        index: usize,
+    ) -> Result<(), DispatchFailure> {
+        for projection in &self.projections {
+            projection
+                .deleted(&deleted.aggregate_id, deleted.last_sequence)
+                .await
+                .map_err(|error| DispatchFailure {
+                    first_failed: index,
+                    error,
+                })?;
+        }
+        tracing::debug!(
+            aggregate_id = %deleted.aggregate_id,
+            last_sequence = deleted.last_sequence,
+            "aggregate deletion dispatched"
+        );
+        Ok(())
+    }
+
     /// Applies one run to every plain projection, and keeps it for the
     /// transactional one.
     async fn apply(
@@ -377,6 +420,12 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
         }
         Ok(())
     }
+}
+
+/// A record the dispatcher passes on: an event, or an aggregate's deletion.
+enum Decoded<A: Aggregate> {
+    Event(cqrs_es::EventEnvelope<A>),
+    Deleted(super::DeletedAggregate),
 }
 
 fn report_of(records: &[ChangeRecord]) -> DispatchReport {

@@ -125,7 +125,7 @@ pub mod lambda;
 pub use checkpoint::{
     CheckpointStore, RebuildMarker, ShardCheckpoint, ShardInfo, DEFAULT_LEASE_DURATION,
 };
-pub use decode::{image_from_stream, EventDecoder};
+pub use decode::{image_from_stream, DeletedAggregate, EventDecoder};
 pub use dispatch::{DecodeErrorPolicy, DispatchFailure, DispatchReport, Dispatcher};
 pub use error::Error;
 pub use lag::{LagHandle, ProjectorStats, ShardLag};
@@ -252,6 +252,18 @@ pub trait Projection<A: Aggregate>: Send + Sync {
     /// order. An error stops the dispatch: these events and every later one
     /// are delivered again.
     async fn project(&self, aggregate_id: &str, events: &[EventEnvelope<A>]) -> Result<(), Error>;
+
+    /// Told that aggregate `aggregate_id` was deleted
+    /// ([`DynamoEventRepository::delete_aggregate`](crate::DynamoEventRepository::delete_aggregate)):
+    /// its tombstone reached the stream after every event it had
+    /// (`last_sequence` is the last one's). The default does nothing; a
+    /// view deletes or blanks its rows here. Like events, it may be
+    /// delivered again; an error stops the dispatch and it is delivered
+    /// again.
+    async fn deleted(&self, aggregate_id: &str, last_sequence: usize) -> Result<(), Error> {
+        let _ = (aggregate_id, last_sequence);
+        Ok(())
+    }
 }
 
 /// Any cqrs-es [`Query`] as a [`Projection`] that never fails (a `Query`

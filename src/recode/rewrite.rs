@@ -155,6 +155,12 @@ enum Attempt {
 impl TableRun {
     /// Recodes one item, re-reading it while a concurrent writer changes it.
     pub(super) async fn process(&self, mut item: Item) -> Result<ItemStats> {
+        if crate::expiry::is_expired_at(&item, std::time::SystemTime::now()) {
+            // Past its expiry: gone for every read, and DynamoDB removes it;
+            // a rewrite would only pay for it.
+            let layout = Layout::of(self.table.kind, item_size(&item), &[]);
+            return Ok(ItemStats::unchanged(layout, Outcome::Skipped));
+        }
         let mut attempts = 0u32;
         loop {
             self.dictionaries.prefetch(&item).await?;
@@ -227,6 +233,14 @@ impl TableRun {
         let key = describe_key(item);
         let before_size = item_size(item);
         let before = Layout::of(kind, before_size, &[]);
+        if crate::item::is_tombstone(item) {
+            // A deleted aggregate's tombstone holds no payload: left as it
+            // is (it must stay, keeping the aggregate's last sequence).
+            return Ok(Attempt::Done(ItemStats::unchanged(
+                before,
+                Outcome::Skipped,
+            )));
+        }
         let guards = how.condition.iter().map(|(name, _)| *name);
         if let Some(attribute) = guards
             .filter(|name| !how.payloads.contains(name))
@@ -361,6 +375,8 @@ impl TableRun {
             condition: Some(snapshot_condition(head)),
             previous_chunks: stored.chunk_sizes.len(),
             events_through: None,
+            // Kept as the writer set it.
+            expires_at: crate::expiry::expires_at_of(head),
         }) {
             Ok(plan) => plan,
             Err(err @ Error::LimitExceeded { .. }) => return Ok(too_large(&key, before, &err)),

@@ -233,6 +233,16 @@ impl<A: Aggregate> DynamoStore<A> {
         );
     }
 
+    /// Drops the entry of `aggregate_id` (and its handed-off state), as a
+    /// deletion does: the next load reads the table and finds the tombstone.
+    pub(super) fn forget_deleted(&self, aggregate_id: &str) {
+        let key = self.cache_key(aggregate_id);
+        self.handoff.remove(&key);
+        if let Some(cache) = &self.cache {
+            cache.remove(&key);
+        }
+    }
+
     /// Drops the entry of `aggregate_id` after a failed commit: a conflict
     /// means it was stale, and any other failure may have been applied;
     /// either way the next load reads the table.

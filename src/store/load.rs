@@ -353,8 +353,8 @@ impl<A: Aggregate> DynamoStore<A> {
 
     /// Takes what the stored head gives `context`: its version, chunk count
     /// and claim always; its state and sequence if it is trusted and
-    /// decodes. Returns how the snapshot was used: `none`, `used`,
-    /// `untrusted` or `unreadable`.
+    /// decodes and is not past its expiry. Returns how the snapshot was
+    /// used: `none`, `used`, `expired`, `untrusted` or `unreadable`.
     async fn use_head(
         &self,
         context: &mut DynamoAggregateContext<A>,
@@ -372,17 +372,29 @@ impl<A: Aggregate> DynamoStore<A> {
             version: loaded.current_snapshot,
             through,
         });
-        if !loaded.trusted {
-            // Not written by DynamoStore (upstream dynamo-es, or
-            // cqrs-es's PersistedEventStore): its state may hold events
-            // applied twice.
+        // Its state is not used when it is past its expiry (gone for every
+        // read, as the events it covers are), or not written by
+        // DynamoStore (upstream dynamo-es, or cqrs-es's
+        // PersistedEventStore: its state may hold events applied twice).
+        // Its version and chunks stay, so the next snapshot replaces it.
+        let unused = if self.repo.expiry().is_past(loaded.expires_at) {
+            Some(("expired", "snapshot past its expiry; reading the events"))
+        } else if !loaded.trusted {
+            Some((
+                "untrusted",
+                "snapshot not written by DynamoStore; rebuilding from events",
+            ))
+        } else {
+            None
+        };
+        if let Some((how, why)) = unused {
             tracing::debug!(
                 aggregate_type = A::TYPE,
                 aggregate_id,
                 current_snapshot = loaded.current_snapshot,
-                "snapshot not written by DynamoStore; rebuilding from events"
+                "{why}"
             );
-            return Ok("untrusted");
+            return Ok(how);
         }
         // The dictionary its payload names, if any and not yet loaded by
         // this process. One that is not stored (or is corrupt) makes the

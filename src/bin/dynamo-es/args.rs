@@ -164,6 +164,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
+    /// Delete one aggregate: a tombstone keeps its last sequence, then its
+    /// events and snapshot items are deleted in batches (run it again to
+    /// finish an interrupted deletion). --dry-run counts what it would delete.
+    DeleteAggregate(crate::delete::DeleteArgs),
     /// Forget data subjects: replace each one's data key with a tombstone in
     /// the key table, so every personal field of theirs reads as forgotten.
     /// --dry-run says what it would do.
@@ -207,7 +211,9 @@ impl Command {
             Command::Dictionary(_) => None,
             #[cfg(not(feature = "compression"))]
             Command::Dictionary { .. } => None,
-            Command::Projections(_) | Command::BackfillSlices(_) => None,
+            Command::Projections(_) | Command::BackfillSlices(_) | Command::DeleteAggregate(_) => {
+                None
+            }
             #[cfg(feature = "test-util")]
             Command::Local(_) => None,
             #[cfg(not(feature = "test-util"))]

@@ -9,9 +9,11 @@
 //! what a run prints, `errors` how an error is printed, `roles` the check
 //! of each table's key schema against its role, `projections`
 //! `dynamo-es projections status` and `reset`, `local` `dynamo-es local`,
-//! `forget` `dynamo-es forget` (feature `encryption`).
+//! `forget` `dynamo-es forget` (feature `encryption`), `delete`
+//! `dynamo-es delete-aggregate`.
 
 mod args;
+mod delete;
 #[cfg(feature = "compression")]
 mod dictionary;
 mod errors;
@@ -264,6 +266,10 @@ async fn main() -> ExitCode {
     #[cfg(feature = "encryption")]
     if let Command::Forget(args) = &cli.command {
         let result = forget::execute(args, client, &mut std::io::stdout()).await;
+        return exit_code_of(result, &wire);
+    }
+    if let Command::DeleteAggregate(args) = &cli.command {
+        let result = delete::execute(args, client, &mut std::io::stdout()).await;
         return exit_code_of(result, &wire);
     }
     if let Command::BackfillSlices(args) = &cli.command {
