@@ -225,8 +225,7 @@ impl<A: Aggregate> DynamoStore<A> {
         let marked = self.reads.take_mark(aggregate_id);
         match self.policy {
             SnapshotPolicy::Never => {
-                let (context, replayed, tail) =
-                    Box::pin(self.replay_all(context, marked)).await?;
+                let (context, replayed, tail) = Box::pin(self.replay_all(context, marked)).await?;
                 let loaded = Loaded {
                     snapshot: "none",
                     replayed,
