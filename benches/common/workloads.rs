@@ -165,8 +165,8 @@ pub struct Setup {
 pub enum Store {
     /// cqrs-es's store over upstream's repository.
     Upstream(PersistedEventStore<UpstreamRepository, Ledger>),
-    /// This crate's store.
-    Ours(DynamoStore<Ledger>),
+    /// This crate's store (boxed: it is the larger).
+    Ours(Box<DynamoStore<Ledger>>),
 }
 
 /// A loaded aggregate of either side.
@@ -281,13 +281,13 @@ impl Setup {
                     .with_tables(&self.tables.events, &self.tables.snapshots)
                     .with_codec(codec.clone());
                 let store = DynamoStore::new(repo, policy);
-                Store::Ours(match &self.implementation {
+                Store::Ours(Box::new(match &self.implementation {
                     Implementation::Cached(_) => store.with_cache(self.cache.clone()),
                     Implementation::Eventual(_) => {
                         store.with_read_consistency(ReadConsistency::Eventual)
                     }
                     _ => store,
-                })
+                }))
             }
         }
     }
