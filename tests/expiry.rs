@@ -254,6 +254,8 @@ async fn enable_ttl_turns_on_the_tables_ttl_by_expires_at_once() {
     ));
 }
 
+/// Needs a second codec to recode to.
+#[cfg(any(feature = "msgpack", feature = "compression"))]
 #[tokio::test]
 async fn recode_leaves_tombstones_and_expired_items_as_they_are() {
     use dynamo_es::recode::{RecodeOptions, Recoder};
