@@ -254,8 +254,8 @@ async fn enable_ttl_turns_on_the_tables_ttl_by_expires_at_once() {
     ));
 }
 
-/// Needs a second codec to recode to.
-#[cfg(any(feature = "msgpack", feature = "compression"))]
+/// Needs a codec that rewrites a small payload: MessagePack.
+#[cfg(feature = "msgpack")]
 #[tokio::test]
 async fn recode_leaves_tombstones_and_expired_items_as_they_are() {
     use dynamo_es::recode::{RecodeOptions, Recoder};
@@ -277,7 +277,9 @@ async fn recode_leaves_tombstones_and_expired_items_as_they_are() {
         .await
         .unwrap();
     let before = scan_all(&db.client, &db.events).await.unwrap();
-    let target = dynamo_es::Codec::available().pop().unwrap();
+    // MessagePack rewrites every payload (zstd leaves one under 1 KB as
+    // it is), so the live event's changes.
+    let target = dynamo_es::Codec::msgpack();
     assert_ne!(
         target,
         dynamo_es::Codec::json(),

@@ -2,7 +2,7 @@
 //! `Slice` and `CommitTime` its writer gave it, so the feed reads the
 //! recoded events where and when it read them before, and nothing else of
 //! the item but its payload changes.
-#![cfg(any(feature = "msgpack", feature = "compression"))]
+#![cfg(feature = "msgpack")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -43,10 +43,9 @@ async fn a_recode_keeps_every_events_slice_and_commit_time() {
     };
     let before = scan_all(&db.client, &db.events).await.unwrap();
     assert_eq!(before.len(), 16);
-    let target = Codec::available()
-        .into_iter()
-        .find(|codec| codec.name() != "json")
-        .unwrap();
+    // MessagePack rewrites every payload (zstd leaves one under 1 KB as
+    // it is).
+    let target = Codec::msgpack();
     let report = Recoder::new(db.client.clone(), target.clone())
         .run(&[Table::events(&db.events)])
         .await
