@@ -198,7 +198,7 @@ async fn a_finished_shard_is_listed_finished_so_its_children_may_start() {
     a.acquire(&child, "a").await.unwrap().unwrap();
 
     let listed = a.list().await.unwrap();
-    let ids: Vec<_> = listed.iter().map(|s| s.shard_id.as_str()).collect();
+    let ids: Vec<_> = listed.iter().map(|s| s.shard.shard_id.as_str()).collect();
     assert_eq!(ids, ["shard-child", "shard-parent"]);
     let (child_row, parent_row) = (&listed[0], &listed[1]);
     assert!(parent_row.finished && !child_row.finished);
@@ -211,7 +211,10 @@ async fn a_finished_shard_is_listed_finished_so_its_children_may_start() {
         off < Duration::from_millis(1),
         "stored in milliseconds: {off:?}"
     );
-    assert_eq!(child_row.parent_shard_id.as_deref(), Some("shard-parent"));
+    assert_eq!(
+        child_row.shard.parent_shard_id.as_deref(),
+        Some("shard-parent")
+    );
     // Acquiring a finished shard again says so.
     let again = a.acquire(&parent, "b").await.unwrap().unwrap();
     assert!(again.finished);
@@ -229,7 +232,7 @@ async fn listing_shows_only_this_projections_shards() {
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.shard_id)
+        .map(|s| s.shard.shard_id)
         .collect();
     assert_eq!(ids, ["s1", "s2"]);
     assert_eq!(other.list().await.unwrap().len(), 1);

@@ -515,7 +515,10 @@ async fn a_rebuild_supersedes_only_checkpoints_that_did_not_move_during_it() {
     let left: Vec<_> = store.list().await.unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(
-        (left[0].shard_id.as_str(), left[0].checkpoint.as_deref()),
+        (
+            left[0].shard.shard_id.as_str(),
+            left[0].checkpoint.as_deref()
+        ),
         ("moved", Some("300")),
         "the checkpoint moved during the rebuild is kept"
     );
@@ -568,8 +571,8 @@ async fn the_status_lists_every_shard_of_the_stream_and_those_it_no_longer_lists
         .iter()
         .map(|s| {
             (
-                s.shard_id.as_str(),
-                s.parent_shard_id.as_deref(),
+                s.shard.shard_id.as_str(),
+                s.shard.parent_shard_id.as_deref(),
                 s.checkpoint.as_ref().and_then(|c| c.checkpoint.as_deref()),
                 s.described,
                 s.closed,

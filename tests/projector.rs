@@ -300,7 +300,7 @@ async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_o
     let line = &stalled[0];
     assert!(line.contains(" INFO "), "{line}");
     for field in [
-        format!("shard={}", shard.shard_id),
+        format!("shard={}", shard.shard.shard_id),
         "holder=first".to_string(),
         "last_renewed=20".to_string(),
         "by its clock".to_string(),

@@ -50,12 +50,8 @@ pub struct ShardInfo {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardCheckpoint {
-    /// The stream's ARN.
-    pub stream_arn: String,
-    /// The shard's id.
-    pub shard_id: String,
-    /// Its parent shard.
-    pub parent_shard_id: Option<String>,
+    /// The shard: its stream, id and parent.
+    pub shard: ShardInfo,
     /// The sequence number of the last record processed, if any.
     pub checkpoint: Option<String>,
     /// When that record was created (its `ApproximateCreationDateTime`),
@@ -236,7 +232,7 @@ impl CheckpointStore {
             .iter()
             .map(ShardCheckpoint::from_item)
             .collect::<Result<Vec<_>, Error>>()?;
-        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        shards.sort_by(|a, b| a.shard.shard_id.cmp(&b.shard.shard_id));
         Ok(shards)
     }
 
@@ -372,9 +368,11 @@ impl ShardCheckpoint {
             }
         };
         Ok(ShardCheckpoint {
-            stream_arn: get_s(item, key, STREAM_ARN)?.to_string(),
-            shard_id: get_s(item, key, SHARD_ID)?.to_string(),
-            parent_shard_id: text(PARENT_SHARD_ID)?,
+            shard: ShardInfo {
+                stream_arn: get_s(item, key, STREAM_ARN)?.to_string(),
+                shard_id: get_s(item, key, SHARD_ID)?.to_string(),
+                parent_shard_id: text(PARENT_SHARD_ID)?,
+            },
             checkpoint: text(CHECKPOINT)?,
             checkpoint_created: optional_time(item, key, CHECKPOINT_CREATED_AT)?,
             finished,

@@ -162,11 +162,7 @@ impl CheckpointStore {
         }
         self.observed.forget(&key);
         Ok(Some(Lease {
-            shard: ShardInfo {
-                stream_arn: current.stream_arn,
-                shard_id: current.shard_id,
-                parent_shard_id: current.parent_shard_id,
-            },
+            shard: current.shard,
             checkpoint: current.checkpoint,
             finished: current.finished,
             owner: owner.to_string(),
@@ -382,7 +378,7 @@ fn announce_stalled(current: &ShardCheckpoint, holder: &str, waiting: Waiting, l
     );
     let takeover_at = rfc3339_millis(SystemTime::now() + waiting.takeover_in);
     tracing::info!(
-        shard = %current.shard_id,
+        shard = %current.shard.shard_id,
         holder = %holder,
         last_renewed = %last_renewed,
         unchanged_for = %seconds(waiting.unchanged_for),

@@ -138,7 +138,7 @@ pub use rebuild::{
     Rebuild, RebuildProgress, RebuildReport, DEFAULT_REBUILD_SEGMENTS, DEFAULT_SAFETY_MARGIN,
 };
 pub use reset::Reset;
-pub use status::{LagSource, ProjectionStatus, ShardStatus};
+pub use status::{CheckpointLag, LagSource, ProjectionStatus, ShardStatus};
 pub use transactional::{Transactional, TransactionalProjection, DEFAULT_TRANSACTION_ATTEMPTS};
 pub use typed_view::TypedViews;
 pub use view::{ViewProjection, DEFAULT_VIEW_ATTEMPTS, LAST_SEQUENCE};

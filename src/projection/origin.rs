@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::fields::{millis, now_millis, string_set, time_of, PROJECTION, STREAM_ARN, UPDATED_AT};
+use super::reader::Cutoff;
 use super::shards::ShardTree;
 use super::{CheckpointStore, Error, RebuildMarker, ShardCheckpoint, StartPosition};
 use crate::error::or_refused;
@@ -44,8 +45,10 @@ pub(super) const LATEST_MARGIN: Duration = Duration::from_secs(5);
 /// Where and when a projection started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Origin {
-    /// When it first started (this projector's clock).
-    pub started_at: SystemTime,
+    /// When it first started (this projector's clock), and the shards that
+    /// were closed then (described before that time was taken): they hold
+    /// only records created before it.
+    pub started: Cutoff,
     /// With [`StartPosition::Latest`]: records created before this are
     /// skipped at the start of shards opened without a checkpoint.
     pub start_after: SystemTime,
@@ -55,9 +58,6 @@ pub(crate) struct Origin {
     pub stream_arn: String,
     /// The shards it started from: those whose parent was not described.
     pub roots: HashSet<String>,
-    /// The shards that were closed when it first started (described before
-    /// `started_at` was taken): they hold only records created before it.
-    pub closed: HashSet<String>,
     version: u64,
 }
 
@@ -99,12 +99,14 @@ impl CheckpointStore {
         let roots = string_set(&item, &key, ROOTS)?;
         let closed = string_set(&item, &key, CLOSED)?;
         Ok(Some(Origin {
-            started_at: time_of(get_n(&item, &key, STARTED_AT)?),
+            started: Cutoff {
+                at: time_of(get_n(&item, &key, STARTED_AT)?),
+                closed,
+            },
             start_after: time_of(get_n(&item, &key, START_AFTER)?),
             position,
             stream_arn: get_s(&item, &key, STREAM_ARN)?.to_string(),
             roots,
-            closed,
             version: get_n(&item, &key, VERSION)?,
         }))
     }
@@ -123,7 +125,7 @@ impl CheckpointStore {
     ) -> Result<Origin, Error> {
         let stored = self.origin().await?;
         let rebuilt_since = |origin: &Origin| {
-            rebuild.is_some_and(|r| r.finished_at.is_some() && r.started_at > origin.started_at)
+            rebuild.is_some_and(|r| r.finished_at.is_some() && r.started_at > origin.started.at)
         };
         let now = time_of(now_millis());
         let origin = match &stored {
@@ -148,13 +150,15 @@ impl CheckpointStore {
                 ..origin.clone()
             },
             previous => Origin {
-                started_at: now,
+                // `tree` was described before `now` was taken.
+                started: Cutoff {
+                    at: now,
+                    closed: tree.closed(),
+                },
                 start_after: latest_start(now),
                 position,
                 stream_arn: stream_arn.to_string(),
                 roots: tree.frontier(),
-                // `tree` was described before `now` was taken.
-                closed: tree.closed(),
                 version: previous.as_ref().map_or(1, |o| o.version + 1),
             },
         };
@@ -185,7 +189,7 @@ impl CheckpointStore {
             (LEASE_KEY.to_string(), s(self.origin_key())),
             (PROJECTION.to_string(), s(&self.projection)),
             (STREAM_ARN.to_string(), s(&origin.stream_arn)),
-            (STARTED_AT.to_string(), n(millis(origin.started_at))),
+            (STARTED_AT.to_string(), n(millis(origin.started.at))),
             (START_AFTER.to_string(), n(millis(origin.start_after))),
             (
                 START_POSITION.to_string(),
@@ -194,7 +198,7 @@ impl CheckpointStore {
             (VERSION.to_string(), n(origin.version)),
             (UPDATED_AT.to_string(), n(now_millis())),
         ]);
-        for (name, set) in [(ROOTS, &origin.roots), (CLOSED, &origin.closed)] {
+        for (name, set) in [(ROOTS, &origin.roots), (CLOSED, &origin.started.closed)] {
             if !set.is_empty() {
                 let mut ids: Vec<String> = set.iter().cloned().collect();
                 ids.sort();

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::lag::LagHandle;
-use super::reader::{ReaderEnd, ReaderSettings, ShardReader, StartPosition};
+use super::reader::{Cutoff, ReaderEnd, ReaderSettings, ShardReader, StartPosition};
 use super::shards::{describe, Opening, ShardTree};
 use super::{CheckpointStore, Lease, ShardCheckpoint, ShardInfo};
 use super::{Dispatcher, Error};
@@ -139,9 +139,7 @@ impl<A: Aggregate + 'static> Projector<A> {
                 start: StartPosition::TrimHorizon,
                 dispatch_attempts: 5,
                 start_after: None,
-                closed_before_start_after: HashSet::new(),
-                origin_started_at: std::time::SystemTime::UNIX_EPOCH,
-                closed_before_origin: HashSet::new(),
+                origin: Cutoff::epoch(),
             },
             max_shards: DEFAULT_MAX_SHARDS,
             discovery: Duration::from_secs(10),
@@ -349,18 +347,18 @@ impl<A: Aggregate + 'static> Projector<A> {
             .await?;
         // A finished rebuild covered what came before its marker; without
         // one, a projection started with `Latest` skips what came before it.
-        let (start_after, closed) = match (&rebuild, origin.position) {
-            (Some(marker), _) => (
-                Some(marker.start_after),
-                marker.closed_shards.iter().cloned().collect(),
-            ),
-            (None, StartPosition::Latest) => (Some(origin.start_after), origin.closed.clone()),
-            (None, _) => (None, HashSet::new()),
+        self.settings.start_after = match (&rebuild, origin.position) {
+            (Some(marker), _) => Some(Cutoff {
+                at: marker.start_after,
+                closed: marker.closed_shards.iter().cloned().collect(),
+            }),
+            (None, StartPosition::Latest) => Some(Cutoff {
+                at: origin.start_after,
+                closed: origin.started.closed.clone(),
+            }),
+            (None, _) => None,
         };
-        self.settings.start_after = start_after;
-        self.settings.closed_before_start_after = closed;
-        self.settings.origin_started_at = origin.started_at;
-        self.settings.closed_before_origin = origin.closed.clone();
+        self.settings.origin = origin.started.clone();
         Ok(origin.roots_of(&self.stream_arn))
     }
 
@@ -383,7 +381,7 @@ impl<A: Aggregate + 'static> Projector<A> {
         }
         let ours: Vec<ShardCheckpoint> = items
             .into_iter()
-            .filter(|c| c.stream_arn == self.stream_arn)
+            .filter(|c| c.shard.stream_arn == self.stream_arn)
             .collect();
         let mut ready = described
             .plan(&ours, &state.roots)
@@ -392,7 +390,7 @@ impl<A: Aggregate + 'static> Projector<A> {
         ready.sort_by_key(|(node, _)| (state.turns.get(&node.shard_id).copied(), node.starting));
         let owners: HashMap<&str, Option<&str>> = ours
             .iter()
-            .map(|c| (c.shard_id.as_str(), c.owner.as_deref()))
+            .map(|c| (c.shard.shard_id.as_str(), c.owner.as_deref()))
             .collect();
         let mut waiting = 0;
         for (node, opening) in ready {

@@ -69,20 +69,45 @@ pub(crate) struct ReaderSettings {
     pub dispatch_attempts: u32,
     /// On a shard opened without a checkpoint, the leading records created
     /// before this are skipped (a finished rebuild covered them, or the
-    /// projection started later with [`StartPosition::Latest`]).
-    pub start_after: Option<SystemTime>,
-    /// The shards that were closed when `start_after` was set (described
-    /// by the finished rebuild before its marker, or by the first start of
-    /// a `Latest` projection): each holds only records created before it,
-    /// so one whose every record was trimmed lost nothing wanted.
-    pub closed_before_start_after: HashSet<String>,
-    /// When the projection's origin started: a root opened for the first
-    /// time (see [`Lease::created`]) whose first record is gone is read
-    /// from the trim horizon only if the oldest record left was created
-    /// before this (without a `start_after`).
-    pub origin_started_at: SystemTime,
-    /// The shards that were closed when the origin started.
-    pub closed_before_origin: HashSet<String>,
+    /// projection started later with [`StartPosition::Latest`]). Its closed
+    /// shards are those described by the finished rebuild before its
+    /// marker, or by the first start of a `Latest` projection: one whose
+    /// every record was trimmed lost nothing wanted.
+    pub start_after: Option<Cutoff>,
+    /// When the projection's origin started, and the shards closed then: a
+    /// root opened for the first time (see [`Lease::created`]) whose first
+    /// record is gone is read from the trim horizon only if the oldest
+    /// record left was created before it (without a `start_after`).
+    pub origin: Cutoff,
+}
+
+/// A moment, and the shards that were closed at it (described before it
+/// was taken): each of those holds only records created before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cutoff {
+    /// The moment.
+    pub at: SystemTime,
+    /// The shards closed at it.
+    pub closed: HashSet<String>,
+}
+
+impl Cutoff {
+    /// No moment: before every record, with no shard closed.
+    pub fn epoch() -> Self {
+        Cutoff {
+            at: SystemTime::UNIX_EPOCH,
+            closed: HashSet::new(),
+        }
+    }
+
+    /// What the first record left of `shard_id` must show for the records
+    /// trimmed before it to be ones created before this moment.
+    fn guard(&self, shard_id: &str) -> Guard {
+        Guard {
+            before: self.at,
+            closed_then: self.closed.contains(shard_id),
+        }
+    }
 }
 
 /// What the first record read from a shard opened at the trim horizon must
@@ -313,16 +338,9 @@ impl<A: Aggregate + 'static> ShardReader<A> {
     /// closed at that point (then its records all predate it, and it may
     /// have none left).
     fn horizon(&self, root: bool, shard_id: &str) -> Option<Guard> {
-        let settings = &self.settings;
-        match settings.start_after {
-            Some(start_after) => Some(Guard {
-                before: start_after,
-                closed_then: settings.closed_before_start_after.contains(shard_id),
-            }),
-            None if root && self.first_open => Some(Guard {
-                before: settings.origin_started_at,
-                closed_then: settings.closed_before_origin.contains(shard_id),
-            }),
+        match &self.settings.start_after {
+            Some(cutoff) => Some(cutoff.guard(shard_id)),
+            None if root && self.first_open => Some(self.settings.origin.guard(shard_id)),
             None => None,
         }
     }
@@ -485,7 +503,10 @@ impl<A: Aggregate + 'static> ShardReader<A> {
         mut records: Vec<ChangeRecord>,
         span: &tracing::Span,
     ) -> Vec<ChangeRecord> {
-        let Some(start_after) = self.settings.start_after.filter(|_| self.skipping) else {
+        let Some(start_after) = (self.settings.start_after.as_ref())
+            .filter(|_| self.skipping)
+            .map(|cutoff| cutoff.at)
+        else {
             return records;
         };
         let before = records

@@ -67,10 +67,10 @@ impl CheckpointStore {
             .filter(|item| item.contains_key(SHARD_ID))
             .map(ShardCheckpoint::from_item)
             .collect::<Result<Vec<_>, Error>>()?;
-        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        shards.sort_by(|a, b| a.shard.shard_id.cmp(&b.shard.shard_id));
         let rebuild = self.rebuild_marker().await?;
         for shard in &shards {
-            self.delete(&self.key(&shard.shard_id), None).await?;
+            self.delete(&self.key(&shard.shard.shard_id), None).await?;
         }
         if rebuild.is_some() {
             self.delete(&self.rebuild_key(), None).await?;
@@ -112,13 +112,13 @@ impl CheckpointStore {
     pub(super) async fn supersede(&self, before: &[ShardCheckpoint]) -> Result<Vec<String>, Error> {
         let mut superseded = Vec::new();
         for shard in before {
-            let key = self.key(&shard.shard_id);
+            let key = self.key(&shard.shard.shard_id);
             if self.delete(&key, Some(shard)).await? {
-                superseded.push(shard.shard_id.clone());
+                superseded.push(shard.shard.shard_id.clone());
             } else {
                 tracing::info!(
                     projection = self.projection(),
-                    shard = %shard.shard_id,
+                    shard = %shard.shard.shard_id,
                     "a projector moved this shard's checkpoint during the rebuild: kept"
                 );
             }

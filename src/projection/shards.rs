@@ -169,16 +169,18 @@ impl ShardTree {
         items: &[ShardCheckpoint],
         roots: &HashSet<String>,
     ) -> Result<Vec<(&ShardNode, Opening)>, Gap> {
-        let items: HashMap<&str, &ShardCheckpoint> =
-            items.iter().map(|c| (c.shard_id.as_str(), c)).collect();
+        let items: HashMap<&str, &ShardCheckpoint> = items
+            .iter()
+            .map(|c| (c.shard.shard_id.as_str(), c))
+            .collect();
         let mut gone: Vec<&&ShardCheckpoint> = items
             .values()
-            .filter(|c| !c.finished && !self.nodes.contains_key(&c.shard_id))
+            .filter(|c| !c.finished && !self.nodes.contains_key(&c.shard.shard_id))
             .collect();
-        gone.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        gone.sort_by(|a, b| a.shard.shard_id.cmp(&b.shard.shard_id));
         if let Some(item) = gone.first() {
             return Err(Gap {
-                shard_id: item.shard_id.clone(),
+                shard_id: item.shard.shard_id.clone(),
                 checkpoint: item.checkpoint.clone(),
             });
         }
@@ -255,6 +257,7 @@ pub(crate) async fn describe(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::projection::ShardInfo;
     use aws_sdk_dynamodbstreams::types::SequenceNumberRange;
 
     fn shard(id: &str, parent: Option<&str>, start: u32, end: Option<u32>) -> Shard {
@@ -275,9 +278,11 @@ mod tests {
 
     fn item(id: &str, finished: bool, checkpoint: Option<&str>) -> ShardCheckpoint {
         ShardCheckpoint {
-            stream_arn: "arn".into(),
-            shard_id: id.into(),
-            parent_shard_id: None,
+            shard: ShardInfo {
+                stream_arn: "arn".into(),
+                shard_id: id.into(),
+                parent_shard_id: None,
+            },
             checkpoint: checkpoint.map(str::to_string),
             checkpoint_created: None,
             finished,

@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::Client;
 
 use super::checkpoint::RebuildMarker;
 use super::projector::describe_table;
-use super::{CheckpointStore, Error, ShardCheckpoint};
+use super::{CheckpointStore, Error, ShardCheckpoint, ShardInfo};
 
-/// What a shard's [`ShardStatus::lag`] measures.
+/// What a shard's [`CheckpointLag`] measures.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LagSource {
@@ -37,15 +37,24 @@ pub enum LagSource {
     Update,
 }
 
+/// How far behind a shard's checkpoint is, and what that measures.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointLag {
+    /// The lag: now minus the time [`source`](Self::source) names.
+    pub duration: Duration,
+    /// What [`duration`](Self::duration) measures.
+    pub source: LagSource,
+}
+
 /// One shard of a projection's status: a shard with a checkpoint item, or
 /// one the stream describes, or both.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardStatus {
-    /// The shard's id.
-    pub shard_id: String,
-    /// Its parent shard, per its checkpoint item or the stream.
-    pub parent_shard_id: Option<String>,
+    /// The shard: its stream, id and parent, per its checkpoint item or
+    /// the stream's description.
+    pub shard: ShardInfo,
     /// The checkpoint item; `None` for a shard of the stream that no
     /// projector has leased yet (it will start at the projector's start
     /// position, skipping what a finished rebuild covered).
@@ -61,11 +70,9 @@ pub struct ShardStatus {
     /// The shard is closed (no record is added), per the stream's
     /// description; `None` when not described.
     pub closed: Option<bool>,
-    /// How far behind the shard is, `None` for a finished shard (nothing
-    /// left) or when no time is known; see [`lag_source`](Self::lag_source).
-    pub lag: Option<Duration>,
-    /// What [`lag`](Self::lag) measures.
-    pub lag_source: Option<LagSource>,
+    /// How far behind the shard is, and what that measures; `None` for a
+    /// finished shard (nothing left) or when no time is known.
+    pub lag: Option<CheckpointLag>,
     /// The shard belongs to the events table's current stream (`None` when
     /// the status was read without the events table). `false` means the
     /// stream was replaced (disabled and enabled again): this checkpoint is
@@ -94,7 +101,7 @@ struct Described {
 /// let status = ProjectionStatus::read_for_table(&store, &client, &streams, "Events").await?;
 /// for shard in &status.shards {
 ///     let checkpoint = shard.checkpoint.as_ref().and_then(|c| c.checkpoint.as_deref());
-///     println!("{} at {checkpoint:?}, lag {:?}", shard.shard_id, shard.lag);
+///     println!("{} at {checkpoint:?}, lag {:?}", shard.shard.shard_id, shard.lag.map(|lag| lag.duration));
 /// }
 /// if status.rebuild.as_ref().is_some_and(|r| !r.is_finished()) {
 ///     println!("the last rebuild is running, or failed: run it again");
@@ -196,11 +203,11 @@ impl ProjectionStatus {
             let current = shard
                 .checkpoint
                 .as_ref()
-                .is_some_and(|c| c.stream_arn == stream_arn);
+                .is_some_and(|c| c.shard.stream_arn == stream_arn);
             shard.current_stream = Some(current);
             let listed = described
                 .iter()
-                .find(|d| current && d.shard_id == shard.shard_id);
+                .find(|d| current && d.shard_id == shard.shard.shard_id);
             shard.described = Some(listed.is_some());
             shard.closed = listed.map(|d| d.closed);
         }
@@ -208,50 +215,57 @@ impl ProjectionStatus {
             let known = status
                 .shards
                 .iter()
-                .any(|s| s.shard_id == shard.shard_id && s.current_stream == Some(true));
+                .any(|s| s.shard.shard_id == shard.shard_id && s.current_stream == Some(true));
             if !known {
                 status.shards.push(ShardStatus {
-                    shard_id: shard.shard_id,
-                    parent_shard_id: shard.parent_shard_id,
+                    shard: ShardInfo {
+                        stream_arn: stream_arn.to_string(),
+                        shard_id: shard.shard_id,
+                        parent_shard_id: shard.parent_shard_id,
+                    },
                     checkpoint: None,
                     described: Some(true),
                     closed: Some(shard.closed),
                     lag: None,
-                    lag_source: None,
                     current_stream: Some(true),
                 });
             }
         }
-        status.shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        status
+            .shards
+            .sort_by(|a, b| a.shard.shard_id.cmp(&b.shard.shard_id));
         status.stream_arn = Some(stream_arn.to_string());
         Ok(status)
     }
 
     /// The largest lag of any shard.
     pub fn max_lag(&self) -> Option<Duration> {
-        self.shards.iter().filter_map(|shard| shard.lag).max()
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lag.map(|lag| lag.duration))
+            .max()
     }
 }
 
 impl ShardStatus {
     fn of(checkpoint: ShardCheckpoint, now: SystemTime) -> Self {
-        let (lag, lag_source) = if checkpoint.finished {
-            (None, None)
+        let lag_since = |time, source| CheckpointLag {
+            duration: since(now, time),
+            source,
+        };
+        let lag = if checkpoint.finished {
+            None
         } else if let Some(created) = checkpoint.checkpoint_created {
-            (Some(since(now, created)), Some(LagSource::Record))
-        } else if let Some(updated) = checkpoint.updated_at {
-            (Some(since(now, updated)), Some(LagSource::Update))
+            Some(lag_since(created, LagSource::Record))
         } else {
-            (None, None)
+            (checkpoint.updated_at).map(|updated| lag_since(updated, LagSource::Update))
         };
         ShardStatus {
-            shard_id: checkpoint.shard_id.clone(),
-            parent_shard_id: checkpoint.parent_shard_id.clone(),
+            shard: checkpoint.shard.clone(),
             checkpoint: Some(checkpoint),
             described: None,
             closed: None,
             lag,
-            lag_source,
             current_stream: None,
         }
     }

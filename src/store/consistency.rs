@@ -39,6 +39,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// How a [`DynamoStore`](crate::DynamoStore)'s loads read the events.
@@ -124,6 +125,9 @@ pub(crate) const MAX_MARKED: usize = 10_000;
 pub(crate) struct Reads {
     consistency: ReadConsistency,
     marked: Mutex<HashSet<String>>,
+    /// Whether `marked` may hold a mark: written under its lock, read
+    /// without it, so a load takes the lock only after a conflict.
+    any: AtomicBool,
 }
 
 impl Reads {
@@ -131,6 +135,7 @@ impl Reads {
         Reads {
             consistency,
             marked: Mutex::default(),
+            any: AtomicBool::new(false),
         }
     }
 
@@ -149,7 +154,17 @@ impl Reads {
     /// taking the mark: this load then verifies what it would otherwise
     /// trust (see [`Reads::strong`]).
     pub(crate) fn take_mark(&self, aggregate_id: &str) -> bool {
-        self.lock().remove(aggregate_id)
+        // A conflict marks before its commit returns, so a load after it
+        // (the retry) sees `any` set.
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut marked = self.lock();
+        let taken = marked.remove(aggregate_id);
+        if marked.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        taken
     }
 
     /// Whether a load reads the events strongly: always under `Strong`;
@@ -166,6 +181,7 @@ impl Reads {
             marked.clear();
         }
         marked.insert(aggregate_id.to_string());
+        self.any.store(true, Ordering::Release);
     }
 }
 
@@ -213,6 +229,10 @@ mod tests {
         assert!(strong.strong(strong.take_mark("a")));
         strong.conflicted("a");
         assert!(strong.take_mark("a") && !strong.take_mark("a"));
+        // Taking one mark leaves the others.
+        reads.conflicted("x");
+        reads.conflicted("y");
+        assert!(reads.take_mark("x") && reads.take_mark("y") && !reads.take_mark("y"));
         for i in 0..MAX_MARKED {
             reads.conflicted(&i.to_string());
         }

@@ -355,7 +355,7 @@ impl Sim {
         let finished: HashSet<String> = list
             .into_iter()
             .filter(|c| c.finished)
-            .map(|c| c.shard_id)
+            .map(|c| c.shard.shard_id)
             .collect();
         self.world.shards.iter().filter(|s| !s.removed).all(|s| {
             if s.open {

@@ -61,20 +61,24 @@ pub struct Commit {
 }
 
 pub struct World {
+    // From the schedule.
     pub seed: u64,
-    pub fake: FakeStreams,
-    pub db: TestTables,
-    pub checkpoint_table: String,
-    pub projection: String,
     pub batch_size: i32,
+    // The stream: the fake endpoint and its shards.
+    pub fake: FakeStreams,
     pub shards: Vec<Shard>,
-    pub commits: Vec<Commit>,
-    /// Ids of the projected aggregates, then the others.
-    pub aggregates: Vec<String>,
-    pub others: Vec<String>,
     /// Retention trimmed every record committed before this index.
     pub trimmed_before: usize,
     next_child: usize,
+    // The tables, and the projection the projectors run.
+    pub db: TestTables,
+    pub checkpoint_table: String,
+    pub projection: String,
+    // The history: ids of the projected aggregates, then the others, and
+    // every commit in order.
+    pub aggregates: Vec<String>,
+    pub others: Vec<String>,
+    pub commits: Vec<Commit>,
 }
 
 impl World {
@@ -105,17 +109,17 @@ impl World {
         }
         World {
             seed: schedule.seed,
+            batch_size: schedule.batch_size,
             fake,
+            shards,
+            trimmed_before: 0,
+            next_child: 0,
             db,
             checkpoint_table,
             projection: format!("sim-{}", schedule.seed),
-            batch_size: schedule.batch_size,
-            shards,
-            commits: Vec::new(),
             aggregates: (0..schedule.aggregates).map(|i| format!("a{i}")).collect(),
             others: (0..schedule.others).map(|i| format!("o{i}")).collect(),
-            trimmed_before: 0,
-            next_child: 0,
+            commits: Vec::new(),
         }
     }
 

@@ -150,6 +150,6 @@ pub async fn by_shard(
 ) -> HashMap<String, (Option<String>, bool, Option<String>)> {
     let list = store.list().await.unwrap();
     list.into_iter()
-        .map(|c| (c.shard_id, (c.checkpoint, c.finished, c.owner)))
+        .map(|c| (c.shard.shard_id, (c.checkpoint, c.finished, c.owner)))
         .collect()
 }

@@ -141,7 +141,13 @@ async fn reset(
     let held: Vec<String> = reset
         .shards
         .iter()
-        .filter_map(|shard| Some(format!("{} ({})", shard.shard_id, shard.owner.as_ref()?)))
+        .filter_map(|shard| {
+            Some(format!(
+                "{} ({})",
+                shard.shard.shard_id,
+                shard.owner.as_ref()?
+            ))
+        })
         .collect();
     if !held.is_empty() {
         eprintln!(
@@ -225,7 +231,7 @@ fn notes(status: &ProjectionStatus, events_table: Option<&str>) -> Vec<String> {
                 && shard.current_stream == Some(true)
                 && !shard.checkpoint.as_ref().is_some_and(|c| c.finished)
         })
-        .map(|shard| shard.shard_id.as_str())
+        .map(|shard| shard.shard.shard_id.as_str())
         .collect();
     if !gone.is_empty() {
         notes.push(format!(
@@ -268,7 +274,7 @@ fn no_stream(status: &ProjectionStatus, table: &str) -> String {
     let mut read_from: Vec<&str> = status
         .shards
         .iter()
-        .filter_map(|shard| table_of_stream(&shard.checkpoint.as_ref()?.stream_arn))
+        .filter_map(|shard| table_of_stream(&shard.checkpoint.as_ref()?.shard.stream_arn))
         .filter(|other| *other != table)
         .collect();
     read_from.sort_unstable();
@@ -375,14 +381,14 @@ fn row(shard: &ShardStatus, now: SystemTime) -> [String; 8] {
         (Some(false), _) if shard.current_stream == Some(true) => "gone",
         _ => "-",
     };
-    let lag = match (shard.lag, shard.lag_source) {
-        (Some(lag), Some(source)) => format!("{} ({})", duration(lag), source_name(source)),
-        _ => "-".to_string(),
-    };
+    let lag = shard.lag.map_or_else(
+        || "-".to_string(),
+        |lag| format!("{} ({})", duration(lag.duration), source_name(lag.source)),
+    );
     let Some(checkpoint) = &shard.checkpoint else {
         return [
-            shard.shard_id.clone(),
-            or_dash(shard.parent_shard_id.as_deref()),
+            shard.shard.shard_id.clone(),
+            or_dash(shard.shard.parent_shard_id.as_deref()),
             "(none)".to_string(),
             "-".to_string(),
             "-".to_string(),
@@ -392,8 +398,8 @@ fn row(shard: &ShardStatus, now: SystemTime) -> [String; 8] {
         ];
     };
     [
-        format!("{}{stale}", shard.shard_id),
-        or_dash(shard.parent_shard_id.as_deref()),
+        format!("{}{stale}", shard.shard.shard_id),
+        or_dash(shard.shard.parent_shard_id.as_deref()),
         or_dash(checkpoint.checkpoint.as_deref()),
         or_dash(checkpoint.owner.as_deref()),
         if checkpoint.finished { "yes" } else { "no" }.to_string(),
@@ -420,16 +426,16 @@ fn to_json(status: &ProjectionStatus) -> Value {
         .map(|shard| {
             let c = shard.checkpoint.as_ref();
             json!({
-                "shard_id": shard.shard_id,
-                "parent_shard_id": shard.parent_shard_id,
+                "shard_id": shard.shard.shard_id,
+                "parent_shard_id": shard.shard.parent_shard_id,
                 "has_checkpoint_item": c.is_some(),
-                "stream_arn": c.map(|c| &c.stream_arn).or(status.stream_arn.as_ref()),
+                "stream_arn": shard.shard.stream_arn,
                 "checkpoint": c.and_then(|c| c.checkpoint.as_ref()),
                 "owner": c.and_then(|c| c.owner.as_ref()),
                 "finished": c.map(|c| c.finished),
                 "lease_counter": c.map(|c| c.lease_counter),
-                "lag_ms": shard.lag.map(millis_of),
-                "lag_source": shard.lag_source.map(source_name),
+                "lag_ms": shard.lag.map(|lag| millis_of(lag.duration)),
+                "lag_source": shard.lag.map(|lag| source_name(lag.source)),
                 "updated_at_ms": c.and_then(|c| c.updated_at).map(unix_millis),
                 "checkpoint_created_ms": c.and_then(|c| c.checkpoint_created).map(unix_millis),
                 "current_stream": shard.current_stream,

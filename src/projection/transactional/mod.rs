@@ -301,11 +301,7 @@ fn first_part<A: Aggregate>(runs: &[Run<A>], start: usize, budget: usize) -> usi
     stop
 }
 
-impl<A, P> Transactional<A, P>
-where
-    A: Aggregate + 'static,
-    P: TransactionalProjection<A> + 'static,
-{
+impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactional<A, P> {
     /// Commits `runs` with the position at record `last`, reading the
     /// sequences again and retrying while other sources interfere.
     async fn commit_part(
