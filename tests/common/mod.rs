@@ -37,6 +37,23 @@ pub use cli::{cli, cli_at, cli_command, projections_args};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
 
+/// One multi-threaded test per snapshot policy of a scenario: each
+/// `name => policy` becomes `#[tokio::test] async fn name()` running
+/// `scenario(policy)`, so every mode passes or fails under its own name.
+#[allow(unused_macros)]
+macro_rules! test_per_policy {
+    ($scenario:ident: $($name:ident => $policy:expr),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $scenario($policy).await;
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use test_per_policy;
+
 /// Every codec this build can write, compressing even small payloads so the
 /// zstd paths are exercised too.
 pub fn codecs() -> Vec<Codec> {
