@@ -285,7 +285,7 @@ async fn a_forgotten_customer_reads_forgotten_and_the_courier_stays_under_every_
 
 #[tokio::test]
 async fn a_ciphertext_moved_to_another_item_does_not_open() {
-    let (db, keys, repo) = sealing_with(Codec::json()).await;
+    let (db, _, repo) = sealing_with(Codec::json()).await;
     let cqrs = cqrs(repo.clone(), SnapshotPolicy::Never);
     cqrs.execute("o-1", place()).await.unwrap();
     cqrs.execute("o-2", place()).await.unwrap();
@@ -743,7 +743,7 @@ async fn a_personal_integer_beyond_64_bits_is_refused_and_one_within_round_trips
 #[tokio::test]
 async fn recode_copies_the_ciphertext_untouched() {
     use dynamo_es::recode::{RecodeOptions, Recoder};
-    let (db, keys, repo) = sealing_with(Codec::json()).await;
+    let (db, _, repo) = sealing_with(Codec::json()).await;
     let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
     cqrs.execute("o-1", place()).await.unwrap();
     cqrs.execute("o-1", assign()).await.unwrap();

@@ -324,7 +324,7 @@ async fn entries_and_bytes_evict_the_least_recently_used_and_max_age_expires() {
 #[tokio::test]
 async fn hits_misses_and_conflicts_are_traced() {
     let db = dynamodb().await.unwrap();
-    let (cache, cached, other) = cached_and_plain(&db, &db, SnapshotPolicy::Always);
+    let (_, cached, other) = cached_and_plain(&db, &db, SnapshotPolicy::Always);
     let id = unique_name("traced");
     let (logs, guard) = common::capture(tracing::Level::DEBUG, true);
     cached.execute(&id, open()).await.unwrap(); // a miss
