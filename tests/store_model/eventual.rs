@@ -19,7 +19,6 @@ use dynamo_es::{DynamoStore, ReadConsistency, SnapshotPolicy};
 use super::aggregate::Model;
 use super::cache;
 use super::check::Subject;
-use super::model::Store;
 use super::payloads::{self, Draw};
 use super::world::{Config, Process, StoreMode};
 
