@@ -21,7 +21,10 @@ use dynamo_es::Codec;
 /// Records every call it receives, as (aggregate id, sequences): as a
 /// projection, and as a cqrs-es query.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Vec<usize>)>>>);
+struct Recorder(Arc<Mutex<Vec<Call>>>);
+
+/// One call: the aggregate id and the sequences of its events.
+type Call = (String, Vec<usize>);
 
 impl Recorder {
     fn record(&self, id: &str, events: &[EventEnvelope<Account>]) {
@@ -29,7 +32,7 @@ impl Recorder {
         self.0.lock().unwrap().push((id.to_string(), sequences));
     }
 
-    fn calls(&self) -> Vec<(String, Vec<usize>)> {
+    fn calls(&self) -> Vec<Call> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -88,7 +91,7 @@ fn batch() -> Vec<ChangeRecord> {
     .collect()
 }
 
-fn calls(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+fn calls(list: &[(&str, &[usize])]) -> Vec<Call> {
     list.iter()
         .map(|(id, seqs)| (id.to_string(), seqs.to_vec()))
         .collect()

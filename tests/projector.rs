@@ -147,14 +147,14 @@ async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projec
     let recorder = Recorder::default();
     let running = start(streamed.projector(recording(&recorder), "solo"));
     let ids = ids("live");
-    commit_all(&db, &ids, 0..COMMITS).await;
+    commit_all(db, &ids, 0..COMMITS).await;
     wait_until("every event is projected", WAIT, || {
         recorder.distinct() == COMMITS
     })
     .await;
     running.stop().await.unwrap();
 
-    assert_views_equal_replay(&db, &recorder, &ids).await;
+    assert_views_equal_replay(db, &recorder, &ids).await;
     // One live projector, stopped gracefully: each event exactly once.
     assert_eq!(recorder.delivered(), COMMITS);
     assert_eq!(recorder.redelivered(), 0);
@@ -173,7 +173,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
     let streamed = Streamed::new(Duration::from_secs(2)).await;
     let db = &streamed.db;
     let ids = ids("abort");
-    commit_all(&db, &ids, 0..SHORT / 2).await;
+    commit_all(db, &ids, 0..SHORT / 2).await;
 
     // One recorder for both runs: its deduplicated views are what an
     // exactly-once view holds; its log shows every redelivery. Its 15th
@@ -203,7 +203,7 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
     // A restart (another owner id: the lease must expire first) resumes from
     // the checkpoint while commits go on.
     let restarted = start(streamed.projector(with_views(db, &recorder), "second"));
-    second_half_then_check(&db, &ids, &recorder, restarted, "the restart catches up").await;
+    second_half_then_check(db, &ids, &recorder, restarted, "the restart catches up").await;
     // At-least-once: only the batch in flight at the abort came again.
     let redelivered = recorder.redelivered();
     assert!(
@@ -222,7 +222,7 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
     let a = start(streamed.projector(with_views(db, &recorder), "a"));
     let b = start(streamed.projector(with_views(db, &recorder), "b"));
     let ids = ids("pair");
-    commit_all(&db, &ids, 0..SHORT / 2).await;
+    commit_all(db, &ids, 0..SHORT / 2).await;
     wait_until("the first half is projected", WAIT, || {
         recorder.distinct() == SHORT / 2
     })
@@ -237,14 +237,7 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
         (b, a)
     };
     stopping.stop().await.unwrap();
-    second_half_then_check(
-        &db,
-        &ids,
-        &recorder,
-        staying,
-        "the second half is projected",
-    )
-    .await;
+    second_half_then_check(db, &ids, &recorder, staying, "the second half is projected").await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
     assert_eq!(recorder.delivered(), SHORT);
 }
