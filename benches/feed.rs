@@ -48,7 +48,6 @@ use dynamo_es::testing::costs::Meter;
 use dynamo_es::testing::{scan_all, unique_name};
 use dynamo_es::{Codec, DynamoEventRepository};
 use futures::stream::{self, StreamExt};
-use tokio::runtime::Runtime;
 
 /// Events of each type in the catch-up table (`$FEED_BENCH_EVENTS`).
 const EVENTS: usize = 100_000;
@@ -312,14 +311,7 @@ async fn steady_lag(label: &str, live: Live) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
-    // and gets no minutes-long run.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("feed benchmark: run with `cargo bench --all-features --bench feed`");
-        return;
-    }
-    let rt = Runtime::new().unwrap();
-    rt.block_on(async {
+    counting::run_bench("feed", async {
         println!("### Write cost of a one-event commit\n");
         println!("| events table | WCU | round trips | requests |");
         println!("|---|---:|---:|---|");

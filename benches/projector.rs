@@ -35,7 +35,6 @@ use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use dynamo_es::projection::ProjectorStats;
 use dynamo_es::testing::aggregates::BankAccount;
 use dynamo_es::testing::streams;
-use tokio::runtime::Runtime;
 
 /// Events in the stream for the throughput runs.
 const EVENTS: usize = 20_000;
@@ -157,14 +156,7 @@ async fn steady_lag(label: &str, idle: Option<(Duration, Duration)>) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
-    // and gets no minutes-long run.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("projector benchmark: run with `cargo bench --all-features --bench projector`");
-        return;
-    }
-    let rt = Runtime::new().unwrap();
-    rt.block_on(async {
+    counting::run_bench("projector", async {
         println!("### Throughput ({EVENTS} events in the stream, one shard)\n");
         println!(
             "| aggregates | events | projector events/s | projector wall | bare read events/s \

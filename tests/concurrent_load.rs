@@ -580,12 +580,7 @@ async fn loads_during_commits(policy: SnapshotPolicy) {
     eprintln!("{policy:?}: {loader_commits} of 45 commits from concurrent loads succeeded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn loads_racing_commits_equal_a_replay_in_snapshot_mode() {
-    loads_during_commits(SnapshotPolicy::Every(3)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn loads_racing_commits_equal_a_replay_in_aggregate_mode() {
-    loads_during_commits(SnapshotPolicy::Always).await;
-}
+test_per_policy!(loads_during_commits:
+    loads_racing_commits_equal_a_replay_in_snapshot_mode => SnapshotPolicy::Every(3),
+    loads_racing_commits_equal_a_replay_in_aggregate_mode => SnapshotPolicy::Always,
+);

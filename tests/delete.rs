@@ -8,22 +8,18 @@
 mod common;
 mod projector_support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cqrs_es::{AggregateError, EventEnvelope, EventStore};
+use cqrs_es::{AggregateError, EventStore};
 use dynamo_es::item::{aggregate_key, is_tombstone, AGGREGATE_TYPE_AND_ID, DELETED_THROUGH};
-use dynamo_es::projection::{
-    stream_arn, Dispatcher, Error as ProjectionError, EventDecoder, Projection,
-};
+use dynamo_es::projection::stream_arn;
 use dynamo_es::tables::enable_stream;
 use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{dynamodb, endpoint, scan_all, TestTables};
-use dynamo_es::{Codec, DeleteOptions, DynamoStore, Error, SnapshotPolicy};
+use dynamo_es::{DeleteOptions, DynamoStore, Error, SnapshotPolicy};
 
 use common::{cqrs, deposit, failed_deposit, no_metadata, typed_aggregate, Account, AccountEvent};
-use projector_support::{checkpoints, projector, start, wait_until};
+use projector_support::{checkpoints, projector, recording, start, wait_until, Recorder};
 
 const POLICIES: [SnapshotPolicy; 3] = [
     SnapshotPolicy::Never,
@@ -244,37 +240,6 @@ async fn an_interrupted_deletion_resumes_and_a_dry_run_counts() {
     only_the_tombstone(&db, id, 60).await;
 }
 
-/// Records every event and deletion, in delivery order.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Projection<Account> for Log {
-    async fn project(
-        &self,
-        id: &str,
-        events: &[EventEnvelope<Account>],
-    ) -> Result<(), ProjectionError> {
-        let mut log = self.0.lock().unwrap();
-        log.extend(events.iter().map(|e| format!("{id}#{}", e.sequence)));
-        Ok(())
-    }
-
-    async fn deleted(&self, id: &str, last_sequence: usize) -> Result<(), ProjectionError> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{id} deleted after {last_sequence}"));
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_over_the_stream_is_told_of_the_deletion() {
     let db = dynamodb().await.unwrap();
@@ -292,30 +257,31 @@ async fn a_projection_over_the_stream_is_told_of_the_deletion() {
         .unwrap();
     deposit(&framework, "kept", 2).await;
 
-    let log = Log::default();
-    let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
-        .with_projection(log.clone());
+    let recorder = Recorder::default();
     let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let dispatcher = recording(&recorder);
     let running = start(projector(streams, &arn, store, dispatcher, "deletions"));
     wait_until(
         "the last event is projected",
         Duration::from_secs(60),
-        || log.lines().contains(&"kept#2".to_string()),
+        || recorder.sequences("kept") == [1, 2],
     )
     .await;
     running.stop().await.unwrap();
+    // The removals of its events unseen, the deletion in its place: after
+    // the four events committed before it.
+    let log = |id: &str, sequence| (id.to_string(), sequence);
     assert_eq!(
-        log.lines(),
+        recorder.log(),
         [
-            "gone#1",
-            "gone#2",
-            "gone#3",
-            "kept#1",
-            "gone deleted after 3",
-            "kept#2"
-        ],
-        "the deletion in its place, the removals of its events unseen"
+            log("gone", 1),
+            log("gone", 2),
+            log("gone", 3),
+            log("kept", 1),
+            log("kept", 2)
+        ]
     );
+    assert_eq!(recorder.deletions(), [("gone".to_string(), 3, 4)]);
 }
 
 #[cfg(feature = "cli")]

@@ -532,36 +532,57 @@ fn the_check_refuses_what_the_cli_or_ci_does_not_have() {
         dir: PathBuf::new(),
         words: command_words(line),
     };
-    for wrong in [
-        "dynamo-es report --events-table Events --no-such-flag",
-        "dynamo-es repport --events-table Events",
-        "dynamo-es projections status --checkpoint-table Checkpoints --projection p --events",
-        "cargo test --all-features --release",
-        "cargo install dynamo-es --features cli,compression",
-        "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es --features cli,zstd",
-        "rm -rf target",
-        "dynamo-es local --no-such-flag",
-        "db/create_tables.sh --no-such-flag 3",
-        "cargo lambda build --release --example no_such_example --features lambda",
-        "cargo lambda build --release --arm64 --example lambda_projection",
-        "sam local invoke NoSuchFunction --template-file db/lambda_projection.yaml",
-        "sam deploy --template-file db/dynamo_db.yaml --stack-name s",
-        "sam deploy --template-file db/lambda_projection.yaml --parameter-overrides Nope=1",
-        "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
-         --event tests/fixtures/missing.json",
+    // Each command the check must refuse, next to the one it accepts where
+    // there is one.
+    let (refused, accepted) = (false, true);
+    for (line, passes) in [
+        ("dynamo-es report --events-table Events --no-such-flag", refused),
+        ("dynamo-es repport --events-table Events", refused),
+        (
+            "dynamo-es report --events-table Events --snapshots-table Snapshots --codec json",
+            accepted,
+        ),
+        (
+            "dynamo-es projections status --checkpoint-table Checkpoints --projection p --events",
+            refused,
+        ),
+        ("cargo test --all-features --release", refused),
+        ("AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 cargo test --all-features", accepted),
+        ("cargo test --features compression # a comment", accepted),
+        ("cargo install dynamo-es --features cli,compression", refused),
+        (
+            "cargo install --git https://github.com/dynamo-es/dynamo-es dynamo-es --features cli,zstd",
+            refused,
+        ),
+        ("rm -rf target", refused),
+        ("dynamo-es local --no-such-flag", refused),
+        ("dynamo-es local --port 0 --db local.sqlite --create-tables", accepted),
+        ("db/create_tables.sh --no-such-flag 3", refused),
+        ("db/create_tables.sh --slices 64", accepted),
+        ("cargo lambda build --release --example no_such_example --features lambda", refused),
+        ("cargo lambda build --release --arm64 --example lambda_projection", refused),
+        (
+            "cargo lambda build --release --arm64 --example lambda_projection --features lambda",
+            accepted,
+        ),
+        ("sam local invoke NoSuchFunction --template-file db/lambda_projection.yaml", refused),
+        ("sam deploy --template-file db/dynamo_db.yaml --stack-name s", refused),
+        (
+            "sam deploy --template-file db/lambda_projection.yaml --parameter-overrides Nope=1",
+            refused,
+        ),
+        (
+            "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
+             --event tests/fixtures/missing.json",
+            refused,
+        ),
+        (
+            "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
+             --event tests/fixtures/lambda_stream_event.json",
+            accepted,
+        ),
     ] {
-        assert!(check(&shown(wrong), &ci).is_err(), "{wrong} passed");
-    }
-    for right in [
-        "dynamo-es report --events-table Events --snapshots-table Snapshots --codec json",
-        "AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000 cargo test --all-features",
-        "cargo test --features compression # a comment",
-        "dynamo-es local --port 0 --db local.sqlite --create-tables",
-        "db/create_tables.sh --slices 64",
-        "cargo lambda build --release --arm64 --example lambda_projection --features lambda",
-        "sam local invoke ProjectionFunction --template-file db/lambda_projection.yaml \
-         --event tests/fixtures/lambda_stream_event.json",
-    ] {
-        assert_eq!(check(&shown(right), &ci), Ok(()), "{right}");
+        let verdict = check(&shown(line), &ci);
+        assert_eq!(verdict.is_ok(), passes, "{line}: {verdict:?}");
     }
 }

@@ -136,6 +136,17 @@ async fn setup() -> (TestTables, KeyStore) {
     (db, keys)
 }
 
+/// `setup`, and a repository on its tables that writes with `codec` and
+/// seals with its key store.
+async fn sealing_with(codec: Codec) -> (TestTables, KeyStore, DynamoEventRepository) {
+    let (db, keys) = setup().await;
+    let repo = db
+        .repository()
+        .with_codec(codec)
+        .with_encryption(keys.clone());
+    (db, keys, repo)
+}
+
 fn cqrs(repo: DynamoEventRepository, policy: SnapshotPolicy) -> Cqrs {
     CqrsFramework::new(DynamoStore::new(repo, policy), vec![], ())
 }
@@ -190,11 +201,7 @@ fn forgotten(value: &Option<Personal<String>>, subject: &str) -> bool {
 #[tokio::test]
 async fn a_forgotten_customer_reads_forgotten_and_the_courier_stays_under_every_codec() {
     for codec in Codec::available() {
-        let (db, keys) = setup().await;
-        let repo = db
-            .repository()
-            .with_codec(codec.clone())
-            .with_encryption(keys.clone());
+        let (db, keys, repo) = sealing_with(codec.clone()).await;
         let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
         cqrs.execute("o-1", place()).await.unwrap();
         cqrs.execute("o-1", assign()).await.unwrap();
@@ -278,11 +285,7 @@ async fn a_forgotten_customer_reads_forgotten_and_the_courier_stays_under_every_
 
 #[tokio::test]
 async fn a_ciphertext_moved_to_another_item_does_not_open() {
-    let (db, keys) = setup().await;
-    let repo = db
-        .repository()
-        .with_codec(Codec::json())
-        .with_encryption(keys.clone());
+    let (db, _, repo) = sealing_with(Codec::json()).await;
     let cqrs = cqrs(repo.clone(), SnapshotPolicy::Never);
     cqrs.execute("o-1", place()).await.unwrap();
     cqrs.execute("o-2", place()).await.unwrap();
@@ -740,11 +743,7 @@ async fn a_personal_integer_beyond_64_bits_is_refused_and_one_within_round_trips
 #[tokio::test]
 async fn recode_copies_the_ciphertext_untouched() {
     use dynamo_es::recode::{RecodeOptions, Recoder};
-    let (db, keys) = setup().await;
-    let repo = db
-        .repository()
-        .with_codec(Codec::json())
-        .with_encryption(keys.clone());
+    let (db, _, repo) = sealing_with(Codec::json()).await;
     let cqrs = cqrs(repo.clone(), SnapshotPolicy::Every(2));
     cqrs.execute("o-1", place()).await.unwrap();
     cqrs.execute("o-1", assign()).await.unwrap();
@@ -805,6 +804,21 @@ fn event(id: &str, value: Personal<String>) -> SerializedEvent {
     )
 }
 
+/// Event 1 of `Order:o-1` carrying the customer's name, sealed by `keys`.
+async fn sealed_customer_name(keys: &KeyStore) -> [SerializedEvent; 1] {
+    let mut events = [event(
+        "o-1",
+        Personal::new(CUSTOMER, CUSTOMER_NAME.to_string()),
+    )];
+    keys.seal_events(&mut events).await.unwrap();
+    events
+}
+
+/// The personal value the one (opened) event of `events` carries.
+fn payload_of([event]: [SerializedEvent; 1]) -> Personal<String> {
+    serde_json::from_value(event.payload).unwrap()
+}
+
 /// A key item of the key table as DynamoDB's JSON, for a canned response.
 fn item_json(item: &dynamo_es::item::Item) -> serde_json::Value {
     use base64::Engine as _;
@@ -824,13 +838,9 @@ fn item_json(item: &dynamo_es::item::Item) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_writer_that_loses_the_key_creation_race_uses_the_winners_key() {
-    let (_db, keys) = setup().await;
-    let mut winner = [event(
-        "o-1",
-        Personal::new(CUSTOMER, CUSTOMER_NAME.to_string()),
-    )];
-    keys.seal_events(&mut winner).await.unwrap();
-    let stored = scan_all(&_db.client, keys.table()).await.unwrap();
+    let (db, keys) = setup().await;
+    let mut winner = sealed_customer_name(&keys).await;
+    let stored = scan_all(&db.client, keys.table()).await.unwrap();
     assert_eq!(stored.len(), 1);
     // The loser: its read finds no item, its conditional put loses, its
     // second read finds the winner's.
@@ -849,8 +859,7 @@ async fn a_writer_that_loses_the_key_creation_race_uses_the_winners_key() {
     assert_eq!(http.operations(), ["GetItem", "PutItem", "GetItem"]);
     // The loser opens what the winner sealed: one key.
     loser.open_events(&mut winner).await.unwrap();
-    let [winner] = winner;
-    let opened: Personal<String> = serde_json::from_value(winner.payload).unwrap();
+    let opened = payload_of(winner);
     assert_eq!(opened.value().map(String::as_str), Some(CUSTOMER_NAME));
 }
 
@@ -873,8 +882,7 @@ async fn another_process_reads_a_forgotten_subject_until_its_cache_lets_the_key_
         let (store, mut events) = (store.clone(), [sealed.clone()]);
         async move {
             store.open_events(&mut events).await.unwrap();
-            let [event] = events;
-            serde_json::from_value::<Personal<String>>(event.payload).unwrap()
+            payload_of(events)
         }
     };
     let small = KeyStore::new(db.client.clone(), keys.table(), local_kek()).with_cache_capacity(1);
@@ -897,11 +905,7 @@ async fn another_process_reads_a_forgotten_subject_until_its_cache_lets_the_key_
 #[tokio::test]
 async fn the_cli_forgets_subjects_and_its_dry_run_writes_nothing() {
     let (db, keys) = setup().await;
-    let mut events = [event(
-        "o-1",
-        Personal::new(CUSTOMER, CUSTOMER_NAME.to_string()),
-    )];
-    keys.seal_events(&mut events).await.unwrap();
+    let mut events = sealed_customer_name(&keys).await;
     let args = |dry_run: bool| {
         let mut args = vec![
             "forget",
@@ -943,9 +947,7 @@ async fn the_cli_forgets_subjects_and_its_dry_run_writes_nothing() {
     assert!(fresh.is_forgotten(CUSTOMER).await.unwrap());
     assert!(fresh.is_forgotten("never-seen").await.unwrap());
     fresh.open_events(&mut events).await.unwrap();
-    let [event] = events;
-    let opened: Personal<String> = serde_json::from_value(event.payload).unwrap();
-    assert!(opened.is_forgotten());
+    assert!(payload_of(events).is_forgotten());
 }
 
 #[tokio::test]

@@ -57,6 +57,15 @@ fn feed(
     FeedProjector::new(reader, positions, dispatcher).with_start(FeedStart::Beginning)
 }
 
+/// Fresh sliced tables, and a feed of their `Account` events (from the
+/// beginning, reading `window` behind the clock) into a fresh recorder.
+async fn fresh_feed(window: Duration) -> (TestTables, String, Recorder, FeedProjector<Account>) {
+    let (db, checkpoints) = sliced_tables().await;
+    let recorder = Recorder::default();
+    let projector = feed(&db, &checkpoints, &recorder, window);
+    (db, checkpoints, recorder, projector)
+}
+
 /// Commits, on `aggregates` accounts `account-{first..}` and as many
 /// `Other` aggregates, `rounds` commits each: one deposit, or three in one
 /// transaction every third round. Returns the Account events committed.
@@ -229,9 +238,7 @@ async fn put_as_of(db: &TestTables, id: &str, sequence: usize, clock: SystemTime
 
 #[tokio::test]
 async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_about() {
-    let (db, checkpoints) = sliced_tables().await;
-    let recorder = Recorder::default();
-    let mut projector = feed(&db, &checkpoints, &recorder, Duration::from_secs(4));
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_secs(4)).await;
     put_as_of(&db, "late", 1, SystemTime::now()).await;
     projector.catch_up().await.unwrap();
     assert_eq!(recorder.distinct(), 1);
@@ -246,9 +253,7 @@ async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_abo
 
 #[tokio::test]
 async fn an_event_later_than_twice_the_window_is_read_by_key_when_its_successor_shows() {
-    let (db, checkpoints) = sliced_tables().await;
-    let recorder = Recorder::default();
-    let mut projector = feed(&db, &checkpoints, &recorder, Duration::from_millis(300));
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
     put_as_of(&db, "lost", 1, SystemTime::now()).await;
     projector.catch_up().await.unwrap();
     // Event 2 from a clock a minute behind: under the band reads start
@@ -269,9 +274,7 @@ async fn an_event_later_than_twice_the_window_is_read_by_key_when_its_successor_
 
 #[tokio::test]
 async fn an_audit_delivers_very_late_events_no_later_event_reveals() {
-    let (db, checkpoints) = sliced_tables().await;
-    let recorder = Recorder::default();
-    let mut projector = feed(&db, &checkpoints, &recorder, Duration::from_millis(300));
+    let (db, checkpoints, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
     put_as_of(&db, "tail", 1, SystemTime::now()).await;
     put_as_of(&db, "busy", 1, SystemTime::now()).await;
     projector.catch_up().await.unwrap();

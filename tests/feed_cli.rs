@@ -12,8 +12,7 @@ use common::{cli, cqrs, deposit, projections_args, Account};
 use dynamo_es::projection::feed::{FeedPositions, FeedProjector, SliceReader};
 use dynamo_es::projection::{Dispatcher, EventDecoder};
 use dynamo_es::slice::Slices;
-use dynamo_es::tables::{add_slice_index, create_checkpoint_table};
-use dynamo_es::testing::{dynamodb, unique_name};
+use dynamo_es::testing::sliced_dynamodb;
 use dynamo_es::{Codec, SnapshotPolicy};
 use serde_json::Value;
 
@@ -23,11 +22,8 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn backfill_resumes_where_it_stopped_and_status_and_reset_know_feeds() {
-    let db = dynamodb().await.unwrap();
     let slices = Slices::new(8).unwrap();
-    add_slice_index(&db.client, &db.events, slices)
-        .await
-        .unwrap();
+    let (db, checkpoints) = sliced_dynamodb(slices).await.unwrap();
     // Written without slices.
     let unsliced = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
     for id in 0..5 {
@@ -73,10 +69,6 @@ async fn backfill_resumes_where_it_stopped_and_status_and_reset_know_feeds() {
     );
 
     // A feed reads all five, and status shows its slices.
-    let checkpoints = unique_name("checkpoints");
-    create_checkpoint_table(&db.client, &checkpoints)
-        .await
-        .unwrap();
     let reader = SliceReader::new(db.client.clone(), table, "Account", slices);
     let positions = FeedPositions::new(db.client.clone(), &checkpoints, "accounts");
     let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()));

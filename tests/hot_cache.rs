@@ -78,11 +78,17 @@ async fn metered_tables() -> (TestTables, Meter, TestTables) {
     (db, meter, metered)
 }
 
-/// A fresh cache and a framework whose store on `tables` uses it.
-fn cached_cqrs(tables: &TestTables, policy: SnapshotPolicy) -> (HotCache, Cqrs) {
+/// A fresh cache, a framework whose store on `cached_on` uses it, and one
+/// with no cache on `plain_on` (the same tables, or others such as the
+/// unmetered ones).
+fn cached_and_plain(
+    cached_on: &TestTables,
+    plain_on: &TestTables,
+    policy: SnapshotPolicy,
+) -> (HotCache, Cqrs, Cqrs) {
     let cache = big_cache();
-    let cached = cqrs(store(tables, policy, Some(&cache)));
-    (cache, cached)
+    let cached = cqrs(store(cached_on, policy, Some(&cache)));
+    (cache, cached, cqrs(store(plain_on, policy, None)))
 }
 
 async fn command_costs(cqrs: &Cqrs, meter: &Meter, id: &str, command: BankCommand) -> Costs {
@@ -95,8 +101,7 @@ async fn command_costs(cqrs: &Cqrs, meter: &Meter, id: &str, command: BankComman
 async fn a_hot_command_with_the_cache_is_one_round_trip_and_no_read() {
     let (db, meter, metered) = metered_tables().await;
     for policy in POLICIES {
-        let (cache, cached) = cached_cqrs(&metered, policy);
-        let plain = cqrs(store(&metered, policy, None));
+        let (cache, cached, plain) = cached_and_plain(&metered, &metered, policy);
         let (hot, cold) = (unique_name("hot"), unique_name("cold"));
         // The first command loads from the table (an aggregate store reads
         // the head, then, finding none, the events).
@@ -185,8 +190,7 @@ async fn two_processes_alternating_on_one_aggregate_all_succeed_through_the_retr
 async fn a_stale_entry_conflicts_and_is_dropped_never_overwriting() {
     let (db, meter, metered) = metered_tables().await;
     for policy in POLICIES {
-        let (cache, cached) = cached_cqrs(&metered, policy);
-        let other = cqrs(store(&db, policy, None));
+        let (cache, cached, other) = cached_and_plain(&metered, &db, policy);
         let id = unique_name("stale");
         cached.execute(&id, open()).await.unwrap();
         cached.execute(&id, deposit(100)).await.unwrap();
@@ -320,9 +324,7 @@ async fn entries_and_bytes_evict_the_least_recently_used_and_max_age_expires() {
 #[tokio::test]
 async fn hits_misses_and_conflicts_are_traced() {
     let db = dynamodb().await.unwrap();
-    let cache = big_cache();
-    let cached = cqrs(store(&db, SnapshotPolicy::Always, Some(&cache)));
-    let other = cqrs(store(&db, SnapshotPolicy::Always, None));
+    let (_, cached, other) = cached_and_plain(&db, &db, SnapshotPolicy::Always);
     let id = unique_name("traced");
     let (logs, guard) = common::capture(tracing::Level::DEBUG, true);
     cached.execute(&id, open()).await.unwrap(); // a miss

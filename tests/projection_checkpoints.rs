@@ -290,9 +290,16 @@ async fn acquired(store: &CheckpointStore) -> Lease {
         .expect("acquired")
 }
 
-/// A conditional write's request body: its condition, and the values it
-/// was sent with (by placeholder).
-fn assert_conditional_write(body: &Value, condition: &str, values: &[(&str, Value)]) {
+/// The `request`th request `http` received (from 0) is a conditional write
+/// with `condition`, sent with `values` (by placeholder).
+#[track_caller]
+fn assert_conditional_write(
+    http: &Scripted,
+    request: usize,
+    condition: &str,
+    values: &[(&str, Value)],
+) {
+    let body = &http.requests()[request].body;
     assert_eq!(body["ConditionExpression"], condition);
     for (placeholder, value) in values {
         assert_eq!(
@@ -307,8 +314,7 @@ async fn losing_the_create_race_between_read_and_write_is_none() {
     let (store, http) = canned(vec![Canned::ok(json!({})), condition_failed()], 1);
     assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
     assert_eq!(http.operations(), ["GetItem", "PutItem"]);
-    let put = &http.requests()[1].body;
-    assert_eq!(put["ConditionExpression"], "attribute_not_exists(#key)");
+    assert_conditional_write(&http, 1, "attribute_not_exists(#key)", &[]);
 }
 
 #[tokio::test]
@@ -316,7 +322,8 @@ async fn a_free_lease_taken_by_another_between_read_and_write_is_none() {
     let (store, http) = canned(vec![held(None, 4), condition_failed()], 1);
     assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
     assert_conditional_write(
-        &http.requests()[1].body,
+        &http,
+        1,
         "#counter = :seen AND attribute_not_exists(#owner)",
         &[(":seen", json!({"N": "4"})), (":next", json!({"N": "5"}))],
     );
@@ -335,7 +342,8 @@ async fn an_expired_lease_renewed_just_before_the_takeover_is_none() {
     assert_eq!(store.acquire(&shard("shard-1"), "a").await.unwrap(), None);
     assert_eq!(http.operations(), ["GetItem", "GetItem", "UpdateItem"]);
     assert_conditional_write(
-        &http.requests()[2].body,
+        &http,
+        2,
         "#counter = :seen AND #owner = :holder",
         &[(":holder", json!({"S": "b"}))],
     );
@@ -403,7 +411,8 @@ async fn a_checkpoint_refused_by_its_condition_is_lease_lost() {
     );
     assert_eq!(lease.checkpoint, None);
     assert_conditional_write(
-        &http.requests()[2].body,
+        &http,
+        2,
         "#owner = :owner",
         &[(":checkpoint", json!({"S": "9"}))],
     );

@@ -18,48 +18,37 @@ use dynamo_es::projection::{
 };
 use dynamo_es::Codec;
 
-/// Every call a projection received, as (aggregate id, sequences).
-type Calls = Arc<Mutex<Vec<(String, Vec<usize>)>>>;
-
-/// Records its calls; fails on `fail_on`'s events.
+/// Records every call it receives, as (aggregate id, sequences): as a
+/// projection, and as a cqrs-es query.
 #[derive(Clone, Default)]
-struct Recorder {
-    calls: Calls,
-    fail_on: Option<String>,
+struct Recorder(Arc<Mutex<Vec<Call>>>);
+
+/// One call: the aggregate id and the sequences of its events.
+type Call = (String, Vec<usize>);
+
+impl Recorder {
+    fn record(&self, id: &str, events: &[EventEnvelope<Account>]) {
+        let sequences = events.iter().map(|e| e.sequence).collect();
+        self.0.lock().unwrap().push((id.to_string(), sequences));
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 #[async_trait]
 impl Projection<Account> for Recorder {
-    async fn project(
-        &self,
-        aggregate_id: &str,
-        events: &[EventEnvelope<Account>],
-    ) -> Result<(), Error> {
-        if self.fail_on.as_deref() == Some(aggregate_id) {
-            return Err(Error::projection(format!(
-                "view write for {aggregate_id} failed"
-            )));
-        }
-        let sequences = events.iter().map(|e| e.sequence).collect();
-        self.calls
-            .lock()
-            .unwrap()
-            .push((aggregate_id.to_string(), sequences));
+    async fn project(&self, id: &str, events: &[EventEnvelope<Account>]) -> Result<(), Error> {
+        self.record(id, events);
         Ok(())
     }
 }
 
-/// A cqrs-es query recording the same.
-struct RecordingQuery(Calls);
-
 #[async_trait]
-impl Query<Account> for RecordingQuery {
-    async fn dispatch(&self, aggregate_id: &str, events: &[EventEnvelope<Account>]) {
-        let sequences = events.iter().map(|e| e.sequence).collect();
-        self.0
-            .lock()
-            .unwrap()
-            .push((aggregate_id.to_string(), sequences));
+impl Query<Account> for Recorder {
+    async fn dispatch(&self, id: &str, events: &[EventEnvelope<Account>]) {
+        self.record(id, events);
     }
 }
 
@@ -102,7 +91,7 @@ fn batch() -> Vec<ChangeRecord> {
     .collect()
 }
 
-fn calls(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+fn calls(list: &[(&str, &[usize])]) -> Vec<Call> {
     list.iter()
         .map(|(id, seqs)| (id.to_string(), seqs.to_vec()))
         .collect()
@@ -111,14 +100,14 @@ fn calls(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
 #[tokio::test]
 async fn consecutive_events_of_one_aggregate_go_in_one_call_in_stream_order() {
     let first = Recorder::default();
-    let query_calls = Calls::default();
+    let query = Recorder::default();
     let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::json()))
         .with_projection(first.clone())
-        .with_query(RecordingQuery(query_calls.clone()));
+        .with_query(query.clone());
     let report = dispatcher.dispatch(&batch()).await.unwrap();
     let expected = calls(&[("a", &[1, 2]), ("b", &[1]), ("a", &[3, 4]), ("b", &[2])]);
-    assert_eq!(*first.calls.lock().unwrap(), expected);
-    assert_eq!(*query_calls.lock().unwrap(), expected);
+    assert_eq!(first.calls(), expected);
+    assert_eq!(query.calls(), expected);
     assert_eq!((report.records, report.events), (7, 6));
     assert!(report.skipped.is_empty());
     assert_eq!(report.max_lag, None);
@@ -127,27 +116,21 @@ async fn consecutive_events_of_one_aggregate_go_in_one_call_in_stream_order() {
 #[tokio::test]
 async fn a_failed_projection_names_the_start_of_its_run() {
     let first = Recorder::default();
-    let failing = Recorder {
-        fail_on: Some("b".into()),
-        ..Recorder::default()
-    };
+    let failing = FailOn("b".into());
     let after = Recorder::default();
     let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::json()))
         .with_projection(first.clone())
-        .with_projection(failing.clone())
+        .with_projection(failing)
         .with_projection(after.clone());
     let records = batch();
     let failure = dispatcher.dispatch(&records).await.unwrap_err();
     // b's first run starts at record 2: records 0 and 1 are done everywhere.
     assert_eq!(failure.first_failed, 2);
     assert!(matches!(failure.error, Error::Projection(_)), "{failure}");
-    assert_eq!(*after.calls.lock().unwrap(), calls(&[("a", &[1, 2])]));
+    assert_eq!(after.calls(), calls(&[("a", &[1, 2])]));
     // The first projection applied b's run before the second failed on it:
     // a retry from record 2 delivers it again (at-least-once).
-    assert_eq!(
-        *first.calls.lock().unwrap(),
-        calls(&[("a", &[1, 2]), ("b", &[1])])
-    );
+    assert_eq!(first.calls(), calls(&[("a", &[1, 2]), ("b", &[1])]));
 
     // Retrying from there with the fault fixed completes the batch.
     let fixed =
@@ -155,16 +138,13 @@ async fn a_failed_projection_names_the_start_of_its_run() {
     let report = fixed.dispatch(&records[2..]).await.unwrap();
     assert_eq!(report.events, 4);
     assert_eq!(
-        *after.calls.lock().unwrap(),
+        after.calls(),
         calls(&[("a", &[1, 2]), ("b", &[1]), ("a", &[3, 4]), ("b", &[2])])
     );
 
     // A failure in a later run reports that run's first record.
-    let late =
-        Dispatcher::new(EventDecoder::<Account>::new(Codec::json())).with_projection(Recorder {
-            fail_on: Some("a".into()),
-            ..Recorder::default()
-        });
+    let late = Dispatcher::new(EventDecoder::<Account>::new(Codec::json()))
+        .with_projection(FailOn("a".into()));
     assert_eq!(
         late.dispatch(&records[2..]).await.unwrap_err().first_failed,
         1
@@ -193,10 +173,7 @@ async fn decode_errors_stop_by_default_or_are_skipped_and_reported() {
         "{failure}"
     );
     // Everything before the broken record was applied.
-    assert_eq!(
-        *stopped.calls.lock().unwrap(),
-        calls(&[("a", &[1, 2]), ("b", &[1])])
-    );
+    assert_eq!(stopped.calls(), calls(&[("a", &[1, 2]), ("b", &[1])]));
 
     let skipping = Recorder::default();
     let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::json()))
@@ -207,7 +184,7 @@ async fn decode_errors_stop_by_default_or_are_skipped_and_reported() {
     assert_eq!(report.skipped.len(), 1);
     assert!(matches!(&report.skipped[0], Error::Decode { key, .. } if key == "Account:a#3"));
     assert_eq!(
-        *skipping.calls.lock().unwrap(),
+        skipping.calls(),
         calls(&[("a", &[1, 2]), ("b", &[1]), ("a", &[4]), ("b", &[2])])
     );
 }

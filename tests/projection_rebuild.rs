@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistedEventRepository, ViewRepository};
+use cqrs_es::EventEnvelope;
 use dynamo_es::projection::{
     CheckpointStore, Dispatcher, Error, EventDecoder, Projection, Projector, Rebuild,
     ViewProjection,
@@ -251,11 +252,7 @@ struct FailAt {
 
 #[async_trait::async_trait]
 impl Projection<Account> for FailAt {
-    async fn project(
-        &self,
-        id: &str,
-        events: &[cqrs_es::EventEnvelope<Account>],
-    ) -> Result<(), Error> {
+    async fn project(&self, id: &str, events: &[EventEnvelope<Account>]) -> Result<(), Error> {
         if self.failed.load(Ordering::SeqCst) {
             self.after
                 .fetch_add(u64::try_from(events.len()).unwrap(), Ordering::SeqCst);
@@ -464,11 +461,7 @@ struct DuringRebuild {
 
 #[async_trait::async_trait]
 impl Projection<Account> for DuringRebuild {
-    async fn project(
-        &self,
-        _id: &str,
-        _events: &[cqrs_es::EventEnvelope<Account>],
-    ) -> Result<(), Error> {
+    async fn project(&self, _: &str, _: &[EventEnvelope<Account>]) -> Result<(), Error> {
         if let Some((mut moved, mut idle)) = self.leases.lock().await.take() {
             self.store.checkpoint(&mut moved, "300").await?;
             self.store.renew(&mut idle).await?;
@@ -544,18 +537,14 @@ async fn the_status_lists_every_shard_of_the_stream_and_those_it_no_longer_lists
         shard_id: id.into(),
         parent_shard_id: parent.map(str::to_string),
     };
-    let mut lease = store
-        .acquire(&info("parent", None), "p")
-        .await
-        .unwrap()
-        .unwrap();
-    store.checkpoint(&mut lease, "101").await.unwrap();
-    let mut lease = store
-        .acquire(&info("aged-out", None), "p")
-        .await
-        .unwrap()
-        .unwrap();
-    store.checkpoint(&mut lease, "102").await.unwrap();
+    for (shard, checkpoint) in [("parent", "101"), ("aged-out", "102")] {
+        let mut lease = store
+            .acquire(&info(shard, None), "p")
+            .await
+            .unwrap()
+            .unwrap();
+        store.checkpoint(&mut lease, checkpoint).await.unwrap();
+    }
     fake.close("aged-out");
     fake.remove("aged-out");
 

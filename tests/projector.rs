@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cqrs_es::persist::ViewRepository;
 use cqrs_es::{EventStore, View};
-use dynamo_es::projection::{stream_arn, Dispatcher, ViewProjection};
+use dynamo_es::projection::{stream_arn, CheckpointStore, Dispatcher, Projector, ViewProjection};
 use dynamo_es::tables::enable_stream;
 use dynamo_es::testing::streams::client_for;
 use dynamo_es::testing::{dynamodb, endpoint, TestTables};
@@ -24,19 +24,6 @@ const COMMITS: usize = 1000;
 /// Commits of the abort and two-projector tests (fewer, to keep them fast).
 const SHORT: usize = 250;
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Fresh tables with a stream on the events table, its ARN, and a Streams
-/// client for the emulator.
-async fn stream_tables() -> (TestTables, String, aws_sdk_dynamodbstreams::Client) {
-    let db = dynamodb().await.unwrap();
-    enable_stream(&db.client, &db.events).await.unwrap();
-    let arn = stream_arn(&db.client, &db.events).await.unwrap();
-    (db, arn, client_for(&endpoint().unwrap()))
-}
-
-fn ids(prefix: &str) -> Vec<String> {
-    (0..AGGREGATES).map(|i| format!("{prefix}-{i}")).collect()
-}
 
 /// `commits` one-deposit commits spread over `ids`, `ids.len()` at a time
 /// (commit `i` deposits `i + 1` on aggregate `i % ids.len()`).
@@ -55,6 +42,11 @@ async fn commit_all(db: &TestTables, ids: &[String], commits: std::ops::Range<us
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
+}
+
+/// An id for each of the `AGGREGATES` aggregates, named after `prefix`.
+fn ids(prefix: &str) -> Vec<String> {
+    (0..AGGREGATES).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// Every aggregate's view equals a replay of its stored events.
@@ -110,27 +102,59 @@ async fn assert_stored_views_equal_replay(db: &TestTables, ids: &[String]) {
     }
 }
 
+/// Fresh tables with a stream on the events table, a checkpoint store with
+/// its leases, and the projectors of that stream.
+struct Streamed {
+    db: TestTables,
+    store: CheckpointStore,
+    arn: String,
+    streams: aws_sdk_dynamodbstreams::Client,
+}
+
+impl Streamed {
+    /// Fresh tables and a stream whose checkpoint store leases shards for
+    /// `lease`.
+    async fn new(lease: Duration) -> Self {
+        let db = dynamodb().await.unwrap();
+        enable_stream(&db.client, &db.events).await.unwrap();
+        let arn = stream_arn(&db.client, &db.events).await.unwrap();
+        let store = checkpoints(&db.client, lease).await;
+        let streams = client_for(&endpoint().unwrap());
+        Self {
+            db,
+            store,
+            arn,
+            streams,
+        }
+    }
+
+    /// A projector of the stream as `owner`, checkpointing in the store.
+    fn projector(&self, dispatcher: Dispatcher<Account>, owner: &str) -> Projector<Account> {
+        projector(
+            self.streams.clone(),
+            &self.arn,
+            self.store.clone(),
+            dispatcher,
+            owner,
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projector_runs() {
-    let (db, arn, streams) = stream_tables().await;
-    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    let streamed = Streamed::new(Duration::from_secs(2)).await;
+    let (db, store) = (&streamed.db, &streamed.store);
     let recorder = Recorder::default();
-    let running = start(projector(
-        streams,
-        &arn,
-        store.clone(),
-        recording(&recorder),
-        "solo",
-    ));
+    let running = start(streamed.projector(recording(&recorder), "solo"));
     let ids = ids("live");
-    commit_all(&db, &ids, 0..COMMITS).await;
+    commit_all(db, &ids, 0..COMMITS).await;
     wait_until("every event is projected", WAIT, || {
         recorder.distinct() == COMMITS
     })
     .await;
     running.stop().await.unwrap();
 
-    assert_views_equal_replay(&db, &recorder, &ids).await;
+    assert_views_equal_replay(db, &recorder, &ids).await;
     // One live projector, stopped gracefully: each event exactly once.
     assert_eq!(recorder.delivered(), COMMITS);
     assert_eq!(recorder.redelivered(), 0);
@@ -143,13 +167,13 @@ async fn a_thousand_commits_on_fifty_aggregates_reach_the_views_while_the_projec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_replay() {
-    let (db, arn, streams) = stream_tables().await;
-    // Long enough that a loaded machine still renews within it: a reader
-    // that cannot stops its shard (self-fencing), and the batch it was
-    // dispatching comes again.
-    let store = checkpoints(&db.client, Duration::from_secs(2)).await;
+    // Leases long enough that a loaded machine still renews within them: a
+    // reader that cannot stops its shard (self-fencing), and the batch it
+    // was dispatching comes again.
+    let streamed = Streamed::new(Duration::from_secs(2)).await;
+    let db = &streamed.db;
     let ids = ids("abort");
-    commit_all(&db, &ids, 0..SHORT / 2).await;
+    commit_all(db, &ids, 0..SHORT / 2).await;
 
     // One recorder for both runs: its deduplicated views are what an
     // exactly-once view holds; its log shows every redelivery. Its 15th
@@ -167,14 +191,9 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
         }
     });
     let batch = 7;
-    let first = projector(
-        streams.clone(),
-        &arn,
-        store.clone(),
-        with_views(&db, &recorder),
-        "first",
-    )
-    .with_batch_size(batch);
+    let first = streamed
+        .projector(with_views(db, &recorder), "first")
+        .with_batch_size(batch);
     let running = start(first);
     aborting.await.unwrap();
     running.task.abort();
@@ -183,14 +202,8 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
 
     // A restart (another owner id: the lease must expire first) resumes from
     // the checkpoint while commits go on.
-    let restarted = start(projector(
-        streams,
-        &arn,
-        store,
-        with_views(&db, &recorder),
-        "second",
-    ));
-    second_half_then_check(&db, &ids, &recorder, restarted, "the restart catches up").await;
+    let restarted = start(streamed.projector(with_views(db, &recorder), "second"));
+    second_half_then_check(db, &ids, &recorder, restarted, "the restart catches up").await;
     // At-least-once: only the batch in flight at the abort came again.
     let redelivered = recorder.redelivered();
     assert!(
@@ -202,26 +215,14 @@ async fn a_projector_aborted_mid_batch_and_restarted_leaves_views_equal_to_a_rep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projectors_on_one_stream_apply_each_event_once() {
-    let (db, arn, streams) = stream_tables().await;
-    let store = checkpoints(&db.client, Duration::from_secs(3)).await;
+    let streamed = Streamed::new(Duration::from_secs(3)).await;
+    let (db, store) = (&streamed.db, &streamed.store);
     // One recorder for both: an event applied by both would show twice.
     let recorder = Recorder::default();
-    let a = start(projector(
-        streams.clone(),
-        &arn,
-        store.clone(),
-        with_views(&db, &recorder),
-        "a",
-    ));
-    let b = start(projector(
-        streams,
-        &arn,
-        store.clone(),
-        with_views(&db, &recorder),
-        "b",
-    ));
+    let a = start(streamed.projector(with_views(db, &recorder), "a"));
+    let b = start(streamed.projector(with_views(db, &recorder), "b"));
     let ids = ids("pair");
-    commit_all(&db, &ids, 0..SHORT / 2).await;
+    commit_all(db, &ids, 0..SHORT / 2).await;
     wait_until("the first half is projected", WAIT, || {
         recorder.distinct() == SHORT / 2
     })
@@ -236,14 +237,7 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
         (b, a)
     };
     stopping.stop().await.unwrap();
-    second_half_then_check(
-        &db,
-        &ids,
-        &recorder,
-        staying,
-        "the second half is projected",
-    )
-    .await;
+    second_half_then_check(db, &ids, &recorder, staying, "the second half is projected").await;
     assert_eq!(recorder.redelivered(), 0, "no event applied twice");
     assert_eq!(recorder.delivered(), SHORT);
 }
@@ -251,36 +245,23 @@ async fn two_projectors_on_one_stream_apply_each_event_once() {
 /// On one thread, so the capture sees every task's logs.
 #[tokio::test]
 async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_over() {
-    let (db, arn, streams) = stream_tables().await;
     let lease = Duration::from_secs(2);
-    let store = checkpoints(&db.client, lease).await;
-    let framework = cqrs::<Account>(db.repository(), SnapshotPolicy::Never);
+    let streamed = Streamed::new(lease).await;
+    let store = &streamed.store;
+    let framework = cqrs::<Account>(streamed.db.repository(), SnapshotPolicy::Never);
     let recorder = Recorder::default();
     // Starts projector `owner`, deposits `amount`, and waits until the
     // recorder holds `distinct` events.
-    let start_and_deposit = |streams, owner: &'static str, amount, what: &'static str, distinct| {
-        let (arn, store, recorder, framework) = (&arn, &store, &recorder, &framework);
+    let start_and_deposit = |owner: &'static str, amount, what: &'static str, distinct| {
+        let (streamed, recorder, framework) = (&streamed, &recorder, &framework);
         async move {
-            let running = start(projector(
-                streams,
-                arn,
-                store.clone(),
-                recording(recorder),
-                owner,
-            ));
+            let running = start(streamed.projector(recording(recorder), owner));
             deposit(framework, "stalled-1", amount).await;
             wait_until(what, WAIT, || recorder.distinct() == distinct).await;
             running
         }
     };
-    let first = start_and_deposit(
-        streams.clone(),
-        "first",
-        5,
-        "the first projector projects",
-        1,
-    )
-    .await;
+    let first = start_and_deposit("first", 5, "the first projector projects", 1).await;
     // It dies holding the lease: nobody renews it any more.
     first.task.abort();
     assert!(first.task.await.unwrap_err().is_cancelled());
@@ -289,8 +270,7 @@ async fn a_restarted_projector_says_whose_lease_it_waits_for_and_when_it_takes_o
 
     let (logs, _guard) = common::capture(tracing::Level::INFO, false);
     let restarted = std::time::Instant::now();
-    let second =
-        start_and_deposit(streams, "second", 7, "the restart takes the shard over", 2).await;
+    let second = start_and_deposit("second", 7, "the restart takes the shard over", 2).await;
     second.stop().await.unwrap();
 
     // Polled every 50 ms for two seconds, it said so once: which shard, who

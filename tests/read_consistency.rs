@@ -10,7 +10,9 @@ use cqrs_es::{AggregateError, CqrsFramework, EventStore};
 use dynamo_es::testing::aggregates::{BankAccount, BankCommand};
 use dynamo_es::testing::faults::{stale_reads, StaleQuery, StaleReads};
 use dynamo_es::testing::{dynamodb, unique_name, TestTables};
-use dynamo_es::{execute_with_retry, DynamoStore, ReadConsistency, SnapshotPolicy};
+use dynamo_es::{
+    execute_with_retry, DynamoAggregateContext, DynamoStore, ReadConsistency, SnapshotPolicy,
+};
 
 const POLICIES: [SnapshotPolicy; 2] = [SnapshotPolicy::Never, SnapshotPolicy::Every(4)];
 
@@ -45,27 +47,46 @@ async fn replayed(db: &TestTables, id: &str) -> BankAccount {
         .aggregate
 }
 
-/// `deposits` deposits of 1..=deposits cents, committed strongly.
-async fn seed(db: &TestTables, id: &str, policy: SnapshotPolicy, deposits: i64) {
-    let store = DynamoStore::<BankAccount>::new(db.repository(), policy);
-    let cqrs = CqrsFramework::new(store, vec![], ());
-    for cents in 1..=deposits {
-        cqrs.execute(id, deposit(cents)).await.unwrap();
+/// Fresh tables, and for each of the `POLICIES` an aggregate (named after
+/// `prefix`) with `deposits` deposits of 1..=deposits cents, committed
+/// strongly.
+async fn seeded(prefix: &str, deposits: i64) -> (TestTables, Vec<(SnapshotPolicy, String)>) {
+    let db = dynamodb().await.unwrap();
+    let mut seeded = Vec::new();
+    for policy in POLICIES {
+        let id = unique_name(prefix);
+        let store = DynamoStore::<BankAccount>::new(db.repository(), policy);
+        let cqrs = CqrsFramework::new(store, vec![], ());
+        for cents in 1..=deposits {
+            cqrs.execute(&id, deposit(cents)).await.unwrap();
+        }
+        seeded.push((policy, id));
     }
+    (db, seeded)
+}
+
+/// `id` loaded by a store on `db` through `stale`, reading the events as
+/// `consistency` says.
+async fn load(
+    db: &TestTables,
+    stale: &StaleReads,
+    policy: SnapshotPolicy,
+    consistency: ReadConsistency,
+    id: &str,
+) -> DynamoAggregateContext<BankAccount> {
+    store(db, stale, policy, consistency)
+        .load_aggregate(id)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn an_eventual_load_reads_the_events_eventually_and_the_snapshot_strongly() {
-    let db = dynamodb().await.unwrap();
-    for policy in POLICIES {
-        let id = unique_name("fresh");
-        seed(&db, &id, policy, 6).await;
+    let (db, seeded) = seeded("fresh", 6).await;
+    for (policy, id) in seeded {
         // A replica that is current: the load is the replay.
         let current = StaleReads::lagging(0);
-        let loaded = store(&db, &current, policy, ReadConsistency::Eventual)
-            .load_aggregate(&id)
-            .await
-            .unwrap();
+        let loaded = load(&db, &current, policy, ReadConsistency::Eventual, &id).await;
         assert_eq!(loaded.aggregate, replayed(&db, &id).await, "{policy:?}");
         assert_eq!(loaded.current_sequence, 6, "{policy:?}");
         assert_eq!(
@@ -78,10 +99,7 @@ async fn an_eventual_load_reads_the_events_eventually_and_the_snapshot_strongly(
         );
         // The default stays strong.
         let strong = StaleReads::lagging(1);
-        let loaded = store(&db, &strong, policy, ReadConsistency::default())
-            .load_aggregate(&id)
-            .await
-            .unwrap();
+        let loaded = load(&db, &strong, policy, ReadConsistency::default(), &id).await;
         assert_eq!(loaded.current_sequence, 6, "{policy:?}");
         assert!(strong.queries().iter().all(|q| q.consistent), "{policy:?}");
     }
@@ -89,10 +107,8 @@ async fn an_eventual_load_reads_the_events_eventually_and_the_snapshot_strongly(
 
 #[tokio::test]
 async fn a_stale_state_conflicts_and_the_retry_reads_strongly() {
-    let db = dynamodb().await.unwrap();
-    for policy in POLICIES {
-        let id = unique_name("stale");
-        seed(&db, &id, policy, 6).await;
+    let (db, seeded) = seeded("stale", 6).await;
+    for (policy, id) in seeded {
         // The replica misses the newest event of every answer.
         let stale = StaleReads::lagging(1);
         let cqrs = CqrsFramework::new(
@@ -140,15 +156,10 @@ async fn a_stale_state_conflicts_and_the_retry_reads_strongly() {
 
 #[tokio::test]
 async fn an_eventual_answer_with_a_hole_is_read_again_strongly() {
-    let db = dynamodb().await.unwrap();
-    for policy in POLICIES {
-        let id = unique_name("hole");
-        seed(&db, &id, policy, 7).await;
+    let (db, seeded) = seeded("hole", 7).await;
+    for (policy, id) in seeded {
         let holes = StaleReads::with_hole();
-        let loaded = store(&db, &holes, policy, ReadConsistency::Eventual)
-            .load_aggregate(&id)
-            .await
-            .unwrap();
+        let loaded = load(&db, &holes, policy, ReadConsistency::Eventual, &id).await;
         assert_eq!(loaded.aggregate, replayed(&db, &id).await, "{policy:?}");
         assert_eq!(loaded.current_sequence, 7, "{policy:?}");
         let queries = holes.queries();

@@ -352,11 +352,21 @@ fn anchors_are_githubs() {
 #[test]
 fn the_quick_start_says_what_happened_and_prints_errors_with_display() {
     let program = quick_start_block("no_run");
-    assert!(
-        program.contains("async fn main() -> std::process::ExitCode"),
-        "main does not return a Result, whose error would print with Debug"
-    );
-    assert!(program.contains("eprintln!(\"error: {err}\")"));
+    for (needed, why) in [
+        (
+            "async fn main() -> std::process::ExitCode",
+            "main returns no Result, whose error would print with Debug",
+        ),
+        (
+            "eprintln!(\"error: {err}\")",
+            "it prints its error with Display",
+        ),
+    ] {
+        assert!(
+            program.contains(needed),
+            "{why}: the quick start lacks {needed}"
+        );
+    }
     let says = program
         .lines()
         .filter(|line| line.trim_start().starts_with("println!(\""))

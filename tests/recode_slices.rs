@@ -11,17 +11,14 @@ use common::*;
 use dynamo_es::item::{AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, PAYLOAD};
 use dynamo_es::recode::{Recoder, Table};
 use dynamo_es::slice::{Slices, COMMIT_TIME, SLICE};
-use dynamo_es::tables::add_slice_index;
-use dynamo_es::testing::{dynamodb, scan_all};
+use dynamo_es::testing::{scan_all, sliced_dynamodb};
 use dynamo_es::{Codec, SnapshotPolicy};
 
 #[tokio::test]
 async fn a_recode_keeps_every_events_slice_and_commit_time() {
-    let db = dynamodb().await.unwrap();
     let slices = Slices::new(16).unwrap();
-    add_slice_index(&db.client, &db.events, slices)
-        .await
-        .unwrap();
+    // The events table with its slice index (no feed here: no checkpoints).
+    let (db, _) = sliced_dynamodb(slices).await.unwrap();
     let writer = db
         .repository()
         .with_codec(Codec::json())

@@ -169,15 +169,10 @@ async fn sixteen_writers_on_one_aggregate(policy: SnapshotPolicy) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_on_one_aggregate_in_snapshot_mode() {
-    sixteen_writers_on_one_aggregate(SnapshotPolicy::Every(7)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_on_one_aggregate_in_aggregate_mode() {
-    sixteen_writers_on_one_aggregate(SnapshotPolicy::Always).await;
-}
+test_per_policy!(sixteen_writers_on_one_aggregate:
+    sixteen_writers_on_one_aggregate_in_snapshot_mode => SnapshotPolicy::Every(7),
+    sixteen_writers_on_one_aggregate_in_aggregate_mode => SnapshotPolicy::Always,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_aggregates_in_parallel_each_stay_exact() {

@@ -194,17 +194,6 @@ fn nesting_every_reader_refuses_is_refused_at_write_time() {
 /// The events of one commit, and the snapshot `persist` is given with them.
 type Commit = (Vec<SerializedEvent>, Option<(String, Value, usize)>);
 
-/// A repository writing `codec`, and a new aggregate with its first event
-/// committed.
-async fn one_committed_event(db: &TestTables, codec: &Codec) -> (DynamoEventRepository, String) {
-    let repo = db.repository().with_codec(codec.clone());
-    let id = new_id();
-    repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
-        .await
-        .unwrap();
-    (repo, id)
-}
-
 /// Every commit path after event 1 of `id`, each ending in a refused event:
 /// a single put of `second`, a transaction of a fine event 2 and `third`, and
 /// `second` in a transaction with a snapshot whose state is `snapshot`.
@@ -245,6 +234,32 @@ async fn assert_every_commit_refused(
     assert_eq!(stored.len(), 1, "{id}");
 }
 
+/// For each of `codecs`, on fresh tables: a repository writing it and a new
+/// aggregate with its first event committed, on which every commit path
+/// ([`commit_paths`] with events 2 and 3 made by `refused`, and the
+/// snapshot state `snapshot`) is refused naming `parts`. Returns each
+/// repository and aggregate id, for what the test checks next.
+async fn refused_on_every_commit_path(
+    codecs: Vec<Codec>,
+    refused: impl Fn(&str, usize) -> SerializedEvent,
+    snapshot: &Value,
+    parts: &[&str],
+) -> Vec<(DynamoEventRepository, String)> {
+    let db = tables().await;
+    let mut refusing = Vec::new();
+    for codec in codecs {
+        let repo = db.repository().with_codec(codec);
+        let id = new_id();
+        repo.persist::<Account>(&[deposit_event(Account::TYPE, &id, 1, 1)], None)
+            .await
+            .unwrap();
+        let commits = commit_paths(&id, refused(&id, 2), refused(&id, 3), snapshot.clone());
+        assert_every_commit_refused(&repo, &id, commits, parts).await;
+        refusing.push((repo, id));
+    }
+    refusing
+}
+
 /// A `Deposited` event of `id` at `sequence` whose metadata is `metadata`.
 fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> SerializedEvent {
     SerializedEvent {
@@ -255,16 +270,14 @@ fn event_with_metadata(id: &str, sequence: usize, metadata: Value) -> Serialized
 
 #[tokio::test]
 async fn an_event_nested_too_deep_is_refused_and_its_aggregate_stays_loadable() {
-    let db = tables().await;
-    for codec in codecs() {
-        let (repo, id) = one_committed_event(&db, &codec).await;
-        let commits = commit_paths(
-            &id,
-            event_with_metadata(&id, 2, nested(128)),
-            event_with_metadata(&id, 3, nested(200)),
-            json!({"total": 2, "applied": 2, "notes": []}),
-        );
-        assert_every_commit_refused(&repo, &id, commits, &["128 levels"]).await;
+    // Event 2 nested 128 levels deep, event 3 200.
+    let refused = |id: &str, sequence| {
+        let levels = if sequence == 2 { 128 } else { 200 };
+        event_with_metadata(id, sequence, nested(levels))
+    };
+    let snapshot = json!({"total": 2, "applied": 2, "notes": []});
+    let refusing = refused_on_every_commit_path(codecs(), refused, &snapshot, &["128 levels"]);
+    for (repo, id) in refusing.await {
         // 127 levels are committed and read back.
         let deepest = event_with_metadata(&id, 2, nested(127));
         repo.persist::<Account>(std::slice::from_ref(&deepest), None)
@@ -295,17 +308,10 @@ mod decoded_size {
 
     #[tokio::test]
     async fn an_event_over_max_decoded_size_is_refused_on_every_commit_path() {
-        let db = tables().await;
-        for codec in capped() {
-            let (repo, id) = one_committed_event(&db, &codec).await;
-            let commits = commit_paths(
-                &id,
-                note_event(&id, 2, 5_000),
-                note_event(&id, 3, 5_000),
-                json!({"total": 1, "applied": 2, "notes": []}),
-            );
-            let parts = ["max_decoded_size of 2000", "with_max_decoded_size"];
-            assert_every_commit_refused(&repo, &id, commits, &parts).await;
+        let refused = |id: &str, sequence| note_event(id, sequence, 5_000);
+        let snapshot = json!({"total": 1, "applied": 2, "notes": []});
+        let parts = ["max_decoded_size of 2000", "with_max_decoded_size"];
+        for (repo, id) in refused_on_every_commit_path(capped(), refused, &snapshot, &parts).await {
             // Every command on the aggregate still works.
             repo.persist::<Account>(&[note_event(&id, 2, 500)], None)
                 .await

@@ -16,7 +16,7 @@ use dynamo_es::projection::{
 };
 use dynamo_es::tables::{create_checkpoint_table, enable_stream};
 use dynamo_es::testing::aggregates::{BankAccount, BankEvent};
-use dynamo_es::testing::{dynamodb_with, streams, EmbeddedDynamo, TestTables};
+use dynamo_es::testing::{dynamodb_with, serialized_event, streams, EmbeddedDynamo, TestTables};
 use dynamo_es::Codec;
 
 /// An events table with its stream, on an emulator of its own.
@@ -119,20 +119,29 @@ pub fn event_of(aggregate_type: &str, id: &str, sequence: usize) -> SerializedEv
         cents: i64::try_from(sequence).unwrap(),
         description: format!("deposit {sequence}"),
     };
-    SerializedEvent {
-        aggregate_id: id.to_string(),
+    serialized_event(
+        aggregate_type,
+        id,
         sequence,
-        aggregate_type: aggregate_type.to_string(),
-        event_type: "Deposited".into(),
-        event_version: "1.0".into(),
-        payload: serde_json::to_value(payload).unwrap(),
-        metadata: serde_json::json!({}),
-    }
+        "Deposited",
+        serde_json::to_value(payload).unwrap(),
+    )
 }
 
 /// A `BankAccount` deposit of `id` at `sequence`.
 pub fn event(id: &str, sequence: usize) -> SerializedEvent {
     event_of(BankAccount::TYPE, id, sequence)
+}
+
+/// Runs the benchmark `name` on a fresh runtime when `cargo bench` asked
+/// for it: `cargo bench` passes `--bench`; `cargo test --all-targets` does
+/// not, and gets a line saying how to run it instead of a minutes-long run.
+pub fn run_bench(name: &str, bench: impl std::future::Future<Output = ()>) {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("{name} benchmark: run with `cargo bench --all-features --bench {name}`");
+        return;
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(bench);
 }
 
 /// The median of `runs` runs of `run` (by time).

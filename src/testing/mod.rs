@@ -51,6 +51,34 @@ pub mod local;
 pub mod seeds;
 pub mod streams;
 
+/// An event in its stored form, for tests and benchmarks that write events
+/// directly: an `event_type` event (version `1.0`) of the `aggregate_type`
+/// aggregate `id` at `sequence`, carrying `payload` and empty metadata.
+///
+/// ```
+/// let event = dynamo_es::testing::serialized_event(
+///     "BankAccount", "acct-1", 1, "Deposited", serde_json::json!({"cents": 5}),
+/// );
+/// assert_eq!((event.sequence, event.event_type.as_str()), (1, "Deposited"));
+/// ```
+pub fn serialized_event(
+    aggregate_type: &str,
+    id: &str,
+    sequence: usize,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> cqrs_es::persist::SerializedEvent {
+    cqrs_es::persist::SerializedEvent {
+        aggregate_id: id.to_string(),
+        sequence,
+        aggregate_type: aggregate_type.to_string(),
+        event_type: event_type.to_string(),
+        event_version: "1.0".into(),
+        payload,
+        metadata: serde_json::json!({}),
+    }
+}
+
 /// The environment variable that points tests at another DynamoDB endpoint.
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_DYNAMODB";
 

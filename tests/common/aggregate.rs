@@ -44,9 +44,9 @@ pub enum AccountEvent {
 
 dynamo_es::domain_event!(AccountEvent, "1.0", Deposited, Noted);
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AccountError(pub String);
+/// A refused command, with its reason: the testing bank account's error
+/// type, which every test aggregate refuses with.
+pub use dynamo_es::testing::aggregates::BankError as AccountError;
 
 dynamo_es::command_aggregate!(Account, "Account", AccountCommand, AccountEvent, AccountError,
     handle(self, command, sink) {

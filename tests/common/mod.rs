@@ -18,7 +18,7 @@ use dynamo_es::codec::DEFAULT_MIN_COMPRESS_SIZE;
 use dynamo_es::item::{describe_key, Item};
 use dynamo_es::size::item_size;
 use dynamo_es::testing::faults::{client_on, quick_retries, short_timeouts, Scripted};
-use dynamo_es::testing::{dynamodb, scan_all, TestTables};
+use dynamo_es::testing::{dynamodb, scan_all, serialized_event, TestTables};
 use dynamo_es::{Codec, DynamoEventRepository, DynamoStore, Error, SnapshotPolicy};
 use serde::Serialize;
 use serde_json::json;
@@ -36,6 +36,23 @@ pub use aggregate::{Account, AccountCommand, AccountError, AccountEvent, Account
 pub use cli::{cli, cli_at, cli_command, projections_args};
 #[allow(unused_imports)]
 pub use logs::{capture, capture_filtered, CaptureGuard, Captured};
+
+/// One multi-threaded test per snapshot policy of a scenario: each
+/// `name => policy` becomes `#[tokio::test] async fn name()` running
+/// `scenario(policy)`, so every mode passes or fails under its own name.
+#[allow(unused_macros)]
+macro_rules! test_per_policy {
+    ($scenario:ident: $($name:ident => $policy:expr),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $scenario($policy).await;
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use test_per_policy;
 
 /// Every codec this build can write, compressing even small payloads so the
 /// zstd paths are exercised too.
@@ -135,13 +152,14 @@ pub fn deposit_event(
     amount: i64,
 ) -> SerializedEvent {
     SerializedEvent {
-        aggregate_id: id.to_string(),
-        sequence,
-        aggregate_type: aggregate_type.to_string(),
-        event_type: "Deposited".into(),
-        event_version: "1.0".into(),
-        payload: json!({"Deposited": {"amount": amount}}),
         metadata: json!({"seq": sequence.to_string()}),
+        ..serialized_event(
+            aggregate_type,
+            id,
+            sequence,
+            "Deposited",
+            json!({"Deposited": {"amount": amount}}),
+        )
     }
 }
 
@@ -150,15 +168,13 @@ pub fn note_event(id: &str, sequence: usize, len: usize) -> SerializedEvent {
     let text: String = (0..len)
         .map(|i| char::from(b'a' + u8::try_from(i * 7 % 26).unwrap()))
         .collect();
-    SerializedEvent {
-        aggregate_id: id.to_string(),
+    serialized_event(
+        Account::TYPE,
+        id,
         sequence,
-        aggregate_type: Account::TYPE.to_string(),
-        event_type: "Noted".into(),
-        event_version: "1.0".into(),
-        payload: json!({"Noted": {"text": text}}),
-        metadata: json!({}),
-    }
+        "Noted",
+        json!({"Noted": {"text": text}}),
+    )
 }
 
 /// Replays every stored event of `id` onto a fresh aggregate.

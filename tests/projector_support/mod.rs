@@ -43,9 +43,13 @@ struct Seen {
     /// Times an aggregate's next event skipped sequences.
     gaps: usize,
     calls: usize,
+    /// Every deletion it was told of, in order: (aggregate id, its last
+    /// sequence, events delivered before it).
+    deleted: Vec<(String, usize, usize)>,
 }
 
-/// A projection that records every event it is given.
+/// A projection that records every event it is given, and every deletion
+/// it is told of.
 #[derive(Clone, Default)]
 pub struct Recorder {
     seen: Arc<Mutex<Seen>>,
@@ -94,6 +98,12 @@ impl Recorder {
         seen.views.get(id).map(|(view, _)| view.clone())
     }
 
+    /// Every deletion it was told of, in order: (aggregate id, its last
+    /// sequence, how many events had been delivered before it).
+    pub fn deletions(&self) -> Vec<(String, usize, usize)> {
+        self.seen.lock().unwrap().deleted.clone()
+    }
+
     /// The sequences delivered for `id`, in delivery order.
     pub fn sequences(&self, id: &str) -> Vec<usize> {
         let seen = self.seen.lock().unwrap();
@@ -131,6 +141,13 @@ impl Projection<Account> for Recorder {
             seen.applied += 1;
             seen.gaps += usize::from(gap);
         }
+        Ok(())
+    }
+
+    async fn deleted(&self, id: &str, last_sequence: usize) -> Result<(), Error> {
+        let mut seen = self.seen.lock().unwrap();
+        let before = seen.log.len();
+        seen.deleted.push((id.to_string(), last_sequence, before));
         Ok(())
     }
 }

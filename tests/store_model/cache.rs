@@ -18,6 +18,7 @@ use dynamo_es::testing::fixtures::Rng;
 use dynamo_es::{DynamoAggregateContext, DynamoStore, HotCache};
 
 use super::aggregate::{Model, ModelEvent};
+use super::check::Subject;
 use super::history::{Commit, Step};
 use super::model::{Committed, Store};
 use super::payloads::{self, Carrier, Draw};
@@ -83,33 +84,32 @@ pub async fn commit_behind(
         .map_err(|err| format!("{err:?}")))
 }
 
-/// Checks a load of `id` through `process`'s cache against the model (see
-/// the module's invariant); returns true if the load was stale (the entry
-/// is then gone).
+/// Checks a load of the `subject` aggregate through its process's cache
+/// against the model (see the module's invariant), knowing which aggregates
+/// were written behind the cache's back (`stale`); returns true if the load
+/// was stale (the entry is then gone).
 pub async fn check(
-    process: &Process,
-    config: &Config,
-    model: &Store,
+    subject: Subject<'_>,
     stale: &BTreeSet<(usize, String)>,
-    table: usize,
-    id: &str,
 ) -> Result<bool, String> {
-    let StoreMode::Dynamo(policy) = config.store else {
+    let (table, id) = (subject.table, subject.id);
+    let StoreMode::Dynamo(policy) = subject.config.store else {
         return Ok(false);
     };
-    let store = DynamoStore::<Model>::new(process.repos[table].clone(), policy)
-        .with_cache(process.cache.clone());
+    let store = DynamoStore::<Model>::new(subject.process.repos[table].clone(), policy)
+        .with_cache(subject.process.cache.clone());
     let name = format!("load of Model:{id} (table {table}) through the cache");
-    let (context, at, want) = load_at_most_the_model(&store, &name, model, table, id).await?;
+    let (context, at, want) =
+        load_at_most_the_model(&store, &name, subject.model, table, id).await?;
     if at == want {
         return Ok(false);
     }
-    if !stale.contains(&(table, id.to_string())) && !model.may_lag(table, id) {
+    if !stale.contains(&(table, id.to_string())) && !subject.model.may_lag(table, id) {
         return Err(format!(
             "{name}: at sequence {at}, behind the model's {want}, with no write behind its back"
         ));
     }
-    a_stale_state_conflicts(&store, &name, context, model, table, id).await?;
+    a_stale_state_conflicts(&store, &name, context, subject.model, table, id).await?;
     Ok(true)
 }
 

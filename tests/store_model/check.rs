@@ -24,6 +24,17 @@ use super::aggregate::Model;
 use super::model::Store;
 use super::world::{Config, Process, StoreMode};
 
+/// What a check of one aggregate reads: aggregate `id` of table `table`,
+/// through `process`, under `config`, against `model`.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    pub process: &'a Process,
+    pub config: &'a Config,
+    pub model: &'a Store,
+    pub table: usize,
+    pub id: &'a str,
+}
+
 /// The error `err` wraps, if it is one of cqrs-es's wrappers.
 fn unwrap_cqrs<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
     use cqrs_es::persist::PersistenceError;
@@ -99,14 +110,15 @@ pub async fn raw_items(repo: &DynamoEventRepository, id: &str) -> Result<Vec<Ite
     pages.map_err(|e| format!("raw query of Model:{id}: {e}"))
 }
 
-/// Checks every read path of aggregate `id` of table `table` through `process`.
-pub async fn aggregate(
-    process: &Process,
-    config: &Config,
-    model: &Store,
-    table: usize,
-    id: &str,
-) -> Result<(), String> {
+/// Checks every read path of the `subject` aggregate.
+pub async fn aggregate(subject: Subject<'_>) -> Result<(), String> {
+    let Subject {
+        process,
+        config,
+        model,
+        table,
+        id,
+    } = subject;
     let repo = &process.repos[table];
     let committed = model.events(table, id);
     let expected = model.state(table, id, committed.len());

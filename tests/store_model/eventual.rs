@@ -18,7 +18,7 @@ use dynamo_es::{DynamoStore, ReadConsistency, SnapshotPolicy};
 
 use super::aggregate::Model;
 use super::cache;
-use super::model::Store;
+use super::check::Subject;
 use super::payloads::{self, Draw};
 use super::world::{Config, Process, StoreMode};
 
@@ -108,32 +108,27 @@ pub fn queries(process: &Process) -> usize {
         .map_or(0, |reads| reads.queries().len())
 }
 
-/// Checks an eventually consistent load of `id` by the writer against the
-/// model (see the module's invariant).
-pub async fn check(
-    process: &Process,
-    config: &Config,
-    model: &Store,
-    table: usize,
-    id: &str,
-) -> Result<(), String> {
-    if config.eventual.is_none() {
+/// Checks an eventually consistent load of the `subject` aggregate by the
+/// writer against the model (see the module's invariant).
+pub async fn check(subject: Subject<'_>) -> Result<(), String> {
+    let (table, id) = (subject.table, subject.id);
+    if subject.config.eventual.is_none() {
         return Ok(());
     }
-    let Some(store) = store(config, process, table) else {
+    let Some(store) = store(subject.config, subject.process, table) else {
         return Ok(());
     };
     let name = format!("eventually consistent load of Model:{id} (table {table})");
-    let since = queries(process);
+    let since = queries(subject.process);
     let (context, at, want) =
-        cache::load_at_most_the_model(&store, &name, model, table, id).await?;
+        cache::load_at_most_the_model(&store, &name, subject.model, table, id).await?;
     if at == want {
         return Ok(());
     }
-    if !lagged_since(config, process, since) {
+    if !lagged_since(subject.config, subject.process, since) {
         return Err(format!(
             "{name}: at sequence {at}, behind the model's {want}, with no stale answer"
         ));
     }
-    cache::a_stale_state_conflicts(&store, &name, context, model, table, id).await
+    cache::a_stale_state_conflicts(&store, &name, context, subject.model, table, id).await
 }

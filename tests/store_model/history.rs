@@ -18,7 +18,7 @@ use dynamo_es::{execute_with_retry, Codec, DynamoEventRepository, Error, Snapsho
 
 use super::aggregate::{Model, ModelError};
 use super::cache;
-use super::check;
+use super::check::{self, Subject};
 use super::eventual;
 use super::faults::{Attempt, Plan};
 use super::model::{Committed, Store};
@@ -390,19 +390,18 @@ fn from_aggregate(err: AggregateError<ModelError>) -> WriteError {
     }
 }
 
-fn from_persistence(err: PersistenceError) -> WriteError {
-    let text = format!("{err:?}");
-    match &err {
-        PersistenceError::ConnectionError(e)
-        | PersistenceError::DeserializationError(e)
-        | PersistenceError::UnknownError(e) => {
-            write_error(Some(e.as_ref()), format!("{e} ({text})"))
-        }
-        PersistenceError::OptimisticLockError => write_error(None, text),
-    }
-}
-
 impl Runner<'_> {
+    /// Aggregate `id` of `table`, read through `process`, for a check.
+    fn subject<'s>(&'s self, process: &'s Process, table: usize, id: &'s str) -> Subject<'s> {
+        Subject {
+            process,
+            config: self.config,
+            model: &self.model,
+            table,
+            id,
+        }
+    }
+
     async fn step(&mut self, step: &Step) -> Result<(), String> {
         match step {
             Step::Commit(commit) => self.commit(commit).await,
@@ -416,7 +415,7 @@ impl Runner<'_> {
                 self.check_all(&self.writer, None).await?;
                 self.check_cache().await?;
                 for (table, id) in self.touched.clone() {
-                    eventual::check(&self.writer, self.config, &self.model, table, &id).await?;
+                    eventual::check(self.subject(&self.writer, table, &id)).await?;
                 }
                 Ok(())
             }
@@ -441,7 +440,7 @@ impl Runner<'_> {
                 .filter(|(t, _)| *t == table)
                 .map(|(_, id)| id)
             {
-                check::aggregate(process, self.config, &self.model, table, id).await?;
+                check::aggregate(self.subject(process, table, id)).await?;
             }
         }
         Ok(())
@@ -542,7 +541,8 @@ impl Runner<'_> {
                     .collect();
                 repo.persist::<Model>(&serialized, snapshot)
                     .await
-                    .map_err(from_persistence)
+                    // As cqrs-es converts it for a store.
+                    .map_err(|err: PersistenceError| from_aggregate(err.into()))
             }
             (_, StoreMode::PersistedEvents) => {
                 persisted(
@@ -626,15 +626,7 @@ impl Runner<'_> {
             return Ok(());
         }
         for (table, id) in self.touched.clone() {
-            let stale = cache::check(
-                &self.writer,
-                self.config,
-                &self.model,
-                &self.stale,
-                table,
-                &id,
-            )
-            .await?;
+            let stale = cache::check(self.subject(&self.writer, table, &id), &self.stale).await?;
             if stale {
                 // The conflict dropped the entry. A claim another writer
                 // left on the head stays until a commit replaces the head

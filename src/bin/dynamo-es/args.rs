@@ -156,14 +156,6 @@ pub enum Command {
     /// environment variables that point the AWS SDKs at it.
     #[cfg(feature = "test-util")]
     Local(crate::local::LocalArgs),
-    /// Without the `test-util` feature: `local` needs it, and says so.
-    #[cfg(not(feature = "test-util"))]
-    #[command(hide = true, disable_help_flag = true)]
-    Local {
-        /// Whatever followed, ignored.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
     /// Delete one aggregate: a tombstone keeps its last sequence, then its
     /// events and snapshot items are deleted in batches (run it again to
     /// finish an interrupted deletion). --dry-run counts what it would delete.
@@ -173,22 +165,31 @@ pub enum Command {
     /// --dry-run says what it would do.
     #[cfg(feature = "encryption")]
     Forget(crate::forget::ForgetArgs),
+    // A build without a command's feature has a hidden variant of that
+    // name instead, which says which feature it needs.
+    /// Without the `test-util` feature: `local` needs it, and says so.
+    #[cfg(not(feature = "test-util"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Local(Unbuilt),
     /// Without the `encryption` feature: `forget` needs it, and says so.
     #[cfg(not(feature = "encryption"))]
     #[command(hide = true, disable_help_flag = true)]
-    Forget {
-        /// Whatever followed, ignored.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    Forget(Unbuilt),
     /// Without the `compression` feature: `dictionary` needs it, and says so.
     #[cfg(not(feature = "compression"))]
     #[command(hide = true, disable_help_flag = true)]
-    Dictionary {
-        /// Whatever followed, ignored.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    Dictionary(Unbuilt),
+}
+
+/// The arguments of a command this build lacks the feature for (a hidden
+/// variant that only says which feature it needs): whatever followed the
+/// command's name, ignored.
+#[cfg(not(all(feature = "compression", feature = "encryption", feature = "test-util")))]
+#[derive(Debug, Args)]
+pub struct Unbuilt {
+    /// Whatever followed, ignored.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
 }
 
 /// What `dynamo-es dictionary` says in a build without `compression`.
@@ -207,21 +208,13 @@ impl Command {
         match self {
             Command::Report(args) => Some((args, true)),
             Command::Recode(recode) => Some((&recode.run, recode.dry_run)),
-            #[cfg(feature = "compression")]
-            Command::Dictionary(_) => None,
-            #[cfg(not(feature = "compression"))]
-            Command::Dictionary { .. } => None,
-            Command::Projections(_) | Command::BackfillSlices(_) | Command::DeleteAggregate(_) => {
-                None
-            }
-            #[cfg(feature = "test-util")]
-            Command::Local(_) => None,
-            #[cfg(not(feature = "test-util"))]
-            Command::Local { .. } => None,
-            #[cfg(feature = "encryption")]
-            Command::Forget(_) => None,
-            #[cfg(not(feature = "encryption"))]
-            Command::Forget { .. } => None,
+            // With its feature or without (then its arguments are `Unbuilt`).
+            Command::Dictionary(_)
+            | Command::Local(_)
+            | Command::Forget(_)
+            | Command::Projections(_)
+            | Command::BackfillSlices(_)
+            | Command::DeleteAggregate(_) => None,
         }
     }
 

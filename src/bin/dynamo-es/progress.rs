@@ -121,9 +121,20 @@ async fn estimates(client: &Client, tables: &[Table]) -> HashMap<String, u64> {
     estimates
 }
 
+/// The figures the CLI prints: the rates of the bars here, and the dates of
+/// `dictionary list` (in builds with `compression`).
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::rate;
+    #[cfg(feature = "compression")]
+    use crate::dictionary::date;
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn dates_print_as_rfc_3339() {
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(date(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn rates_print_as_whole_items_per_second() {

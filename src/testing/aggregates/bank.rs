@@ -79,7 +79,9 @@ pub enum BankEvent {
 
 crate::domain_event!(BankEvent, "1.0", Opened, Deposited, Withdrew);
 
-/// A refused [`BankCommand`]: opening twice, or overdrawing.
+/// A refused [`BankCommand`] (opening twice, or overdrawing), with the
+/// reason; the test suites' own aggregates refuse their commands with it
+/// too.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BankError(pub String);
