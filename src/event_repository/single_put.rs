@@ -105,7 +105,7 @@ impl DynamoEventRepository {
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(RetryConflictAfterLoss(attempts.clone()))
                     .interceptor(attempts.interceptor())
-                    .interceptor(AfterEachAttempt(AttemptLog(attempts.clone()))),
+                    .interceptor(AfterEachAttempt::interceptor(AttemptLog(attempts.clone()))),
             )
             .send()
             .await;
