@@ -206,3 +206,99 @@ impl<H: Hooks> Intercept for Interceptor<H> {
     hook!(modify_before_completion(&mut FinalizerInterceptorContextMut<'_>)
         => |h, ctx, cfg| on_output(ctx.output_or_error_mut(), |o| h.modify_output(o, cfg)));
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::faults::{client_on, quick_retries, short_timeouts, Canned, Scripted};
+
+    /// Records each hook called, in order (clones share the record);
+    /// empties the output's item.
+    #[derive(Debug, Default, Clone)]
+    struct Calls(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Calls {
+        fn push(&self, hook: &'static str) -> Hooked {
+            self.0.lock().map_err(|_| "poisoned")?.push(hook);
+            Ok(())
+        }
+    }
+
+    impl Hooks for Calls {
+        const NAME: &'static str = "calls";
+
+        fn modify_request(&self, _: &mut HttpRequest, _: &mut ConfigBag) -> Hooked {
+            self.push("modify_request")
+        }
+        fn read_request(&self, _: &HttpRequest, _: &mut ConfigBag) -> Hooked {
+            self.push("read_request")
+        }
+        fn read_response(&self, _: &HttpResponse, _: &mut ConfigBag) -> Hooked {
+            self.push("read_response")
+        }
+        fn read_response_body(&self, response: &HttpResponse, _: &mut ConfigBag) -> Hooked {
+            let read = response.body().bytes().is_some_and(|body| !body.is_empty());
+            self.push(if read {
+                "read_response_body"
+            } else {
+                "no body"
+            })
+        }
+        fn modify_attempt_output(&self, _: &mut Output, _: &mut ConfigBag) -> Hooked {
+            self.push("modify_attempt_output")
+        }
+        fn read_attempt(&self, _: &InterceptorContext, _: &mut ConfigBag) -> Hooked {
+            self.push("read_attempt")
+        }
+        fn modify_output(&self, output: &mut Output, _: &mut ConfigBag) -> Hooked {
+            if let Some(got) = output.downcast_mut::<GetItemOutput>() {
+                got.item = None;
+            }
+            self.push("modify_output")
+        }
+    }
+
+    #[tokio::test]
+    async fn each_hook_is_called_once_at_its_point_and_may_change_the_output() {
+        let http = Scripted::replying([Canned::ok(json!({"Item": {"K": {"S": "a"}}}))]);
+        let client = client_on(http, quick_retries(1), short_timeouts());
+        let calls = Calls::default();
+        let hooked = aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(Interceptor(calls.clone()))
+                .build(),
+        );
+        let got = hooked
+            .get_item()
+            .table_name("T")
+            .key("K", crate::item::s("a"))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{err:?}"));
+        assert_eq!(got.item, None, "modify_output emptied the item");
+        let calls = calls
+            .0
+            .lock()
+            .map(|calls| calls.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            calls,
+            [
+                "modify_request",
+                "read_request",
+                "read_response",
+                "read_response_body",
+                "modify_attempt_output",
+                "read_attempt",
+                "modify_output",
+            ]
+        );
+    }
+}
