@@ -10,12 +10,11 @@
 use std::fmt;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    FinalizerInterceptorContextRef, InterceptorContext,
-};
+use aws_sdk_dynamodb::config::ConfigBag;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
+
+use crate::intercept::{Hooked, Hooks, Interceptor};
 
 /// The error of operation `E` (e.g. `PutItemError`) the attempt in `ctx`
 /// ended with, if it ended with one.
@@ -63,24 +62,24 @@ pub(crate) trait AfterAttempt: fmt::Debug + Send + Sync + 'static {
     fn after_attempt(&self, ctx: &InterceptorContext, number: AttemptNumber);
 }
 
-/// An SDK interceptor running its [`AfterAttempt`] after every attempt,
-/// before the retry classifiers.
+/// The hooks running an [`AfterAttempt`] after every attempt, before the
+/// retry classifiers; attach them as an [`Interceptor`] (see
+/// [`AfterEachAttempt::interceptor`]).
 #[derive(Debug)]
 pub(crate) struct AfterEachAttempt<H>(pub(crate) H);
 
-impl<H: AfterAttempt> Intercept for AfterEachAttempt<H> {
-    fn name(&self) -> &'static str {
-        H::NAME
+impl<H: AfterAttempt> AfterEachAttempt<H> {
+    /// The SDK interceptor running `after` after every attempt.
+    pub(crate) fn interceptor(after: H) -> Interceptor<Self> {
+        Interceptor(AfterEachAttempt(after))
     }
+}
 
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0
-            .after_attempt(context.inner(), AttemptNumber::of(cfg));
+impl<H: AfterAttempt> Hooks for AfterEachAttempt<H> {
+    const NAME: &'static str = H::NAME;
+
+    fn read_attempt(&self, context: &InterceptorContext, cfg: &mut ConfigBag) -> Hooked {
+        self.0.after_attempt(context, AttemptNumber::of(cfg));
         Ok(())
     }
 }

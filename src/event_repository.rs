@@ -47,7 +47,7 @@ use serde_json::Value;
 use tracing::{field, Instrument, Level};
 
 use crate::codec::Codec;
-use crate::error::{aggregate_span, in_span, Result};
+use crate::error::{aggregate_span, in_span, read_span, Result};
 use crate::item::{
     aggregate_key, n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE, AGGREGATE_TYPE_AND_ID,
 };
@@ -261,12 +261,10 @@ impl DynamoEventRepository {
         after: Option<usize>,
         consistent: bool,
     ) -> Result<Vec<SerializedEvent>> {
-        let span = aggregate_span!(
-            Level::DEBUG,
+        let span = read_span!(
             "dynamo_es.read_events",
             self.event_table,
-            aggregate_type,
-            aggregate_id,
+            (aggregate_type, aggregate_id),
             after = after.map(field::display),
             consistent,
             items = field::Empty,
@@ -312,12 +310,10 @@ impl DynamoEventRepository {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<LoadedSnapshot>> {
-        let span = aggregate_span!(
-            Level::DEBUG,
+        let span = read_span!(
             "dynamo_es.read_snapshot",
             self.snapshot_table,
-            aggregate_type,
-            aggregate_id,
+            (aggregate_type, aggregate_id),
             chunks = field::Empty,
             stored_bytes = field::Empty
         );
@@ -488,8 +484,7 @@ impl PersistedEventRepository for DynamoEventRepository {
             Level::INFO,
             "dynamo_es.stream_events",
             self.event_table,
-            A::TYPE,
-            aggregate_id,
+            (A::TYPE, aggregate_id),
             events = field::Empty,
             pages = field::Empty,
             consumed_capacity = field::Empty

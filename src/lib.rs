@@ -263,6 +263,7 @@ pub mod encryption;
 mod error;
 mod event_repository;
 pub mod expiry;
+pub mod intercept;
 pub mod item;
 mod outcome;
 pub mod projection;

@@ -20,6 +20,7 @@ use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 
 use crate::attempt::{AfterAttempt, AfterEachAttempt, AttemptNumber};
 use crate::error::Error;
+use crate::intercept::Interceptor;
 
 /// What the attempts of one request have seen: shared by the interceptor
 /// the request carries ([`Attempts::interceptor`]) and the code that
@@ -35,8 +36,8 @@ impl Attempts {
     }
 
     /// Records, after each attempt, whether its outcome is unknown.
-    pub(crate) fn interceptor(&self) -> AfterEachAttempt<LostAttempts> {
-        AfterEachAttempt(LostAttempts(self.clone()))
+    pub(crate) fn interceptor(&self) -> Interceptor<AfterEachAttempt<LostAttempts>> {
+        AfterEachAttempt::interceptor(LostAttempts(self.clone()))
     }
 
     /// `err`, the final error of the request, as it must be reported: an

@@ -269,38 +269,31 @@ impl Projection<Account> for FailAt {
 /// The events of segment `segment` of 2 of the Account scan, in scan order:
 /// (aggregate id, sequence).
 async fn segment_of(db: &TestTables, segment: i32) -> Vec<(String, usize)> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = db
-            .client
-            .scan()
-            .table_name(&db.events)
-            .consistent_read(true)
-            .segment(segment)
-            .total_segments(2)
-            .filter_expression("begins_with(AggregateTypeAndId, :prefix)")
-            .expression_attribute_values(
-                ":prefix",
-                dynamo_es::aws_sdk_dynamodb::types::AttributeValue::S("Account:".into()),
-            )
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            let key = item["AggregateTypeAndId"].as_s().unwrap();
-            let sequence = item["AggregateIdSequence"].as_n().unwrap();
-            items.push((
-                key.strip_prefix("Account:").unwrap().to_string(),
-                sequence.parse().unwrap(),
-            ));
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
+    let account = dynamo_es::aws_sdk_dynamodb::types::AttributeValue::S("Account:".into());
+    let scan = db
+        .client
+        .scan()
+        .table_name(&db.events)
+        .consistent_read(true);
+    let mut items = scan
+        .segment(segment)
+        .total_segments(2)
+        .filter_expression("begins_with(AggregateTypeAndId, :prefix)")
+        .expression_attribute_values(":prefix", account)
+        .into_paginator()
+        .items()
+        .send();
+    let mut events = Vec::new();
+    while let Some(item) = items.next().await {
+        let item = item.unwrap();
+        let key = item["AggregateTypeAndId"].as_s().unwrap();
+        let sequence = item["AggregateIdSequence"].as_n().unwrap();
+        events.push((
+            key.strip_prefix("Account:").unwrap().to_string(),
+            sequence.parse().unwrap(),
+        ));
     }
+    events
 }
 
 /// Persists deposits `sequences` of `id` directly, 20 per commit.

@@ -131,7 +131,6 @@ impl Checked {
 macro_rules! copied {
     ($($method:ident($($arg:ident: $ty:ty),*)),+ $(,)?) => {
         $(
-            #[inline]
             fn $method<W: ?Sized + io::Write>(&mut self, writer: &mut W $(, $arg: $ty)*) -> io::Result<()> {
                 if self.in_key {
                     CompactFormatter.$method(&mut self.keys $(, $arg)*)?;
@@ -142,6 +141,8 @@ macro_rules! copied {
     };
 }
 
+// No `#[inline]`: the methods are generic, so each is instantiated (and
+// may be inlined) where it is called.
 impl Formatter for Checked {
     copied! {
         write_null(), write_bool(value: bool),
@@ -156,7 +157,6 @@ impl Formatter for Checked {
         write_raw_fragment(fragment: &str),
     }
 
-    #[inline]
     fn write_char_escape<W: ?Sized + io::Write>(
         &mut self,
         writer: &mut W,
@@ -174,19 +174,16 @@ impl Formatter for Checked {
         writer.write_all(bytes)
     }
 
-    #[inline]
     fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.open()?;
         CompactFormatter.begin_array(writer)
     }
 
-    #[inline]
     fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.depth = self.depth.saturating_sub(1);
         CompactFormatter.end_array(writer)
     }
 
-    #[inline]
     fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.open()?;
         if self.check_keys {
@@ -195,7 +192,6 @@ impl Formatter for Checked {
         CompactFormatter.begin_object(writer)
     }
 
-    #[inline]
     fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.depth = self.depth.saturating_sub(1);
         if self.check_keys {
@@ -204,7 +200,6 @@ impl Formatter for Checked {
         CompactFormatter.end_object(writer)
     }
 
-    #[inline]
     fn begin_object_key<W: ?Sized + io::Write>(
         &mut self,
         writer: &mut W,
@@ -217,7 +212,6 @@ impl Formatter for Checked {
         CompactFormatter.begin_object_key(writer, first)
     }
 
-    #[inline]
     fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         if self.in_key {
             self.in_key = false;

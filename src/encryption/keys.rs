@@ -267,19 +267,7 @@ impl KeyStore {
     }
 
     async fn read(&self, subject: &str) -> crate::Result<Option<HashMap<String, AttributeValue>>> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(&self.inner.table)
-            .key(SUBJECT, AttributeValue::S(subject.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| {
-                key_table_failed(&self.inner.table, "reading", "GetItem", subject, err)
-            })?;
-        Ok(out.item)
+        super::table::subject_item(&self.inner.client, &self.inner.table, subject).await
     }
 
     async fn state_of(

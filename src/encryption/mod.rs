@@ -36,8 +36,8 @@ pub use error::Error;
 pub use kek::{GeneratedKey, KeyEncryptionKey, KmsKek, LocalKek, PlainKey};
 pub use keys::{KeyStore, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_TABLE};
 pub(crate) use payload::{
-    open_all, open_cached, open_event_payloads, opened_value, seal_event_payloads, sealed_subjects,
-    sealed_value,
+    event_payloads_in_place, open_all, open_cached, opened_value, sealed_subjects, sealed_value,
+    Direction,
 };
 pub use personal::{Personal, MARKER};
 pub(crate) use seal::{holds_personal, Binding};

@@ -160,34 +160,39 @@ impl KeyStore {
     /// them (creating the data keys of new subjects): for tools that write
     /// event items themselves.
     pub async fn seal_events(&self, events: &mut [SerializedEvent]) -> crate::Result<()> {
-        seal_event_payloads(Some(self), events).await
+        event_payloads_in_place(Some(self), events, Direction::Seal).await
     }
 
     /// Opens the sealed personal data of `events`' payloads in place, as the
     /// event repository does after it decodes them: plaintext again, or
     /// forgotten.
     pub async fn open_events(&self, events: &mut [SerializedEvent]) -> crate::Result<()> {
-        open_event_payloads(Some(self), events).await
+        event_payloads_in_place(Some(self), events, Direction::Open).await
     }
 }
 
-/// Seals the payloads of `events`, each bound to its aggregate key,
-/// sequence and `Payload`.
-pub(crate) async fn seal_event_payloads(
-    keys: Option<&KeyStore>,
-    events: &mut [SerializedEvent],
-) -> crate::Result<()> {
-    let names = aggregate_keys(events);
-    seal_all(keys, &mut event_payloads(events, &names)).await
+/// Which way [`event_payloads_in_place`] changes payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Seal their personal values (creating the data keys of new subjects).
+    Seal,
+    /// Open their sealed values: plaintext again, or forgotten.
+    Open,
 }
 
-/// Opens the payloads of `events`.
-pub(crate) async fn open_event_payloads(
+/// Seals or opens the payloads of `events` in place, each bound to its
+/// aggregate key, sequence and `Payload`.
+pub(crate) async fn event_payloads_in_place(
     keys: Option<&KeyStore>,
     events: &mut [SerializedEvent],
+    direction: Direction,
 ) -> crate::Result<()> {
     let names = aggregate_keys(events);
-    open_all(keys, &mut event_payloads(events, &names)).await
+    let mut payloads = event_payloads(events, &names);
+    match direction {
+        Direction::Seal => seal_all(keys, &mut payloads).await,
+        Direction::Open => open_all(keys, &mut payloads).await,
+    }
 }
 
 /// The aggregate key of each event.

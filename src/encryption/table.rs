@@ -8,6 +8,7 @@
 //! so no key can be created for the subject afterwards; it never deletes
 //! the item (a missing item is not a forgotten subject).
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -65,6 +66,17 @@ pub async fn forget(client: &Client, table: &str, subject: &str) -> crate::Resul
 /// What the key table `table` holds for `subject` (one strongly consistent
 /// `GetItem`), as [`forget`] would report it: for a dry run.
 pub async fn subject_status(client: &Client, table: &str, subject: &str) -> crate::Result<Forgot> {
+    let item = subject_item(client, table, subject).await?;
+    Ok(status_of(&item.unwrap_or_default()))
+}
+
+/// The key table `table`'s item of `subject`, if it has one (one strongly
+/// consistent `GetItem`).
+pub(crate) async fn subject_item(
+    client: &Client,
+    table: &str,
+    subject: &str,
+) -> crate::Result<Option<HashMap<String, AttributeValue>>> {
     let out = client
         .get_item()
         .table_name(table)
@@ -73,10 +85,10 @@ pub async fn subject_status(client: &Client, table: &str, subject: &str) -> crat
         .send()
         .await
         .map_err(|err| key_table_failed(table, "reading", "GetItem", subject, err))?;
-    Ok(status_of(&out.item.unwrap_or_default()))
+    Ok(out.item)
 }
 
-fn status_of(item: &std::collections::HashMap<String, AttributeValue>) -> Forgot {
+fn status_of(item: &HashMap<String, AttributeValue>) -> Forgot {
     if item.contains_key(WRAPPED_KEY) {
         Forgot::KeyDestroyed
     } else if item.contains_key(FORGOTTEN_AT) {

@@ -27,7 +27,7 @@ mod span;
 pub(crate) use classify::or_refused;
 pub use limit::Limit;
 pub(crate) use message::sdk_message;
-pub(crate) use span::{aggregate_span, in_span};
+pub(crate) use span::{aggregate_span, in_span, read_span};
 
 /// A boxed error from a lower layer (the AWS SDK, serde, zstd).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -37,11 +37,11 @@ pub(crate) async fn in_span<T>(
 }
 
 /// A span at `$level` named `$name` of an operation on one aggregate of
-/// `$table`: its fields are `table` (displayed), `aggregate_type`,
-/// `aggregate_id`, those given (as `tracing::span!` takes them, without a
+/// `$table`, given as `(type, id)`: its fields are `table` (displayed),
+/// `aggregate_type`, `aggregate_id`, those given (as `tracing::span!` takes them, without a
 /// trailing comma), and last `error`, which [`in_span`] records.
 macro_rules! aggregate_span {
-    ($level:expr, $name:literal, $table:expr, $aggregate_type:expr, $aggregate_id:expr, $($fields:tt)*) => {
+    ($level:expr, $name:literal, $table:expr, ($aggregate_type:expr, $aggregate_id:expr), $($fields:tt)*) => {
         tracing::span!(
             $level,
             $name,
@@ -54,3 +54,12 @@ macro_rules! aggregate_span {
     };
 }
 pub(crate) use aggregate_span;
+
+/// The [`aggregate_span`] of a read: reads are traced at debug level (writes
+/// at info).
+macro_rules! read_span {
+    ($name:literal, $table:expr, $aggregate:tt, $($fields:tt)*) => {
+        $crate::error::aggregate_span!(tracing::Level::DEBUG, $name, $table, $aggregate, $($fields)*)
+    };
+}
+pub(crate) use read_span;

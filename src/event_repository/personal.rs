@@ -21,8 +21,7 @@ use crate::error::Result;
 
 #[cfg(feature = "encryption")]
 use crate::encryption::{
-    open_all, open_event_payloads, opened_value, seal_event_payloads, sealed_value, Binding,
-    KeyStore,
+    event_payloads_in_place, open_all, opened_value, sealed_value, Binding, Direction, KeyStore,
 };
 #[cfg(feature = "encryption")]
 use crate::item::aggregate_key;
@@ -71,7 +70,8 @@ impl DynamoEventRepository {
             .any(|e| crate::encryption::holds_personal(&e.payload))
         {
             let mut sealed = events.to_vec();
-            Box::pin(seal_event_payloads(self.keys.as_ref(), &mut sealed)).await?;
+            let keys = self.keys.as_ref();
+            Box::pin(event_payloads_in_place(keys, &mut sealed, Direction::Seal)).await?;
             return Ok(Cow::Owned(sealed));
         }
         Ok(Cow::Borrowed(events))
@@ -80,7 +80,12 @@ impl DynamoEventRepository {
     /// Opens the personal data of `events`, as read.
     pub(crate) async fn open_events(&self, events: &mut [SerializedEvent]) -> Result<()> {
         #[cfg(feature = "encryption")]
-        Box::pin(open_event_payloads(self.keys.as_ref(), events)).await?;
+        Box::pin(event_payloads_in_place(
+            self.keys.as_ref(),
+            events,
+            Direction::Open,
+        ))
+        .await?;
         let _ = events;
         Ok(())
     }
@@ -93,7 +98,8 @@ impl DynamoEventRepository {
             Some(std::sync::Arc::new(move |mut event: SerializedEvent| {
                 let keys = keys.clone();
                 Box::pin(async move {
-                    open_event_payloads(keys.as_ref(), std::slice::from_mut(&mut event)).await?;
+                    let events = std::slice::from_mut(&mut event);
+                    event_payloads_in_place(keys.as_ref(), events, Direction::Open).await?;
                     Ok(event)
                 })
             }))

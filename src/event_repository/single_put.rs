@@ -44,6 +44,7 @@ use crate::item::{s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID, COMMIT_
 use crate::outcome::{self, Attempts};
 use crate::size::MAX_ITEM_SIZE;
 use crate::snapshot::PlannedWrite;
+use crate::tables::requests::put_request;
 
 /// The operation, as spans and errors name it.
 pub(super) const PUT_ITEM: &str = "PutItem";
@@ -92,11 +93,7 @@ impl DynamoEventRepository {
         let id = commit_id();
         item.insert(COMMIT_ID.to_string(), s(&id));
         let attempts = Attempts::default();
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.event_table)
-            .set_item(Some(item))
+        let result = put_request(&self.client, &self.event_table, item)
             .condition_expression(CONDITION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -105,7 +102,7 @@ impl DynamoEventRepository {
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(RetryConflictAfterLoss(attempts.clone()))
                     .interceptor(attempts.interceptor())
-                    .interceptor(AfterEachAttempt(AttemptLog(attempts.clone()))),
+                    .interceptor(AfterEachAttempt::interceptor(AttemptLog(attempts.clone()))),
             )
             .send()
             .await;

@@ -5,10 +5,10 @@
 //! asked for (`complete`: no `LastEvaluatedKey`), so the load can tell a
 //! tail that reaches back to its snapshot from one that may not.
 
-use tracing::{field, Instrument, Level};
+use tracing::{field, Instrument};
 
 use super::{stored_bytes, DynamoEventRepository};
-use crate::error::{aggregate_span, in_span, Error, Result};
+use crate::error::{in_span, read_span, Error, Result};
 use crate::item::Item;
 
 /// The newest events of an aggregate, as [`read_tail`] returns them.
@@ -37,12 +37,10 @@ impl DynamoEventRepository {
         from: usize,
         consistent: bool,
     ) -> Result<Tail> {
-        let span = aggregate_span!(
-            Level::DEBUG,
+        let span = read_span!(
             "dynamo_es.read_tail",
             self.event_table,
-            aggregate_type,
-            aggregate_id,
+            (aggregate_type, aggregate_id),
             limit,
             from,
             consistent,

@@ -75,7 +75,7 @@ impl DynamoEventRepository {
                 aws_sdk_dynamodb::config::Builder::default()
                     .retry_classifier(ThrottledCancellation)
                     .interceptor(attempts.interceptor())
-                    .interceptor(AfterEachAttempt(RetryLog)),
+                    .interceptor(AfterEachAttempt::interceptor(RetryLog)),
             )
             .send()
             .await?;

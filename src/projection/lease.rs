@@ -32,6 +32,7 @@ use super::observed::{Seen, Waiting};
 use super::Error;
 use crate::error::or_refused;
 use crate::item::{get_n, get_s, n, s, Item};
+use crate::tables::requests::put_request;
 use crate::tables::LEASE_KEY;
 use crate::utc::rfc3339_millis;
 
@@ -194,11 +195,7 @@ impl CheckpointStore {
             item.insert(PARENT_SHARD_ID.to_string(), s(parent));
         }
         let sent = Instant::now();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+        let put = put_request(&self.client, &self.table, item)
             .condition_expression("attribute_not_exists(#key)")
             .expression_attribute_names("#key", LEASE_KEY)
             .send()

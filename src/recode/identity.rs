@@ -20,15 +20,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::endpoint::Params;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::config::http::HttpRequest;
+use aws_sdk_dynamodb::config::ConfigBag;
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::endpoint::EndpointResolverParams;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::intercept::{Hooked, Hooks, Interceptor};
 
 /// What a table in a checkpoint is: where it is served, and which
 /// incarnation of it. A field the endpoint does not give is `None`.
@@ -55,7 +55,7 @@ impl TableIdentity {
             .describe_table()
             .table_name(table)
             .customize()
-            .interceptor(seen.clone())
+            .interceptor(Interceptor(seen.clone()))
             .send()
             .await
             .map_err(|err| Error::from_sdk_on("DescribeTable", table, err))?;
@@ -156,17 +156,10 @@ impl SeenEndpoint {
     }
 }
 
-impl Intercept for SeenEndpoint {
-    fn name(&self) -> &'static str {
-        "dynamo_es::recode::SeenEndpoint"
-    }
+impl Hooks for SeenEndpoint {
+    const NAME: &'static str = "dynamo_es::recode::SeenEndpoint";
 
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), BoxError> {
+    fn read_request(&self, _: &HttpRequest, cfg: &mut ConfigBag) -> Hooked {
         let params = cfg
             .load::<EndpointResolverParams>()
             .and_then(|params| params.get::<Params>());

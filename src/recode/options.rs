@@ -89,7 +89,7 @@ pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// How a [`Recoder`](super::Recoder) runs. Built with consuming `with_*` methods from
 /// [`RecodeOptions::default()`]: one segment, no rate limit, no checkpoint,
 /// pages of [`DEFAULT_PAGE_SIZE`] items, shrink-only, writing.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RecodeOptions {
     pub(super) segments: u32,
     pub(super) items_per_second: Option<u32>,
@@ -99,7 +99,7 @@ pub struct RecodeOptions {
     pub(super) max_items: Option<u64>,
     pub(super) allow_growth: bool,
     pub(super) conflict_retries: u32,
-    pub(super) progress: Option<ProgressFn>,
+    pub(super) progress: Option<Callback>,
     pub(super) stop: StopHandle,
 }
 
@@ -120,20 +120,13 @@ impl Default for RecodeOptions {
     }
 }
 
-impl fmt::Debug for RecodeOptions {
+/// The progress callback of a run, which `Debug` shows only as there.
+#[derive(Clone)]
+pub(super) struct Callback(pub(super) ProgressFn);
+
+impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecodeOptions")
-            .field("segments", &self.segments)
-            .field("items_per_second", &self.items_per_second)
-            .field("checkpoint", &self.checkpoint)
-            .field("dry_run", &self.dry_run)
-            .field("page_size", &self.page_size)
-            .field("max_items", &self.max_items)
-            .field("allow_growth", &self.allow_growth)
-            .field("conflict_retries", &self.conflict_retries)
-            .field("progress", &self.progress.is_some())
-            .field("stop", &self.stop.is_stopped())
-            .finish()
+        f.write_str("Fn(&Progress)")
     }
 }
 
@@ -230,7 +223,7 @@ impl RecodeOptions {
     /// Calls `progress` after every page of every segment.
     pub fn with_progress(self, progress: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         RecodeOptions {
-            progress: Some(Arc::new(progress)),
+            progress: Some(Callback(Arc::new(progress))),
             ..self
         }
     }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::checkpoint::{key_from_checkpoint, key_to_checkpoint, Checkpointer, SegmentState};
 use super::error::Error as RecodeError;
 use super::identity::TableIdentity;
+use super::options::Callback;
 use super::rate_limit::RateLimiter;
 use super::settings::Settings;
 use super::stats::{Counts, Outcome};
@@ -179,7 +180,7 @@ impl TableRun {
     }
 
     fn progress(&self, finished: bool) -> Result<()> {
-        let Some(callback) = &self.options.progress else {
+        let Some(Callback(callback)) = &self.options.progress else {
             return Ok(());
         };
         let totals = *self.totals()?;

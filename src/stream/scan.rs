@@ -28,8 +28,6 @@
 //! forwarded exactly once (until the first error ends the scan), none is
 //! lost or duplicated.
 
-use std::fmt;
-
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
@@ -53,22 +51,13 @@ pub(crate) struct SegmentPage {
 
 /// The merged pages of a parallel scan; see [`parallel_scan`]. Dropping it
 /// stops the segments still being read.
+#[derive(Debug)]
 pub(crate) struct ParallelScan {
     pages: mpsc::Receiver<(u32, Result<Page>)>,
     readers: JoinSet<()>,
     segments: u32,
     table: String,
     ended: bool,
-}
-
-impl fmt::Debug for ParallelScan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParallelScan")
-            .field("table", &self.table)
-            .field("segments", &self.segments)
-            .field("ended", &self.ended)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A consistent `Scan` of `table` keeping only the items whose partition

@@ -1,6 +1,7 @@
 //! The plain requests of a table, written once: strongly consistent reads
 //! of one item by key, of many by key (`BatchGetItem`) and of every item a
-//! filter keeps (`Scan`), and an unconditional `PutItem`.
+//! filter keeps (`Scan`), and an unconditional `PutItem` (or one the
+//! caller adds its condition to).
 //!
 //! **Invariant:** every read is strongly consistent and complete: a scan
 //! follows every page, a batch asks again for every key DynamoDB left
@@ -11,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
@@ -30,14 +32,17 @@ pub(crate) const IDLE_ROUNDS: u32 = 8;
 /// Writes `item` to `table`, replacing any item with its key (an
 /// unconditional `PutItem`).
 pub(crate) async fn put_item(client: &Client, table: &str, item: Item) -> Result<()> {
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
+    put_request(client, table, item)
         .send()
         .await
         .map_err(|err| Error::from_sdk_on("PutItem", table, err))?;
     Ok(())
+}
+
+/// A `PutItem` of `item` into `table`, for the caller to add its
+/// condition and options to and send.
+pub(crate) fn put_request(client: &Client, table: &str, item: Item) -> PutItemFluentBuilder {
+    client.put_item().table_name(table).set_item(Some(item))
 }
 
 /// The item of `table` with the key `(attribute name, value)`, if any (a

@@ -144,15 +144,12 @@ fn mismatch(table: &str, slices: Slices, tag: &str) -> Error {
 
 /// The value of the table's [`SLICES_TAG`], if it has one.
 async fn tagged_count(client: &Client, table: &str, arn: &str) -> Result<Option<String>> {
+    // Built once: each page only sets the token of the one before.
+    let request = client.list_tags_of_resource().resource_arn(arn);
     let mut next = None;
     loop {
-        let listed = client
-            .list_tags_of_resource()
-            .resource_arn(arn)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|err| Error::from_sdk_on("ListTagsOfResource", table, err))?;
+        let page = request.clone().set_next_token(next).send().await;
+        let listed = page.map_err(|err| Error::from_sdk_on("ListTagsOfResource", table, err))?;
         if let Some(tag) = listed.tags().iter().find(|tag| tag.key() == SLICES_TAG) {
             return Ok(Some(tag.value().to_string()));
         }

@@ -43,19 +43,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
-use aws_smithy_runtime_api::client::interceptors::context::{
-    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::Value;
 
 use super::faults::{operation, Interpose, Interposed, Next};
+use crate::intercept::{Hooked, Hooks, Interceptor};
 
 /// How long a metered round stays open after its first request: requests
 /// sent concurrently with it join it within this time even on a loaded
@@ -146,7 +141,7 @@ impl Meter {
                 .config()
                 .to_builder()
                 .http_client(gate)
-                .interceptor(self.clone())
+                .interceptor(Interceptor(self.clone()))
                 .build(),
         )
     }
@@ -216,21 +211,13 @@ fn consumed(body: &[u8], write: bool) -> (f64, f64) {
         })
 }
 
-impl Intercept for Meter {
-    fn name(&self) -> &'static str {
-        "dynamo_es::testing::costs::Meter"
-    }
+impl Hooks for Meter {
+    const NAME: &'static str = "dynamo_es::testing::costs::Meter";
 
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
+    fn modify_request(&self, request: &mut HttpRequest, cfg: &mut ConfigBag) -> Hooked {
         if !self.is_on() {
             return Ok(());
         }
-        let request = context.request_mut();
         let write = WRITES.contains(&operation(request).as_str());
         cfg.interceptor_state().store_put(Metered { write });
         let Some(Ok(Value::Object(mut body))) = request.body().bytes().map(serde_json::from_slice)
@@ -246,16 +233,11 @@ impl Intercept for Meter {
         Ok(())
     }
 
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
+    fn read_response_body(&self, response: &HttpResponse, cfg: &mut ConfigBag) -> Hooked {
         let Some(Metered { write }) = cfg.load::<Metered>() else {
             return Ok(());
         };
-        let Some(body) = context.response().body().bytes() else {
+        let Some(body) = response.body().bytes() else {
             return Ok(());
         };
         let (read, written) = consumed(body, *write);

@@ -11,11 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::query::QueryOutput;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::interceptors::context::Output;
 use aws_smithy_types::config_bag::ConfigBag;
+use dynamo_es::intercept::{Hooked, Hooks, Interceptor};
 use dynamo_es::item::{get_n, get_s, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE};
 use dynamo_es::slice::Slices;
 use dynamo_es::testing::TestTables;
@@ -53,20 +51,10 @@ pub struct Visibility(pub Mutex<HashMap<(String, usize), Instant>>);
 #[derive(Debug)]
 pub struct LaggingIndex(pub Arc<Visibility>);
 
-impl Intercept for LaggingIndex {
-    fn name(&self) -> &'static str {
-        "feed_support::LaggingIndex"
-    }
+impl Hooks for LaggingIndex {
+    const NAME: &'static str = "feed_support::LaggingIndex";
 
-    fn modify_before_completion(
-        &self,
-        context: &mut FinalizerInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(Ok(output)) = context.output_or_error_mut() else {
-            return Ok(());
-        };
+    fn modify_output(&self, output: &mut Output, _: &mut ConfigBag) -> Hooked {
         let Some(query) = output.downcast_mut::<QueryOutput>() else {
             return Ok(());
         };
@@ -92,7 +80,7 @@ pub fn lagging_client(db: &TestTables, visibility: &Arc<Visibility>) -> aws_sdk_
         db.client
             .config()
             .to_builder()
-            .interceptor(LaggingIndex(visibility.clone()))
+            .interceptor(Interceptor(LaggingIndex(visibility.clone())))
             .build(),
     )
 }

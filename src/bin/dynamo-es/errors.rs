@@ -9,11 +9,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::config::interceptors::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::config::http::{HttpRequest, HttpResponse};
+use aws_sdk_dynamodb::config::ConfigBag;
+use dynamo_es::intercept::{Hooked, Hooks};
 
 /// Where the last request went and what came back, as the client saw it.
 #[derive(Debug, Default)]
@@ -41,32 +39,20 @@ impl Wire {
     }
 }
 
-impl Intercept for Wire {
-    fn name(&self) -> &'static str {
-        "dynamo-es CLI: endpoint and status for error messages"
-    }
+impl Hooks for Wire {
+    const NAME: &'static str = "dynamo-es CLI: endpoint and status for error messages";
 
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
+    fn read_request(&self, request: &HttpRequest, _: &mut ConfigBag) -> Hooked {
         if let Ok(mut seen) = self.0.lock() {
-            seen.endpoint = Some(origin(context.request().uri()).to_string());
+            seen.endpoint = Some(origin(request.uri()).to_string());
             seen.status = None;
         }
         Ok(())
     }
 
-    fn read_after_transmit(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
+    fn read_response(&self, response: &HttpResponse, _: &mut ConfigBag) -> Hooked {
         if let Ok(mut seen) = self.0.lock() {
-            seen.status = Some(context.response().status().as_u16());
+            seen.status = Some(response.status().as_u16());
         }
         Ok(())
     }

@@ -103,7 +103,7 @@ async fn sdk_config(cli: &Cli) -> aws_config::SdkConfig {
 /// and the status of its answer.
 fn client(config: &aws_config::SdkConfig, wire: &Wire) -> Client {
     let config = aws_sdk_dynamodb::config::Builder::from(config)
-        .interceptor(wire.clone())
+        .interceptor(dynamo_es::intercept::Interceptor(wire.clone()))
         .build();
     Client::from_conf(config)
 }

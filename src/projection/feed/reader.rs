@@ -18,6 +18,7 @@ use crate::item::{
 };
 use crate::projection::{ChangeKind, ChangeRecord, Error};
 use crate::slice::{from_micros, micros, Slices, COMMIT_TIME, SLICE, SLICE_INDEX};
+use crate::stream::Pages;
 
 /// The default [window](SliceReader::with_window): how late an event may
 /// become visible in the index after its commit time (index propagation
@@ -333,30 +334,16 @@ impl SliceReader {
         until: usize,
     ) -> Result<Vec<Item>, Error> {
         let key = aggregate_key(&self.aggregate_type, aggregate_id);
-        let mut items: Vec<Item> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
-                .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-                .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
-                .expression_attribute_values(":key", s(&key))
-                .expression_attribute_values(":first", n(first))
-                .expression_attribute_values(":last", n(until.saturating_sub(1).max(first)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|err| StoreError::from_sdk_on("Query", &self.table, err))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let query = self.client.query().table_name(&self.table);
+        let query = query
+            .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
+            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
+            .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
+            .expression_attribute_values(":key", s(&key))
+            .expression_attribute_values(":first", n(first))
+            .expression_attribute_values(":last", n(until.saturating_sub(1).max(first)))
+            .consistent_read(true);
+        let (items, _) = Pages::query(query, None).collect().await?;
         for (offset, item) in items.iter().enumerate() {
             let expected = first + offset;
             let sequence: usize =

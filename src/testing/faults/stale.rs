@@ -35,16 +35,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::interceptors::context::Output;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::Value;
 
 use super::operation;
+use crate::intercept::{Hooked, Hooks, Interceptor};
 
 /// What a stale replica leaves out of an eventually consistent page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,18 +123,10 @@ impl StaleReads {
     }
 }
 
-impl Intercept for StaleReads {
-    fn name(&self) -> &'static str {
-        "dynamo_es::testing::faults::StaleReads"
-    }
+impl Hooks for StaleReads {
+    const NAME: &'static str = "dynamo_es::testing::faults::StaleReads";
 
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request();
+    fn read_request(&self, request: &HttpRequest, cfg: &mut ConfigBag) -> Hooked {
         if operation(request) != "Query" {
             return Ok(());
         }
@@ -153,16 +142,8 @@ impl Intercept for StaleReads {
         Ok(())
     }
 
-    fn modify_before_attempt_completion(
-        &self,
-        context: &mut FinalizerInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
+    fn modify_attempt_output(&self, output: &mut Output, cfg: &mut ConfigBag) -> Hooked {
         let Some(sent) = cfg.load::<Sent>().cloned() else {
-            return Ok(());
-        };
-        let Some(Ok(output)) = context.output_or_error_mut() else {
             return Ok(());
         };
         let Some(output) = output.downcast_mut::<QueryOutput>() else {
@@ -216,7 +197,7 @@ pub fn stale_reads(client: &Client, stale: StaleReads) -> (Client, StaleReads) {
     let config = client
         .config()
         .to_builder()
-        .interceptor(stale.clone())
+        .interceptor(Interceptor(stale.clone()))
         .build();
     (Client::from_conf(config), stale)
 }
