@@ -77,7 +77,6 @@ struct Held {
 }
 
 /// What a run keeps between discoveries.
-#[derive(Default)]
 struct RunState {
     held: HashMap<String, Held>,
     /// When each shard last gave its turn up, for the order of turns.
@@ -85,6 +84,18 @@ struct RunState {
     /// The roots of the projection's origin on this stream.
     roots: HashSet<String>,
     tree: ShardTree,
+}
+
+impl RunState {
+    /// A run from `roots`: no shard held or described yet, no turn given up.
+    fn new(roots: HashSet<String>) -> Self {
+        RunState {
+            held: HashMap::new(),
+            turns: HashMap::new(),
+            roots,
+            tree: ShardTree::default(),
+        }
+    }
 }
 
 impl<A: Aggregate> std::fmt::Debug for Projector<A> {
@@ -247,10 +258,7 @@ impl<A: Aggregate + 'static> Projector<A> {
     /// that kept failing, a Streams or checkpoint table error the SDK's
     /// retries did not absorb. The other readers then stop gracefully too.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let mut state = RunState {
-            roots: self.start().await?,
-            ..RunState::default()
-        };
+        let mut state = RunState::new(self.start().await?);
         let settings = Arc::new(self.settings.clone());
         let mut readers: JoinSet<(String, Result<ReaderEnd, Error>)> = JoinSet::new();
         let mut next_discovery = Instant::now();
