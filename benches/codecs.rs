@@ -21,7 +21,6 @@ use std::time::Duration;
 use common::{codecs, write_record, Sampling};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dynamo_es::testing::fixtures::{small_event, snapshot_1_5_mb};
-use dynamo_es::Codec;
 use serde_json::{json, Value};
 
 /// Sampling of the 1.5 MB snapshot's groups.
@@ -80,7 +79,7 @@ fn bench_codecs(c: &mut Criterion, payloads: &[(&'static str, Value, usize)]) {
 fn bench_zstd_stage(c: &mut Criterion, snapshot: &Value) {
     use zstd::bulk::{Compressor, Decompressor};
 
-    let formats = Codec::available()
+    let formats = dynamo_es::Codec::available()
         .into_iter()
         .filter(|codec| codec.compression_level().is_none());
 

@@ -7,7 +7,6 @@
 //! e-mail. Key-table and KMS failures are typed, and nothing is written.
 #![cfg(feature = "encryption")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![recursion_limit = "256"]
 
 mod common;
 

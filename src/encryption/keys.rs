@@ -10,6 +10,8 @@
 //! written in plaintext instead.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -147,9 +149,15 @@ impl KeyStore {
             let state = match self.cached(&subject) {
                 Some(state) => state,
                 None => {
-                    // Boxed: the SDK's futures are deep, and every read
-                    // path awaits this one.
-                    let state = Box::pin(self.load(&subject, create)).await?;
+                    // Boxed behind `dyn`: the SDK's futures are deep, and
+                    // every read and write path awaits this one. Erased,
+                    // its `Send` is proved here, once: a caller's future
+                    // (a command spawned on tokio) holds no nested type of
+                    // it, so the caller's crate needs no higher
+                    // `recursion_limit` with the feature on.
+                    let load: Pin<Box<dyn Future<Output = crate::Result<KeyState>> + Send + '_>> =
+                        Box::pin(self.load(&subject, create));
+                    let state = load.await?;
                     self.store(&subject, state.clone());
                     state
                 }
