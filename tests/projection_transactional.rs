@@ -31,7 +31,9 @@ use dynamo_es::testing::unique_name;
 use dynamo_es::Codec;
 
 use common::{deposit_event, Account, AccountEvent};
-use projection_common::{add_to, stream_tables, streams_client, totals_writes, Totals};
+use projection_common::{
+    add_to, applied_sequence, stream_tables, streams_client, totals_writes, Totals,
+};
 use projector_support::{checkpoints, projector, start, Running};
 
 const CUSTOMERS: usize = 50;
@@ -283,21 +285,6 @@ async fn assert_views_equal_recomputation(
 fn transactional(handler: OrdersAndDays, store: &CheckpointStore) -> Dispatcher<Account> {
     Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
         .with_transactional(Transactional::new(handler, store))
-}
-
-/// The `LastSequence` a transactional projection recorded for `order`.
-async fn applied_sequence(client: &Client, store: &CheckpointStore, order: &str) -> Option<u64> {
-    let key = format!("{}#!seq#Account#{order}", store.projection());
-    let item = client
-        .get_item()
-        .table_name(store.table())
-        .key("LeaseKey", s(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item?;
-    Some(item["LastSequence"].as_n().unwrap().parse().unwrap())
 }
 
 /// A projector of `arn` as `owner` on `store`, applying `handler`'s

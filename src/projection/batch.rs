@@ -5,8 +5,9 @@
 //! commit with them.
 //!
 //! **Invariant:** a run holds consecutive events of one aggregate in
-//! sequence order, and `first_record` is the index of its first record in
-//! the batch; a position is written only by the lease's owner, and only
+//! sequence order, or its deletion alone (no events), and `first_record` is
+//! the index of its first record in the batch (the tombstone's, for a
+//! deletion); a position is written only by the lease's owner, and only
 //! over the checkpoint it last wrote.
 
 use async_trait::async_trait;
@@ -14,14 +15,18 @@ use cqrs_es::{Aggregate, EventEnvelope};
 
 use super::{ChangeRecord, Error};
 
-/// Consecutive events of one aggregate, and the index of its first record.
+/// Consecutive events of one aggregate, or its deletion, and the index of
+/// its first record.
 pub(crate) struct Run<A: Aggregate> {
     /// The index of the run's first record in the batch.
     pub first_record: usize,
     /// The aggregate.
     pub aggregate_id: String,
-    /// Its events, in sequence order.
+    /// Its events, in sequence order (none in a deletion's run).
     pub events: Vec<EventEnvelope<A>>,
+    /// For a deletion's run: the sequence of the aggregate's last event
+    /// (its tombstone's is the next one).
+    pub deleted: Option<usize>,
 }
 
 /// A shard's position as a transaction writes it: the lease item, its

@@ -330,6 +330,14 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                         self.apply(run, report, runs).await?;
                     }
                     self.apply_deletion(&deleted, index).await?;
+                    if self.transactional.is_some() {
+                        runs.push(Run {
+                            first_record: index,
+                            aggregate_id: deleted.aggregate_id,
+                            events: Vec::new(),
+                            deleted: Some(deleted.last_sequence),
+                        });
+                    }
                     continue;
                 }
                 Ok(None) => continue,
@@ -361,6 +369,7 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
                         first_record: index,
                         aggregate_id: event.aggregate_id.clone(),
                         events: vec![event],
+                        deleted: None,
                     }) {
                         self.apply(done, report, runs).await?;
                     }
@@ -374,7 +383,7 @@ impl<A: Aggregate + 'static> Dispatcher<A> {
     }
 
     /// Tells every plain projection that an aggregate was deleted (the
-    /// transactional one is not told: its writes go by event runs).
+    /// transactional one gets it as a run of its own, committed in order).
     async fn apply_deletion(
         &self,
         deleted: &super::DeletedAggregate,

@@ -178,3 +178,22 @@ macro_rules! transactional_writes {
 }
 #[allow(unused_imports)]
 pub(crate) use transactional_writes;
+
+/// The `LastSequence` a transactional projection recorded for `order`.
+pub async fn applied_sequence(
+    client: &Client,
+    store: &dynamo_es::projection::CheckpointStore,
+    order: &str,
+) -> Option<u64> {
+    let key = format!("{}#!seq#Account#{order}", store.projection());
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .key("LeaseKey", dynamo_es::item::s(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    Some(item["LastSequence"].as_n().unwrap().parse().unwrap())
+}

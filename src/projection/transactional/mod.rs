@@ -138,10 +138,30 @@ pub const DEFAULT_TRANSACTION_ATTEMPTS: u32 = 10;
 /// write) that fails refuses its part: [`Error::TransactionRefused`] names
 /// the first event of the refused aggregate, and every part before it is
 /// committed.
+///
+/// An aggregate's deletion (see
+/// [`delete_aggregate`](crate::DynamoEventRepository::delete_aggregate))
+/// comes to [`deleted`](Self::deleted), after every event of it, in a
+/// transaction of its own: its writes, and the tombstone's sequence as the
+/// aggregate's applied one, so it is applied exactly once too.
 #[async_trait]
 pub trait TransactionalProjection<A: Aggregate>: Send + Sync {
     /// The writes that apply `events`.
     async fn writes(&self, events: &[EventEnvelope<A>]) -> Result<Vec<TransactWriteItem>, Error>;
+
+    /// The writes that apply the deletion of `aggregate_id`, whose last
+    /// event was `last_sequence` (every one of them applied before): for
+    /// example a `Delete` of its view, or an `Update` taking it out of a
+    /// view of many aggregates. The default writes nothing (the deletion is
+    /// still recorded as applied).
+    async fn deleted(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
+        let _ = (aggregate_id, last_sequence);
+        Ok(Vec::new())
+    }
 }
 
 /// A [`TransactionalProjection`] made a projection every source runs: the
@@ -287,11 +307,16 @@ fn backoff(attempt: u32) -> std::time::Duration {
 }
 
 /// The end of the largest part from `start` whose aggregates' sequence
-/// items fit in `budget` items.
+/// items fit in `budget` items. A deletion's run is a part of its own: the
+/// handler's deletion then sees every earlier event applied, and no write
+/// of it meets one of the events' in a transaction.
 fn first_part<A: Aggregate>(runs: &[Run<A>], start: usize, budget: usize) -> usize {
     let mut aggregates = HashSet::new();
     let mut stop = start;
     for run in runs.iter().skip(start) {
+        if run.deleted.is_some() {
+            return if stop == start { start + 1 } else { stop };
+        }
         aggregates.insert(run.aggregate_id.as_str());
         if aggregates.len() >= budget && stop > start {
             break;
@@ -324,25 +349,45 @@ impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactio
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let applied = self.sequences.read(A::TYPE, &ids).await?;
+            let pending =
+                |id: &str, sequence: usize| applied.get(id).is_none_or(|done| sequence > *done);
             let events: Vec<EventEnvelope<A>> = runs
                 .iter()
                 .flat_map(|run| run.events.iter())
-                .filter(|event| {
-                    applied
-                        .get(&event.aggregate_id)
-                        .is_none_or(|done| event.sequence > *done)
-                })
+                .filter(|event| pending(&event.aggregate_id, event.sequence))
                 .cloned()
                 .collect();
-            if events.is_empty() {
-                return Ok(Part::Done(None));
-            }
+            // A deletion is applied at its tombstone's sequence.
+            let deletions: Vec<(&str, usize)> = runs
+                .iter()
+                .filter_map(|run| Some((run.aggregate_id.as_str(), run.deleted?)))
+                .filter(|(id, last)| pending(id, last + 1))
+                .collect();
             let mut newest: HashMap<&str, usize> = HashMap::new();
-            for event in &events {
-                let entry = newest.entry(event.aggregate_id.as_str()).or_default();
-                *entry = (*entry).max(event.sequence);
+            let applies = events
+                .iter()
+                .map(|event| (event.aggregate_id.as_str(), event.sequence))
+                .chain(deletions.iter().map(|(id, last)| (*id, last + 1)));
+            for (id, sequence) in applies {
+                let entry = newest.entry(id).or_default();
+                *entry = (*entry).max(sequence);
             }
-            let mut writes = self.projection.writes(&events).await?;
+            // The first event or deletion applied, to name in errors.
+            let Some(first) = events
+                .first()
+                .map(|event| (event.aggregate_id.as_str(), event.sequence))
+                .or_else(|| deletions.first().map(|(id, last)| (*id, last + 1)))
+            else {
+                return Ok(Part::Done(None));
+            };
+            let mut writes = if events.is_empty() {
+                Vec::new()
+            } else {
+                self.projection.writes(&events).await?
+            };
+            for (id, last) in &deletions {
+                writes.extend(self.projection.deleted(id, *last).await?);
+            }
             let handler = writes.len();
             for (id, sequence) in &newest {
                 let read = applied.get(*id).copied();
@@ -366,7 +411,7 @@ impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactio
                     bytes,
                 });
             }
-            let first = &events[0];
+            let (first_id, first_sequence) = first;
             match send(
                 self.client(),
                 writes,
@@ -386,14 +431,14 @@ impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactio
                 Answer::Refused(reason) => {
                     let record = runs
                         .iter()
-                        .find(|run| run.aggregate_id == first.aggregate_id)
+                        .find(|run| run.aggregate_id == first_id)
                         .and_then(|run| records.get(run.first_record))
                         .map(|r| r.sequence_number.clone())
                         .unwrap_or_default();
                     return Err(Error::TransactionRefused {
                         projection: self.sequences.projection.clone(),
-                        aggregate_id: first.aggregate_id.clone(),
-                        sequence: first.sequence,
+                        aggregate_id: first_id.to_string(),
+                        sequence: first_sequence,
                         record,
                         reason,
                     });
@@ -401,13 +446,13 @@ impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactio
                 Answer::DuplicateItem(message) => {
                     return Err(Error::TransactionDuplicateItem {
                         projection: self.sequences.projection.clone(),
-                        aggregate_id: first.aggregate_id.clone(),
-                        sequence: first.sequence,
+                        aggregate_id: first_id.to_string(),
+                        sequence: first_sequence,
                         message,
                     })
                 }
                 Answer::Contended => {
-                    tracing::debug!(aggregate_id = %first.aggregate_id, "applied sequences changed meanwhile; reading them again");
+                    tracing::debug!(aggregate_id = %first_id, "applied sequences changed meanwhile; reading them again");
                 }
                 Answer::PositionMoved => {
                     if let Some(position) = position.as_mut() {
@@ -454,7 +499,9 @@ impl<A: Aggregate + 'static, P: TransactionalProjection<A> + 'static> Transactio
         Error::TransactionTooLarge {
             projection: self.sequences.projection.clone(),
             aggregate_id: run.aggregate_id.clone(),
-            sequence: run.events.first().map_or(0, |event| event.sequence),
+            sequence: (run.events.first().map(|event| event.sequence))
+                .or(run.deleted.map(|last| last + 1))
+                .unwrap_or(0),
             items,
             bytes,
         }
