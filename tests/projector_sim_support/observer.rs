@@ -33,6 +33,8 @@ struct State {
     /// started (it may begin anywhere up to the one after them).
     floor: HashMap<String, usize>,
     violations: Vec<String>,
+    /// The aggregates whose deletion was dispatched, and how often.
+    deleted: HashMap<String, usize>,
     /// What the history is doing, for messages.
     label: String,
     crash: Option<(EventId, oneshot::Sender<()>)>,
@@ -80,6 +82,11 @@ impl Observer {
 
     pub fn floor(&self, id: &str) -> usize {
         self.state().floor.get(id).copied().unwrap_or(0)
+    }
+
+    /// How many times `id`'s deletion was dispatched.
+    pub fn deletions(&self, id: &str) -> usize {
+        self.state().deleted.get(id).copied().unwrap_or(0)
     }
 
     pub fn max(&self, id: &str) -> usize {
@@ -162,6 +169,11 @@ impl Projection<Account> for Observer {
             // Killed mid-batch: the rest of the batch and the checkpoint never happen.
             std::future::pending::<()>().await;
         }
+        Ok(())
+    }
+
+    async fn deleted(&self, id: &str, _last_sequence: usize) -> Result<(), Error> {
+        *self.state().deleted.entry(id.to_string()).or_default() += 1;
         Ok(())
     }
 }

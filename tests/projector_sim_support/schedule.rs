@@ -57,6 +57,8 @@ pub enum Step {
     FailedRebuild { after: u64 },
     /// A `Rebuild` that finishes.
     Rebuild,
+    /// Deletes a picked projected aggregate (`delete_aggregate`).
+    Delete { pick: u64 },
 }
 
 /// The schedule of one history.
@@ -152,6 +154,16 @@ impl Schedule {
             };
             ran |= matches!(step, Step::Run { .. } | Step::Crash { .. });
             steps.push(step);
+        }
+        // Deletions, from a generator of their own (the other steps stay
+        // those each seed had before deletions were simulated).
+        let mut deletes = Rng::new(seed ^ 0x0DE1_E7ED);
+        if deletes.below(100) < 35 {
+            for _ in 0..=deletes.below(2) {
+                let at = 1 + usize::try_from(deletes.below(steps.len() as u64)).unwrap_or(0);
+                let pick = deletes.next_u64();
+                steps.insert(at.min(steps.len()), Step::Delete { pick });
+            }
         }
         Schedule {
             seed,

@@ -9,13 +9,16 @@
 //! in commit order, and only a closed shard with every record trimmed
 //! disappears.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
 use dynamo_es::aws_sdk_dynamodb::config::retry::RetryPartition;
 use dynamo_es::aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use dynamo_es::aws_sdk_dynamodb::Client;
-use dynamo_es::item::event_to_item;
+use dynamo_es::item::{
+    aggregate_key, event_to_item, n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID,
+};
 use dynamo_es::projection::CheckpointStore;
 use dynamo_es::tables::create_checkpoint_table;
 use dynamo_es::testing::faults::{quick_retries, Canned};
@@ -27,7 +30,7 @@ use serde_json::json;
 
 use super::flaky::Flaky;
 use super::schedule::{Faults, Schedule};
-use crate::common::deposit_event;
+use crate::common::{deposit_event, Account};
 
 /// Key partitions: each open shard owns some; an aggregate's partition is
 /// fixed.
@@ -49,7 +52,7 @@ pub struct Shard {
     pub removed: bool,
 }
 
-/// One committed event.
+/// One committed event, or an aggregate's tombstone.
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub aggregate: String,
@@ -58,6 +61,8 @@ pub struct Commit {
     pub sequence: usize,
     pub amount: i64,
     pub shard: String,
+    /// The aggregate's deletion (at the sequence after its last event).
+    pub tombstone: bool,
 }
 
 pub struct World {
@@ -79,6 +84,9 @@ pub struct World {
     pub aggregates: Vec<String>,
     pub others: Vec<String>,
     pub commits: Vec<Commit>,
+    /// Deleted projected aggregates: the last sequence, and the index of
+    /// the tombstone in `commits`.
+    pub deleted: HashMap<String, (usize, usize)>,
 }
 
 impl World {
@@ -120,6 +128,7 @@ impl World {
             aggregates: (0..schedule.aggregates).map(|i| format!("a{i}")).collect(),
             others: (0..schedule.others).map(|i| format!("o{i}")).collect(),
             commits: Vec::new(),
+            deleted: HashMap::new(),
         }
     }
 
@@ -140,7 +149,7 @@ impl World {
     pub fn committed(&self, id: &str) -> usize {
         self.commits
             .iter()
-            .filter(|c| c.projected && c.aggregate == id)
+            .filter(|c| c.projected && !c.tombstone && c.aggregate == id)
             .count()
     }
 
@@ -189,6 +198,10 @@ impl World {
             };
             let index = usize::try_from(rng.below(pool.len() as u64)).unwrap();
             let aggregate = pool[index].clone();
+            if self.deleted.contains_key(&aggregate) {
+                // A deleted aggregate takes no command.
+                continue;
+            }
             let partition = (index + offset) % PARTITIONS;
             let sequence = 1 + self
                 .commits
@@ -219,8 +232,69 @@ impl World {
                 sequence,
                 amount,
                 shard,
+                tombstone: false,
             });
         }
+    }
+
+    /// Deletes a picked projected aggregate with events (as
+    /// `delete_aggregate` does: its tombstone written, its events deleted
+    /// from the table), and puts the tombstone on its shard.
+    pub async fn delete(&mut self, pick: u64) {
+        let candidates: Vec<usize> = (0..self.aggregates.len())
+            .filter(|&i| {
+                let id = &self.aggregates[i];
+                !self.deleted.contains_key(id) && self.committed(id) > 0
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let index = candidates[usize::try_from(pick % candidates.len() as u64).unwrap()];
+        let aggregate = self.aggregates[index].clone();
+        let last = self.committed(&aggregate);
+        let done = self
+            .db
+            .repository()
+            .delete_aggregate::<Account>(&aggregate)
+            .await
+            .expect("the deletion");
+        assert_eq!(done.last_sequence, last, "deleted through the last event");
+        let tombstone = self
+            .db
+            .client
+            .get_item()
+            .table_name(&self.db.events)
+            .key(
+                AGGREGATE_TYPE_AND_ID,
+                s(aggregate_key("Account", &aggregate)),
+            )
+            .key(AGGREGATE_ID_SEQUENCE, n(last + 1))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("the tombstone's read")
+            .item
+            .expect("the tombstone");
+        let partition = index % PARTITIONS;
+        let shard = self
+            .shards
+            .iter_mut()
+            .find(|s| s.open && s.partitions.contains(&partition))
+            .expect("an open shard owns every partition");
+        assert!(self.fake.push(&shard.id, tombstone).is_some());
+        shard.records.push(self.commits.len());
+        let shard = shard.id.clone();
+        self.deleted
+            .insert(aggregate.clone(), (last, self.commits.len()));
+        self.commits.push(Commit {
+            aggregate,
+            projected: true,
+            sequence: last + 1,
+            amount: 0,
+            shard,
+            tombstone: true,
+        });
     }
 
     /// Closes a picked open shard; its keys go to `children` new shards.
