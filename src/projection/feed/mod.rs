@@ -44,6 +44,7 @@
 //! ```
 
 mod audit;
+mod deletion;
 mod leases;
 mod merge;
 mod position;

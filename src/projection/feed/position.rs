@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
+use super::deletion::Gone;
+
 /// Where a feed projection starts in a slice it has no saved position for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FeedStart {
@@ -25,6 +27,9 @@ pub(crate) struct Seen {
     pub(crate) sequence: usize,
     /// Its commit time, microseconds since the epoch.
     pub(crate) micros: u64,
+    /// For the aggregate's tombstone (its deletion, not an event): the
+    /// sequence of the last event it deleted.
+    pub(crate) deleted_through: Option<usize>,
 }
 
 /// What to do with the events of one read.
@@ -122,7 +127,14 @@ impl SlicePosition {
     /// Decides which of `events` to deliver. `known` holds the last
     /// delivered sequence of aggregates not in `recent`, as the feed's
     /// per-aggregate records say (0: none delivered).
-    pub(crate) fn plan(&self, events: &[Seen], known: &HashMap<String, usize>) -> Plan {
+    /// `gone` holds sequences a tombstone read here deleted and the table
+    /// no longer holds (see [`super::deletion`]): they are no gap.
+    pub(crate) fn plan(
+        &self,
+        events: &[Seen],
+        known: &HashMap<String, usize>,
+        gone: &Gone,
+    ) -> Plan {
         let mut by_aggregate: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             by_aggregate
@@ -150,6 +162,7 @@ impl SlicePosition {
             let mut run = Vec::new();
             for &index in &indexes {
                 let event = &events[index];
+                next = next.map(|n| gone.skip(aggregate, n));
                 match next {
                     Some(n) if event.sequence < n => plan.duplicates += 1,
                     Some(n) if event.sequence == n => {
@@ -233,6 +246,7 @@ mod tests {
             aggregate_id: aggregate.to_string(),
             sequence,
             micros,
+            deleted_through: None,
         }
     }
 
@@ -252,7 +266,7 @@ mod tests {
             seen("b", 1, 20),
             seen("a", 2, 30),
         ];
-        let plan = SlicePosition::default().plan(&events, &HashMap::new());
+        let plan = SlicePosition::default().plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(
             delivered(&events, &plan),
             [
@@ -270,7 +284,7 @@ mod tests {
         let mut position = SlicePosition::default();
         position.recent.insert("a".into(), (1, 5));
         let events = [seen("a", 3, 40), seen("a", 4, 50), seen("b", 1, 45)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(delivered(&events, &plan), [("b".into(), 1)]);
         assert_eq!(plan.held_from, Some(40));
         assert_eq!(plan.missing, [("a".to_string(), 2)]);
@@ -287,7 +301,7 @@ mod tests {
             seen("b", 1, 45),
             seen("a", 4, 50),
         ];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert!(plan.unknown.is_empty());
         assert_eq!(
             delivered(&events, &plan),
@@ -304,7 +318,7 @@ mod tests {
         // a#3 became visible after the watermark passed its time (read in
         // the band below it): it still follows a#2.
         let events = [seen("a", 2, 95), seen("a", 3, 97), seen("a", 4, 120)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(
             delivered(&events, &plan),
             [("a".into(), 3), ("a".into(), 4)]
@@ -316,25 +330,25 @@ mod tests {
     fn an_unknown_aggregate_needs_its_last_delivered_sequence() {
         let position = SlicePosition::from_micros(100);
         let events = [seen("a", 7, 150), seen("a", 8, 160)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(plan.unknown, [("a".to_string(), 7)]);
         assert!(plan.deliver.is_empty());
         // Delivered up to 6: 7 and 8 follow.
         let known = HashMap::from([("a".to_string(), 6)]);
         assert_eq!(
-            delivered(&events, &position.plan(&events, &known)),
+            delivered(&events, &position.plan(&events, &known, &Gone::default())),
             [("a".into(), 7), ("a".into(), 8)]
         );
         // Delivered up to 7: 7 is read again.
         let known = HashMap::from([("a".to_string(), 7)]);
-        let plan = position.plan(&events, &known);
+        let plan = position.plan(&events, &known, &Gone::default());
         assert_eq!(
             (delivered(&events, &plan), plan.duplicates),
             (vec![("a".into(), 8)], 1)
         );
         // Delivered up to 5: 6 is missing, the rest held.
         let known = HashMap::from([("a".to_string(), 5)]);
-        let plan = position.plan(&events, &known);
+        let plan = position.plan(&events, &known, &Gone::default());
         assert!(plan.deliver.is_empty());
         assert_eq!(
             (plan.held_from, plan.missing.clone()),
