@@ -16,43 +16,12 @@
 //! read by key and delivered first); an event missing below anything but a
 //! tombstone stops the feed with [`Error::FeedGap`] as before.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
 
-use super::position::Seen;
+use super::position::{Gone, Seen};
 use crate::error::Error as StoreError;
 use crate::item::{aggregate_key, get_n, n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 use crate::projection::Error;
-
-/// Per aggregate: runs of sequences (first, last) a tombstone deleted and
-/// the table no longer holds.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Gone(HashMap<String, Vec<(usize, usize)>>);
-
-impl Gone {
-    /// The first sequence at or after `next` of `aggregate_id` that is not
-    /// gone.
-    pub(crate) fn skip(&self, aggregate_id: &str, mut next: usize) -> usize {
-        let Some(runs) = self.0.get(aggregate_id) else {
-            return next;
-        };
-        while let Some(&(_, last)) = runs
-            .iter()
-            .find(|(first, last)| *first <= next && next <= *last)
-        {
-            next = last + 1;
-        }
-        next
-    }
-
-    fn insert(&mut self, aggregate_id: &str, first: usize, last: usize) {
-        self.0
-            .entry(aggregate_id.to_string())
-            .or_default()
-            .push((first, last));
-    }
-}
 
 /// The tombstone of `aggregate_id` among `seen` that deleted `sequence`:
 /// its sequence and `DeletedThrough`.

@@ -12,7 +12,7 @@
 //! order is across aggregates: see [`GlobalReader`]. A deleted aggregate's
 //! tombstone comes once, after its events, marked
 //! ([`GlobalEvent::deleted_through`]); the events its deletion removed
-//! before they were read are not a gap (see [`super::deletion`]).
+//! before they were read are not a gap (see `feed::deletion`).
 
 use std::collections::HashMap;
 use std::time::SystemTime;

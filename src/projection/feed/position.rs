@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
-use super::deletion::Gone;
-
 /// Where a feed projection starts in a slice it has no saved position for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FeedStart {
@@ -53,6 +51,35 @@ pub(crate) struct Plan {
     pub(crate) unknown: Vec<(String, usize)>,
 }
 
+/// Per aggregate: runs of sequences (first, last) a tombstone deleted and
+/// the table no longer holds.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Gone(HashMap<String, Vec<(usize, usize)>>);
+
+impl Gone {
+    /// The first sequence at or after `next` of `aggregate_id` that is not
+    /// gone.
+    pub(crate) fn skip(&self, aggregate_id: &str, mut next: usize) -> usize {
+        let Some(runs) = self.0.get(aggregate_id) else {
+            return next;
+        };
+        while let Some(&(_, last)) = runs
+            .iter()
+            .find(|(first, last)| *first <= next && next <= *last)
+        {
+            next = last + 1;
+        }
+        next
+    }
+
+    pub(super) fn insert(&mut self, aggregate_id: &str, first: usize, last: usize) {
+        self.0
+            .entry(aggregate_id.to_string())
+            .or_default()
+            .push((first, last));
+    }
+}
+
 /// A feed's position in one slice.
 ///
 /// A [`SlicePosition`] holds a **watermark** `W` (microseconds of commit
@@ -84,7 +111,10 @@ pub(crate) struct Plan {
 /// delivered past: the reader reads the missing events from the table by
 /// key and delivers them first (or stops with
 /// [`Error::FeedGap`](crate::projection::Error::FeedGap) if the table does
-/// not hold them, sliced).
+/// not hold them, sliced). An aggregate's tombstone is planned as its next
+/// sequence; the sequences before it that its deletion removed from the
+/// table are skipped only when the reader found them gone
+/// (`feed::deletion`), as if delivered: nothing can ever deliver them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlicePosition {
     /// Every event before this commit time (microseconds) was delivered.
@@ -128,7 +158,7 @@ impl SlicePosition {
     /// delivered sequence of aggregates not in `recent`, as the feed's
     /// per-aggregate records say (0: none delivered).
     /// `gone` holds sequences a tombstone read here deleted and the table
-    /// no longer holds (see [`super::deletion`]): they are no gap.
+    /// no longer holds (see `feed::deletion`): they are no gap.
     pub(crate) fn plan(
         &self,
         events: &[Seen],

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::deletion::{self, Gone};
-use super::position::{Plan, Seen, SlicePosition};
+use super::deletion;
+use super::position::{Gone, Plan, Seen, SlicePosition};
 use super::positions::FeedPositions;
 use crate::error::Error as StoreError;
 use crate::item::{
@@ -47,7 +47,8 @@ pub struct SliceReader {
 pub struct SliceRead {
     /// The events to deliver, in order, as the stream would carry them
     /// (`shard_id` is the slice key, `sequence_number` the commit time and
-    /// sequence, `created` the commit time).
+    /// sequence, `created` the commit time); an aggregate's tombstone (its
+    /// deletion) among them, after its events, as the stream carries it.
     pub records: Vec<ChangeRecord>,
     /// The position once `records` are delivered.
     pub position: SlicePosition,
@@ -302,7 +303,7 @@ impl SliceReader {
     /// read from the index: it and the events up to the held run's first
     /// are read from the table by key (`recovered`), so the run is
     /// delivered whole and in order. One a tombstone read here deleted and
-    /// the table no longer holds is `gone` (see [`super::deletion`]).
+    /// the table no longer holds is `gone` (see `feed::deletion`).
     /// Otherwise it is only late, and waits.
     async fn check_missing(
         &self,
