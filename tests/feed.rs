@@ -236,6 +236,25 @@ async fn put_as_of(db: &TestTables, id: &str, sequence: usize, clock: SystemTime
     put(db, &db.events, item).await;
 }
 
+/// A feed (window 300 ms) that delivered event 1 of `id`, and event
+/// `sequence` of `id` written since by a clock a minute behind.
+async fn delivered_then_a_minute_behind(
+    id: &str,
+    sequence: usize,
+) -> (TestTables, Recorder, FeedProjector<Account>) {
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
+    put_as_of(&db, id, 1, SystemTime::now()).await;
+    projector.catch_up().await.unwrap();
+    put_as_of(
+        &db,
+        id,
+        sequence,
+        SystemTime::now() - Duration::from_secs(60),
+    )
+    .await;
+    (db, recorder, projector)
+}
+
 #[tokio::test]
 async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_about() {
     let (db, _, recorder, mut projector) = fresh_feed(Duration::from_secs(4)).await;
@@ -253,12 +272,9 @@ async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_abo
 
 #[tokio::test]
 async fn an_event_later_than_twice_the_window_is_read_by_key_when_its_successor_shows() {
-    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
-    put_as_of(&db, "lost", 1, SystemTime::now()).await;
-    projector.catch_up().await.unwrap();
     // Event 2 from a clock a minute behind: under the band reads start
     // in, never read from the index; event 3 shows it is missing.
-    put_as_of(&db, "lost", 2, SystemTime::now() - Duration::from_secs(60)).await;
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("lost", 2).await;
     put_as_of(&db, "lost", 3, SystemTime::now()).await;
     let (logs, _guard) = capture(tracing::Level::WARN, false);
     let report = projector.catch_up().await.unwrap();
@@ -378,14 +394,7 @@ async fn events_written_without_slices_join_the_feed_after_a_backfill() {
     assert_eq!(first.stamped + second.stamped, unsliced);
     assert_eq!(first.had_slice + second.had_slice, 1);
     // A second run finds nothing to do and changes nothing.
-    let again = backfill_slices(
-        &db.client,
-        &db.events,
-        slices(),
-        &BackfillOptions::default(),
-    )
-    .await
-    .unwrap();
+    let again = backfill_all(&db).await;
     assert_eq!((again.stamped, again.had_slice), (0, unsliced + 1));
     // A fresh feed from the beginning sees every account event in order.
     let fresh = Recorder::default();
@@ -525,6 +534,26 @@ async fn a_feed_process_that_stops_gives_its_slices_up_at_once() {
     assert_eq!(rb.distinct(), 0, "everything was saved before it left");
 }
 
+/// Commits `times` deposits of 1 on account `id`, in one command.
+async fn deposits(repo: &DynamoEventRepository, id: &str, times: usize) {
+    cqrs::<Account>(repo.clone(), SnapshotPolicy::Never)
+        .execute(id, AccountCommand::deposit(1, times))
+        .await
+        .unwrap();
+}
+
+/// A whole backfill of `db`'s events table.
+async fn backfill_all(db: &TestTables) -> dynamo_es::recode::BackfillReport {
+    backfill_slices(
+        &db.client,
+        &db.events,
+        slices(),
+        &BackfillOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// Passes until `recorder` was told of `deletions` deletions (or fails
 /// after a generous bound).
 async fn catch_up_to_deletions(
@@ -581,22 +610,12 @@ async fn a_current_feed_is_told_of_a_deletion_once_after_every_event() {
 async fn a_feed_behind_while_the_events_are_deleted_ends_deleted_without_a_gap() {
     let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(200)).await;
     let repo = writer(&db);
-    let accounts = cqrs::<Account>(repo.clone(), SnapshotPolicy::Never);
-    accounts
-        .execute("gone", AccountCommand::deposit(1, 2))
-        .await
-        .unwrap();
-    accounts
-        .execute("kept", AccountCommand::deposit(1, 1))
-        .await
-        .unwrap();
+    deposits(&repo, "gone", 2).await;
+    deposits(&repo, "kept", 1).await;
     catch_up_to(&mut projector, &recorder, 3).await;
     // While the feed is down: two more events, and the deletion removes
     // them before the feed reads them.
-    accounts
-        .execute("gone", AccountCommand::deposit(1, 2))
-        .await
-        .unwrap();
+    deposits(&repo, "gone", 2).await;
     repo.delete_aggregate::<Account>("gone").await.unwrap();
     catch_up_to_deletions(&mut projector, &recorder, 1).await;
     assert_eq!(recorder.sequences("gone"), [1, 2]);
@@ -614,13 +633,10 @@ async fn a_feed_behind_while_the_events_are_deleted_ends_deleted_without_a_gap()
 
 #[tokio::test]
 async fn events_a_tombstone_covers_that_are_still_in_the_table_come_first() {
-    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
-    put_as_of(&db, "late", 1, SystemTime::now()).await;
-    projector.catch_up().await.unwrap();
     // Event 2 from a clock a minute behind (below the band reads start
     // in), then a deletion that wrote its tombstone and stopped before
     // deleting anything.
-    put_as_of(&db, "late", 2, SystemTime::now() - Duration::from_secs(60)).await;
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("late", 2).await;
     let stopped = dynamo_es::DeleteOptions::new().with_max_batches(0);
     writer(&db)
         .delete_aggregate_with("Account", "late", stopped, |_| {})
@@ -633,11 +649,8 @@ async fn events_a_tombstone_covers_that_are_still_in_the_table_come_first() {
 
 #[tokio::test]
 async fn an_event_missing_below_an_event_is_still_a_gap() {
-    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
-    put_as_of(&db, "holed", 1, SystemTime::now()).await;
-    projector.catch_up().await.unwrap();
     // Event 2 never written (lost), event 3 is: no tombstone accounts for 2.
-    put_as_of(&db, "holed", 3, SystemTime::now() - Duration::from_secs(60)).await;
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("holed", 3).await;
     put_as_of(&db, "holed", 4, SystemTime::now()).await;
     let err = projector.catch_up().await.unwrap_err();
     assert!(
@@ -732,46 +745,16 @@ async fn a_deletion_without_a_slice_gets_one_from_the_backfill_and_reaches_feeds
     let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(200)).await;
     // An older release deleted it: its tombstone has no slice.
     let old = db.repository();
-    let accounts = cqrs::<Account>(old.clone(), SnapshotPolicy::Never);
-    accounts
-        .execute("old", AccountCommand::deposit(1, 3))
-        .await
-        .unwrap();
+    deposits(&old, "old", 3).await;
     old.delete_aggregate::<Account>("old").await.unwrap();
-    let key = |sequence: usize| {
-        Item::from([
-            (
-                dynamo_es::item::AGGREGATE_TYPE_AND_ID.to_string(),
-                dynamo_es::item::s("Account:old"),
-            ),
-            (
-                dynamo_es::item::AGGREGATE_ID_SEQUENCE.to_string(),
-                dynamo_es::item::n(sequence),
-            ),
-        ])
-    };
     let tombstone = || async {
-        db.client
-            .get_item()
-            .table_name(&db.events)
-            .set_key(Some(key(4)))
-            .consistent_read(true)
-            .send()
+        item_at(&db.client, &db.events, "Account:old", 4)
             .await
-            .unwrap()
-            .item
             .unwrap()
     };
     let before = tombstone().await;
     assert!(!before.contains_key(dynamo_es::slice::SLICE));
-    let report = backfill_slices(
-        &db.client,
-        &db.events,
-        slices(),
-        &BackfillOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = backfill_all(&db).await;
     assert_eq!(report.stamped, 1);
     let mut after = tombstone().await;
     assert!(after.remove(dynamo_es::slice::SLICE).is_some());
@@ -785,11 +768,7 @@ async fn a_deletion_without_a_slice_gets_one_from_the_backfill_and_reaches_feeds
 async fn a_global_reader_returns_a_deletion_marked_once_and_never_fails_on_it() {
     let (db, checkpoints) = sliced_tables().await;
     let repo = writer(&db);
-    let accounts = cqrs::<Account>(repo.clone(), SnapshotPolicy::Never);
-    accounts
-        .execute("gone", AccountCommand::deposit(1, 2))
-        .await
-        .unwrap();
+    deposits(&repo, "gone", 2).await;
     repo.delete_aggregate::<Account>("gone").await.unwrap();
     let reader = SliceReader::new(db.client.clone(), &db.events, "Account", slices())
         .with_window(Duration::from_millis(100));

@@ -106,7 +106,7 @@ async fn backfill_resumes_where_it_stopped_and_status_and_reset_know_feeds() {
 
 #[tokio::test]
 async fn delete_aggregate_gives_the_tombstone_its_slice_on_a_sliced_table() {
-    use dynamo_es::item::{n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+    use dynamo_es::item::s;
     use dynamo_es::slice::{COMMIT_TIME, SLICE};
     let slices = Slices::new(8).unwrap();
     let (db, _) = sliced_dynamodb(slices).await.unwrap();
@@ -123,17 +123,8 @@ async fn delete_aggregate_gives_the_tombstone_its_slice_on_a_sliced_table() {
     ])
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let tombstone = db
-        .client
-        .get_item()
-        .table_name(&*db.events)
-        .key(AGGREGATE_TYPE_AND_ID, s("Account:acct-1"))
-        .key(AGGREGATE_ID_SEQUENCE, n(2))
-        .consistent_read(true)
-        .send()
+    let tombstone = common::item_at(&db.client, &db.events, "Account:acct-1", 2)
         .await
-        .unwrap()
-        .item
         .unwrap();
     assert_eq!(
         tombstone.get(SLICE),
