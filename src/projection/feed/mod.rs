@@ -75,7 +75,8 @@ use crate::slice::micros;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FeedReport {
-    /// Events dispatched.
+    /// Events dispatched (an aggregate's deletion, its tombstone, counts
+    /// as one).
     pub events: usize,
     /// Events read again and dropped.
     pub duplicates: usize,
