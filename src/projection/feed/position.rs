@@ -387,6 +387,28 @@ mod tests {
     }
 
     #[test]
+    fn only_sequences_found_gone_with_their_aggregate_are_no_gap() {
+        let mut position = SlicePosition::default();
+        position.recent.insert("a".into(), (2, 5));
+        let mut tombstone = seen("a", 5, 40);
+        tombstone.deleted_through = Some(4);
+        let events = [tombstone];
+        // Not checked yet: a gap, held.
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
+        assert!(plan.deliver.is_empty());
+        assert_eq!(plan.missing, [("a".to_string(), 3)]);
+        // 3 gone, 4 still to check: held at 4.
+        let mut gone = Gone::default();
+        gone.insert("a", 3, 3);
+        let plan = position.plan(&events, &HashMap::new(), &gone);
+        assert_eq!(plan.missing, [("a".to_string(), 4)]);
+        // Both gone: the tombstone follows 2.
+        gone.insert("a", 4, 4);
+        let plan = position.plan(&events, &HashMap::new(), &gone);
+        assert_eq!(delivered(&events, &plan), [("a".into(), 5)]);
+    }
+
+    #[test]
     fn the_watermark_trails_the_window_and_a_cut_and_never_moves_back() {
         let mut position = SlicePosition::from_micros(500);
         position.recent.insert("old".into(), (3, 400));
