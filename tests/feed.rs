@@ -236,6 +236,25 @@ async fn put_as_of(db: &TestTables, id: &str, sequence: usize, clock: SystemTime
     put(db, &db.events, item).await;
 }
 
+/// A feed (window 300 ms) that delivered event 1 of `id`, and event
+/// `sequence` of `id` written since by a clock a minute behind.
+async fn delivered_then_a_minute_behind(
+    id: &str,
+    sequence: usize,
+) -> (TestTables, Recorder, FeedProjector<Account>) {
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
+    put_as_of(&db, id, 1, SystemTime::now()).await;
+    projector.catch_up().await.unwrap();
+    put_as_of(
+        &db,
+        id,
+        sequence,
+        SystemTime::now() - Duration::from_secs(60),
+    )
+    .await;
+    (db, recorder, projector)
+}
+
 #[tokio::test]
 async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_about() {
     let (db, _, recorder, mut projector) = fresh_feed(Duration::from_secs(4)).await;
@@ -253,12 +272,9 @@ async fn a_writer_behind_by_less_than_the_window_is_not_missed_and_is_warned_abo
 
 #[tokio::test]
 async fn an_event_later_than_twice_the_window_is_read_by_key_when_its_successor_shows() {
-    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(300)).await;
-    put_as_of(&db, "lost", 1, SystemTime::now()).await;
-    projector.catch_up().await.unwrap();
     // Event 2 from a clock a minute behind: under the band reads start
     // in, never read from the index; event 3 shows it is missing.
-    put_as_of(&db, "lost", 2, SystemTime::now() - Duration::from_secs(60)).await;
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("lost", 2).await;
     put_as_of(&db, "lost", 3, SystemTime::now()).await;
     let (logs, _guard) = capture(tracing::Level::WARN, false);
     let report = projector.catch_up().await.unwrap();
@@ -378,14 +394,7 @@ async fn events_written_without_slices_join_the_feed_after_a_backfill() {
     assert_eq!(first.stamped + second.stamped, unsliced);
     assert_eq!(first.had_slice + second.had_slice, 1);
     // A second run finds nothing to do and changes nothing.
-    let again = backfill_slices(
-        &db.client,
-        &db.events,
-        slices(),
-        &BackfillOptions::default(),
-    )
-    .await
-    .unwrap();
+    let again = backfill_all(&db).await;
     assert_eq!((again.stamped, again.had_slice), (0, unsliced + 1));
     // A fresh feed from the beginning sees every account event in order.
     let fresh = Recorder::default();
@@ -523,4 +532,276 @@ async fn a_feed_process_that_stops_gives_its_slices_up_at_once() {
     );
     b.catch_up().await.unwrap();
     assert_eq!(rb.distinct(), 0, "everything was saved before it left");
+}
+
+/// Commits `times` deposits of 1 on account `id`, in one command.
+async fn deposits(repo: &DynamoEventRepository, id: &str, times: usize) {
+    cqrs::<Account>(repo.clone(), SnapshotPolicy::Never)
+        .execute(id, AccountCommand::deposit(1, times))
+        .await
+        .unwrap();
+}
+
+/// A whole backfill of `db`'s events table.
+async fn backfill_all(db: &TestTables) -> dynamo_es::recode::BackfillReport {
+    backfill_slices(
+        &db.client,
+        &db.events,
+        slices(),
+        &BackfillOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Passes until `recorder` was told of `deletions` deletions (or fails
+/// after a generous bound).
+async fn catch_up_to_deletions(
+    projector: &mut FeedProjector<Account>,
+    recorder: &Recorder,
+    deletions: usize,
+) {
+    let started = std::time::Instant::now();
+    while recorder.deletions().len() < deletions {
+        projector.catch_up().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "told of {:?} after 20 s, not of {deletions} deletions",
+            recorder.deletions()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh checkpoint table, and a feed of `db`'s accounts into `recorder`
+/// positioned there.
+async fn another_feed(db: &TestTables, recorder: &Recorder) -> FeedProjector<Account> {
+    let checkpoints = unique_name("checkpoints");
+    create_checkpoint_table(&db.client, &checkpoints)
+        .await
+        .unwrap();
+    feed(db, &checkpoints, recorder, Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn a_current_feed_is_told_of_a_deletion_once_after_every_event() {
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(200)).await;
+    let repo = writer(&db);
+    // account-0 and account-1: 1 + 1 + 3 deposits each.
+    let total = commit_rounds(&repo, 0, 2, 3).await;
+    catch_up_to(&mut projector, &recorder, total).await;
+    repo.delete_aggregate::<Account>("account-0").await.unwrap();
+    catch_up_to_deletions(&mut projector, &recorder, 1).await;
+    assert_eq!(
+        recorder.deletions(),
+        [("account-0".to_string(), 5, total)],
+        "after every event"
+    );
+    assert_eq!(recorder.rows("account-0"), None);
+    assert!(recorder.rows("account-1").is_some());
+    // Told once: more passes and an audit bring nothing more.
+    projector.catch_up().await.unwrap();
+    projector.audit(Duration::from_secs(600)).await.unwrap();
+    assert_eq!(recorder.deletions().len(), 1);
+    assert_eq!((recorder.gaps(), recorder.after_deletion()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_feed_behind_while_the_events_are_deleted_ends_deleted_without_a_gap() {
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(200)).await;
+    let repo = writer(&db);
+    deposits(&repo, "gone", 2).await;
+    deposits(&repo, "kept", 1).await;
+    catch_up_to(&mut projector, &recorder, 3).await;
+    // While the feed is down: two more events, and the deletion removes
+    // them before the feed reads them.
+    deposits(&repo, "gone", 2).await;
+    repo.delete_aggregate::<Account>("gone").await.unwrap();
+    catch_up_to_deletions(&mut projector, &recorder, 1).await;
+    assert_eq!(recorder.sequences("gone"), [1, 2]);
+    assert_eq!(recorder.deletions(), [("gone".to_string(), 4, 3)]);
+    assert_eq!((recorder.rows("gone"), recorder.gaps()), (None, 0));
+    // A feed started after the deletion: only the tombstone is left.
+    let fresh = Recorder::default();
+    let mut projector = another_feed(&db, &fresh).await;
+    catch_up_to_deletions(&mut projector, &fresh, 1).await;
+    catch_up_to(&mut projector, &fresh, 1).await;
+    assert!(fresh.sequences("gone").is_empty());
+    assert_eq!(fresh.removed().get("gone"), Some(&4));
+    assert_eq!(fresh.rows("kept"), recorder.rows("kept"));
+}
+
+#[tokio::test]
+async fn events_a_tombstone_covers_that_are_still_in_the_table_come_first() {
+    // Event 2 from a clock a minute behind (below the band reads start
+    // in), then a deletion that wrote its tombstone and stopped before
+    // deleting anything.
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("late", 2).await;
+    let stopped = dynamo_es::DeleteOptions::new().with_max_batches(0);
+    writer(&db)
+        .delete_aggregate_with("Account", "late", stopped, |_| {})
+        .await
+        .unwrap();
+    catch_up_to_deletions(&mut projector, &recorder, 1).await;
+    assert_eq!(recorder.sequences("late"), [1, 2]);
+    assert_eq!(recorder.deletions(), [("late".to_string(), 2, 2)]);
+}
+
+#[tokio::test]
+async fn an_event_missing_below_an_event_is_still_a_gap() {
+    // Event 2 never written (lost), event 3 is: no tombstone accounts for 2.
+    let (db, recorder, mut projector) = delivered_then_a_minute_behind("holed", 3).await;
+    put_as_of(&db, "holed", 4, SystemTime::now()).await;
+    let err = projector.catch_up().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::FeedGap { event, .. } if event.ends_with("holed#2")),
+        "{err}"
+    );
+    assert_eq!(recorder.sequences("holed"), [1]);
+}
+
+/// Passes events to a recorder, and fails its first deletion after
+/// recording it: the process died after the dispatch, before the save.
+struct DiesAfterDeletion {
+    recorder: Recorder,
+    died: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl dynamo_es::projection::Projection<Account> for std::sync::Arc<DiesAfterDeletion> {
+    async fn project(
+        &self,
+        id: &str,
+        events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), Error> {
+        dynamo_es::projection::Projection::project(&self.recorder, id, events).await
+    }
+
+    async fn deleted(&self, id: &str, last_sequence: usize) -> Result<(), Error> {
+        dynamo_es::projection::Projection::deleted(&self.recorder, id, last_sequence).await?;
+        if self.died.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(Error::projection("the process died before saving"))
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_delivered_again_after_a_restart_changes_nothing_more() {
+    let (db, checkpoints) = sliced_tables().await;
+    let recorder = Recorder::default();
+    let dying = std::sync::Arc::new(DiesAfterDeletion {
+        recorder: recorder.clone(),
+        died: false.into(),
+    });
+    let process = || {
+        let reader = SliceReader::new(db.client.clone(), &db.events, "Account", slices())
+            .with_window(Duration::from_millis(200));
+        let positions = FeedPositions::new(db.client.clone(), &checkpoints, "accounts");
+        let dispatcher = Dispatcher::new(EventDecoder::<Account>::new(Codec::default()))
+            .with_projection(dying.clone());
+        FeedProjector::new(reader, positions, dispatcher)
+    };
+    let repo = writer(&db);
+    let total = commit_rounds(&repo, 0, 2, 3).await;
+    let mut first = process();
+    catch_up_to(&mut first, &recorder, total).await;
+    repo.delete_aggregate::<Account>("account-1").await.unwrap();
+    let started = std::time::Instant::now();
+    let died = loop {
+        match first.catch_up().await {
+            Err(err) => break err,
+            Ok(_) => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no deletion after 20 s"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(died.to_string().contains("died"), "{died}");
+    // The restart delivers the deletion again (its position was not
+    // saved): the view drops the rows once, nothing is applied twice.
+    let mut restarted = process();
+    catch_up_to_deletions(&mut restarted, &recorder, 2).await;
+    assert_eq!(
+        recorder
+            .deletions()
+            .iter()
+            .map(|(id, last, _)| (id.as_str(), *last))
+            .collect::<Vec<_>>(),
+        [("account-1", 5), ("account-1", 5)]
+    );
+    assert_eq!(
+        recorder.removed(),
+        std::collections::HashMap::from([("account-1".to_string(), 5)])
+    );
+    assert_eq!(recorder.distinct(), total);
+    assert_eq!((recorder.after_deletion(), recorder.gaps()), (0, 0));
+    assert!(recorder.rows("account-0").is_some());
+}
+
+#[tokio::test]
+async fn a_deletion_without_a_slice_gets_one_from_the_backfill_and_reaches_feeds() {
+    let (db, _, recorder, mut projector) = fresh_feed(Duration::from_millis(200)).await;
+    // An older release deleted it: its tombstone has no slice.
+    let old = db.repository();
+    deposits(&old, "old", 3).await;
+    old.delete_aggregate::<Account>("old").await.unwrap();
+    let tombstone = || async {
+        item_at(&db.client, &db.events, "Account:old", 4)
+            .await
+            .unwrap()
+    };
+    let before = tombstone().await;
+    assert!(!before.contains_key(dynamo_es::slice::SLICE));
+    let report = backfill_all(&db).await;
+    assert_eq!(report.stamped, 1);
+    let mut after = tombstone().await;
+    assert!(after.remove(dynamo_es::slice::SLICE).is_some());
+    assert!(after.remove(dynamo_es::slice::COMMIT_TIME).is_some());
+    assert_eq!(after, before, "nothing else of the tombstone changes");
+    catch_up_to_deletions(&mut projector, &recorder, 1).await;
+    assert_eq!(recorder.deletions(), [("old".to_string(), 3, 0)]);
+}
+
+#[tokio::test]
+async fn a_global_reader_returns_a_deletion_marked_once_and_never_fails_on_it() {
+    let (db, checkpoints) = sliced_tables().await;
+    let repo = writer(&db);
+    deposits(&repo, "gone", 2).await;
+    repo.delete_aggregate::<Account>("gone").await.unwrap();
+    let reader = SliceReader::new(db.client.clone(), &db.events, "Account", slices())
+        .with_window(Duration::from_millis(100));
+    let positions = FeedPositions::new(db.client.clone(), &checkpoints, "global");
+    let mut global = dynamo_es::projection::feed::GlobalReader::new(
+        vec![reader],
+        positions,
+        FeedStart::Beginning,
+    );
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    while out.is_empty() || started.elapsed() < Duration::from_millis(400) {
+        out.extend(global.next().await.unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let decoder = EventDecoder::<Account>::new(Codec::default());
+    assert_eq!(
+        (
+            out[0].aggregate_id.as_str(),
+            out[0].sequence,
+            out[0].deleted_through
+        ),
+        ("gone", 3, Some(2))
+    );
+    assert!(decoder.decode(&out[0].record).unwrap().is_none());
+    let deletion = decoder.deletion(&out[0].record).unwrap().unwrap();
+    assert_eq!(
+        (deletion.aggregate_id.as_str(), deletion.last_sequence),
+        ("gone", 2)
+    );
 }

@@ -103,3 +103,32 @@ async fn backfill_resumes_where_it_stopped_and_status_and_reset_know_feeds() {
     let positions = FeedPositions::new(db.client.clone(), &checkpoints, "accounts");
     assert!(positions.list().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn delete_aggregate_gives_the_tombstone_its_slice_on_a_sliced_table() {
+    use dynamo_es::item::s;
+    use dynamo_es::slice::{COMMIT_TIME, SLICE};
+    let slices = Slices::new(8).unwrap();
+    let (db, _) = sliced_dynamodb(slices).await.unwrap();
+    let sliced = cqrs::<Account>(db.repository().with_slices(slices), SnapshotPolicy::Never);
+    deposit(&sliced, "acct-1", 1).await;
+    let out = cli(&[
+        "delete-aggregate",
+        "Account",
+        "acct-1",
+        "--events-table",
+        &db.events,
+        "--snapshots-table",
+        &db.snapshots,
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tombstone = common::item_at(&db.client, &db.events, "Account:acct-1", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        tombstone.get(SLICE),
+        Some(&s(slices.key("Account", slices.of("acct-1"))))
+    );
+    assert!(tombstone.contains_key(COMMIT_TIME), "{tombstone:?}");
+}

@@ -346,3 +346,46 @@ async fn a_rebuild_from_the_feed_waits_for_an_event_the_index_shows_after_t0() {
     running.stop().await.unwrap();
     assert_eq!(recorder.sequences("late"), [1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_the_feed_after_a_deletion_ends_as_the_stream_view_does() {
+    let (db, arn, checkpoints) = tables().await;
+    let writer = db.repository().with_slices(slices());
+    let total = commit(&writer, 2).await;
+    writer.delete_aggregate::<Account>("acct-0").await.unwrap();
+
+    // The stream projector sees the events, then the tombstone.
+    let streamed = Recorder::default();
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "streamed");
+    let running = start(projector(
+        &arn,
+        &store,
+        projector_support::recording(&streamed),
+    ));
+    wait_until("the stream view is built", Duration::from_secs(60), || {
+        streamed.distinct() == total && !streamed.removed().is_empty()
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    // The feed finds the tombstone alone: the events are gone.
+    let rebuilt = Recorder::default();
+    let store = CheckpointStore::new(db.client.clone(), &checkpoints, "rebuilt");
+    Rebuild::new(
+        db.client.clone(),
+        &db.events,
+        store,
+        projector_support::recording(&rebuilt),
+    )
+    .with_feed(reader(&db))
+    .with_safety_margin(MARGIN)
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(rebuilt.removed().get("acct-0"), Some(&2));
+    assert_eq!(rebuilt.removed(), streamed.removed());
+    assert_eq!(rebuilt.deletions().len(), 1);
+    for id in ids() {
+        assert_eq!(rebuilt.rows(&id), streamed.rows(&id), "{id}");
+    }
+}

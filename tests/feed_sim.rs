@@ -12,7 +12,14 @@
 //! and are delivered all the same (read by key when a later event of their
 //! aggregate shows them missing, or found by an audit); the feed may stop
 //! with `Error::FeedGap` only for an event later than the audit's depth,
-//! which no history has.
+//! which no history has. Half the histories delete aggregates
+//! (`DynamoEventRepository::delete_aggregate`, its tombstone sliced), often
+//! while feed processes are down or behind, so that the events between a
+//! feed's position and the tombstone are gone when it reads: each deleted
+//! aggregate's deletion is then dispatched after every event the feed
+//! dispatched of it, with its last sequence, the view drops its rows once
+//! (a deletion delivered again after a death changes nothing), no event of
+//! it is applied after, and no feed stops on the missing events.
 //!
 //! The index's lag is simulated by an interceptor on the feed's client that
 //! hides an event from every `Query` until its visibility time; the base
@@ -68,6 +75,16 @@ impl Projection<Account> for Arc<Mortal> {
         assert!(die_at == 0 || call < die_at, "the process dies");
         self.recorder.project(id, events).await
     }
+
+    /// Dies after the view applied the deletion: before the position is
+    /// saved, so a restart delivers it again.
+    async fn deleted(&self, id: &str, last_sequence: usize) -> Result<(), Error> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.recorder.deleted(id, last_sequence).await?;
+        let die_at = self.die_at.load(Ordering::SeqCst);
+        assert!(die_at == 0 || call < die_at, "the process dies");
+        Ok(())
+    }
 }
 
 struct Process {
@@ -89,6 +106,10 @@ struct World {
     skews: Vec<i64>,
     /// Per aggregate: events written (the deposits' amounts).
     written: BTreeMap<String, Vec<i64>>,
+    /// Whether this history deletes aggregates.
+    deletes: bool,
+    /// Per deleted aggregate: its last sequence.
+    deleted: BTreeMap<String, usize>,
     /// The most any event became visible after its commit time.
     latest: Duration,
     log: Vec<String>,
@@ -102,6 +123,7 @@ impl World {
         let visibility = Arc::new(Visibility::default());
         let reader_client = feed_support::lagging_client(&db, &visibility);
         let third = i64::try_from(WINDOW.as_micros() / 3).unwrap();
+        let deletes = rng.below(2) == 0;
         let beyond = rng.below(5) == 0;
         let very = !beyond && rng.below(4) == 0;
         let skews = (0..2)
@@ -131,6 +153,8 @@ impl World {
             owners: 0,
             skews,
             written: BTreeMap::new(),
+            deletes,
+            deleted: BTreeMap::new(),
             latest: Duration::ZERO,
             log: Vec::new(),
         }
@@ -166,6 +190,10 @@ impl World {
     async fn write(&mut self, count: u64, writer: usize) {
         for _ in 0..count {
             let id = format!("agg-{}", self.rng.below(6));
+            if self.deleted.contains_key(&id) {
+                // Its id is taken for good.
+                continue;
+            }
             let amounts = self.written.entry(id.clone()).or_default();
             let sequence = amounts.len() + 1;
             let amount = i64::try_from(self.rng.below(100)).unwrap();
@@ -196,6 +224,75 @@ impl World {
             let late = Duration::from_micros(u64::try_from(late.max(0)).unwrap());
             self.latest = self.latest.max(late);
         }
+    }
+
+    /// Deletes an aggregate written to and not deleted yet, if any.
+    async fn delete(&mut self) {
+        let alive: Vec<String> = self
+            .written
+            .keys()
+            .filter(|id| !self.deleted.contains_key(*id))
+            .cloned()
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        let id = alive[usize::try_from(self.rng.below(alive.len() as u64)).unwrap()].clone();
+        let last = self.written[&id].len();
+        self.log.push(format!("delete {id} (last {last})"));
+        let repo = self.db.repository().with_slices(self.slices);
+        let done = repo.delete_aggregate::<Account>(&id).await.unwrap();
+        assert_eq!(done.last_sequence, last);
+        self.deleted.insert(id, last);
+    }
+
+    /// Whether every event of a live aggregate was applied once and every
+    /// deletion was.
+    fn complete(&self) -> bool {
+        let removed = self.recorder.removed();
+        self.written.iter().all(|(id, amounts)| {
+            if self.deleted.contains_key(id) {
+                return removed.contains_key(id);
+            }
+            self.recorder
+                .view(id)
+                .is_some_and(|view| view.applied == amounts.len())
+        })
+    }
+
+    /// Deleted aggregates: dropped once with their last sequence, no event
+    /// applied after; live ones: never told of a deletion.
+    fn check_deletions(&self) -> Result<(), String> {
+        let removed = self.recorder.removed();
+        for (id, last) in &self.deleted {
+            let told: Vec<usize> = self
+                .recorder
+                .deletions()
+                .iter()
+                .filter(|(d, _, _)| d == id)
+                .map(|(_, last, _)| *last)
+                .collect();
+            if removed.get(id) != Some(last) || told.iter().any(|t| t != last) {
+                return Err(format!(
+                    "DELETION: {id} deleted through {last}, the view was told {told:?}"
+                ));
+            }
+            if self.recorder.rows(id).is_some() {
+                return Err(format!("DELETION: {id} still has rows"));
+            }
+        }
+        if let Some(id) = removed.keys().find(|id| !self.deleted.contains_key(*id)) {
+            return Err(format!(
+                "DELETION: {id} was never deleted, the view was told"
+            ));
+        }
+        if self.recorder.after_deletion() > 0 {
+            return Err(format!(
+                "DELETION: {} events applied after their aggregate's deletion",
+                self.recorder.after_deletion()
+            ));
+        }
+        Ok(())
     }
 
     /// A feed error: allowed only as a gap in a history with an event
@@ -267,6 +364,7 @@ impl World {
                     return self.judge(err);
                 }
             }
+            9 if self.deletes && self.rng.below(3) == 0 => self.delete().await,
             9 if !self.processes.is_empty() && self.rng.below(2) == 0 => {
                 let i = usize::try_from(self.rng.below(self.processes.len() as u64)).unwrap();
                 self.log.push(format!("audit {i}"));
@@ -292,11 +390,14 @@ impl World {
         }
         let total: usize = self.written.values().map(Vec::len).sum();
         let started = Instant::now();
-        while self.recorder.distinct() < total {
+        while !self.complete() {
             if started.elapsed() > Duration::from_secs(20) {
                 return Err(format!(
-                    "MISSED: after 20 s of draining, {} of {total} events dispatched, no error",
-                    self.recorder.distinct()
+                    "MISSED: after 20 s of draining, {} of {total} events dispatched, \
+                     deletions {:?} of {:?}, no error",
+                    self.recorder.distinct(),
+                    self.recorder.removed(),
+                    self.deleted
                 ));
             }
             for i in 0..self.processes.len() {
@@ -318,7 +419,11 @@ impl World {
             self.check_order()?;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.check_deletions()?;
         for (id, amounts) in &self.written {
+            if self.deleted.contains_key(id) {
+                continue;
+            }
             let view = self.recorder.view(id).unwrap_or_default();
             let expected: i64 = amounts.iter().sum();
             if (view.total, view.applied) != (expected, amounts.len()) {

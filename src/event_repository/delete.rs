@@ -5,7 +5,9 @@
 //!    at the sequence after the last event (`N + 1`, under
 //!    `attribute_not_exists`, so a commit that raced the deletion makes it
 //!    read again) carrying [`DELETED_THROUGH`] = `N`, [`DELETED_AT`] and
-//!    [`DELETED_CHUNKS`], and a `Delete` of the snapshot head under its
+//!    [`DELETED_CHUNKS`] (with [slices](DynamoEventRepository::with_slices),
+//!    also its slice and a commit time, so feeds read it after every event
+//!    of the aggregate), and a `Delete` of the snapshot head under its
 //!    version (or its absence). From then on every read path refuses the
 //!    aggregate ([`Error::AggregateDeleted`]), a commit from any state that
 //!    was current (`N`) fails its condition on the tombstone's key, and the
@@ -309,7 +311,7 @@ impl DynamoEventRepository {
                         .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID),
                 ),
             };
-            let tombstone = Item::from([
+            let mut tombstone = Item::from([
                 (AGGREGATE_TYPE_AND_ID.to_string(), s(key)),
                 (AGGREGATE_ID_SEQUENCE.to_string(), n(last_sequence + 1)),
                 (AGGREGATE_TYPE.to_string(), s(aggregate_type)),
@@ -321,6 +323,12 @@ impl DynamoEventRepository {
                     s(crate::utc::rfc3339_millis(SystemTime::now())),
                 ),
             ]);
+            // In the slice index after every event of the aggregate, as an
+            // event would be: feeds learn of the deletion.
+            if let Some(slices) = self.slices() {
+                let now = crate::slice::micros(SystemTime::now());
+                slices.stamp(&mut tombstone, aggregate_type, aggregate_id, now);
+            }
             let put = Put::builder()
                 .table_name(&self.event_table)
                 .set_item(Some(tombstone))

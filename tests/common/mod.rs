@@ -113,6 +113,27 @@ pub async fn items_by_key(
         .collect()
 }
 
+/// The item of `aggregate` (`{type}:{id}`) at `sequence` in `table`,
+/// strongly consistent.
+pub async fn item_at(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    aggregate: &str,
+    sequence: usize,
+) -> Option<Item> {
+    use dynamo_es::item::{n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+    client
+        .get_item()
+        .table_name(table)
+        .key(AGGREGATE_TYPE_AND_ID, s(aggregate))
+        .key(AGGREGATE_ID_SEQUENCE, n(sequence))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
 /// The bytes of `items`, as DynamoDB sizes them.
 pub fn bytes<'a>(items: impl IntoIterator<Item = &'a Item>) -> u64 {
     items

@@ -62,9 +62,12 @@ impl Hooks for LaggingIndex {
         let visible = self.0 .0.lock().unwrap();
         if let Some(items) = query.items.as_mut() {
             items.retain(|item| {
-                let id = get_s(item, AGGREGATE_ID, "AggregateId")
-                    .unwrap()
-                    .to_string();
+                // A keys-only read of the table (no index projects only
+                // keys): not hidden.
+                let Ok(id) = get_s(item, AGGREGATE_ID, "AggregateId") else {
+                    return true;
+                };
+                let id = id.to_string();
                 let sequence: usize =
                     get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").unwrap();
                 visible.get(&(id, sequence)).is_none_or(|at| *at <= now)

@@ -46,6 +46,12 @@ struct Seen {
     /// Every deletion it was told of, in order: (aggregate id, its last
     /// sequence, events delivered before it).
     deleted: Vec<(String, usize, usize)>,
+    /// Per deleted aggregate, the last sequence its first deletion named:
+    /// an exactly-once view drops its rows once, and a deletion delivered
+    /// again changes nothing.
+    removed: HashMap<String, usize>,
+    /// Events applied past a deletion's last sequence.
+    after_deletion: usize,
 }
 
 /// A projection that records every event it is given, and every deletion
@@ -104,6 +110,27 @@ impl Recorder {
         self.seen.lock().unwrap().deleted.clone()
     }
 
+    /// The rows of `id` in an exactly-once view that drops a deleted
+    /// aggregate's rows: `None` once it was deleted (or never seen).
+    pub fn rows(&self, id: &str) -> Option<Account> {
+        let seen = self.seen.lock().unwrap();
+        if seen.removed.contains_key(id) {
+            return None;
+        }
+        seen.views.get(id).map(|(view, _)| view.clone())
+    }
+
+    /// The aggregates whose rows the view dropped, with the last sequence
+    /// each deletion named (once per aggregate, whatever the redeliveries).
+    pub fn removed(&self) -> HashMap<String, usize> {
+        self.seen.lock().unwrap().removed.clone()
+    }
+
+    /// Events applied past their aggregate's deletion.
+    pub fn after_deletion(&self) -> usize {
+        self.seen.lock().unwrap().after_deletion
+    }
+
     /// The sequences delivered for `id`, in delivery order.
     pub fn sequences(&self, id: &str) -> Vec<usize> {
         let seen = self.seen.lock().unwrap();
@@ -138,6 +165,11 @@ impl Projection<Account> for Recorder {
             let gap = event.sequence > *last + 1;
             view.apply(event.payload.clone());
             *last = event.sequence;
+            let past = seen
+                .removed
+                .get(id)
+                .is_some_and(|deleted| event.sequence > *deleted);
+            seen.after_deletion += usize::from(past);
             seen.applied += 1;
             seen.gaps += usize::from(gap);
         }
@@ -148,6 +180,7 @@ impl Projection<Account> for Recorder {
         let mut seen = self.seen.lock().unwrap();
         let before = seen.log.len();
         seen.deleted.push((id.to_string(), last_sequence, before));
+        seen.removed.entry(id.to_string()).or_insert(last_sequence);
         Ok(())
     }
 }

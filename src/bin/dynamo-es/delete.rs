@@ -6,12 +6,15 @@
 //! **Invariant:** with `--dry-run` it only reads (a `Query` for the newest
 //! item, a counting `Query`, a `GetItem` of the snapshot head) and says what
 //! it would delete; without it, an interrupted run (Ctrl-C, an error) is
-//! finished by running the same command again.
+//! finished by running the same command again. On a table with the
+//! `EventsBySlice` index, the tombstone carries the aggregate's slice (the
+//! count read from the table), so feeds learn of the deletion.
 
 use std::io::Write;
 
 use aws_sdk_dynamodb::Client;
 use clap::Args;
+use dynamo_es::tables::slices_of;
 use dynamo_es::{
     DeleteOptions, DynamoEventRepository, DEFAULT_EVENT_TABLE, DEFAULT_SNAPSHOT_TABLE,
 };
@@ -46,7 +49,8 @@ pub async fn execute(
     client: Client,
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let repo = DynamoEventRepository::new(client).with_tables(&args.events, &args.snapshots);
+    let mut repo =
+        DynamoEventRepository::new(client.clone()).with_tables(&args.events, &args.snapshots);
     let name = format!("{}:{}", args.aggregate_type, args.id);
     let plan = repo.plan_deletion(&args.aggregate_type, &args.id).await?;
     let state = if plan.deleted {
@@ -71,6 +75,11 @@ pub async fn execute(
             plan.events, plan.snapshot_items
         )?;
         return Ok(());
+    }
+    // A table with the slice index: the tombstone carries its slice, so
+    // feeds learn of the deletion.
+    if let Some(slices) = slices_of(&client, &args.events).await? {
+        repo = repo.with_slices(slices);
     }
     let total = plan.events + plan.snapshot_items;
     let mut failed = None;

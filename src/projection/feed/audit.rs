@@ -72,6 +72,7 @@ impl SliceReader {
             firsts.into_iter().collect(),
             position,
             positions,
+            &seen,
         )
         .await?;
         let (seen, plan) = self

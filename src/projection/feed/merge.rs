@@ -9,7 +9,10 @@
 //! event is its commit time, raised to its predecessor's order time when
 //! its writer's clock ran behind, and to what was already emitted when it
 //! came late (so the order never goes back). Why, and how precise the
-//! order is across aggregates: see [`GlobalReader`].
+//! order is across aggregates: see [`GlobalReader`]. A deleted aggregate's
+//! tombstone comes once, after its events, marked
+//! ([`GlobalEvent::deleted_through`]); the events its deletion removed
+//! before they were read are not a gap (see `feed::deletion`).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -38,6 +41,12 @@ pub struct GlobalEvent {
     /// The event as a projection reads it (decode it with the
     /// [`EventDecoder`](crate::projection::EventDecoder) of its type).
     pub record: ChangeRecord,
+    /// `Some(last)` when this is not an event but the aggregate's deletion
+    /// (its tombstone, at `sequence`, after every event it had; `last` is
+    /// the last event's sequence): `EventDecoder::decode` returns `None`
+    /// for it, [`EventDecoder::deletion`](crate::projection::EventDecoder::deletion)
+    /// reads it. It comes once, in its place in the order.
+    pub deleted_through: Option<usize>,
 }
 
 impl GlobalEvent {
@@ -172,6 +181,7 @@ impl GlobalReader {
                     committed: from_micros(seen.micros),
                     order_micros,
                     record,
+                    deleted_through: seen.deleted_through,
                 });
             }
         }

@@ -21,7 +21,10 @@
 //! when a later event of its aggregate is read, the gap in the sequences
 //! makes the reader fetch it from the table by key and deliver it first;
 //! otherwise an [audit](FeedProjector::audit) finds it (if it showed
-//! within the audit's depth). Other types: [`GlobalReader`] merges several
+//! within the audit's depth). An aggregate's tombstone (its deletion,
+//! written with a slice) is delivered as its next item, once, in the same
+//! way; events its deletion removed before they were read are no gap (see
+//! `feed::deletion`). Other types: [`GlobalReader`] merges several
 //! aggregate types by commit time; [`Rebuild::with_feed`](super::Rebuild::with_feed)
 //! rebuilds a stream projection from the feed.
 //!
@@ -44,6 +47,7 @@
 //! ```
 
 mod audit;
+mod deletion;
 mod leases;
 mod merge;
 mod position;
@@ -71,7 +75,8 @@ use crate::slice::micros;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FeedReport {
-    /// Events dispatched.
+    /// Events dispatched (an aggregate's deletion, its tombstone, counts
+    /// as one).
     pub events: usize,
     /// Events read again and dropped.
     pub duplicates: usize,

@@ -25,6 +25,9 @@ pub(crate) struct Seen {
     pub(crate) sequence: usize,
     /// Its commit time, microseconds since the epoch.
     pub(crate) micros: u64,
+    /// For the aggregate's tombstone (its deletion, not an event): the
+    /// sequence of the last event it deleted.
+    pub(crate) deleted_through: Option<usize>,
 }
 
 /// What to do with the events of one read.
@@ -46,6 +49,35 @@ pub(crate) struct Plan {
     /// 1, with that sequence: the reader must look up their last delivered
     /// sequence and call [`SlicePosition::plan`] again with it.
     pub(crate) unknown: Vec<(String, usize)>,
+}
+
+/// Per aggregate: runs of sequences (first, last) a tombstone deleted and
+/// the table no longer holds.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Gone(HashMap<String, Vec<(usize, usize)>>);
+
+impl Gone {
+    /// The first sequence at or after `next` of `aggregate_id` that is not
+    /// gone.
+    pub(crate) fn skip(&self, aggregate_id: &str, mut next: usize) -> usize {
+        let Some(runs) = self.0.get(aggregate_id) else {
+            return next;
+        };
+        while let Some(&(_, last)) = runs
+            .iter()
+            .find(|(first, last)| *first <= next && next <= *last)
+        {
+            next = last + 1;
+        }
+        next
+    }
+
+    pub(super) fn insert(&mut self, aggregate_id: &str, first: usize, last: usize) {
+        self.0
+            .entry(aggregate_id.to_string())
+            .or_default()
+            .push((first, last));
+    }
 }
 
 /// A feed's position in one slice.
@@ -79,7 +111,10 @@ pub(crate) struct Plan {
 /// delivered past: the reader reads the missing events from the table by
 /// key and delivers them first (or stops with
 /// [`Error::FeedGap`](crate::projection::Error::FeedGap) if the table does
-/// not hold them, sliced).
+/// not hold them, sliced). An aggregate's tombstone is planned as its next
+/// sequence; the sequences before it that its deletion removed from the
+/// table are skipped only when the reader found them gone
+/// (`feed::deletion`), as if delivered: nothing can ever deliver them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlicePosition {
     /// Every event before this commit time (microseconds) was delivered.
@@ -122,7 +157,14 @@ impl SlicePosition {
     /// Decides which of `events` to deliver. `known` holds the last
     /// delivered sequence of aggregates not in `recent`, as the feed's
     /// per-aggregate records say (0: none delivered).
-    pub(crate) fn plan(&self, events: &[Seen], known: &HashMap<String, usize>) -> Plan {
+    /// `gone` holds sequences a tombstone read here deleted and the table
+    /// no longer holds (see `feed::deletion`): they are no gap.
+    pub(crate) fn plan(
+        &self,
+        events: &[Seen],
+        known: &HashMap<String, usize>,
+        gone: &Gone,
+    ) -> Plan {
         let mut by_aggregate: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             by_aggregate
@@ -150,6 +192,7 @@ impl SlicePosition {
             let mut run = Vec::new();
             for &index in &indexes {
                 let event = &events[index];
+                next = next.map(|n| gone.skip(aggregate, n));
                 match next {
                     Some(n) if event.sequence < n => plan.duplicates += 1,
                     Some(n) if event.sequence == n => {
@@ -233,6 +276,7 @@ mod tests {
             aggregate_id: aggregate.to_string(),
             sequence,
             micros,
+            deleted_through: None,
         }
     }
 
@@ -252,7 +296,7 @@ mod tests {
             seen("b", 1, 20),
             seen("a", 2, 30),
         ];
-        let plan = SlicePosition::default().plan(&events, &HashMap::new());
+        let plan = SlicePosition::default().plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(
             delivered(&events, &plan),
             [
@@ -270,7 +314,7 @@ mod tests {
         let mut position = SlicePosition::default();
         position.recent.insert("a".into(), (1, 5));
         let events = [seen("a", 3, 40), seen("a", 4, 50), seen("b", 1, 45)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(delivered(&events, &plan), [("b".into(), 1)]);
         assert_eq!(plan.held_from, Some(40));
         assert_eq!(plan.missing, [("a".to_string(), 2)]);
@@ -287,7 +331,7 @@ mod tests {
             seen("b", 1, 45),
             seen("a", 4, 50),
         ];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert!(plan.unknown.is_empty());
         assert_eq!(
             delivered(&events, &plan),
@@ -304,7 +348,7 @@ mod tests {
         // a#3 became visible after the watermark passed its time (read in
         // the band below it): it still follows a#2.
         let events = [seen("a", 2, 95), seen("a", 3, 97), seen("a", 4, 120)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(
             delivered(&events, &plan),
             [("a".into(), 3), ("a".into(), 4)]
@@ -316,30 +360,52 @@ mod tests {
     fn an_unknown_aggregate_needs_its_last_delivered_sequence() {
         let position = SlicePosition::from_micros(100);
         let events = [seen("a", 7, 150), seen("a", 8, 160)];
-        let plan = position.plan(&events, &HashMap::new());
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
         assert_eq!(plan.unknown, [("a".to_string(), 7)]);
         assert!(plan.deliver.is_empty());
         // Delivered up to 6: 7 and 8 follow.
         let known = HashMap::from([("a".to_string(), 6)]);
         assert_eq!(
-            delivered(&events, &position.plan(&events, &known)),
+            delivered(&events, &position.plan(&events, &known, &Gone::default())),
             [("a".into(), 7), ("a".into(), 8)]
         );
         // Delivered up to 7: 7 is read again.
         let known = HashMap::from([("a".to_string(), 7)]);
-        let plan = position.plan(&events, &known);
+        let plan = position.plan(&events, &known, &Gone::default());
         assert_eq!(
             (delivered(&events, &plan), plan.duplicates),
             (vec![("a".into(), 8)], 1)
         );
         // Delivered up to 5: 6 is missing, the rest held.
         let known = HashMap::from([("a".to_string(), 5)]);
-        let plan = position.plan(&events, &known);
+        let plan = position.plan(&events, &known, &Gone::default());
         assert!(plan.deliver.is_empty());
         assert_eq!(
             (plan.held_from, plan.missing.clone()),
             (Some(150), vec![("a".to_string(), 6)])
         );
+    }
+
+    #[test]
+    fn only_sequences_found_gone_with_their_aggregate_are_no_gap() {
+        let mut position = SlicePosition::default();
+        position.recent.insert("a".into(), (2, 5));
+        let mut tombstone = seen("a", 5, 40);
+        tombstone.deleted_through = Some(4);
+        let events = [tombstone];
+        // Not checked yet: a gap, held.
+        let plan = position.plan(&events, &HashMap::new(), &Gone::default());
+        assert!(plan.deliver.is_empty());
+        assert_eq!(plan.missing, [("a".to_string(), 3)]);
+        // 3 gone, 4 still to check: held at 4.
+        let mut gone = Gone::default();
+        gone.insert("a", 3, 3);
+        let plan = position.plan(&events, &HashMap::new(), &gone);
+        assert_eq!(plan.missing, [("a".to_string(), 4)]);
+        // Both gone: the tombstone follows 2.
+        gone.insert("a", 4, 4);
+        let plan = position.plan(&events, &HashMap::new(), &gone);
+        assert_eq!(delivered(&events, &plan), [("a".into(), 5)]);
     }
 
     #[test]

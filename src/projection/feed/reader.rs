@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::position::{Plan, Seen, SlicePosition};
+use super::deletion;
+use super::position::{Gone, Plan, Seen, SlicePosition};
 use super::positions::FeedPositions;
 use crate::error::Error as StoreError;
 use crate::item::{
     aggregate_key, describe_key, get_n, get_s, n, s, Item, AGGREGATE_ID, AGGREGATE_ID_SEQUENCE,
-    AGGREGATE_TYPE_AND_ID,
+    AGGREGATE_TYPE_AND_ID, DELETED_THROUGH,
 };
 use crate::projection::{ChangeKind, ChangeRecord, Error};
 use crate::slice::{from_micros, micros, Slices, COMMIT_TIME, SLICE, SLICE_INDEX};
@@ -46,7 +47,8 @@ pub struct SliceReader {
 pub struct SliceRead {
     /// The events to deliver, in order, as the stream would carry them
     /// (`shard_id` is the slice key, `sequence_number` the commit time and
-    /// sequence, `created` the commit time).
+    /// sequence, `created` the commit time); an aggregate's tombstone (its
+    /// deletion) among them, after its events, as the stream carries it.
     pub records: Vec<ChangeRecord>,
     /// The position once `records` are delivered.
     pub position: SlicePosition,
@@ -232,16 +234,18 @@ impl SliceReader {
         positions: &FeedPositions,
         known: &mut HashMap<String, usize>,
     ) -> Result<(Vec<Seen>, Plan), Error> {
+        let mut gone = Gone::default();
         loop {
             let seen = items.iter().map(seen_of).collect::<Result<Vec<_>, _>>()?;
-            let mut plan = position.plan(&seen, known);
+            let mut plan = position.plan(&seen, known, &gone);
             if !plan.unknown.is_empty() {
                 let unknown = std::mem::take(&mut plan.unknown);
-                self.resolve(known, unknown, position, positions).await?;
-                plan = position.plan(&seen, known);
+                self.resolve(known, unknown, position, positions, &seen)
+                    .await?;
+                plan = position.plan(&seen, known, &gone);
             }
             let checked = self
-                .check_missing(&plan.missing, position, known, &seen)
+                .check_missing(&plan.missing, position, known, &seen, &mut gone)
                 .await?;
             if !checked.recovered.is_empty() {
                 // Events whose index entries came too late to be read:
@@ -250,7 +254,8 @@ impl SliceReader {
                 continue;
             }
             if checked.replan {
-                // An aggregate's missing event predates the feed's start.
+                // An aggregate's missing event predates the feed's start,
+                // or was deleted with its aggregate.
                 continue;
             }
             return Ok((seen, plan));
@@ -261,19 +266,26 @@ impl SliceReader {
     /// position's `recent` (`(id, first sequence read)`), from the feed's
     /// records; one never delivered in a feed that started at a time
     /// counts as delivered up to the event before its first one read if
-    /// that event was committed before the start.
+    /// that event was committed before the start (if the first one read is
+    /// a tombstone whose predecessor is gone, it stays at 0: the plan then
+    /// finds the deleted events gone).
     pub(super) async fn resolve(
         &self,
         known: &mut HashMap<String, usize>,
         unknown: Vec<(String, usize)>,
         position: &SlicePosition,
         positions: &FeedPositions,
+        seen: &[Seen],
     ) -> Result<(), Error> {
         let ids: Vec<String> = unknown.iter().map(|(id, _)| id.clone()).collect();
         let last = positions.last_sequences(&self.aggregate_type, &ids).await?;
         for (id, first) in unknown {
             let mut delivered = last.get(&id).copied().unwrap_or_default();
-            if delivered == 0 && position.origin > 0 && first > 1 {
+            if delivered == 0
+                && position.origin > 0
+                && first > 1
+                && !self.deleted().gone(seen, &id, first - 1).await?
+            {
                 let time = self.commit_time(&id, first - 1).await?;
                 if time < position.origin {
                     delivered = first - 1;
@@ -290,17 +302,28 @@ impl SliceReader {
     /// band a read starts in (a window below the watermark) will never be
     /// read from the index: it and the events up to the held run's first
     /// are read from the table by key (`recovered`), so the run is
-    /// delivered whole and in order. Otherwise it is only late, and waits.
+    /// delivered whole and in order. One a tombstone read here deleted and
+    /// the table no longer holds is `gone` (see `feed::deletion`).
+    /// Otherwise it is only late, and waits.
     async fn check_missing(
         &self,
         missing: &[(String, usize)],
         position: &SlicePosition,
         known: &mut HashMap<String, usize>,
         seen: &[Seen],
+        gone: &mut Gone,
     ) -> Result<Checked, Error> {
         let mut checked = Checked::default();
         let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
         for (aggregate_id, sequence) in missing {
+            if self
+                .deleted()
+                .account(aggregate_id, *sequence, seen, gone)
+                .await?
+            {
+                checked.replan = true;
+                continue;
+            }
             let time = self.commit_time(aggregate_id, *sequence).await?;
             let never_delivered = !position.recent.contains_key(aggregate_id)
                 && known.get(aggregate_id).is_none_or(|d| *d < *sequence);
@@ -405,6 +428,15 @@ impl SliceReader {
         }
     }
 
+    /// The look-ups of events a tombstone deleted.
+    fn deleted(&self) -> deletion::Deleted<'_> {
+        deletion::Deleted {
+            client: &self.client,
+            table: &self.table,
+            aggregate_type: &self.aggregate_type,
+        }
+    }
+
     /// The commit time of event `sequence` of `aggregate_id`, read from the
     /// table (strongly consistent).
     async fn commit_time(&self, aggregate_id: &str, sequence: usize) -> Result<u64, Error> {
@@ -475,6 +507,10 @@ pub(super) fn seen_of(item: &Item) -> Result<Seen, Error> {
             .to_string(),
         sequence: get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").map_err(invalid)?,
         micros: get_n(item, COMMIT_TIME, "CommitTime").map_err(invalid)?,
+        deleted_through: match item.get(DELETED_THROUGH) {
+            Some(_) => Some(get_n(item, DELETED_THROUGH, "DeletedThrough").map_err(invalid)?),
+            None => None,
+        },
     })
 }
 
