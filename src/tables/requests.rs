@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
 use crate::error::{Error, Result};
-use crate::item::{s, Item};
+use crate::item::{n, s, Item, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
 
 /// Keys per `BatchGetItem` (DynamoDB's maximum).
 const BATCH_GET_KEYS: usize = 100;
@@ -28,6 +29,28 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// Answers in a row that return nothing while keys stay unprocessed before
 /// a batch read gives up.
 pub(crate) const IDLE_ROUNDS: u32 = 8;
+
+/// The strongly consistent `Query` of the items of aggregate `key` (its
+/// `AggregateTypeAndId`) in `table` with sequences `first..=last`, for the
+/// caller to page or limit.
+pub(crate) fn sequences_between(
+    client: &Client,
+    table: &str,
+    key: &str,
+    first: usize,
+    last: usize,
+) -> QueryFluentBuilder {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
+        .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
+        .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
+        .expression_attribute_values(":key", s(key))
+        .expression_attribute_values(":first", n(first))
+        .expression_attribute_values(":last", n(last.max(first)))
+        .consistent_read(true)
+}
 
 /// Writes `item` to `table`, replacing any item with its key (an
 /// unconditional `PutItem`).

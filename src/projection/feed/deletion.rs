@@ -20,8 +20,9 @@ use aws_sdk_dynamodb::Client;
 
 use super::position::{Gone, Seen};
 use crate::error::Error as StoreError;
-use crate::item::{aggregate_key, get_n, n, s, AGGREGATE_ID_SEQUENCE, AGGREGATE_TYPE_AND_ID};
+use crate::item::{aggregate_key, get_n, AGGREGATE_ID_SEQUENCE};
 use crate::projection::Error;
+use crate::tables::requests::sequences_between;
 
 /// The tombstone of `aggregate_id` among `seen` that deleted `sequence`:
 /// its sequence and `DeletedThrough`.
@@ -59,25 +60,15 @@ impl Deleted<'_> {
         last: usize,
     ) -> Result<Option<usize>, Error> {
         let key = aggregate_key(self.aggregate_type, aggregate_id);
-        let out = self
-            .client
-            .query()
-            .table_name(self.table)
-            .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-            .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
-            .expression_attribute_values(":key", s(&key))
-            .expression_attribute_values(":first", n(first))
-            .expression_attribute_values(":last", n(last.max(first)))
+        let out = sequences_between(self.client, self.table, &key, first, last)
             .projection_expression("#key, #seq")
-            .consistent_read(true)
             .limit(1)
             .send()
             .await
             .map_err(|err| StoreError::from_sdk_on("Query", self.table, err))?;
         match out.items.unwrap_or_default().first() {
             Some(item) => Ok(Some(
-                get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").map_err(Error::Store)?,
+                get_n(item, &key, AGGREGATE_ID_SEQUENCE).map_err(Error::Store)?,
             )),
             None => Ok(None),
         }

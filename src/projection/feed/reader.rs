@@ -20,6 +20,7 @@ use crate::item::{
 use crate::projection::{ChangeKind, ChangeRecord, Error};
 use crate::slice::{from_micros, micros, Slices, COMMIT_TIME, SLICE, SLICE_INDEX};
 use crate::stream::Pages;
+use crate::tables::requests::sequences_between;
 
 /// The default [window](SliceReader::with_window): how late an event may
 /// become visible in the index after its commit time (index propagation
@@ -357,20 +358,12 @@ impl SliceReader {
         until: usize,
     ) -> Result<Vec<Item>, Error> {
         let key = aggregate_key(&self.aggregate_type, aggregate_id);
-        let query = self.client.query().table_name(&self.table);
-        let query = query
-            .key_condition_expression("#key = :key AND #seq BETWEEN :first AND :last")
-            .expression_attribute_names("#key", AGGREGATE_TYPE_AND_ID)
-            .expression_attribute_names("#seq", AGGREGATE_ID_SEQUENCE)
-            .expression_attribute_values(":key", s(&key))
-            .expression_attribute_values(":first", n(first))
-            .expression_attribute_values(":last", n(until.saturating_sub(1).max(first)))
-            .consistent_read(true);
+        let last = until.saturating_sub(1);
+        let query = sequences_between(&self.client, &self.table, &key, first, last);
         let (items, _) = Pages::query(query, None).collect().await?;
         for (offset, item) in items.iter().enumerate() {
             let expected = first + offset;
-            let sequence: usize =
-                get_n(item, AGGREGATE_ID_SEQUENCE, "AggregateIdSequence").map_err(Error::Store)?;
+            let sequence: usize = get_n(item, &key, AGGREGATE_ID_SEQUENCE).map_err(Error::Store)?;
             if sequence != expected || !item.contains_key(COMMIT_TIME) {
                 // Missing from the table, or not sliced: the look-up of
                 // `expected` says which, with the fix.
